@@ -1,0 +1,70 @@
+"""Entry point of `interop`; heavy libraries are imported inside commands, never at start-up."""
+
+from __future__ import annotations
+
+import platform
+from importlib import metadata
+
+import typer
+
+from cli import db_commands
+from cli.common import console
+
+app = typer.Typer(
+    help="Interop Lab: mine, code, convert and explore ONNX model-converter data.",
+    no_args_is_help=True,
+    pretty_exceptions_show_locals=False,
+)
+app.add_typer(db_commands.app, name="db")
+
+STACK = ("torch", "tensorflow", "keras", "tf2onnx", "onnx", "onnxruntime", "onnxscript", "nnsmith")
+
+
+def _version(value: bool) -> None:
+    if value:
+        console.print(f"interop-lab {metadata.version('interop-lab')}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main(
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Show the version."),
+) -> None:
+    """Interop Lab command line."""
+
+
+def package_version(name: str) -> str:
+    """Installed version of a distribution without importing it (torch/TF imports take seconds)."""
+    try:
+        return metadata.version(name)
+    except metadata.PackageNotFoundError:
+        return "not installed"
+
+
+@app.command()
+def info() -> None:
+    """Show the database (password masked), its schema revision, and the converter stack's versions."""
+    from rich.table import Table
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from db.config import get_settings
+    from db.engine import make_engine, mask_url
+    from db.migrate import current_revision, head_revision
+
+    url = get_settings().database_url
+    try:
+        rev = current_revision(make_engine(url)) or "(empty: run `interop db upgrade`)"
+    except SQLAlchemyError as exc:
+        rev = f"unreachable ({type(exc).__name__})"
+    table = Table(show_header=False, box=None)
+    table.add_row("interop-lab", package_version("interop-lab"))
+    table.add_row("database", mask_url(url))
+    table.add_row("schema revision", f"{rev} (head {head_revision()})")
+    table.add_row("python", platform.python_version())
+    for name in STACK:
+        table.add_row(name, package_version(name))
+    console.print(table)
+
+
+if __name__ == "__main__":
+    app()

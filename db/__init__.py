@@ -1,0 +1,1 @@
+"""The one relational store: tables, engine/session helpers, migrations, queries and exports."""

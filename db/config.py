@@ -1,0 +1,73 @@
+"""Platform configuration from INTEROP_* variables, `.env` and an optional `interop.toml`."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field, SecretStr
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+DEFAULT_DATABASE_FILE = "interop.db"
+
+
+def _toml_file() -> Path:
+    """The `interop.toml` to read; `INTEROP_CONFIG` names another one."""
+    return Path(os.environ.get("INTEROP_CONFIG", "interop.toml"))
+
+
+class Settings(BaseSettings):
+    """Everything the platform reads from its environment; secrets stay SecretStr so they never print."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="INTEROP_",
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+    )
+
+    database_url: str = Field(
+        default_factory=lambda: f"sqlite:///{Path.cwd() / DEFAULT_DATABASE_FILE}",
+        description="SQLAlchemy URL of the store; SQLite file in the working directory by default.",
+    )
+    sqlite_busy_timeout_ms: int = Field(30_000, description="How long SQLite waits for a lock.")
+    github_token: SecretStr | None = Field(None, description="GitHub token(s), comma-separated.")
+    github_base_url: str = Field("https://api.github.com", description="GitHub API base URL.")
+    label_studio_url: str = Field("http://127.0.0.1:8080", description="Label Studio server URL.")
+    label_studio_api_key: SecretStr | None = Field(None, description="Label Studio API token.")
+    data_dir: Path = Field(Path("artifacts"), description="Where campaigns keep model files.")
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """Precedence: arguments > environment > .env > top-level keys of interop.toml."""
+        toml = TomlConfigSettingsSource(settings_cls, toml_file=_toml_file())
+        return (init_settings, env_settings, dotenv_settings, toml, file_secret_settings)
+
+
+def get_settings(**overrides: Any) -> Settings:
+    """Fresh settings each call so tests and the CLI see the current environment."""
+    return Settings(**overrides)
+
+
+def load_toml() -> dict[str, Any]:
+    """The whole `interop.toml` (miners, schedules, campaigns read their own tables from it)."""
+    import tomllib
+
+    path = _toml_file()
+    if not path.exists():
+        return {}
+    with path.open("rb") as fh:
+        return tomllib.load(fh)

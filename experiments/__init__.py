@@ -1,0 +1,1 @@
+"""Conversion campaigns: model sources, converters, differential testing, isolation, executors."""

@@ -1,0 +1,1 @@
+"""Collaborative coding of items against a codebook: Label Studio sync, agreement, adjudication."""

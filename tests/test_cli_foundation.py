@@ -1,0 +1,69 @@
+"""`interop --version`, `info` and `db …` as a user types them."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+from cli.main import STACK
+
+
+def test_version_prints_the_package_version(cli) -> None:  # type: ignore[no-untyped-def]
+    result = cli("--version")
+    assert result.exit_code == 0
+    assert result.stdout.startswith("interop-lab ")
+
+
+def test_info_shows_revision_and_every_stack_version(cli, db_url: str) -> None:  # type: ignore[no-untyped-def]
+    result = cli("info")
+    assert result.exit_code == 0, result.output
+    from db.migrate import head_revision
+
+    assert f"{head_revision()} (head {head_revision()})" in result.stdout
+    for name in (*STACK, "python"):
+        assert name in result.stdout
+
+
+def test_info_masks_the_database_password(monkeypatch, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    from typer.testing import CliRunner
+
+    from cli.main import app
+
+    monkeypatch.setenv("INTEROP_DATABASE_URL", "postgresql://alice:hunter2@127.0.0.1:1/nope")
+    result = CliRunner().invoke(app, ["info"])
+    assert result.exit_code == 0
+    assert "hunter2" not in result.output
+    assert "alice:***@127.0.0.1" in result.output
+
+
+def test_db_upgrade_current_downgrade_on_an_empty_database(empty_db_url: str, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    from typer.testing import CliRunner
+
+    from cli.main import app
+    from db.migrate import head_revision
+
+    monkeypatch.setenv("INTEROP_DATABASE_URL", empty_db_url)
+    runner = CliRunner()
+    assert "(empty database)" in runner.invoke(app, ["db", "current"]).stdout
+    assert runner.invoke(app, ["db", "upgrade"]).exit_code == 0
+    assert f"current: {head_revision()}" in runner.invoke(app, ["db", "current"]).stdout
+    assert runner.invoke(app, ["db", "downgrade", "base"]).exit_code == 0
+    assert "(empty database)" in runner.invoke(app, ["db", "current"]).stdout
+
+
+def test_unreachable_database_is_one_clear_error(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    from typer.testing import CliRunner
+
+    from cli.main import app
+
+    monkeypatch.setenv("INTEROP_DATABASE_URL", "postgresql://bob:pw@127.0.0.1:1/none")
+    result = CliRunner().invoke(app, ["db", "upgrade"])
+    assert result.exit_code == 2
+    assert "cannot reach the database" in result.output and "pw@" not in result.output
+
+
+def test_the_console_script_starts_without_importing_torch_or_tensorflow() -> None:
+    code = "import sys, cli.main; print(any(m in sys.modules for m in ('torch', 'tensorflow')))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
