@@ -1,0 +1,81 @@
+"""`interop export`: whole tables or one read-only query to CSV, Parquet or SQLite files."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from cli.common import console, fail
+
+app = typer.Typer(
+    help="Export tables (whole, streamed) or one read-only query as CSV, Parquet or SQLite.",
+    invoke_without_command=True,
+)
+
+FORMAT_HELP = "csv, parquet or sqlite (one file holding every exported table)."
+
+
+def _url() -> str:
+    from db.config import get_settings
+
+    return get_settings().database_url
+
+
+def _split(values: list[str] | None) -> list[str] | None:
+    names = [n.strip() for v in values or [] for n in v.split(",") if n.strip()]
+    return names or None
+
+
+@app.callback()
+def tables(
+    ctx: typer.Context,
+    fmt: str = typer.Option("csv", "--format", "-f", help=FORMAT_HELP),
+    tables: list[str] | None = typer.Option(
+        None, "--tables", "-t", help="Table names (repeat or comma-separate); default: every table."
+    ),
+    out: Path = typer.Option(Path("exports"), "--out", "-o", help="Directory to write into."),
+) -> None:
+    """Export whole tables (no row cap) to OUT: one file per table, or one SQLite file for all."""
+    if ctx.invoked_subcommand is not None:
+        return
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from db.export import ExportError, export_tables
+
+    counts: dict[str, int] = {}
+    try:
+        with console.status("exporting…") as status:
+
+            def progress(table: str, n: int) -> None:
+                counts[table] = counts.get(table, 0) + n
+                status.update(f"exporting {table}: {counts[table]:,} rows")
+
+            done = export_tables(_url(), out, fmt.lower(), _split(tables), progress=progress)
+    except ExportError as exc:
+        fail(str(exc))
+    except SQLAlchemyError as exc:
+        fail(f"database error: {str(getattr(exc, 'orig', exc)).strip().splitlines()[0]}")
+    for item in done:
+        console.print(f"{item.name}: {item.rows:,} rows → {item.path}")
+    console.print(f"exported {len(done)} table(s) as {fmt.lower()} into {out}")
+
+
+@app.command()
+def query(
+    sql: str = typer.Argument(..., help="One read-only statement (SELECT / WITH / VALUES / EXPLAIN)."),
+    fmt: str = typer.Option("csv", "--format", "-f", help=FORMAT_HELP),
+    out: Path = typer.Option(Path("exports"), "--out", "-o", help="Directory to write into."),
+    name: str = typer.Option("query", "--name", "-n", help="File (and SQLite table) name, without extension."),
+    timeout: float = typer.Option(300.0, "--timeout", help="Stop the query after this many seconds (0: no limit)."),
+) -> None:
+    """Export the result of one read-only query, checked and time-limited like the app's SQL console."""
+    from db.export import ExportError, export_query
+    from db.readonly import QueryError, QueryTimeout, ReadOnlyViolation
+
+    try:
+        with console.status("running the query…"):
+            done = export_query(_url(), sql, out, fmt.lower(), name=name, timeout_s=timeout or None)
+    except (ExportError, QueryError, QueryTimeout, ReadOnlyViolation) as exc:
+        fail(str(exc))
+    console.print(f"{done.rows:,} rows → {done.path}")

@@ -1,0 +1,94 @@
+"""A small, deterministic database for app, export and console tests (through the models, like a miner)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy.engine import Engine
+from sqlmodel import Session
+
+from db.models import IngestRun, Issue, IssueEvent, IssueSample, IssueSampleMember, Repository, RunStatus
+
+REPOS = ("pytorch/pytorch", "onnx/tensorflow-onnx")
+T0 = datetime(2023, 1, 1, tzinfo=UTC)
+
+
+@dataclass
+class Seeded:
+    """What was written, so tests can compare figures without re-deriving them."""
+
+    repositories: int = 0
+    issues: int = 0
+    closed_issues: int = 0
+    events: int = 0
+    sample_members: int = 0
+    ingest_runs: int = 0
+    failed_error: str = ""
+    per_repo: dict[str, int] = field(default_factory=dict)
+
+
+def seed_github(engine: Engine, issues_per_repo: int = 20) -> Seeded:
+    """Two repositories with issues (every third open), two events each, a sample, and three ingest runs."""
+    out = Seeded()
+    with Session(engine) as session:
+        repos = [Repository(full_name=name) for name in REPOS]
+        session.add_all(repos)
+        session.flush()
+        out.repositories = len(repos)
+        picked: list[Issue] = []
+        for r, repo in enumerate(repos):
+            for n in range(1, issues_per_repo + 1):
+                created = T0 + timedelta(days=7 * n + r)
+                closed = n % 3 != 0
+                issue = Issue(
+                    repository_id=repo.id or 0,
+                    number=1000 * (r + 1) + n,
+                    title=f"{repo.full_name.split('/')[1]} export fails #{n}",
+                    body=f"Converting model {n} raises an error.",
+                    state="closed" if closed else "open",
+                    labels=["module: onnx"] if r == 0 else (["bug"] if n % 2 else ["question"]),
+                    author=f"user{n % 5}",
+                    created_at=created,
+                    updated_at=created + timedelta(days=3),
+                    closed_at=created + timedelta(days=3) if closed else None,
+                    comment_count=n % 4,
+                    html_url=f"https://github.com/{repo.full_name}/issues/{1000 * (r + 1) + n}",
+                    hydrated=True,
+                )
+                session.add(issue)
+                session.flush()
+                out.issues += 1
+                out.closed_issues += closed
+                out.per_repo[repo.full_name] = out.per_repo.get(repo.full_name, 0) + 1
+                events = [IssueEvent(issue_id=issue.id or 0, event_key=f"{issue.id}-labeled", event="labeled",
+                                     actor="bot", created_at=created + timedelta(hours=1))]  # fmt: skip
+                if closed:
+                    events.append(IssueEvent(issue_id=issue.id or 0, event_key=f"{issue.id}-closed", event="closed",
+                                             actor="maintainer", commit_id=f"{n:040x}",
+                                             created_at=created + timedelta(days=3)))  # fmt: skip
+                session.add_all(events)
+                out.events += len(events)
+                if n <= 5:
+                    picked.append(issue)
+        sample = IssueSample(name="pilot", seed=42, rule={"fixed_only": True, "n": len(picked)})
+        session.add(sample)
+        session.flush()
+        for position, issue in enumerate(picked):
+            session.add(IssueSampleMember(sample_id=sample.id or 0, issue_id=issue.id or 0, position=position))
+        out.sample_members = len(picked)
+        out.failed_error = "ConnectionError: GitHub did not answer after 5 retries"
+        session.add_all(
+            [
+                IngestRun(kind="github-mine", started_at=T0, finished_at=T0 + timedelta(minutes=5),
+                          status=RunStatus.ok, counts={"issues_new": out.issues}),
+                IngestRun(kind="github-mine", started_at=T0 + timedelta(days=1),
+                          finished_at=T0 + timedelta(days=1, minutes=1), status=RunStatus.failed,
+                          error=out.failed_error),
+                IngestRun(kind="survey-import", started_at=T0 + timedelta(days=2),
+                          finished_at=T0 + timedelta(days=2, seconds=4), status=RunStatus.ok, counts={"responses": 92}),
+            ]
+        )  # fmt: skip
+        out.ingest_runs = 3
+        session.commit()
+    return out
