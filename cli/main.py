@@ -7,7 +7,7 @@ from importlib import metadata
 
 import typer
 
-from cli import db_commands, export_commands
+from cli import app_commands, db_commands, export_commands
 from cli.common import console
 
 app = typer.Typer(
@@ -17,6 +17,7 @@ app = typer.Typer(
 )
 app.add_typer(db_commands.app, name="db")
 app.add_typer(export_commands.app, name="export")
+app.command(name="app")(app_commands.run_app)
 
 STACK = ("torch", "tensorflow", "keras", "tf2onnx", "onnx", "onnxruntime", "onnxscript", "nnsmith")
 

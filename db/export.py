@@ -334,3 +334,37 @@ def export_query(
         target.unlink(missing_ok=True)
         raise
     return Exported(name, rows, final)
+
+
+# --- in-memory results (the SQL console's downloads) ---------------------------------------------------
+
+
+def frame_to_arrow(frame: Any) -> pa.Table:
+    """A console result as an Arrow table, typed like `export query` types it (JSON values as text)."""
+    columns = [str(c) for c in frame.columns]
+    rows = list(frame.itertuples(index=False, name=None))
+    rows = [tuple(None if _is_missing(v) else v for v in row) for row in rows]
+    schema = _infer_schema(columns, rows)
+    return pa.Table.from_batches([_batch(schema, rows)], schema=schema)
+
+
+def _is_missing(value: Any) -> bool:
+    try:
+        return value is None or (not isinstance(value, dict | list | str | bytes) and bool(value != value))
+    except (TypeError, ValueError):
+        return False
+
+
+def frame_to_bytes(frame: Any, fmt: str) -> bytes:
+    """CSV or Parquet bytes of a console result, for a download button."""
+    import io
+
+    table = frame_to_arrow(frame)
+    buffer = io.BytesIO()
+    if fmt == "parquet":
+        pq.write_table(table, buffer, compression="zstd")
+    elif fmt == "csv":
+        pacsv.write_csv(table, buffer)
+    else:
+        raise ExportError(f"unknown download format {fmt!r}")
+    return buffer.getvalue()

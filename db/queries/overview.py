@@ -1,0 +1,126 @@
+"""What the Overview page shows: rows per table grouped by area, and how fresh each miner's data is."""
+
+from __future__ import annotations
+
+import pandas as pd
+from sqlalchemy import and_, func, inspect, select
+from sqlalchemy.engine import Engine
+from sqlmodel import SQLModel
+
+import db.models  # noqa: F401  (registers every model)
+from db.models.ingest import IngestRun, RunStatus
+
+#: Area shown for each models module (modules added later show under their own name).
+AREAS = {
+    "ingest": "Bookkeeping",
+    "github": "GitHub issues",
+    "github_mining": "GitHub issues",
+    "survey": "Survey",
+    "labeling": "Labeling",
+    "experiments": "Experiments",
+}
+
+
+def table_areas() -> dict[str, str]:
+    """Table name → area, from the module each model lives in (db/models/<area>.py)."""
+    out: dict[str, str] = {}
+    for mapper in SQLModel._sa_registry.mappers:
+        table = getattr(mapper, "local_table", None)
+        if table is None:
+            continue
+        module = mapper.class_.__module__.rsplit(".", 1)[-1]
+        out[table.name] = AREAS.get(module, module.replace("_", " ").title())
+    return out
+
+
+def area_counts(engine: Engine) -> pd.DataFrame:
+    """One row per table present in the database: area, table, rows (exact counts)."""
+    present = set(inspect(engine).get_table_names())
+    areas = table_areas()
+    rows = []
+    with engine.connect() as conn:
+        for table in SQLModel.metadata.sorted_tables:
+            if table.name not in present:
+                continue
+            n = conn.execute(select(func.count()).select_from(table)).scalar_one()
+            rows.append({"area": areas.get(table.name, "Other"), "table": table.name, "rows": int(n)})
+    frame = pd.DataFrame(rows, columns=["area", "table", "rows"])
+    return frame.sort_values(["area", "table"], kind="stable").reset_index(drop=True)
+
+
+def area_totals(engine: Engine) -> pd.DataFrame:
+    """Rows per area (sum over its tables)."""
+    counts = area_counts(engine)
+    return counts.groupby("area", as_index=False)["rows"].sum()
+
+
+def miner_freshness(engine: Engine) -> pd.DataFrame:
+    """Per run kind: runs, last successful finish, last failure with its error, and runs still going."""
+    run = IngestRun.__table__  # type: ignore[attr-defined]
+    summary = (
+        select(
+            run.c.kind,
+            func.count().label("runs"),
+            func.max(run.c.finished_at).filter(run.c.status == RunStatus.ok.value).label("last_success_at"),
+            func.max(run.c.finished_at).filter(run.c.status == RunStatus.failed.value).label("last_failure_at"),
+            func.count().filter(run.c.status == RunStatus.running.value).label("running"),
+            func.max(run.c.started_at).label("last_started_at"),
+        )
+        .group_by(run.c.kind)
+        .subquery()
+    )
+    latest_failed = (
+        select(run.c.kind, func.max(run.c.id).label("id"))
+        .where(run.c.status == RunStatus.failed.value)
+        .group_by(run.c.kind)
+        .subquery()
+    )
+    failed = run.alias("failed")
+    stmt = (
+        select(summary, failed.c.error.label("last_error"))
+        .outerjoin(latest_failed, latest_failed.c.kind == summary.c.kind)
+        .outerjoin(failed, and_(failed.c.id == latest_failed.c.id))
+        .order_by(summary.c.kind)
+    )
+    with engine.connect() as conn:
+        rows = conn.execute(stmt).mappings().all()
+    frame = pd.DataFrame([dict(r) for r in rows], columns=[
+        "kind", "runs", "last_success_at", "last_failure_at", "running", "last_started_at", "last_error",
+    ])  # fmt: skip
+    for column in ("last_success_at", "last_failure_at", "last_started_at"):
+        frame[column] = pd.to_datetime(frame[column], utc=True)
+    return frame
+
+
+RUN_COLUMNS = ["id", "kind", "status", "started_at", "finished_at", "duration_s", "counts", "error"]
+
+
+def recent_runs(engine: Engine, limit: int = 20) -> pd.DataFrame:
+    """The newest ingest_run rows: kind, status, when, how long, counts and error."""
+    run = IngestRun.__table__  # type: ignore[attr-defined]
+    stmt = select(run).order_by(run.c.started_at.desc(), run.c.id.desc()).limit(limit)
+    with engine.connect() as conn:
+        rows = conn.execute(stmt).mappings().all()
+    records = [
+        {
+            **{k: r[k] for k in ("id", "kind", "status", "started_at", "finished_at", "error")},
+            "duration_s": (r["finished_at"] - r["started_at"]).total_seconds() if r["finished_at"] else None,
+            "counts": ", ".join(f"{k}={v}" for k, v in sorted((r["counts"] or {}).items())),
+        }
+        for r in rows
+    ]
+    frame = pd.DataFrame(records, columns=RUN_COLUMNS)
+    for column in ("started_at", "finished_at"):
+        frame[column] = pd.to_datetime(frame[column], utc=True)
+    return frame
+
+
+def table_columns(engine: Engine) -> pd.DataFrame:
+    """Every table and its columns with their SQL types, for writing console queries."""
+    inspector = inspect(engine)
+    rows = [
+        {"table": name, "column": col["name"], "type": str(col["type"]), "nullable": bool(col.get("nullable", True))}
+        for name in sorted(inspector.get_table_names())
+        for col in inspector.get_columns(name)
+    ]
+    return pd.DataFrame(rows, columns=["table", "column", "type", "nullable"])

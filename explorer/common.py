@@ -1,0 +1,110 @@
+"""What every page shares: the configured database, TTL-cached db/queries calls, URL filters, empty states."""
+
+from __future__ import annotations
+
+import importlib
+import json
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
+
+import streamlit as st
+
+#: Seconds a query result is reused before the database is asked again (the sidebar can clear it).
+CACHE_TTL_S = 60
+
+T = TypeVar("T")
+
+
+def database_url() -> str:
+    """The configured database (INTEROP_DATABASE_URL / .env / interop.toml), as the CLI sees it."""
+    from db.config import get_settings
+
+    return get_settings().database_url
+
+
+def masked_url() -> str:
+    from db.engine import mask_url
+
+    return mask_url(database_url())
+
+
+@st.cache_data(ttl=CACHE_TTL_S, show_spinner=False, max_entries=512)
+def _cached_call(target: str, url: str, kwargs_json: str) -> Any:
+    """Run db.queries function `module:name` on the engine of `url` (cached per URL and arguments)."""
+    from db.engine import get_engine
+
+    module, name = target.split(":")
+    fn = getattr(importlib.import_module(module), name)
+    return fn(get_engine(url), **json.loads(kwargs_json))
+
+
+def query(fn: Callable[..., T], **kwargs: Any) -> T:
+    """Call a db/queries function `fn(engine, **kwargs)` through the TTL cache."""
+    target = f"{fn.__module__}:{fn.__name__}"
+    return _cached_call(target, database_url(), json.dumps(kwargs, sort_keys=True, default=str))  # type: ignore[no-any-return]
+
+
+# --- filters in the URL --------------------------------------------------------------------------------
+
+
+def param(name: str, default: str = "") -> str:
+    """One filter value from the URL query string."""
+    value = st.query_params.get(name)
+    return str(value) if value is not None else default
+
+
+def params(name: str) -> list[str]:
+    """A multi-valued filter from the URL (`?label=a&label=b`)."""
+    return [v for v in st.query_params.get_all(name) if v != ""]
+
+
+def set_params(**values: str | Sequence[str] | None) -> None:
+    """Write filters back to the URL so the view can be shared; empty values are dropped."""
+    for name, value in values.items():
+        empty = value is None or value == "" or (not isinstance(value, str) and len(value) == 0)
+        if empty:
+            if name in st.query_params:
+                del st.query_params[name]
+        elif isinstance(value, str):
+            if st.query_params.get(name) != value:
+                st.query_params[name] = value
+        elif st.query_params.get_all(name) != list(value):
+            st.query_params[name] = list(value)
+
+
+def select_param(label: str, name: str, options: Sequence[str], all_label: str = "(all)", **kw: Any) -> str:
+    """A selectbox bound to URL parameter `name` ("" means no filter)."""
+    choices = [all_label, *options]
+    current = param(name)
+    index = choices.index(current) if current in choices else 0
+    picked = st.selectbox(label, choices, index=index, key=f"param_{name}", **kw)
+    value = "" if picked == all_label else str(picked)
+    set_params(**{name: value})
+    return value
+
+
+def multiselect_param(label: str, name: str, options: Sequence[str], **kw: Any) -> list[str]:
+    """A multiselect bound to a multi-valued URL parameter."""
+    current = [v for v in params(name) if v in options]
+    picked = st.multiselect(label, list(options), default=current, key=f"param_{name}", **kw)
+    set_params(**{name: picked})
+    return list(picked)
+
+
+# --- empty states and small pieces ---------------------------------------------------------------------
+
+
+def empty_state(what: str, *commands: str) -> None:
+    """Say what is missing and which command fills it."""
+    lines = "\n".join(f"    {c}" for c in commands)
+    st.info(f"No {what} in this database yet. Fill it with:\n\n{lines}", icon=":material/info:")
+
+
+def error_box(exc: Exception) -> None:
+    st.error(f"{type(exc).__name__}: {exc}")
+
+
+def schema_missing(exc: Exception) -> bool:
+    """True when the database has no tables yet (the app opened before `interop db upgrade`)."""
+    text = str(getattr(exc, "orig", exc)).lower()
+    return "no such table" in text or ("relation" in text and "does not exist" in text)

@@ -1,0 +1,71 @@
+"""Overview: how much data each area holds and how fresh each miner's last run is."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from db.queries import overview
+from explorer.common import empty_state, query, schema_missing
+
+st.title("Overview")
+st.caption("Counts per area, freshness of every miner, import and campaign, and the latest runs.")
+
+try:
+    counts = query(overview.area_counts)
+except Exception as exc:
+    if not schema_missing(exc):
+        raise
+    empty_state("schema", "interop db upgrade")
+    st.stop()
+
+totals = counts.groupby("area", as_index=False)["rows"].sum()
+columns = st.columns(max(len(totals), 1))
+for column, row in zip(columns, totals.itertuples(index=False), strict=False):
+    column.metric(str(row.area), f"{int(row.rows):,}", help="rows over all tables of this area")
+with st.expander("Rows per table", expanded=False):
+    st.dataframe(counts, hide_index=True, width="stretch")
+
+st.subheader("Freshness")
+fresh = query(overview.miner_freshness)
+if fresh.empty:
+    empty_state(
+        "miner, import or campaign runs",
+        "interop survey import FILE --survey NAME",
+        "interop mine github --all",
+        "interop experiment run --preset quick",
+    )
+else:
+    st.dataframe(
+        fresh,
+        hide_index=True,
+        width="stretch",
+        column_config={
+            "kind": "what ran",
+            "last_success_at": st.column_config.DatetimeColumn("last success (UTC)", format="YYYY-MM-DD HH:mm"),
+            "last_failure_at": st.column_config.DatetimeColumn("last failure (UTC)", format="YYYY-MM-DD HH:mm"),
+            "last_started_at": st.column_config.DatetimeColumn("last start (UTC)", format="YYYY-MM-DD HH:mm"),
+            "last_error": st.column_config.TextColumn("error of the last failure", width="large"),
+        },
+    )
+    failing = fresh[fresh["last_failure_at"].notna() & (
+        fresh["last_success_at"].isna() | (fresh["last_failure_at"] > fresh["last_success_at"])
+    )]  # fmt: skip
+    for row in failing.itertuples(index=False):
+        st.warning(f"`{row.kind}` failed last ({row.last_failure_at:%Y-%m-%d %H:%M} UTC): {row.last_error}")
+
+st.subheader("Recent runs")
+runs = query(overview.recent_runs, limit=int(st.session_state.get("recent_limit", 20)))
+if runs.empty:
+    st.caption("No runs recorded yet.")
+else:
+    st.dataframe(
+        runs,
+        hide_index=True,
+        width="stretch",
+        column_config={
+            "started_at": st.column_config.DatetimeColumn("started (UTC)", format="YYYY-MM-DD HH:mm:ss"),
+            "finished_at": st.column_config.DatetimeColumn("finished (UTC)", format="YYYY-MM-DD HH:mm:ss"),
+            "duration_s": st.column_config.NumberColumn("seconds", format="%.1f"),
+        },
+    )
+    st.number_input("rows shown", min_value=5, max_value=500, step=5, value=20, key="recent_limit")

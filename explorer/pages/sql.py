@@ -1,0 +1,64 @@
+"""SQL console: one read-only statement at a time, time-limited, capped, downloadable as CSV or Parquet."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from db.export import frame_to_bytes
+from db.queries import overview
+from db.readonly import DEFAULT_ROW_CAP, DEFAULT_TIMEOUT_S, QueryError, QueryTimeout, ReadOnlyViolation, run_read_only
+from explorer.common import database_url, param, query, set_params
+
+EXAMPLE = "SELECT kind, status, count(*) AS runs\nFROM ingest_run\nGROUP BY kind, status\nORDER BY kind"
+
+st.title("SQL")
+st.caption(
+    "Read-only: SQLite is opened read-only and PostgreSQL runs the statement in a READ ONLY transaction; "
+    "writes, ATTACH, PRAGMA writes and multiple statements are refused. For whole tables use `interop export`."
+)
+
+with st.sidebar.expander("Tables and columns", expanded=False):
+    try:
+        cols = query(overview.table_columns)
+        for table, group in cols.groupby("table", sort=True):
+            st.markdown(f"**{table}**: " + ", ".join(f"`{c}`" for c in group["column"]))
+    except Exception as exc:  # the schema browser is a help, never a blocker
+        st.caption(f"schema unavailable: {exc}")
+
+sql = st.text_area("Query", value=param("sql", EXAMPLE), height=160, key="sql_text")
+left, middle, right = st.columns([1, 1, 2])
+row_cap = left.number_input("Row cap", min_value=1, max_value=1_000_000, value=int(param("cap", str(DEFAULT_ROW_CAP))))
+timeout = middle.number_input("Time limit (s)", min_value=1.0, max_value=600.0, value=DEFAULT_TIMEOUT_S, step=5.0)
+run = right.button("Run", type="primary", icon=":material/play_arrow:")
+
+request = (sql.strip(), int(row_cap), float(timeout))
+if run or (param("sql") and st.session_state.get("sql_request") is None):
+    st.session_state["sql_request"] = request
+    set_params(sql=sql.strip(), cap=str(int(row_cap)) if int(row_cap) != DEFAULT_ROW_CAP else "")
+    try:
+        st.session_state["sql_result"] = run_read_only(database_url(), request[0], request[1], request[2])
+        st.session_state["sql_error"] = None
+    except (ReadOnlyViolation, QueryTimeout, QueryError) as exc:
+        st.session_state["sql_result"] = None
+        st.session_state["sql_error"] = (type(exc).__name__, str(exc))
+
+error = st.session_state.get("sql_error")
+result = st.session_state.get("sql_result")
+if error:
+    kind, message = error
+    (st.warning if kind == "ReadOnlyViolation" else st.error)(message)
+elif result is not None:
+    if result.truncated:
+        st.warning(
+            f"Truncated: showing the first {result.row_cap:,} rows; the query returns more. "
+            f"Raise the row cap, or export everything with `interop export query \"…\" --format parquet`.",
+            icon=":material/content_cut:",
+        )
+    st.caption(f"{result.row_count:,} rows · {result.elapsed_s:.2f} s")
+    st.dataframe(result.frame, hide_index=True, width="stretch")
+    if result.row_count:
+        a, b, _ = st.columns([1, 1, 3])
+        a.download_button("Download CSV", frame_to_bytes(result.frame, "csv"), "query.csv", "text/csv",
+                          icon=":material/download:")  # fmt: skip
+        b.download_button("Download Parquet", frame_to_bytes(result.frame, "parquet"), "query.parquet",
+                          "application/vnd.apache.parquet", icon=":material/download:")  # fmt: skip

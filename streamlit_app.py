@@ -1,0 +1,36 @@
+"""Interop Lab explorer: `interop app` (or `streamlit run streamlit_app.py`); pages live in explorer/pages/."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import streamlit as st
+
+ROOT = Path(__file__).resolve().parent
+if str(ROOT) not in sys.path:  # page scripts import db/ and explorer/ from this checkout
+    sys.path.insert(0, str(ROOT))
+
+from explorer.common import masked_url  # noqa: E402
+
+PAGES = [
+    ("overview", "Overview", ":material/dashboard:"),
+    ("survey", "Survey", ":material/ballot:"),
+    ("issues", "Issues", ":material/bug_report:"),
+    ("labeling", "Labeling", ":material/label:"),
+    ("experiments", "Experiments", ":material/science:"),
+    ("sql", "SQL", ":material/terminal:"),
+]
+
+st.set_page_config(page_title="Interop Lab", page_icon=":material/hub:", layout="wide")
+pages = [
+    st.Page(f"explorer/pages/{name}.py", title=title, icon=icon, url_path=name, default=(name == "overview"))
+    for name, title, icon in PAGES
+    if (ROOT / "explorer" / "pages" / f"{name}.py").exists()
+]
+navigation = st.navigation(pages)
+with st.sidebar:
+    st.caption(f"Database: `{masked_url()}`")
+    if st.button("Refresh data", icon=":material/refresh:", help="Forget cached query results (kept 60 s)"):
+        st.cache_data.clear()
+navigation.run()
