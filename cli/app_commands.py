@@ -24,6 +24,7 @@ def streamlit_command(port: int, address: str, script: Path = SCRIPT) -> list[st
         "--server.headless", "true",
         "--browser.gatherUsageStats", "false",
         "--server.fileWatcherType", "none",
+        "--client.toolbarMode", "minimal",
     ]  # fmt: skip
 
 

@@ -1,0 +1,113 @@
+"""End to end: `streamlit run` on a free port, every page loaded in headless Chromium, screenshots kept.
+
+Needs the Debian packages `chromium` and `chromium-driver` (skipped with the reason where /usr/bin/chromium
+is missing; CI installs them). Screenshots go to test-artifacts/e2e-<backend>-<page>.png.
+"""
+
+from __future__ import annotations
+
+import urllib.parse
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy.engine import Engine
+
+from tests.support.browser import CHROMIUM, Chromium, StreamlitServer, wait_for_page
+from tests.support.seed import Seeded, seed_github
+from tests.support.services import skip_or_fail
+
+ROOT = Path(__file__).resolve().parents[1]
+ARTIFACTS = ROOT / "test-artifacts"
+
+
+@pytest.fixture
+def browser() -> Iterator[Chromium]:
+    if not CHROMIUM.exists():
+        skip_or_fail("headless Chromium is missing: apt-get install -y chromium chromium-driver")
+    chrome = Chromium()
+    try:
+        chrome.connect()
+        yield chrome
+    finally:
+        chrome.close()
+
+
+@pytest.fixture
+def server(db_url: str, engine: Engine, tmp_path: Path) -> Iterator[tuple[StreamlitServer, Seeded]]:
+    seeded = seed_github(engine)
+    app = StreamlitServer(ROOT / "streamlit_app.py", {"INTEROP_DATABASE_URL": db_url}, tmp_path / "streamlit.log")
+    try:
+        app.wait()
+        yield app, seeded
+    except TimeoutError:
+        pytest.fail(f"streamlit did not start: {(tmp_path / 'streamlit.log').read_text()[-2000:]}")
+    finally:
+        app.stop()
+
+
+def test_every_page_renders_in_chromium(
+    browser: Chromium, server: tuple[StreamlitServer, Seeded], backend: str
+) -> None:
+    app, seeded = server
+    ARTIFACTS.mkdir(exist_ok=True)
+    sql = urllib.parse.quote("SELECT state, count(*) AS n FROM issue GROUP BY state ORDER BY state")
+    github_rows = seeded.repositories + seeded.issues + seeded.events + 1 + seeded.sample_members
+    visits = [
+        ("overview", "", "Overview", ["Freshness", "GitHub issues", f"{github_rows:,}"]),
+        ("issues", "issues", "Issues", ["Matching issues", str(seeded.issues), "Issues opened and closed"]),
+        ("issues-detail", "issues?state=open&issue=pytorch/pytorch%231003", "Issues",
+         ["pytorch export fails #3", "Timeline"]),
+        ("sql", f"sql?sql={sql}", "SQL", ["2 rows", "Download Parquet"]),
+    ]  # fmt: skip
+    problems = []
+    for name, path, title, expected in visits:
+        browser.navigate(f"{app.url}/{path}")
+        state = wait_for_page(browser, title)
+        browser.screenshot(ARTIFACTS / f"e2e-{backend}-{name}.png")
+        if state["exceptions"]:
+            problems.append(f"{name}: exception shown in the page: {state['exceptions'][0][:500]}")
+        missing = [text for text in expected if text not in state["text"]]
+        if name in ("overview", "sql", "issues") and not state["dataframes"]:
+            missing.append("a table")
+        if name == "issues" and not state["charts"]:
+            missing.append("the issues-over-time chart")
+        if missing:
+            problems.append(f"{name}: {missing} not shown; page text starts {state['text'][:300]!r}")
+    assert not problems, "\n".join(problems)
+
+
+def test_interop_app_prints_the_url_serves_and_stops(db_url: str, tmp_path: Path) -> None:
+    """`interop app --port P` prints the URL, answers on it, and takes its server down on SIGTERM."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from tests.support.browser import free_port, wait_http
+
+    port = free_port()
+    log = tmp_path / "app.log"
+    env = {**os.environ, "INTEROP_DATABASE_URL": db_url}
+    with log.open("wb") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "cli.main", "app", "--port", str(port)], cwd=ROOT, env=env,
+                                stdout=out, stderr=subprocess.STDOUT)  # fmt: skip
+        try:
+            wait_http(f"http://localhost:{port}/_stcore/health", 60)
+            assert f"http://localhost:{port}" in log.read_text()
+            busy = subprocess.run([sys.executable, "-m", "cli.main", "app", "--port", str(port)], cwd=ROOT, env=env,
+                                  capture_output=True, text=True, timeout=60)  # fmt: skip
+            assert busy.returncode == 2 and f"port {port} is already in use" in busy.stderr
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            proc.wait(timeout=30)
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        try:
+            wait_http(f"http://localhost:{port}/_stcore/health", 0.5)
+        except TimeoutError:
+            break
+        time.sleep(0.5)
+    else:
+        pytest.fail("the streamlit server outlived `interop app`")
