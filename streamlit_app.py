@@ -11,7 +11,8 @@ ROOT = Path(__file__).resolve().parent
 if str(ROOT) not in sys.path:  # page scripts import db/ and explorer/ from this checkout
     sys.path.insert(0, str(ROOT))
 
-from explorer.common import masked_url  # noqa: E402
+from db.queries import overview  # noqa: E402
+from explorer.common import masked_url, query  # noqa: E402
 
 PAGES = [
     ("overview", "Overview", ":material/dashboard:"),
@@ -33,4 +34,15 @@ with st.sidebar:
     st.caption(f"Database: `{masked_url()}`")
     if st.button("Refresh data", icon=":material/refresh:", help="Forget cached query results (kept 60 s)"):
         st.cache_data.clear()
+try:
+    schema = query(overview.schema_state)
+except Exception as exc:  # unreachable server, bad URL, unreadable file: say so instead of a traceback
+    reason = str(getattr(exc, "orig", exc)).strip().splitlines()
+    st.error(f"Cannot read the database `{masked_url()}`: {reason[0] if reason else type(exc).__name__}")
+    st.stop()
+if schema["current"] is None:
+    st.warning("This database has no schema yet: run `interop db upgrade` (then the commands each page names).")
+elif schema["current"] != schema["head"]:
+    st.warning(f"The database is at schema revision `{schema['current']}`, this code expects `{schema['head']}`: "
+               "run `interop db upgrade`.")  # fmt: skip
 navigation.run()

@@ -127,3 +127,25 @@ def test_issues_label_filter(seeded: Seeded) -> None:
 def test_issues_empty_state(empty: str) -> None:
     at = open_page("issues")
     assert "interop mine github" in texts(at)
+
+
+def test_database_without_schema_says_upgrade(empty_db_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("INTEROP_DATABASE_URL", empty_db_url)
+    st.cache_data.clear()
+    at = open_page()
+    assert "interop db upgrade" in texts(at)
+
+
+def test_unreachable_database_is_one_clear_error(monkeypatch: pytest.MonkeyPatch, backend: str, tmp_path: Path) -> None:
+    url = (f"sqlite:///{tmp_path}/no-such-dir/x.db" if backend == "sqlite"
+           else "postgresql://interop:secret-pw@127.0.0.1:1/nowhere")  # fmt: skip
+    if backend == "sqlite":
+        (tmp_path / "no-such-dir").mkdir()
+        (tmp_path / "no-such-dir" / "x.db").write_bytes(b"this is not a database" * 100)
+    monkeypatch.setenv("INTEROP_DATABASE_URL", url)
+    st.cache_data.clear()
+    at = AppTest.from_file(APP, default_timeout=60).run()
+    assert not at.exception, [e.value for e in at.exception]
+    message = " ".join(e.value for e in at.error)
+    assert "Cannot read the database" in message
+    assert "secret-pw" not in message and "secret-pw" not in texts(at)

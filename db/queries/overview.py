@@ -124,3 +124,10 @@ def table_columns(engine: Engine) -> pd.DataFrame:
         for col in inspector.get_columns(name)
     ]
     return pd.DataFrame(rows, columns=["table", "column", "type", "nullable"])
+
+
+def schema_state(engine: Engine) -> dict[str, str | None]:
+    """The database's schema revision and the newest one this code knows (they differ until `db upgrade`)."""
+    from db.migrate import current_revision, head_revision
+
+    return {"current": current_revision(engine), "head": head_revision()}
