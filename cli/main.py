@@ -7,7 +7,7 @@ from importlib import metadata
 
 import typer
 
-from cli import app_commands, db_commands, export_commands
+from cli import db_commands
 from cli.common import console
 
 app = typer.Typer(
@@ -16,8 +16,6 @@ app = typer.Typer(
     pretty_exceptions_show_locals=False,
 )
 app.add_typer(db_commands.app, name="db")
-app.add_typer(export_commands.app, name="export")
-app.command(name="app")(app_commands.run_app)
 
 STACK = ("torch", "tensorflow", "keras", "tf2onnx", "onnx", "onnxruntime", "onnxscript", "nnsmith")
 
@@ -67,6 +65,16 @@ def info() -> None:
         table.add_row(name, package_version(name))
     console.print(table)
 
+
+def _register_explorer() -> None:
+    """`interop app` and `interop export` (registered here, at the end, to keep merges with other areas easy)."""
+    from cli import app_commands, export_commands
+
+    app.add_typer(export_commands.app, name="export")
+    app.command(name="app")(app_commands.run_app)
+
+
+_register_explorer()
 
 if __name__ == "__main__":
     app()
