@@ -40,10 +40,11 @@ def import_(
 
     from db.engine import session_scope
     from db.ingest import recorded_run
+    from db.queries.survey import stored_questions
     from miners.survey.exclusion import ExclusionRule
     from miners.survey.loader import load_plan
     from miners.survey.overrides import load_overrides
-    from miners.survey.plan import build_plan
+    from miners.survey.plan import StoredQuestion, build_plan
     from miners.survey.reader import ExportError, read_export
 
     with user_errors():
@@ -51,17 +52,24 @@ def import_(
             raise UserError("--survey must be a non-empty name of at most 100 characters")
         try:
             export = read_export(file, sheet=sheet)
-            plan = build_plan(export, load_overrides(questions))
+            overrides = load_overrides(questions)
             rules = [ExclusionRule.parse(rule, reason) for rule in exclude]
         except ExportError as exc:
             raise UserError(str(exc)) from exc
+        eng = engine()
+        try:
+            stored = {q: StoredQuestion(k, r, tuple(c)) for q, (k, r, c) in stored_questions(eng, survey).items()}
+            plan = build_plan(export, overrides, stored)
+        except ExportError as exc:
+            raise UserError(str(exc)) from exc
+        except SQLAlchemyError as exc:
+            raise _schema_guard(exc) from exc
         if strict and plan.unknown_fragments:
             first = plan.unknown_fragments[0]
             raise UserError(
                 f"{file.name}: {len(plan.unknown_fragments)} fragment(s) match no known choice, first: {first} "
                 "(--strict); add the choice to the --questions file"
             )
-        eng = engine()
         params = {
             "file": str(file),
             "sha256": export.sha256,
@@ -86,9 +94,9 @@ def import_(
         console.print(f"ignored {n} {fragment!r} fragment(s) (a Qualtrics artifact, not a choice; kept in raw rows)")
     for title, notices in (("unknown fragment(s)", plan.unknown_fragments), ("notice(s)", plan.notices)):
         if notices:
-            err_console.print(f"[yellow]warning:[/] {len(notices)} {title}:", markup=True)
+            err_console.print(f"[yellow]warning:[/] {len(notices)} {title}:", markup=True, soft_wrap=True)
             for notice in notices[:SHOWN_NOTICES]:
-                err_console.print(f"  {notice}", markup=False)
+                err_console.print(f"  {notice}", markup=False, soft_wrap=True)
             if len(notices) > SHOWN_NOTICES:
                 err_console.print(f"  … and {len(notices) - SHOWN_NOTICES} more", markup=False)
     kinds = {k: sum(1 for q in plan.questions if q.kind == k) for k in ("single", "multi", "text")}
@@ -216,8 +224,10 @@ def counts(
         frame.to_csv(csv, index=False)
     n_answered = int(frame["n_answered"].iloc[0]) if len(frame) else 0
     n_respondents = int(frame["n_respondents"].iloc[0]) if len(frame) else 0
+    who = "respondents" if include_excluded else "included respondents"
     console.print(f"{qid} ({frame.attrs.get('kind')}): {frame.attrs.get('text')}")
-    table = Table("choice", "count", f"% of answered (n={n_answered})", f"% of respondents (n={n_respondents})")
+    console.print(f"denominators: answered n={n_answered}, all {who} n={n_respondents}")
+    table = Table("choice", "count", "% of answered", "% of respondents")
     for row in frame.itertuples():
         table.add_row(
             str(row.choice)[:90], str(row.count), f"{row.pct_of_answered:.1f}", f"{row.pct_of_respondents:.1f}"

@@ -121,6 +121,18 @@ def list_questions(engine: Engine, survey: str, include_excluded: bool = False) 
     return pd.DataFrame(rows, columns=columns)
 
 
+def stored_questions(engine: Engine, survey: str) -> dict[str, tuple[str, str, list[str]]]:
+    """qid -> (kind, kind_reason, choices) as stored by earlier imports; empty for a new survey."""
+    with Session(engine) as session:
+        srv = session.exec(select(Survey).where(Survey.name == survey)).first()
+        if srv is None:
+            return {}
+        return {
+            q.qid: (q.kind, q.kind_reason, list(q.choices))
+            for q in session.exec(select(SurveyQuestion).where(SurveyQuestion.survey_id == srv.id))
+        }
+
+
 def respondent_count(engine: Engine, survey: str, include_excluded: bool = False) -> int:
     """Respondents of the survey (only included ones unless `include_excluded`)."""
     with Session(engine) as session:

@@ -15,6 +15,8 @@ from dataclasses import dataclass
 
 #: Most distinct values a closed question (single/multi) may have before it is taken for free text.
 MAX_CHOICES = 30
+#: Whole answers must repeat this often on average for a marker-less column to be single-choice.
+SINGLE_REPEAT = 1.5
 #: Words in a question text that announce a multi-select question.
 MULTI_HINT = re.compile(
     r"check all|select all|all that apply|check the top|check each box|check the box|choose all|select up to",
@@ -107,8 +109,9 @@ def infer_kind(text: str, cells: Sequence[str], ignore: Iterable[str] = ()) -> t
     1. "- Selected Choice" in the header text, or a "check all that apply"-like hint, marks a choice question:
        multi when the hint is there or any cell joins several choices, else single.
     2. Otherwise: multi when cells join several recurring choices (segments repeat >= 2x on average, at
-       most MAX_CHOICES distinct); single when whole answers repeat >= 2x on average with at most
-       MAX_CHOICES distinct values; free text otherwise.
+       most MAX_CHOICES distinct); single when whole answers repeat >= SINGLE_REPEAT
+       times on average with at most MAX_CHOICES distinct values; free text otherwise.
+    Re-imports keep the kind stored by the first import; an overrides file can set any kind.
     """
     skip = set(ignore)
     values = [c.strip() for c in cells if c and c.strip()]
@@ -130,7 +133,7 @@ def infer_kind(text: str, cells: Sequence[str], ignore: Iterable[str] = ()) -> t
     distinct_segments = len(set(segments)) or 1
     if joined and len(segments) / distinct_segments >= 2 and distinct_segments <= MAX_CHOICES:
         return "multi", f"{joined} cell(s) join recurring choices ({distinct_segments} distinct choices)"
-    if len(values) / distinct >= 2 and distinct <= MAX_CHOICES:
+    if len(values) / distinct >= SINGLE_REPEAT and distinct <= MAX_CHOICES:
         return "single", f"{distinct} distinct values repeat over {len(values)} answers"
     return "text", f"{distinct} distinct values in {len(values)} answers (free text)"
 

@@ -117,9 +117,25 @@ def _question_columns(export: QualtricsExport) -> tuple[list[ExportColumn], dict
     return questions, attached
 
 
-def build_plan(export: QualtricsExport, overrides: Overrides | None = None) -> SurveyPlan:
-    """Decide every question's kind and choices, then split each response into answers."""
+@dataclass(frozen=True)
+class StoredQuestion:
+    """What an earlier import decided about a question; re-imports keep its kind and choice order."""
+
+    kind: str
+    kind_reason: str
+    choices: tuple[str, ...] = ()
+
+
+def build_plan(
+    export: QualtricsExport, overrides: Overrides | None = None, stored: dict[str, StoredQuestion] | None = None
+) -> SurveyPlan:
+    """Decide every question's kind and choices, then split each response into answers.
+
+    A question already `stored` by an earlier import keeps its kind (so counts never change meaning
+    between imports); only an override file changes it.
+    """
     overrides = overrides or Overrides()
+    stored = stored or {}
     ignore = set(overrides.ignore_fragments)
     columns, attached = _question_columns(export)
     by_name = {c.name: c for c in export.columns}
@@ -127,12 +143,17 @@ def build_plan(export: QualtricsExport, overrides: Overrides | None = None) -> S
     for column in columns:
         cells = [row.cells[column.name] for row in export.rows if column.name in row.cells]
         override = overrides.questions.get(column.name)
+        previous = stored.get(column.name)
         if override and override.kind:
             kind, reason = override.kind, "set in the overrides file"
+        elif previous is not None:
+            kind, reason = previous.kind, previous.kind_reason
         else:
             kind, reason = infer_kind(column.text, cells, ignore)
         text_columns = {text_column_label(t.text, column.text): t.name for t in attached.get(column.name, [])}
         seed = list(override.choices) if override else []
+        if previous is not None and previous.kind == kind and not (override and override.closed):
+            seed = list(dict.fromkeys([*seed, *previous.choices]))
         if kind == "text":
             choices: list[str] = []
         elif override and override.closed:
