@@ -312,3 +312,37 @@ def test_list_questions_and_counts_commands(cli, export_path: Path, tmp_path: Pa
     assert written.iloc[0]["choice"] == "PyTorch"
     bad = cli("survey", "counts", "interop", "Q999")
     assert bad.exit_code == 2 and "survey 'interop' has no question 'Q999'" in bad.stderr
+
+
+def test_reimport_keeps_the_kind_the_first_import_chose(cli, engine: Engine, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    header = [["ResponseId", "Q1"], ["Response ID", "Which runtime?"]]
+    first = _write(tmp_path / "a.csv", [*header, ["R_1", "ORT"], ["R_2", "ORT"]])
+    later = _write(tmp_path / "b.csv", [*header, ["R_1", "ORT"], ["R_2", "ORT"], ["R_3", "TVM"], ["R_4", "TensorRT"]])
+    from miners.survey.choices import infer_kind
+
+    assert infer_kind("Which runtime?", ["ORT", "ORT", "TVM", "TensorRT"])[0] == "text"  # alone, b.csv reads as text
+    assert cli("survey", "import", str(first), "-s", "s").exit_code == 0
+    before = list_questions(engine, "s").iloc[0]
+    assert before["kind"] == "single"
+    result = cli("survey", "import", str(later), "-s", "s")
+    assert "2 new, 0 updated, 2 unchanged" in result.stdout
+    after = list_questions(engine, "s").iloc[0]
+    assert (after["kind"], after["kind_reason"]) == (before["kind"], before["kind_reason"])
+    assert after["choices"] == ["ORT", "TVM", "TensorRT"]
+    assert question_counts(engine, "s", "Q1").set_index("choice")["count"].to_dict() == {
+        "ORT": 2,
+        "TVM": 1,
+        "TensorRT": 1,
+    }
+
+
+def test_unmigrated_database_gives_one_actionable_line(tmp_path: Path, monkeypatch, export_path: Path) -> None:  # type: ignore[no-untyped-def]
+    from typer.testing import CliRunner
+
+    from cli.main import app
+
+    monkeypatch.setenv("INTEROP_DATABASE_URL", f"sqlite:///{tmp_path / 'blank.db'}")
+    result = CliRunner().invoke(app, ["survey", "import", str(export_path), "-s", "interop"])
+    assert result.exit_code == 2
+    assert "run `interop db upgrade`" in result.stderr
+    assert "Traceback" not in result.output
