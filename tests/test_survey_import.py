@@ -14,7 +14,15 @@ from sqlmodel import Session, select
 
 from db.models.ingest import IngestRun
 from db.models.survey import Survey, SurveyAnswer, SurveyQuestion, SurveyResponse
-from db.queries.survey import answers, list_questions, list_surveys, question_counts, respondent_count, responses
+from db.queries.survey import (
+    answers,
+    list_questions,
+    list_surveys,
+    question_counts,
+    respondent_count,
+    responses,
+    survey_counts,
+)
 
 EXPORT = Path("data/paper-artifact/survey/interopSurvey.xlsx")
 ARTIFACT = "AnswerDisplayOrder"
@@ -91,6 +99,12 @@ def test_import_matches_counts_derived_from_the_file(cli, engine: Engine, export
         assert q.n_answered == n_answered
         checked += 1
     assert checked == 22
+    stacked = survey_counts(engine, "interop")
+    assert set(stacked["qid"]) == set(questions.loc[questions["kind"] != "text", "qid"])
+    q61 = question_counts(engine, "interop", "Q61")
+    pd.testing.assert_frame_equal(
+        stacked[stacked["qid"] == "Q61"].drop(columns="qid").reset_index(drop=True), q61, check_like=False
+    )
 
 
 def test_commas_inside_choices_are_not_split(cli, engine: Engine, export_path: Path, frame) -> None:  # type: ignore[no-untyped-def]

@@ -161,6 +161,11 @@ def test_importid_row_and_response_ids(tmp_path: Path) -> None:
         ([["Yes, I consent", "PyTorch,TensorFlow"], ["No", "PyTorch"]], "no header row: row 1 holds answers"),
         ([["Q1", "Q2", "Q1"], ["a", "b", "c"], ["1", "2", "3"]], "row 1: duplicate question ID 'Q1' (columns A and C)"),
         ([["Q1", "Q2"]], "no question-text row below the header row"),
+        (
+            [["Q1", "Q2"], ["Yes", "PyTorch"], ["Yes", "TensorFlow"], ["No", "PyTorch"]],
+            "row 2 looks like a respondent's answers (e.g. column A: 'Yes' recurs below)",
+        ),
+        ([["Q1", "Q2"], ["", ""], ["Yes", "PyTorch"]], "row 2 is empty where Qualtrics puts the question texts"),
         ([["Q1", "Q2"], ["Consent?", "Tools?"]], "header rows but no respondent rows"),
         ([["Q1", "", "Q3"], ["a", "b", "c"], ["1", "2", "3"]], "row 1, column B: empty question ID"),
         ([["Q1", "Q2"], ["a", "b"], ["1", "2", "extra"]], "row 3, column C: a value outside the header's 2 columns"),

@@ -213,10 +213,29 @@ def _header(path: Path, rows: list[list[str | None]]) -> tuple[list[ExportColumn
         if any(isinstance(p, str) for p in parsed) and all(p is not False for p in parsed):
             import_ids = [p if isinstance(p, str) else None for p in parsed]
             header_rows = 3
+    _check_text_row(path, texts, rows[header_rows:])
     columns = [
         ExportColumn(index=i, name=str(names[i]), text=texts[i] or "", import_id=import_ids[i]) for i in range(width)
     ]
     return columns, header_rows
+
+
+def _check_text_row(path: Path, texts: list[str | None], below: list[list[str | None]]) -> None:
+    """Refuse a second row that is a respondent's answers: the question-text row was cut off the export."""
+    filled = [(i, t) for i, t in enumerate(texts) if t is not None]
+    if not filled:
+        raise ExportError(f"{path.name}: row 2 is empty where Qualtrics puts the question texts")
+    answers_below: dict[int, set[str]] = {i: set() for i, _ in filled}
+    for row in below:
+        for i, values in answers_below.items():
+            if i < len(row) and row[i] is not None:
+                values.add(row[i])
+    repeated = [i for i, t in filled if t in answers_below[i]]
+    if len(repeated) * 2 > len(filled):
+        raise ExportError(
+            f"{path.name}: row 2 looks like a respondent's answers (e.g. column {column_letter(repeated[0])}: "
+            f"{texts[repeated[0]]!r} recurs below), not the question-text row; is that row missing?"
+        )
 
 
 def file_sha256(path: Path) -> str:
