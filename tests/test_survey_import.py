@@ -207,6 +207,9 @@ def test_newer_export_adds_and_updates_by_response_id(cli, engine: Engine, tmp_p
     assert counts.loc["ONNX", "n_respondents"] == 3
     assert counts.loc["ONNX", "pct_of_answered"] == pytest.approx(100.0)
     assert counts.loc["ONNX", "pct_of_respondents"] == pytest.approx(200 / 3)
+    chosen = question_counts(engine, "s", "Q2", denominator="respondents")
+    assert chosen.attrs["denominator"] == "respondents"
+    assert list(chosen["pct"]) == list(chosen["pct_of_respondents"])
 
 
 BAD_FILES = {

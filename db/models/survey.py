@@ -66,7 +66,7 @@ class SurveyResponse(SQLModel, table=True):
     response_key: str = Field(max_length=100, description="ResponseId, else a stable hash of the row")
     key_source: str = Field(max_length=16, description="ResponseId or row-hash")
     row_number: int = Field(description="row in the last imported file (1-based, header rows included)")
-    raw: dict[str, Any] = json_field(nullable=False, default={})
+    raw: dict[str, Any] = json_field(nullable=False, default={}, description="every non-empty cell by column name")
     excluded: bool = Field(default=False, index=True)
     exclusion_reason: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
     imported_at: datetime = utc_field(nullable=False, now=True)

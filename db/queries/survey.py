@@ -7,7 +7,7 @@ Two denominators are always given side by side, because papers mix them up:
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from sqlalchemy import func
 from sqlalchemy.engine import Engine
@@ -146,11 +146,18 @@ def respondent_count(engine: Engine, survey: str, include_excluded: bool = False
         )
 
 
-def question_counts(engine: Engine, survey: str, qid: str, include_excluded: bool = False) -> pd.DataFrame:
+def question_counts(
+    engine: Engine,
+    survey: str,
+    qid: str,
+    include_excluded: bool = False,
+    denominator: Literal["answered", "respondents"] | None = None,
+) -> pd.DataFrame:
     """Counts per choice (per distinct text for free-text questions) with both denominators.
 
-    Columns: choice, count, n_answered, n_respondents, pct_of_answered, pct_of_respondents. Known choices
-    nobody selected appear with count 0. For multi-select questions percentages add up to more than 100.
+    Columns: choice, count, n_answered, n_respondents, pct_of_answered, pct_of_respondents, and with
+    `denominator` also `pct` (a copy of the chosen one; `frame.attrs["denominator"]` names it). Known
+    choices nobody selected appear with count 0. Multi-select percentages add up to more than 100.
     """
     import pandas as pd
 
@@ -186,8 +193,14 @@ def question_counts(engine: Engine, survey: str, qid: str, include_excluded: boo
     frame["_order"] = frame["choice"].map(lambda c: order.get(c, len(order)))
     frame = frame.sort_values(["count", "_order", "choice"], ascending=[False, True, True], kind="stable")
     frame = frame.drop(columns="_order").reset_index(drop=True)
+    frame = frame[COUNT_COLUMNS]
     frame.attrs.update({"survey": survey, "qid": qid, "kind": question.kind, "text": question.text})
-    return frame[COUNT_COLUMNS]
+    if denominator is not None:
+        if denominator not in ("answered", "respondents"):
+            raise ValueError(f"denominator must be 'answered' or 'respondents', not {denominator!r}")
+        frame = frame.assign(pct=frame[f"pct_of_{denominator}"])
+        frame.attrs["denominator"] = denominator
+    return frame
 
 
 def survey_counts(

@@ -202,7 +202,9 @@ def _answers(
     letter = columns[question.qid].letter
     where = f"{question.qid} (column {letter})"
     if question.kind == "text":
-        return [AnswerPlan(question.qid, 0, None, value)] if value is not None else []
+        found = [(None, value)] if value is not None else []
+        found += list(texts.items())  # a _TEXT column of a question overridden to free text keeps its label
+        return [AnswerPlan(question.qid, i, choice, text) for i, (choice, text) in enumerate(found)]
     selected: list[tuple[str, bool]] = []
     if value is not None:
         if question.kind == "single":
