@@ -216,11 +216,14 @@ def test_overrides_file(export_path: Path, tmp_path: Path) -> None:
     path = tmp_path / "questions.yaml"
     path.write_text(
         "questions:\n  Q60: {kind: multi, choices: [PyTorch, TensorFlow], closed: true}\n  Q64: {kind: single}\n"
+        "  Q62: {kind: text}\n"
     )
     plan = build_plan(read_export(export_path), load_overrides(path))
     q60 = next(q for q in plan.questions if q.qid == "Q60")
     assert q60.choices == ["PyTorch", "TensorFlow", "Other (please specify)"]
     assert next(q for q in plan.questions if q.qid == "Q64").kind_reason == "set in the overrides file"
+    q62 = [(a.choice, a.text) for r in plan.responses for a in r.answers if a.qid == "Q62" and a.choice]
+    assert sorted(q62) == [("Other (please specify)", "GGML"), ("Other (please specify)", "TensorRT")]
     unknown = {n.message for n in plan.unknown_fragments if n.column.startswith("Q60")}
     assert unknown == {"fragment 'JAX/FLAX' matches no known choice", "fragment 'MLX' matches no known choice"}
     bad = tmp_path / "bad.json"
