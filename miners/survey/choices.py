@@ -12,6 +12,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 
 #: Most distinct values a closed question (single/multi) may have before it is taken for free text.
 MAX_CHOICES = 30
@@ -68,6 +69,12 @@ def _ends_choice(cell: str, end: int) -> bool:
 
 def split_cell(cell: str, known: Sequence[str]) -> list[Fragment]:
     """Greedy longest match of known choices from left to right; the rest splits at safe commas as unknown."""
+    return list(_split_cached(cell, tuple(known)))
+
+
+@lru_cache(maxsize=65536)
+def _split_cached(cell: str, known: tuple[str, ...]) -> tuple[Fragment, ...]:
+    """Cells repeat a lot (the same choice combinations), so each distinct one is split once."""
     ordered = sorted({k for k in known if k}, key=len, reverse=True)
     fragments: list[Fragment] = []
     pos, n = 0, len(cell)
@@ -85,7 +92,7 @@ def split_cell(cell: str, known: Sequence[str]) -> list[Fragment]:
         if piece:
             fragments.append(Fragment(piece, False))
         pos = end + 1
-    return fragments
+    return tuple(fragments)
 
 
 def derive_choices(
