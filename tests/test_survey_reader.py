@@ -234,3 +234,24 @@ def test_overrides_file(export_path: Path, tmp_path: Path) -> None:
     missing.write_text("questions:\n  Q999: {kind: text}\n")
     with pytest.raises(ExportError, match=re.escape("overrides name question(s) not in interopSurvey.xlsx: Q999")):
         build_plan(read_export(export_path), load_overrides(missing))
+
+
+def test_the_study_analysis_workbook_is_not_an_export(shared_dir: Path) -> None:
+    with pytest.raises(ExportError, match=re.escape("survey_analysis.xlsx: not a Qualtrics export")):
+        read_export(shared_dir / "data/paper-artifact/survey/survey_analysis.xlsx")
+
+
+def test_sheet_option(tmp_path: Path) -> None:
+    path = tmp_path / "two.xlsx"
+    book = openpyxl.Workbook()
+    book.active.title = "notes"
+    book.active.append(["just notes"])
+    data = book.create_sheet("responses")
+    for row in (["Q1", "Q2"], ["Consent?", "Years?"], ["Yes", "3"], ["Yes", "5"]):
+        data.append(row)
+    book.save(path)
+    assert len(read_export(path, sheet="responses").rows) == 2
+    with pytest.raises(ExportError, match=re.escape("in sheet 'notes'; other sheets: responses (use --sheet)")):
+        read_export(path)
+    with pytest.raises(ExportError, match=re.escape("no sheet named 'other' (sheets: notes, responses)")):
+        read_export(path, sheet="other")

@@ -127,7 +127,7 @@ def normalize_cell(value: Any) -> str | None:
     return text if text.strip() else None
 
 
-def _read_xlsx(path: Path, sheet: str | None) -> list[list[str | None]]:
+def _read_xlsx(path: Path, sheet: str | None) -> tuple[list[list[str | None]], list[str]]:
     import zipfile
 
     from openpyxl import load_workbook
@@ -140,7 +140,8 @@ def _read_xlsx(path: Path, sheet: str | None) -> list[list[str | None]]:
         if sheet is not None and sheet not in workbook.sheetnames:
             raise ExportError(f"{path.name}: no sheet named {sheet!r} (sheets: {', '.join(workbook.sheetnames)})")
         worksheet = workbook[sheet] if sheet is not None else workbook.worksheets[0]
-        return [[normalize_cell(v) for v in row] for row in worksheet.iter_rows(values_only=True)]
+        rows = [[normalize_cell(v) for v in row] for row in worksheet.iter_rows(values_only=True)]
+        return rows, list(workbook.sheetnames)
     finally:
         workbook.close()
 
@@ -252,8 +253,9 @@ def read_export(path: str | Path, sheet: str | None = None) -> QualtricsExport:
     if not path.is_file():
         raise ExportError(f"{path}: no such file")
     suffix = path.suffix.lower()
+    sheets: list[str] = []
     if suffix in (".xlsx", ".xlsm"):
-        rows, fmt = _read_xlsx(path, sheet), "xlsx"
+        (rows, sheets), fmt = _read_xlsx(path, sheet), "xlsx"
     elif suffix == ".csv":
         rows, fmt = _read_csv(path), "csv"
     else:
@@ -262,7 +264,14 @@ def read_export(path: str | Path, sheet: str | None = None) -> QualtricsExport:
         rows.pop()
     if not rows:
         raise ExportError(f"{path.name}: the file is empty")
-    columns, header_rows = _header(path, rows)
+    try:
+        columns, header_rows = _header(path, rows)
+    except ExportError as exc:
+        if sheet is None and len(sheets) > 1:
+            raise ExportError(
+                f"{exc} in sheet {sheets[0]!r}; other sheets: {', '.join(sheets[1:])} (use --sheet)"
+            ) from exc
+        raise
     width = len(columns)
     export = QualtricsExport(path=path, format=fmt, sha256=file_sha256(path), columns=columns, header_rows=header_rows)
     for offset, values in enumerate(rows[header_rows:]):
