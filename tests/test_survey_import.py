@@ -363,3 +363,36 @@ def test_unmigrated_database_gives_one_actionable_line(tmp_path: Path, monkeypat
     assert result.exit_code == 2
     assert "run `interop db upgrade`" in result.stderr
     assert "Traceback" not in result.output
+
+
+def test_newer_export_with_importid_row(cli, engine: Engine, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    rows = [
+        ["StartDate", "Progress", "ResponseId", "Q1", "Q2", "Q2_4_TEXT"],
+        ["Start Date", "Progress", "Response ID", "Consent?", "Tools? - Selected Choice", "Tools? - Other - Text"],
+        [
+            '{"ImportId":"startDate","timeZone":"UTC"}',
+            '{"ImportId":"progress"}',
+            '{"ImportId":"_recordId"}',
+            '{"ImportId":"QID1"}',
+            '{"ImportId":"QID2"}',
+            '{"ImportId":"QID2_4_TEXT"}',
+        ],
+        ["2024-03-01 10:00:00", "100", "R_a", "Yes", "ONNX,Other", "TVM"],
+        ["2024-03-02 10:00:00", "100", "R_b", "Yes", "ONNX", ""],
+    ]
+    result = cli("survey", "import", str(_write(tmp_path / "new.csv", rows)), "-s", "new")
+    assert result.exit_code == 0, result.output
+    questions = list_questions(engine, "new")
+    assert list(questions["qid"]) == ["Q1", "Q2"]
+    with Session(engine) as session:
+        import_ids = dict(session.exec(select(SurveyQuestion.qid, SurveyQuestion.import_id)).all())
+        raw = session.exec(select(SurveyResponse.raw).where(SurveyResponse.response_key == "R_a")).one()
+    assert import_ids == {"Q1": "QID1", "Q2": "QID2"}
+    assert raw["StartDate"] == "2024-03-01 10:00:00" and raw["Q2_4_TEXT"] == "TVM"
+    assert list(responses(engine, "new")["key_source"]) == ["ResponseId", "ResponseId"]
+    stored = answers(engine, "new")
+    assert stored[stored["qid"] == "Q2"][["choice", "text"]].fillna("").values.tolist() == [
+        ["ONNX", ""],
+        ["Other", "TVM"],
+        ["ONNX", ""],
+    ]
