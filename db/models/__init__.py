@@ -3,6 +3,7 @@
 from db.models.base import NAMING_CONVENTION
 from db.models.github import Issue, IssueEvent, IssueSample, IssueSampleMember, Repository
 from db.models.ingest import IngestRun, RunStatus
+from db.models.survey import QuestionKind, Survey, SurveyAnswer, SurveyQuestion, SurveyResponse
 
 __all__ = [
     "NAMING_CONVENTION",
@@ -11,6 +12,11 @@ __all__ = [
     "IssueEvent",
     "IssueSample",
     "IssueSampleMember",
+    "QuestionKind",
     "Repository",
     "RunStatus",
+    "Survey",
+    "SurveyAnswer",
+    "SurveyQuestion",
+    "SurveyResponse",
 ]
