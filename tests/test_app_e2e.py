@@ -34,8 +34,13 @@ def browser() -> Iterator[Chromium]:
 
 
 @pytest.fixture
-def server(db_url: str, engine: Engine, tmp_path: Path) -> Iterator[tuple[StreamlitServer, Seeded]]:
+def server(  # type: ignore[no-untyped-def]
+    db_url: str, engine: Engine, tmp_path: Path, cli, shared_dir: Path
+) -> Iterator[tuple[StreamlitServer, Seeded]]:
     seeded = seed_github(engine)
+    imported = cli("survey", "import", str(shared_dir / "data/paper-artifact/survey/interopSurvey.xlsx"), "--survey",
+                   "interop")  # fmt: skip
+    assert imported.exit_code == 0, imported.output
     app = StreamlitServer(ROOT / "streamlit_app.py", {"INTEROP_DATABASE_URL": db_url}, tmp_path / "streamlit.log")
     try:
         app.wait()
@@ -55,6 +60,7 @@ def test_every_page_renders_in_chromium(
     github_rows = seeded.repositories + seeded.issues + seeded.events + 1 + seeded.sample_members
     visits = [
         ("overview", "", "Overview", ["Freshness", "GitHub issues", f"{github_rows:,}"]),
+        ("survey", "survey?q=Q60,Q61,Q78", "Survey", ["Respondents", "92", "n = 89 (89 answered of 92", "Q78"]),
         ("issues", "issues", "Issues", ["Matching issues", str(seeded.issues), "Issues opened and closed"]),
         ("issues-detail", "issues?state=open&issue=pytorch/pytorch%231003", "Issues",
          ["pytorch export fails #3", "Timeline"]),
@@ -70,8 +76,8 @@ def test_every_page_renders_in_chromium(
         missing = [text for text in expected if text not in state["text"]]
         if name in ("overview", "sql", "issues") and not state["dataframes"]:
             missing.append("a table")
-        if name == "issues" and not state["charts"]:
-            missing.append("the issues-over-time chart")
+        if name in ("issues", "survey") and not state["charts"]:
+            missing.append("a chart")
         if missing:
             problems.append(f"{name}: {missing} not shown; page text starts {state['text'][:300]!r}")
     assert not problems, "\n".join(problems)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import streamlit as st
 from sqlalchemy.engine import Engine
@@ -46,6 +47,14 @@ def texts(at: AppTest) -> str:
     parts = [m.value for m in at.markdown] + [c.value for c in at.caption] + [i.value for i in at.info]
     parts += [w.value for w in at.warning] + [e.value for e in at.error] + [t.value for t in at.title]
     return "\n".join(str(p) for p in parts)
+
+
+def chart_data(chart) -> pd.DataFrame:  # type: ignore[no-untyped-def]
+    """The rows an Altair chart was given (Streamlit ships them beside the spec as Arrow IPC)."""
+    import pyarrow as pa
+
+    frames = [pa.ipc.open_stream(d.data.data).read_all().to_pandas() for d in chart.proto.datasets]
+    return pd.concat(frames, ignore_index=True)
 
 
 def metrics(at: AppTest) -> dict[str, str]:
@@ -149,3 +158,37 @@ def test_unreachable_database_is_one_clear_error(monkeypatch: pytest.MonkeyPatch
     message = " ".join(e.value for e in at.error)
     assert "Cannot read the database" in message
     assert "secret-pw" not in message and "secret-pw" not in texts(at)
+
+
+@pytest.fixture
+def survey_db(cli, shared_dir: Path, engine: Engine) -> Iterator[None]:  # type: ignore[no-untyped-def]
+    """The study's survey export imported through the CLI (92 respondents)."""
+    st.cache_data.clear()
+    export = shared_dir / "data/paper-artifact/survey/interopSurvey.xlsx"
+    result = cli("survey", "import", str(export), "--survey", "interop")
+    assert result.exit_code == 0, result.output
+    yield
+    st.cache_data.clear()
+
+
+def test_survey_page_charts_with_denominators(survey_db: None) -> None:
+    at = open_page("survey")
+    assert metrics(at)["Respondents"] == "92"
+    assert metrics(at)["Included"] == "92"
+    body = texts(at)
+    assert "Q60 · multi-select" in body
+    assert "n = 89 (89 answered of 92 included respondents). Several choices per respondent" in body
+    assert len(at.get("vega_lite_chart")) >= 10
+
+    at = open_page("survey", q="Q61,Q78", denom="respondents")
+    body = texts(at)
+    assert "n = 92 (90 answered of 92 included respondents)." in body
+    assert "7 of 92 included respondents wrote an answer" in body
+    assert len(at.get("vega_lite_chart")) == 1
+    labels = set(chart_data(at.get("vega_lite_chart")[0])["label"])
+    assert {"51 (55.4%)", "39 (42.4%)"} <= labels  # of all 92 respondents
+
+
+def test_survey_empty_state(empty: str) -> None:
+    at = open_page("survey")
+    assert "interop survey import" in texts(at)

@@ -1,0 +1,88 @@
+"""Survey: per-question charts with their denominator; multi-select and free-text questions."""
+
+from __future__ import annotations
+
+import altair as alt
+import pandas as pd
+import streamlit as st
+
+from db.queries import survey as survey_q
+from explorer.common import empty_state, param, query, select_param, set_params
+
+DENOMINATORS = {
+    "answered": "respondents who answered the question",
+    "respondents": "all included respondents",
+}
+
+st.title("Survey")
+surveys = query(survey_q.list_surveys)
+if surveys.empty:
+    empty_state(
+        "survey responses",
+        "interop survey import ../shared/data/paper-artifact/survey/interopSurvey.xlsx --survey interop",
+    )
+    st.stop()
+
+names = surveys["survey"].tolist()
+chosen = param("survey") if param("survey") in names else names[0]
+if len(names) > 1:
+    chosen = select_param("Survey", "survey", names, all_label=names[0]) or names[0]
+info = surveys.set_index("survey").loc[chosen]
+
+a, b, c, d = st.columns(4)
+a.metric("Respondents", int(info["respondents"]))
+b.metric("Included", int(info["included"]))
+c.metric("Excluded", int(info["excluded"]), help="by the survey's exclusion rules (consent, screening)")
+d.metric("Questions", int(info["questions"]))
+st.caption(f"Imported from `{info['source_file']}`; exclusion rules: {info['exclusion_rules'] or 'none'}")
+
+denominator = param("denom", "answered")
+denominator = denominator if denominator in DENOMINATORS else "answered"
+denominator = st.radio(
+    "Percentages of", list(DENOMINATORS), index=list(DENOMINATORS).index(denominator),
+    format_func=lambda k: DENOMINATORS[k], horizontal=True, key="param_denom",
+)  # fmt: skip
+set_params(denom="" if denominator == "answered" else denominator)
+
+questions = query(survey_q.list_questions, survey=chosen)
+kinds = {"single": "single choice", "multi": "multi-select", "text": "free text"}
+labels = {r.qid: f"{r.qid} ({kinds.get(r.kind, r.kind)}): {str(r.text)[:90]}" for r in questions.itertuples()}
+preset = [q for q in param("q").split(",") if q in labels]
+picked = st.multiselect("Questions (none chosen: all)", list(labels), default=preset, format_func=lambda q: labels[q],
+                        key="param_q")  # fmt: skip
+set_params(q=",".join(picked))
+shown = questions[questions["qid"].isin(picked)] if picked else questions
+counts = query(survey_q.survey_counts, survey=chosen)
+pct_column = f"pct_of_{denominator}"
+
+for row in shown.itertuples():
+    st.markdown(f"#### {row.qid} · {kinds.get(row.kind, row.kind)}")
+    st.markdown(str(row.text))
+    if row.kind == "text":
+        texts = query(survey_q.question_counts, survey=chosen, qid=row.qid)
+        st.caption(f"{int(row.n_answered)} of {int(info['included'])} included respondents wrote an answer")
+        st.dataframe(texts[["choice", "count"]].rename(columns={"choice": "answer"}), hide_index=True,
+                     width="stretch", height=min(35 * (len(texts) + 1) + 3, 300))  # fmt: skip
+        continue
+    frame = counts[counts["qid"] == row.qid].copy()
+    if frame.empty:
+        st.caption("No answers.")
+        continue
+    n_answered, n_respondents = int(frame["n_answered"].iloc[0]), int(frame["n_respondents"].iloc[0])
+    base = n_answered if denominator == "answered" else n_respondents
+    note = " Several choices per respondent: percentages add up to more than 100%." if row.kind == "multi" else ""
+    st.caption(f"n = {base} ({n_answered} answered of {n_respondents} included respondents).{note}")
+    frame["pct"] = frame[pct_column].round(1)
+    frame["label"] = frame.apply(lambda r: f"{int(r['count'])} ({r['pct']:.1f}%)", axis=1)
+    order = frame["choice"].tolist()
+    bars = alt.Chart(frame).mark_bar().encode(
+        x=alt.X("pct:Q", title=f"% of {DENOMINATORS[denominator]}", scale=alt.Scale(domain=[0, 100])),
+        y=alt.Y("choice:N", sort=order, title=None, axis=alt.Axis(labelLimit=420)),
+        tooltip=["choice:N", "count:Q", alt.Tooltip("pct:Q", format=".1f")],
+    )
+    text = bars.mark_text(align="left", dx=4).encode(text="label:N")
+    st.altair_chart((bars + text).properties(height=alt.Step(26)), width="stretch")
+
+if not picked:
+    with st.expander("All counts as a table"):
+        st.dataframe(pd.DataFrame(counts), hide_index=True, width="stretch")
