@@ -5,16 +5,13 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
-import pandas as pd
 import pytest
 import streamlit as st
 from sqlalchemy.engine import Engine
 from streamlit.testing.v1 import AppTest
 
+from tests.support.apptest import APP, chart_data, metrics, open_page, texts
 from tests.support.seed import Seeded, seed_github
-
-ROOT = Path(__file__).resolve().parents[1]
-APP = str(ROOT / "streamlit_app.py")
 
 
 @pytest.fixture
@@ -30,35 +27,6 @@ def empty(configured_db: str) -> Iterator[str]:
     st.cache_data.clear()
     yield configured_db
     st.cache_data.clear()
-
-
-def open_page(page: str | None = None, **query_params: str) -> AppTest:
-    at = AppTest.from_file(APP, default_timeout=60)
-    at.run()
-    assert not at.exception, at.exception
-    if page:
-        at.query_params.update(query_params)
-        at.switch_page(f"explorer/pages/{page}.py").run()
-    assert not at.exception, [e.value for e in at.exception]
-    return at
-
-
-def texts(at: AppTest) -> str:
-    parts = [m.value for m in at.markdown] + [c.value for c in at.caption] + [i.value for i in at.info]
-    parts += [w.value for w in at.warning] + [e.value for e in at.error] + [t.value for t in at.title]
-    return "\n".join(str(p) for p in parts)
-
-
-def chart_data(chart) -> pd.DataFrame:  # type: ignore[no-untyped-def]
-    """The rows an Altair chart was given (Streamlit ships them beside the spec as Arrow IPC)."""
-    import pyarrow as pa
-
-    frames = [pa.ipc.open_stream(d.data.data).read_all().to_pandas() for d in chart.proto.datasets]
-    return pd.concat(frames, ignore_index=True)
-
-
-def metrics(at: AppTest) -> dict[str, str]:
-    return {m.label: m.value for m in at.metric}
 
 
 def test_overview_counts_freshness_and_runs(seeded: Seeded) -> None:
