@@ -27,6 +27,7 @@ def texts(at: AppTest) -> str:
     """Every piece of text the page shows (markdown, captions, notices, titles), one per line."""
     parts = [m.value for m in at.markdown] + [c.value for c in at.caption] + [i.value for i in at.info]
     parts += [w.value for w in at.warning] + [e.value for e in at.error] + [t.value for t in at.title]
+    parts += [h.value for h in at.header] + [h.value for h in at.subheader]
     return "\n".join(str(p) for p in parts)
 
 
