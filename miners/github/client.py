@@ -118,7 +118,6 @@ class GitHubClient:
         self.notify = notify or (lambda _msg: None)
         self.sleep = sleep
         self.stats = ClientStats()
-        self._secrets = [t for t in tokens if t]
         kwargs: dict[str, Any] = dict(
             base_url=self.base_url,
             per_page=per_page,
@@ -127,9 +126,10 @@ class GitHubClient:
             seconds_between_requests=min_interval or None,
             seconds_between_writes=None,
         )
-        if self._secrets:
+        secrets = [t for t in tokens if t]
+        if secrets:
             self._tokens = [
-                _Token(f"token #{i + 1}", s, Github(auth=Auth.Token(s), **kwargs)) for i, s in enumerate(self._secrets)
+                _Token(f"token #{i + 1}", s, Github(auth=Auth.Token(s), **kwargs)) for i, s in enumerate(secrets)
             ]
         else:
             self._tokens = [_Token("anonymous", "", Github(**kwargs))]
@@ -157,6 +157,7 @@ class GitHubClient:
                 wait = self._rate_limit_wait(exc)
                 if wait is not None:
                     self._wait(wait, deadline, f"GitHub rate limit reached ({what})")
+                    token.remaining = None  # unknown again after the reset; the retry will tell
                     self.stats.retries += 1
                     continue
                 if exc.status >= 500 and attempt + 1 < self.max_attempts:
@@ -320,6 +321,7 @@ class GitHubClient:
         return f"GET {parts.path or path_or_url}" + (f"?{parts.query}" if parts.query else "")
 
     def _scrub(self, text: str) -> str:
-        for secret in self._secrets:
-            text = text.replace(secret, "***")
+        for token in self._tokens:
+            if token.secret:
+                text = text.replace(token.secret, "***")
         return text

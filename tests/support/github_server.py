@@ -128,23 +128,22 @@ class FakeGitHub:
         self.reset_at: dict[str, float] = {}
         self.delay = 0.0
         self.on_request: Callable[[Record], None] | None = None
-        self._server: ThreadingHTTPServer | None = None
-        self._thread: threading.Thread | None = None
         self._event_id = 9_000_000_000
+        handler = type("Handler", (_Handler,), {"gh": self})
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), handler)  # bound now: URLs are known early
+        self._server.daemon_threads = True
+        self._thread: threading.Thread | None = None
 
     # -- lifecycle ----------------------------------------------------------------------------------
     def start(self) -> FakeGitHub:
-        handler = type("Handler", (_Handler,), {"gh": self})
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-        self._server.daemon_threads = True
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
         self._thread.start()
         return self
 
     def stop(self) -> None:
-        if self._server:
+        if self._thread:
             self._server.shutdown()
-            self._server.server_close()
+        self._server.server_close()
 
     def __enter__(self) -> FakeGitHub:
         return self.start()
@@ -154,7 +153,6 @@ class FakeGitHub:
 
     @property
     def origin(self) -> str:
-        assert self._server is not None
         return f"http://127.0.0.1:{self._server.server_address[1]}"
 
     @property
