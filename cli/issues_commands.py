@@ -97,13 +97,13 @@ def show(ref: str = typer.Argument(..., help="owner/name#number")) -> None:
         if detail is None:
             raise UserError(f"{ref} is not in the store")
     fields, timeline, verdicts = detail
-    console.print(f"[bold]{repo}#{num}[/] {fields['title']}  ({fields['state']}, {fields['html_url']})")
+    console.print(f"{repo}#{num} {fields['title']}  ({fields['state']}, {fields['html_url']})", markup=False)
     console.print(f"labels: {', '.join(fields['labels'] or [])}; author {fields['author']}; "
                   f"created {fields['created_at']}; closed {fields['closed_at']}")
     for ev in timeline.itertuples():
         extra = ev.commit_id or (f"{ev.source_repository}#{ev.source_number} ({ev.source_state})"
                                  if ev.source_repository else "")
-        console.print(f"  {ev.created_at}  {ev.event:<18} {ev.actor or '':<16} {extra}")
+        console.print(f"  {ev.created_at}  {ev.event:<18} {ev.actor or '':<16} {extra}", markup=False)
     for v in verdicts.itertuples():
         why = "; ".join(e.get("why", "") for e in v.evidence or [])
         console.print(f"rule {v.rule_version}: {'fix-linked' if v.fix_linked else 'not fix-linked'} {why}")

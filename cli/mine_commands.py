@@ -85,13 +85,13 @@ def github(
             raise UserError(str(exc)) from None
         tokens = split_tokens(settings.github_token.get_secret_value() if settings.github_token else None)
         if not tokens:
-            console.print("[yellow]no INTEROP_GITHUB_TOKEN: anonymous requests (60 per hour on github.com)[/]")
+            console.print("no INTEROP_GITHUB_TOKEN: anonymous requests (60 per hour on github.com)", style="yellow")
         url = base_url or settings.github_base_url
         eng = engine()
         try:
             client = GitHubClient(tokens, url, min_interval=settings.github_min_request_interval,
                                   max_wait=settings.github_max_wait,
-                                  notify=lambda msg: console.print(f"[yellow]{msg}[/]"))
+                                  notify=lambda msg: console.print(msg, style="yellow", markup=False))
         except GitHubError as exc:
             fail(str(exc))
         try:
@@ -107,6 +107,7 @@ def github(
 
 
 def _run_one(eng: Any, client: Any, query: Any, rule: Any, options: Any, url: str) -> None:
+    from rich.markup import escape
     from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
     from miners.github.client import safe_url
@@ -116,15 +117,16 @@ def _run_one(eng: Any, client: Any, query: Any, rule: Any, options: Any, url: st
     params = {"base_url": safe_url(url)}
     with Progress(SpinnerColumn(), TextColumn("{task.description}"), TextColumn("{task.completed} issues listed"),
                   TimeElapsedColumn(), console=console, transient=True, disable=not console.is_terminal) as bar:
-        task = bar.add_task(f"mining {title}", total=None)
+        task = bar.add_task(escape(f"mining {title}"), total=None)
         counts = mine_query(eng, client, query, rule, options, on_progress=lambda n: bar.advance(task, n),
                             parameters=params)
     stored = counts["issues_new"] + counts["issues_updated"]
     per = f" ({counts['requests'] / stored:.2f} requests per stored issue)" if stored else ""
-    console.print(
+    line = (
         f"{title}: {counts['issues_new']} new, {counts['issues_updated']} updated, "
         f"{counts['issues_unchanged']} unchanged, {counts['prs_skipped']} PRs skipped, "
         f"{counts['skipped_state'] + counts['skipped_excluded']} filtered, {counts['timelines']} timelines, "
         f"{counts['events']} events; {counts['requests']} requests{per}, "
         f"{counts['rate_limit_waits']} rate-limit waits"
     )
+    console.print(line, markup=False)

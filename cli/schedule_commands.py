@@ -56,7 +56,9 @@ def run(
                 raise UserError(f"no [[schedule]] entry named {job!r}")
     eng = engine()
     owner = owner_id()
-    say = console.print
+    def say(message: str) -> None:
+        console.print(message, markup=False)
+
     if once:
         outcomes = [run_job(eng, e, owner, lease_seconds=lease, say=say) for e in entries]
         if any(o.startswith("failed") for o in outcomes):

@@ -9,7 +9,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -19,7 +19,7 @@ from sqlmodel import Session
 
 from db.models import IngestRun, Issue, IssueEvent, IssueFixLink, Repository
 from miners.github.fixrule import FixRule, evaluate, load_rule
-from tests.support.github_server import Fault, FakeGitHub, load_replay
+from tests.support.github_server import FakeGitHub, Fault, load_replay
 
 ROOT = Path(__file__).resolve().parents[1]
 TOKEN = "ghp_TestSecretToken0123456789abcdef"
