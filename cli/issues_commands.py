@@ -101,8 +101,9 @@ def show(ref: str = typer.Argument(..., help="owner/name#number")) -> None:
     console.print(f"labels: {', '.join(fields['labels'] or [])}; author {fields['author']}; "
                   f"created {fields['created_at']}; closed {fields['closed_at']}")
     for ev in timeline.itertuples():
-        extra = ev.commit_id or (f"{ev.source_repository}#{ev.source_number} ({ev.source_state})"
-                                 if ev.source_repository else "")
+        extra = ev.commit_id if isinstance(ev.commit_id, str) else (
+            f"{ev.source_repository}#{ev.source_number} ({ev.source_state})"
+            if isinstance(ev.source_repository, str) else "")
         console.print(f"  {ev.created_at}  {ev.event:<18} {ev.actor or '':<16} {extra}", markup=False)
     for v in verdicts.itertuples():
         why = "; ".join(e.get("why", "") for e in v.evidence or [])

@@ -268,6 +268,13 @@ def test_malformed_json_is_a_clear_error_and_progress_is_kept(env: FakeGitHub, c
     assert len(env.requests("timeline")) == len(issues_expected()) - kept  # nothing fetched twice
 
 
+def test_unknown_repository_is_one_line_and_writes_nothing(env: FakeGitHub, cli, engine: Engine) -> None:
+    result = cli("mine", "github", "--repo", "nope/nope")
+    assert result.exit_code == 2 and "not found on GitHub: GET /repos/nope/nope" in result.output
+    assert count(engine, Repository) == 0
+    assert last_run(engine).status == "failed"
+
+
 def test_bad_token_is_one_line_without_the_token(env: FakeGitHub, cli, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("INTEROP_GITHUB_TOKEN", "ghp_WrongWrongWrong")
     result = mine(cli)
@@ -310,6 +317,19 @@ def test_several_tokens_use_the_one_with_most_quota(env: FakeGitHub) -> None:
     client.get(f"/repos/{REPO}")
     assert env.requests()[-1].authorization.endswith(other)
     assert [r.path for r in env.requests("rate_limit")] == ["/rate_limit", "/rate_limit"]
+
+
+def test_timeouts_are_retried_then_given_up_clearly(env: FakeGitHub) -> None:
+    from miners.github.client import GitHubClient, GitHubUnavailable
+
+    messages: list[str] = []
+    client = GitHubClient([TOKEN], env.url, min_interval=0, timeout=1, backoff_base=0.1, notify=messages.append)
+    env.faults.append(Fault(f"/repos/{REPO}", status=200, body="{}", delay=1.5))
+    assert client.get_object(f"/repos/{REPO}")["full_name"] == REPO
+    assert client.stats.retries == 1 and "ReadTimeout" in messages[0]
+    env.faults.append(Fault(f"/repos/{REPO}", status=503, times=10))
+    with pytest.raises(GitHubUnavailable, match="kept answering 503"):
+        client.get_object(f"/repos/{REPO}")
 
 
 # -- crash safety ----------------------------------------------------------------------------------

@@ -56,24 +56,22 @@ class IssueLoader:
         """Store the rule's definition under its version; a version may never change meaning."""
         register_rule(self.engine, self.rule)
 
-    def repository(self, full_name: str) -> tuple[int, bool]:
-        """(id, has metadata) of the repository row, created on first sight."""
+    def repository(self, full_name: str) -> tuple[int | None, bool]:
+        """(id or None when unknown, has metadata) of the repository row."""
         with Session(self.engine) as session:
             repo = session.exec(select(Repository).where(Repository.full_name == full_name)).first()
-            if repo is None:
-                upsert_rows(session, Repository, [{"full_name": full_name, "first_seen_at": utcnow()}],
-                            ["full_name"], [])
-                session.commit()
-                repo = session.exec(select(Repository).where(Repository.full_name == full_name)).one()
-            return int(repo.id or 0), repo.raw is not None
+            return (int(repo.id or 0), repo.raw is not None) if repo else (None, False)
 
-    def store_repository(self, repo_id: int, raw: dict[str, Any]) -> None:
+    def store_repository(self, full_name: str, raw: dict[str, Any]) -> int:
+        """Create or refresh the repository row from GitHub's JSON; returns its id."""
         with Session(self.engine) as session:
-            repo = session.get(Repository, repo_id)
-            assert repo is not None
+            upsert_rows(session, Repository, [{"full_name": full_name, "first_seen_at": utcnow()}],
+                        ["full_name"], [])
+            repo = session.exec(select(Repository).where(Repository.full_name == full_name)).one()
             repo.raw, repo.github_id = raw, raw.get("id")
             session.add(repo)
             session.commit()
+            return int(repo.id or 0)
 
     def cursor(self, repo_id: int, query: IssueQuery) -> CursorState:
         with Session(self.engine) as session:
@@ -207,7 +205,8 @@ def relink(engine: Engine, rule: FixRule, repo: str | None = None) -> dict[str, 
         ids = list(issues)
         for start in range(0, len(ids), 500):
             chunk = ids[start : start + 500]
-            for row in session.exec(select(*cols).where(col(IssueEvent.issue_id).in_(chunk))).all():
+            stmt_ev = select(*cols).where(col(IssueEvent.issue_id).in_(chunk)).order_by(col(IssueEvent.id))
+            for row in session.exec(stmt_ev).all():
                 events[row[0]].append(dict(zip([c.key for c in cols], row, strict=True)))
         now = utcnow()
         links = []

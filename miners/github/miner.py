@@ -83,8 +83,9 @@ def _mine(
         counts.setdefault(key, 0)
     loader.register_rule()
     repo_id, has_meta = loader.repository(query.repo)
-    if not has_meta or options.refresh_repo:
-        loader.store_repository(repo_id, source.repository(query.repo))
+    if repo_id is None or not has_meta or options.refresh_repo:
+        # fetched before anything is written: an unknown repository leaves no row behind
+        repo_id = loader.store_repository(query.repo, source.repository(query.repo))
     cursor = loader.cursor(repo_id, query)
     since = None if options.full else cursor.since
     etag = cursor.etag if since is not None else None
