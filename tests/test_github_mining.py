@@ -132,6 +132,40 @@ def test_one_updated_issue_is_the_only_one_refetched(env: FakeGitHub, cli, engin
     assert link.fix_linked and any(e["event"] == "connected" for e in link.evidence)
 
 
+def test_issue_updated_while_paging_shifts_nothing_out(env: FakeGitHub, cli, engine: Engine) -> None:
+    """With page=N paging, an issue updated mid-run moves to the end and pushes an unseen issue onto the
+    page already read (lost for good: its updated_at is below the cursor); keyset paging avoids that."""
+    later = datetime(2025, 3, 1, tzinfo=UTC)
+
+    def update_after_first_page(record) -> None:  # type: ignore[no-untyped-def]
+        if record.path.endswith("/issues") and len(env.requests("issues")) == 1:
+            env.touch(REPO, 5, later, title="edited while mining")
+
+    env.on_request = update_after_first_page
+    assert mine(cli).exit_code == 0
+    with Session(engine) as s:
+        numbers = sorted(s.execute(select(Issue.number)).scalars())
+        title = s.execute(select(Issue.title).where(Issue.number == 5)).scalar_one()
+    assert numbers == issues_expected() and title == "edited while mining"
+    assert len(env.requests("timeline")) == len(issues_expected()) + 1  # #5 again, as it changed
+
+
+def test_more_issues_with_one_timestamp_than_fit_on_a_page(env: FakeGitHub, cli, engine: Engine) -> None:
+    same = datetime(2024, 9, 9, tzinfo=UTC)
+    env.add_repo("busy/repo")
+    for number in range(1, 251):
+        env.add_issue("busy/repo", number, updated_at=same, timeline=[])
+    result = cli("mine", "github", "--repo", "busy/repo", "--timelines", "none")
+    assert result.exit_code == 0, result.output
+    assert count(engine, Issue) == 250
+    pages = [(r.query.get("since"), r.query.get("page", "1")) for r in env.requests("issues")]
+    t = "2024-09-09T00:00:00Z"
+    assert pages == [(None, "1"), (t, "1"), (t, "2"), (t, "3")]  # a tie group is paged by page number
+    env.reset_log()
+    assert cli("mine", "github", "--repo", "busy/repo", "--timelines", "none").exit_code == 0
+    assert last_run(engine).counts["issues_unchanged"] == 250 and last_run(engine).counts["issues_new"] == 0
+
+
 def test_state_and_label_filters(env: FakeGitHub, cli, engine: Engine) -> None:
     for n in (3, 4, 6):
         env.repos[REPO].issues[n]["labels"].append({"name": "question", "color": "fff"})
@@ -198,7 +232,7 @@ def test_enterprise_style_base_url_prefix(shared_dir: Path, cli, engine: Engine,
 
 def test_rate_limit_hit_mid_pagination_waits_and_completes(env: FakeGitHub, cli, engine: Engine) -> None:
     reset = str(int(time.time()) + 1)
-    env.faults.append(Fault("/issues", status=403, body=env.t.primary_limit_body, query={"page": "2"},
+    env.faults.append(Fault("/issues", status=403, body=env.t.primary_limit_body, kind="issues", skip=1,
                             headers={"X-RateLimit-Remaining": "0", "X-RateLimit-Limit": "5000",
                                      "X-RateLimit-Reset": reset}))
     result = mine(cli)
@@ -229,7 +263,7 @@ def test_secondary_limit_with_retry_after(env: FakeGitHub, cli, engine: Engine) 
 
 
 def test_502_page_is_retried(env: FakeGitHub, cli, engine: Engine) -> None:
-    env.faults.append(Fault("/issues", status=502, query={"page": "2"}, times=2))
+    env.faults.append(Fault("/issues", status=502, kind="issues", skip=1, times=2))
     result = mine(cli)
     assert result.exit_code == 0, result.output
     assert [r.status for r in env.requests("issues")] == [200, 502, 502, 200]
@@ -241,7 +275,7 @@ def test_gives_up_after_bounded_time_keeping_what_was_fetched(env: FakeGitHub, c
                                                              monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("INTEROP_GITHUB_MAX_WAIT", "5")
     reset = str(int(time.time()) + 3600)
-    env.faults.append(Fault("/issues", status=403, body=env.t.primary_limit_body, query={"page": "2"},
+    env.faults.append(Fault("/issues", status=403, body=env.t.primary_limit_body, kind="issues", skip=1,
                             headers={"X-RateLimit-Remaining": "0", "X-RateLimit-Reset": reset}))
     result = mine(cli, "--batch-size", "10")
     assert result.exit_code == 2
@@ -332,10 +366,29 @@ def test_timeouts_are_retried_then_given_up_clearly(env: FakeGitHub) -> None:
         client.get_object(f"/repos/{REPO}")
 
 
+def test_switches_token_when_one_runs_low(env: FakeGitHub) -> None:
+    from miners.github.client import GitHubClient
+
+    other = "ghp_OtherToken"
+    env.tokens.add(other)
+    env.remaining[TOKEN], env.reset_at[TOKEN] = 9, time.time() + 3600
+    env.remaining[other], env.reset_at[other] = 8, time.time() + 3600
+    messages: list[str] = []
+    client = GitHubClient([TOKEN, other], env.url, min_interval=0, notify=messages.append)
+    for _ in range(6):
+        client.get_object(f"/repos/{REPO}")
+    used = [r.authorization.split()[-1] for r in env.requests("repo")]
+    assert used[0] == TOKEN and used[-1] == other and client.stats.rate_limit_waits == 0
+    assert any("switching to token #2" in m for m in messages)
+    assert all(TOKEN not in m and other not in m for m in messages)
+
+
 # -- crash safety ----------------------------------------------------------------------------------
 
 
-def test_killed_run_resumes_without_loss_or_duplicates(env: FakeGitHub, cli, engine: Engine, db_url: str) -> None:
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGINT], ids=["kill-9", "ctrl-c"])
+def test_killed_run_resumes_without_loss_or_duplicates(env: FakeGitHub, cli, engine: Engine, db_url: str,
+                                                       sig: signal.Signals) -> None:
     env.delay = 0.01
     child_env = {**os.environ, "INTEROP_DATABASE_URL": db_url, "PYTHONPATH": str(ROOT)}
     proc = subprocess.Popen(
@@ -345,11 +398,16 @@ def test_killed_run_resumes_without_loss_or_duplicates(env: FakeGitHub, cli, eng
     deadline = time.time() + 60
     while len(env.requests("timeline")) < 70 and time.time() < deadline and proc.poll() is None:
         time.sleep(0.01)
-    assert proc.poll() is None, "the miner finished before it could be killed"
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
+    assert proc.poll() is None, "the miner finished before it could be stopped"
+    os.kill(proc.pid, sig)
+    assert proc.wait(timeout=30) != 0
     stored = count(engine, Issue)
     assert 20 <= stored < len(issues_expected())  # some batches committed, not all
+    run = last_run(engine)
+    if sig == signal.SIGINT:  # Ctrl-C: the batch in hand is committed and the run is marked interrupted
+        assert run.status == "interrupted" and stored >= 69
+    else:  # kill -9: the run row stays "running", the database is consistent up to the last batch
+        assert run.status == "running" and stored % 20 == 0
     env.delay = 0
     env.reset_log()
     assert mine(cli).exit_code == 0

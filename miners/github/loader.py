@@ -99,40 +99,32 @@ class IssueLoader:
     ) -> dict[str, int]:
         """Upsert the batch's issues, their events and fix verdicts, and move the cursor, atomically."""
         counts = {"issues_new": 0, "issues_updated": 0, "events": 0, "timelines": 0}
+        batch = list({f.fields["number"]: f for f in batch}.values())  # an issue listed twice: keep the last
         with Session(self.engine) as session:
             numbers = [f.fields["number"] for f in batch]
-            existing = {
-                i.number: i
-                for i in session.exec(
-                    select(Issue).where(Issue.repository_id == repo_id).where(col(Issue.number).in_(numbers))
-                ).all()
-            } if numbers else {}
-            rows: dict[int, Issue] = {}
-            for item in batch:
-                number = item.fields["number"]
-                row = existing.get(number)
-                if row is None or not row.hydrated:
-                    counts["issues_new"] += 1
-                else:
-                    counts["issues_updated"] += 1
-                if row is None:
-                    row = Issue(repository_id=repo_id, number=number)
-                for key, value in item.fields.items():
-                    setattr(row, key, value)
-                row.hydrated = True
-                row.fetched_at = item.fetched_at
-                if item.timeline is not None:
-                    row.timeline_fetched_at = item.fetched_at
-                session.add(row)
-                rows[number] = row
-            session.flush()
+            hydrated = dict(session.exec(
+                select(Issue.number, Issue.hydrated).where(Issue.repository_id == repo_id)
+                .where(col(Issue.number).in_(numbers))
+            ).all()) if numbers else {}
+            for with_timeline in (True, False):
+                group = [f for f in batch if (f.timeline is not None) == with_timeline]
+                rows = [{**f.fields, "repository_id": repo_id, "hydrated": True, "fetched_at": f.fetched_at,
+                         **({"timeline_fetched_at": f.fetched_at} if with_timeline else {})} for f in group]
+                update = [k for k in (rows[0] if rows else {}) if k not in ("repository_id", "number")]
+                upsert_rows(session, Issue, rows, ["repository_id", "number"], update)
+            for f in batch:
+                counts["issues_updated" if hydrated.get(f.fields["number"]) else "issues_new"] += 1
+            ids = dict(session.exec(
+                select(Issue.number, Issue.id).where(Issue.repository_id == repo_id)
+                .where(col(Issue.number).in_(numbers))
+            ).all()) if numbers else {}
             event_rows: list[dict[str, Any]] = []
             links: list[dict[str, Any]] = []
             now = utcnow()
             for item in batch:
                 if item.timeline is None:
                     continue
-                issue_id = rows[item.fields["number"]].id
+                issue_id = ids[item.fields["number"]]
                 parsed = {e["event_key"]: e for e in (event_fields(raw) for raw in item.timeline)}
                 event_rows.extend({"issue_id": issue_id, **e} for e in parsed.values())
                 linked, evidence = evaluate(self.rule, repo, parsed.values())

@@ -93,6 +93,7 @@ def _mine(
     high: datetime | None = since  # newest updated_at examined; everything up to it is handled
     first_etag: str | None = None
     not_modified = False
+    handled: dict[int, datetime | None] = {}
 
     def flush(completed: bool | None = None, keep_etag: str | None = None) -> None:
         nonlocal batch
@@ -115,11 +116,14 @@ def _mine(
                 first_etag = page.etag
             known = loader.known(repo_id, [int(r["number"]) for r in page.data if "number" in r])
             for raw in page.data:
+                fields = issue_fields(raw)
+                upd = fields["updated_at"]
+                if handled.get(fields["number"]) == upd:
+                    continue  # the overlap of keyset paging: already handled in this run
+                handled[fields["number"]] = upd
                 counts["issues_seen"] += 1
                 if on_progress:
                     on_progress(1)
-                fields = issue_fields(raw)
-                upd = fields["updated_at"]
                 if is_pull_request(raw):
                     counts["prs_skipped"] += 1
                     high = max(high, upd) if high and upd else (upd or high)

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from miners.github.client import GitHubClient, Page
+from miners.github.client import GitHubClient, GitHubResponseError, Page
 
 STATES = ("open", "closed", "all")
 _REPO_IN_URL = re.compile(r"/repos/([^/]+/[^/]+?)/?$")
@@ -38,6 +38,10 @@ class IssueQuery:
     def as_dict(self) -> dict[str, Any]:
         return {"repo": self.repo, "state": self.state, "label": self.label,
                 "exclude_labels": list(self.exclude_labels)}
+
+
+def _key(value: datetime | None) -> datetime:
+    return value or datetime.min.replace(tzinfo=UTC)
 
 
 def parse_time(value: str | None) -> datetime | None:
@@ -136,18 +140,39 @@ class GitHubIssueSource:
         return self.client.get_object(f"/repos/{full_name}")
 
     def issue_pages(self, query: IssueQuery, since: datetime | None, etag: str | None = None) -> Iterator[Page]:
-        """Pages of issues (and PRs: the caller filters) updated at/after `since`, ascending by update time.
+        """Pages of issues (and PRs: the caller filters) updated at/after `since`, oldest change first.
 
-        After the first full run the state filter is applied by the caller (state=all on the wire), so an
-        issue that moves out of the wanted state is still seen and updated.
+        Keyset paging: each next page asks `since=` the newest `updated_at` of the page before instead of
+        `page=N+1`, so an issue updated while we page (it moves to the end of the list) cannot shift an
+        unseen one onto an already-read page. The overlap (issues sharing that timestamp) comes back again
+        and is de-duplicated by the caller. After the first complete run the state filter is applied by
+        the caller (state=all on the wire), so an issue that leaves the wanted state is still updated.
         """
-        params: dict[str, Any] = {"sort": "updated", "direction": "asc"}
+        params: dict[str, Any] = {"sort": "updated", "direction": "asc", "per_page": self.client.per_page}
         params["state"] = query.state if since is None else "all"
         if query.label:
             params["labels"] = query.label
-        if since is not None:
-            params["since"] = iso(since)
-        yield from self.client.pages(f"/repos/{query.repo}/issues", params, first_etag=etag)
+        cursor, page_no = since, 1
+        while True:
+            request = dict(params)
+            if cursor is not None:
+                request["since"] = iso(cursor)
+            if page_no > 1:
+                request["page"] = page_no
+            page = self.client.get(f"/repos/{query.repo}/issues", request, etag=etag if page_no == 1 and
+                                   cursor == since else None)
+            if not page.not_modified and not (
+                isinstance(page.data, list) and all(isinstance(x, dict) for x in page.data)
+            ):
+                raise GitHubResponseError(f"expected a JSON list of issues from GET /repos/{query.repo}/issues")
+            yield page
+            if page.not_modified or not page.next_url or not page.data:
+                return
+            newest = max((parse_time(x.get("updated_at")) for x in page.data), default=None, key=_key)
+            if newest is None or (cursor is not None and newest <= cursor):
+                page_no += 1  # more issues share one timestamp than fit on a page: page through that group
+            else:
+                cursor, page_no = newest, 1
 
     def timeline(self, repo: str, number: int) -> list[dict[str, Any]]:
         """Every timeline entry of one issue (one request per 100 entries)."""

@@ -91,6 +91,8 @@ class Fault:
     times: int = 1
     query: dict[str, str] = field(default_factory=dict)
     delay: float = 0.0
+    kind: str | None = None  # only requests of this kind: issues, timeline, repo, rate_limit
+    skip: int = 0  # let this many matching requests through first
 
 
 @dataclass
@@ -310,7 +312,11 @@ class FakeGitHub:
         if self.tokens and token not in self.tokens:
             return 401, {}, b'{"message": "Bad credentials", "documentation_url": "https://docs.github.com/rest"}'
         for fault in self.faults:
-            if fault.times > 0 and fault.path in path and all(query.get(k) == v for k, v in fault.query.items()):
+            if (fault.times > 0 and fault.path in path and all(query.get(k) == v for k, v in fault.query.items())
+                    and (fault.kind is None or _kind(path) == fault.kind)):
+                if fault.skip > 0:
+                    fault.skip -= 1
+                    continue
                 fault.times -= 1
                 if fault.delay:
                     time.sleep(fault.delay)
