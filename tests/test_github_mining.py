@@ -471,6 +471,12 @@ def test_fix_flags_stored_and_relinked_without_requests(env: FakeGitHub, cli, en
         assert linked("no-xref") == {n for n in issues_expected() if n % 8 in (0, 1, 3)}
         assert linked("family-onnx") == {n for n in issues_expected() if n % 8 < 4} | {4}
         assert linked("study-v1") == {n for n in issues_expected() if n % 8 < 4}  # old verdicts kept
+    # A re-fetched timeline refreshes the verdicts of every stored version, not only the mined one.
+    env.repos[REPO].timelines[5].append(env.event("connected", datetime(2025, 2, 1, tzinfo=UTC)))
+    env.touch(REPO, 5, datetime(2025, 2, 1, tzinfo=UTC))
+    assert mine(cli).exit_code == 0
+    with Session(engine) as s:
+        assert 5 in linked("no-xref") and 5 in linked("family-onnx") and 5 in linked("study-v1")
     toml.write_text('[fix_rules.no-xref]\nconnected = false\n')
     changed = cli("issues", "relink", "--rule-version", "no-xref")
     assert changed.exit_code == 2 and "new version" in changed.output

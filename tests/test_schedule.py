@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -115,3 +116,36 @@ def test_schedule_cli_list_and_run_once(cli, tmp_path: Path, monkeypatch: pytest
     toml.write_text('[[schedule]]\ncron = "bad"\ncommand = "db current"\n')
     bad = cli("schedule", "list")
     assert bad.exit_code == 2 and "bad cron" in bad.output
+
+
+def test_two_apscheduler_instances_on_one_database_run_a_due_job_once(engine: Engine) -> None:
+    """Two real schedulers (as two hosts would run) fire the same due job; the lease lets one run it."""
+    entry = ScheduleEntry("mine", "0 3 * * *", ("mine", "github", "--all"))
+    calls: list[str] = []
+    said: list[str] = []
+    done = threading.Event()
+
+    def runner(args: tuple[str, ...]) -> int:
+        calls.append(" ".join(args))
+        time.sleep(2)  # long enough that the other scheduler fires while this one holds the lease
+        return 0
+
+    def say(message: str) -> None:
+        said.append(message)
+        if len([m for m in said if m.endswith(("ok", ")"))]) >= 2:
+            done.set()
+
+    schedulers = [build_scheduler(engine, [entry], owner, blocking=False, say=say, runner=runner)
+                  for owner in ("host-a", "host-b")]
+    for scheduler in schedulers:
+        scheduler.start(paused=True)
+        scheduler.get_job("mine").modify(next_run_time=datetime.now(UTC))
+    for scheduler in schedulers:
+        scheduler.resume()
+    try:
+        assert done.wait(15), said
+    finally:
+        for scheduler in schedulers:
+            scheduler.shutdown(wait=True)
+    assert calls == ["mine github --all"]
+    assert sum("skipped (held by host-" in m for m in said) == 1 and sum(m == "mine: ok" for m in said) == 1

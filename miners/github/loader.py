@@ -14,7 +14,7 @@ from db.models.github import Issue, IssueEvent, Repository
 from db.models.github_mining import GithubCursor, IssueFixLink, IssueFixRule
 from db.types import utcnow
 from db.upsert import upsert_rows
-from miners.github.fixrule import FixRule, RuleError, evaluate
+from miners.github.fixrule import FixRule, RuleError, evaluate, rule_from_definition
 from miners.github.source import IssueQuery, event_fields
 
 EVENT_COLUMNS = ("event", "actor", "commit_id", "source_repository", "source_number", "source_state",
@@ -51,10 +51,17 @@ class IssueLoader:
     def __init__(self, engine: Engine, rule: FixRule) -> None:
         self.engine = engine
         self.rule = rule
+        self.rules = [rule]
 
     def register_rule(self) -> None:
-        """Store the rule's definition under its version; a version may never change meaning."""
+        """Store the rule's definition under its version (a version may never change meaning) and load
+        every other stored version, so a re-fetched timeline refreshes the verdicts of all of them."""
         register_rule(self.engine, self.rule)
+        with Session(self.engine) as session:
+            stored = session.exec(select(IssueFixRule).order_by(col(IssueFixRule.version))).all()
+        self.rules = [self.rule] + [
+            rule_from_definition(r.version, r.definition) for r in stored if r.version != self.rule.version
+        ]
 
     def repository(self, full_name: str) -> tuple[int | None, bool]:
         """(id or None when unknown, has metadata) of the repository row."""
@@ -127,9 +134,10 @@ class IssueLoader:
                 issue_id = ids[item.fields["number"]]
                 parsed = {e["event_key"]: e for e in (event_fields(raw) for raw in item.timeline)}
                 event_rows.extend({"issue_id": issue_id, **e} for e in parsed.values())
-                linked, evidence = evaluate(self.rule, repo, parsed.values())
-                links.append({"issue_id": issue_id, "rule_version": self.rule.version, "fix_linked": linked,
-                              "evidence": evidence, "evaluated_at": now})
+                for rule in self.rules:
+                    linked, evidence = evaluate(rule, repo, parsed.values())
+                    links.append({"issue_id": issue_id, "rule_version": rule.version, "fix_linked": linked,
+                                  "evidence": evidence, "evaluated_at": now})
                 counts["timelines"] += 1
             upsert_rows(session, IssueEvent, event_rows, ["issue_id", "event_key"], EVENT_COLUMNS)
             upsert_rows(session, IssueFixLink, links, ["issue_id", "rule_version"],
