@@ -309,6 +309,21 @@ def test_unknown_repository_is_one_line_and_writes_nothing(env: FakeGitHub, cli,
     assert last_run(engine).status == "failed"
 
 
+def test_timeline_gone_between_listing_and_fetch(env: FakeGitHub, cli, engine: Engine) -> None:
+    env.faults.append(Fault("/issues/9/timeline", status=410, body='{"message": "This issue was deleted"}'))
+    result = mine(cli)
+    assert result.exit_code == 0, result.output
+    assert last_run(engine).counts["timelines_missing"] == 1
+    with Session(engine) as s:
+        nine = s.execute(select(Issue).where(Issue.number == 9)).scalar_one()
+        verdicts = s.execute(select(func.count()).select_from(IssueFixLink).where(
+            IssueFixLink.issue_id == nine.id)).scalar_one()
+    assert nine.raw and nine.timeline_fetched_at is not None and verdicts == 0  # stored, no verdict made up
+    assert count(engine, Issue) == len(issues_expected())
+    env.reset_log()
+    assert mine(cli).exit_code == 0 and len(env.requests()) == 1  # not retried until it changes
+
+
 def test_bad_token_is_one_line_without_the_token(env: FakeGitHub, cli, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("INTEROP_GITHUB_TOKEN", "ghp_WrongWrongWrong")
     result = mine(cli)

@@ -310,7 +310,7 @@ class GitHubClient:
         detail = f": {message}" if message else ""
         if exc.status == 401:
             return GitHubAuthError(self._scrub(f"GitHub rejected the token (401{detail}) for {what}"))
-        if exc.status == 404:
+        if exc.status in (404, 410):
             return GitHubNotFound(self._scrub(f"not found on GitHub: {what}"))
         if exc.status >= 500:
             return GitHubUnavailable(self._scrub(f"GitHub kept answering {exc.status} for {what}; giving up"))

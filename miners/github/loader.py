@@ -43,6 +43,7 @@ class Fetched:
     fields: dict[str, Any]
     timeline: list[dict[str, Any]] | None
     fetched_at: datetime
+    timeline_gone: bool = False  # GitHub answered 404/410 for the timeline: no verdict is recorded
 
 
 class IssueLoader:
@@ -129,7 +130,7 @@ class IssueLoader:
             links: list[dict[str, Any]] = []
             now = utcnow()
             for item in batch:
-                if item.timeline is None:
+                if item.timeline is None or item.timeline_gone:
                     continue
                 issue_id = ids[item.fields["number"]]
                 parsed = {e["event_key"]: e for e in (event_fields(raw) for raw in item.timeline)}

@@ -12,7 +12,7 @@ from sqlalchemy.engine import Engine
 
 from db.ingest import recorded_run
 from db.types import utcnow
-from miners.github.client import GitHubClient, GitHubError
+from miners.github.client import GitHubClient, GitHubError, GitHubNotFound
 from miners.github.fixrule import FixRule
 from miners.github.loader import Fetched, IssueLoader
 from miners.github.source import GitHubIssueSource, IssueQuery, is_pull_request, issue_fields, label_names
@@ -79,7 +79,7 @@ def _mine(
     on_progress: Callable[[int], None] | None,
 ) -> None:
     for key in ("issues_seen", "issues_new", "issues_updated", "issues_unchanged", "prs_skipped",
-                "skipped_state", "skipped_excluded", "timelines", "events"):
+                "skipped_state", "skipped_excluded", "timelines", "timelines_missing", "events"):
         counts.setdefault(key, 0)
     loader.register_rule()
     repo_id, has_meta = loader.repository(query.repo)
@@ -137,8 +137,14 @@ def _mine(
                 elif have is None and (why := _wanted(query, raw)):
                     counts[why] += 1
                 else:
-                    timeline = source.timeline(query.repo, fields["number"]) if want_tl else None
-                    batch.append(Fetched(fields, timeline, utcnow()))
+                    timeline, gone = None, False
+                    if want_tl:
+                        try:
+                            timeline = source.timeline(query.repo, fields["number"])
+                        except GitHubNotFound:  # deleted or transferred since it was listed: not retried
+                            timeline, gone = [], True  # until the issue changes again
+                            counts["timelines_missing"] += 1
+                    batch.append(Fetched(fields, timeline, utcnow(), gone))
                 high = max(high, upd) if high and upd else (upd or high)
                 if len(batch) >= options.batch_size:
                     flush()
