@@ -224,8 +224,8 @@ class GitHubClient:
         for token in self._tokens:
             self._current = token
             try:
-                data = self.get("/rate_limit").data
-                core = (data or {}).get("resources", {}).get("core", {}) or data.get("rate", {})
+                data = self.get("/rate_limit").data or {}
+                core = (data.get("resources") or {}).get("core") or data.get("rate") or {}
                 token.remaining = int(core.get("remaining", token.remaining or 0))
                 token.reset = float(core.get("reset", token.reset or 0))
             except GitHubAuthError:
