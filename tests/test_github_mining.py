@@ -9,7 +9,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -98,6 +98,16 @@ def test_full_sync_stores_issues_events_and_excludes_prs(env: FakeGitHub, cli, e
     assert run.counts["requests"] == len(env.requests()) == 1 + 2 + len(issues_expected())
     assert not [r for r in env.requests("timeline") if int(r.path.split("/")[-2]) % 7 == 0]
     assert "PRs skipped" in result.output
+
+
+def test_long_timeline_is_paged(env: FakeGitHub, cli, engine: Engine) -> None:
+    t0 = datetime(2023, 6, 1, tzinfo=UTC)
+    env.repos[REPO].timelines[1] = [env.event("commented", t0 + timedelta(minutes=k)) for k in range(150)]
+    assert mine(cli).exit_code == 0
+    assert [r.query.get("page", "1") for r in env.requests("timeline") if "/issues/1/" in r.path] == ["1", "2"]
+    with Session(engine) as s:
+        n = s.execute(select(func.count()).select_from(IssueEvent).join(Issue).where(Issue.number == 1)).scalar_one()
+    assert n == 150
 
 
 def test_no_change_resync_costs_one_request_then_a_304(env: FakeGitHub, cli, engine: Engine) -> None:
