@@ -117,7 +117,8 @@ def main() -> None:
                 f"{backend:>10}: full sync {r['full_requests']:.0f} requests for {n_issues} issues = "
                 f"{r['full_per_issue']:.4f} requests/issue (target <= 1.05; {base / r['full_per_issue']:.2f}x fewer "
                 f"than baseline), {r['issues_per_s']:.0f} issues/s ({r['full_seconds']:.1f} s, {r['events']:.0f} "
-                f"events); no-change re-sync {r['resync1_requests']:.0f} request(s) [{r['resync1_statuses']}], "
+                f"events); no-change re-sync {r['resync1_requests']:.0f} request(s) "
+                f"= {r['resync1_requests'] / n_issues:.4f} requests/issue [{r['resync1_statuses']}], "
                 f"again {r['resync2_requests']:.0f} [{r['resync2_statuses']}] (target: exactly 1 per label query)"
             )
 
