@@ -20,7 +20,9 @@ class UserError(Exception):
 
 def fail(message: str, code: int = 2) -> NoReturn:
     """Print one clear error line and exit non-zero."""
-    err_console.print(f"[bold red]error:[/] {message}", markup=True, soft_wrap=True)
+    from rich.markup import escape
+
+    err_console.print(f"[bold red]error:[/] {escape(message)}", markup=True, soft_wrap=True)
     raise typer.Exit(code)
 
 

@@ -7,7 +7,7 @@ from importlib import metadata
 
 import typer
 
-from cli import db_commands, survey_commands
+from cli import db_commands, issues_commands, mine_commands, schedule_commands, survey_commands
 from cli.common import console
 
 app = typer.Typer(
@@ -17,6 +17,9 @@ app = typer.Typer(
 )
 app.add_typer(db_commands.app, name="db")
 app.add_typer(survey_commands.app, name="survey")
+app.add_typer(mine_commands.app, name="mine")
+app.add_typer(issues_commands.app, name="issues")
+app.add_typer(schedule_commands.app, name="schedule")
 
 STACK = ("torch", "tensorflow", "keras", "tf2onnx", "onnx", "onnxruntime", "onnxscript", "nnsmith")
 

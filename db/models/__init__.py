@@ -2,19 +2,24 @@
 
 from db.models.base import NAMING_CONVENTION
 from db.models.github import Issue, IssueEvent, IssueSample, IssueSampleMember, Repository
+from db.models.github_mining import GithubCursor, IssueFixLink, IssueFixRule, SchedulerLock
 from db.models.ingest import IngestRun, RunStatus
 from db.models.survey import QuestionKind, Survey, SurveyAnswer, SurveyQuestion, SurveyResponse
 
 __all__ = [
     "NAMING_CONVENTION",
+    "GithubCursor",
     "IngestRun",
     "Issue",
     "IssueEvent",
+    "IssueFixLink",
+    "IssueFixRule",
     "IssueSample",
     "IssueSampleMember",
     "QuestionKind",
     "Repository",
     "RunStatus",
+    "SchedulerLock",
     "Survey",
     "SurveyAnswer",
     "SurveyQuestion",

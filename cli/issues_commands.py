@@ -1,0 +1,110 @@
+"""`interop issues …`: samples for coding, fix-rule re-evaluation, and a quick look at mined issues."""
+
+from __future__ import annotations
+
+import typer
+
+from cli.common import UserError, console, engine, user_errors
+
+app = typer.Typer(help="Mined GitHub issues: samples, fix-link rule, listing.", no_args_is_help=True)
+
+
+@app.command("sample")
+def sample(
+    repo: str = typer.Option(..., "--repo", help="owner/name of a mined repository."),
+    n: int = typer.Option(..., "--n", help="Sample size."),
+    seed: int = typer.Option(..., "--seed", help="Random seed (same seed, same issues -> same members)."),
+    name: str = typer.Option(..., "--name", help="Unique sample name, e.g. pilot."),
+    fixed_only: bool = typer.Option(False, "--fixed-only", help="Only fix-linked issues."),
+    rule_version: str = typer.Option("study-v1", "--rule-version", help="Fix rule used by --fixed-only."),
+    label: str | None = typer.Option(None, "--label", help="Only issues with this label."),
+    state: str | None = typer.Option(None, "--state", help="Only issues in this state (open/closed)."),
+) -> None:
+    """Draw and store a named reproducible sample; the same name and arguments again is a no-op."""
+    from miners.github.samples import SampleError, draw_sample
+
+    with user_errors():
+        try:
+            result = draw_sample(engine(), name=name, repo=repo, n=n, seed=seed, fixed_only=fixed_only,
+                                 rule_version=rule_version, label=label, state=state)
+        except SampleError as exc:
+            raise UserError(str(exc)) from None
+    if result.created:
+        console.print(f"sample {name!r}: {len(result.numbers)} of {result.population} issues of {repo} stored")
+    else:
+        console.print(f"sample {name!r} already exists with these arguments: nothing changed")
+    console.print("members: " + ", ".join(f"#{num}" for num in result.numbers))
+
+
+@app.command("relink")
+def relink(
+    rule_version: str = typer.Option("study-v1", "--rule-version", help="Built-in version or one defined "
+                                     "under [fix_rules.<version>] in interop.toml."),
+    repo: str | None = typer.Option(None, "--repo", help="Only this repository."),
+) -> None:
+    """Re-evaluate the fix-link rule on stored timelines (no GitHub requests)."""
+    from db.config import load_toml
+    from miners.github.fixrule import RuleError, load_rule
+    from miners.github.loader import relink as do_relink
+
+    with user_errors():
+        try:
+            rule = load_rule(rule_version, load_toml().get("fix_rules") or {})
+            counts = do_relink(engine(), rule, repo)
+        except RuleError as exc:
+            raise UserError(str(exc)) from None
+    console.print(f"rule {rule_version}: {counts['fix_linked']} of {counts['issues']} issues with timelines "
+                  "are fix-linked")
+
+
+@app.command("list")
+def list_issues(
+    repo: str | None = typer.Option(None, "--repo"),
+    label: list[str] = typer.Option([], "--label", help="Issues having all these labels."),
+    state: str | None = typer.Option(None, "--state"),
+    fixed_only: bool = typer.Option(False, "--fixed-only"),
+    rule_version: str = typer.Option("study-v1", "--rule-version"),
+    sample_name: str | None = typer.Option(None, "--sample", help="Members of this sample, in drawn order."),
+    limit: int = typer.Option(50, "--limit"),
+) -> None:
+    """List mined issues (newest first) with their fix-link verdict."""
+    from rich.table import Table
+
+    from db.queries.issues import issue_list
+
+    frame = issue_list(engine(), repo=repo, labels=label or None, state=state,
+                       fix_linked=True if fixed_only else None, rule_version=rule_version, sample=sample_name,
+                       limit=limit)
+    table = Table("repo", "#", "state", "fixed", "labels", "title")
+    for row in frame.itertuples():
+        fixed = "?" if row.fix_linked is None or str(row.fix_linked) == "<NA>" else ("yes" if row.fix_linked else "no")
+        table.add_row(row.repo, str(row.number), row.state or "", fixed, ", ".join(row.labels or []),
+                      (row.title or "")[:70])
+    console.print(table)
+    console.print(f"{len(frame)} issue(s)")
+
+
+@app.command("show")
+def show(ref: str = typer.Argument(..., help="owner/name#number")) -> None:
+    """One issue with its timeline and fix verdicts."""
+    from db.queries.issues import issue_detail
+
+    with user_errors():
+        repo, _, num = ref.partition("#")
+        if not num.isdigit():
+            raise UserError(f"expected owner/name#number, got {ref!r}")
+        detail = issue_detail(engine(), repo, int(num))
+        if detail is None:
+            raise UserError(f"{ref} is not in the store")
+    fields, timeline, verdicts = detail
+    console.print(f"{repo}#{num} {fields['title']}  ({fields['state']}, {fields['html_url']})", markup=False)
+    console.print(f"labels: {', '.join(fields['labels'] or [])}; author {fields['author']}; "
+                  f"created {fields['created_at']}; closed {fields['closed_at']}")
+    for ev in timeline.itertuples():
+        extra = ev.commit_id if isinstance(ev.commit_id, str) else (
+            f"{ev.source_repository}#{ev.source_number} ({ev.source_state})"
+            if isinstance(ev.source_repository, str) else "")
+        console.print(f"  {ev.created_at}  {ev.event:<18} {ev.actor or '':<16} {extra}", markup=False)
+    for v in verdicts.itertuples():
+        why = "; ".join(e.get("why", "") for e in v.evidence or [])
+        console.print(f"rule {v.rule_version}: {'fix-linked' if v.fix_linked else 'not fix-linked'} {why}")

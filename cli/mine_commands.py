@@ -1,0 +1,132 @@
+"""`interop mine …`: run the miners (GitHub issues) from the command line or interop.toml."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import typer
+
+from cli.common import UserError, console, engine, fail, user_errors
+
+app = typer.Typer(help="Mine data sources into the store.", no_args_is_help=True)
+
+ENTRY_KEYS = {"repo", "label", "labels", "exclude_labels", "state", "timelines"}
+
+
+def _entries_from_toml() -> list[dict[str, Any]]:
+    """The `[[miners.github]]` entries of interop.toml, checked field by field."""
+    from db.config import load_toml
+
+    entries = (load_toml().get("miners") or {}).get("github") or []
+    if not isinstance(entries, list) or not entries:
+        raise UserError("interop.toml has no [[miners.github]] entries (needed by --all)")
+    for i, entry in enumerate(entries, 1):
+        where = f"interop.toml [[miners.github]] entry {i}"
+        if not isinstance(entry, dict) or not isinstance(entry.get("repo"), str) or "/" not in entry["repo"]:
+            raise UserError(f"{where}: `repo = \"owner/name\"` is required")
+        unknown = set(entry) - ENTRY_KEYS
+        if unknown:
+            raise UserError(f"{where}: unknown key(s) {', '.join(sorted(unknown))}")
+    return entries
+
+
+def _queries(repo: str, labels: list[str], exclude: list[str], state: str) -> list[Any]:
+    from miners.github.source import STATES, IssueQuery
+
+    if "/" not in repo or repo.count("/") != 1:
+        raise UserError(f"--repo must be owner/name, got {repo!r}")
+    if state not in STATES:
+        raise UserError(f"--state must be one of {', '.join(STATES)}, got {state!r}")
+    return [IssueQuery(repo, state, label, tuple(exclude)) for label in (labels or [None])]
+
+
+@app.command("github")
+def github(
+    repo: str | None = typer.Option(None, "--repo", help="owner/name, e.g. pytorch/pytorch."),
+    label: list[str] = typer.Option([], "--label", help="Only issues with this label; repeat for several "
+                                    "queries (each label is one query, results are unioned)."),
+    exclude_label: list[str] = typer.Option([], "--exclude-label", help="Skip issues carrying this label."),
+    state: str = typer.Option("all", "--state", help="open, closed or all."),
+    all_entries: bool = typer.Option(False, "--all", help="Run every [[miners.github]] entry of interop.toml."),
+    base_url: str | None = typer.Option(None, "--base-url", help="API base URL (GitHub Enterprise, a test "
+                                        "server); default INTEROP_GITHUB_BASE_URL."),
+    timelines: str = typer.Option("all", "--timelines", help="Fetch timelines of all, closed or none of the "
+                                  "changed issues."),
+    full: bool = typer.Option(False, "--full", help="Ignore the cursor: list every issue again (still only "
+                              "changed issues are re-fetched)."),
+    rule_version: str = typer.Option("study-v1", "--rule-version", help="Fix rule evaluated on new timelines."),
+    batch_size: int = typer.Option(50, "--batch-size", min=1, help="Issues per committed batch."),
+    refresh_repo: bool = typer.Option(False, "--refresh-repo", help="Re-fetch the repository's metadata."),
+) -> None:
+    """Mine GitHub issues with their timelines, incrementally (only what changed since the last run)."""
+    from db.config import get_settings, load_toml
+    from miners.github.client import GitHubClient, GitHubError, split_tokens
+    from miners.github.fixrule import RuleError, load_rule
+    from miners.github.miner import TIMELINE_CHOICES, MineOptions
+
+    with user_errors():
+        if all_entries == bool(repo):
+            raise UserError("give either --repo owner/name or --all")
+        if timelines not in TIMELINE_CHOICES:
+            raise UserError(f"--timelines must be one of {', '.join(TIMELINE_CHOICES)}")
+        plan: list[tuple[Any, str]] = []
+        if all_entries:
+            for entry in _entries_from_toml():
+                labels = entry.get("labels") or ([entry["label"]] if entry.get("label") else [])
+                for q in _queries(entry["repo"], list(labels), list(entry.get("exclude_labels") or []),
+                                  entry.get("state", "all")):
+                    plan.append((q, entry.get("timelines", timelines)))
+        else:
+            plan = [(q, timelines) for q in _queries(repo or "", label, exclude_label, state)]
+        settings = get_settings()
+        try:
+            rule = load_rule(rule_version, load_toml().get("fix_rules") or {})
+        except RuleError as exc:
+            raise UserError(str(exc)) from None
+        tokens = split_tokens(settings.github_token.get_secret_value() if settings.github_token else None)
+        if not tokens:
+            console.print("no INTEROP_GITHUB_TOKEN: anonymous requests (60 per hour on github.com)", style="yellow")
+        url = base_url or settings.github_base_url
+        eng = engine()
+        try:
+            client = GitHubClient(tokens, url, min_interval=settings.github_min_request_interval,
+                                  max_wait=settings.github_max_wait,
+                                  notify=lambda msg: console.print(msg, style="yellow", markup=False))
+        except GitHubError as exc:
+            fail(str(exc))
+        try:
+            for query, tl in plan:
+                _run_one(eng, client, query, rule, MineOptions(timelines=tl, batch_size=batch_size, full=full,
+                                                               refresh_repo=refresh_repo), url)
+        except GitHubError as exc:
+            fail(f"{exc}")
+        except RuleError as exc:
+            fail(str(exc))
+        finally:
+            client.close()
+
+
+def _run_one(eng: Any, client: Any, query: Any, rule: Any, options: Any, url: str) -> None:
+    from rich.markup import escape
+    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+    from miners.github.client import safe_url
+    from miners.github.miner import mine_query
+
+    title = f"{query.repo}" + (f" [{query.label}]" if query.label else "") + f" state={query.state}"
+    params = {"base_url": safe_url(url)}
+    with Progress(SpinnerColumn(), TextColumn("{task.description}"), TextColumn("{task.completed} issues listed"),
+                  TimeElapsedColumn(), console=console, transient=True, disable=not console.is_terminal) as bar:
+        task = bar.add_task(escape(f"mining {title}"), total=None)
+        counts = mine_query(eng, client, query, rule, options, on_progress=lambda n: bar.advance(task, n),
+                            parameters=params)
+    stored = counts["issues_new"] + counts["issues_updated"]
+    per = f" ({counts['requests'] / stored:.2f} requests per stored issue)" if stored else ""
+    line = (
+        f"{title}: {counts['issues_new']} new, {counts['issues_updated']} updated, "
+        f"{counts['issues_unchanged']} unchanged, {counts['prs_skipped']} PRs skipped, "
+        f"{counts['skipped_state'] + counts['skipped_excluded']} filtered, {counts['timelines']} timelines, "
+        f"{counts['events']} events; {counts['requests']} requests{per}, "
+        f"{counts['rate_limit_waits']} rate-limit waits"
+    )
+    console.print(line, markup=False)

@@ -1,0 +1,74 @@
+"""`interop schedule …`: run the `[[schedule]]` entries of interop.toml, or show when they run next."""
+
+from __future__ import annotations
+
+import typer
+
+from cli.common import UserError, console, engine, user_errors
+
+app = typer.Typer(help="Scheduled miner runs ([[schedule]] in interop.toml).", no_args_is_help=True)
+
+
+def _entries():  # type: ignore[no-untyped-def]
+    from db.config import load_toml
+    from miners.schedule import ScheduleError, load_entries
+
+    try:
+        entries = load_entries(load_toml())
+    except ScheduleError as exc:
+        raise UserError(str(exc)) from None
+    if not entries:
+        raise UserError("interop.toml has no [[schedule]] entries")
+    return entries
+
+
+@app.command("list")
+def list_jobs() -> None:
+    """Each scheduled job with its cron expression, command and next run time."""
+    from rich.table import Table
+
+    from miners.schedule import next_run
+
+    with user_errors():
+        entries = _entries()
+    table = Table("name", "cron", "timezone", "command", "next run")
+    for entry in entries:
+        when = next_run(entry)
+        table.add_row(entry.name, entry.cron, entry.timezone, "interop " + " ".join(entry.command),
+                      when.isoformat() if when else "never")
+    console.print(table)
+
+
+@app.command("run")
+def run(
+    once: bool = typer.Option(False, "--once", help="Run the job(s) now, once, then exit (for cron/systemd)."),
+    job: str | None = typer.Option(None, "--job", help="Only this job (by name)."),
+    lease: float = typer.Option(600.0, "--lease", help="Seconds a database lease lasts (renewed while running)."),
+) -> None:
+    """Run the schedule until Ctrl-C (or `--once`); a database lease stops two schedulers running a job twice."""
+    from miners.schedule import build_scheduler, next_run, owner_id, run_job
+
+    with user_errors():
+        entries = _entries()
+        if job:
+            entries = [e for e in entries if e.name == job]
+            if not entries:
+                raise UserError(f"no [[schedule]] entry named {job!r}")
+    eng = engine()
+    owner = owner_id()
+    def say(message: str) -> None:
+        console.print(message, markup=False)
+
+    if once:
+        outcomes = [run_job(eng, e, owner, lease_seconds=lease, say=say) for e in entries]
+        if any(o.startswith("failed") for o in outcomes):
+            raise typer.Exit(1)
+        return
+    scheduler = build_scheduler(eng, entries, owner, say=say)
+    for entry in entries:
+        console.print(f"{entry.name}: next run {next_run(entry)}")
+    console.print(f"scheduler {owner} started; Ctrl-C stops it")
+    try:
+        scheduler.start()
+    except (KeyboardInterrupt, SystemExit):
+        console.print("scheduler stopped")

@@ -1,0 +1,33 @@
+"""Dialect-aware bulk upserts (INSERT … ON CONFLICT DO UPDATE) so re-runs never duplicate rows."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+CHUNK = 500
+
+
+def upsert_rows(
+    session: Session, model: Any, rows: Sequence[dict[str, Any]], keys: Sequence[str], update: Sequence[str]
+) -> None:
+    """Insert `rows` into `model`'s table; rows whose natural key `keys` exists get the `update` columns replaced."""
+    if not rows:
+        return
+    dialect = session.get_bind().dialect.name
+    if dialect == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    elif dialect == "sqlite":
+        from sqlalchemy.dialects.sqlite import insert
+    else:  # pragma: no cover - only the two supported backends
+        raise NotImplementedError(f"upsert on {dialect}")
+    table = model.__table__
+    for start in range(0, len(rows), CHUNK):
+        stmt = insert(table).values(list(rows[start : start + CHUNK]))
+        if update:
+            stmt = stmt.on_conflict_do_update(index_elements=list(keys), set_={c: stmt.excluded[c] for c in update})
+        else:
+            stmt = stmt.on_conflict_do_nothing(index_elements=list(keys))
+        session.execute(stmt)

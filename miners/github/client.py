@@ -1,0 +1,327 @@
+"""GitHub REST access through PyGithub's requester: tokens, pagination, rate limits, retries, clean errors.
+
+Callers (the source) get parsed JSON or a `GitHubError`; they never see a status code, and no message,
+log line or exception produced here ever contains a token.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlsplit
+
+import requests
+from github import Auth, Github, GithubException
+from github.Requester import Requester
+
+PRIMARY_MESSAGE = "api rate limit exceeded"
+SECONDARY_DEFAULT_WAIT = 60.0
+_LINK_NEXT = re.compile(r'<([^>]+)>\s*;\s*rel="next"')
+
+
+class GitHubError(Exception):
+    """A GitHub problem the user must see as one line (never contains a token)."""
+
+
+class GitHubAuthError(GitHubError):
+    """The token was rejected."""
+
+
+class GitHubNotFound(GitHubError):
+    """The repository or issue does not exist (or the token cannot see it)."""
+
+
+class GitHubUnavailable(GitHubError):
+    """Retries or rate-limit waits would exceed the allowed time: the run stops, keeping what it stored."""
+
+
+class GitHubResponseError(GitHubError):
+    """GitHub answered with something that is not the JSON we asked for."""
+
+
+@dataclass
+class ClientStats:
+    """What a run cost: HTTP requests (retries included), retries, rate-limit waits and their length."""
+
+    requests: int = 0
+    retries: int = 0
+    rate_limit_waits: int = 0
+    waited_seconds: float = 0.0
+    not_modified: int = 0
+    token_switches: int = 0
+
+
+@dataclass
+class _Token:
+    label: str
+    secret: str = field(repr=False)
+    github: Github = field(repr=False)
+    remaining: int | None = None
+    reset: float | None = None
+
+
+@dataclass
+class Page:
+    """One response: its JSON, its ETag, and the next page's URL (None on the last page)."""
+
+    data: Any
+    etag: str | None
+    next_url: str | None
+    not_modified: bool = False
+
+
+def split_tokens(value: str | None) -> list[str]:
+    """`INTEROP_GITHUB_TOKEN` may hold several comma-separated tokens."""
+    return [t.strip() for t in (value or "").split(",") if t.strip()]
+
+
+def safe_url(url: str) -> str:
+    """`url` without any user:password@ part, fit for logs and the database."""
+    parts = urlsplit(url)
+    if parts.username or parts.password:
+        host = parts.hostname or ""
+        netloc = host + (f":{parts.port}" if parts.port else "")
+        return parts._replace(netloc=netloc).geturl()
+    return url
+
+
+class GitHubClient:
+    """Sequential GET requests with a bounded patience for rate limits and faults."""
+
+    def __init__(
+        self,
+        tokens: list[str],
+        base_url: str = "https://api.github.com",
+        *,
+        per_page: int = 100,
+        timeout: int = 30,
+        min_interval: float = 0.25,
+        reserve: int = 5,
+        max_wait: float = 3600.0,
+        max_attempts: int = 6,
+        backoff_base: float = 1.0,
+        backoff_cap: float = 60.0,
+        notify: Callable[[str], None] | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.per_page = per_page
+        self.reserve = reserve
+        self.max_wait = max_wait
+        self.max_attempts = max_attempts
+        self.backoff_base = backoff_base
+        self.backoff_cap = backoff_cap
+        self.notify = notify or (lambda _msg: None)
+        self.sleep = sleep
+        self.stats = ClientStats()
+        kwargs: dict[str, Any] = dict(
+            base_url=self.base_url,
+            per_page=per_page,
+            timeout=timeout,
+            retry=None,  # we retry ourselves, so waits are counted, bounded and reported
+            seconds_between_requests=min_interval or None,
+            seconds_between_writes=None,
+        )
+        secrets = [t for t in tokens if t]
+        if secrets:
+            self._tokens = [
+                _Token(f"token #{i + 1}", s, Github(auth=Auth.Token(s), **kwargs)) for i, s in enumerate(secrets)
+            ]
+        else:
+            self._tokens = [_Token("anonymous", "", Github(**kwargs))]
+        self._current = self._tokens[0]
+        if len(self._tokens) > 1:
+            self._probe_quotas()
+
+    # -- public API -------------------------------------------------------------------------------
+
+    def get(self, path_or_url: str, params: dict[str, Any] | None = None, etag: str | None = None) -> Page:
+        """One GET (retried as needed); `etag` makes it conditional (a 304 comes back as `not_modified`)."""
+        deadline = time.monotonic() + self.max_wait
+        attempt = 0
+        what = self._describe(path_or_url)
+        while True:
+            token = self._pick(deadline, what)
+            headers = {"If-None-Match": etag} if etag else None
+            self.stats.requests += 1
+            try:
+                resp_headers, data = token.github.requester.requestJsonAndCheck(
+                    "GET", path_or_url, parameters=params, headers=headers
+                )
+            except GithubException as exc:
+                self._note_quota(token, exc.headers or {})
+                wait = self._rate_limit_wait(exc)
+                if wait is not None:
+                    self._wait(wait, deadline, f"GitHub rate limit reached ({what})")
+                    token.remaining = None  # unknown again after the reset; the retry will tell
+                    self.stats.retries += 1
+                    continue
+                if exc.status >= 500 and attempt + 1 < self.max_attempts:
+                    attempt += 1
+                    self._backoff(attempt, deadline, f"GitHub answered {exc.status} for {what}")
+                    continue
+                raise self._error(exc, what) from None
+            except (requests.exceptions.RequestException, ConnectionError, TimeoutError) as exc:
+                if attempt + 1 < self.max_attempts:
+                    attempt += 1
+                    self._backoff(attempt, deadline, f"network problem ({type(exc).__name__}) on {what}")
+                    continue
+                raise GitHubUnavailable(
+                    self._scrub(f"gave up on {what} after {attempt + 1} attempts: {type(exc).__name__}")
+                ) from None
+            except ValueError as exc:  # json.JSONDecodeError from the requester
+                raise GitHubResponseError(self._scrub(f"malformed JSON from GitHub for {what}: {exc}")) from None
+            self._note_quota(token, resp_headers)
+            if data is None and etag:
+                self.stats.not_modified += 1
+                return Page(None, etag, None, not_modified=True)
+            if isinstance(data, dict) and set(data) == {"data"} and isinstance(data["data"], str):
+                raise GitHubResponseError(self._scrub(f"GitHub answered non-JSON for {what}"))
+            match = _LINK_NEXT.search(resp_headers.get("link", "") or "")
+            return Page(data, resp_headers.get("etag"), match.group(1) if match else None)
+
+    def get_object(self, path: str, params: dict[str, Any] | None = None) -> dict[str, Any]:
+        """GET a single JSON object."""
+        page = self.get(path, params)
+        if not isinstance(page.data, dict):
+            raise GitHubResponseError(f"expected a JSON object from {self._describe(path)}")
+        return page.data
+
+    def pages(
+        self, path: str, params: dict[str, Any] | None = None, first_etag: str | None = None
+    ) -> Iterator[Page]:
+        """Every page of a list endpoint, following `Link: rel="next"`; each page's data is a list of objects."""
+        query = dict(params or {})
+        query.setdefault("per_page", self.per_page)
+        page = self.get(path, query, etag=first_etag)
+        while True:
+            if not page.not_modified and not (
+                isinstance(page.data, list) and all(isinstance(x, dict) for x in page.data)
+            ):
+                raise GitHubResponseError(f"expected a JSON list of objects from {self._describe(path)}")
+            yield page
+            if not page.next_url:
+                return
+            page = self.get(page.next_url)
+
+    def quota(self) -> list[tuple[str, int | None, float | None]]:
+        """(token label, remaining, reset epoch) as last seen, for messages and tests."""
+        return [(t.label, t.remaining, t.reset) for t in self._tokens]
+
+    def close(self) -> None:
+        for token in self._tokens:
+            with contextlib.suppress(Exception):
+                token.github.close()
+
+    # -- internals ----------------------------------------------------------------------------------
+
+    def _probe_quotas(self) -> None:
+        """With several tokens, ask /rate_limit for each and start with the one with most quota left."""
+        for token in self._tokens:
+            self._current = token
+            try:
+                data = self.get("/rate_limit").data or {}
+                core = (data.get("resources") or {}).get("core") or data.get("rate") or {}
+                token.remaining = int(core.get("remaining", token.remaining or 0))
+                token.reset = float(core.get("reset", token.reset or 0))
+            except GitHubAuthError:
+                token.remaining, token.reset = -1, None
+                self.notify(f"{token.label} was rejected by GitHub; not using it")
+        usable = [t for t in self._tokens if (t.remaining or 0) >= 0]
+        if not usable:
+            raise GitHubAuthError("GitHub rejected every configured token")
+        self._tokens = usable
+        self._current = max(usable, key=lambda t: t.remaining or 0)
+
+    def _pick(self, deadline: float, what: str) -> _Token:
+        """The token to use next: switch when the current one runs low, sleep when they all do."""
+        cur = self._current
+        if cur.remaining is None or cur.remaining > self.reserve:
+            return cur
+        others = [t for t in self._tokens if t is not cur and (t.remaining is None or t.remaining > self.reserve)]
+        if others:
+            self._current = max(others, key=lambda t: t.remaining if t.remaining is not None else 10**9)
+            self.stats.token_switches += 1
+            self.notify(f"switching to {self._current.label} ({cur.label} has {cur.remaining} requests left)")
+            return self._current
+        reset = min((t.reset for t in self._tokens if t.reset), default=None)
+        wait = max(0.0, (reset or time.time()) - time.time()) + 1.0
+        self._wait(wait, deadline, f"rate limit low ({cur.remaining} left) before {what}")
+        for t in self._tokens:
+            t.remaining = None
+        return self._current
+
+    def _note_quota(self, token: _Token, headers: dict[str, Any]) -> None:
+        h = {str(k).lower(): v for k, v in headers.items()}
+        with contextlib.suppress(TypeError, ValueError):
+            if "x-ratelimit-remaining" in h:
+                token.remaining = int(float(h["x-ratelimit-remaining"]))
+            if "x-ratelimit-reset" in h:
+                token.reset = float(h["x-ratelimit-reset"])
+
+    def _rate_limit_wait(self, exc: GithubException) -> float | None:
+        """Seconds to wait when `exc` is a primary or secondary rate limit (403/429), else None."""
+        if exc.status not in (403, 429):
+            return None
+        h = {str(k).lower(): v for k, v in (exc.headers or {}).items()}
+        message = str((exc.data or {}).get("message", "") if isinstance(exc.data, dict) else "").lower()
+        retry_after = h.get("retry-after")
+        if retry_after is not None:
+            with contextlib.suppress(ValueError):
+                return max(0.0, float(retry_after))
+        limited = (
+            Requester.isRateLimitError(message)
+            or "rate limit" in message
+            or str(h.get("x-ratelimit-remaining", "")) == "0"
+            or exc.status == 429
+        )
+        if not limited:
+            return None
+        if str(h.get("x-ratelimit-remaining", "")) == "0" and h.get("x-ratelimit-reset"):
+            with contextlib.suppress(ValueError):
+                return max(0.0, float(h["x-ratelimit-reset"]) - time.time()) + 1.0
+        return SECONDARY_DEFAULT_WAIT
+
+    def _wait(self, seconds: float, deadline: float, reason: str) -> None:
+        if time.monotonic() + seconds > deadline:
+            raise GitHubUnavailable(
+                self._scrub(f"{reason}: waiting {seconds:.0f}s more would exceed the {self.max_wait:.0f}s limit; "
+                            "stopping (everything fetched so far is stored; re-run to continue)")
+            )
+        self.stats.rate_limit_waits += 1
+        self.stats.waited_seconds += seconds
+        self.notify(self._scrub(f"{reason}: sleeping {seconds:.0f}s until the limit resets"))
+        self.sleep(seconds)
+
+    def _backoff(self, attempt: int, deadline: float, reason: str) -> None:
+        seconds = min(self.backoff_cap, self.backoff_base * 2 ** (attempt - 1))
+        if time.monotonic() + seconds > deadline:
+            raise GitHubUnavailable(self._scrub(f"{reason}; giving up (retry budget of {self.max_wait:.0f}s spent)"))
+        self.stats.retries += 1
+        self.notify(self._scrub(f"{reason}; retry {attempt}/{self.max_attempts - 1} in {seconds:.1f}s"))
+        self.sleep(seconds)
+
+    def _error(self, exc: GithubException, what: str) -> GitHubError:
+        message = exc.data.get("message") if isinstance(exc.data, dict) else None
+        detail = f": {message}" if message else ""
+        if exc.status == 401:
+            return GitHubAuthError(self._scrub(f"GitHub rejected the token (401{detail}) for {what}"))
+        if exc.status in (404, 410):
+            return GitHubNotFound(self._scrub(f"not found on GitHub: {what}"))
+        if exc.status >= 500:
+            return GitHubUnavailable(self._scrub(f"GitHub kept answering {exc.status} for {what}; giving up"))
+        return GitHubError(self._scrub(f"GitHub answered {exc.status} for {what}{detail}"))
+
+    def _describe(self, path_or_url: str) -> str:
+        parts = urlsplit(path_or_url)
+        return f"GET {parts.path or path_or_url}" + (f"?{parts.query}" if parts.query else "")
+
+    def _scrub(self, text: str) -> str:
+        for token in self._tokens:
+            if token.secret:
+                text = text.replace(token.secret, "***")
+        return text

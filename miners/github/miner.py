@@ -1,0 +1,157 @@
+"""One mining run of one issue query: list changed issues since the cursor, fetch their timelines,
+commit in batches (the cursor moves with each batch, so a killed run resumes where it stopped)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy.engine import Engine
+
+from db.ingest import recorded_run
+from db.types import utcnow
+from miners.github.client import GitHubClient, GitHubError, GitHubNotFound
+from miners.github.fixrule import FixRule
+from miners.github.loader import Fetched, IssueLoader
+from miners.github.source import GitHubIssueSource, IssueQuery, is_pull_request, issue_fields, label_names
+
+TIMELINE_CHOICES = ("all", "closed", "none")
+
+
+@dataclass
+class MineOptions:
+    """How much to fetch: timelines of all / closed / no issues; `full` ignores the cursor."""
+
+    timelines: str = "all"
+    batch_size: int = 50
+    full: bool = False
+    refresh_repo: bool = False
+
+
+def _wanted(query: IssueQuery, raw: dict[str, Any]) -> str | None:
+    """Why a not-yet-stored issue is skipped (None: keep it)."""
+    if query.state != "all" and raw.get("state") != query.state:
+        return "skipped_state"
+    if set(label_names(raw)) & set(query.exclude_labels):
+        return "skipped_excluded"
+    return None
+
+
+def mine_query(
+    engine: Engine,
+    client: GitHubClient,
+    query: IssueQuery,
+    rule: FixRule,
+    options: MineOptions | None = None,
+    on_progress: Callable[[int], None] | None = None,
+    parameters: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Mine one query into the store, recorded as an `ingest_run` of kind github-mine; returns its counts."""
+    options = options or MineOptions()
+    source = GitHubIssueSource(client)
+    loader = IssueLoader(engine, rule)
+    params = {**query.as_dict(), "timelines": options.timelines, "full": options.full,
+              "rule_version": rule.version, **(parameters or {})}
+    with recorded_run(engine, "github-mine", params) as run:
+        start = client.stats.__dict__.copy()
+
+        def account() -> None:
+            for key in ("requests", "retries", "rate_limit_waits", "not_modified"):
+                run.counts[key] = getattr(client.stats, key) - start[key]
+            run.counts["rate_limit_wait_seconds"] = round(client.stats.waited_seconds - start["waited_seconds"], 1)
+
+        try:
+            _mine(engine, source, loader, query, options, run.counts, on_progress)
+        finally:
+            account()
+        return dict(run.counts)
+
+
+def _mine(
+    engine: Engine,
+    source: GitHubIssueSource,
+    loader: IssueLoader,
+    query: IssueQuery,
+    options: MineOptions,
+    counts: dict[str, Any],
+    on_progress: Callable[[int], None] | None,
+) -> None:
+    for key in ("issues_seen", "issues_new", "issues_updated", "issues_unchanged", "prs_skipped",
+                "skipped_state", "skipped_excluded", "timelines", "timelines_missing", "events"):
+        counts.setdefault(key, 0)
+    loader.register_rule()
+    repo_id, has_meta = loader.repository(query.repo)
+    if repo_id is None or not has_meta or options.refresh_repo:
+        # fetched before anything is written: an unknown repository leaves no row behind
+        repo_id = loader.store_repository(query.repo, source.repository(query.repo))
+    cursor = loader.cursor(repo_id, query)
+    since = None if options.full else cursor.since
+    etag = cursor.etag if since is not None else None
+    batch: list[Fetched] = []
+    high: datetime | None = since  # newest updated_at examined; everything up to it is handled
+    first_etag: str | None = None
+    not_modified = False
+    handled: dict[int, datetime | None] = {}
+
+    def flush(completed: bool | None = None, keep_etag: str | None = None) -> None:
+        nonlocal batch
+        if not batch and completed is None:
+            return
+        result = loader.write_batch(repo_id, query.repo, query, batch, high, etag=keep_etag, completed=completed)
+        for key, value in result.items():
+            counts[key] += value
+        batch = []
+
+    def needs_timeline(state: str | None) -> bool:
+        return options.timelines == "all" or (options.timelines == "closed" and state == "closed")
+
+    try:
+        for index, page in enumerate(source.issue_pages(query, since, etag)):
+            if page.not_modified:
+                not_modified = True
+                break
+            if index == 0:
+                first_etag = page.etag
+            known = loader.known(repo_id, [int(r["number"]) for r in page.data if "number" in r])
+            for raw in page.data:
+                fields = issue_fields(raw)
+                upd = fields["updated_at"]
+                if handled.get(fields["number"]) == upd:
+                    continue  # the overlap of keyset paging: already handled in this run
+                handled[fields["number"]] = upd
+                counts["issues_seen"] += 1
+                if on_progress:
+                    on_progress(1)
+                if is_pull_request(raw):
+                    counts["prs_skipped"] += 1
+                    high = max(high, upd) if high and upd else (upd or high)
+                    continue
+                have = known.get(fields["number"])
+                want_tl = needs_timeline(fields["state"])
+                if have is not None and have.updated_at == fields["updated_at"] and (
+                    not want_tl or have.timeline_fetched_at is not None
+                ):
+                    counts["issues_unchanged"] += 1
+                elif have is None and (why := _wanted(query, raw)):
+                    counts[why] += 1
+                else:
+                    timeline, gone = None, False
+                    if want_tl:
+                        try:
+                            timeline = source.timeline(query.repo, fields["number"])
+                        except GitHubNotFound:  # deleted or transferred since it was listed: not retried
+                            timeline, gone = [], True  # until the issue changes again
+                            counts["timelines_missing"] += 1
+                    batch.append(Fetched(fields, timeline, utcnow(), gone))
+                high = max(high, upd) if high and upd else (upd or high)
+                if len(batch) >= options.batch_size:
+                    flush()
+    except (GitHubError, KeyboardInterrupt):
+        flush()  # everything fully fetched so far is kept; the cursor covers exactly that
+        raise
+    # A run that changed nothing keeps the first page's ETag, so the next identical query can be a 304.
+    unchanged_run = since is not None and high == since and not batch
+    keep = (etag if not_modified else first_etag) if unchanged_run else None
+    flush(completed=True, keep_etag=keep)
