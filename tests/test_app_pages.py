@@ -160,3 +160,18 @@ def test_survey_page_charts_with_denominators(survey_db: None) -> None:
 def test_survey_empty_state(empty: str) -> None:
     at = open_page("survey")
     assert "interop survey import" in texts(at)
+
+
+def test_issues_fix_linked_filter_uses_stored_verdicts(seeded: Seeded, cli) -> None:  # type: ignore[no-untyped-def]
+    relink = cli("issues", "relink")
+    assert relink.exit_code == 0, relink.output
+    st.cache_data.clear()
+    at = open_page("issues")
+    # the seed closes two issues in three with a commit: the study's rule marks exactly those fix-linked
+    assert metrics(at)["Fix-linked (study-v1)"] == str(seeded.closed_issues)
+    at = open_page("issues", fixed="yes")
+    assert metrics(at)["Matching issues"] == str(seeded.closed_issues)
+    at = open_page("issues", fixed="no", issue="pytorch/pytorch#1003")
+    assert metrics(at)["Matching issues"] == str(seeded.issues - seeded.closed_issues)
+    verdicts = next(d.value for d in at.dataframe if "rule_version" in d.value.columns)
+    assert verdicts["fix_linked"].tolist() == [False]

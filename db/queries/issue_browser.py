@@ -13,15 +13,17 @@ from sqlalchemy import Boolean, ColumnElement, Select, and_, case, exists, func,
 from sqlalchemy.engine import Engine
 
 from db.models.github import Issue, IssueEvent, IssueSample, IssueSampleMember, Repository
+from db.models.github_mining import DEFAULT_FIX_RULE_VERSION, IssueFixLink
 
 ISSUE = Issue.__table__  # type: ignore[attr-defined]
 REPO = Repository.__table__  # type: ignore[attr-defined]
 EVENT = IssueEvent.__table__  # type: ignore[attr-defined]
 SAMPLE = IssueSample.__table__  # type: ignore[attr-defined]
 MEMBER = IssueSampleMember.__table__  # type: ignore[attr-defined]
+FIX = IssueFixLink.__table__  # type: ignore[attr-defined]
 
 LIST_COLUMNS = ["repository", "number", "title", "state", "labels", "author", "created_at", "closed_at",
-                "comment_count", "html_url"]  # fmt: skip
+                "comment_count", "hydrated", "html_url"]  # fmt: skip
 
 
 def _has_any_label(engine: Engine, labels: list[str]) -> ColumnElement[bool]:
@@ -42,6 +44,8 @@ def _filtered(
     state: str | None = None,
     sample: str | None = None,
     text: str | None = None,
+    fix_linked: bool | None = None,
+    rule_version: str = DEFAULT_FIX_RULE_VERSION,
 ) -> Select[Any]:
     """Apply the page's filters to a statement that selects from issue JOIN repository."""
     if repository:
@@ -53,6 +57,9 @@ def _filtered(
     if sample:
         members = select(MEMBER.c.issue_id).join(SAMPLE, SAMPLE.c.id == MEMBER.c.sample_id)
         stmt = stmt.where(ISSUE.c.id.in_(members.where(SAMPLE.c.name == sample)))
+    if fix_linked is not None:
+        linked = select(FIX.c.issue_id).where(FIX.c.rule_version == rule_version, FIX.c.fix_linked.is_(True))
+        stmt = stmt.where(ISSUE.c.id.in_(linked) if fix_linked else ISSUE.c.id.not_in(linked))
     if text:
         pattern = f"%{text.lower()}%"
         stmt = stmt.where(or_(func.lower(ISSUE.c.title).like(pattern), func.lower(ISSUE.c.body).like(pattern)))
@@ -146,6 +153,20 @@ def state_summary(engine: Engine, **filters: Any) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["repository", "issues", "closed", "with_commit_event"])
 
 
+def fix_rule_versions(engine: Engine) -> list[str]:
+    """Rule versions that have verdicts stored (the default first)."""
+    with engine.connect() as conn:
+        found = conn.execute(select(FIX.c.rule_version).distinct()).scalars().all()
+    return sorted(found, key=lambda v: (v != DEFAULT_FIX_RULE_VERSION, v))
+
+
+def fix_linked_count(engine: Engine, **filters: Any) -> int:
+    """Matching issues that the rule version marks fix-linked."""
+    stmt = _filtered(engine, select(func.count()).select_from(_base()), **{**filters, "fix_linked": True})
+    with engine.connect() as conn:
+        return int(conn.execute(stmt).scalar_one())
+
+
 def issue_detail(engine: Engine, repository: str, number: int) -> dict[str, Any] | None:
     """One issue (all stored fields but the raw payload) and its timeline events, oldest first."""
     stmt = (
@@ -165,7 +186,14 @@ def issue_detail(engine: Engine, repository: str, number: int) -> dict[str, Any]
         samples = conn.execute(
             select(SAMPLE.c.name).join(MEMBER, MEMBER.c.sample_id == SAMPLE.c.id).where(MEMBER.c.issue_id == row["id"])
         ).scalars().all()  # fmt: skip
+        verdicts = conn.execute(
+            select(FIX.c.rule_version, FIX.c.fix_linked, FIX.c.evidence, FIX.c.evaluated_at)
+            .where(FIX.c.issue_id == row["id"])
+            .order_by(FIX.c.rule_version)
+        ).mappings().all()  # fmt: skip
     timeline = pd.DataFrame([dict(e) for e in events])
     if not timeline.empty:
         timeline["created_at"] = pd.to_datetime(timeline["created_at"], utc=True)
-    return {"issue": dict(row), "timeline": timeline, "samples": list(samples)}
+    fix_columns = ["rule_version", "fix_linked", "evidence", "evaluated_at"]
+    fixes = pd.DataFrame([dict(v) for v in verdicts], columns=fix_columns)
+    return {"issue": dict(row), "timeline": timeline, "samples": list(samples), "fix_verdicts": fixes}

@@ -30,17 +30,31 @@ with st.container(border=True):
         state = select_param("State", "state", options["states"])
     with d:
         sample = select_param("Sample", "sample", options["samples"])
-    text = st.text_input("Title or body contains", value=param("q"), key="param_q")
+    e, f, g = st.columns([4, 2, 2])
+    with e:
+        text = st.text_input("Title or body contains", value=param("q"), key="param_q")
     set_params(q=text.strip())
+    rules = query(issue_browser.fix_rule_versions)
+    with f:
+        fixed = select_param("Fix-linked", "fixed", ["yes", "no"], help="by the stored verdicts of the rule version")
+    with g:
+        rule = select_param("Rule version", "rule", rules[1:], all_label=rules[0]) if len(rules) > 1 else ""
 filters = {"repository": repository or None, "labels": labels, "state": state or None, "sample": sample or None,
-           "text": text.strip() or None}  # fmt: skip
+           "text": text.strip() or None, "fix_linked": {"yes": True, "no": False}.get(fixed)}  # fmt: skip
+if rule:
+    filters["rule_version"] = rule
+rule_name = rule or (rules[0] if rules else "study-v1")
 
 summary = query(issue_browser.state_summary, **filters)
 total = int(summary["issues"].sum()) if not summary.empty else 0
-m1, m2, m3 = st.columns(3)
+m1, m2, m3, m4 = st.columns(4)
 m1.metric("Matching issues", f"{total:,}")
 m2.metric("Closed", f"{int(summary['closed'].sum()) if total else 0:,}")
 m3.metric("With a commit in the timeline", f"{int(summary['with_commit_event'].sum()) if total else 0:,}")
+if rules:
+    m4.metric(f"Fix-linked ({rule_name})", f"{query(issue_browser.fix_linked_count, **filters):,}")
+else:
+    m4.metric("Fix-linked", "n/a", help="no verdicts stored yet: `interop issues relink` evaluates the rule")
 
 over_time = query(issue_browser.issues_over_time, **filters)
 if not over_time.empty:
@@ -70,6 +84,8 @@ st.dataframe(
         "html_url": st.column_config.LinkColumn("link", display_text="open"),
         "created_at": st.column_config.DatetimeColumn("created (UTC)", format="YYYY-MM-DD"),
         "closed_at": st.column_config.DatetimeColumn("closed (UTC)", format="YYYY-MM-DD"),
+        "hydrated": st.column_config.CheckboxColumn("mined", help="unticked: known only by URL (e.g. from a coding "
+                                                    "sheet) until `interop mine github` fetches it"),
     },
 )
 if pages > 1:
@@ -101,6 +117,10 @@ if picked != "(choose one)" and "#" in picked:
             st.link_button("Open on GitHub", issue["html_url"], icon=":material/open_in_new:")
         with st.expander("Body", expanded=True):
             st.text(issue["body"] or "(no body stored)")
+        verdicts = detail.get("fix_verdicts")
+        if verdicts is not None and not verdicts.empty:
+            st.markdown("**Fix-link verdicts**")
+            st.dataframe(verdicts, hide_index=True, width="stretch")
         st.markdown("**Timeline**")
         if detail["timeline"].empty:
             st.caption("No timeline events stored (a GitHub mine fetches them).")

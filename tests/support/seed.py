@@ -55,6 +55,8 @@ def seed_github(engine: Engine, issues_per_repo: int = 20) -> Seeded:
                     comment_count=n % 4,
                     html_url=f"https://github.com/{repo.full_name}/issues/{1000 * (r + 1) + n}",
                     hydrated=True,
+                    fetched_at=T0 + timedelta(days=400),
+                    timeline_fetched_at=T0 + timedelta(days=400),
                 )
                 session.add(issue)
                 session.flush()
