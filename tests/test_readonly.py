@@ -63,11 +63,13 @@ def test_the_database_itself_refuses_writes_that_pass_the_static_check(
 
 
 def test_sqlite_attach_and_pragma_writes_refused_by_the_connection(
-    engine: Engine, db_url: str, backend: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    sqlite_template: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    if backend != "sqlite":
-        pytest.skip("ATTACH and PRAGMA are SQLite statements")
+    """ATTACH and PRAGMA are SQLite statements: this runs once, on a copy of the migrated SQLite template."""
     import db.readonly
+    from tests.support.databases import copy_sqlite
+
+    db_url = copy_sqlite(sqlite_template, tmp_path / "ro.db")
 
     monkeypatch.setattr(db.readonly, "check_read_only", lambda sql: sql)
     for sql in (f"ATTACH DATABASE '{tmp_path}/x.db' AS x", "PRAGMA user_version = 3", "PRAGMA query_only = 0"):
