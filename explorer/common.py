@@ -11,6 +11,8 @@ import streamlit as st
 
 #: Seconds a query result is reused before the database is asked again (the sidebar can clear it).
 CACHE_TTL_S = 60
+#: Heavy aggregates keyed by a data version are kept this long (a new run changes the version at once).
+VERSIONED_TTL_S = 3600
 
 T = TypeVar("T")
 
@@ -28,9 +30,8 @@ def masked_url() -> str:
     return mask_url(database_url())
 
 
-@st.cache_data(ttl=CACHE_TTL_S, show_spinner=False, max_entries=512)
-def _cached_call(target: str, url: str, kwargs_json: str) -> Any:
-    """Run db.queries function `module:name` on the engine of `url` (cached per URL and arguments)."""
+def _call(target: str, url: str, kwargs_json: str) -> Any:
+    """Run db.queries function `module:name` on the engine of `url`."""
     from db.engine import get_engine
 
     module, name = target.split(":")
@@ -38,10 +39,26 @@ def _cached_call(target: str, url: str, kwargs_json: str) -> Any:
     return fn(get_engine(url), **json.loads(kwargs_json))
 
 
-def query(fn: Callable[..., T], **kwargs: Any) -> T:
-    """Call a db/queries function `fn(engine, **kwargs)` through the TTL cache."""
+@st.cache_data(ttl=CACHE_TTL_S, show_spinner=False, max_entries=512)
+def _cached_call(target: str, url: str, kwargs_json: str) -> Any:
+    """_call, cached per URL and arguments for CACHE_TTL_S."""
+    return _call(target, url, kwargs_json)
+
+
+@st.cache_data(ttl=VERSIONED_TTL_S, show_spinner=False, max_entries=256)
+def _versioned_call(target: str, url: str, kwargs_json: str, version: str) -> Any:
+    """Like _cached_call, kept as long as the data `version` is unchanged (for heavy aggregates)."""
+    return _call(target, url, kwargs_json)
+
+
+def query(fn: Callable[..., T], *, version: Any = None, **kwargs: Any) -> T:
+    """Call a db/queries function `fn(engine, **kwargs)` through the cache: for CACHE_TTL_S, or, with a data
+    `version` (e.g. the number and newest id of conversion runs), until that version changes."""
     target = f"{fn.__module__}:{fn.__name__}"
-    return _cached_call(target, database_url(), json.dumps(kwargs, sort_keys=True, default=str))  # type: ignore[no-any-return]
+    arguments = json.dumps(kwargs, sort_keys=True, default=str)
+    if version is not None:
+        return _versioned_call(target, database_url(), arguments, str(version))  # type: ignore[no-any-return]
+    return _cached_call(target, database_url(), arguments)  # type: ignore[no-any-return]
 
 
 # --- filters in the URL --------------------------------------------------------------------------------
