@@ -3,14 +3,40 @@
 from db.models.base import NAMING_CONVENTION
 from db.models.github import Issue, IssueEvent, IssueSample, IssueSampleMember, Repository
 from db.models.ingest import IngestRun, RunStatus
+from db.models.labeling import (
+    Codebook,
+    CodebookCode,
+    CodebookDimension,
+    CodebookVersion,
+    Coder,
+    Coding,
+    CodingValue,
+    FinalLabel,
+    LabelItem,
+    LabelRound,
+    LsProject,
+    LsTask,
+)
 
 __all__ = [
     "NAMING_CONVENTION",
+    "Codebook",
+    "CodebookCode",
+    "CodebookDimension",
+    "CodebookVersion",
+    "Coder",
+    "Coding",
+    "CodingValue",
+    "FinalLabel",
     "IngestRun",
     "Issue",
     "IssueEvent",
     "IssueSample",
     "IssueSampleMember",
+    "LabelItem",
+    "LabelRound",
+    "LsProject",
+    "LsTask",
     "Repository",
     "RunStatus",
 ]
