@@ -79,3 +79,103 @@ def import_sheet(
             f"{r['codings']} codings ({r['new']} new, {r['changed']} changed, {r['unchanged']} unchanged, "
             f"{r['removed']} removed){extra}"
         )
+
+
+def _fmt(value: object) -> str:
+    import math
+
+    if isinstance(value, float):
+        return "–" if math.isnan(value) else f"{value:.3f}"
+    if isinstance(value, tuple):
+        return "[" + ", ".join(_fmt(v) for v in value) + "]"
+    return str(value)
+
+
+@app.command()
+def agreement(
+    round_name: str = typer.Option(None, "--round", help="Only this round (default: every round with ≥ 2 coders)."),
+    dimension: str = typer.Option(None, "--dimension", help="Only this dimension."),
+    fmt: str = typer.Option("table", "--format", help="table | json | csv"),
+    bootstrap: int = typer.Option(1000, "--bootstrap", min=0, help="Bootstrap resamples for the 95% intervals."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the bootstrap (same seed, same intervals)."),
+    confusion: bool = typer.Option(False, "--confusion", help="Also print each coder pair's confusion matrix."),
+    show_disagreements: bool = typer.Option(False, "--disagreements", help="Also list the items coders disagree on."),
+) -> None:
+    """Percent agreement, Cohen's κ per pair, Fleiss' κ, Krippendorff's α, Gwet's AC1 with 95% bootstrap CIs."""
+    import json
+
+    from db.queries.labeling import ratings as load_ratings
+    from labeling.agreement import agreement_report, confusion_matrix, disagreements, landis_koch
+    from labeling.store import LabelingError
+    from labeling.summary import round_categories
+
+    if fmt not in ("table", "json", "csv"):
+        fail(f"--format must be table, json or csv, not {fmt!r}")
+    eng = engine()
+    with _labeling_errors():
+        frame = load_ratings(eng, round_name, dimension)
+        if frame.empty:
+            raise LabelingError("no valid codings" + (f" in round {round_name!r}" if round_name else "") +
+                                (f" for dimension {dimension!r}" if dimension else ""))
+        results = agreement_report(frame, round_categories(eng), n_boot=bootstrap, seed=seed)
+        if not results:
+            raise LabelingError("agreement needs at least two coders per round and dimension")
+    rows = [r.as_row() for r in results]
+    pairs = [p for r in results for p in r.pairs]
+    if fmt == "json":
+        import math
+
+        def clean(v: object) -> object:
+            if isinstance(v, float) and math.isnan(v):
+                return None
+            if isinstance(v, tuple | list):
+                return [clean(x) for x in v]
+            if isinstance(v, dict):
+                return {k: clean(x) for k, x in v.items()}
+            return v
+
+        out = {"summary": clean(rows), "pairs": clean(pairs), "bootstrap": bootstrap, "seed": seed}
+        if show_disagreements:
+            out["disagreements"] = json.loads(disagreements(frame).to_json(orient="records"))
+        typer.echo(json.dumps(out, indent=2))
+        return
+    if fmt == "csv":
+        import pandas as pd
+
+        table = pd.DataFrame(rows)
+        table["warnings"] = table["warnings"].map(" | ".join)
+        for col in [c for c in table.columns if c.endswith("_ci")]:
+            table[f"{col}_low"] = table[col].map(lambda t: t[0])
+            table[f"{col}_high"] = table[col].map(lambda t: t[1])
+            del table[col]
+        typer.echo(table.to_csv(index=False), nl=False)
+        return
+    from rich.table import Table
+
+    console.print(f"Agreement with 95% bootstrap intervals ({bootstrap} resamples over items, seed {seed})")
+    for res, r in zip(results, rows, strict=True):
+        table = Table(title=f"{r['round']} / {r['dimension']}: coders {', '.join(res.coders)}; {r['items']} items "
+                      f"({r['items_complete']} coded by all)", title_justify="left")
+        for col in ("statistic", "value", "95% CI", "Landis–Koch"):
+            table.add_column(col)
+        table.add_row("percent agreement", _fmt(r["percent_agreement"]), _fmt(r["percent_agreement_ci"]), "")
+        for p in res.pairs:
+            table.add_row(f"Cohen's κ {p['coder_a']} × {p['coder_b']}", _fmt(p["cohen_kappa"]),
+                          _fmt(p["cohen_kappa_ci"]), p["reading"])
+        for key, name in (("fleiss_kappa", "Fleiss' κ"), ("krippendorff_alpha", "Krippendorff's α"),
+                          ("gwet_ac1", "Gwet's AC1")):
+            table.add_row(name, _fmt(r[key]), _fmt(r[f"{key}_ci"]), landis_koch(r[key]))
+        console.print(table)
+    for r in results:
+        for w in r.warnings:
+            console.print(f"[yellow]warning[/] {r.round}/{r.dimension}: {w}")
+    if confusion:
+        for r in results:
+            for p in r.pairs:
+                console.print(f"\n[bold]{r.round} / {r.dimension}: {p['coder_a']} (rows) × {p['coder_b']} (columns)")
+                console.print(confusion_matrix(frame, r.round, r.dimension, p["coder_a"], p["coder_b"]).to_string())
+    if show_disagreements:
+        table_d = disagreements(frame)
+        console.print(f"\n[bold]{len(table_d)} disagreements")
+        if not table_d.empty:
+            console.print(table_d.drop(columns=["item_id"]).to_string(index=False))
