@@ -179,3 +179,49 @@ def agreement(
         console.print(f"\n[bold]{len(table_d)} disagreements")
         if not table_d.empty:
             console.print(table_d.drop(columns=["item_id"]).to_string(index=False))
+
+
+@app.command()
+def push(
+    sample: str = typer.Option(..., "--sample", help="Name of the issue sample to code."),
+    round_name: str = typer.Option(..., "--round", help="Round name, e.g. pilot or main."),
+    coders: str = typer.Option(..., "--coders", help="Coders, comma-separated: alice,bob (or alice=alice@lab.org)."),
+    overlap: float = typer.Option(1.0, "--overlap", help="Share of items coded by several coders (1.0 in a pilot)."),
+    per_item: int = typer.Option(None, "--per-item", help="Coders per overlapping item (default: all)."),
+    seed: int = typer.Option(None, "--seed", help="Seed of the assignment (default: the sample's seed)."),
+    codebook: str = typer.Option(None, "--codebook", help="Codebook name (default: the only one loaded)."),
+) -> None:
+    """Create/update one Label Studio project per coder (blind coding) and import the sample's issues as tasks."""
+    from labeling.labelstudio import connect
+    from labeling.sync import push as do_push
+
+    with _labeling_errors():
+        conn = connect()
+        report = do_push(engine(), conn, sample, round_name, coders, overlap, per_item, seed, codebook)
+    console.print(f"round {report.round!r}: {report.items} items, {report.overlap_items} coded by several coders; "
+                  f"{report.created_projects} projects created, {report.updated_configs} updated, "
+                  f"{report.adopted} tasks adopted; {report.requests} HTTP requests")
+    for name, project in report.projects.items():
+        console.print(f"  {name}: project {project} at {conn.url}/projects/{project}: "
+                      f"{report.tasks_new.get(name, 0)} new tasks, {report.tasks_total.get(name, 0)} in all")
+
+
+@app.command()
+def pull(
+    round_name: str = typer.Option(None, "--round", help="Only this round (default: every Label Studio round)."),
+    full: bool = typer.Option(False, "--full", help="Re-read every task, not only those changed since last pull."),
+) -> None:
+    """Fetch new and changed annotations, check each against the codebook, and store them (re-pull changes nothing)."""
+    from labeling.labelstudio import connect
+    from labeling.sync import pull as do_pull
+
+    with _labeling_errors():
+        conn = connect()
+        report = do_pull(engine(), conn, round_name, full)
+    c = report.counts
+    console.print(f"pulled {', '.join(report.rounds)}: {c['tasks_read']} tasks read, {c['new']} new, "
+                  f"{c['changed']} changed, {c['unchanged']} unchanged, {c['removed']} removed, "
+                  f"{c['invalid']} invalid, {c['skipped']} skipped; {report.requests} HTTP requests")
+    for bad in report.invalid:
+        err_console.print(f"[yellow]invalid[/] {bad['round']} {bad['item']} by {bad['coder']} (task "
+                          f"{bad['ls_task_id']}, annotation {bad['ls_annotation_id']}): {'; '.join(bad['problems'])}")
