@@ -225,3 +225,36 @@ def pull(
     for bad in report.invalid:
         err_console.print(f"[yellow]invalid[/] {bad['round']} {bad['item']} by {bad['coder']} (task "
                           f"{bad['ls_task_id']}, annotation {bad['ls_annotation_id']}): {'; '.join(bad['problems'])}")
+
+
+@app.command()
+def adjudicate(
+    round_name: str = typer.Option(..., "--round", help="The round to settle."),
+    prefer_coder: str = typer.Option(None, "--prefer-coder", help="Rule: on disagreement take this coder's code."),
+    majority: bool = typer.Option(False, "--majority", help="Rule: on disagreement take a strict majority."),
+    review: bool = typer.Option(False, "--review", help="Send open disagreements to a Label Studio review project "
+                                "and take reviewers' decisions made there so far."),
+    show_open: bool = typer.Option(False, "--show-open", help="List the items still undecided."),
+) -> None:
+    """Final labels: agreed items automatically; disagreements by a named rule or by review in Label Studio."""
+    from labeling.adjudicate import adjudicate as do_adjudicate
+    from labeling.labelstudio import connect
+
+    if prefer_coder and majority:
+        fail("choose one rule: --prefer-coder or --majority")
+    with _labeling_errors():
+        conn = connect() if review else None
+        report = do_adjudicate(engine(), round_name, prefer_coder, majority, conn)
+    c = report.counts
+    console.print(
+        f"round {report.round!r}: final labels {c['final_new']} new, {c['final_changed']} changed, "
+        f"{c['final_withdrawn']} withdrawn; decided by agreement {c['agreement']}, single coder {c['single-coder']}, "
+        f"rule {c['rule']}, review {c['review']}, kept {c['sheet']} from the sheet; {c['items_open']} items open, "
+        f"{c['items_waiting']} waiting for a valid coding"
+        + (f", {c['sent_to_review']} sent to review project {report.review_project}" if review else ""))
+    if show_open:
+        for item in report.open_items:
+            if item.get("waiting_for"):
+                console.print(f"  waiting {item['item']}: no valid coding yet from {', '.join(item['waiting_for'])}")
+            else:
+                console.print(f"  open {item['item']}: {', '.join(item['dimensions'])}  {item['coders']}")

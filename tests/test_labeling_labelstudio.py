@@ -10,6 +10,7 @@ import pytest
 from sqlmodel import Session, func, select
 
 from db.models.labeling import Coder, Coding, CodingValue, LabelRound, LsProject, LsTask
+from db.queries.labeling import final_labels
 from labeling.codebook import read_codebook
 from labeling.labelstudio import check_result, choice_value
 from labeling.sync import assign
@@ -155,6 +156,33 @@ def test_pilot_round_end_to_end(ls_env, codebook_loaded, engine, ls_client, back
     assert "0 new, 1 changed" in " ".join(fixed.output.split())
     with Session(engine) as s:
         assert sum(not c.valid for c in s.exec(select(Coding)).all()) == 2
+
+    # adjudicate: agreement is final, disagreements go to a review project, items lacking a valid coding wait
+    waiting = {n - 1, n - 2}
+    disagree = [i for i in range(n) if i not in waiting and planned_codes(i, "alice") != planned_codes(i, "bob")]
+    adj = cli("label", "adjudicate", "--round", round_name, "--review")
+    text = " ".join(adj.output.split())
+    assert adj.exit_code == 0, adj.output
+    assert f"{len(disagree)} items open, 2 waiting" in text and f"{len(disagree)} sent to review project" in text
+    with Session(engine) as s:
+        review = s.exec(select(LsProject).where(LsProject.purpose == "review")).one()
+    review_tasks = list(ls_client.tasks.list(project=review.ls_project_id))
+    assert sorted(t.data["number"] - 1000 for t in review_tasks) == disagree
+    assert "Disagreement on" in review_tasks[0].data["codings"]
+    reviewer = ls_client.users.whoami()
+    for t in review_tasks:
+        ls_client.annotations.create(id=t.id, result=result_for(*planned_codes(t.data["number"] - 1000, "alice")),
+                                     completed_by=reviewer.id)
+    settled = cli("label", "adjudicate", "--round", round_name, "--review")
+    text = " ".join(settled.output.split())
+    assert "0 items open" in text and "0 sent to review" in text
+    labels = final_labels(engine, round_name)
+    reviewed = labels[labels["decided_by"].str.startswith("review:")]
+    assert sorted(set(reviewed["number"] - 1000)) == disagree
+    assert set(reviewed["decided_by"]) == {f"review:{reviewer.username or reviewer.email}"}
+    assert set(labels["number"] - 1000) == set(range(n)) - waiting
+    final_again = cli("label", "adjudicate", "--round", round_name)  # offline: review decisions are kept
+    assert "final labels 0 new, 0 changed, 0 withdrawn" in final_again.output
 
 
 def test_annotation_by_another_user_is_rejected(ls_env, codebook_loaded, engine, ls_client, backend: str) -> None:  # type: ignore[no-untyped-def]
