@@ -140,7 +140,7 @@ def _review_config(spec: CodebookSpec) -> str:
 def _pull_review(conn: Connection, session: Session, project: LsProject, book: LoadedCodebook
                  ) -> dict[int, tuple[dict[str, int], str]]:
     """item → (codes, reviewer) of valid review annotations (the newest per task)."""
-    from labeling.sync import PAGE, _when
+    from labeling.sync import PAGE, _when, user_id
 
     items = {t.ls_task_id: t.item_id for t in session.exec(select(LsTask).where(LsTask.project_id == project.id))}
     if not items:
@@ -155,7 +155,7 @@ def _pull_review(conn: Connection, session: Session, project: LsProject, book: L
         ann = max(anns, key=lambda a: (_when(a.get("updated_at")), a.get("id", 0)))
         checked = check_result(ann.get("result"), book.spec)
         if checked.valid:
-            out[items[int(task.id)]] = (checked.codes, users.get(int(ann.get("completed_by") or 0), "unknown"))
+            out[items[int(task.id)]] = (checked.codes, users.get(user_id(ann.get("completed_by")) or 0, "unknown"))
     return out
 
 

@@ -28,15 +28,16 @@ from labeling.labelstudio import (
     ls_errors,
 )
 from labeling.store import (
+    CodingEntry,
     LabelingError,
     LoadedCodebook,
+    bulk_upsert_codings,
     codebook_for_version_id,
     codebook_version,
     ensure_coder,
     ensure_issue_item,
     ensure_round,
     get_round,
-    upsert_coding,
 )
 
 BATCH = 1000  # tasks per import call (the issue's limit; LS takes 250K per call)
@@ -57,6 +58,7 @@ class PushReport:
     overlap_items: int = 0
     items: int = 0
     requests: int = 0
+    fresh: set[int] = field(default_factory=set)  # projects created by this push (nothing to reconcile)
 
 
 @dataclass
@@ -189,6 +191,8 @@ def _ensure_project(conn: Connection, session: Session, rnd: LabelRound, coder: 
                         ls_project_id=int(project.id), config_hash=digest)
         session.add(row)
         session.flush()
+        if match is None:
+            report.fresh.add(row.id or 0)
     elif row.config_hash != digest:
         conn.client.projects.update(id=row.ls_project_id, **settings)
         row.config_hash = digest
@@ -268,7 +272,8 @@ def push(engine: Engine, conn: Connection, sample: str, round_name: str, coders_
         for name, project in projects.items():
             rows = session.exec(select(LsTask).where(LsTask.project_id == project.id)).all()
             known[name] = {t.item_id: t.ls_task_id for t in rows}
-            report.adopted += _adopt_tasks(conn, session, project, item_by_ref, known[name])
+            if project.id not in report.fresh:
+                report.adopted += _adopt_tasks(conn, session, project, item_by_ref, known[name])
         existing: dict[int, set[str]] = defaultdict(set)
         for name, tasks in known.items():
             for item_id in tasks:
@@ -308,6 +313,13 @@ def _when(value: Any) -> datetime | None:
         return value if value.tzinfo else value.replace(tzinfo=UTC)
     parsed = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def user_id(value: Any) -> int | None:
+    """`completed_by` is an id in task lists but a user object in single-task reads."""
+    if isinstance(value, dict):
+        value = value.get("id")
+    return int(value) if value is not None else None
 
 
 def _tasks_since(conn: Connection, project_id: int, since: datetime | None) -> list[Any]:
@@ -352,6 +364,9 @@ def _pull_project(conn: Connection, session: Session, rnd: LabelRound, book: Loa
                   session.exec(select(LsTask).where(LsTask.project_id == project.id)).all()}
     tasks = _tasks_since(conn, project.ls_project_id, None if full else project.last_pulled_at)
     watermark = project.last_pulled_at
+    current = {c.item_id: c for c in session.exec(
+        select(Coding).where(Coding.round_id == rnd.id, Coding.coder_id == coder.id)).all()}
+    entries: list[CodingEntry] = []
     for task in tasks:
         report.counts["tasks_read"] += 1
         updated = _when(getattr(task, "updated_at", None))
@@ -362,13 +377,12 @@ def _pull_project(conn: Connection, session: Session, rnd: LabelRound, book: Loa
             report.counts["tasks_unknown"] += 1
             continue
         anns = [a if isinstance(a, dict) else a.dict() for a in (task.annotations or [])]
-        current = session.exec(select(Coding).where(Coding.round_id == rnd.id, Coding.item_id == item_id,
-                                                    Coding.coder_id == coder.id)).first()
         live = [a for a in anns if not a.get("was_cancelled")]
         report.counts["skipped"] += len(anns) - len(live)
         if not live:
-            if current is not None and current.ls_annotation_id is not None:
-                session.delete(current)
+            existing = current.get(item_id)
+            if existing is not None and existing.ls_annotation_id is not None:
+                session.delete(existing)
                 report.counts["removed"] += 1
             continue
         live.sort(key=lambda a: (_when(a.get("updated_at")) or datetime.min.replace(tzinfo=UTC), a.get("id", 0)))
@@ -376,25 +390,27 @@ def _pull_project(conn: Connection, session: Session, rnd: LabelRound, book: Loa
         report.counts["superseded"] += len(live) - 1
         checked = check_result(ann.get("result"), book.spec)
         problems = list(checked.problems)
-        if coder.ls_user_id is not None and ann.get("completed_by") not in (coder.ls_user_id, None):
-            problems.insert(0, f"completed by Label Studio user {ann.get('completed_by')}, not {coder.name} "
+        author = user_id(ann.get("completed_by"))
+        if coder.ls_user_id is not None and author not in (coder.ls_user_id, None):
+            problems.insert(0, f"completed by Label Studio user {author}, not {coder.name} "
                                f"(user {coder.ls_user_id}) whose project this is")
         valid = not problems
         values = ({book.dimension_ids[k]: book.code_ids[(k, v)] for k, v in checked.codes.items()} if valid else {})
-        _, state = upsert_coding(
-            session, rnd.id or 0, item_id, coder.id or 0, values, valid=valid, problems=problems,
+        entries.append(CodingEntry(item_id, values, valid, problems, dict(
             note=checked.note, ls_task_id=int(task.id), ls_annotation_id=int(ann["id"]),
             result=ann.get("result") or [], created_at=_when(ann.get("created_at")),
             updated_at=_when(ann.get("updated_at")),
             source_ref=f"labelstudio project {project.ls_project_id} task {task.id} annotation {ann['id']}",
-        )
-        report.counts[state] += 1
+        )))
         if not valid:
             report.counts["invalid"] += 1
             item = session.get(LabelItem, item_id)
             report.invalid.append({"round": rnd.name, "coder": coder.name, "item": item.ref if item else item_id,
                                    "ls_task_id": int(task.id), "ls_annotation_id": int(ann["id"]),
                                    "problems": problems})
+    session.flush()
+    for state in bulk_upsert_codings(session, rnd.id or 0, coder.id or 0, entries).values():
+        report.counts[state] += 1
     if watermark is not None:
         project.last_pulled_at = watermark
         session.add(project)
