@@ -266,3 +266,34 @@ def test_push_refuses_unknown_sample_and_changed_settings(ls_env, codebook_loade
         counts = [len(s.exec(select(LsTask).where(LsTask.project_id == p.id)).all())
                   for p in s.exec(select(LsProject)).all()]
     assert sorted(counts) == [3, 3]  # 2 of 4 items to both, the other 2 split one each
+
+
+@pytest.mark.slow
+def test_two_hundred_issues_two_coders(ls_env, codebook_loaded, engine, ls_client, backend: str) -> None:  # type: ignore[no-untyped-def]
+    """The issue's full case: 200 issues to two coders, 400 annotations through the API (~1 min per backend)."""
+    cli = codebook_loaded
+    n = 200
+    make_sample(engine, "big", n, start=5000)
+    round_name = f"big-{backend}"
+    assert cli("label", "push", "--sample", "big", "--round", round_name, "--coders", "gina,hal").exit_code == 0
+    with Session(engine) as s:
+        users = {c.name: c.ls_user_id for c in s.exec(select(Coder)).all()}
+        tasks = {}
+        for p in s.exec(select(LsProject)).all():
+            name = s.get(Coder, p.coder_id).name
+            tasks[name] = {t.item_id: t.ls_task_id for t in s.exec(select(LsTask).where(LsTask.project_id == p.id))}
+    order = sorted(tasks["gina"])
+    for coder, who in (("gina", "alice"), ("hal", "bob")):
+        for i, item_id in enumerate(order):
+            ls_client.annotations.create(id=tasks[coder][item_id], result=result_for(*planned_codes(i, who)),
+                                         completed_by=users[coder])
+    pulled = cli("label", "pull", "--round", round_name)
+    assert f"{2 * n} tasks read, {2 * n} new" in " ".join(pulled.output.split())
+    summary = {r["dimension"]: r for r in json.loads(cli(
+        "label", "agreement", "--round", round_name, "--format", "json", "--bootstrap", "200").output)["summary"]}
+    pairs = [(planned_codes(i, "alice")[1][0], planned_codes(i, "bob")[1][0]) for i in range(n)]
+    po = sum(a == b for a, b in pairs) / n
+    pe = sum(sum(a == c for a, _ in pairs) * sum(b == c for _, b in pairs) for c in {1, 2, 4, 10}) / n**2
+    assert summary["cause"]["items"] == n
+    assert summary["cause"]["cohen_kappa"] == pytest.approx((po - pe) / (1 - pe))
+    assert " 0 new, 0 changed" in " ".join(cli("label", "pull", "--round", round_name).output.split())
