@@ -6,8 +6,10 @@ import hashlib
 import html
 import re
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
 from typing import Any
 from xml.sax.saxutils import quoteattr
 
@@ -165,6 +167,7 @@ class Connection:
     url: str
     requests: list[int] = field(default_factory=lambda: [0])
     me: Any = None
+    server_dates: list[datetime] = field(default_factory=list)  # `Date` of each response (server clock)
 
     @property
     def request_count(self) -> int:
@@ -174,6 +177,16 @@ class Connection:
 def _counter(box: list[int]) -> Callable[[Any], None]:
     def hook(_request: Any) -> None:
         box[0] += 1
+
+    return hook
+
+
+def _date_recorder(dates: list[datetime]) -> Callable[[Any], None]:
+    def hook(response: Any) -> None:
+        value = response.headers.get("date")
+        if value:
+            with suppress(TypeError, ValueError):
+                dates.append(parsedate_to_datetime(value).astimezone(UTC))
 
     return hook
 
@@ -224,9 +237,11 @@ def connect(url: str | None = None, api_key: str | None = None) -> Connection:
     if not api_key:
         raise LabelingError("no Label Studio API key: set INTEROP_LABEL_STUDIO_API_KEY (or label_studio_api_key in "
                             "interop.toml)")
-    box = [0]
-    http = httpx.Client(timeout=TIMEOUT_S, event_hooks={"request": [_counter(box)]})
-    conn = Connection(LabelStudio(base_url=url, api_key=api_key, httpx_client=http), url, box)
+    box: list[int] = [0]
+    dates: list[datetime] = []
+    hooks = {"request": [_counter(box)], "response": [_date_recorder(dates)]}
+    http = httpx.Client(timeout=TIMEOUT_S, event_hooks=hooks)
+    conn = Connection(LabelStudio(base_url=url, api_key=api_key, httpx_client=http), url, box, server_dates=dates)
     with ls_errors(url):
         conn.me = conn.client.users.whoami()
     return conn

@@ -43,7 +43,9 @@ from labeling.store import (
 BATCH = 1000  # tasks per import call (the issue's limit; LS takes 250K per call)
 PAGE = 1000  # tasks per page when pulling
 CODER_EMAIL_DOMAIN = "coders.interop.local"
-WATERMARK_SLACK = timedelta(seconds=2)  # re-read a little before the last pull: clocks and same-second writes
+# A pull sees every write committed before its first request; the next pull re-reads tasks updated after
+# (server time of that request − slack): the slack covers writes in flight and the Date header's 1 s resolution.
+WATERMARK_SLACK = timedelta(seconds=2)
 
 
 @dataclass
@@ -325,7 +327,7 @@ def user_id(value: Any) -> int | None:
 def _tasks_since(conn: Connection, project_id: int, since: datetime | None) -> list[Any]:
     query = None
     if since is not None:
-        stamp = (since - WATERMARK_SLACK).astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+        stamp = since.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
         query = json.dumps({"filters": {"conjunction": "and", "items": [
             {"filter": "filter:tasks:updated_at", "operator": "greater", "type": "Datetime", "value": stamp}]}})
     return list(conn.client.tasks.list(project=project_id, fields="all", page_size=PAGE, query=query))
@@ -362,8 +364,10 @@ def _pull_project(conn: Connection, session: Session, rnd: LabelRound, book: Loa
         return
     task_items = {t.ls_task_id: t.item_id for t in
                   session.exec(select(LsTask).where(LsTask.project_id == project.id)).all()}
+    seen_dates = len(conn.server_dates)
     tasks = _tasks_since(conn, project.ls_project_id, None if full else project.last_pulled_at)
-    watermark = project.last_pulled_at
+    first_date = conn.server_dates[seen_dates] if len(conn.server_dates) > seen_dates else None
+    watermark = None
     current = {c.item_id: c for c in session.exec(
         select(Coding).where(Coding.round_id == rnd.id, Coding.coder_id == coder.id)).all()}
     entries: list[CodingEntry] = []
@@ -411,6 +415,8 @@ def _pull_project(conn: Connection, session: Session, rnd: LabelRound, book: Loa
     session.flush()
     for state in bulk_upsert_codings(session, rnd.id or 0, coder.id or 0, entries).values():
         report.counts[state] += 1
-    if watermark is not None:
-        project.last_pulled_at = watermark
+    if first_date is not None:
+        # not past the newest write seen: a server clock behind the tasks' stamps must not skip them
+        candidate = first_date - WATERMARK_SLACK
+        project.last_pulled_at = min(candidate, watermark) if watermark is not None else candidate
         session.add(project)
