@@ -128,7 +128,7 @@ def main() -> None:
         pulled = pull(engine, conn, "bench-pull")
         rows.append(("pull (pages of 1,000 tasks with annotations)", pulled.counts["new"],
                      time.perf_counter() - t0, conn.request_count - r0))
-        for label in ("re-pull at once (re-reads the last 2 s)", "re-pull later, nothing changed"):
+        for label in ("re-pull 3 s later, nothing changed", "re-pull again"):
             time.sleep(3)
             t0, r0 = time.perf_counter(), conn.request_count
             again = pull(engine, conn, "bench-pull")
@@ -149,8 +149,8 @@ def main() -> None:
 
     print(f"\n{'step':<52} {'tasks/annotations':>18} {'seconds':>9} {'requests':>9} {'req/1,000':>10}")
     for name, count, seconds, requests in rows:
-        per_k = requests / count * 1000 if count else float("nan")
-        print(f"{name:<52} {count:>18,} {seconds:>9.1f} {requests:>9,} {per_k:>10.2f}")
+        per_k = f"{requests / count * 1000:.2f}" if count else "–"
+        print(f"{name:<52} {count:>18,} {seconds:>9.1f} {requests:>9,} {per_k:>10}")
     push_row, base_row = rows[0], rows[1]
     pull_row, pull_base = rows[3], rows[-1]
     print(f"\npush: {base_row[2] / push_row[2]:.0f}× faster and {base_row[3] / max(push_row[3], 1):.0f}× fewer "
