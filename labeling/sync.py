@@ -238,71 +238,86 @@ def push(engine: Engine, conn: Connection, sample: str, round_name: str, coders_
     report = PushReport(round=round_name)
     start = conn.request_count
     params = {"run": "label-push", "sample": sample, "round": round_name, "coders": names, "overlap": overlap}
-    with recorded_run(engine, "label-push", params) as log, session_scope(engine) as session, ls_errors(conn.url):
-        sample_row, issues = _sample_issues(session, sample)
-        existing_round = session.exec(select(LabelRound).where(LabelRound.name == round_name)).first()
-        book: LoadedCodebook = (codebook_for_version_id(session, existing_round.codebook_version_id)
-                                if existing_round and codebook is None else codebook_version(session, codebook))
-        seed = seed if seed is not None else (sample_row.seed or 0)
-        round_params = {"coders": names, "overlap": overlap, "per_item": per_item, "seed": seed}
-        rnd = ensure_round(session, round_name, book, "labelstudio", sample_row.id,
-                           {**round_params, "uid": uuid.uuid4().hex[:8]})
-        if {k: rnd.params.get(k) for k in round_params} != round_params:
-            raise LabelingError(
-                f"round {round_name!r} was pushed with coders {','.join(rnd.params.get('coders', []))}, overlap "
-                f"{rnd.params.get('overlap')}, per-item {rnd.params.get('per_item')}, seed {rnd.params.get('seed')}:"
-                " push with the same settings or start a new round")
-        items: list[tuple[LabelItem, Issue, str]] = []
-        for issue, full_name in issues:
-            items.append((ensure_issue_item(session, issue, full_name), issue, full_name))
-        report.items = len(items)
-        item_by_ref = {it.ref: it.id or 0 for it, _, _ in items}
-        coder_rows = {n: ensure_coder(session, n) for n in names}
-        users = list(conn.client.users.list())
-        for name, email in coders_in:
-            coder = coder_rows[name]
-            coder.ls_user_id = _ensure_user(conn, coder, email, users)
-            session.add(coder)
-        config, instruction = labeling_config(book.spec), instructions(book.spec)
-        projects: dict[str, LsProject] = {}
-        listing: list[Any] | None = None
-        for name in names:
-            projects[name], listing = _ensure_project(conn, session, rnd, coder_rows[name], "coding", config,
-                                                      instruction, listing, report)
-            report.projects[name] = projects[name].ls_project_id
-        known: dict[str, dict[int, int]] = {}
-        for name, project in projects.items():
-            rows = session.exec(select(LsTask).where(LsTask.project_id == project.id)).all()
-            known[name] = {t.item_id: t.ls_task_id for t in rows}
-            if project.id not in report.fresh:
-                report.adopted += _adopt_tasks(conn, session, project, item_by_ref, known[name])
-        existing: dict[int, set[str]] = defaultdict(set)
-        for name, tasks in known.items():
-            for item_id in tasks:
-                existing[item_id].add(name)
-        plan = assign([it.id or 0 for it, _, _ in items], names, overlap, per_item, seed, dict(existing))
-        report.overlap_items = sum(1 for who in plan.values() if len(who) > 1)
-        for name, project in projects.items():
-            todo = [(it, issue, fn) for it, issue, fn in items if name in plan[it.id or 0]
-                    and (it.id or 0) not in known[name]]
-            for b in range(0, len(todo), BATCH):
-                batch = todo[b:b + BATCH]
-                resp = conn.client.projects.import_tasks(
-                    id=project.ls_project_id, request=[task_data(issue, fn, it) for it, issue, fn in batch],
-                    return_task_ids=True)
-                ids = list(resp.task_ids or [])
-                if len(ids) != len(batch):
-                    raise LabelingError(f"Label Studio created {len(ids)} tasks for {len(batch)} items in project "
-                                        f"{project.ls_project_id}; run the push again to reconcile")
-                for (it, _, _), task_id in zip(batch, ids, strict=True):
-                    session.add(LsTask(project_id=project.id or 0, item_id=it.id or 0, ls_task_id=int(task_id)))
-                    known[name][it.id or 0] = int(task_id)
-            report.tasks_new[name] = len(todo)
-            report.tasks_total[name] = len(known[name])
-            log.add("tasks_new", len(todo))
-        session.flush()
+    with recorded_run(engine, "label-push", params) as log:
+        # 1. declare the round on its own (committed): its uid names the LS projects, so a push that fails
+        #    half-way is reconciled by the next one (projects adopted by title, tasks by item_ref)
+        with session_scope(engine) as session:
+            sample_row, _ = _sample_issues(session, sample)
+            existing_round = session.exec(select(LabelRound).where(LabelRound.name == round_name)).first()
+            book = (codebook_for_version_id(session, existing_round.codebook_version_id)
+                    if existing_round and codebook is None else codebook_version(session, codebook))
+            seed = seed if seed is not None else (sample_row.seed or 0)
+            round_params = {"coders": names, "overlap": overlap, "per_item": per_item, "seed": seed}
+            rnd = ensure_round(session, round_name, book, "labelstudio", sample_row.id,
+                               {**round_params, "uid": uuid.uuid4().hex[:8]})
+            if {k: rnd.params.get(k) for k in round_params} != round_params:
+                raise LabelingError(
+                    f"round {round_name!r} was pushed with coders {','.join(rnd.params.get('coders', []))}, "
+                    f"overlap {rnd.params.get('overlap')}, per-item {rnd.params.get('per_item')}, seed "
+                    f"{rnd.params.get('seed')}: push with the same settings or start a new round")
+        # 2. everything else in one transaction
+        with session_scope(engine) as session, ls_errors(conn.url):
+            _push_round(conn, session, get_round(session, round_name), sample, coders_in, per_item, overlap, seed,
+                        report, log)
     report.requests = conn.request_count - start
     return report
+
+
+def _push_round(conn: Connection, session: Session, rnd: LabelRound, sample: str,
+                coders_in: list[tuple[str, str | None]], per_item: int, overlap: float, seed: int,
+                report: PushReport, log: Any) -> None:
+    names = [n for n, _ in coders_in]
+    book = codebook_for_version_id(session, rnd.codebook_version_id)
+    _, issues = _sample_issues(session, sample)
+    items: list[tuple[LabelItem, Issue, str]] = []
+    for issue, full_name in issues:
+        items.append((ensure_issue_item(session, issue, full_name), issue, full_name))
+    report.items = len(items)
+    item_by_ref = {it.ref: it.id or 0 for it, _, _ in items}
+    coder_rows = {n: ensure_coder(session, n) for n in names}
+    users = list(conn.client.users.list())
+    for name, email in coders_in:
+        coder = coder_rows[name]
+        coder.ls_user_id = _ensure_user(conn, coder, email, users)
+        session.add(coder)
+    config, instruction = labeling_config(book.spec), instructions(book.spec)
+    projects: dict[str, LsProject] = {}
+    listing: list[Any] | None = None
+    for name in names:
+        projects[name], listing = _ensure_project(conn, session, rnd, coder_rows[name], "coding", config,
+                                                  instruction, listing, report)
+        report.projects[name] = projects[name].ls_project_id
+    known: dict[str, dict[int, int]] = {}
+    for name, project in projects.items():
+        rows = session.exec(select(LsTask).where(LsTask.project_id == project.id)).all()
+        known[name] = {t.item_id: t.ls_task_id for t in rows}
+        if project.id not in report.fresh:
+            report.adopted += _adopt_tasks(conn, session, project, item_by_ref, known[name])
+    existing: dict[int, set[str]] = defaultdict(set)
+    for name, tasks in known.items():
+        for item_id in tasks:
+            existing[item_id].add(name)
+    plan = assign([it.id or 0 for it, _, _ in items], names, overlap, per_item, seed, dict(existing))
+    report.overlap_items = sum(1 for who in plan.values() if len(who) > 1)
+    for name, project in projects.items():
+        todo = [(it, issue, fn) for it, issue, fn in items if name in plan[it.id or 0]
+                and (it.id or 0) not in known[name]]
+        for b in range(0, len(todo), BATCH):
+            batch = todo[b:b + BATCH]
+            resp = conn.client.projects.import_tasks(
+                id=project.ls_project_id, request=[task_data(issue, fn, it) for it, issue, fn in batch],
+                return_task_ids=True)
+            ids = list(resp.task_ids or [])
+            if len(ids) != len(batch):
+                raise LabelingError(f"Label Studio created {len(ids)} tasks for {len(batch)} items in project "
+                                    f"{project.ls_project_id}; run the push again to reconcile")
+            for (it, _, _), task_id in zip(batch, ids, strict=True):
+                session.add(LsTask(project_id=project.id or 0, item_id=it.id or 0, ls_task_id=int(task_id)))
+                known[name][it.id or 0] = int(task_id)
+        report.tasks_new[name] = len(todo)
+        report.tasks_total[name] = len(known[name])
+        log.add("tasks_new", len(todo))
+    session.flush()
 
 
 # --- pull ---------------------------------------------------------------------------------------------------------

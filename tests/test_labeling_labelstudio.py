@@ -297,3 +297,28 @@ def test_two_hundred_issues_two_coders(ls_env, codebook_loaded, engine, ls_clien
     assert summary["cause"]["items"] == n
     assert summary["cause"]["cohen_kappa"] == pytest.approx((po - pe) / (1 - pe))
     assert " 0 new, 0 changed" in " ".join(cli("label", "pull", "--round", round_name).output.split())
+
+
+def test_push_that_failed_half_way_is_reconciled(ls_env, codebook_loaded, engine, ls_client, backend: str) -> None:  # type: ignore[no-untyped-def]
+    """LS keeps projects and tasks when the database transaction of a push rolls back; the next push adopts
+    them (projects by their round-unique title, tasks by item_ref) instead of creating duplicates."""
+    cli = codebook_loaded
+    make_sample(engine, "half", 3, start=300)
+    name = f"half-{backend}"
+    assert cli("label", "push", "--sample", "half", "--round", name, "--coders", "ivy,jon").exit_code == 0
+    with Session(engine) as s:
+        ls_ids = sorted(p.ls_project_id for p in s.exec(select(LsProject)).all())
+        for t in s.exec(select(LsTask)).all():  # what a rolled-back second transaction leaves behind
+            s.delete(t)
+        s.flush()
+        for p in s.exec(select(LsProject)).all():
+            s.delete(p)
+        s.commit()
+    again = cli("label", "push", "--sample", "half", "--round", name, "--coders", "ivy,jon")
+    assert again.exit_code == 0, again.output
+    assert "0 projects created" in again.output and "6 tasks adopted" in again.output
+    assert "0 new tasks, 3 in all" in again.output
+    with Session(engine) as s:
+        assert sorted(p.ls_project_id for p in s.exec(select(LsProject)).all()) == ls_ids
+        assert len(s.exec(select(LsTask)).all()) == 6
+    assert [ls_client.projects.get(id=i).task_number for i in ls_ids] == [3, 3]
