@@ -155,3 +155,30 @@ def test_label_column_must_match_the_code(loaded, engine, study: Path, tmp_path:
     result = loaded("label", "import-sheet", str(path), "--sheet", "PyTorch")
     assert result.exit_code == 2
     assert "label 'Hang' does not match code 1" in " ".join(result.output.split())
+
+
+def test_a_new_codebook_version_leaves_old_codings_on_theirs(loaded, engine, study: Path, shared_dir: Path,  # type: ignore[no-untyped-def]
+                                                              tmp_path: Path) -> None:
+    from db.models.labeling import CodebookDimension, CodebookVersion, LabelRound
+
+    loaded("label", "import-sheet", str(study / "PilotStudy.xlsx"))
+    changed = tmp_path / "book.yaml"
+    text = (shared_dir / "codebook" / "onnx-converter-failures.yaml").read_text()
+    changed.write_text(text.replace("1: {label: Crash,", "1: {label: Crash, aliases: [Error],"))
+    out = loaded("label", "codebook", "load", str(changed))
+    assert "stored as version 2" in out.output
+    with Session(engine) as s:
+        rnd = s.exec(select(LabelRound).where(LabelRound.name == "pilotstudy")).one()
+        assert s.get(CodebookVersion, rnd.codebook_version_id).version == 1
+        versions = set(s.exec(select(CodebookVersion.version).join(
+            CodebookDimension, CodebookDimension.version_id == CodebookVersion.id).join(
+            CodingValue, CodingValue.dimension_id == CodebookDimension.id)).all())
+        assert versions == {1}
+    again = loaded("label", "import-sheet", str(study / "PilotStudy.xlsx"))
+    assert again.exit_code == 2 and "start a new round" in " ".join(again.output.split())
+    fresh = loaded("label", "import-sheet", str(study / "PilotStudy.xlsx"), "--round", "pilot-v2")
+    assert fresh.exit_code == 0, fresh.output
+    with Session(engine) as s:
+        rnd = s.exec(select(LabelRound).where(LabelRound.name == "pilot-v2")).one()
+        assert s.get(CodebookVersion, rnd.codebook_version_id).version == 2
+    assert len(ratings(engine, "pilot-v2")) == len(ratings(engine, "pilotstudy")) == 60 * 2 * 2
