@@ -140,15 +140,9 @@ def agreement(
         typer.echo(json.dumps(out, indent=2))
         return
     if fmt == "csv":
-        import pandas as pd
+        from labeling.agreement import summary_frame
 
-        table = pd.DataFrame(rows)
-        table["warnings"] = table["warnings"].map(" | ".join)
-        for col in [c for c in table.columns if c.endswith("_ci")]:
-            table[f"{col}_low"] = table[col].map(lambda t: t[0])
-            table[f"{col}_high"] = table[col].map(lambda t: t[1])
-            del table[col]
-        typer.echo(table.to_csv(index=False), nl=False)
+        typer.echo(summary_frame(results).to_csv(index=False), nl=False)
         return
     from rich.table import Table
 
@@ -258,3 +252,37 @@ def adjudicate(
                 console.print(f"  waiting {item['item']}: no valid coding yet from {', '.join(item['waiting_for'])}")
             else:
                 console.print(f"  open {item['item']}: {', '.join(item['dimensions'])}  {item['coders']}")
+
+
+@app.command()
+def rounds() -> None:
+    """List the rounds: source, codebook version and number of codings."""
+    from db.queries.labeling import rounds as load_rounds
+
+    frame = load_rounds(engine())
+    console.print("no rounds yet" if frame.empty else frame.to_string(index=False))
+
+
+@app.command()
+def taxonomy(
+    dimension: str = typer.Option("cause", "--dimension", help="Dimension to count per converter repository."),
+    round_name: str = typer.Option(None, "--round", help="Only this round (default: newest final label per item)."),
+    crosstab_with: str = typer.Option(None, "--crosstab", help="Also cross-tabulate DIMENSION × this dimension."),
+    fmt: str = typer.Option("table", "--format", help="table | csv"),
+) -> None:
+    """Distribution of final labels per converter (and a cross-tab, e.g. symptom × cause)."""
+    from db.queries.labeling import crosstab, taxonomy_distribution
+
+    eng = engine()
+    dist = taxonomy_distribution(eng, dimension, round_name)
+    if dist.empty:
+        fail(f"no final labels for dimension {dimension!r}" + (f" in round {round_name!r}" if round_name else "")
+             + ": run `interop label adjudicate` first")
+    if fmt == "csv":
+        typer.echo(dist.to_csv(index=False), nl=False)
+    else:
+        shown = dist.assign(share=dist["share"].map(lambda v: f"{v:.1%}"))
+        console.print(shown.to_string(index=False))
+    if crosstab_with:
+        table = crosstab(eng, dimension, crosstab_with, round_name)
+        typer.echo(table.to_csv() if fmt == "csv" else f"\n{table.to_string()}")

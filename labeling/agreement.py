@@ -291,3 +291,26 @@ def disagreements(ratings: pd.DataFrame) -> pd.DataFrame:
                             item[["coder", "code", "label"]].itertuples(index=False)})
                 rows.append(row)
     return pd.DataFrame(rows)
+
+
+def summary_frame(results: list[DimensionAgreement]) -> pd.DataFrame:
+    """One row per round and dimension (CIs as _low/_high columns, warnings joined): for the app and exports."""
+    table = pd.DataFrame([r.as_row() for r in results])
+    if table.empty:
+        return table
+    table["warnings"] = table["warnings"].map(" | ".join)
+    for col in [c for c in table.columns if c.endswith("_ci")]:
+        table[f"{col}_low"] = table[col].map(lambda t: t[0] if isinstance(t, tuple) else float("nan"))
+        table[f"{col}_high"] = table[col].map(lambda t: t[1] if isinstance(t, tuple) else float("nan"))
+        del table[col]
+    return table
+
+
+def pairs_frame(results: list[DimensionAgreement]) -> pd.DataFrame:
+    """Cohen's κ of every coder pair, one row per round, dimension and pair."""
+    table = pd.DataFrame([p for r in results for p in r.pairs])
+    if table.empty:
+        return table
+    table["cohen_kappa_ci_low"] = table["cohen_kappa_ci"].map(lambda t: t[0])
+    table["cohen_kappa_ci_high"] = table["cohen_kappa_ci"].map(lambda t: t[1])
+    return table.drop(columns=["cohen_kappa_ci"])

@@ -78,3 +78,19 @@ def test_pilot_sheet_adjudication_and_analysis_queries(cli, engine, shared_dir: 
     assert int(table.to_numpy().sum()) == 100
     expected = pd.crosstab(frame["Symptom by Number"], frame["Type By Number"])
     assert int(table.loc["Crash", "Incompatibility"]) == int(expected.loc[1, 2])
+
+
+def test_rounds_and_taxonomy_commands(cli, shared_dir: Path) -> None:  # type: ignore[no-untyped-def]
+    study = shared_dir / "data" / "paper-artifact" / "failure-analysis"
+    cli("label", "codebook", "load", str(shared_dir / "codebook" / "onnx-converter-failures.yaml"))
+    assert "no rounds yet" in cli("label", "rounds").output
+    missing = cli("label", "taxonomy")
+    assert missing.exit_code == 2 and "no final labels for dimension 'cause'" in missing.output
+    cli("label", "import-sheet", str(study / "FailureAnalysis.xlsx"))
+    assert "failureanalysis-drift-testing" in cli("label", "rounds").output
+    out = cli("label", "taxonomy", "--round", "failureanalysis", "--dimension", "cause", "--format", "csv",
+              "--crosstab", "symptom")
+    frame = pd.read_excel(study / "FailureAnalysis.xlsx", sheet_name="PyTorch", usecols="A:N").dropna(subset=["URL"])
+    incompat = int((frame["Type By Number"] == 2).sum())
+    assert f"pytorch/pytorch,2,Incompatibility,{incompat},{incompat / 100}" in out.output
+    assert "cause,Bad Performance,Build Failure,Crash,Unreported,Wrong Model" in out.output
