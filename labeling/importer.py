@@ -48,7 +48,7 @@ def _store_round(session: Session, book: LoadedCodebook, sheet_round: SheetRound
         coder = ensure_coder(session, c.coder)
         values = {book.dimension_ids[k]: book.code_ids[(k, v)] for k, v in c.codes.items()}
         coding, state = upsert_coding(session, rnd.id or 0, item.id or 0, coder.id or 0, values,
-                                      source_ref=f"{c.where}")
+                                      source_ref=c.where, note=c.note)
         counts[state] += 1
         kept.add(coding.id or 0)
         if sheet_round.kind == "final":

@@ -31,6 +31,7 @@ class SheetCoding:
     codes: dict[str, int]
     where: str
     sheet_id: Any = None
+    note: str | None = None
 
 
 @dataclass
@@ -144,7 +145,10 @@ def _read_single(ws: Any, rows: list[tuple[Any, ...]], spec: CodebookSpec, coder
             if code is not None:
                 codes[dim.key] = code
         _check_conditions(codes, {d.key for d in dims}, spec, where)
-        out.append(SheetCoding(issue[0], issue[1], issue[2], issue[3], coder, codes, where, row[cols.get("id", 0)]))
+        desc_col = cols.get("description")
+        note = row[desc_col] if desc_col is not None and desc_col < len(row) else None
+        out.append(SheetCoding(issue[0], issue[1], issue[2], issue[3], coder, codes, where, row[cols.get("id", 0)],
+                               str(note).strip() if note is not None and str(note).strip() else None))
     return out
 
 

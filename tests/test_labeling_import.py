@@ -99,6 +99,13 @@ def test_pilot_study_per_rater_sheets_cross_checked_with_interrater(loaded, engi
     rows = list(ws.iter_rows(min_row=3, values_only=True))
     disagree_cause = sum(1 for r in rows for i in (3, 12) if r[i] is False)
     wide = pilot[pilot["dimension"] == "cause"].pivot(index="item_id", columns="coder", values="code")
+    # the per-rater sheets' "Description" cells (a rater's summary of the issue) are kept as the coding's note
+    with Session(engine) as s:
+        notes = [c.note for c in s.exec(select(Coding)).all() if c.note]
+    wb = openpyxl.load_workbook(path, data_only=True)
+    described = [r for name in wb.sheetnames[1:] for r in wb[name].iter_rows(min_row=2, values_only=True)
+                 if r[2] and r[3]]
+    assert len(notes) == len(described) > 0 and "Switch op not supported" in notes
     assert int((wide["R1"] != wide["R2"]).sum()) == disagree_cause == 5
 
 
