@@ -216,6 +216,10 @@ def pull(
     console.print(f"pulled {', '.join(report.rounds)}: {c['tasks_read']} tasks read, {c['new']} new, "
                   f"{c['changed']} changed, {c['unchanged']} unchanged, {c['removed']} removed, "
                   f"{c['invalid']} invalid, {c['skipped']} skipped; {report.requests} HTTP requests")
+    if c["superseded"]:
+        console.print(f"  {c['superseded']} older annotations by the same coder on a task were ignored (newest wins)")
+    if c["tasks_unknown"]:
+        console.print(f"  {c['tasks_unknown']} tasks not created by `interop label push` were ignored")
     for bad in report.invalid:
         err_console.print(f"[yellow]invalid[/] {bad['round']} {bad['item']} by {bad['coder']} (task "
                           f"{bad['ls_task_id']}, annotation {bad['ls_annotation_id']}): {'; '.join(bad['problems'])}")
