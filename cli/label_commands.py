@@ -195,6 +195,10 @@ def push(
     console.print(f"round {report.round!r}: {report.items} items, {report.overlap_items} coded by several coders; "
                   f"{report.created_projects} projects created, {report.updated_configs} updated, "
                   f"{report.adopted} tasks adopted; {report.requests} HTTP requests")
+    for user in report.created_users:
+        err_console.print(f"[yellow]note:[/] created Label Studio user {user} without a password: on the server, "
+                          "`label-studio reset_password --username EMAIL` gives it one (or link existing accounts "
+                          "with --coders NAME=EMAIL)")
     for name, project in report.projects.items():
         console.print(f"  {name}: project {project} at {conn.url}/projects/{project}: "
                       f"{report.tasks_new.get(name, 0)} new tasks, {report.tasks_total.get(name, 0)} in all")

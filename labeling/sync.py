@@ -61,6 +61,7 @@ class PushReport:
     items: int = 0
     requests: int = 0
     fresh: set[int] = field(default_factory=set)  # projects created by this push (nothing to reconcile)
+    created_users: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -146,7 +147,7 @@ def assign(items: list[int], coders: list[str], overlap: float, per_item: int, s
     return out
 
 
-def _ensure_user(conn: Connection, coder: Coder, email: str | None, users: list[Any]) -> int:
+def _ensure_user(conn: Connection, coder: Coder, email: str | None, users: list[Any], report: PushReport) -> int:
     """The LS user for a coder: matched by e-mail or username, else created through the API."""
     wanted = (email or coder.email or f"{coder.name}@{CODER_EMAIL_DOMAIN}").lower()
     for u in users:
@@ -155,6 +156,7 @@ def _ensure_user(conn: Connection, coder: Coder, email: str | None, users: list[
             return int(u.id)
     user = conn.client.users.create(username=coder.name, email=wanted, first_name=coder.name)
     users.append(user)
+    report.created_users.append(f"{coder.name} <{wanted}>")
     coder.email = wanted
     return int(user.id)
 
@@ -225,7 +227,8 @@ def _adopt_tasks(conn: Connection, session: Session, project: LsProject, item_by
 def push(engine: Engine, conn: Connection, sample: str, round_name: str, coders_spec: str, overlap: float = 1.0,
          per_item: int | None = None, seed: int | None = None, codebook: str | None = None) -> PushReport:
     """Create/update one project per coder and import each coder's tasks in batches of ≤ 1,000, recording
-    project and task ids. One database transaction; a re-push only adds what is missing."""
+    project and task ids. The round is declared first (own transaction), everything else is one transaction;
+    a re-push only adds what is missing."""
     if not 0.0 <= overlap <= 1.0:
         raise LabelingError(f"--overlap must be between 0 and 1, not {overlap}")
     coders_in = _parse_coders(coders_spec)
@@ -278,7 +281,7 @@ def _push_round(conn: Connection, session: Session, rnd: LabelRound, sample: str
     users = list(conn.client.users.list())
     for name, email in coders_in:
         coder = coder_rows[name]
-        coder.ls_user_id = _ensure_user(conn, coder, email, users)
+        coder.ls_user_id = _ensure_user(conn, coder, email, users, report)
         session.add(coder)
     config, instruction = labeling_config(book.spec), instructions(book.spec)
     projects: dict[str, LsProject] = {}
