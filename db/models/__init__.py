@@ -1,13 +1,55 @@
 """All tables; importing this package registers every model on SQLModel.metadata (Alembic reads it)."""
 
 from db.models.base import NAMING_CONVENTION
-from db.models.github import Issue, IssueEvent, IssueSample, IssueSampleMember, Repository
-from db.models.github_mining import GithubCursor, IssueFixLink, IssueFixRule, SchedulerLock
-from db.models.ingest import IngestRun, RunStatus
-from db.models.survey import QuestionKind, Survey, SurveyAnswer, SurveyQuestion, SurveyResponse
+from db.models.github import (
+    Issue,
+    IssueEvent,
+    IssueSample,
+    IssueSampleMember,
+    Repository,
+)
+from db.models.github_mining import (
+    GithubCursor,
+    IssueFixLink,
+    IssueFixRule,
+    SchedulerLock,
+)
+from db.models.ingest import (
+    IngestRun,
+    RunStatus,
+)
+from db.models.labeling import (
+    Codebook,
+    CodebookCode,
+    CodebookDimension,
+    CodebookVersion,
+    Coder,
+    Coding,
+    CodingValue,
+    FinalLabel,
+    LabelItem,
+    LabelRound,
+    LsProject,
+    LsTask,
+)
+from db.models.survey import (
+    QuestionKind,
+    Survey,
+    SurveyAnswer,
+    SurveyQuestion,
+    SurveyResponse,
+)
 
 __all__ = [
     "NAMING_CONVENTION",
+    "Codebook",
+    "CodebookCode",
+    "CodebookDimension",
+    "CodebookVersion",
+    "Coder",
+    "Coding",
+    "CodingValue",
+    "FinalLabel",
     "GithubCursor",
     "IngestRun",
     "Issue",
@@ -16,6 +58,10 @@ __all__ = [
     "IssueFixRule",
     "IssueSample",
     "IssueSampleMember",
+    "LabelItem",
+    "LabelRound",
+    "LsProject",
+    "LsTask",
     "QuestionKind",
     "Repository",
     "RunStatus",

@@ -1,1 +1,1 @@
-"""Read-side queries shared by the app, the CLI and reports; they return DataFrames or typed rows."""
+"""Read-side queries the CLI, reports and the app share; they return DataFrames or typed rows."""

@@ -1,0 +1,296 @@
+"""`interop label`: codebooks, the study's coding sheets, Label Studio rounds, agreement, adjudication."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import typer
+
+from cli.common import console, engine, err_console, fail
+
+app = typer.Typer(help="Code items (GitHub issues, …) with a codebook; measure agreement; adjudicate.",
+                  no_args_is_help=True)
+codebook_app = typer.Typer(help="Load and list versioned codebooks.", no_args_is_help=True)
+app.add_typer(codebook_app, name="codebook")
+
+
+@contextmanager
+def _labeling_errors() -> Iterator[None]:
+    """Every expected failure becomes one red line naming what to fix."""
+    from labeling.codebook import CodebookError
+    from labeling.sheets import SheetError
+    from labeling.store import LabelingError
+
+    try:
+        yield
+    except (CodebookError, SheetError, LabelingError) as exc:
+        fail(str(exc))
+
+
+@codebook_app.command("load")
+def codebook_load(file: Path = typer.Argument(..., help="Codebook YAML file.")) -> None:
+    """Store FILE as a codebook version (an identical file is a no-op; a changed one is the next version)."""
+    from db.engine import session_scope
+    from labeling.codebook import read_codebook
+    from labeling.store import store_codebook
+
+    with _labeling_errors():
+        spec = read_codebook(file)
+        for warning in spec.warnings:
+            err_console.print(f"[yellow]warning:[/] {warning}")
+        with session_scope(engine()) as session:
+            book = store_codebook(session, spec, str(file))
+    codes = sum(len(d.codes) for d in spec.dimensions)
+    state = "stored as" if book.created else "unchanged, already"
+    console.print(f"codebook {book.name!r} {state} version {book.version}: {len(spec.dimensions)} dimensions, "
+                  f"{codes} codes")
+
+
+@codebook_app.command("list")
+def codebook_list() -> None:
+    """Show the loaded codebooks and their versions."""
+    from db.queries.labeling import codebook_versions
+
+    frame = codebook_versions(engine())
+    if frame.empty:
+        console.print("no codebook loaded")
+        return
+    console.print(frame.to_string(index=False))
+
+
+@app.command("import-sheet")
+def import_sheet(
+    file: Path = typer.Argument(..., help="FailureAnalysis.xlsx, PilotStudy.xlsx or a workbook laid out like them."),
+    sheet: list[str] = typer.Option(None, "--sheet", help="Only these sheets (repeatable)."),
+    round_name: str = typer.Option(None, "--round", help="Round name (when the sheets hold one round)."),
+    codebook: str = typer.Option(None, "--codebook", help="Codebook name (default: the only one loaded)."),
+) -> None:
+    """Import the study's coding: each group of sheets is one round with its coders (re-running changes nothing)."""
+    from labeling.importer import import_workbook
+
+    with _labeling_errors():
+        result = import_workbook(engine(), file, codebook, sheet or None, round_name)
+    for r in result.rounds:
+        extra = f", cross-checked {r['cross_checked']} cells" if r["cross_checked"] else ""
+        console.print(
+            f"round {r['round']!r} ({', '.join(r['sheets'])}): {r['items']} items, coders {', '.join(r['coders'])}, "
+            f"{r['codings']} codings ({r['new']} new, {r['changed']} changed, {r['unchanged']} unchanged, "
+            f"{r['removed']} removed){extra}"
+        )
+
+
+def _fmt(value: object) -> str:
+    import math
+
+    if isinstance(value, float):
+        return "–" if math.isnan(value) else f"{value:.3f}"
+    if isinstance(value, tuple):
+        return "[" + ", ".join(_fmt(v) for v in value) + "]"
+    return str(value)
+
+
+@app.command()
+def agreement(
+    round_name: str = typer.Option(None, "--round", help="Only this round (default: every round with ≥ 2 coders)."),
+    dimension: str = typer.Option(None, "--dimension", help="Only this dimension."),
+    fmt: str = typer.Option("table", "--format", help="table | json | csv"),
+    bootstrap: int = typer.Option(1000, "--bootstrap", min=0, help="Bootstrap resamples for the 95% intervals."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the bootstrap (same seed, same intervals)."),
+    confusion: bool = typer.Option(False, "--confusion", help="Also print each coder pair's confusion matrix."),
+    show_disagreements: bool = typer.Option(False, "--disagreements", help="Also list the items coders disagree on."),
+) -> None:
+    """Percent agreement, Cohen's κ per pair, Fleiss' κ, Krippendorff's α, Gwet's AC1 with 95% bootstrap CIs."""
+    import json
+
+    from db.queries.labeling import ratings as load_ratings
+    from labeling.agreement import agreement_report, confusion_matrix, disagreements, landis_koch
+    from labeling.store import LabelingError
+    from labeling.summary import round_categories
+
+    if fmt not in ("table", "json", "csv"):
+        fail(f"--format must be table, json or csv, not {fmt!r}")
+    eng = engine()
+    with _labeling_errors():
+        frame = load_ratings(eng, round_name, dimension)
+        if frame.empty:
+            raise LabelingError("no valid codings" + (f" in round {round_name!r}" if round_name else "") +
+                                (f" for dimension {dimension!r}" if dimension else ""))
+        results = agreement_report(frame, round_categories(eng), n_boot=bootstrap, seed=seed)
+        if not results:
+            raise LabelingError("agreement needs at least two coders per round and dimension")
+    rows = [r.as_row() for r in results]
+    pairs = [p for r in results for p in r.pairs]
+    if fmt == "json":
+        import math
+
+        def clean(v: object) -> object:
+            if isinstance(v, float) and math.isnan(v):
+                return None
+            if isinstance(v, tuple | list):
+                return [clean(x) for x in v]
+            if isinstance(v, dict):
+                return {k: clean(x) for k, x in v.items()}
+            return v
+
+        out = {"summary": clean(rows), "pairs": clean(pairs), "bootstrap": bootstrap, "seed": seed}
+        if show_disagreements:
+            out["disagreements"] = json.loads(disagreements(frame).to_json(orient="records"))
+        typer.echo(json.dumps(out, indent=2))
+        return
+    if fmt == "csv":
+        from labeling.agreement import summary_frame
+
+        typer.echo(summary_frame(results).to_csv(index=False), nl=False)
+        return
+    from rich.table import Table
+
+    console.print(f"Agreement with 95% bootstrap intervals ({bootstrap} resamples over items, seed {seed})")
+    for res, r in zip(results, rows, strict=True):
+        table = Table(title=f"{r['round']} / {r['dimension']}: coders {', '.join(res.coders)}; {r['items']} items "
+                      f"({r['items_complete']} coded by all)", title_justify="left")
+        for col in ("statistic", "value", "95% CI", "Landis–Koch"):
+            table.add_column(col)
+        table.add_row("percent agreement", _fmt(r["percent_agreement"]), _fmt(r["percent_agreement_ci"]), "")
+        for p in res.pairs:
+            table.add_row(f"Cohen's κ {p['coder_a']} × {p['coder_b']}", _fmt(p["cohen_kappa"]),
+                          _fmt(p["cohen_kappa_ci"]), p["reading"])
+        for key, name in (("fleiss_kappa", "Fleiss' κ"), ("krippendorff_alpha", "Krippendorff's α"),
+                          ("gwet_ac1", "Gwet's AC1")):
+            table.add_row(name, _fmt(r[key]), _fmt(r[f"{key}_ci"]), landis_koch(r[key]))
+        console.print(table)
+    for r in results:
+        for w in r.warnings:
+            console.print(f"[yellow]warning[/] {r.round}/{r.dimension}: {w}")
+    if confusion:
+        for r in results:
+            for p in r.pairs:
+                console.print(f"\n[bold]{r.round} / {r.dimension}: {p['coder_a']} (rows) × {p['coder_b']} (columns)")
+                console.print(confusion_matrix(frame, r.round, r.dimension, p["coder_a"], p["coder_b"]).to_string())
+    if show_disagreements:
+        table_d = disagreements(frame)
+        console.print(f"\n[bold]{len(table_d)} disagreements")
+        if not table_d.empty:
+            console.print(table_d.drop(columns=["item_id"]).to_string(index=False))
+
+
+@app.command()
+def push(
+    sample: str = typer.Option(..., "--sample", help="Name of the issue sample to code."),
+    round_name: str = typer.Option(..., "--round", help="Round name, e.g. pilot or main."),
+    coders: str = typer.Option(..., "--coders", help="Coders, comma-separated: alice,bob (or alice=alice@lab.org)."),
+    overlap: float = typer.Option(1.0, "--overlap", help="Share of items coded by several coders (1.0 in a pilot)."),
+    per_item: int = typer.Option(None, "--per-item", help="Coders per overlapping item (default: all)."),
+    seed: int = typer.Option(None, "--seed", help="Seed of the assignment (default: the sample's seed)."),
+    codebook: str = typer.Option(None, "--codebook", help="Codebook name (default: the only one loaded)."),
+) -> None:
+    """Create/update one Label Studio project per coder (blind coding) and import the sample's issues as tasks."""
+    from labeling.labelstudio import connect
+    from labeling.sync import push as do_push
+
+    with _labeling_errors():
+        conn = connect()
+        report = do_push(engine(), conn, sample, round_name, coders, overlap, per_item, seed, codebook)
+    console.print(f"round {report.round!r}: {report.items} items, {report.overlap_items} coded by several coders; "
+                  f"{report.created_projects} projects created, {report.updated_configs} updated, "
+                  f"{report.adopted} tasks adopted; {report.requests} HTTP requests")
+    for user in report.created_users:
+        err_console.print(f"[yellow]note:[/] created Label Studio user {user} without a password: on the server, "
+                          "`label-studio reset_password --username EMAIL` gives it one (or link existing accounts "
+                          "with --coders NAME=EMAIL)")
+    for name, project in report.projects.items():
+        console.print(f"  {name}: project {project} at {conn.url}/projects/{project}: "
+                      f"{report.tasks_new.get(name, 0)} new tasks, {report.tasks_total.get(name, 0)} in all")
+
+
+@app.command()
+def pull(
+    round_name: str = typer.Option(None, "--round", help="Only this round (default: every Label Studio round)."),
+    full: bool = typer.Option(False, "--full", help="Re-read every task, not only those changed since last pull."),
+) -> None:
+    """Fetch new and changed annotations, check each against the codebook, and store them (re-pull changes nothing)."""
+    from labeling.labelstudio import connect
+    from labeling.sync import pull as do_pull
+
+    with _labeling_errors():
+        conn = connect()
+        report = do_pull(engine(), conn, round_name, full)
+    c = report.counts
+    console.print(f"pulled {', '.join(report.rounds)}: {c['tasks_read']} tasks read, {c['new']} new, "
+                  f"{c['changed']} changed, {c['unchanged']} unchanged, {c['removed']} removed, "
+                  f"{c['invalid']} invalid, {c['skipped']} skipped; {report.requests} HTTP requests")
+    if c["superseded"]:
+        console.print(f"  {c['superseded']} older annotations by the same coder on a task were ignored (newest wins)")
+    if c["tasks_unknown"]:
+        console.print(f"  {c['tasks_unknown']} tasks not created by `interop label push` were ignored")
+    for bad in report.invalid:
+        err_console.print(f"[yellow]invalid[/] {bad['round']} {bad['item']} by {bad['coder']} (task "
+                          f"{bad['ls_task_id']}, annotation {bad['ls_annotation_id']}): {'; '.join(bad['problems'])}")
+
+
+@app.command()
+def adjudicate(
+    round_name: str = typer.Option(..., "--round", help="The round to settle."),
+    prefer_coder: str = typer.Option(None, "--prefer-coder", help="Rule: on disagreement take this coder's code."),
+    majority: bool = typer.Option(False, "--majority", help="Rule: on disagreement take a strict majority."),
+    review: bool = typer.Option(False, "--review", help="Send open disagreements to a Label Studio review project "
+                                "and take reviewers' decisions made there so far."),
+    show_open: bool = typer.Option(False, "--show-open", help="List the items still undecided."),
+) -> None:
+    """Final labels: agreed items automatically; disagreements by a named rule or by review in Label Studio."""
+    from labeling.adjudicate import adjudicate as do_adjudicate
+    from labeling.labelstudio import connect
+
+    if prefer_coder and majority:
+        fail("choose one rule: --prefer-coder or --majority")
+    with _labeling_errors():
+        conn = connect() if review else None
+        report = do_adjudicate(engine(), round_name, prefer_coder, majority, conn)
+    c = report.counts
+    console.print(
+        f"round {report.round!r}: final labels {c['final_new']} new, {c['final_changed']} changed, "
+        f"{c['final_withdrawn']} withdrawn; decided by agreement {c['agreement']}, single coder {c['single-coder']}, "
+        f"rule {c['rule']}, review {c['review']}, kept {c['sheet']} from the sheet; {c['items_open']} items open, "
+        f"{c['items_waiting']} waiting for a valid coding"
+        + (f", {c['sent_to_review']} sent to review project {report.review_project}" if review else ""))
+    if show_open:
+        for item in report.open_items:
+            if item.get("waiting_for"):
+                console.print(f"  waiting {item['item']}: no valid coding yet from {', '.join(item['waiting_for'])}")
+            else:
+                console.print(f"  open {item['item']}: {', '.join(item['dimensions'])}  {item['coders']}")
+
+
+@app.command()
+def rounds() -> None:
+    """List the rounds: source, codebook version and number of codings."""
+    from db.queries.labeling import rounds as load_rounds
+
+    frame = load_rounds(engine())
+    console.print("no rounds yet" if frame.empty else frame.to_string(index=False))
+
+
+@app.command()
+def taxonomy(
+    dimension: str = typer.Option("cause", "--dimension", help="Dimension to count per converter repository."),
+    round_name: str = typer.Option(None, "--round", help="Only this round (default: newest final label per item)."),
+    crosstab_with: str = typer.Option(None, "--crosstab", help="Also cross-tabulate DIMENSION × this dimension."),
+    fmt: str = typer.Option("table", "--format", help="table | csv"),
+) -> None:
+    """Distribution of final labels per converter (and a cross-tab, e.g. symptom × cause)."""
+    from db.queries.labeling import crosstab, taxonomy_distribution
+
+    eng = engine()
+    dist = taxonomy_distribution(eng, dimension, round_name)
+    if dist.empty:
+        fail(f"no final labels for dimension {dimension!r}" + (f" in round {round_name!r}" if round_name else "")
+             + ": run `interop label adjudicate` first")
+    if fmt == "csv":
+        typer.echo(dist.to_csv(index=False), nl=False)
+    else:
+        shown = dist.assign(share=dist["share"].map(lambda v: f"{v:.1%}"))
+        console.print(shown.to_string(index=False))
+    if crosstab_with:
+        table = crosstab(eng, dimension, crosstab_with, round_name)
+        typer.echo(table.to_csv() if fmt == "csv" else f"\n{table.to_string()}")

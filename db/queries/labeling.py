@@ -1,0 +1,184 @@
+"""Read side of labeling as DataFrames: codebooks, codings (long format), final labels, distributions."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from sqlalchemy import select
+from sqlalchemy.engine import Engine
+
+from db.models.github import Issue, Repository
+from db.models.labeling import (
+    Codebook,
+    CodebookCode,
+    CodebookDimension,
+    CodebookVersion,
+    Coder,
+    Coding,
+    CodingValue,
+    FinalLabel,
+    LabelItem,
+    LabelRound,
+)
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+
+def _frame(engine: Engine, query, columns: list[str]) -> pd.DataFrame:  # type: ignore[no-untyped-def]
+    import pandas as pd
+
+    with engine.connect() as conn:
+        rows = conn.execute(query).all()
+    return pd.DataFrame([tuple(r) for r in rows], columns=columns)
+
+
+def codebook_versions(engine: Engine) -> pd.DataFrame:
+    """One row per stored codebook version."""
+    q = (
+        select(Codebook.name, CodebookVersion.version, CodebookVersion.declared_version, CodebookVersion.source,
+               CodebookVersion.loaded_at, CodebookVersion.content_hash)
+        .join(CodebookVersion, CodebookVersion.codebook_id == Codebook.id)
+        .order_by(Codebook.name, CodebookVersion.version)
+    )
+    return _frame(engine, q, ["codebook", "version", "declared_version", "source", "loaded_at", "content_hash"])
+
+
+def rounds(engine: Engine) -> pd.DataFrame:
+    """Rounds with their codebook version and how many codings they hold."""
+    from sqlalchemy import func
+
+    q = (
+        select(LabelRound.name, LabelRound.source, Codebook.name, CodebookVersion.version,
+               func.count(Coding.id), LabelRound.created_at)
+        .join(CodebookVersion, CodebookVersion.id == LabelRound.codebook_version_id)
+        .join(Codebook, Codebook.id == CodebookVersion.codebook_id)
+        .outerjoin(Coding, Coding.round_id == LabelRound.id)
+        .group_by(LabelRound.id, LabelRound.name, LabelRound.source, Codebook.name, CodebookVersion.version,
+                  LabelRound.created_at)
+        .order_by(LabelRound.created_at)
+    )
+    return _frame(engine, q, ["round", "source", "codebook", "codebook_version", "codings", "created_at"])
+
+
+def _item_columns():  # type: ignore[no-untyped-def]
+    return LabelItem.id, LabelItem.kind, LabelItem.ref, Repository.full_name, Issue.number, Issue.title
+
+
+def ratings(engine: Engine, round_name: str | None = None, dimension: str | None = None) -> pd.DataFrame:
+    """Valid codings in long format: one row per round, item, coder and dimension, with the code given."""
+    q = (
+        select(LabelRound.name, CodebookDimension.key, CodebookDimension.position, *_item_columns(), Coder.name,
+               CodebookCode.code, CodebookCode.label)
+        .select_from(CodingValue)
+        .join(Coding, Coding.id == CodingValue.coding_id)
+        .join(LabelRound, LabelRound.id == Coding.round_id)
+        .join(Coder, Coder.id == Coding.coder_id)
+        .join(LabelItem, LabelItem.id == Coding.item_id)
+        .outerjoin(Issue, Issue.id == LabelItem.issue_id)
+        .outerjoin(Repository, Repository.id == Issue.repository_id)
+        .join(CodebookDimension, CodebookDimension.id == CodingValue.dimension_id)
+        .join(CodebookCode, CodebookCode.id == CodingValue.code_id)
+        .where(Coding.valid.is_(True))
+        .order_by(LabelRound.name, CodebookDimension.position, LabelItem.id, Coder.name)
+    )
+    if round_name:
+        q = q.where(LabelRound.name == round_name)
+    if dimension:
+        q = q.where(CodebookDimension.key == dimension)
+    return _frame(engine, q, ["round", "dimension", "dimension_position", "item_id", "kind", "item", "repository",
+                              "number", "title", "coder", "code", "label"])
+
+
+def round_coders(engine: Engine, round_name: str) -> list[str]:
+    """Every coder with at least one coding (valid or not) in the round."""
+    q = (
+        select(Coder.name).join(Coding, Coding.coder_id == Coder.id).join(LabelRound, LabelRound.id == Coding.round_id)
+        .where(LabelRound.name == round_name).distinct().order_by(Coder.name)
+    )
+    with engine.connect() as conn:
+        return [r[0] for r in conn.execute(q).all()]
+
+
+def invalid_codings(engine: Engine, round_name: str | None = None) -> pd.DataFrame:
+    """Codings rejected against the codebook, with the reasons (kept for the report, never counted)."""
+    q = (
+        select(LabelRound.name, LabelItem.ref, Coder.name, Coding.ls_task_id, Coding.ls_annotation_id,
+               Coding.problems, Coding.updated_at)
+        .join(LabelRound, LabelRound.id == Coding.round_id)
+        .join(Coder, Coder.id == Coding.coder_id)
+        .join(LabelItem, LabelItem.id == Coding.item_id)
+        .where(Coding.valid.is_(False))
+        .order_by(LabelRound.name, LabelItem.ref, Coder.name)
+    )
+    if round_name:
+        q = q.where(LabelRound.name == round_name)
+    return _frame(engine, q, ["round", "item", "coder", "ls_task_id", "ls_annotation_id", "problems", "updated_at"])
+
+
+def final_labels(engine: Engine, round_name: str | None = None) -> pd.DataFrame:
+    """Final labels (what analyses use) with the item, its repository and who or what decided."""
+    q = (
+        select(LabelRound.name, CodebookDimension.key, *_item_columns(), CodebookCode.code, CodebookCode.label,
+               FinalLabel.decided_by, FinalLabel.decided_at)
+        .select_from(FinalLabel)
+        .join(LabelRound, LabelRound.id == FinalLabel.round_id)
+        .join(LabelItem, LabelItem.id == FinalLabel.item_id)
+        .outerjoin(Issue, Issue.id == LabelItem.issue_id)
+        .outerjoin(Repository, Repository.id == Issue.repository_id)
+        .join(CodebookDimension, CodebookDimension.id == FinalLabel.dimension_id)
+        .join(CodebookCode, CodebookCode.id == FinalLabel.code_id)
+        .order_by(LabelRound.name, LabelItem.id, CodebookDimension.position)
+    )
+    if round_name:
+        q = q.where(LabelRound.name == round_name)
+    return _frame(engine, q, ["round", "dimension", "item_id", "kind", "item", "repository", "number", "title",
+                              "code", "label", "decided_by", "decided_at"])
+
+
+def _latest_finals(engine: Engine, round_name: str | None) -> pd.DataFrame:
+    """Final labels; without a round, the newest decision per item and dimension across rounds."""
+    frame = final_labels(engine, round_name)
+    if round_name or frame.empty:
+        return frame
+    frame = frame.sort_values("decided_at")
+    return frame.drop_duplicates(["item_id", "dimension"], keep="last")
+
+
+def taxonomy_distribution(engine: Engine, dimension: str, round_name: str | None = None) -> pd.DataFrame:
+    """Counts and shares of each code of `dimension` per converter repository (final labels)."""
+    import pandas as pd
+
+    frame = _latest_finals(engine, round_name)
+    frame = frame[frame["dimension"] == dimension]
+    if frame.empty:
+        return pd.DataFrame(columns=["repository", "code", "label", "count", "share"])
+    out = frame.groupby(["repository", "code", "label"], dropna=False).size().rename("count").reset_index()
+    out["share"] = out["count"] / out.groupby("repository")["count"].transform("sum")
+    return out.sort_values(["repository", "count", "code"], ascending=[True, False, True]).reset_index(drop=True)
+
+
+def crosstab(engine: Engine, rows: str = "symptom", columns: str = "cause", round_name: str | None = None,
+             repository: str | None = None) -> pd.DataFrame:
+    """Items per (row code × column code), e.g. symptom × cause, from final labels."""
+    import pandas as pd
+
+    frame = _latest_finals(engine, round_name)
+    if repository:
+        frame = frame[frame["repository"] == repository]
+    wide = frame.pivot_table(index="item_id", columns="dimension", values="label", aggfunc="first")
+    if wide.empty or rows not in wide or columns not in wide:
+        return pd.DataFrame()
+    return pd.crosstab(wide[rows], wide[columns])
+
+
+__all__ = [
+    "codebook_versions",
+    "crosstab",
+    "final_labels",
+    "invalid_codings",
+    "ratings",
+    "round_coders",
+    "rounds",
+    "taxonomy_distribution",
+]

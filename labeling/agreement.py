@@ -1,0 +1,316 @@
+"""Inter-rater agreement per round and dimension: κ (Cohen, Fleiss), Krippendorff's α, Gwet's AC1, with
+seeded bootstrap intervals, the Landis–Koch reading and warnings where a statistic is easy to misread."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from itertools import combinations
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+FEW_ITEMS = 30
+DOMINANT_SHARE = 0.8
+RATE_GAP = 0.2
+LANDIS_KOCH = ((0.0, "poor"), (0.20, "slight"), (0.40, "fair"), (0.60, "moderate"), (0.80, "substantial"),
+               (1.0, "almost perfect"))
+
+
+def landis_koch(value: float | None) -> str:
+    """Landis & Koch (1977) reading of a κ-type coefficient."""
+    if value is None or math.isnan(value):
+        return "undefined"
+    if value < 0:
+        return "poor"
+    for upper, word in LANDIS_KOCH[1:]:
+        if value <= upper + 1e-12:
+            return word
+    return "almost perfect"
+
+
+def _nan(x: float | None) -> float:
+    return float("nan") if x is None else float(x)
+
+
+# --- the coefficients, each on an items × coders matrix of category codes (NaN = not coded) -------------------
+
+
+def percent_agreement(matrix: np.ndarray) -> float:
+    """Share of items (with ≥ 2 codes) on which every coder who coded it gave the same code."""
+    agree = total = 0
+    for row in matrix:
+        vals = row[~np.isnan(row)]
+        if len(vals) >= 2:
+            total += 1
+            agree += int(np.all(vals == vals[0]))
+    return agree / total if total else float("nan")
+
+
+def cohen_kappa(a: np.ndarray, b: np.ndarray) -> float:
+    """Cohen's κ of two coders on the items both coded (scikit-learn); NaN when undefined."""
+    from sklearn.metrics import cohen_kappa_score
+
+    mask = ~np.isnan(a) & ~np.isnan(b)
+    if mask.sum() < 2:
+        return float("nan")
+    x, y = a[mask], b[mask]
+    if len(np.union1d(x, y)) < 2:
+        return float("nan")  # one category only: chance agreement is 1, κ is 0/0
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return float(cohen_kappa_score(x, y))
+
+
+def fleiss_kappa(matrix: np.ndarray) -> float:
+    """Fleiss' κ (statsmodels) on the items every coder coded."""
+    from statsmodels.stats.inter_rater import aggregate_raters
+    from statsmodels.stats.inter_rater import fleiss_kappa as sm_fleiss
+
+    complete = matrix[~np.isnan(matrix).any(axis=1)]
+    if len(complete) < 2 or matrix.shape[1] < 2:
+        return float("nan")
+    table, _ = aggregate_raters(complete.astype(int))
+    if table.shape[1] < 2:
+        return float("nan")
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return float(sm_fleiss(table, method="fleiss"))
+
+
+def krippendorff_alpha(matrix: np.ndarray) -> float:
+    """Krippendorff's α for nominal data (`krippendorff` package); missing codes allowed."""
+    import krippendorff
+
+    data = matrix.T  # coders × items
+    usable = (~np.isnan(data)).sum(axis=0) >= 2
+    data = data[:, usable]
+    if data.shape[1] < 1 or len(np.unique(data[~np.isnan(data)])) < 2:
+        return float("nan")
+    return float(krippendorff.alpha(reliability_data=data, level_of_measurement="nominal"))
+
+
+def gwet_ac1(matrix: np.ndarray, categories: Sequence[float] | None = None) -> float:
+    """Gwet's AC1 for any number of coders and missing codes (Gwet 2008, eq. for multiple raters):
+    p_a = mean over items with r_i ≥ 2 of Σ_k r_ik(r_ik − 1) / (r_i(r_i − 1));
+    π_k = mean over items with r_i ≥ 1 of r_ik / r_i;  p_e = Σ_k π_k(1 − π_k) / (q − 1);
+    AC1 = (p_a − p_e) / (1 − p_e), with q the number of categories of the scale (the codebook's codes)."""
+    observed = np.unique(matrix[~np.isnan(matrix)])
+    cats = np.array(sorted(set(categories or []) | set(observed.tolist())), dtype=float)
+    q = len(cats)
+    if q < 2:
+        return float("nan")
+    counts = np.stack([(matrix == c).sum(axis=1) for c in cats], axis=1).astype(float)  # items × q
+    r = counts.sum(axis=1)
+    rated = r >= 1
+    paired = r >= 2
+    if paired.sum() == 0:
+        return float("nan")
+    pa = float(np.mean((counts[paired] * (counts[paired] - 1)).sum(axis=1) / (r[paired] * (r[paired] - 1))))
+    pi = (counts[rated] / r[rated][:, None]).mean(axis=0)
+    pe = float((pi * (1 - pi)).sum() / (q - 1))
+    if pe >= 1:
+        return float("nan")
+    return (pa - pe) / (1 - pe)
+
+
+# --- the report -------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class DimensionAgreement:
+    """Agreement of one round and dimension, with intervals, reading and warnings."""
+
+    round: str
+    dimension: str
+    coders: list[str]
+    items: int
+    items_complete: int
+    percent_agreement: float
+    fleiss_kappa: float
+    krippendorff_alpha: float
+    gwet_ac1: float
+    ci: dict[str, tuple[float, float]] = field(default_factory=dict)
+    pairs: list[dict[str, Any]] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def reading(self) -> str:
+        kappa = self.fleiss_kappa if len(self.coders) > 2 or not self.pairs else self.pairs[0]["cohen_kappa"]
+        return landis_koch(kappa)
+
+    def as_row(self) -> dict[str, Any]:
+        row: dict[str, Any] = {
+            "round": self.round, "dimension": self.dimension, "coders": ",".join(self.coders), "items": self.items,
+            "items_complete": self.items_complete, "percent_agreement": self.percent_agreement,
+        }
+        if len(self.pairs) == 1:
+            row["cohen_kappa"] = self.pairs[0]["cohen_kappa"]
+            row["cohen_kappa_ci"] = self.pairs[0]["cohen_kappa_ci"]
+        for name in ("fleiss_kappa", "krippendorff_alpha", "gwet_ac1"):
+            row[name] = getattr(self, name)
+            row[f"{name}_ci"] = self.ci.get(name, (float("nan"), float("nan")))
+        row["percent_agreement_ci"] = self.ci.get("percent_agreement", (float("nan"), float("nan")))
+        row["reading"] = self.reading
+        row["warnings"] = list(self.warnings)
+        return row
+
+
+def _ci(values: list[float]) -> tuple[float, float]:
+    arr = np.array([v for v in values if not math.isnan(v)])
+    if len(arr) < 10:
+        return (float("nan"), float("nan"))
+    lo, hi = np.percentile(arr, [2.5, 97.5])
+    return (float(lo), float(hi))
+
+
+def _warnings(matrix: np.ndarray, coders: list[str], labels: dict[float, str], result: DimensionAgreement
+              ) -> list[str]:
+    out: list[str] = []
+    if result.items < FEW_ITEMS:
+        out.append(f"few items ({result.items} < {FEW_ITEMS}): the coefficients and intervals are unstable")
+    values = matrix[~np.isnan(matrix)]
+    if len(values):
+        cats, counts = np.unique(values, return_counts=True)
+        top = int(np.argmax(counts))
+        share = counts[top] / counts.sum()
+        if len(cats) == 1:
+            out.append(f"only one category is used ({labels.get(cats[0], cats[0])}): κ and α are undefined")
+        elif share >= DOMINANT_SHARE:
+            out.append(
+                f"one category dominates ({labels.get(cats[top], cats[top])}: {share:.0%} of codes): κ and α can be "
+                "low despite high agreement (prevalence paradox); read Gwet's AC1 and percent agreement alongside")
+    kappa = result.pairs[0]["cohen_kappa"] if len(result.pairs) == 1 else result.fleiss_kappa
+    if result.percent_agreement >= 0.8 and not math.isnan(kappa) and kappa < 0.4:
+        out.append(f"high percent agreement ({result.percent_agreement:.0%}) but low κ ({kappa:.2f}): the κ paradox")
+    for i, j in combinations(range(len(coders)), 2):
+        a, b = matrix[:, i], matrix[:, j]
+        mask = ~np.isnan(a) & ~np.isnan(b)
+        if mask.sum() < 2:
+            continue
+        cats = np.union1d(a[mask], b[mask])
+        pa = np.array([(a[mask] == c).mean() for c in cats])
+        pb = np.array([(b[mask] == c).mean() for c in cats])
+        gap = float(np.abs(pa - pb).max())
+        if gap >= RATE_GAP:
+            k = int(np.argmax(np.abs(pa - pb)))
+            name = labels.get(cats[k], cats[k])
+            out.append(f"coders use categories at very different rates ({coders[i]}: {pa[k]:.0%} vs "
+                       f"{coders[j]}: {pb[k]:.0%} {name}): κ penalizes this bias, AC1 and α treat it differently")
+    return out
+
+
+def agreement_for(matrix: np.ndarray, coders: list[str], round_name: str, dimension: str,
+                  categories: Sequence[float] | None = None, labels: dict[float, str] | None = None,
+                  n_boot: int = 1000, seed: int = 0) -> DimensionAgreement:
+    """All coefficients for one items × coders matrix, with bootstrap CIs over items (seeded)."""
+    paired = (~np.isnan(matrix)).sum(axis=1) >= 2
+    matrix = matrix[paired]
+    complete = int((~np.isnan(matrix)).all(axis=1).sum())
+    result = DimensionAgreement(
+        round=round_name, dimension=dimension, coders=coders, items=len(matrix), items_complete=complete,
+        percent_agreement=percent_agreement(matrix), fleiss_kappa=fleiss_kappa(matrix),
+        krippendorff_alpha=krippendorff_alpha(matrix), gwet_ac1=gwet_ac1(matrix, categories),
+    )
+    rng = np.random.default_rng(seed)
+    boots = [rng.integers(0, len(matrix), len(matrix)) for _ in range(n_boot)] if len(matrix) else []
+    stats = {
+        "percent_agreement": percent_agreement, "fleiss_kappa": fleiss_kappa,
+        "krippendorff_alpha": krippendorff_alpha, "gwet_ac1": lambda m: gwet_ac1(m, categories),
+    }
+    for name, fn in stats.items():
+        result.ci[name] = _ci([fn(matrix[idx]) for idx in boots])
+    for i, j in combinations(range(len(coders)), 2):
+        a, b = matrix[:, i], matrix[:, j]
+        both = ~np.isnan(a) & ~np.isnan(b)
+        result.pairs.append({
+            "round": round_name, "dimension": dimension, "coder_a": coders[i], "coder_b": coders[j],
+            "items": int(both.sum()), "percent_agreement": float((a[both] == b[both]).mean()) if both.any() else
+            float("nan"), "cohen_kappa": cohen_kappa(a, b),
+            "cohen_kappa_ci": _ci([cohen_kappa(a[idx], b[idx]) for idx in boots]),
+        })
+        result.pairs[-1]["reading"] = landis_koch(result.pairs[-1]["cohen_kappa"])
+    result.warnings = _warnings(matrix, coders, labels or {}, result)
+    return result
+
+
+def matrices(ratings: pd.DataFrame) -> dict[tuple[str, str], tuple[pd.DataFrame, dict[float, str]]]:
+    """Per (round, dimension): the items × coders matrix of codes and the code → label map."""
+    out: dict[tuple[str, str], tuple[pd.DataFrame, dict[float, str]]] = {}
+    if ratings.empty:
+        return out
+    order = ratings.drop_duplicates(["round", "dimension"]).sort_values(["round", "dimension_position"])
+    for rnd, dim in order[["round", "dimension"]].itertuples(index=False):
+        sub = ratings[(ratings["round"] == rnd) & (ratings["dimension"] == dim)]
+        wide = sub.pivot_table(index="item_id", columns="coder", values="code", aggfunc="first").astype(float)
+        labels = dict(zip(sub["code"].astype(float), sub["label"], strict=False))
+        out[(rnd, dim)] = (wide, labels)
+    return out
+
+
+def agreement_report(ratings: pd.DataFrame, categories: dict[tuple[str, str], list[int]] | None = None,
+                     n_boot: int = 1000, seed: int = 0) -> list[DimensionAgreement]:
+    """Agreement for every (round, dimension) in a long ratings frame that has at least two coders."""
+    results = []
+    for (rnd, dim), (wide, labels) in matrices(ratings).items():
+        if wide.shape[1] < 2:
+            continue
+        cats = [float(c) for c in (categories or {}).get((rnd, dim), [])]
+        results.append(agreement_for(wide.to_numpy(), [str(c) for c in wide.columns], rnd, dim, cats, labels,
+                                     n_boot=n_boot, seed=seed))
+    return results
+
+
+def confusion_matrix(ratings: pd.DataFrame, round_name: str, dimension: str, coder_a: str, coder_b: str
+                     ) -> pd.DataFrame:
+    """Coder A's labels (rows) × coder B's labels (columns) over the items both coded."""
+    sub = ratings[(ratings["round"] == round_name) & (ratings["dimension"] == dimension)]
+    wide = sub.pivot_table(index="item_id", columns="coder", values="label", aggfunc="first")
+    if coder_a not in wide or coder_b not in wide:
+        return pd.DataFrame()
+    both = wide[[coder_a, coder_b]].dropna()
+    return pd.crosstab(both[coder_a], both[coder_b], rownames=[coder_a], colnames=[coder_b])
+
+
+def disagreements(ratings: pd.DataFrame) -> pd.DataFrame:
+    """Items whose coders gave different codes: one row per round, dimension and item, a column per coder."""
+    rows = []
+    for (rnd, dim), group in ratings.groupby(["round", "dimension"], sort=False):
+        for item_id, item in group.groupby("item_id"):
+            if item["code"].nunique() > 1:
+                first = item.iloc[0]
+                row = {"round": rnd, "dimension": dim, "item_id": item_id, "item": first["item"],
+                       "title": first["title"]}
+                row.update({c: f"{code} {label}" for c, code, label in
+                            item[["coder", "code", "label"]].itertuples(index=False)})
+                rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def summary_frame(results: list[DimensionAgreement]) -> pd.DataFrame:
+    """One row per round and dimension (CIs as _low/_high columns, warnings joined): for the app and exports."""
+    table = pd.DataFrame([r.as_row() for r in results])
+    if table.empty:
+        return table
+    table["warnings"] = table["warnings"].map(" | ".join)
+    for col in [c for c in table.columns if c.endswith("_ci")]:
+        table[f"{col}_low"] = table[col].map(lambda t: t[0] if isinstance(t, tuple) else float("nan"))
+        table[f"{col}_high"] = table[col].map(lambda t: t[1] if isinstance(t, tuple) else float("nan"))
+        del table[col]
+    return table
+
+
+def pairs_frame(results: list[DimensionAgreement]) -> pd.DataFrame:
+    """Cohen's κ of every coder pair, one row per round, dimension and pair."""
+    table = pd.DataFrame([p for r in results for p in r.pairs])
+    if table.empty:
+        return table
+    table["cohen_kappa_ci_low"] = table["cohen_kappa_ci"].map(lambda t: t[0])
+    table["cohen_kappa_ci_high"] = table["cohen_kappa_ci"].map(lambda t: t[1])
+    return table.drop(columns=["cohen_kappa_ci"])

@@ -1,0 +1,98 @@
+"""Store a workbook's rounds in one transaction: issues by URL, items, coders, codings, and study finals."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from sqlalchemy.engine import Engine
+from sqlmodel import Session, select
+
+from db.engine import session_scope
+from db.ingest import recorded_run
+from db.models.labeling import Coding, FinalLabel
+from labeling.sheets import SheetRound, read_workbook
+from labeling.store import (
+    LoadedCodebook,
+    codebook_version,
+    ensure_coder,
+    ensure_issue,
+    ensure_issue_item,
+    ensure_round,
+    upsert_coding,
+)
+
+
+@dataclass
+class ImportResult:
+    """What one import did, per round (for the CLI summary and the ingest_run row)."""
+
+    rounds: list[dict[str, object]] = field(default_factory=list)
+
+
+def _store_round(session: Session, book: LoadedCodebook, sheet_round: SheetRound, file: Path) -> dict[str, object]:
+    params = {"file": file.name, "sheets": sheet_round.sheets, "kind": sheet_round.kind}
+    rnd = ensure_round(session, sheet_round.name, book, "sheet", params=params)
+    if rnd.params != params:
+        rnd.params = params
+        session.add(rnd)
+    counts = {"new": 0, "changed": 0, "unchanged": 0, "removed": 0}
+    kept: set[int] = set()
+    items_by_key: dict[tuple[str, int], int] = {}
+    finals: dict[tuple[int, int], int] = {}
+
+    for c in sheet_round.codings:
+        issue = ensure_issue(session, c.repository, c.number, c.title, c.url)
+        item = ensure_issue_item(session, issue, c.repository)
+        items_by_key[(c.repository, c.number)] = item.id or 0
+        coder = ensure_coder(session, c.coder)
+        values = {book.dimension_ids[k]: book.code_ids[(k, v)] for k, v in c.codes.items()}
+        coding, state = upsert_coding(session, rnd.id or 0, item.id or 0, coder.id or 0, values,
+                                      source_ref=c.where, note=c.note)
+        counts[state] += 1
+        kept.add(coding.id or 0)
+        if sheet_round.kind == "final":
+            for dim_id, code_id in values.items():
+                finals[(item.id or 0, dim_id)] = code_id
+    for old in session.exec(select(Coding).where(Coding.round_id == rnd.id)).all():
+        if old.id not in kept:
+            session.delete(old)
+            counts["removed"] += 1
+    if sheet_round.kind == "final":
+        existing = {(f.item_id, f.dimension_id): f for f in
+                    session.exec(select(FinalLabel).where(FinalLabel.round_id == rnd.id)).all()}
+        for key, code_id in finals.items():
+            row = existing.pop(key, None)
+            if row is None:
+                session.add(FinalLabel(round_id=rnd.id or 0, item_id=key[0], dimension_id=key[1], code_id=code_id,
+                                       decided_by="sheet", detail={"file": file.name}))
+            elif row.code_id != code_id:
+                row.code_id = code_id
+                session.add(row)
+        for row in existing.values():
+            session.delete(row)
+    session.flush()
+    return {
+        "round": rnd.name, "kind": sheet_round.kind, "sheets": sheet_round.sheets, "coders": sheet_round.coders,
+        "items": len(items_by_key), "codings": len(sheet_round.codings), "cross_checked": sheet_round.cross_checked,
+        **counts,
+    }
+
+
+def import_workbook(engine: Engine, path: str | Path, codebook: str | None = None, sheets: list[str] | None = None,
+                    round_name: str | None = None) -> ImportResult:
+    """Read the whole workbook first, then write every round in one transaction (all or nothing)."""
+    path = Path(path)
+    with Session(engine) as session:
+        book = codebook_version(session, codebook)
+    rounds = read_workbook(path, book.spec, sheets, round_name)
+    result = ImportResult()
+    params = {"file": str(path), "codebook": book.name, "codebook_version": book.version, "sheets": sheets}
+    with recorded_run(engine, "label-import-sheet", params) as log, session_scope(engine) as session:
+        book = codebook_version(session, book.name, book.version)
+        for sheet_round in rounds:
+            summary = _store_round(session, book, sheet_round, path)
+            result.rounds.append(summary)
+            for key in ("codings", "new", "changed", "unchanged", "removed"):
+                log.add(key, int(summary[key]))  # type: ignore[call-overload]
+    return result

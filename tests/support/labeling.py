@@ -1,0 +1,31 @@
+"""Test data for labeling: issues and a named sample written straight through the db models."""
+
+from __future__ import annotations
+
+from sqlalchemy.engine import Engine
+from sqlmodel import Session
+
+from db.models.github import Issue, IssueSample, IssueSampleMember, Repository
+
+
+def make_sample(engine: Engine, name: str, n: int, repository: str = "pytorch/pytorch", seed: int = 1,
+                start: int = 1000) -> list[int]:
+    """A sample of `n` hydrated issues (numbers start, start+1, …); returns their issue ids in sample order."""
+    with Session(engine) as s:
+        repo = Repository(full_name=repository)
+        s.add(repo)
+        s.flush()
+        sample = IssueSample(name=name, seed=seed, rule={"test": True, "n": n})
+        s.add(sample)
+        s.flush()
+        ids = []
+        for i in range(n):
+            issue = Issue(repository_id=repo.id, number=start + i, title=f"export fails #{i}", hydrated=True,
+                          body=f"Traceback {i}\nRuntimeError: ONNX export failed", labels=["module: onnx"],
+                          html_url=f"https://github.com/{repository}/issues/{start + i}")
+            s.add(issue)
+            s.flush()
+            s.add(IssueSampleMember(sample_id=sample.id, issue_id=issue.id, position=i))
+            ids.append(issue.id)
+        s.commit()
+        return ids

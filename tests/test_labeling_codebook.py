@@ -1,0 +1,122 @@
+"""Codebook files: strict checks with one-line errors, versioned storage, identical re-load is a no-op."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from sqlmodel import select
+
+from db.models.labeling import CodebookCode, CodebookDimension, CodebookVersion
+from labeling.codebook import CodebookError, parse_codebook, read_codebook
+
+SMALL = """
+name: tiny
+version: 1
+dimensions:
+  - key: symptom
+    required: true
+    codes:
+      1: {label: Crash, description: It crashes.}
+      2: {label: Wrong Model, aliases: [Wrong Code]}
+  - key: cause
+    required: true
+    codes:
+      1: API Misuse
+      2: {label: Incompatibility}
+  - key: incompatibility_type
+    required_when: {cause: 2}
+    codes:
+      1: {label: Internal}
+"""
+
+
+def write(tmp_path: Path, text: str, name: str = "book.yaml") -> Path:
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+def test_shared_codebook_parses_with_every_dimension_and_code(shared_dir: Path) -> None:
+    spec = read_codebook(shared_dir / "codebook" / "onnx-converter-failures.yaml")
+    assert spec.name == "onnx-converter-failures"
+    assert spec.keys == ["symptom", "cause", "incompatibility_type", "type_problem_type", "component"]
+    assert {d.key: len(d.codes) for d in spec.dimensions} == {
+        "symptom": 7, "cause": 14, "incompatibility_type": 3, "type_problem_type": 3, "component": 6}
+    assert spec.dimension("incompatibility_type").required_when == {"cause": (2,)}
+    assert spec.dimension("cause").lookup("Incompatability").code == 2  # the sheets' misspelling is an alias
+    assert spec.dimension("component").lookup("not dis.").code == 6
+    assert spec.dimension("symptom").codes[4].unused
+    # unquoted commas inside {…} split a description into stray keys; they are glued back and reported
+    assert spec.dimension("cause").codes[6].description == "A wrong value is assigned (constant, attribute, metadata)."
+    assert any("unquoted comma" in w for w in spec.warnings)
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("name: x\ndimensions: [\n", "line"),
+        ("- a\n- b\n", "expected a mapping"),
+        ("name: x\n", "dimensions: expected a non-empty list"),
+        ("name: x\ndimensions:\n  - key: Bad Key\n    codes: {1: A}\n", "lower_snake_case"),
+        ("name: x\ndimensions:\n  - key: a\n    codes: {one: A}\n", "dimensions[0] (a).codes.one"),
+        ("name: x\ndimensions:\n  - key: a\n    codes: {1: {description: d}}\n", "codes.1.label: missing"),
+        ("name: x\ndimensions:\n  - key: a\n    colour: red\n    codes: {1: A}\n", "unknown key 'colour'"),
+        ("name: x\ndimensions:\n  - key: a\n    codes: {1: A, 2: {label: B, aliases: [a]}}\n",
+         "already used by code 1"),
+        ("name: x\ndimensions:\n  - key: a\n    required_when: {b: 1}\n    codes: {1: A}\n", "required_when.b"),
+        ("name: x\ndimensions:\n  - key: a\n    codes: {1: A}\n  - key: b\n    required_when: {a: 9}\n"
+         "    codes: {1: B}\n", "has no code 9"),
+        ("name: x\ndimensions:\n  - key: a\n    required: yes please\n    codes: {1: A}\n", "required: expected true"),
+    ],
+)
+def test_malformed_codebooks_give_one_line_naming_file_and_key(tmp_path: Path, text: str, message: str) -> None:
+    path = write(tmp_path, text)
+    with pytest.raises(CodebookError) as info:
+        read_codebook(path)
+    assert str(path) in str(info.value)
+    assert message in str(info.value)
+    assert "\n" not in str(info.value)
+
+
+def test_missing_file_is_a_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(CodebookError, match="cannot read"):
+        read_codebook(tmp_path / "nope.yaml")
+
+
+def test_conditions_decide_when_a_dimension_applies() -> None:
+    import yaml
+
+    spec = parse_codebook(yaml.safe_load(SMALL))
+    dim = spec.dimension("incompatibility_type")
+    assert dim.applies({"cause": 2}) and not dim.applies({"cause": 1}) and not dim.applies({})
+    assert spec.dimension("symptom").applies({})
+
+
+def test_load_is_versioned_and_identical_reload_is_a_no_op(cli, engine, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    path = write(tmp_path, SMALL)
+    first = cli("label", "codebook", "load", str(path))
+    assert first.exit_code == 0, first.output
+    assert "stored as version 1" in first.output
+    again = cli("label", "codebook", "load", str(path))
+    assert "unchanged, already version 1" in again.output
+    write(tmp_path, SMALL.replace("It crashes.", "It aborts."))
+    changed = cli("label", "codebook", "load", str(path))
+    assert "stored as version 2" in changed.output
+    with engine.connect() as conn:
+        versions = conn.execute(select(CodebookVersion.version)).scalars().all()
+        dims = conn.execute(select(CodebookDimension.id)).scalars().all()
+        codes = conn.execute(select(CodebookCode.id)).scalars().all()
+    assert sorted(versions) == [1, 2]
+    assert len(dims) == 2 * 3 and len(codes) == 2 * 5
+    listing = cli("label", "codebook", "list")
+    assert "tiny" in listing.output
+
+
+def test_cli_reports_malformed_file_in_one_line_and_stores_nothing(cli, engine, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    path = write(tmp_path, "name: x\ndimensions:\n  - key: a\n    codes: {1: {labl: A}}\n")
+    result = cli("label", "codebook", "load", str(path))
+    assert result.exit_code == 2
+    assert "unknown key 'labl'" in result.output and str(path) in result.output.replace("\n", "")
+    with engine.connect() as conn:
+        assert conn.execute(select(CodebookVersion.id)).first() is None

@@ -1,0 +1,191 @@
+"""The study's coding sheets import as rounds; counts are re-derived here straight from the workbooks."""
+
+from __future__ import annotations
+
+import shutil
+from collections import Counter
+from pathlib import Path
+
+import openpyxl
+import pytest
+from sqlmodel import Session, func, select
+
+from db.models.github import Issue, Repository
+from db.models.labeling import Coding, CodingValue, FinalLabel, LabelItem
+from db.queries.labeling import final_labels, ratings, taxonomy_distribution
+
+CODE_COLUMNS = {
+    "cause": "Type By Number",
+    "symptom": "Symptom by Number",
+    "component": "Component by number",
+    "incompatibility_type": "Incomp. Type by Number",
+    "type_problem_type": "Type Prob. Type by Number",
+}
+
+
+@pytest.fixture
+def study(shared_dir: Path) -> Path:
+    return shared_dir / "data" / "paper-artifact" / "failure-analysis"
+
+
+@pytest.fixture
+def loaded(cli, shared_dir: Path):  # type: ignore[no-untyped-def]
+    result = cli("label", "codebook", "load", str(shared_dir / "codebook" / "onnx-converter-failures.yaml"))
+    assert result.exit_code == 0, result.output
+    return cli
+
+
+def sheet_counts(path: Path, sheet: str, header_row: int = 1) -> dict[str, Counter[int]]:
+    """Per dimension, how often each code appears in a sheet's data rows (rows with a URL)."""
+    ws = openpyxl.load_workbook(path, data_only=True)[sheet]
+    rows = list(ws.iter_rows(values_only=True))
+    header = list(rows[header_row - 1])
+    url = header.index("URL")
+    out: dict[str, Counter[int]] = {}
+    for key, column in CODE_COLUMNS.items():
+        if column in header:
+            idx = [i for i, h in enumerate(header) if h == column]
+            out[key] = Counter(r[i] for r in rows[header_row:] if r[url] for i in idx if r[i] is not None)
+    return out
+
+
+def db_counts(frame, repository: str, coder: str | None = None) -> dict[str, Counter[int]]:  # type: ignore[no-untyped-def]
+    sub = frame[frame["repository"] == repository]
+    if coder:
+        sub = sub[sub["coder"] == coder]
+    return {k: Counter(g["code"].tolist()) for k, g in sub.groupby("dimension")}
+
+
+def test_failure_analysis_final_and_drift_rounds(loaded, engine, study: Path) -> None:  # type: ignore[no-untyped-def]
+    path = study / "FailureAnalysis.xlsx"
+    result = loaded("label", "import-sheet", str(path))
+    assert result.exit_code == 0, result.output
+    assert "round 'failureanalysis' (PyTorch, tf2onnx): 200 items" in result.output
+    final = ratings(engine, "failureanalysis")
+    assert final["item_id"].nunique() == 200 and set(final["coder"]) == {"study"}
+    for sheet, repo in (("PyTorch", "pytorch/pytorch"), ("tf2onnx", "onnx/tensorflow-onnx")):
+        expected = sheet_counts(path, sheet)
+        assert db_counts(final, repo) == expected
+        assert sum(expected["cause"].values()) == 100
+    # the study's final codes are final labels straight away
+    labels = final_labels(engine, "failureanalysis")
+    assert len(labels) == len(final) and set(labels["decided_by"]) == {"sheet"}
+    dist = taxonomy_distribution(engine, "cause", "failureanalysis")
+    pt = dist[dist["repository"] == "pytorch/pytorch"].set_index("code")["count"].to_dict()
+    assert pt == dict(sheet_counts(path, "PyTorch")["cause"])
+
+    drift = ratings(engine, "failureanalysis-drift-testing")
+    assert set(drift["coder"]) == {"Rater A", "Rater B"}
+    for sheet, repo in (("PT Drift Testing", "pytorch/pytorch"), ("TF Drift Testing", "onnx/tensorflow-onnx")):
+        both = sheet_counts(path, sheet, header_row=2)  # Rater A and B columns share the header names
+        mine = db_counts(drift, repo)
+        assert mine == both
+        assert drift[drift["repository"] == repo]["item_id"].nunique() == 9
+
+
+def test_pilot_study_per_rater_sheets_cross_checked_with_interrater(loaded, engine, study: Path) -> None:  # type: ignore[no-untyped-def]
+    path = study / "PilotStudy.xlsx"
+    result = loaded("label", "import-sheet", str(path))
+    assert result.exit_code == 0, result.output
+    assert "cross-checked 240 cells" in result.output
+    pilot = ratings(engine, "pilotstudy")
+    assert sorted(pilot["dimension"].unique()) == ["cause", "symptom"]
+    assert pilot["item_id"].nunique() == 60
+    for sheet, repo, coder in (("PyTorch Issues - R1", "pytorch/pytorch", "R1"),
+                               ("tf2onnx Issues - R2", "onnx/tensorflow-onnx", "R2")):
+        assert db_counts(pilot, repo, coder) == sheet_counts(path, sheet)
+    # the Interrater sheet: R1 and R2 disagree on exactly the rows whose "Agree?" cell is FALSE
+    ws = openpyxl.load_workbook(path, data_only=True)["Interrater"]
+    rows = list(ws.iter_rows(min_row=3, values_only=True))
+    disagree_cause = sum(1 for r in rows for i in (3, 12) if r[i] is False)
+    wide = pilot[pilot["dimension"] == "cause"].pivot(index="item_id", columns="coder", values="code")
+    # the per-rater sheets' "Description" cells (a rater's summary of the issue) are kept as the coding's note
+    with Session(engine) as s:
+        notes = [c.note for c in s.exec(select(Coding)).all() if c.note]
+    wb = openpyxl.load_workbook(path, data_only=True)
+    described = [r for name in wb.sheetnames[1:] for r in wb[name].iter_rows(min_row=2, values_only=True)
+                 if r[2] and r[3]]
+    assert len(notes) == len(described) > 0 and "Switch op not supported" in notes
+    assert int((wide["R1"] != wide["R2"]).sum()) == disagree_cause == 5
+
+
+def test_import_is_idempotent_and_completes_url_only_issues_without_duplicates(loaded, engine, study: Path) -> None:  # type: ignore[no-untyped-def]
+    # an issue the GitHub miner already has (hydrated) must be reused, not duplicated or overwritten
+    with Session(engine) as s:
+        repo = Repository(full_name="pytorch/pytorch")
+        s.add(repo)
+        s.flush()
+        s.add(Issue(repository_id=repo.id, number=49403, title="mined title", hydrated=True))
+        s.commit()
+    path = study / "FailureAnalysis.xlsx"
+    loaded("label", "import-sheet", str(path))
+
+    def snapshot() -> tuple[int, ...]:
+        with Session(engine) as s:
+            return tuple(s.exec(select(func.count()).select_from(t)).one()
+                         for t in (Issue, Repository, LabelItem, Coding, CodingValue, FinalLabel))
+
+    before = snapshot()
+    again = loaded("label", "import-sheet", str(path))
+    assert "0 new, 0 changed, 200 unchanged" in again.output
+    assert snapshot() == before
+    with Session(engine) as s:
+        assert s.exec(select(func.count()).select_from(Issue)).one() == 200  # the 18 drift issues are among them
+        mined = s.exec(select(Issue).where(Issue.number == 49403)).one()
+        assert mined.title == "mined title" and mined.hydrated
+        url_only = s.exec(select(Issue).where(Issue.number == 53730)).one()
+        assert not url_only.hydrated and url_only.title and url_only.title.startswith("[ONNX] RuntimeError")
+
+
+def test_bad_cell_is_one_line_naming_sheet_row_column_and_nothing_is_written(loaded, engine, study: Path,  # type: ignore[no-untyped-def]
+                                                                              tmp_path: Path) -> None:
+    path = tmp_path / "FailureAnalysis.xlsx"
+    shutil.copy(study / "FailureAnalysis.xlsx", path)
+    wb = openpyxl.load_workbook(path)
+    wb["tf2onnx"]["E50"] = 99  # cause 99 is not in the codebook
+    wb.save(path)
+    result = loaded("label", "import-sheet", str(path))
+    assert result.exit_code == 2
+    text = " ".join(result.output.split())
+    assert "FailureAnalysis.xlsx!tf2onnx row 50 column 'Type By Number': code 99" in text
+    with Session(engine) as s:
+        assert s.exec(select(func.count()).select_from(Coding)).one() == 0
+        assert s.exec(select(func.count()).select_from(Issue)).one() == 0
+
+
+def test_label_column_must_match_the_code(loaded, engine, study: Path, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    path = tmp_path / "fa.xlsx"
+    shutil.copy(study / "FailureAnalysis.xlsx", path)
+    wb = openpyxl.load_workbook(path)
+    wb["PyTorch"]["H3"] = "Hang"  # symptom 1 (Crash) labelled Hang
+    wb.save(path)
+    result = loaded("label", "import-sheet", str(path), "--sheet", "PyTorch")
+    assert result.exit_code == 2
+    assert "label 'Hang' does not match code 1" in " ".join(result.output.split())
+
+
+def test_a_new_codebook_version_leaves_old_codings_on_theirs(loaded, engine, study: Path, shared_dir: Path,  # type: ignore[no-untyped-def]
+                                                              tmp_path: Path) -> None:
+    from db.models.labeling import CodebookDimension, CodebookVersion, LabelRound
+
+    loaded("label", "import-sheet", str(study / "PilotStudy.xlsx"))
+    changed = tmp_path / "book.yaml"
+    text = (shared_dir / "codebook" / "onnx-converter-failures.yaml").read_text()
+    changed.write_text(text.replace("1: {label: Crash,", "1: {label: Crash, aliases: [Error],"))
+    out = loaded("label", "codebook", "load", str(changed))
+    assert "stored as version 2" in out.output
+    with Session(engine) as s:
+        rnd = s.exec(select(LabelRound).where(LabelRound.name == "pilotstudy")).one()
+        assert s.get(CodebookVersion, rnd.codebook_version_id).version == 1
+        versions = set(s.exec(select(CodebookVersion.version).join(
+            CodebookDimension, CodebookDimension.version_id == CodebookVersion.id).join(
+            CodingValue, CodingValue.dimension_id == CodebookDimension.id)).all())
+        assert versions == {1}
+    again = loaded("label", "import-sheet", str(study / "PilotStudy.xlsx"))
+    assert again.exit_code == 2 and "start a new round" in " ".join(again.output.split())
+    fresh = loaded("label", "import-sheet", str(study / "PilotStudy.xlsx"), "--round", "pilot-v2")
+    assert fresh.exit_code == 0, fresh.output
+    with Session(engine) as s:
+        rnd = s.exec(select(LabelRound).where(LabelRound.name == "pilot-v2")).one()
+        assert s.get(CodebookVersion, rnd.codebook_version_id).version == 2
+    assert len(ratings(engine, "pilot-v2")) == len(ratings(engine, "pilotstudy")) == 60 * 2 * 2
