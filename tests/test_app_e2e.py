@@ -14,7 +14,7 @@ import pytest
 from sqlalchemy.engine import Engine
 
 from tests.support.browser import CHROMIUM, Chromium, StreamlitServer, wait_for_page
-from tests.support.seed import Seeded, seed_github
+from tests.support.seed import seed_github
 from tests.support.services import skip_or_fail
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -36,15 +36,24 @@ def browser() -> Iterator[Chromium]:
 @pytest.fixture
 def server(  # type: ignore[no-untyped-def]
     db_url: str, engine: Engine, tmp_path: Path, cli, shared_dir: Path
-) -> Iterator[tuple[StreamlitServer, Seeded]]:
-    seeded = seed_github(engine)
-    imported = cli("survey", "import", str(shared_dir / "data/paper-artifact/survey/interopSurvey.xlsx"), "--survey",
-                   "interop")  # fmt: skip
-    assert imported.exit_code == 0, imported.output
+) -> Iterator[tuple[StreamlitServer, dict]]:
+    seed_github(engine)
+    artifact = shared_dir / "data/paper-artifact"
+    for args in (("survey", "import", str(artifact / "survey/interopSurvey.xlsx"), "--survey", "interop"),
+                 ("label", "codebook", "load", str(shared_dir / "codebook/onnx-converter-failures.yaml")),
+                 ("label", "import-sheet", str(artifact / "failure-analysis/PilotStudy.xlsx")),
+                 ("label", "import-sheet", str(artifact / "failure-analysis/FailureAnalysis.xlsx"))):  # fmt: skip
+        imported = cli(*args)
+        assert imported.exit_code == 0, imported.output
+    from db.queries.overview import area_counts
+
+    counts = area_counts(engine)
+    expected = {"areas": counts.groupby("area")["rows"].sum().astype(int).to_dict(),
+                "issues": int(counts.set_index("table").loc["issue", "rows"])}  # with the sheets' URL-only issues
     app = StreamlitServer(ROOT / "streamlit_app.py", {"INTEROP_DATABASE_URL": db_url}, tmp_path / "streamlit.log")
     try:
         app.wait()
-        yield app, seeded
+        yield app, expected
     except TimeoutError:
         pytest.fail(f"streamlit did not start: {(tmp_path / 'streamlit.log').read_text()[-2000:]}")
     finally:
@@ -52,19 +61,20 @@ def server(  # type: ignore[no-untyped-def]
 
 
 def test_every_page_renders_in_chromium(
-    browser: Chromium, server: tuple[StreamlitServer, Seeded], backend: str
+    browser: Chromium, server: tuple[StreamlitServer, dict], backend: str
 ) -> None:
-    app, seeded = server
+    app, expected = server
     ARTIFACTS.mkdir(exist_ok=True)
     sql = urllib.parse.quote("SELECT state, count(*) AS n FROM issue GROUP BY state ORDER BY state")
-    github_rows = seeded.repositories + seeded.issues + seeded.events + 1 + seeded.sample_members
     visits = [
-        ("overview", "", "Overview", ["Freshness", "GitHub issues", f"{github_rows:,}"]),
+        ("overview", "", "Overview", ["Freshness", "GitHub issues", f"{expected['areas']['GitHub issues']:,}",
+                                      "Labeling", f"{expected['areas']['Labeling']:,}"]),
         ("survey", "survey?q=Q60,Q61,Q78", "Survey", ["Respondents", "92", "n = 89 (89 answered of 92", "Q78"]),
-        ("issues", "issues", "Issues", ["Matching issues", str(seeded.issues), "Issues opened and closed"]),
+        ("issues", "issues", "Issues", ["Matching issues", str(expected["issues"]), "Issues opened and closed"]),
         ("issues-detail", "issues?state=open&issue=pytorch/pytorch%231003", "Issues",
          ["pytorch export fails #3", "Timeline"]),
-        ("sql", f"sql?sql={sql}", "SQL", ["2 rows", "Download Parquet"]),
+        ("labeling", "labeling", "Labeling", ["Agreement in round", "pilotstudy", "Disagreements", "Taxonomy"]),
+        ("sql", f"sql?sql={sql}", "SQL", ["3 rows", "Download Parquet"]),  # closed, open, and NULL (URL-only)
     ]  # fmt: skip
     problems = []
     for name, path, title, expected in visits:
@@ -76,7 +86,7 @@ def test_every_page_renders_in_chromium(
         missing = [text for text in expected if text not in state["text"]]
         if name in ("overview", "sql", "issues") and not state["dataframes"]:
             missing.append("a table")
-        if name in ("issues", "survey") and not state["charts"]:
+        if name in ("issues", "survey", "labeling") and not state["charts"]:
             missing.append("a chart")
         if missing:
             problems.append(f"{name}: {missing} not shown; page text starts {state['text'][:300]!r}")

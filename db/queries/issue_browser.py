@@ -14,6 +14,7 @@ from sqlalchemy.engine import Engine
 
 from db.models.github import Issue, IssueEvent, IssueSample, IssueSampleMember, Repository
 from db.models.github_mining import DEFAULT_FIX_RULE_VERSION, IssueFixLink
+from db.models.labeling import CodebookCode, CodebookDimension, FinalLabel, LabelItem
 
 ISSUE = Issue.__table__  # type: ignore[attr-defined]
 REPO = Repository.__table__  # type: ignore[attr-defined]
@@ -165,6 +166,31 @@ def fix_linked_count(engine: Engine, **filters: Any) -> int:
     stmt = _filtered(engine, select(func.count()).select_from(_base()), **{**filters, "fix_linked": True})
     with engine.connect() as conn:
         return int(conn.execute(stmt).scalar_one())
+
+
+def coded_over_time(engine: Engine, dimension: str = "symptom", **filters: Any) -> pd.DataFrame:
+    """Coded issues per month of creation and final code of `dimension` (distinct issues per code)."""
+    month = _month(engine, ISSUE.c.created_at)
+    final = FinalLabel.__table__  # type: ignore[attr-defined]
+    item = LabelItem.__table__  # type: ignore[attr-defined]
+    dim = CodebookDimension.__table__  # type: ignore[attr-defined]
+    code = CodebookCode.__table__  # type: ignore[attr-defined]
+    pairs = _filtered(
+        engine,
+        select(month.label("month"), code.c.label.label("code"), ISSUE.c.id.label("issue_id"))
+        .select_from(
+            _base().join(item, item.c.issue_id == ISSUE.c.id).join(final, final.c.item_id == item.c.id)
+            .join(dim, dim.c.id == final.c.dimension_id).join(code, code.c.id == final.c.code_id)
+        )
+        .where(dim.c.key == dimension, ISSUE.c.created_at.is_not(None))
+        .distinct(),
+        **filters,
+    ).subquery()  # fmt: skip
+    stmt = select(pairs.c.month, pairs.c.code, func.count().label("issues")).group_by(pairs.c.month, pairs.c.code)
+    with engine.connect() as conn:
+        frame = pd.DataFrame([tuple(r) for r in conn.execute(stmt)], columns=["month", "code", "issues"])
+    frame["month"] = pd.to_datetime(frame["month"].astype(str) + "-01", utc=True)
+    return frame.sort_values(["month", "code"], ignore_index=True)
 
 
 def issue_detail(engine: Engine, repository: str, number: int) -> dict[str, Any] | None:

@@ -72,6 +72,21 @@ if not over_time.empty:
     )
     st.altair_chart(chart, width="stretch")
 
+coded = query(issue_browser.coded_over_time, dimension="symptom", **filters)
+if not coded.empty:
+    coded_chart = (
+        alt.Chart(coded)
+        .mark_bar()
+        .encode(
+            x=alt.X("yearquarter(month):T", title="quarter the issue was opened"),
+            y=alt.Y("sum(issues):Q", title="coded issues"),
+            color=alt.Color("code:N", title="symptom (final label)"),
+            tooltip=["yearquarter(month):T", "code:N", "sum(issues):Q"],
+        )
+        .properties(height=220, title="Coded failures over time (final symptom labels)")
+    )
+    st.altair_chart(coded_chart, width="stretch")
+
 pages = max(1, -(-total // PAGE_SIZE))
 page = min(max(int(param("page", "1") or 1), 1), pages)
 count, rows = query(issue_browser.issue_list, limit=PAGE_SIZE, offset=(page - 1) * PAGE_SIZE, **filters)

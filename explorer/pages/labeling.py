@@ -1,0 +1,187 @@
+"""Labeling: progress per coder and round, agreement with intervals and warnings, disagreements, taxonomy."""
+
+from __future__ import annotations
+
+import math
+
+import altair as alt
+import pandas as pd
+import streamlit as st
+
+from db.queries import labeling as labeling_q
+from explorer.common import empty_state, param, query, select_param
+from labeling.summary import round_categories
+
+COEFFICIENTS = {
+    "percent_agreement": "percent agreement",
+    "cohen_kappa": "Cohen's κ",
+    "fleiss_kappa": "Fleiss' κ",
+    "krippendorff_alpha": "Krippendorff's α",
+    "gwet_ac1": "Gwet's AC1",
+}
+
+
+@st.cache_data(ttl=600, show_spinner="Computing agreement (bootstrap, 1,000 resamples)…")
+def agreement_rows(ratings: pd.DataFrame, categories: dict[tuple[str, str], list[int]]) -> pd.DataFrame:
+    """Agreement per dimension of one round (labeling.agreement), cached on the ratings themselves."""
+    from labeling.agreement import agreement_report
+
+    return pd.DataFrame([r.as_row() for r in agreement_report(ratings, categories)])
+
+
+def fmt_ci(value: float, ci: tuple[float, float]) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "n/a"
+    lo, hi = ci if isinstance(ci, tuple | list) else (float("nan"), float("nan"))
+    return f"{value:.3f} [{lo:.3f}, {hi:.3f}]" if not math.isnan(lo) else f"{value:.3f}"
+
+
+st.title("Labeling")
+rounds = query(labeling_q.rounds)
+if rounds.empty:
+    empty_state(
+        "coding rounds",
+        "interop label codebook load ../shared/codebook/onnx-converter-failures.yaml",
+        "interop label import-sheet ../shared/data/paper-artifact/failure-analysis/PilotStudy.xlsx",
+        "interop label push --sample pilot --round pilot --coders alice,bob   # then: interop label pull",
+    )
+    st.stop()
+
+ratings_all = query(labeling_q.ratings)
+coders_per_round = ratings_all.groupby("round")["coder"].nunique() if not ratings_all.empty else pd.Series(dtype=int)
+names = rounds["round"].tolist()
+items_per = ratings_all.groupby("round")["item_id"].nunique() if not ratings_all.empty else pd.Series(dtype=int)
+multi = [r for r in names if coders_per_round.get(r, 0) >= 2]
+default = max(multi, key=lambda r: int(items_per.get(r, 0))) if multi else names[0]
+chosen = param("round") if param("round") in names else default
+chosen = select_param("Round", "round", names, all_label=chosen) or chosen
+
+st.subheader("Progress per coder and round")
+if ratings_all.empty:
+    st.caption("No valid codings yet.")
+else:
+    items_per_round = ratings_all.groupby("round")["item_id"].nunique().rename("items_in_round")
+    progress = (
+        ratings_all.groupby(["round", "coder"])
+        .agg(items_coded=("item_id", "nunique"), codes=("code", "size"))
+        .reset_index()
+        .merge(items_per_round, on="round")
+    )
+    progress["share"] = progress["items_coded"] / progress["items_in_round"]
+    invalid = query(labeling_q.invalid_codings)
+    if not invalid.empty:
+        bad = invalid.groupby(["round", "coder"]).size().rename("invalid_codings").reset_index()
+        progress = progress.merge(bad, on=["round", "coder"], how="left")
+    progress = progress.merge(rounds[["round", "source", "codebook", "codebook_version"]], on="round", how="left")
+    st.dataframe(
+        progress,
+        hide_index=True,
+        width="stretch",
+        column_config={"share": st.column_config.ProgressColumn("done", format="percent", min_value=0, max_value=1)},
+    )
+
+st.subheader(f"Agreement in round `{chosen}`")
+ratings = ratings_all[ratings_all["round"] == chosen] if not ratings_all.empty else ratings_all
+if ratings.empty or ratings["coder"].nunique() < 2:
+    st.info(f"Round `{chosen}` has fewer than two coders: no agreement to measure. "
+            "Pilot rounds (PilotStudy.xlsx, or `interop label push --overlap 1.0`) have two or more.")  # fmt: skip
+else:
+    table = agreement_rows(ratings, query(round_categories))
+    shown = pd.DataFrame({
+        "dimension": table["dimension"],
+        "items": table["items"],
+        "coders": table["coders"],
+        **{label: [fmt_ci(v, c) for v, c in zip(table[k], table.get(f"{k}_ci", [None] * len(table)), strict=True)]
+           for k, label in COEFFICIENTS.items() if k in table},
+        "reading (Landis–Koch)": table["reading"],
+    })  # fmt: skip
+    st.dataframe(shown, hide_index=True, width="stretch")
+    st.caption("95% intervals: seeded bootstrap over items (1,000 resamples). Readings follow Landis & Koch (1977).")
+    for row in table.itertuples():
+        for warning in row.warnings:
+            st.warning(f"**{row.dimension}**: {warning}")
+    long = []
+    for k, label in COEFFICIENTS.items():
+        if k not in table or f"{k}_ci" not in table:
+            continue
+        for row in table.itertuples():
+            lo, hi = getattr(row, f"{k}_ci")
+            long.append({"dimension": row.dimension, "coefficient": label, "value": getattr(row, k),
+                         "lo": lo, "hi": hi})  # fmt: skip
+    if long:
+        frame = pd.DataFrame(long)
+        base = alt.Chart(frame).encode(
+            y=alt.Y("coefficient:N", title=None, axis=alt.Axis(labelOverlap=False)),
+            color=alt.Color("coefficient:N", legend=None),
+        )  # fmt: skip
+        scale = alt.Scale(domain=[-0.2, 1])
+        rule = base.mark_rule().encode(x=alt.X("lo:Q", title="value (95% CI)", scale=scale), x2="hi:Q")
+        point = base.mark_point(filled=True, size=60).encode(x="value:Q", tooltip=["coefficient", "value", "lo", "hi"])
+        chart = (rule + point).properties(height=alt.Step(20), width=260)
+        st.altair_chart(chart.facet(facet=alt.Facet("dimension:N", title=None), columns=3))
+
+    from labeling.agreement import confusion_matrix, disagreements
+
+    with st.expander("Coder × coder confusion matrix", expanded=False):
+        coders = sorted(ratings["coder"].unique())
+        dims = ratings.drop_duplicates("dimension").sort_values("dimension_position")["dimension"].tolist()
+        c1, c2, c3 = st.columns(3)
+        dim = c1.selectbox("Dimension", dims, key="confusion_dim")
+        coder_a = c2.selectbox("Coder (rows)", coders, index=0, key="confusion_a")
+        coder_b = c3.selectbox("Coder (columns)", coders, index=min(1, len(coders) - 1), key="confusion_b")
+        st.dataframe(confusion_matrix(ratings, chosen, dim, coder_a, coder_b), width="stretch")
+    st.markdown("**Disagreements**")
+    diff = disagreements(ratings)
+    if diff.empty:
+        st.caption("The coders agree on every item.")
+    else:
+        st.caption(f"{len(diff)} item × dimension pairs with different codes")
+        st.dataframe(diff, hide_index=True, width="stretch")
+
+st.subheader("Taxonomy (final labels)")
+finals = query(labeling_q.final_labels)
+if finals.empty:
+    empty_state(
+        "final labels",
+        "interop label import-sheet ../shared/data/paper-artifact/failure-analysis/FailureAnalysis.xlsx",
+        "interop label adjudicate --round ROUND",
+    )
+    st.stop()
+dims = finals["dimension"].drop_duplicates().tolist()
+dimension = param("dim") if param("dim") in dims else ("symptom" if "symptom" in dims else dims[0])
+dimension = select_param("Dimension", "dim", dims, all_label=dimension) or dimension
+dist = query(labeling_q.taxonomy_distribution, dimension=dimension)
+if not dist.empty:
+    totals = dist.groupby("repository")["count"].sum()
+    st.caption("Per converter repository, share of its coded issues; n = " +
+               ", ".join(f"{repo}: {int(n)}" for repo, n in totals.items()))  # fmt: skip
+    chart = alt.Chart(dist).mark_bar().encode(
+        x=alt.X("share:Q", axis=alt.Axis(format="%"), title=f"share of coded issues ({dimension})"),
+        y=alt.Y("label:N", title=None, sort="-x", axis=alt.Axis(labelLimit=300)),
+        color=alt.Color("repository:N", title="converter"),
+        yOffset="repository:N",
+        tooltip=["repository", "label", "count", alt.Tooltip("share:Q", format=".1%")],
+    ).properties(height=alt.Step(14))
+    st.altair_chart(chart, width="stretch")
+
+repos = sorted(finals["repository"].dropna().unique())
+a, b, c = st.columns(3)
+rows_dim = a.selectbox("Rows", dims, index=dims.index("symptom") if "symptom" in dims else 0, key="xt_rows")
+cols_dim = b.selectbox("Columns", dims, index=dims.index("cause") if "cause" in dims else min(1, len(dims) - 1),
+                       key="xt_cols")  # fmt: skip
+repo = c.selectbox("Converter", ["(both)", *repos], key="xt_repo")
+xt = query(labeling_q.crosstab, rows=rows_dim, columns=cols_dim, repository=None if repo == "(both)" else repo)
+if xt.empty:
+    st.caption("No items carry both dimensions.")
+else:
+    cells = xt.stack().rename("items").reset_index()
+    cells.columns = ["row", "column", "items"]
+    heat = alt.Chart(cells).mark_rect().encode(
+        x=alt.X("column:N", title=cols_dim, axis=alt.Axis(labelAngle=-35, labelLimit=200, labelOverlap=False)),
+        y=alt.Y("row:N", title=rows_dim, axis=alt.Axis(labelLimit=200, labelOverlap=False)),
+        color=alt.Color("items:Q", scale=alt.Scale(scheme="blues")),
+        tooltip=["row", "column", "items"],
+    )
+    labels = heat.mark_text(baseline="middle").encode(text="items:Q", color=alt.value("black"))
+    st.altair_chart((heat + labels).properties(title=f"{rows_dim} × {cols_dim} (items)", height=alt.Step(30)),
+                    width="stretch")  # fmt: skip

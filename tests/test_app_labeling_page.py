@@ -1,0 +1,83 @@
+"""The Labeling page through AppTest on the study's real coding sheets (both backends)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import streamlit as st
+
+from tests.support.apptest import chart_data, open_page, texts
+
+
+@pytest.fixture
+def empty(configured_db: str) -> Iterator[str]:
+    st.cache_data.clear()
+    yield configured_db
+    st.cache_data.clear()
+
+
+@pytest.fixture
+def labeled(cli, shared_dir: Path) -> Iterator[None]:  # type: ignore[no-untyped-def]
+    """The codebook and the study's pilot and final coding sheets, imported through the CLI."""
+    st.cache_data.clear()
+    sheets = shared_dir / "data/paper-artifact/failure-analysis"
+    for args in (("label", "codebook", "load", str(shared_dir / "codebook/onnx-converter-failures.yaml")),
+                 ("label", "import-sheet", str(sheets / "PilotStudy.xlsx")),
+                 ("label", "import-sheet", str(sheets / "FailureAnalysis.xlsx"))):  # fmt: skip
+        result = cli(*args)
+        assert result.exit_code == 0, result.output
+    yield
+    st.cache_data.clear()
+
+
+def test_labeling_page_agreement_progress_taxonomy(labeled: None) -> None:
+    at = open_page("labeling")
+    body = texts(at)
+    assert "Agreement in round `pilotstudy`" in body  # the round with two coders and the most items
+    frames = [d.value for d in at.dataframe]
+    progress = next(f for f in frames if "items_coded" in f.columns)
+    pilot = progress[progress["round"] == "pilotstudy"].set_index("coder")
+    assert pilot.loc["R1", "items_coded"] == 60 and pilot.loc["R2", "items_coded"] == 60
+    agreement = next(f for f in frames if "reading (Landis–Koch)" in f.columns).set_index("dimension")
+    assert set(agreement.index) == {"symptom", "cause"}
+    assert agreement.loc["symptom", "Cohen's κ"].startswith("0.953 [")
+    assert agreement.loc["cause", "percent agreement"].startswith("0.917 [")
+    assert "item × dimension pairs with different codes" in body
+    charts = at.get("vega_lite_chart")
+    assert len(charts) >= 3  # coefficients, taxonomy per converter, symptom × cause heatmap
+    taxonomy = chart_data(charts[1])
+    crash = taxonomy[(taxonomy["label"] == "Crash")].set_index("repository")["count"]
+    assert crash.to_dict() == {"pytorch/pytorch": 62, "onnx/tensorflow-onnx": 50}
+
+    at = open_page("labeling", round="failureanalysis-drift-testing", dim="cause")
+    body = texts(at)
+    assert "Agreement in round `failureanalysis-drift-testing`" in body
+    assert "few items (18 < 30)" in body
+
+
+def test_labeling_empty_state(empty: str) -> None:
+    assert "interop label codebook load" in texts(open_page("labeling"))
+
+
+def test_issues_page_shows_coded_failures_over_time(labeled: None, engine) -> None:  # type: ignore[no-untyped-def]
+    """Once the sheet's issues are mined (here: given creation dates), the Issues page charts their symptoms."""
+    from datetime import UTC, datetime, timedelta
+
+    from sqlmodel import Session, select
+
+    from db.models.github import Issue
+
+    with Session(engine) as session:
+        issues = session.exec(select(Issue).order_by(Issue.id)).all()
+        for i, issue in enumerate(issues):
+            issue.created_at = datetime(2021, 1, 1, tzinfo=UTC) + timedelta(days=10 * i)
+            session.add(issue)
+        session.commit()
+    st.cache_data.clear()
+    at = open_page("issues")
+    chart = next(c for c in at.get("vega_lite_chart") if "code" in chart_data(c).columns)
+    data = chart_data(chart)
+    assert int(data["issues"].sum()) == 200  # every issue of FailureAnalysis.xlsx has a final symptom
+    assert int(data.loc[data["code"] == "Crash", "issues"].sum()) == 112
