@@ -128,3 +128,22 @@ def test_cli_export_query_stops_long_queries(cli, tmp_path: Path, backend: str) 
     result = cli("export", "query", endless, "--timeout", "1", "--out", str(tmp_path / "out"))
     assert result.exit_code == 2 and "longer than 1 s" in result.output
     assert not list((tmp_path / "out").glob("*"))
+
+
+def test_console_downloads_of_json_and_time_columns(engine: Engine, db_url: str) -> None:
+    """The SQL console's CSV/Parquet downloads keep JSON values (dicts on PostgreSQL, text on SQLite) and times."""
+    import io
+
+    from db.export import frame_to_bytes
+    from db.readonly import run_read_only
+
+    seeded = seed_github(engine, 3)
+    result = run_read_only(db_url, "SELECT number, labels, counts, started_at FROM issue, ingest_run ORDER BY number")
+    assert result.row_count == seeded.issues * seeded.ingest_runs
+    table = pq.read_table(io.BytesIO(frame_to_bytes(result.frame, "parquet")))
+    assert table.num_rows == result.row_count
+    assert table.schema.field("number").type == pa.int64()
+    first = table.column("labels").to_pylist()[0]
+    assert json.loads(first) == ["module: onnx"]
+    csv = pd.read_csv(io.BytesIO(frame_to_bytes(result.frame, "csv")))
+    assert len(csv) == result.row_count and set(csv.columns) == {"number", "labels", "counts", "started_at"}
