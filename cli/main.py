@@ -7,7 +7,7 @@ from importlib import metadata
 
 import typer
 
-from cli import db_commands
+from cli import db_commands, experiment_commands
 from cli.common import console
 
 app = typer.Typer(
@@ -16,6 +16,7 @@ app = typer.Typer(
     pretty_exceptions_show_locals=False,
 )
 app.add_typer(db_commands.app, name="db")
+app.add_typer(experiment_commands.app, name="experiment")
 
 STACK = ("torch", "tensorflow", "keras", "tf2onnx", "onnx", "onnxruntime", "onnxscript", "nnsmith")
 
