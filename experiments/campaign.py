@@ -13,6 +13,7 @@ from typing import Any
 
 from sqlalchemy.engine import Engine
 
+from db.ingest import recorded_run
 from experiments.converters import CONVERTERS
 from experiments.environment import fingerprint
 from experiments.isolation import WorkerOptions
@@ -114,6 +115,12 @@ def run_campaign(engine: Engine, spec: CampaignSpec, data_dir: Path,
     if progress:
         progress(skipped, total, {})
     executor = make_executor(spec, worker_options(spec, data_dir))
-    result.replaced_workers = executor.run(jobs, on_event)
+    with recorded_run(engine, "experiment-campaign", {"campaign": spec.name, **spec.identity()}) as log:
+        log.add("planned_runs", total)
+        log.add("skipped_runs", skipped)
+        result.replaced_workers = executor.run(jobs, on_event)
+        for status, n in result.counts.items():
+            log.add(status, n)
+        log.add("replaced_workers", result.replaced_workers)
     store.finish(campaign_id)
     return result
