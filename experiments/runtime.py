@@ -42,8 +42,13 @@ class OnnxRuntimeCPU(Runtime):
         return ort.InferenceSession(onnx_bytes, options, providers=["CPUExecutionProvider"])
 
     def run(self, session: Any, inputs: dict[str, np.ndarray]) -> list[np.ndarray]:
-        # Exporters may drop inputs the graph never reads; feed only what the session declares.
-        feeds = {i.name: inputs[i.name] for i in session.get_inputs() if i.name in inputs}
+        # Exporters may drop inputs the graph never reads (feed only what the session declares) or rename them
+        # (then inputs are matched by position).
+        declared = [i.name for i in session.get_inputs()]
+        if all(name in inputs for name in declared):
+            feeds = {name: inputs[name] for name in declared}
+        else:
+            feeds = dict(zip(declared, inputs.values(), strict=False))
         return [np.asarray(o) for o in session.run(None, feeds)]
 
 

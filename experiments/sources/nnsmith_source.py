@@ -139,6 +139,14 @@ class NNSmithTorch(_NNSmithSource):
         )
 
 
+def _tf_weights(net: Any) -> list[Any]:
+    """All weights of a TFNet: tf.Variables it tracks plus its Keras-3 layers' (which tf.Module does not list)."""
+    weights = list(net.variables)
+    for layer in getattr(net, "keras_layers", []):
+        weights.extend(layer.weights)
+    return weights
+
+
 class NNSmithTensorFlow(_NNSmithSource):
     name, framework, kind, model_type = "nnsmith-tensorflow", "tensorflow", "tf_function", "tensorflow"
 
@@ -147,7 +155,7 @@ class NNSmithTensorFlow(_NNSmithSource):
         out_dir.mkdir(parents=True, exist_ok=True)
         (out_dir / "gir.pkl").write_bytes(pickle.dumps(ir))
         loaded = self._materialise(ir, params)
-        np.savez(out_dir / "weights.npz", *[v.numpy() for v in loaded.native.variables])
+        np.savez(out_dir / "weights.npz", *[np.asarray(v.numpy()) for v in _tf_weights(loaded.native)])
         loaded.location = str(out_dir)
         return loaded
 
@@ -157,7 +165,10 @@ class NNSmithTensorFlow(_NNSmithSource):
         ir = pickle.loads((Path(location) / "gir.pkl").read_bytes())
         loaded = self._materialise(ir, params)
         with np.load(Path(location) / "weights.npz") as saved:
-            for i, var in enumerate(loaded.native.variables):
+            weights = _tf_weights(loaded.native)
+            if len(weights) != len(saved.files):
+                raise ValueError(f"{location}: {len(saved.files)} saved weights for {len(weights)} variables")
+            for i, var in enumerate(weights):
                 var.assign(saved[f"arr_{i}"])
         loaded.content_hash = self._hash(ir, params, loaded.native)
         loaded.location = location
@@ -165,7 +176,8 @@ class NNSmithTensorFlow(_NNSmithSource):
 
     def _hash(self, ir: Any, params: dict[str, Any], net: Any) -> str:
         # Constants are drawn from the TF seed at construction, so the seed is part of the content.
-        return hash_arrays([_structure(ir), str(params["seed"]).encode(), *[v.numpy() for v in net.variables]])
+        return hash_arrays([_structure(ir), str(params["seed"]).encode(),
+                            *[np.asarray(v.numpy()) for v in _tf_weights(net)]])
 
     def _materialise(self, ir: Any, params: dict[str, Any]) -> LoadedModel:
         import tensorflow as tf
