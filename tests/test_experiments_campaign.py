@@ -110,7 +110,8 @@ def test_segfault_hang_and_memory_blowup_are_recorded_and_the_campaign_finishes(
 def test_kill_minus_9_of_the_driver_then_rerun_completes_without_duplicates(
     engine, db_url: str, tmp_path: Path
 ) -> None:  # type: ignore[no-untyped-def]
-    args = ["--name", "resume", "--sources", "nnsmith-torch", "--converters", "torch.onnx-torchscript,torch.onnx-dynamo",
+    args = ["--name", "resume", "--sources", "nnsmith-torch",
+            "--converters", "torch.onnx-torchscript,torch.onnx-dynamo",
             "--node-counts", "5", "--seeds", "0,1,2,3,4,5", "--inputs", "1", "--workers", "1"]
     env = {**os.environ, "INTEROP_DATABASE_URL": db_url, "INTEROP_DATA_DIR": str(tmp_path)}
     driver = subprocess.Popen([sys.executable, "-m", "cli.main", "experiment", "run", *args], cwd=ROOT, env=env,

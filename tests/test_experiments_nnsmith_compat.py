@@ -91,7 +91,8 @@ def test_fix2_keras_layers_are_tracked_so_their_weights_are_saved(tmp_path: Path
         loaded = tf.saved_model.load({str(tmp_path / 'saved' / 'tfnet')!r})
         fresh = list(model.net(tf.ones([2, 4])).values())[0].numpy()
         again = list(loaded.signatures["serving_default"](**dict([(x, tf.ones([2, 4]))])).values())[0].numpy()
-        print("SAVED", "same" if (fresh == again).all() else "different", "weights", len(model.net.keras_layers[0].weights))
+        same = "same" if (fresh == again).all() else "different"
+        print("SAVED", same, "weights", len(model.net.keras_layers[0].weights))
     except Exception as exc:
         print("FAILED", type(exc).__name__)
     """

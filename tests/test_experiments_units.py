@@ -1,4 +1,4 @@
-"""Fast checks of the campaign building blocks: comparison numbers, exact re-judging, specs, registries, import rules."""
+"""Fast checks of campaign building blocks: comparison numbers, exact re-judging, specs, registries, import rules."""
 
 from __future__ import annotations
 
@@ -105,7 +105,8 @@ def test_broken_probe_caches_are_deleted_and_good_ones_kept(tmp_path: Path) -> N
          "onnxruntime.FAIL"),
         ("[ONNXRuntimeError] : 10 : INVALID_GRAPH : This is an invalid model.", "ort_session",
          "onnxruntime.INVALID_GRAPH"),
-        ("Value for attr 'T' of bool is not in the list of allowed values: half, float", "load", "framework.tensorflow"),
+        ("Value for attr 'T' of bool is not in the list of allowed values: half, float", "load",
+         "framework.tensorflow"),
         ("The serialized model is larger than the 2GiB limit imposed by the protobuf library.", "export",
          "converter.protobuf_limit"),
         ("b''", "export", "converter.silent_exit"),
