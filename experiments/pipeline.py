@@ -7,6 +7,7 @@ Progress goes out through `emit` as it happens, so the driver knows the stage a 
 from __future__ import annotations
 
 import os
+import re
 import time
 import traceback
 from collections.abc import Callable
@@ -17,6 +18,7 @@ from experiments.compare import compare_output
 from experiments.types import LoadedModel, seeded_inputs
 
 Emit = Callable[[tuple[Any, ...]], None]
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")  # the dynamo exporter colours its error messages
 
 
 class StderrTail:
@@ -48,7 +50,7 @@ class StderrTail:
 
 def _error(stage: str, exc: BaseException, tail: StderrTail) -> dict[str, Any]:
     status = "oom" if isinstance(exc, MemoryError) else "failed"
-    message = f"{exc}".strip() or type(exc).__name__
+    message = _ANSI.sub("", f"{exc}").strip() or type(exc).__name__
     trace = "".join(traceback.format_exception(exc)[-3:])
     excerpt = tail.excerpt()
     return {

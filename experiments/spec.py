@@ -57,7 +57,7 @@ PRESETS: dict[str, dict[str, Any]] = {
     "quick": {
         "name": "quick", "sources": ["nnsmith-torch", "nnsmith-tensorflow"],
         "converters": ["torch.onnx-torchscript", "torch.onnx-dynamo", "tf2onnx"], "opsets": [17],
-        "node_counts": [5, 10], "seeds": [0, 1, 2], "inputs_per_model": 2, "timeout_s": 60,
+        "node_counts": [5, 10, 20], "seeds": [0, 1, 2, 3, 4, 5], "inputs_per_model": 2, "timeout_s": 60,
     },
     # Real architectures built offline: keras.applications (weights=None) and transformers from configs.
     "real": {

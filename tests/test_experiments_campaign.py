@@ -212,6 +212,9 @@ def test_run_without_a_spec_is_a_user_error(cli) -> None:  # type: ignore[no-unt
     assert result.exit_code == 2 and "--preset quick" in result.output
     bad = cli("experiment", "run", "--sources", "no-such-source")
     assert bad.exit_code == 2 and "unknown source 'no-such-source'" in bad.output
+    rescored = cli("experiment", "rescore", "--atol", "1e-7", "--rtol", "0")
+    assert rescored.exit_code == 0 and "re-judged 0 runs" in rescored.output
+    assert cli("experiment", "status").exit_code == 0
 
 
 def test_plan_pairs_converters_with_their_framework_only() -> None:
