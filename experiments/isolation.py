@@ -266,7 +266,8 @@ class WorkerPool:
         if slot.run < 0:
             emit(("model_failed", job, error))
             return
-        emit(("run", job, job["runs"][slot.run], error))
+        if slot.run not in slot.finished:  # it may have died after reporting this run
+            emit(("run", job, job["runs"][slot.run], error))
         rest = [r for i, r in enumerate(job["runs"]) if i > slot.run and i not in slot.finished]
         if rest:
             info = slot.model_info or {}

@@ -73,6 +73,7 @@ class TransformersFromConfig(ModelSource):
         weights = [v.detach().numpy() for v in net.state_dict().values()]
         return LoadedModel(
             framework="torch", native=net, inputs=[spec], output_names=["last_hidden_state"], run=run,
-            operators=operators, graph=[[op, [i - 1] if i else []] for i, op in enumerate(operators)],
+            # Leaf module types in definition order; no edge list (module order is not the dataflow graph).
+            operators=operators, graph=[],
             content_hash=hash_arrays([params["arch"].encode(), *weights]),
         )
