@@ -83,11 +83,29 @@ def run(
     _print_status(spec.name)
 
 
+def _planned_runs(spec: dict) -> str:
+    """How many runs a live campaign's spec expands to ('?' if its plug-ins are not available here)."""
+    from experiments.campaign import plan
+    from experiments.spec import CampaignSpec
+
+    try:
+        return str(sum(len(p["runs"]) for p in plan(CampaignSpec(**spec))))
+    except Exception:
+        return "?"
+
+
 def _print_status(name: str | None) -> None:
     from rich.table import Table
 
-    from db.queries.experiments import campaign_summary
+    from db.queries.experiments import campaign_summary, campaigns_frame
 
+    for c in campaigns_frame(engine()).itertuples(index=False):
+        if name is not None and c.name != name:
+            continue
+        planned = _planned_runs(c.spec) if c.kind == "live" else str(c.runs)
+        finished = c.finished_at is not None and str(c.finished_at) != "NaT"
+        state = f"finished {c.finished_at:%Y-%m-%d %H:%M} UTC" if finished else "not finished"
+        console.print(f"[bold]{c.name}[/] ({c.kind}): {c.runs}/{planned} runs stored, {c.models} models, {state}")
     frame = campaign_summary(engine(), name)
     if frame.empty:
         console.print("no campaigns yet" if name is None else f"no campaign named {name!r}")

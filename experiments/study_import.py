@@ -19,6 +19,7 @@ from sqlmodel import Session, select
 
 from db.ingest import recorded_run
 from db.models.experiments import Campaign, ConversionRun, ModelUnderTest, RunOutcome, RunOutput
+from db.types import utcnow
 from experiments.types import model_key
 
 FILE_RE = re.compile(r"^(?P<fw>torch|tensorflow)_(?P<method>.+)_opset_(?P<opset>\d+)_(?P<nodes>\d+)\.json$")
@@ -156,6 +157,8 @@ def import_exporter_results(engine: Engine, directory: Path, name: str = "study-
                     done.add((model.id, converter, exporter, opset))
                     counts["new_runs"] += 1
                     log.add(str(status))
+            campaign.finished_at = utcnow()
+            s.add(campaign)
             s.commit()
         counts["models"] = len(seen)
         log.add("runs", counts["runs"])

@@ -13,6 +13,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+import psutil
 import pytest
 from sqlalchemy import func, select
 from sqlmodel import Session
@@ -125,8 +126,12 @@ def test_kill_minus_9_of_the_driver_then_rerun_completes_without_duplicates(
             break
         time.sleep(0.2)
     assert driver.poll() is None, "the driver finished before it could be killed"
+    workers = psutil.Process(driver.pid).children(recursive=True)
+    assert workers, "the driver should have started a worker"
     driver.send_signal(signal.SIGKILL)
     driver.wait()
+    _gone, alive = psutil.wait_procs(workers, timeout=15)
+    assert not alive, "workers must not outlive a killed driver"
     with Session(engine) as s:
         partial = s.exec(select(func.count()).select_from(ConversionRun)).scalar_one()
     assert 2 <= partial < 12
@@ -193,6 +198,8 @@ def test_study_results_import_counts_per_converter_and_outcome(cli, engine, shar
     assert stages["ort_session"] > stages["ort_run"] > 0 and stages["load"] > 0
     again = cli("experiment", "import-results", str(directory))
     assert again.exit_code == 0 and "(0 new)" in again.output
+    status = cli("experiment", "status")
+    assert f"study-exporter-results (historical): {sum(got.values())}/{sum(got.values())} runs" in status.output
     with Session(engine) as s:
         assert s.exec(select(func.count()).select_from(ConversionRun)).scalar_one() == sum(got.values())
 
@@ -224,3 +231,25 @@ def test_plan_pairs_converters_with_their_framework_only() -> None:
     for p in planned:
         expected = "torch.onnx" if p["framework"] == "torch" else "tf2onnx"
         assert {r["converter_name"] for r in p["runs"]} == {expected} and len(p["runs"]) == 2
+
+
+@pytest.mark.slow
+def test_a_dask_scheduler_address_runs_jobs_on_its_workers_with_isolation(tmp_path: Path) -> None:
+    """`--dask tcp://HOST:PORT`: jobs go to an existing cluster; a crash there is still only a `crash` result."""
+    from dask.distributed import LocalCluster
+
+    from experiments.campaign import worker_options
+    from experiments.executors import DaskExecutor
+
+    spec = _spec(sources=["fault-abort", "nnsmith-torch"], plugins=[FAULTS], workers=1)
+    jobs = [{"source": p["source"], "framework": p["framework"], "params": p["params"], "model_id": i,
+             "model_dir": str(tmp_path / p["model_key"][:16]), "atol": spec.atol, "rtol": spec.rtol,
+             "runs": p["runs"], "content_hash": None, "location": None} for i, p in enumerate(plan(spec))]
+    events: list[tuple[Any, ...]] = []
+    with LocalCluster(n_workers=1, threads_per_worker=1, processes=True, dashboard_address=None,
+                      host="127.0.0.1") as cluster:
+        address = cluster.scheduler_address
+        assert address.startswith("tcp://")
+        replaced = DaskExecutor(address, 1, worker_options(spec, tmp_path)).run(jobs, events.append)
+    results = {e[1]["source"]: e[3]["status"] for e in events if e[0] == "run"}
+    assert results["fault-abort"] == "crash" and results["nnsmith-torch"] == "compared" and replaced == 1

@@ -27,6 +27,20 @@ def campaign_summary(engine: Engine, campaign: str | None = None) -> pd.DataFram
                                                                           "status", "runs"])
 
 
+def campaigns_frame(engine: Engine) -> pd.DataFrame:
+    """One row per campaign: kind, spec, when it started/finished, and how many runs and models it stored."""
+    runs = (select(ConversionRun.campaign_id, func.count().label("runs"),
+                   func.count(func.distinct(ConversionRun.model_id)).label("models"))
+            .group_by(ConversionRun.campaign_id).subquery())
+    stmt = (select(Campaign.id, Campaign.name, Campaign.kind, Campaign.spec, Campaign.created_at,
+                   Campaign.finished_at, func.coalesce(runs.c.runs, 0).label("runs"),
+                   func.coalesce(runs.c.models, 0).label("models"))
+            .outerjoin(runs, runs.c.campaign_id == Campaign.id).order_by(Campaign.id))
+    with engine.connect() as conn:
+        return pd.DataFrame(conn.execute(stmt).mappings().all(),
+                            columns=["id", "name", "kind", "spec", "created_at", "finished_at", "runs", "models"])
+
+
 def runs_frame(engine: Engine, campaign: str | None = None) -> pd.DataFrame:
     """One row per conversion run with its model's source, node count and operators."""
     stmt = (
