@@ -103,10 +103,9 @@ def run_campaign(engine: Engine, spec: CampaignSpec, data_dir: Path,
         specs = job["runs"] if kind == "model_failed" else [event[2]]
         outcome = event[2] if kind == "model_failed" else event[3]
         for run_spec in specs:
-            if store.record_run(campaign_id, model_id, run_spec, outcome, spec.atol, spec.rtol, hashes.get(model_id)):
-                status = outcome["status"]
-                if status == "compared":
-                    status = "judged"
+            status = store.record_run(campaign_id, model_id, run_spec, outcome, spec.atol, spec.rtol,
+                                      hashes.get(model_id))
+            if status is not None:
                 result.counts[status] = result.counts.get(status, 0) + 1
             finished[0] += 1
             if progress:

@@ -90,8 +90,8 @@ class CampaignStore:
             s.commit()
 
     def record_run(self, campaign_id: int, model_id: int, spec: dict[str, Any], result: dict[str, Any],
-                   atol: float, rtol: float, model_hash: str | None) -> bool:
-        """Insert one run and its outputs in one transaction; False when the run key was already stored."""
+                   atol: float, rtol: float, model_hash: str | None) -> str | None:
+        """Insert one run and its outputs in one transaction; its status, or None if the key was already stored."""
         status = result["status"]
         if status == "compared":
             status = RunOutcome.passed if run_passes(result["outputs"], atol, rtol) else RunOutcome.mismatch
@@ -117,5 +117,5 @@ class CampaignStore:
                 s.commit()
             except IntegrityError:
                 s.rollback()
-                return False
-        return True
+                return None
+        return str(status)
