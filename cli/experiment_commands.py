@@ -43,18 +43,21 @@ def run(
     memory_mb: int | None = typer.Option(None, help="RSS limit per worker (MB)"),
     workers: int | None = typer.Option(None, help="parallel workers (default: CPU cores)"),
     dask: str | None = typer.Option(None, help="'local' (LocalCluster) or tcp://HOST:8786"),
+    plugins: str | None = typer.Option(None, help="modules that register extra sources/converters (comma-separated)"),
 ) -> None:
     """Run (or resume) a campaign; finished runs are skipped, so re-running is safe."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from db.config import get_settings
     from experiments.campaign import run_campaign
+    from experiments.isolation import WorkerStartupError
     from experiments.spec import SpecError, load_spec
 
     overrides = {"name": name, "sources": _csv(sources), "converters": _csv(converters), "opsets": _csv_ints(opsets),
                  "node_counts": _csv_ints(node_counts), "seeds": _csv_ints(seeds),
                  "input_seeds": _csv_ints(input_seeds), "inputs_per_model": inputs, "atol": atol, "rtol": rtol,
-                 "timeout_s": timeout, "memory_mb": memory_mb, "workers": workers, "dask": dask}
+                 "timeout_s": timeout, "memory_mb": memory_mb, "workers": workers, "dask": dask,
+                 "plugins": _csv(plugins)}
     with user_errors():
         if spec_file is None and preset is None and not any(v is not None for v in overrides.values()):
             raise UserError("give a campaign.toml, --preset quick, or flags such as --sources")
@@ -75,7 +78,7 @@ def run(
 
             try:
                 result = run_campaign(engine(), spec, data_dir, progress)
-            except (SpecError, ValueError) as exc:
+            except (SpecError, ValueError, WorkerStartupError) as exc:
                 raise UserError(str(exc)) from exc
     counts = ", ".join(f"{k} {v}" for k, v in sorted(result.counts.items())) or "nothing new"
     console.print(f"{result.planned_runs} runs planned, {result.skipped_runs} already done; this time: {counts}; "

@@ -6,6 +6,7 @@ run per transaction, so `kill -9` loses at most the runs in flight and a re-run 
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -73,6 +74,11 @@ def run_campaign(engine: Engine, spec: CampaignSpec, data_dir: Path,
     """Plan, resume, execute (locally or on Dask) and store a campaign; returns counts per status."""
     from experiments.executors import make_executor
 
+    for module in spec.plugins:  # plug-ins register their sources/converters here and in every worker
+        try:
+            importlib.import_module(module)
+        except ImportError as exc:
+            raise SpecError(f"field 'plugins': cannot import {module!r} ({exc})") from exc
     store = CampaignStore(engine)
     planned = plan(spec)
     campaign_id = store.campaign(spec.name, spec.identity(), fingerprint())

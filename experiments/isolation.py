@@ -29,6 +29,10 @@ Emit = Callable[[Event], None]
 POLL_SECONDS = 0.1
 
 
+class WorkerStartupError(RuntimeError):
+    """A worker died or hung before it was ready: a setup problem, not a model's."""
+
+
 @dataclass(frozen=True)
 class WorkerOptions:
     """How each worker is started and watched."""
@@ -253,9 +257,16 @@ class WorkerPool:
         job, worker = slot.job, slot.worker
         assert job is not None and worker is not None
         worker.kill()
-        self.replaced += 1
         code = worker.proc.returncode
         excerpt = worker.log_since(slot.log_offset)
+        if not slot.ready:
+            # Not the model's fault: the environment cannot start a worker. Stop rather than record every run
+            # as crashed (which a resume would then skip).
+            slot.worker, slot.job = None, None
+            tail = "\n".join((worker.log_since(0) or "").splitlines()[-5:])
+            raise WorkerStartupError(f"a {worker.framework} worker could not start ({why or _signal_name(code)}); "
+                                     f"its log {worker.log_path} ends with:\n{tail}")
+        self.replaced += 1
         stage = slot.stage or ("load" if job.get("content_hash") else "generate")
         error = {
             "status": status, "stage": stage, "error_class": f"worker.{status}",

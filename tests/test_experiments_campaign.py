@@ -253,3 +253,15 @@ def test_a_dask_scheduler_address_runs_jobs_on_its_workers_with_isolation(tmp_pa
         replaced = DaskExecutor(address, 1, worker_options(spec, tmp_path)).run(jobs, events.append)
     results = {e[1]["source"]: e[3]["status"] for e in events if e[0] == "run"}
     assert results["fault-abort"] == "crash" and results["nnsmith-torch"] == "compared" and replaced == 1
+
+
+def test_setup_problems_stop_the_campaign_with_one_error_and_no_runs(cli, engine) -> None:  # type: ignore[no-untyped-def]
+    """A missing plug-in module, or workers that cannot even start, is one error, not a crash per run."""
+    base = ["experiment", "run", "--sources", "nnsmith-torch", "--seeds", "0", "--node-counts", "3",
+            "--converters", "torch.onnx-torchscript", "--workers", "1", "--name", "broken"]
+    missing = cli(*base, "--plugins", "no_such_plugin_module")
+    assert missing.exit_code == 2 and "cannot import 'no_such_plugin_module'" in missing.output
+    starved = cli(*base, "--memory-mb", "30")
+    assert starved.exit_code == 2 and "worker could not start" in starved.output
+    with Session(engine) as s:
+        assert s.exec(select(func.count()).select_from(ConversionRun)).scalar_one() == 0
