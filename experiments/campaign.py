@@ -115,7 +115,7 @@ def run_campaign(engine: Engine, spec: CampaignSpec, data_dir: Path,
                 result.counts[status] = result.counts.get(status, 0) + 1
             finished[0] += 1
             if progress:
-                progress(finished[0], total, outcome)
+                progress(finished[0], total, {**outcome, "status": status or outcome["status"]})
 
     if progress:
         progress(skipped, total, {})

@@ -150,9 +150,10 @@ class WorkerPool:
         self.replaced = 0
 
     def close(self) -> None:
+        """Stop idle workers politely; kill busy ones (we are leaving mid-job, e.g. on Ctrl-C)."""
         for slot in self.slots:
             if slot.worker is not None:
-                slot.worker.stop()
+                slot.worker.kill() if slot.job is not None else slot.worker.stop()
                 slot.worker = None
 
     def __enter__(self) -> WorkerPool:

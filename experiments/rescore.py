@@ -35,8 +35,10 @@ def rescore(engine: Engine, atol: float, rtol: float, campaign: str | None = Non
                 ok = all(output_passes(r, atol, rtol) for r in rows)
             except ValueError as exc:
                 grid = ", ".join(f"{g:g}" for g in RTOL_GRID)
-                raise ValueError(f"rtol {rtol:g} cannot be judged exactly from the stored numbers; use one of {grid} "
-                                 f"or the campaign's own rtol") from exc
+                name = s.get(Campaign, run.campaign_id).name  # type: ignore[union-attr]
+                raise ValueError(f"run {run.id} of campaign {name!r} stores no numbers for rtol {rtol:g}; exact "
+                                 f"rescoring needs rtol in {{{grid}}} or the campaign's own rtol (historical "
+                                 f"imports: 0), or choose campaigns with --campaign") from exc
             status = RunOutcome.passed if ok else RunOutcome.mismatch
             counts["judged"] += 1
             counts[str(status)] += 1
