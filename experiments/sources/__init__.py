@@ -21,6 +21,16 @@ class ModelSource:
         """Generator parameters of every model this source contributes to a campaign (seeds, node counts…)."""
         raise NotImplementedError
 
+    @staticmethod
+    def package_version(name: str) -> str:
+        """Version of the generating package: part of a model's parameters, so an upgrade means new models."""
+        from importlib import metadata
+
+        try:
+            return metadata.version(name)
+        except metadata.PackageNotFoundError:
+            return "unknown"
+
     def display_name(self, params: dict[str, Any]) -> str:
         return "-".join(f"{k}{v}" for k, v in sorted(params.items()) if not isinstance(v, dict))
 

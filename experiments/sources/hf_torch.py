@@ -48,8 +48,9 @@ class TransformersFromConfig(ModelSource):
     name, framework, kind = "transformers-torch", "torch", "torch_module"
 
     def expand(self, options: dict[str, Any]) -> list[dict[str, Any]]:
-        return [{"arch": arch, "seed": int(s)} for arch in options.get("archs", list(ARCHS))
-                for s in options.get("seeds", [0])]
+        version = self.package_version("transformers")
+        return [{"arch": arch, "seed": int(s), "generator_version": version}
+                for arch in options.get("archs", list(ARCHS)) for s in options.get("seeds", [0])]
 
     def display_name(self, params: dict[str, Any]) -> str:
         return f"{params['arch']}-s{params['seed']}"

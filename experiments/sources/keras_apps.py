@@ -34,7 +34,8 @@ class KerasApplications(ModelSource):
 
     def expand(self, options: dict[str, Any]) -> list[dict[str, Any]]:
         size = int(options.get("input_size", 96))
-        return [{"arch": arch, "input_size": size, "seed": int(s)}
+        version = self.package_version("keras")
+        return [{"arch": arch, "input_size": size, "seed": int(s), "generator_version": version}
                 for arch in options.get("archs", DEFAULT_ARCHS) for s in options.get("seeds", [0])]
 
     def display_name(self, params: dict[str, Any]) -> str:

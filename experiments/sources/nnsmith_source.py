@@ -55,7 +55,8 @@ class _NNSmithSource(ModelSource):
     def expand(self, options: dict[str, Any]) -> list[dict[str, Any]]:
         method = options.get("method", "symbolic-cinit")
         return [
-            {"generator": "nnsmith", "method": method, "max_nodes": int(n), "seed": int(s)}
+            {"generator": "nnsmith", "generator_version": self.package_version("nnsmith"), "method": method,
+             "max_nodes": int(n), "seed": int(s)}
             for n in options.get("node_counts", [10])
             for s in options.get("seeds", [0])
         ]
