@@ -80,6 +80,8 @@ def run(
                 result = run_campaign(engine(), spec, data_dir, progress)
             except (SpecError, ValueError, WorkerStartupError) as exc:
                 raise UserError(str(exc)) from exc
+    for warning in result.warnings:
+        console.print(f"[yellow]warning:[/] {warning}")
     counts = ", ".join(f"{k} {v}" for k, v in sorted(result.counts.items())) or "nothing new"
     console.print(f"{result.planned_runs} runs planned, {result.skipped_runs} already done; this time: {counts}; "
                   f"{result.replaced_workers} worker(s) replaced")

@@ -33,6 +33,7 @@ class CampaignResult:
     skipped_runs: int
     counts: dict[str, int] = field(default_factory=dict)
     replaced_workers: int = 0
+    warnings: list[str] = field(default_factory=list)
 
 
 def plan(spec: CampaignSpec) -> list[dict[str, Any]]:
@@ -103,6 +104,10 @@ def run_campaign(engine: Engine, spec: CampaignSpec, data_dir: Path,
         kind, job = event[0], event[1]
         model_id = int(job["model_id"])
         if kind == "model":
+            new_hash, old_hash = event[2].get("content_hash"), hashes.get(model_id)
+            if old_hash and new_hash and new_hash != old_hash:
+                result.warnings.append(f"model {job['model_key'][:12]} ({job['source']}) reloaded with content hash "
+                                       f"{new_hash[:12]}, stored {old_hash[:12]}: it is not reproducible")
             store.record_model(model_id, event[2])
             hashes[model_id] = event[2].get("content_hash") or hashes.get(model_id)
             return
