@@ -84,7 +84,9 @@ class ConversionRun(SQLModel, table=True):
 
     __tablename__ = "conversion_run"
     __table_args__ = (
-        UniqueConstraint("model_id", "converter", "converter_version", "exporter", "opset", "input_seed"),
+        # The run key; named explicitly because the conventional name exceeds PostgreSQL's 63 characters.
+        UniqueConstraint("model_id", "converter", "converter_version", "exporter", "opset", "input_seed",
+                         name="uq_conversion_run_key"),
     )
 
     id: int | None = Field(default=None, primary_key=True)

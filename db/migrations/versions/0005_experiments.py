@@ -2,7 +2,7 @@
 
 Revision ID: 0005_experiments
 Revises: 0002_github
-Create Date: 2026-11-25 17:57:07.816568
+Create Date: 2026-11-25 18:37:32.204083
 """
 from collections.abc import Sequence
 
@@ -92,7 +92,7 @@ def upgrade() -> None:
     sa.ForeignKeyConstraint(['campaign_id'], ['campaign.id'], name=op.f('fk_conversion_run_campaign_id_campaign')),
     sa.ForeignKeyConstraint(['model_id'], ['model.id'], name=op.f('fk_conversion_run_model_id_model')),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_conversion_run')),
-    sa.UniqueConstraint('model_id', 'converter', 'converter_version', 'exporter', 'opset', 'input_seed', name=op.f('uq_conversion_run_model_id_converter_converter_version_exporter_opset_input_seed'))
+    sa.UniqueConstraint('model_id', 'converter', 'converter_version', 'exporter', 'opset', 'input_seed', name='uq_conversion_run_key')
     )
     with op.batch_alter_table('conversion_run', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_conversion_run_campaign_id'), ['campaign_id'], unique=False)
