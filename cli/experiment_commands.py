@@ -75,6 +75,8 @@ def run(
             def progress(done: int, total: int, last: dict) -> None:
                 bar.update(task, completed=done, total=total,
                            description=f"runs ({last.get('status', 'resuming')})" if last else "runs")
+                if not console.is_terminal and last and (done % 10 == 0 or done == total):
+                    console.print(f"  {done}/{total} runs")  # logs and pipes get plain progress lines
 
             try:
                 result = run_campaign(engine(), spec, data_dir, progress)
