@@ -166,3 +166,44 @@ def import_results(
     console.print(f"imported {counts['models']} models, {counts['runs']} runs "
                   f"({counts['new_runs']} new) into campaign {name!r}")
     _print_status(name)
+
+
+@app.command("analyze")
+def analyze(
+    what: str = typer.Argument(..., help="outcomes | operators | sequences"),
+    campaign: str | None = typer.Option(None, help="only this campaign"),
+    level: str = typer.Option("source", help="operators: source (framework ops) or onnx (ONNX node types)"),
+    length: int = typer.Option(2, help="sequences: nodes per path"),
+    top: int = typer.Option(20, help="rows to print"),
+    csv: Path | None = typer.Option(None, "--csv", help="write the whole table to this CSV file"),
+) -> None:
+    """Outcome rates (converter × node count × opset), per-operator rates (H1), operator sequences (H2)."""
+    from db.queries.experiments import operator_rates, outcome_rates, sequence_comparison
+
+    with user_errors():
+        if what == "outcomes":
+            frame = outcome_rates(engine(), campaign)
+        elif what == "operators":
+            if level not in ("source", "onnx"):
+                raise UserError("--level must be 'source' or 'onnx'")
+            frame = operator_rates(engine(), campaign, level)
+        elif what == "sequences":
+            if length < 1:
+                raise UserError("--length must be at least 1")
+            frame = sequence_comparison(engine(), campaign, length)
+        else:
+            raise UserError(f"unknown analysis {what!r}: choose outcomes, operators or sequences")
+    if csv is not None:
+        frame.to_csv(csv, index=False)
+        console.print(f"wrote {len(frame)} rows to {csv}")
+    if frame.empty:
+        console.print("no runs to analyse")
+        return
+    from rich.table import Table
+
+    table = Table(title=f"{what} ({len(frame)} rows{', first ' + str(top) if len(frame) > top else ''})")
+    for col in frame.columns:
+        table.add_column(str(col), overflow="fold")
+    for row in frame.head(top).itertuples(index=False):
+        table.add_row(*[f"{v:.3g}" if isinstance(v, float) else str(v) for v in row])
+    console.print(table)

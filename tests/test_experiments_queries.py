@@ -73,3 +73,17 @@ def test_graph_paths_follow_edges() -> None:
     graph = [["A", []], ["B", [0]], ["C", [0]], ["D", [1, 2]]]
     assert graph_paths(graph, 3) == {("A", "B", "D"), ("A", "C", "D")}
     assert graph_paths(graph, 1) == {("A",), ("B",), ("C",), ("D",)}
+
+
+def test_analyze_command_prints_and_exports_each_analysis(stored, cli, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import pandas as pd
+
+    for what in ("outcomes", "operators", "sequences"):
+        out = tmp_path / f"{what}.csv"
+        result = cli("experiment", "analyze", what, "--csv", str(out))
+        assert result.exit_code == 0, result.output
+        assert len(pd.read_csv(out)) >= 1
+    assert "Relu > Tan" in set(pd.read_csv(tmp_path / "sequences.csv")["sequence"])
+    assert "sequences (2 rows)" in cli("experiment", "analyze", "sequences").output
+    bad = cli("experiment", "analyze", "everything")
+    assert bad.exit_code == 2 and "unknown analysis" in bad.output
