@@ -58,9 +58,9 @@ def prepare(framework: str, n: int, out: Path) -> None:
 def check_one(framework: str, location: Path, onnx_path: Path | None) -> dict[str, Any]:
     """Load one model (and export it if torch), run K inputs through it and onnxruntime, compare."""
     from experiments.compare import compare_output
+    from experiments.core import seeded_inputs
     from experiments.runtime import OnnxRuntimeCPU
     from experiments.sources import SOURCES
-    from experiments.types import seeded_inputs
 
     seed = int(location.name.rsplit("-", 1)[1])
     source = SOURCES.get("nnsmith-torch" if framework == "torch" else "nnsmith-tensorflow")

@@ -16,12 +16,12 @@ from sqlalchemy.engine import Engine
 
 from db.ingest import recorded_run
 from experiments.converters import CONVERTERS
+from experiments.core import model_key
 from experiments.environment import fingerprint
 from experiments.isolation import WorkerOptions
 from experiments.sources import SOURCES
 from experiments.spec import CampaignSpec, SpecError
 from experiments.store import CampaignStore, run_key
-from experiments.types import model_key
 
 
 @dataclass

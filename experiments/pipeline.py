@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from experiments.compare import compare_output
-from experiments.types import LoadedModel, seeded_inputs
+from experiments.core import LoadedModel, seeded_inputs
 
 Emit = Callable[[tuple[Any, ...]], None]
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")  # the dynamo exporter colours its error messages

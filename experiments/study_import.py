@@ -20,7 +20,7 @@ from sqlmodel import Session, select
 from db.ingest import recorded_run
 from db.models.experiments import Campaign, ConversionRun, ModelUnderTest, RunOutcome, RunOutput
 from db.types import utcnow
-from experiments.types import model_key
+from experiments.core import model_key
 
 FILE_RE = re.compile(r"^(?P<fw>torch|tensorflow)_(?P<method>.+)_opset_(?P<opset>\d+)_(?P<nodes>\d+)\.json$")
 CONVERTER = {"torch": ("torch.onnx", "torchscript"), "tensorflow": ("tf2onnx", "cli-saved-model")}

@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 
 from experiments.compare import RTOL_GRID, compare_output, output_passes, run_passes
+from experiments.core import TensorSpec, model_key, seeded_inputs
 from experiments.nnsmith_compat import invalidate_broken_probe_cache
 from experiments.registry import Registry
 from experiments.spec import SpecError, load_spec
 from experiments.study_import import classify
-from experiments.types import TensorSpec, model_key, seeded_inputs
 
 
 def test_identical_outputs_have_zero_difference_and_pass() -> None:

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from experiments.core import LoadedModel
 from experiments.registry import Registry
-from experiments.types import LoadedModel
 
 
 class Converter:

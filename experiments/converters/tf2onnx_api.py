@@ -5,7 +5,7 @@ from __future__ import annotations
 from importlib import metadata
 
 from experiments.converters import Converter
-from experiments.types import LoadedModel
+from experiments.core import LoadedModel
 
 
 class Tf2OnnxApi(Converter):

@@ -7,7 +7,7 @@ import warnings
 from importlib import metadata
 
 from experiments.converters import Converter
-from experiments.types import LoadedModel, seeded_inputs
+from experiments.core import LoadedModel, seeded_inputs
 
 
 class TorchOnnx(Converter):

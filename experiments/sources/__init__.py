@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from experiments.core import LoadedModel
 from experiments.registry import Registry
-from experiments.types import LoadedModel
 
 
 class ModelSource:

@@ -12,8 +12,8 @@ from typing import Any
 
 import numpy as np
 
+from experiments.core import LoadedModel, TensorSpec, hash_arrays
 from experiments.sources import ModelSource
-from experiments.types import LoadedModel, TensorSpec, hash_arrays
 
 #: small configurations: (model_type, config overrides, input name, input shape, input dtype)
 ARCHS: dict[str, tuple[str, dict[str, Any], str, tuple[int, ...], str]] = {

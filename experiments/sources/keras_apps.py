@@ -7,8 +7,8 @@ from typing import Any
 
 import numpy as np
 
+from experiments.core import LoadedModel, TensorSpec, hash_arrays
 from experiments.sources import ModelSource
-from experiments.types import LoadedModel, TensorSpec, hash_arrays
 
 DEFAULT_ARCHS = ["MobileNetV3Small", "MobileNetV2", "EfficientNetB0", "DenseNet121", "ResNet50"]
 

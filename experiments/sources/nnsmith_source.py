@@ -13,8 +13,8 @@ from typing import Any
 
 import numpy as np
 
+from experiments.core import LoadedModel, TensorSpec, hash_arrays
 from experiments.sources import ModelSource
-from experiments.types import LoadedModel, TensorSpec, hash_arrays
 
 _OPSETS: dict[str, list[Any]] = {}
 
