@@ -27,6 +27,7 @@ import psutil
 Event = tuple[Any, ...]
 Emit = Callable[[Event], None]
 POLL_SECONDS = 0.1
+RECYCLE_FRACTION = 0.6  # of the memory limit: an idle worker above it is restarted before its next job
 
 
 class WorkerStartupError(RuntimeError):
@@ -198,7 +199,10 @@ class WorkerPool:
 
     def _assign(self, slot: _Slot, job: dict[str, Any]) -> None:
         alive = slot.worker is not None and slot.worker.proc.poll() is None
-        if not alive or slot.worker.framework != job["framework"]:  # type: ignore[union-attr]
+        # A worker that kept much memory from earlier models is recycled before it could cause a spurious oom.
+        bloated = alive and bool(self.options.memory_mb) and (
+            slot.worker.rss_mb() > RECYCLE_FRACTION * self.options.memory_mb)  # type: ignore[union-attr, operator]
+        if not alive or bloated or slot.worker.framework != job["framework"]:  # type: ignore[union-attr]
             if slot.worker is not None:
                 slot.worker.stop() if alive else slot.worker.close()
             slot.worker = IsolatedWorker(self.options, slot.index, job["framework"])

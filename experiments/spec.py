@@ -63,7 +63,7 @@ PRESETS: dict[str, dict[str, Any]] = {
     "real": {
         "name": "real", "sources": ["keras-applications", "transformers-torch"],
         "converters": ["torch.onnx-torchscript", "torch.onnx-dynamo", "tf2onnx"], "opsets": [17],
-        "seeds": [0], "inputs_per_model": 2, "timeout_s": 300,
+        "seeds": [0], "inputs_per_model": 2, "timeout_s": 300, "memory_mb": 8192,
     },
 }
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import ctypes
+import gc
 import importlib
 import os
 import signal
@@ -44,6 +45,15 @@ def _preload(frameworks: list[str], threads: int) -> None:
     import onnxruntime  # noqa: F401
 
 
+def _release() -> None:
+    """Free what the last job left behind: Keras keeps every built model in its global state otherwise."""
+    if "keras" in sys.modules:
+        import keras
+
+        keras.backend.clear_session()
+    gc.collect()
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="experiments.worker")
     parser.add_argument("--rfd", type=int, required=True)
@@ -74,6 +84,7 @@ def main(argv: list[str] | None = None) -> int:
         if message[0] == "stop":
             return 0
         run_job(message[1], emit, stderr_path=args.stderr, threads=args.threads)
+        _release()
         outbox.send(("done",))
 
 
