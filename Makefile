@@ -31,6 +31,7 @@ labelstudio: $(LS_STAMP)
 run: setup
 	$(BIN)/interop db upgrade
 	$(BIN)/interop info
+	$(BIN)/interop experiment run --preset quick
 
 ## Lint and the whole test suite (slow ML tests and real services included).
 test: setup labelstudio

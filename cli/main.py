@@ -7,7 +7,15 @@ from importlib import metadata
 
 import typer
 
-from cli import db_commands, issues_commands, label_commands, mine_commands, schedule_commands, survey_commands
+from cli import (
+    db_commands,
+    experiment_commands,
+    issues_commands,
+    label_commands,
+    mine_commands,
+    schedule_commands,
+    survey_commands,
+)
 from cli.common import console
 
 app = typer.Typer(
@@ -21,6 +29,7 @@ app.add_typer(mine_commands.app, name="mine")
 app.add_typer(issues_commands.app, name="issues")
 app.add_typer(schedule_commands.app, name="schedule")
 app.add_typer(label_commands.app, name="label")
+app.add_typer(experiment_commands.app, name="experiment")
 
 STACK = ("torch", "tensorflow", "keras", "tf2onnx", "onnx", "onnxruntime", "onnxscript", "nnsmith")
 

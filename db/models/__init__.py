@@ -1,6 +1,14 @@
 """All tables; importing this package registers every model on SQLModel.metadata (Alembic reads it)."""
 
 from db.models.base import NAMING_CONVENTION
+from db.models.experiments import (
+    Campaign,
+    ConversionRun,
+    ModelUnderTest,
+    RunOutcome,
+    RunOutput,
+    Stage,
+)
 from db.models.github import (
     Issue,
     IssueEvent,
@@ -42,6 +50,7 @@ from db.models.survey import (
 
 __all__ = [
     "NAMING_CONVENTION",
+    "Campaign",
     "Codebook",
     "CodebookCode",
     "CodebookDimension",
@@ -49,6 +58,7 @@ __all__ = [
     "Coder",
     "Coding",
     "CodingValue",
+    "ConversionRun",
     "FinalLabel",
     "GithubCursor",
     "IngestRun",
@@ -62,10 +72,14 @@ __all__ = [
     "LabelRound",
     "LsProject",
     "LsTask",
+    "ModelUnderTest",
     "QuestionKind",
     "Repository",
+    "RunOutcome",
+    "RunOutput",
     "RunStatus",
     "SchedulerLock",
+    "Stage",
     "Survey",
     "SurveyAnswer",
     "SurveyQuestion",

@@ -1,0 +1,209 @@
+"""`interop experiment …`: run conversion campaigns, watch them, re-judge them, import the study's results."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from cli.common import UserError, console, engine, user_errors
+
+app = typer.Typer(help="Conversion campaigns: models through converters, checked in onnxruntime.",
+                  no_args_is_help=True)
+
+
+def _csv_ints(value: str | None) -> list[int] | None:
+    if value is None:
+        return None
+    try:
+        return [int(v) for v in value.split(",") if v.strip()]
+    except ValueError as exc:
+        raise UserError(f"expected comma-separated integers, got {value!r}") from exc
+
+
+def _csv(value: str | None) -> list[str] | None:
+    return None if value is None else [v.strip() for v in value.split(",") if v.strip()]
+
+
+@app.command("run")
+def run(
+    spec_file: Path | None = typer.Argument(None, help="campaign.toml (top level or a [campaign] table)"),
+    preset: str | None = typer.Option(None, "--preset", help="quick (~2 min demo) or real (offline architectures)"),
+    name: str | None = typer.Option(None, help="campaign name (re-running a name resumes it)"),
+    sources: str | None = typer.Option(None, help="comma-separated: nnsmith-torch,nnsmith-tensorflow,…"),
+    converters: str | None = typer.Option(None, help="torch.onnx-torchscript,torch.onnx-dynamo,tf2onnx"),
+    opsets: str | None = typer.Option(None, help="comma-separated opsets, e.g. 14,17"),
+    node_counts: str | None = typer.Option(None, help="NNSmith node counts, e.g. 5,10,20"),
+    seeds: str | None = typer.Option(None, help="model seeds, e.g. 0,1,2"),
+    input_seeds: str | None = typer.Option(None, help="seeds of the random inputs"),
+    inputs: int | None = typer.Option(None, "--inputs", help="K random inputs per run"),
+    atol: float | None = typer.Option(None, help="absolute tolerance"),
+    rtol: float | None = typer.Option(None, help="relative tolerance"),
+    timeout: float | None = typer.Option(None, help="seconds per conversion run before the worker is killed"),
+    memory_mb: int | None = typer.Option(None, help="RSS limit per worker (MB)"),
+    workers: int | None = typer.Option(None, help="parallel workers (default: CPU cores)"),
+    dask: str | None = typer.Option(None, help="'local' (LocalCluster) or tcp://HOST:8786"),
+    plugins: str | None = typer.Option(None, help="modules that register extra sources/converters (comma-separated)"),
+) -> None:
+    """Run (or resume) a campaign; finished runs are skipped, so re-running is safe."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from db.config import get_settings
+    from experiments.campaign import run_campaign
+    from experiments.isolation import WorkerStartupError
+    from experiments.spec import SpecError, load_spec
+
+    overrides = {"name": name, "sources": _csv(sources), "converters": _csv(converters), "opsets": _csv_ints(opsets),
+                 "node_counts": _csv_ints(node_counts), "seeds": _csv_ints(seeds),
+                 "input_seeds": _csv_ints(input_seeds), "inputs_per_model": inputs, "atol": atol, "rtol": rtol,
+                 "timeout_s": timeout, "memory_mb": memory_mb, "workers": workers, "dask": dask,
+                 "plugins": _csv(plugins)}
+    with user_errors():
+        if spec_file is None and preset is None and not any(v is not None for v in overrides.values()):
+            raise UserError("give a campaign.toml, --preset quick, or flags such as --sources")
+        try:
+            spec = load_spec(spec_file, preset, overrides)
+        except SpecError as exc:
+            raise UserError(str(exc)) from exc
+        data_dir = Path(get_settings().data_dir)
+        console.print(f"campaign [bold]{spec.name}[/]: {', '.join(spec.sources)} -> {', '.join(spec.converters)}, "
+                      f"opsets {spec.opsets}, {spec.workers} worker(s){' on Dask ' + spec.dask if spec.dask else ''}")
+        with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                      console=console, transient=False) as bar:
+            task = bar.add_task("runs", total=None)
+
+            def progress(done: int, total: int, last: dict) -> None:
+                bar.update(task, completed=done, total=total,
+                           description=f"runs ({last.get('status', 'resuming')})" if last else "runs")
+                if not console.is_terminal and last and (done % 10 == 0 or done == total):
+                    console.print(f"  {done}/{total} runs")  # logs and pipes get plain progress lines
+
+            try:
+                result = run_campaign(engine(), spec, data_dir, progress)
+            except (SpecError, ValueError, WorkerStartupError) as exc:
+                raise UserError(str(exc)) from exc
+    for warning in result.warnings:
+        console.print(f"[yellow]warning:[/] {warning}")
+    counts = ", ".join(f"{k} {v}" for k, v in sorted(result.counts.items())) or "nothing new"
+    console.print(f"{result.planned_runs} runs planned, {result.skipped_runs} already done; this time: {counts}; "
+                  f"{result.replaced_workers} worker(s) replaced")
+    _print_status(spec.name)
+
+
+def _planned_runs(spec: dict) -> str:
+    """How many runs a live campaign's spec expands to ('?' if its plug-ins are not available here)."""
+    from experiments.campaign import plan
+    from experiments.spec import CampaignSpec
+
+    try:
+        return str(sum(len(p["runs"]) for p in plan(CampaignSpec(**spec))))
+    except Exception:
+        return "?"
+
+
+def _print_status(name: str | None) -> None:
+    from rich.table import Table
+
+    from db.queries.experiments import campaign_summary, campaigns_frame
+
+    for c in campaigns_frame(engine()).itertuples(index=False):
+        if name is not None and c.name != name:
+            continue
+        planned = _planned_runs(c.spec) if c.kind == "live" else str(c.runs)
+        finished = c.finished_at is not None and str(c.finished_at) != "NaT"
+        state = f"finished {c.finished_at:%Y-%m-%d %H:%M} UTC" if finished else "not finished"
+        console.print(f"[bold]{c.name}[/] ({c.kind}): {c.runs}/{planned} runs stored, {c.models} models, {state}")
+    frame = campaign_summary(engine(), name)
+    if frame.empty:
+        console.print("no campaigns yet" if name is None else f"no campaign named {name!r}")
+        return
+    table = Table(title="conversion runs by campaign, converter and status")
+    for col in frame.columns:
+        table.add_column(str(col))
+    for row in frame.itertuples(index=False):
+        table.add_row(*[str(v) for v in row])
+    console.print(table)
+
+
+@app.command("status")
+def status(name: str | None = typer.Argument(None, help="one campaign (default: all)")) -> None:
+    """Runs per campaign, converter and outcome."""
+    _print_status(name)
+
+
+@app.command("rescore")
+def rescore(
+    atol: float = typer.Option(..., help="new absolute tolerance"),
+    rtol: float = typer.Option(0.0, help="new relative tolerance (exact for the stored rtol grid)"),
+    campaign: str | None = typer.Option(None, help="only this campaign"),
+) -> None:
+    """Re-judge stored runs at a new tolerance from their raw numbers; nothing is re-run."""
+    from experiments.rescore import rescore as do_rescore
+
+    with user_errors():
+        try:
+            changed = do_rescore(engine(), atol, rtol, campaign)
+        except ValueError as exc:
+            raise UserError(str(exc)) from exc
+    console.print(f"re-judged {changed['judged']} runs at atol={atol:g} rtol={rtol:g}: "
+                  f"{changed['passed']} passed, {changed['mismatch']} mismatch ({changed['changed']} changed)")
+    _print_status(campaign)
+
+
+@app.command("import-results")
+def import_results(
+    directory: Path = typer.Argument(..., help="exporter_test_results/ with torch/ and tensorflow/ JSON files"),
+    name: str = typer.Option("study-exporter-results", help="name of the historical campaign"),
+) -> None:
+    """Load the study's exporter results as a historical campaign (idempotent)."""
+    from experiments.study_import import StudyImportError, import_exporter_results
+
+    with user_errors():
+        try:
+            counts = import_exporter_results(engine(), directory, name)
+        except StudyImportError as exc:
+            raise UserError(str(exc)) from exc
+    console.print(f"imported {counts['models']} models, {counts['runs']} runs "
+                  f"({counts['new_runs']} new) into campaign {name!r}")
+    _print_status(name)
+
+
+@app.command("analyze")
+def analyze(
+    what: str = typer.Argument(..., help="outcomes | operators | sequences"),
+    campaign: str | None = typer.Option(None, help="only this campaign"),
+    level: str = typer.Option("source", help="operators: source (framework ops) or onnx (ONNX node types)"),
+    length: int = typer.Option(2, help="sequences: nodes per path"),
+    top: int = typer.Option(20, help="rows to print"),
+    csv: Path | None = typer.Option(None, "--csv", help="write the whole table to this CSV file"),
+) -> None:
+    """Outcome rates (converter × node count × opset), per-operator rates (H1), operator sequences (H2)."""
+    from db.queries.experiments import operator_rates, outcome_rates, sequence_comparison
+
+    with user_errors():
+        if what == "outcomes":
+            frame = outcome_rates(engine(), campaign)
+        elif what == "operators":
+            if level not in ("source", "onnx"):
+                raise UserError("--level must be 'source' or 'onnx'")
+            frame = operator_rates(engine(), campaign, level)
+        elif what == "sequences":
+            if length < 1:
+                raise UserError("--length must be at least 1")
+            frame = sequence_comparison(engine(), campaign, length)
+        else:
+            raise UserError(f"unknown analysis {what!r}: choose outcomes, operators or sequences")
+    if csv is not None:
+        frame.to_csv(csv, index=False)
+        console.print(f"wrote {len(frame)} rows to {csv}")
+    if frame.empty:
+        console.print("no runs to analyse")
+        return
+    from rich.table import Table
+
+    table = Table(title=f"{what} ({len(frame)} rows{', first ' + str(top) if len(frame) > top else ''})")
+    for col in frame.columns:
+        table.add_column(str(col), overflow="fold")
+    for row in frame.head(top).itertuples(index=False):
+        table.add_row(*[f"{v:.3g}" if isinstance(v, float) else str(v) for v in row])
+    console.print(table)

@@ -1,0 +1,144 @@
+"""Conversion campaigns: the models put through converters, each conversion run, and its raw comparison numbers."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import BigInteger, Column, Text, UniqueConstraint
+from sqlmodel import Field, SQLModel
+
+from db.models.base import json_field, utc_field
+
+
+class RunOutcome(StrEnum):
+    """How a conversion run ended; `passed`/`mismatch` are verdicts recomputed by `rescore`."""
+
+    passed = "passed"
+    mismatch = "mismatch"
+    failed = "failed"  # a Python exception at `stage`
+    crash = "crash"  # the worker died (segfault, abort) during `stage`
+    timeout = "timeout"  # the driver killed the worker after the per-run time limit
+    oom = "oom"  # the worker went past the memory limit
+
+
+class Stage(StrEnum):
+    """The pipeline of one conversion run, in order; a failed run names the stage it stopped in."""
+
+    generate = "generate"
+    load = "load"
+    export = "export"
+    onnx_check = "onnx_check"
+    ort_session = "ort_session"
+    ort_run = "ort_run"
+    compare = "compare"
+
+
+class Campaign(SQLModel, table=True):
+    """One named campaign: its spec, and the software/hardware it ran on (or a historical import)."""
+
+    __tablename__ = "campaign"
+
+    id: int | None = Field(default=None, primary_key=True)
+    name: str = Field(max_length=200, unique=True)
+    kind: str = Field(default="live", max_length=16, description="live (run here) or historical (imported)")
+    spec: dict[str, Any] = json_field(nullable=False, default={})
+    python_version: str | None = Field(default=None, max_length=32)
+    torch_version: str | None = Field(default=None, max_length=32)
+    tensorflow_version: str | None = Field(default=None, max_length=32)
+    tf2onnx_version: str | None = Field(default=None, max_length=32)
+    onnx_version: str | None = Field(default=None, max_length=32)
+    onnxruntime_version: str | None = Field(default=None, max_length=32)
+    nnsmith_version: str | None = Field(default=None, max_length=32)
+    cpu: str | None = Field(default=None, max_length=200)
+    environment: dict[str, Any] = json_field(nullable=False, default={})
+    created_at: datetime = utc_field(nullable=False, now=True)
+    finished_at: datetime | None = utc_field()
+
+
+class ModelUnderTest(SQLModel, table=True):
+    """A model fed to converters, identified by its source and generator parameters (`model_key`)."""
+
+    __tablename__ = "model"
+
+    id: int | None = Field(default=None, primary_key=True)
+    model_key: str = Field(max_length=64, unique=True, description="sha256 of source + canonical parameters")
+    source: str = Field(max_length=64, index=True)
+    framework: str = Field(max_length=32, index=True)
+    name: str = Field(max_length=200)
+    params: dict[str, Any] = json_field(nullable=False, default={})
+    seed: int | None = Field(default=None, sa_column=Column(BigInteger, nullable=True))
+    node_count: int | None = Field(default=None, index=True, description="requested number of operators")
+    operators: list[str] | None = json_field(description="source-framework operator types, in graph order")
+    graph: list[Any] | None = json_field(description="[[operator, [predecessor indices]], ...]")
+    content_hash: str | None = Field(default=None, max_length=64, index=True)
+    location: str | None = Field(default=None, max_length=500, description="directory holding the model files")
+    input_specs: list[Any] | None = json_field()
+    campaign_id: int | None = Field(default=None, foreign_key="campaign.id", index=True)
+    created_at: datetime = utc_field(nullable=False, now=True)
+
+
+class ConversionRun(SQLModel, table=True):
+    """One model through one converter variant at one opset, checked on K seeded inputs in onnxruntime."""
+
+    __tablename__ = "conversion_run"
+    __table_args__ = (
+        # The run key; named explicitly because the conventional name exceeds PostgreSQL's 63 characters.
+        UniqueConstraint("model_id", "converter", "converter_version", "exporter", "opset", "input_seed",
+                         name="uq_conversion_run_key"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    campaign_id: int = Field(foreign_key="campaign.id", index=True)
+    model_id: int = Field(foreign_key="model.id", index=True)
+    model_hash: str | None = Field(default=None, max_length=64, description="the model's content hash at run time")
+    converter: str = Field(max_length=32, index=True)
+    converter_version: str = Field(max_length=32)
+    exporter: str = Field(max_length=32)
+    opset: int = Field(index=True)
+    input_seed: int = Field(sa_column=Column(BigInteger, nullable=False))
+    n_inputs: int = Field(default=0, description="K: random inputs compared")
+    status: str = Field(max_length=16, index=True, description="a RunOutcome")
+    stage: str | None = Field(default=None, max_length=16, index=True, description="the Stage that failed")
+    error_class: str | None = Field(default=None, max_length=200)
+    message: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    stderr_excerpt: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    durations: dict[str, Any] = json_field(nullable=False, default={}, description="seconds per stage")
+    peak_rss_mb: float | None = None
+    onnx_graph: list[Any] | None = json_field(description="[[op_type, [predecessor indices]], ...] of the ONNX")
+    atol: float | None = Field(default=None, description="tolerance of the current verdict")
+    rtol: float | None = None
+    finished_at: datetime = utc_field(nullable=False, now=True)
+
+
+class RunOutput(SQLModel, table=True):
+    """Raw comparison numbers of one output for one of the K inputs: enough to re-judge at any tolerance."""
+
+    __tablename__ = "run_output"
+    __table_args__ = (UniqueConstraint("run_id", "input_index", "output_index"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    run_id: int = Field(foreign_key="conversion_run.id", index=True)
+    input_index: int
+    output_index: int
+    output_name: str | None = Field(default=None, max_length=200)
+    ref_shape: list[int] | None = json_field()
+    onnx_shape: list[int] | None = json_field()
+    ref_dtype: str | None = Field(default=None, max_length=32)
+    onnx_dtype: str | None = Field(default=None, max_length=32)
+    shape_match: bool
+    dtype_match: bool
+    n_elements: int = 0
+    max_abs_diff: float | None = None
+    max_rel_diff: float | None = None
+    n_outside: int | None = Field(default=None, description="elements outside the campaign tolerance")
+    fraction_outside: float | None = None
+    needed_atol: dict[str, float] | None = json_field(
+        description="{rtol: smallest atol that passes}, for a grid of rtol values"
+    )
+    ref_nan: int = 0
+    ref_inf: int = 0
+    onnx_nan: int = 0
+    onnx_inf: int = 0
+    nonfinite_mismatch: int = Field(default=0, description="positions where exactly one side is NaN/Inf or they differ")

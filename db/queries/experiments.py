@@ -1,0 +1,184 @@
+"""Read-side queries over conversion campaigns, as DataFrames for the CLI, the app and reports."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pandas as pd
+from sqlalchemy import func, select
+from sqlalchemy.engine import Engine
+
+from db.models.experiments import Campaign, ConversionRun, ModelUnderTest
+
+
+def campaign_summary(engine: Engine, campaign: str | None = None) -> pd.DataFrame:
+    """Runs per campaign × converter × exporter × status (with the failing stage for failures)."""
+    stmt = (
+        select(Campaign.name.label("campaign"), ConversionRun.converter, ConversionRun.exporter,
+               ConversionRun.status, func.count().label("runs"))
+        .join(Campaign, Campaign.id == ConversionRun.campaign_id)
+        .group_by(Campaign.name, ConversionRun.converter, ConversionRun.exporter, ConversionRun.status)
+        .order_by(Campaign.name, ConversionRun.converter, ConversionRun.exporter, ConversionRun.status)
+    )
+    if campaign is not None:
+        stmt = stmt.where(Campaign.name == campaign)
+    with engine.connect() as conn:
+        return pd.DataFrame(conn.execute(stmt).mappings().all(), columns=["campaign", "converter", "exporter",
+                                                                          "status", "runs"])
+
+
+def campaigns_frame(engine: Engine) -> pd.DataFrame:
+    """One row per campaign: kind, spec, when it started/finished, and how many runs and models it stored."""
+    runs = (select(ConversionRun.campaign_id, func.count().label("runs"),
+                   func.count(func.distinct(ConversionRun.model_id)).label("models"))
+            .group_by(ConversionRun.campaign_id).subquery())
+    stmt = (select(Campaign.id, Campaign.name, Campaign.kind, Campaign.spec, Campaign.created_at,
+                   Campaign.finished_at, func.coalesce(runs.c.runs, 0).label("runs"),
+                   func.coalesce(runs.c.models, 0).label("models"))
+            .outerjoin(runs, runs.c.campaign_id == Campaign.id).order_by(Campaign.id))
+    with engine.connect() as conn:
+        return pd.DataFrame(conn.execute(stmt).mappings().all(),
+                            columns=["id", "name", "kind", "spec", "created_at", "finished_at", "runs", "models"])
+
+
+def runs_frame(engine: Engine, campaign: str | None = None) -> pd.DataFrame:
+    """One row per conversion run with its model's source, node count and operators."""
+    stmt = (
+        select(ConversionRun.id.label("run_id"), Campaign.name.label("campaign"), ModelUnderTest.id.label("model_id"),
+               ModelUnderTest.source, ModelUnderTest.framework, ModelUnderTest.name.label("model"),
+               ModelUnderTest.node_count, ModelUnderTest.operators, ConversionRun.converter,
+               ConversionRun.converter_version, ConversionRun.exporter, ConversionRun.opset,
+               ConversionRun.input_seed, ConversionRun.status, ConversionRun.stage, ConversionRun.error_class,
+               ConversionRun.message, ConversionRun.onnx_graph, ConversionRun.durations, ConversionRun.peak_rss_mb)
+        .join(Campaign, Campaign.id == ConversionRun.campaign_id)
+        .join(ModelUnderTest, ModelUnderTest.id == ConversionRun.model_id)
+        .order_by(ConversionRun.id)
+    )
+    if campaign is not None:
+        stmt = stmt.where(Campaign.name == campaign)
+    with engine.connect() as conn:
+        rows: list[Any] = list(conn.execute(stmt).mappings().all())
+    return pd.DataFrame(rows, columns=list(stmt.selected_columns.keys()))
+
+
+OUTCOMES = ("passed", "mismatch", "failed", "crash", "timeout", "oom")
+
+
+def outcome_rates(engine: Engine, campaign: str | None = None,
+                  by: tuple[str, ...] = ("converter", "exporter", "node_count", "opset")) -> pd.DataFrame:
+    """Runs and the share of each outcome per group (default converter × exporter × node count × opset)."""
+    runs = runs_frame(engine, campaign)
+    columns = [*by, "runs", *OUTCOMES, *(f"{o}_rate" for o in OUTCOMES)]
+    if runs.empty:
+        return pd.DataFrame(columns=columns)
+    keys = list(by)
+    table = runs.assign(node_count=runs["node_count"].fillna(-1).astype(int)).pivot_table(
+        index=keys, columns="status", values="run_id", aggfunc="count", fill_value=0)
+    table = table.reindex(columns=list(OUTCOMES), fill_value=0)
+    table.insert(0, "runs", table.sum(axis=1))
+    for outcome in OUTCOMES:
+        table[f"{outcome}_rate"] = table[outcome] / table["runs"]
+    table = table.reset_index()
+    table.columns.name = None
+    if "node_count" in table:
+        table["node_count"] = table["node_count"].where(table["node_count"] >= 0)
+    return table[columns]
+
+
+def _operators_of(row: Any, level: str) -> set[str]:
+    if level == "onnx":
+        return {node[0] for node in (row.onnx_graph or [])}
+    return set(row.operators or [])
+
+
+def operator_rates(engine: Engine, campaign: str | None = None, level: str = "source") -> pd.DataFrame:
+    """Study H1: per operator, how many runs contain it and their failure and mismatch rates.
+
+    `level="source"` uses the model's framework operators (every run has them); `"onnx"` the ONNX node types
+    (only runs whose export succeeded). A run counts once per operator it contains.
+    """
+    if level not in ("source", "onnx"):
+        raise ValueError("level must be 'source' or 'onnx'")
+    runs = runs_frame(engine, campaign)
+    rows = []
+    for run in runs.itertuples(index=False):
+        for op in _operators_of(run, level):
+            rows.append({"operator": op, "converter": run.converter, "exporter": run.exporter, "status": run.status})
+    columns = ["operator", "converter", "exporter", "runs", "failures", "mismatches", "failure_rate", "mismatch_rate"]
+    if not rows:
+        return pd.DataFrame(columns=columns)
+    frame = pd.DataFrame(rows)
+    frame["failure"] = ~frame["status"].isin(["passed", "mismatch"])
+    frame["mismatch_flag"] = frame["status"] == "mismatch"
+    out = frame.groupby(["operator", "converter", "exporter"]).agg(
+        runs=("status", "size"), failures=("failure", "sum"), mismatches=("mismatch_flag", "sum")).reset_index()
+    out["failure_rate"] = out["failures"] / out["runs"]
+    judged = out["runs"] - out["failures"]
+    out["mismatch_rate"] = (out["mismatches"] / judged.where(judged > 0)).astype(float)
+    return out[columns].sort_values(["failure_rate", "runs"], ascending=[False, False], ignore_index=True)
+
+
+def graph_paths(graph: list[Any], length: int) -> set[tuple[str, ...]]:
+    """Node-type paths of `length` nodes along the edges of a [[op, [preds]]] graph."""
+    if length < 1:
+        raise ValueError("length must be >= 1")
+    succ: dict[int, list[int]] = {i: [] for i in range(len(graph))}
+    for i, (_op, preds) in enumerate(graph):
+        for p in preds:
+            succ.setdefault(int(p), []).append(i)
+    paths: set[tuple[str, ...]] = set()
+
+    def walk(node: int, acc: tuple[str, ...]) -> None:
+        acc = (*acc, graph[node][0])
+        if len(acc) == length:
+            paths.add(acc)
+            return
+        for nxt in succ.get(node, []):
+            walk(nxt, acc)
+
+    for start in range(len(graph)):
+        walk(start, ())
+    return paths
+
+
+def operator_sequences(engine: Engine, campaign: str | None = None, length: int = 2) -> pd.DataFrame:
+    """Study H2 input: one row per (run, ONNX node-type path of `length` nodes) for runs that were compared."""
+    runs = runs_frame(engine, campaign)
+    rows = [
+        {"run_id": run.run_id, "converter": run.converter, "exporter": run.exporter, "status": run.status,
+         "sequence": " > ".join(path)}
+        for run in runs.itertuples(index=False) if run.status in ("passed", "mismatch") and run.onnx_graph
+        for path in sorted(graph_paths(run.onnx_graph, length))
+    ]
+    return pd.DataFrame(rows, columns=["run_id", "converter", "exporter", "status", "sequence"])
+
+
+def sequence_comparison(engine: Engine, campaign: str | None = None, length: int = 2,
+                        min_runs: int = 1) -> pd.DataFrame:
+    """Study H2: how often each operator sequence occurs in mismatching vs. correct runs, with Fisher's exact test.
+
+    p-values are Benjamini–Hochberg adjusted over the sequences tested.
+    """
+    from scipy.stats import fisher_exact
+    from statsmodels.stats.multitest import multipletests
+
+    seqs = operator_sequences(engine, campaign, length)
+    columns = ["sequence", "mismatch_runs", "correct_runs", "mismatch_share", "correct_share", "odds_ratio",
+               "p_value", "p_adjusted"]
+    if seqs.empty:
+        return pd.DataFrame(columns=columns)
+    totals = seqs.drop_duplicates("run_id")["status"].value_counts()
+    n_mis, n_ok = int(totals.get("mismatch", 0)), int(totals.get("passed", 0))
+    counts = seqs.pivot_table(index="sequence", columns="status", values="run_id", aggfunc="nunique", fill_value=0)
+    counts = counts.reindex(columns=["mismatch", "passed"], fill_value=0)
+    counts = counts[counts.sum(axis=1) >= min_runs]
+    rows = []
+    for seq, row in counts.iterrows():
+        a, b = int(row["mismatch"]), int(row["passed"])
+        odds, p = fisher_exact([[a, n_mis - a], [b, n_ok - b]]) if n_mis and n_ok else (float("nan"), 1.0)
+        rows.append({"sequence": seq, "mismatch_runs": a, "correct_runs": b,
+                     "mismatch_share": a / n_mis if n_mis else float("nan"),
+                     "correct_share": b / n_ok if n_ok else float("nan"), "odds_ratio": odds, "p_value": p})
+    out = pd.DataFrame(rows, columns=columns[:-1])
+    out["p_adjusted"] = multipletests(out["p_value"], method="fdr_bh")[1] if len(out) else []
+    return out.sort_values(["p_value", "mismatch_runs"], ascending=[True, False], ignore_index=True)

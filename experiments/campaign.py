@@ -1,0 +1,136 @@
+"""The campaign driver: plan the runs of a spec, skip the finished ones, execute the rest, store every result.
+
+Only this process writes to the database; results arrive as events from the executor and are committed one
+run per transaction, so `kill -9` loses at most the runs in flight and a re-run resumes where it stopped.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy.engine import Engine
+
+from db.ingest import recorded_run
+from experiments.converters import CONVERTERS
+from experiments.core import model_key
+from experiments.environment import fingerprint
+from experiments.isolation import WorkerOptions
+from experiments.sources import SOURCES
+from experiments.spec import CampaignSpec, SpecError
+from experiments.store import CampaignStore, run_key
+
+
+@dataclass
+class CampaignResult:
+    """What a `run_campaign` call did."""
+
+    campaign_id: int
+    planned_runs: int
+    skipped_runs: int
+    counts: dict[str, int] = field(default_factory=dict)
+    replaced_workers: int = 0
+    warnings: list[str] = field(default_factory=list)
+
+
+def plan(spec: CampaignSpec) -> list[dict[str, Any]]:
+    """Every model of the spec with the conversion runs it needs (converters of its framework only)."""
+    for name in spec.sources:
+        if name not in SOURCES:
+            raise SpecError(f"field 'sources': unknown source {name!r} (known: {', '.join(SOURCES.names())})")
+    for name in spec.converters:
+        if name not in CONVERTERS:
+            raise SpecError(f"field 'converters': unknown converter {name!r} (known: {', '.join(CONVERTERS.names())})")
+    planned = []
+    for source_name in spec.sources:
+        source = SOURCES.get(source_name)
+        converters = [CONVERTERS.get(c) for c in spec.converters if CONVERTERS.get(c).framework == source.framework]
+        for params in source.expand(spec.options_for(source_name)):
+            runs = [
+                {"converter": conv.name, "converter_name": conv.converter, "converter_version": conv.version(),
+                 "exporter": conv.exporter_for(source.kind), "opset": opset, "input_seed": seed,
+                 "n_inputs": spec.inputs_per_model}
+                for conv in converters for opset in spec.opsets for seed in spec.input_seeds
+            ]
+            planned.append({"source": source_name, "framework": source.framework, "params": params,
+                            "name": source.display_name(params), "model_key": model_key(source_name, params),
+                            "runs": runs})
+    return planned
+
+
+def worker_options(spec: CampaignSpec, data_dir: Path) -> WorkerOptions:
+    import os
+
+    threads = max(1, (os.cpu_count() or 1) // spec.workers)
+    return WorkerOptions(timeout_s=spec.timeout_s, memory_mb=spec.memory_mb, threads=threads,
+                         plugins=tuple(spec.plugins),
+                         log_dir=str(data_dir / "logs"))
+
+
+def run_campaign(engine: Engine, spec: CampaignSpec, data_dir: Path,
+                 progress: Callable[[int, int, dict[str, Any]], None] | None = None) -> CampaignResult:
+    """Plan, resume, execute (locally or on Dask) and store a campaign; returns counts per status."""
+    from experiments.executors import make_executor
+
+    for module in spec.plugins:  # plug-ins register their sources/converters here and in every worker
+        try:
+            importlib.import_module(module)
+        except ImportError as exc:
+            raise SpecError(f"field 'plugins': cannot import {module!r} ({exc})") from exc
+    store = CampaignStore(engine)
+    planned = plan(spec)
+    campaign_id = store.campaign(spec.name, spec.identity(), fingerprint())
+    rows = store.models(campaign_id, planned)
+    done = store.finished([int(r.id or 0) for r in rows.values()])
+    jobs, skipped, total = [], 0, 0
+    for p in planned:
+        row = rows[p["model_key"]]
+        todo = [r for r in p["runs"] if run_key(int(row.id or 0), r) not in done]
+        total += len(p["runs"])
+        skipped += len(p["runs"]) - len(todo)
+        if todo:
+            jobs.append({"source": p["source"], "framework": p["framework"], "params": p["params"], "model_id": row.id,
+                         "model_key": p["model_key"], "content_hash": row.content_hash, "location": row.location,
+                         "model_dir": str((data_dir / "models" / p["source"] / p["model_key"][:16]).resolve()),
+                         "atol": spec.atol, "rtol": spec.rtol, "runs": todo})
+    result = CampaignResult(campaign_id, total, skipped)
+    hashes: dict[int, str | None] = {int(r.id or 0): r.content_hash for r in rows.values()}
+    finished = [skipped]
+
+    def on_event(event: tuple[Any, ...]) -> None:
+        kind, job = event[0], event[1]
+        model_id = int(job["model_id"])
+        if kind == "model":
+            new_hash, old_hash = event[2].get("content_hash"), hashes.get(model_id)
+            if old_hash and new_hash and new_hash != old_hash:
+                result.warnings.append(f"model {job['model_key'][:12]} ({job['source']}) reloaded with content hash "
+                                       f"{new_hash[:12]}, stored {old_hash[:12]}: it is not reproducible")
+            store.record_model(model_id, event[2])
+            hashes[model_id] = event[2].get("content_hash") or hashes.get(model_id)
+            return
+        specs = job["runs"] if kind == "model_failed" else [event[2]]
+        outcome = event[2] if kind == "model_failed" else event[3]
+        for run_spec in specs:
+            status = store.record_run(campaign_id, model_id, run_spec, outcome, spec.atol, spec.rtol,
+                                      hashes.get(model_id))
+            if status is not None:
+                result.counts[status] = result.counts.get(status, 0) + 1
+            finished[0] += 1
+            if progress:
+                progress(finished[0], total, {**outcome, "status": status or outcome["status"]})
+
+    if progress:
+        progress(skipped, total, {})
+    executor = make_executor(spec, worker_options(spec, data_dir))
+    with recorded_run(engine, "experiment-campaign", {"campaign": spec.name, **spec.identity()}) as log:
+        log.add("planned_runs", total)
+        log.add("skipped_runs", skipped)
+        result.replaced_workers = executor.run(jobs, on_event)
+        for status, n in result.counts.items():
+            log.add(status, n)
+        log.add("replaced_workers", result.replaced_workers)
+    store.finish(campaign_id)
+    return result

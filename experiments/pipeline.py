@@ -1,0 +1,181 @@
+"""One model job inside a worker: generate or load the model, then each requested conversion run, stage by stage.
+
+Progress goes out through `emit` as it happens, so the driver knows the stage a crashed worker was in:
+("stage", run_index, stage) — run_index -1 is the model itself; ("model", info); ("run", run_index, result).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import time
+import traceback
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from experiments.compare import compare_output
+from experiments.core import LoadedModel, seeded_inputs
+
+Emit = Callable[[tuple[Any, ...]], None]
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")  # the dynamo exporter colours its error messages
+
+
+class StderrTail:
+    """Reads what this process wrote to its stderr file since a mark (for the stderr excerpt of a run)."""
+
+    def __init__(self, path: str | None) -> None:
+        self.path = path
+        self.offset = 0
+
+    def mark(self) -> None:
+        if self.path:
+            try:
+                self.offset = os.path.getsize(self.path)
+            except OSError:
+                self.offset = 0
+
+    def excerpt(self, limit: int = 4000) -> str | None:
+        if not self.path:
+            return None
+        try:
+            with open(self.path, "rb") as fh:
+                fh.seek(self.offset)
+                data = fh.read()
+        except OSError:
+            return None
+        text = data.decode("utf-8", "replace").strip()
+        return text[-limit:] or None
+
+
+def _error(stage: str, exc: BaseException, tail: StderrTail) -> dict[str, Any]:
+    status = "oom" if isinstance(exc, MemoryError) else "failed"
+    message = _ANSI.sub("", f"{exc}").strip() or type(exc).__name__
+    trace = "".join(traceback.format_exception(exc)[-3:])
+    excerpt = tail.excerpt()
+    return {
+        "status": status, "stage": stage, "error_class": f"{type(exc).__module__}.{type(exc).__qualname__}",
+        "message": message[:20_000], "stderr_excerpt": ((excerpt + "\n") if excerpt else "") + trace[-4000:],
+    }
+
+
+def onnx_graph(onnx_bytes: bytes) -> list[Any]:
+    """[[op_type, [predecessor node indices]], ...] of the ONNX main graph, in node order."""
+    import onnx
+
+    proto = onnx.load_from_string(onnx_bytes)
+    producer: dict[str, int] = {}
+    graph: list[Any] = []
+    for i, node in enumerate(proto.graph.node):
+        graph.append([node.op_type, sorted({producer[n] for n in node.input if n in producer})])
+        for out in node.output:
+            producer[out] = i
+    return graph
+
+
+def _model_stage(job: dict[str, Any]) -> str:
+    """A model generated before (it has a content hash) is loaded; otherwise it is generated."""
+    return "load" if job.get("content_hash") else "generate"
+
+
+def _get_model(job: dict[str, Any], emit: Emit, tail: StderrTail, durations: dict[str, float]) -> LoadedModel:
+    from experiments.sources import SOURCES
+
+    source = SOURCES.get(job["source"])
+    stage = _model_stage(job)
+    emit(("stage", -1, stage))
+    tail.mark()
+    start = time.perf_counter()
+    if stage == "load":
+        model = source.load(job["params"], job.get("location"))
+    else:
+        model = source.build(job["params"], Path(job["model_dir"]))
+    durations[stage] = time.perf_counter() - start
+    return model
+
+
+def run_job(job: dict[str, Any], emit: Emit, stderr_path: str | None = None, threads: int = 1) -> None:
+    """Run every conversion of `job`; never raises for a model's own failures (they become results)."""
+    from experiments.converters import CONVERTERS
+    from experiments.runtime import RUNTIMES
+
+    tail = StderrTail(stderr_path)
+    model_durations: dict[str, float] = {}
+    try:
+        model = _get_model(job, emit, tail, model_durations)
+    except BaseException as exc:
+        if isinstance(exc, KeyboardInterrupt | SystemExit):
+            raise
+        emit(("model_failed", _error(_model_stage(job), exc, tail) | {"durations": model_durations}))
+        return
+    emit(("model", {
+        "content_hash": model.content_hash, "location": model.location, "operators": model.operators,
+        "graph": model.graph, "input_specs": [s.as_json() for s in model.inputs], "durations": model_durations,
+    }))
+    from experiments.sources import SOURCES
+
+    kind = SOURCES.get(job["source"]).kind
+    runtime = RUNTIMES.get(job.get("runtime", "onnxruntime-cpu"))
+    for index, spec in enumerate(job["runs"]):
+        converter = CONVERTERS.get(spec["converter"])
+        result = _one_run(model, converter, runtime, spec, kind, job, emit, index, tail, threads)
+        result["durations"] = {**model_durations, **result["durations"]} if index == 0 else result["durations"]
+        emit(("run", index, result))
+
+
+def _one_run(model: LoadedModel, converter: Any, runtime: Any, spec: dict[str, Any], kind: str,
+             job: dict[str, Any], emit: Emit, index: int, tail: StderrTail, threads: int) -> dict[str, Any]:
+    durations: dict[str, float] = {}
+    result: dict[str, Any] = {"status": None, "durations": durations, "outputs": [], "onnx_graph": None}
+    atol, rtol = float(job["atol"]), float(job["rtol"])
+    stage = "export"
+    try:
+        tail.mark()
+        emit(("stage", index, "export"))
+        start = time.perf_counter()
+        onnx_bytes = converter.convert(model, int(spec["opset"]), kind)
+        durations["export"] = time.perf_counter() - start
+        result["onnx_graph"] = onnx_graph(onnx_bytes)
+
+        stage = "onnx_check"
+        emit(("stage", index, stage))
+        start = time.perf_counter()
+        import onnx
+
+        onnx.checker.check_model(onnx.load_from_string(onnx_bytes))
+        durations[stage] = time.perf_counter() - start
+
+        stage = "ort_session"
+        emit(("stage", index, stage))
+        start = time.perf_counter()
+        session = runtime.session(onnx_bytes, threads=threads)
+        durations[stage] = time.perf_counter() - start
+
+        stage = "ort_run"
+        emit(("stage", index, stage))
+        start = time.perf_counter()
+        feeds = [seeded_inputs(model.inputs, int(spec["input_seed"]), k) for k in range(int(spec["n_inputs"]))]
+        got_all = [runtime.run(session, f) for f in feeds]
+        durations[stage] = time.perf_counter() - start
+
+        # The source framework's reference outputs are part of comparing: its failures are `compare` failures.
+        stage = "compare"
+        emit(("stage", index, stage))
+        start = time.perf_counter()
+        outputs = []
+        for k, got in enumerate(got_all):
+            ref = model.run(feeds[k])
+            if len(ref) != len(got):
+                raise ValueError(f"{len(ref)} reference outputs but {len(got)} onnxruntime outputs")
+            for j, (r, g) in enumerate(zip(ref, got, strict=True)):
+                name = model.output_names[j] if j < len(model.output_names) else None
+                outputs.append({"input_index": k, "output_index": j, "output_name": name,
+                                **compare_output(r, g, atol, rtol)})
+        durations[stage] = time.perf_counter() - start
+        result["outputs"] = outputs
+        result["status"] = "compared"
+    except BaseException as exc:
+        if isinstance(exc, KeyboardInterrupt | SystemExit):
+            raise
+        result.update(_error(stage, exc, tail))
+    return result

@@ -1,0 +1,92 @@
+"""The long-lived conversion worker: imports the frameworks once, then runs model jobs sent over a pipe.
+
+Started by `experiments.isolation` as `python -m experiments.worker`; everything a bad model can do to it
+(segfault, abort, hang, memory blow-up) only costs this process, which the driver then replaces.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ctypes
+import gc
+import importlib
+import os
+import signal
+import sys
+from multiprocessing.connection import Connection
+from typing import Any
+
+
+def _die_with_parent() -> None:
+    """Linux: get SIGKILL when the driver dies (e.g. `kill -9`), so no orphan keeps converting."""
+    try:
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except OSError:
+        pass
+
+
+def _preload(frameworks: list[str], threads: int) -> None:
+    """Import the frameworks a campaign needs before the first job, with one compute thread each."""
+    if "torch" in frameworks:
+        import torch
+
+        torch.set_num_threads(threads)
+    if "tensorflow" in frameworks:
+        import tensorflow as tf
+
+        tf.config.threading.set_intra_op_parallelism_threads(threads)
+        tf.config.threading.set_inter_op_parallelism_threads(1)
+    for name in frameworks:
+        if name in ("torch", "tensorflow"):
+            from experiments import nnsmith_compat
+
+            nnsmith_compat.apply((name,))
+    import onnxruntime  # noqa: F401
+
+
+def _release() -> None:
+    """Free what the last job left behind: Keras keeps every built model in its global state otherwise."""
+    if "keras" in sys.modules:
+        import keras
+
+        keras.backend.clear_session()
+    gc.collect()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="experiments.worker")
+    parser.add_argument("--rfd", type=int, required=True)
+    parser.add_argument("--wfd", type=int, required=True)
+    parser.add_argument("--stderr", default=None)
+    parser.add_argument("--preload", default="")
+    parser.add_argument("--plugins", default="")
+    parser.add_argument("--threads", type=int, default=1)
+    args = parser.parse_args(argv)
+    _die_with_parent()
+    inbox, outbox = Connection(args.rfd, writable=False), Connection(args.wfd, readable=False)
+    for module in filter(None, args.plugins.split(",")):
+        importlib.import_module(module)
+    _preload([f for f in args.preload.split(",") if f], args.threads)
+    from experiments.pipeline import run_job
+
+    outbox.send(("ready", os.getpid()))
+
+    def emit(message: tuple[Any, ...]) -> None:
+        outbox.send(message)
+        sys.stderr.flush()
+
+    while True:
+        try:
+            message = inbox.recv()
+        except EOFError:
+            return 0
+        if message[0] == "stop":
+            return 0
+        run_job(message[1], emit, stderr_path=args.stderr, threads=args.threads)
+        _release()
+        outbox.send(("done",))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

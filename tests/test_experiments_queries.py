@@ -1,0 +1,89 @@
+"""The analysis queries (outcome rates, study H1 per-operator rates, study H2 sequences) on both databases."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from db.queries.experiments import (
+    graph_paths,
+    operator_rates,
+    operator_sequences,
+    outcome_rates,
+    sequence_comparison,
+)
+from experiments.compare import compare_output
+from experiments.store import CampaignStore
+
+
+def _spec(opset: int = 17) -> dict:
+    return {"converter": "torch.onnx-torchscript", "converter_name": "torch.onnx", "converter_version": "2.13.0",
+            "exporter": "torchscript", "opset": opset, "input_seed": 0, "n_inputs": 1}
+
+
+@pytest.fixture
+def stored(engine):  # type: ignore[no-untyped-def]
+    """Three runs of three models: one passes, one mismatches, one fails at export."""
+    store = CampaignStore(engine)
+    cid = store.campaign("q", {"x": 1}, {"python": "3.11", "packages": {}})
+    planned = [{"model_key": f"k{i}", "source": "nnsmith-torch", "framework": "torch", "name": f"m{i}",
+                "params": {"seed": i, "max_nodes": 5}} for i in range(3)]
+    models = store.models(cid, planned)
+    ops = {"k0": ["Add", "Relu"], "k1": ["Relu", "Tan"], "k2": ["Add", "Tan"]}
+    for key, info in ops.items():
+        store.record_model(int(models[key].id), {"operators": info, "content_hash": key})
+    a = np.ones(4, np.float32)
+    ok = {"status": "compared", "onnx_graph": [["Add", []], ["Relu", [0]]],
+          "outputs": [{"input_index": 0, "output_index": 0, **compare_output(a, a, 1e-4, 0)}]}
+    bad = {"status": "compared", "onnx_graph": [["Relu", []], ["Tan", [0]]],
+           "outputs": [{"input_index": 0, "output_index": 0, **compare_output(a, a + 1, 1e-4, 0)}]}
+    failed = {"status": "failed", "stage": "export", "error_class": "RuntimeError", "message": "no"}
+    for key, result in (("k0", ok), ("k1", bad), ("k2", failed)):
+        assert store.record_run(cid, int(models[key].id), _spec(), result, 1e-4, 0.0, key)
+    assert not store.record_run(cid, int(models["k0"].id), _spec(), ok, 1e-4, 0.0, "k0")  # the run key is unique
+    return engine
+
+
+def test_outcome_rates_by_converter_node_count_and_opset(stored) -> None:  # type: ignore[no-untyped-def]
+    rates = outcome_rates(stored)
+    assert len(rates) == 1
+    row = rates.iloc[0]
+    assert (row["runs"], row["passed"], row["mismatch"], row["failed"]) == (3, 1, 1, 1)
+    assert row["node_count"] == 5 and row["opset"] == 17 and row["failed_rate"] == pytest.approx(1 / 3)
+
+
+def test_per_operator_failure_and_mismatch_rates(stored) -> None:  # type: ignore[no-untyped-def]
+    rates = operator_rates(stored).set_index("operator")
+    assert rates.loc["Tan", "runs"] == 2 and rates.loc["Tan", "failure_rate"] == 0.5
+    assert rates.loc["Tan", "mismatch_rate"] == 1.0 and rates.loc["Add", "mismatch_rate"] == 0.0
+    onnx = operator_rates(stored, level="onnx").set_index("operator")
+    assert set(onnx.index) == {"Add", "Relu", "Tan"} and onnx.loc["Relu", "runs"] == 2
+
+
+def test_operator_sequences_in_mismatching_vs_correct_runs(stored) -> None:  # type: ignore[no-untyped-def]
+    seqs = operator_sequences(stored, length=2)
+    assert set(zip(seqs["sequence"], seqs["status"], strict=True)) == {("Add > Relu", "passed"),
+                                                                      ("Relu > Tan", "mismatch")}
+    cmp = sequence_comparison(stored, length=2).set_index("sequence")
+    assert cmp.loc["Relu > Tan", "mismatch_runs"] == 1 and cmp.loc["Relu > Tan", "correct_runs"] == 0
+    assert cmp.loc["Add > Relu", "correct_share"] == 1.0
+
+
+def test_graph_paths_follow_edges() -> None:
+    graph = [["A", []], ["B", [0]], ["C", [0]], ["D", [1, 2]]]
+    assert graph_paths(graph, 3) == {("A", "B", "D"), ("A", "C", "D")}
+    assert graph_paths(graph, 1) == {("A",), ("B",), ("C",), ("D",)}
+
+
+def test_analyze_command_prints_and_exports_each_analysis(stored, cli, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import pandas as pd
+
+    for what in ("outcomes", "operators", "sequences"):
+        out = tmp_path / f"{what}.csv"
+        result = cli("experiment", "analyze", what, "--csv", str(out))
+        assert result.exit_code == 0, result.output
+        assert len(pd.read_csv(out)) >= 1
+    assert "Relu > Tan" in set(pd.read_csv(tmp_path / "sequences.csv")["sequence"])
+    assert "sequences (2 rows)" in cli("experiment", "analyze", "sequences").output
+    bad = cli("experiment", "analyze", "everything")
+    assert bad.exit_code == 2 and "unknown analysis" in bad.output
