@@ -38,7 +38,6 @@ T0 = datetime(2019, 1, 1, tzinfo=UTC)
 REPOS = ("pytorch/pytorch", "onnx/tensorflow-onnx", "onnx/onnx", "microsoft/onnxruntime")
 LABELS = ("module: onnx", "bug", "question", "enhancement", "pending on user response", "triaged")
 CHUNK = 20_000
-FOUNDATION_TABLES = ("ingest_run", "repository", "issue", "issue_event", "issue_sample", "issue_sample_member")
 
 
 def seed_issues(engine: Engine, n: int) -> None:
@@ -94,6 +93,67 @@ def seed_issues(engine: Engine, n: int) -> None:
         conn.execute(insert(IngestRun), runs)
 
 
+CONVERTERS = (("torch.onnx", "torchscript", "nnsmith-torch"), ("torch.onnx", "dynamo", "nnsmith-torch"),
+              ("tf2onnx", "from_function", "nnsmith-tensorflow"))  # fmt: skip
+OPERATORS = ("Conv2d", "ReLU", "Linear", "Tanh", "Add", "Mul", "Reshape", "MaxPool2d", "Softmax", "Erf", "Tan",
+             "LeakyReLU", "BatchNorm2d", "Concat", "Slice")  # fmt: skip
+
+
+def seed_runs(engine: Engine, n_runs: int) -> None:
+    """`n_runs` conversion runs in 2 campaigns: one model per 3 runs, 1 output per compared run."""
+    from db.models.experiments import Campaign, ConversionRun, ModelUnderTest, RunOutput
+
+    rnd = random.Random(11)
+    with engine.begin() as conn:
+        conn.execute(insert(Campaign), [{"name": n, "kind": "live", "spec": {}, "environment": {}, "created_at": T0}
+                                        for n in ("bench-a", "bench-b")])  # fmt: skip
+        campaign_ids = [r[0] for r in conn.execute(text("SELECT id FROM campaign ORDER BY id"))]
+    n_models = -(-n_runs // len(CONVERTERS))
+    started = time.perf_counter()
+    with engine.begin() as conn:
+        for start in range(0, n_models, CHUNK):
+            conn.execute(insert(ModelUnderTest), [{
+                "model_key": f"k{m}", "source": CONVERTERS[m % 2 * 2][2], "framework": "torch", "name": f"m{m}",
+                "params": {}, "seed": m, "node_count": 5 * (1 + m % 20),
+                "operators": rnd.sample(OPERATORS, 4), "campaign_id": campaign_ids[m % 2], "created_at": T0,
+            } for m in range(start, min(start + CHUNK, n_models))])  # fmt: skip
+        first_model = conn.execute(text("SELECT min(id) FROM model")).scalar_one()
+        statuses = ("passed",) * 6 + ("mismatch",) * 2 + ("failed", "crash", "timeout")
+        stages = ("export", "onnx_check", "ort_session", "ort_run")
+        run_id = conn.execute(text("SELECT coalesce(max(id), 0) FROM conversion_run")).scalar_one()
+        runs, outputs = [], []
+        for r in range(n_runs):
+            m = r // len(CONVERTERS)
+            converter, exporter, _ = CONVERTERS[r % len(CONVERTERS)]
+            status = rnd.choice(statuses)
+            compared = status in ("passed", "mismatch")
+            run_id += 1
+            runs.append({
+                "id": run_id, "campaign_id": campaign_ids[m % 2], "model_id": first_model + m, "converter": converter,
+                "converter_version": "1", "exporter": exporter, "opset": (14, 17)[r % 2], "input_seed": 0,
+                "n_inputs": 2, "status": status, "stage": None if compared else rnd.choice(stages),
+                "error_class": None if compared else "onnxruntime.NOT_IMPLEMENTED", "message": None,
+                "durations": {}, "atol": 1e-5, "rtol": 0.0, "finished_at": T0,
+            })  # fmt: skip
+            if compared:
+                need = 10.0 ** rnd.uniform(-9, -3) if status == "passed" else 10.0 ** rnd.uniform(-4, 2)
+                outputs.append({"run_id": run_id, "input_index": 0, "output_index": 0, "shape_match": True,
+                                "dtype_match": True, "n_elements": 100, "max_abs_diff": need,
+                                "needed_atol": {"0.0": need, "0.001": need / 2}, "nonfinite_mismatch": 0})  # fmt: skip
+            if len(runs) >= CHUNK:
+                conn.execute(insert(ConversionRun), runs)
+                conn.execute(insert(RunOutput), outputs)
+                runs, outputs = [], []
+        if runs:
+            conn.execute(insert(ConversionRun), runs)
+            conn.execute(insert(RunOutput), outputs)
+    if engine.dialect.name == "postgresql":
+        with engine.begin() as conn:
+            conn.execute(text("SELECT setval('conversion_run_id_seq', (SELECT max(id) FROM conversion_run))"))
+    print(f"  seeded {n_runs:,} conversion runs ({n_models:,} models) in {time.perf_counter() - started:.1f} s",
+          flush=True)  # fmt: skip
+
+
 def best_of(fn: Callable[[], Any], repeat: int) -> float:
     best = float("inf")
     for _ in range(repeat):
@@ -133,6 +193,9 @@ def page_cases(engine: Engine) -> list[tuple[str, str, Callable[[], Any], str | 
     from db.queries import issue_browser, overview
 
     d = engine.dialect.name
+    from sqlalchemy import inspect
+
+    tables = [t for t in inspect(engine).get_table_names() if t != "alembic_version"]
     label_any = ("i.labels ?| array['question']" if d == "postgresql"
                  else "EXISTS (SELECT 1 FROM json_each(i.labels) WHERE value IN ('question'))")  # fmt: skip
     label_values = ("SELECT DISTINCT value FROM issue, jsonb_array_elements_text(issue.labels) AS value ORDER BY 1"
@@ -145,7 +208,7 @@ def page_cases(engine: Engine) -> list[tuple[str, str, Callable[[], Any], str | 
     )
     cases = [
         ("Overview", "rows per table", lambda: overview.area_counts(engine),
-         " UNION ALL ".join(f"SELECT '{t}', count(*) FROM {t}" for t in FOUNDATION_TABLES)),
+         " UNION ALL ".join(f"SELECT '{t}', count(*) FROM {t}" for t in tables)),
         ("Overview", "freshness", lambda: overview.miner_freshness(engine),
          "SELECT kind, count(*), max(CASE WHEN status='ok' THEN finished_at END), "
          "max(CASE WHEN status='failed' THEN finished_at END) FROM ingest_run GROUP BY kind"),
@@ -167,21 +230,59 @@ def page_cases(engine: Engine) -> list[tuple[str, str, Callable[[], Any], str | 
         ("Issues", "label filter", lambda: issue_browser.state_summary(engine, labels=["question"]),
          summary_sql.format(where=f"WHERE {label_any}")),
     ]  # fmt: skip
+    from db.queries import experiment_browser as xq
+
+    done = "('passed','mismatch')"
+    needed = ("(o.needed_atol ->> '0.0')::float" if d == "postgresql"
+              else "CAST(json_extract(o.needed_atol, '$.\"0.0\"') AS REAL)")  # fmt: skip
+    per_run = (f"SELECT r.id, r.converter, r.status, max({needed}) AS worst, max(CASE WHEN o.shape_match AND "
+               f"o.dtype_match AND o.nonfinite_mismatch = 0 THEN 0 ELSE 1 END) AS bad, max(CASE WHEN {needed} IS NULL "
+               f"THEN 1 ELSE 0 END) AS unknown FROM conversion_run r JOIN run_output o ON o.run_id = r.id "
+               f"WHERE r.status IN {done} GROUP BY r.id, r.converter, r.status")  # fmt: skip
+    ops = ("SELECT DISTINCT m.id AS model_id, v.value AS operator FROM model m, "
+           + ("jsonb_array_elements_text(CASE WHEN jsonb_typeof(m.operators) = 'array' THEN m.operators "
+              "ELSE '[]'::jsonb END) AS v" if d == "postgresql" else "json_each(m.operators) AS v")
+           + " WHERE v.value IS NOT NULL")  # fmt: skip
+    cases += [
+        ("Experiments", "campaigns", lambda: xq.campaigns(engine),
+         ["SELECT campaign_id, status, count(*) FROM conversion_run GROUP BY campaign_id, status",
+          "SELECT * FROM campaign ORDER BY created_at DESC"]),
+        ("Experiments", "outcomes", lambda: xq.outcome_counts(engine),
+         "SELECT r.converter, r.exporter, m.node_count, r.opset, r.status, count(*) FROM conversion_run r "
+         "JOIN model m ON m.id = r.model_id GROUP BY r.converter, r.exporter, m.node_count, r.opset, r.status"),
+        ("Experiments", "failure stages", lambda: xq.failure_stages(engine),
+         f"SELECT converter, status, stage, error_class, count(*) FROM conversion_run WHERE status NOT IN {done} "
+         "GROUP BY converter, status, stage, error_class"),
+        ("Experiments", "tolerance bins", lambda: xq.tolerance_buckets(engine, rtol=0.0),
+         ["SELECT converter, status, CASE WHEN bad = 1 THEN 'x' WHEN unknown = 1 THEN 'u' WHEN worst <= 0 THEN '0' "
+          + " ".join(f"WHEN worst <= 1e{e} THEN '{e}'" for e in xq.DECADES)
+          + f" ELSE 'more' END AS b, count(*) FROM ({per_run}) x GROUP BY converter, status, b",
+          f"SELECT converter, status, count(*) FROM conversion_run WHERE status IN {done} GROUP BY converter, status"]),
+        ("Experiments (on demand)", "per operator", lambda: xq.operator_rates(engine),
+         f"SELECT o.operator, p.converter, sum(p.runs), sum(p.failures), sum(p.mismatches) FROM (SELECT model_id, "
+         f"converter, count(*) AS runs, sum(CASE WHEN status NOT IN {done} THEN 1 ELSE 0 END) AS failures, "
+         f"sum(CASE WHEN status = 'mismatch' THEN 1 ELSE 0 END) AS mismatches FROM conversion_run "
+         f"GROUP BY model_id, converter) p JOIN ({ops}) o ON o.model_id = p.model_id GROUP BY o.operator, p.converter"),
+        ("Experiments", "run picker", lambda: xq.run_ids(engine),
+         "SELECT id FROM conversion_run ORDER BY id DESC LIMIT 200"),
+    ]  # fmt: skip
     return cases
 
 
-def bench(url: str, n_issues: int, repeat: int) -> list[tuple[str, str, float, float]]:
+def bench(url: str, n_issues: int, repeat: int, n_runs: int = 0) -> list[tuple[str, str, float, float]]:
     upgrade(url)
     engine = make_engine(url)
     started = time.perf_counter()
     seed_issues(engine, n_issues)
+    print(f"  seeded {n_issues:,} issues in {time.perf_counter() - started:.1f} s", flush=True)
+    if n_runs:
+        seed_runs(engine, n_runs)
     if engine.dialect.name == "postgresql":
         with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
             conn.execute(text("VACUUM ANALYZE"))
     else:
         with engine.begin() as conn:
             conn.execute(text("ANALYZE"))
-    print(f"  seeded {n_issues:,} issues in {time.perf_counter() - started:.1f} s", flush=True)
     out = []
     for page, name, ours, sql in page_cases(engine):
         ours()  # warm caches, compile statements
@@ -230,7 +331,7 @@ def main() -> None:
                 from tests.support.databases import scratch_postgres_database
 
                 url = stack.enter_context(scratch_postgres_database("interop_bench"))
-            results[backend] = bench(url, args.issues, args.repeat)
+            results[backend] = bench(url, args.issues, args.repeat, args.runs)
     print("summary (sum of each page's queries, best of", args.repeat, "):")
     for backend, rows in results.items():
         summarize(backend, rows)

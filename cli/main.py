@@ -82,9 +82,10 @@ def info() -> None:
 
 def _register_explorer() -> None:
     """`interop app` and `interop export` (registered here, at the end, to keep merges with other areas easy)."""
-    from cli import app_commands, export_commands
+    from cli import app_commands, export_commands, report_commands
 
     app.add_typer(export_commands.app, name="export")
+    app.add_typer(report_commands.app, name="report")
     app.command(name="app")(app_commands.run_app)
 
 

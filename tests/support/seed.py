@@ -94,3 +94,64 @@ def seed_github(engine: Engine, issues_per_repo: int = 20) -> Seeded:
         out.ingest_runs = 3
         session.commit()
     return out
+
+
+@dataclass
+class SeededCampaign:
+    """A small live campaign whose verdicts at any tolerance are known by construction."""
+
+    name: str = "seeded"
+    runs: int = 0
+    needed: dict[str, list[float]] = field(default_factory=dict)  # converter -> needed atol (rtol 0) per compared run
+    failed_stage: str = "ort_session"
+    failed: int = 0
+    operators: dict[str, int] = field(default_factory=dict)  # operator -> runs containing it
+    first_run_id: int = 0
+
+
+def seed_experiments(engine: Engine) -> SeededCampaign:
+    """Campaign `seeded`: torch.onnx and tf2onnx runs over node counts 5/10 with stored comparison numbers."""
+    from db.models.experiments import Campaign, ConversionRun, ModelUnderTest, RunOutput
+
+    out = SeededCampaign()
+    needed = {"torch.onnx": [0.0, 1e-7, 1e-6, 1e-4, 1e-2], "tf2onnx": [1e-8, 1e-3, 1.0]}
+    out.needed = needed
+    with Session(engine) as session:
+        campaign = Campaign(name=out.name, kind="live", spec={"atol": 1e-5, "rtol": 0.0},
+                            torch_version="2.13.0+cpu", onnxruntime_version="1.32.0", created_at=T0,
+                            finished_at=T0 + timedelta(minutes=2))  # fmt: skip
+        session.add(campaign)
+        session.flush()
+        k = 0
+        for converter, values in needed.items():
+            for i, need in enumerate([*values, None]):  # None: a run that failed
+                k += 1
+                ops = ["Conv2d", "ReLU"] if i % 2 == 0 else ["Linear", "Tanh"]
+                source = "nnsmith-torch" if converter == "torch.onnx" else "nnsmith-tensorflow"
+                model = ModelUnderTest(model_key=f"m{k}", source=source, framework="torch", name=f"model{k}", seed=k,
+                                       node_count=5 if i % 2 == 0 else 10, operators=ops,
+                                       campaign_id=campaign.id)  # fmt: skip
+                session.add(model)
+                session.flush()
+                status = "failed" if need is None else ("passed" if need <= 1e-5 else "mismatch")
+                run = ConversionRun(
+                    campaign_id=campaign.id or 0, model_id=model.id or 0, converter=converter, converter_version="1",
+                    exporter="torchscript" if converter == "torch.onnx" else "from_function", opset=17, input_seed=0,
+                    n_inputs=1, status=status, stage=out.failed_stage if need is None else None,
+                    error_class="onnxruntime.NOT_IMPLEMENTED" if need is None else None,
+                    message="Could not find an implementation for Tan(7)" if need is None else None,
+                    atol=1e-5, rtol=0.0, finished_at=T0,
+                )  # fmt: skip
+                session.add(run)
+                session.flush()
+                out.first_run_id = out.first_run_id or (run.id or 0)
+                out.runs += 1
+                out.failed += need is None
+                for op in ops:
+                    out.operators[op] = out.operators.get(op, 0) + 1
+                if need is not None:
+                    session.add(RunOutput(run_id=run.id or 0, input_index=0, output_index=0, output_name="y",
+                                          shape_match=True, dtype_match=True, n_elements=10, max_abs_diff=need,
+                                          needed_atol={"0.0": need, "0.001": max(need - 1e-3, 0.0)}))  # fmt: skip
+        session.commit()
+    return out

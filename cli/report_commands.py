@@ -1,0 +1,66 @@
+"""`interop report`: reproduce the study's tables from its artifact with one command."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from cli.common import console, fail
+
+app = typer.Typer(help="Reports built from the database (the study's tables).", no_args_is_help=True)
+
+ARTIFACT_FILES = {
+    "survey": Path("survey/interopSurvey.xlsx"),
+    "coding": Path("failure-analysis/FailureAnalysis.xlsx"),
+    "pilot": Path("failure-analysis/PilotStudy.xlsx"),
+    "results": Path("synthetic-models/exporter_test_results"),
+}
+
+
+def import_steps(artifact: Path, codebook: Path, survey: str) -> list[list[str]]:
+    """The `interop` command lines that load the artifact (each idempotent), in order."""
+    files = {key: str(artifact / rel) for key, rel in ARTIFACT_FILES.items()}
+    return [
+        ["db", "upgrade"],
+        ["survey", "import", files["survey"], "--survey", survey],
+        ["label", "codebook", "load", str(codebook)],
+        ["label", "import-sheet", files["coding"]],
+        ["label", "import-sheet", files["pilot"]],
+        ["experiment", "import-results", files["results"]],
+    ]
+
+
+@app.command()
+def paper(
+    artifact: Path = typer.Option(..., "--artifact", help="The study's artifact (../shared/data/paper-artifact)."),
+    out: Path = typer.Option(Path("reports/paper"), "--out", help="Directory for paper-report.md and the CSVs."),
+    codebook: Path | None = typer.Option(
+        None, "--codebook", help="Codebook YAML (default: ARTIFACT/../../codebook/onnx-converter-failures.yaml)."
+    ),
+) -> None:
+    """Import the artifact into the configured database (idempotent) and write the study's tables."""
+    from cli.main import app as interop
+    from reporting.paper import SURVEY, ReportError, build_report, write_report
+
+    missing = [str(artifact / rel) for rel in ARTIFACT_FILES.values() if not (artifact / rel).exists()]
+    if missing:
+        fail(f"not the study's artifact: missing {', '.join(missing)}")
+    codebook = codebook or artifact.resolve().parent.parent / "codebook" / "onnx-converter-failures.yaml"
+    if not codebook.exists():
+        fail(f"codebook {codebook} not found: pass --codebook FILE")
+    done = []
+    for step in import_steps(artifact, codebook, SURVEY):
+        console.print(f"[bold]$ interop {' '.join(step)}[/]", markup=True)
+        code = interop(step, standalone_mode=False)
+        if code not in (None, 0):
+            fail(f"`interop {' '.join(step)}` failed (exit {code}); nothing was reported")
+        done.append(f"`interop {' '.join(step)}`")
+    from cli.common import engine
+
+    try:
+        report = build_report(engine(), SURVEY)
+    except ReportError as exc:
+        fail(str(exc))
+    files = write_report(report, out, done)
+    console.print(f"wrote {files[0]} and {len(files) - 1} CSV tables into {out}")

@@ -1,0 +1,240 @@
+"""Experiments: campaigns, outcomes by converter × node count × opset, diffs at any tolerance, runs in detail."""
+
+from __future__ import annotations
+
+import math
+import shlex
+
+import altair as alt
+import pandas as pd
+import streamlit as st
+
+from db.queries import experiment_browser as xq
+from explorer.common import empty_state, param, query, select_param, set_params
+
+RTOL_GRID = (0.0, 1e-7, 1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 1e-1)
+ATOL_CHOICES = [0.0, *(10.0**d for d in range(-12, 4))]
+OUTCOME_COLORS = alt.Scale(
+    domain=["passed", "mismatch", "failed", "crash", "timeout", "oom"],
+    range=["#4c9f70", "#e3a32b", "#d1495b", "#7b2d26", "#8d6a9f", "#4a4e69"],
+)
+
+
+def reproduce_command(detail: dict) -> str | None:
+    """The `interop experiment run` line that redoes this one run (None for historical imports)."""
+    run, model, campaign = detail["run"], detail["model"], detail["campaign"]
+    if campaign.get("kind") == "historical" or not model:
+        return None
+    converter = run["converter"] if run["converter"] != "torch.onnx" else f"torch.onnx-{run['exporter']}"
+    args = ["interop", "experiment", "run", "--name", f"repro-run-{run['id']}", "--sources", model["source"],
+            "--converters", converter, "--opsets", str(run["opset"]),
+            "--input-seeds", str(run["input_seed"])]  # fmt: skip
+    if model.get("node_count") is not None:
+        args += ["--node-counts", str(model["node_count"])]
+    if model.get("seed") is not None:
+        args += ["--seeds", str(model["seed"])]
+    if run.get("n_inputs"):
+        args += ["--inputs", str(run["n_inputs"])]
+    if run.get("atol") is not None:
+        args += ["--atol", f"{run['atol']:g}", "--rtol", f"{run['rtol'] or 0:g}"]
+    return shlex.join(args)
+
+
+st.title("Experiments")
+version = query(xq.data_version)  # heavy aggregates below are reused until runs are added or removed
+campaigns = query(xq.campaigns, version=version)
+if campaigns.empty:
+    empty_state(
+        "conversion campaigns",
+        "interop experiment run --preset quick",
+        "interop experiment import-results ../shared/data/paper-artifact/synthetic-models/exporter_test_results",
+    )
+    st.stop()
+
+st.dataframe(
+    campaigns,
+    hide_index=True,
+    width="stretch",
+    column_config={"created_at": st.column_config.DatetimeColumn("created (UTC)", format="YYYY-MM-DD HH:mm")},
+)
+names = campaigns["campaign"].tolist()
+campaign = select_param("Campaign", "campaign", names, all_label="(all campaigns)") or None
+scope = f"campaign `{campaign}`" if campaign else "all campaigns"
+
+# --- outcomes ------------------------------------------------------------------------------------------
+st.subheader("Outcomes by converter × node count × opset")
+counts = query(xq.outcome_counts, version=version, campaign=campaign)
+if counts.empty:
+    st.caption(f"No runs in {scope}.")
+else:
+    counts["node_count"] = counts["node_count"].astype("Int64")
+    counts["variant"] = counts["converter"] + " · " + counts["exporter"]
+    opsets = sorted(counts["opset"].dropna().unique().tolist())
+    opset = param("opset")
+    if len(opsets) > 1:
+        opset = select_param("Opset", "opset", [str(o) for o in opsets], all_label="(every opset)")
+    shown = counts[counts["opset"] == int(opset)] if opset else counts
+    totals = shown.groupby("variant")["runs"].sum()
+    st.caption(f"{int(shown['runs'].sum()):,} runs in {scope}; per variant: "
+               + ", ".join(f"{v}: {int(n):,}" for v, n in totals.items()))  # fmt: skip
+    by_nodes = shown.assign(nodes=shown["node_count"].map(lambda n: "n/a" if pd.isna(n) else str(int(n))))
+    node_order = sorted(by_nodes["nodes"].unique(), key=lambda v: (v == "n/a", int(v) if v != "n/a" else 0))
+    chart = (
+        alt.Chart(by_nodes.drop(columns="node_count"))
+        .mark_bar()
+        .encode(
+            x=alt.X("nodes:O", title="nodes per model", sort=node_order),
+            y=alt.Y("sum(runs):Q", stack="normalize", title="share of runs", axis=alt.Axis(format="%")),
+            color=alt.Color("status:N", scale=OUTCOME_COLORS, title="outcome"),
+            tooltip=["variant", "nodes", "opset", "status", "sum(runs):Q"],
+        )
+        .properties(height=220, width=max(180, 30 * len(node_order)))
+        .facet(column=alt.Column("variant:N", title=None, header=alt.Header(labelLimit=400, labelFontSize=12)))
+    )
+    st.altair_chart(chart)
+    table = shown.pivot_table(index=["variant", "node_count", "opset"], columns="status", values="runs",
+                              aggfunc="sum", fill_value=0)  # fmt: skip
+    table.insert(0, "runs", table.sum(axis=1))
+    with st.expander("As a table"):
+        st.dataframe(table.reset_index(), hide_index=True, width="stretch")
+
+    stages = query(xq.failure_stages, version=version, campaign=campaign)
+    if not stages.empty:
+        st.markdown("**Where runs fail** (stage and error class)")
+        stage_chart = alt.Chart(stages).mark_bar().encode(
+            x=alt.X("sum(runs):Q", title="runs"),
+            y=alt.Y("stage:N", title=None, sort="-x", axis=alt.Axis(labelOverlap=False)),
+            color=alt.Color("status:N", scale=OUTCOME_COLORS, title="outcome"),
+            row=alt.Row("converter:N", title=None),
+            tooltip=["converter", "stage", "status", "error_class", "runs"],
+        ).properties(height=alt.Step(18), width=520)
+        st.altair_chart(stage_chart)
+        with st.expander("Failures by error class"):
+            st.dataframe(stages, hide_index=True, width="stretch")
+
+# --- tolerance -----------------------------------------------------------------------------------------
+st.subheader("Differences and tolerance")
+st.caption("Verdicts are recomputed from the stored comparison numbers (the atol each output needs at the chosen "
+           "rtol); nothing is re-run. Stored verdicts keep the tolerance they were judged at.")  # fmt: skip
+a, b = st.columns(2)
+rtol_now = float(param("rtol", "0") or 0)
+rtol = a.selectbox("rtol", RTOL_GRID, index=RTOL_GRID.index(rtol_now) if rtol_now in RTOL_GRID else 0,
+                   format_func=lambda v: f"{v:g}", key="param_rtol")  # fmt: skip
+atol_now = float(param("atol", "1e-05") or 1e-5)
+atol = b.select_slider("atol", options=ATOL_CHOICES, value=min(ATOL_CHOICES, key=lambda v: abs(v - atol_now)),
+                       format_func=lambda v: f"{v:g}", key="param_atol")  # fmt: skip
+set_params(rtol="" if rtol == 0 else f"{rtol:g}", atol="" if atol == 1e-5 else f"{atol:g}")
+# one scan per rtol gives every atol of the slider
+buckets = query(xq.tolerance_buckets, version=version, rtol=rtol, campaign=campaign)
+judged = xq.rejudge(buckets, atol) if not buckets.empty else buckets
+if judged.empty or int(judged["compared"].sum()) == 0:
+    st.caption(f"No compared runs in {scope}.")
+else:
+    cols = st.columns(max(len(judged), 1))
+    for col, row in zip(cols, judged.itertuples(), strict=False):
+        rate = f"{row.mismatch_rate:.1%}" if pd.notna(row.mismatch_rate) else "n/a"
+        delta = int(row.mismatch) - int(row.stored_mismatch)
+        why = (f"{int(row.passed)} pass, {int(row.mismatch)} mismatch; {int(row.not_judgeable)} without numbers "
+               f"for this rtol, {int(row.without_numbers)} without stored numbers (historical)")  # fmt: skip
+        col.metric(f"{row.converter}: mismatch at atol={atol:g}, rtol={rtol:g}", rate,
+                   delta=f"{delta:+d} runs vs stored verdicts" if row.with_numbers else None,
+                   delta_color="inverse" if delta else "off",
+                   help=why)  # fmt: skip
+    st.dataframe(judged, hide_index=True, width="stretch")
+    order = ["0", *(xq.bucket_label(d) for d in xq.DECADES), f">1e{xq.DECADES[-1]}", "cannot pass"]
+    hist = buckets[buckets["bucket"].isin(order)].groupby(["converter", "bucket"], as_index=False)["runs"].sum()
+    if not hist.empty:
+        shown_order = [b for b in order if b in set(hist["bucket"])]
+        bars = alt.Chart(hist).mark_bar().encode(
+            x=alt.X("bucket:N", sort=shown_order, title=f"atol needed to pass at rtol={rtol:g}"),
+            y=alt.Y("runs:Q", title="compared runs"),
+            color=alt.Color("converter:N"),
+            xOffset="converter:N",
+            tooltip=["converter", "bucket", "runs"],
+        ).properties(height=240)
+        edge = xq.bucket_label(round(math.log10(atol))) if atol > 0 else "0"
+        rule = alt.Chart(pd.DataFrame({"bucket": [edge]})).mark_rule(color="black", strokeDash=[4, 4])
+        st.altair_chart(bars + rule.encode(x=alt.X("bucket:N", sort=shown_order)), width="stretch")
+        st.caption("Dashed line: the chosen atol; runs left of it (and on it) pass. \"cannot pass\": shapes, dtypes "
+                   "or NaN/Inf positions disagree.")  # fmt: skip
+
+# --- operators -----------------------------------------------------------------------------------------
+st.subheader("Per operator")
+show_ops = st.toggle("Compute per-operator rates (study H1)", value=param("ops") == "1", key="param_ops",
+                     help="Joins every run with its model's operator list: seconds on millions of runs")  # fmt: skip
+set_params(ops="1" if show_ops else "")
+ops = query(xq.operator_rates, version=version, campaign=campaign) if show_ops else None
+if ops is None:
+    st.caption("Switch on to see, per source operator, how many runs contain it and their failure and mismatch rates.")
+elif ops.empty:
+    st.caption("No operator lists stored for these runs (historical imports carry none).")
+else:
+    minimum = st.number_input("Only operators in at least N runs", min_value=1, value=1, key="ops_min")
+    frame = ops[ops["runs"] >= minimum]
+    st.dataframe(
+        frame, hide_index=True, width="stretch",
+        column_config={
+            "failure_rate": st.column_config.ProgressColumn("failure rate", format="percent", max_value=1),
+            "mismatch_rate": st.column_config.ProgressColumn("mismatch rate", format="percent", max_value=1),
+        },
+    )  # fmt: skip
+with st.expander("Operator sequences in mismatching vs. correct models (study H2)"):
+    length = st.number_input("Sequence length (nodes)", min_value=1, max_value=4, value=2, key="seq_len")
+    if st.button("Compare sequences", help="Reads every compared run's ONNX graph of the chosen campaign"):
+        from db.queries import experiments as experiments_q
+
+        seqs = query(experiments_q.sequence_comparison, campaign=campaign, length=int(length))
+        if seqs.empty:
+            st.caption("No compared runs with stored ONNX graphs.")
+        else:
+            st.dataframe(seqs, hide_index=True, width="stretch")
+
+# --- one run -------------------------------------------------------------------------------------------
+st.subheader("Run detail")
+c1, c2 = st.columns([1, 2])
+status = c1.selectbox("Outcome", ["(any)", *xq.OUTCOMES], key="run_status")
+ids = query(xq.run_ids, campaign=campaign, status=None if status == "(any)" else status)
+current = param("run")
+options = [str(i) for i in ids]
+if current and current not in options:
+    options.insert(0, current)
+picked = c2.selectbox("Run id (newest first)", ["(choose one)", *options],
+                      index=options.index(current) + 1 if current else 0, key="param_run")  # fmt: skip
+set_params(run="" if picked == "(choose one)" else picked)
+if picked != "(choose one)":
+    detail = query(xq.run_detail, run_id=int(picked))
+    if detail is None:
+        st.warning(f"Run {picked} is not in this database.")
+    else:
+        run, model, camp = detail["run"], detail["model"], detail["campaign"]
+        where = f" at stage `{run['stage']}`" if run["stage"] else ""
+        st.markdown(f"**{run['converter']} · {run['exporter']}** (version {run['converter_version']}), opset "
+                    f"{run['opset']}: **{run['status']}**{where}")  # fmt: skip
+        if run.get("error_class") or run.get("message"):
+            st.error(f"{run.get('error_class') or ''}: {run.get('message') or ''}")
+        if run.get("stderr_excerpt"):
+            with st.expander("stderr excerpt"):
+                st.code(run["stderr_excerpt"], language=None)
+        left, right = st.columns(2)
+        with left:
+            st.markdown("**Model**")
+            st.json({k: model.get(k) for k in ("name", "source", "framework", "node_count", "seed", "params",
+                                               "operators", "location", "content_hash")}, expanded=False)  # fmt: skip
+        with right:
+            st.markdown("**Environment** (campaign `" + str(camp.get("name")) + "`)")
+            st.json({k: camp.get(k) for k in ("kind", "python_version", "torch_version", "tensorflow_version",
+                                              "tf2onnx_version", "onnx_version", "onnxruntime_version",
+                                              "nnsmith_version", "cpu")}, expanded=False)  # fmt: skip
+        st.markdown("**Durations per stage (s)** and peak memory: "
+                    f"{run.get('durations') or {}} · {run.get('peak_rss_mb') or '?'} MB")  # fmt: skip
+        if not detail["outputs"].empty:
+            st.markdown("**Comparison numbers per input and output**")
+            st.dataframe(detail["outputs"], hide_index=True, width="stretch")
+        command = reproduce_command(detail)
+        st.markdown("**How to reproduce**")
+        if command:
+            st.code(command, language="bash")
+        else:
+            recorded = model.get("location") or model.get("name")
+            st.caption(f"Imported from the study's results (historical): no model files here to re-run. "
+                       f"Model as recorded: `{recorded}`.")  # fmt: skip

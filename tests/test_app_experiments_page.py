@@ -1,0 +1,70 @@
+"""The Experiments page through AppTest on the study's imported results plus a seeded campaign (both backends)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import streamlit as st
+from sqlalchemy.engine import Engine
+
+from tests.support.apptest import chart_data, metrics, open_page, texts
+from tests.support.seed import SeededCampaign, seed_experiments
+
+
+@pytest.fixture
+def empty(configured_db: str) -> Iterator[str]:
+    st.cache_data.clear()
+    yield configured_db
+    st.cache_data.clear()
+
+
+@pytest.fixture
+def campaigns(cli, shared_dir: Path, engine: Engine) -> Iterator[SeededCampaign]:  # type: ignore[no-untyped-def]
+    st.cache_data.clear()
+    results = shared_dir / "data/paper-artifact/synthetic-models/exporter_test_results"
+    imported = cli("experiment", "import-results", str(results))
+    assert imported.exit_code == 0, imported.output
+    yield seed_experiments(engine)
+    st.cache_data.clear()
+
+
+def test_experiments_page_outcomes_tolerance_operators_detail(campaigns: SeededCampaign) -> None:
+    at = open_page("experiments")
+    frames = [d.value for d in at.dataframe]
+    listed = frames[0].set_index("campaign")
+    assert listed.loc["study-exporter-results", "runs"] == 3544
+    assert listed.loc["seeded", "runs"] == campaigns.runs
+
+    at = open_page("experiments", campaign="seeded", ops="1")
+    figures = metrics(at)
+    assert figures["torch.onnx: mismatch at atol=1e-05, rtol=0"] == "40.0%"  # 2 of 5 need more than 1e-5
+    assert figures["tf2onnx: mismatch at atol=1e-05, rtol=0"] == "66.7%"
+    assert "ort_session" in set(chart_data(at.get("vega_lite_chart")[1])["stage"])
+    ops = next(d.value for d in at.dataframe if "failure_rate" in d.value.columns)
+    runs_with = ops.groupby("operator")["runs"].sum().to_dict()
+    assert runs_with == campaigns.operators
+
+    at = open_page("experiments", campaign="seeded", atol="0.001")
+    figures = metrics(at)
+    assert figures["torch.onnx: mismatch at atol=0.001, rtol=0"] == "20.0%"
+    assert figures["tf2onnx: mismatch at atol=0.001, rtol=0"] == "33.3%"
+    at = open_page("experiments", campaign="seeded", rtol="0.001")
+    assert metrics(at)["torch.onnx: mismatch at atol=1e-05, rtol=0.001"] == "20.0%"
+
+    at = open_page("experiments", campaign="seeded", run=str(campaigns.first_run_id))
+    code = " ".join(c.value for c in at.code)
+    assert "interop experiment run" in code and "--converters torch.onnx-torchscript" in code
+    assert "--node-counts 5" in code and "--opsets 17" in code
+
+
+def test_experiments_historical_run_detail(campaigns: SeededCampaign) -> None:
+    at = open_page("experiments", campaign="study-exporter-results", run="5")
+    body = texts(at)
+    assert "historical" in body and "no model files here to re-run" in body
+    assert metrics(at)["tf2onnx: mismatch at atol=1e-05, rtol=0"].endswith("%")
+
+
+def test_experiments_empty_state(empty: str) -> None:
+    assert "interop experiment run --preset quick" in texts(open_page("experiments"))

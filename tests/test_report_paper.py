@@ -1,0 +1,173 @@
+"""`interop report paper` on the real artifact, checked against counts derived here straight from the files."""
+
+from __future__ import annotations
+
+import glob
+import json
+import math
+from collections import Counter
+from pathlib import Path
+
+import openpyxl
+import pandas as pd
+import pytest
+import yaml
+from sklearn.metrics import cohen_kappa_score
+
+CONVERTER_OF_SHEET = {"PyTorch": "torch.onnx (PyTorch)", "tf2onnx": "tf2onnx (TensorFlow)"}
+
+
+def survey_rows(shared: Path) -> tuple[list[str], list[dict[str, str]]]:
+    """QIDs of the header row and the 92 respondent rows (the row below the header holds question texts)."""
+    path = shared / "data/paper-artifact/survey/interopSurvey.xlsx"
+    wb = openpyxl.load_workbook(path, read_only=True, data_only=True)
+    rows = list(wb.worksheets[0].iter_rows(values_only=True))
+    qids = [str(c) if c is not None else "" for c in rows[0]]
+    people = [
+        {q: ("" if v is None else str(v).strip()) for q, v in zip(qids, row, strict=False)}
+        for row in rows[2:]
+        if any(v not in (None, "") for v in row)
+    ]
+    return qids, people
+
+
+def sheet_codes(shared: Path, dimension: str) -> dict[str, Counter]:
+    """Code counts of one dimension per converter sheet, using the codebook's column name."""
+    book = yaml.safe_load((shared / "codebook/onnx-converter-failures.yaml").read_text())
+    column = next(d["column"] for d in book["dimensions"] if d["key"] == dimension)
+    wb = openpyxl.load_workbook(shared / "data/paper-artifact/failure-analysis/FailureAnalysis.xlsx", read_only=True,
+                                data_only=True)  # fmt: skip
+    out = {}
+    for sheet, converter in CONVERTER_OF_SHEET.items():
+        rows = list(wb[sheet].iter_rows(values_only=True))
+        col = list(rows[0]).index(column)
+        out[converter] = Counter(int(r[col]) for r in rows[1:] if r[0] is not None and isinstance(r[col], int | float))
+    return out
+
+
+def synthetic_counts(shared: Path) -> dict[tuple[str, int], Counter]:
+    """Outcome counts per (converter, node count) from the study's JSON files (node count from the file name)."""
+    base = shared / "data/paper-artifact/synthetic-models/exporter_test_results"
+    out: dict[tuple[str, int], Counter] = {}
+    for framework, converter in (("torch", "torch.onnx"), ("tensorflow", "tf2onnx")):
+        for path in glob.glob(str(base / framework / "*.json")):
+            nodes = int(Path(path).stem.rsplit("_", 1)[1])
+            counter = out.setdefault((converter, nodes), Counter())
+            for entry in json.loads(Path(path).read_text()):
+                if entry.get("hang"):
+                    counter["timeout"] += 1
+                elif entry["result"] != 0:
+                    counter["failed"] += 1
+                elif framework == "torch":
+                    counter["mismatch" if entry.get("mismatch") else "passed"] += 1
+                else:
+                    mad = entry.get("mad")
+                    ok = mad is not None and not math.isnan(mad) and mad <= 1e-5
+                    counter["passed" if ok else "mismatch"] += 1
+    return out
+
+
+@pytest.fixture
+def report_dir(cli, shared_dir: Path, tmp_path: Path) -> Path:  # type: ignore[no-untyped-def]
+    out = tmp_path / "report"
+    result = cli("report", "paper", "--artifact", str(shared_dir / "data/paper-artifact"), "--out", str(out))
+    assert result.exit_code == 0, result.output
+    return out
+
+
+@pytest.mark.slow
+def test_report_paper_matches_the_files(report_dir: Path, shared_dir: Path, cli) -> None:  # type: ignore[no-untyped-def]
+    md = (report_dir / "paper-report.md").read_text()
+    for heading in ("Choices these numbers depend on", "Survey: respondents' background", "Failure symptom",
+                    "Symptom × cause", "Inter-rater agreement", "Synthetic models"):  # fmt: skip
+        assert heading in md
+
+    # survey: single choices and a multi-select without commas inside its choices
+    _, people = survey_rows(shared_dir)
+    assert len(people) == 92
+    demo = pd.read_csv(report_dir / "survey_demographics.csv")
+    interop = pd.read_csv(report_dir / "survey_interoperability.csv")
+    for frame, qid in ((demo, "Q1"), (demo, "Q5"), (interop, "Q61")):
+        expected = Counter(p[qid] for p in people if p[qid])
+        got = frame[frame["qid"] == qid].set_index("choice")["count"].to_dict()
+        assert got == dict(expected), qid
+        assert set(frame.loc[frame["qid"] == qid, "n_answered"]) == {sum(expected.values())}
+        assert set(frame.loc[frame["qid"] == qid, "n_respondents"]) == {92}
+    q60 = Counter(c.strip() for p in people for c in p["Q60"].split(",") if p["Q60"])
+    got60 = interop[interop["qid"] == "Q60"].set_index("choice")["count"].to_dict()
+    assert got60 == dict(q60)
+    pct = interop[(interop["qid"] == "Q60") & (interop["choice"] == "PyTorch")].iloc[0]
+    answered60 = sum(1 for p in people if p["Q60"])
+    assert pct["pct_of_answered"] == pytest.approx(round(100 * q60["PyTorch"] / answered60, 1))
+
+    # failure taxonomy per converter: the sheets' code columns
+    for dimension in ("symptom", "cause", "component"):
+        expected = sheet_codes(shared_dir, dimension)
+        table = pd.read_csv(report_dir / f"failures_{dimension}.csv")
+        table = table[table["label"] != "(denominator)"]
+        for converter, counts in expected.items():
+            got = {int(c): int(n) for c, n in zip(table["code"], table[f"{converter} n"], strict=True) if n}
+            assert got == dict(counts), (dimension, converter)
+    xt = pd.read_csv(report_dir / "failures_symptom_x_cause.csv").set_index("symptom \\ cause")
+    assert xt.loc["total", "total"] == 200
+
+    # pilot agreement: recomputed from the Interrater sheet (two side-by-side blocks of 30 issues)
+    wb = openpyxl.load_workbook(shared_dir / "data/paper-artifact/failure-analysis/PilotStudy.xlsx", read_only=True,
+                                data_only=True)  # fmt: skip
+    rows = [r for r in list(wb["Interrater"].iter_rows(values_only=True))[2:] if r[0] is not None or r[9] is not None]
+    pairs: dict[str, tuple[list[int], list[int]]] = {"cause": ([], []), "symptom": ([], [])}
+    for row in rows:
+        for start in (0, 9):
+            if isinstance(row[start], int | float) and isinstance(row[start + 1], int | float):
+                pairs["cause"][0].append(int(row[start + 1]))
+                pairs["cause"][1].append(int(row[start + 2]))
+                pairs["symptom"][0].append(int(row[start + 4]))
+                pairs["symptom"][1].append(int(row[start + 5]))
+    agreement = pd.read_csv(report_dir / "pilot_agreement.csv")
+    pilot = agreement[agreement["round"] == "pilotstudy"].set_index("dimension")
+    for dimension, (r1, r2) in pairs.items():
+        assert len(r1) == 60
+        assert pilot.loc[dimension, "items"] == 60
+        assert pilot.loc[dimension, "percent_agreement"] == pytest.approx(
+            sum(a == b for a, b in zip(r1, r2, strict=True)) / 60, abs=1e-3)  # fmt: skip
+        assert pilot.loc[dimension, "cohen_kappa"] == pytest.approx(cohen_kappa_score(r1, r2), abs=1e-3)
+
+    # synthetic models: outcome per converter and node count
+    synthetic = pd.read_csv(report_dir / "synthetic_outcomes.csv")
+    for (converter, nodes), counts in synthetic_counts(shared_dir).items():
+        row = synthetic[(synthetic["converter"] == converter) & (synthetic["node_count"] == nodes)].iloc[0]
+        assert row["models"] == sum(counts.values()), (converter, nodes)
+        for outcome, n in counts.items():
+            assert row[outcome] == n, (converter, nodes, outcome)
+
+    # a second run imports nothing new and writes the same tables
+    again = cli("report", "paper", "--artifact", str(shared_dir / "data/paper-artifact"),
+                "--out", str(report_dir.parent / "again"))  # fmt: skip
+    assert again.exit_code == 0, again.output
+    assert "nothing new" in again.output
+    for name in ("survey_demographics", "failures_cause", "synthetic_outcomes", "pilot_agreement"):
+        first = pd.read_csv(report_dir / f"{name}.csv")
+        second = pd.read_csv(report_dir.parent / "again" / f"{name}.csv")
+        pd.testing.assert_frame_equal(first, second)
+
+
+def test_report_paper_refuses_a_directory_that_is_not_the_artifact(cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    result = cli("report", "paper", "--artifact", str(tmp_path), "--out", str(tmp_path / "out"))
+    assert result.exit_code == 2
+    assert "not the study's artifact" in result.output
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.slow
+def test_every_table_of_the_study_exports(report_dir: Path, cli, engine, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """After the artifact is imported, `interop export` writes every table of every area with its row count."""
+    import pyarrow.parquet as pq
+
+    from db.queries.overview import area_counts
+
+    expected = area_counts(engine).set_index("table")["rows"].to_dict()
+    result = cli("export", "--format", "parquet", "--out", str(tmp_path / "parquet"))
+    assert result.exit_code == 0, result.output
+    written = {p.stem: pq.read_metadata(p).num_rows for p in (tmp_path / "parquet").glob("*.parquet")}
+    assert written == expected
+    assert expected["conversion_run"] == 3544 and expected["survey_response"] == 92
