@@ -27,11 +27,12 @@ setup: $(STAMP)
 
 labelstudio: $(LS_STAMP)
 
-## Main job on the embedded default (SQLite file ./interop.db).
+## Main job on the embedded default (SQLite file ./interop.db), then the explorer on http://localhost:8501.
 run: setup
 	$(BIN)/interop db upgrade
 	$(BIN)/interop info
 	$(BIN)/interop experiment run --preset quick
+	$(BIN)/interop app --port 8501
 
 ## Lint and the whole test suite (slow ML tests and real services included).
 test: setup labelstudio

@@ -14,7 +14,7 @@ import pytest
 from sqlalchemy.engine import Engine
 
 from tests.support.browser import CHROMIUM, Chromium, StreamlitServer, wait_for_page
-from tests.support.seed import seed_github
+from tests.support.seed import seed_experiments, seed_github
 from tests.support.services import skip_or_fail
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -42,14 +42,18 @@ def server(  # type: ignore[no-untyped-def]
     for args in (("survey", "import", str(artifact / "survey/interopSurvey.xlsx"), "--survey", "interop"),
                  ("label", "codebook", "load", str(shared_dir / "codebook/onnx-converter-failures.yaml")),
                  ("label", "import-sheet", str(artifact / "failure-analysis/PilotStudy.xlsx")),
-                 ("label", "import-sheet", str(artifact / "failure-analysis/FailureAnalysis.xlsx"))):  # fmt: skip
+                 ("label", "import-sheet", str(artifact / "failure-analysis/FailureAnalysis.xlsx")),
+                 ("experiment", "import-results", str(artifact / "synthetic-models" / "exporter_test_results"))
+                 ):  # fmt: skip
         imported = cli(*args)
         assert imported.exit_code == 0, imported.output
+    seeded_campaign = seed_experiments(engine)
     from db.queries.overview import area_counts
 
     counts = area_counts(engine)
     expected = {"areas": counts.groupby("area")["rows"].sum().astype(int).to_dict(),
-                "issues": int(counts.set_index("table").loc["issue", "rows"])}  # with the sheets' URL-only issues
+                "issues": int(counts.set_index("table").loc["issue", "rows"]),  # with the sheets' URL-only issues
+                "first_run": seeded_campaign.first_run_id}  # fmt: skip
     app = StreamlitServer(ROOT / "streamlit_app.py", {"INTEROP_DATABASE_URL": db_url}, tmp_path / "streamlit.log")
     try:
         app.wait()
@@ -74,6 +78,10 @@ def test_every_page_renders_in_chromium(
         ("issues-detail", "issues?state=open&issue=pytorch/pytorch%231003", "Issues",
          ["pytorch export fails #3", "Timeline"]),
         ("labeling", "labeling", "Labeling", ["Agreement in round", "pilotstudy", "Disagreements", "Taxonomy"]),
+        ("experiments", "experiments?campaign=study-exporter-results", "Experiments",
+         ["Outcomes by converter", "3,544 runs", "Where runs fail", "Differences and tolerance"]),
+        ("experiments-run", f"experiments?campaign=seeded&ops=1&run={expected['first_run']}", "Experiments",
+         ["Per operator", "How to reproduce", "interop experiment run"]),
         ("sql", f"sql?sql={sql}", "SQL", ["3 rows", "Download Parquet"]),  # closed, open, and NULL (URL-only)
     ]  # fmt: skip
     problems = []
@@ -86,7 +94,7 @@ def test_every_page_renders_in_chromium(
         missing = [text for text in expected if text not in state["text"]]
         if name in ("overview", "sql", "issues") and not state["dataframes"]:
             missing.append("a table")
-        if name in ("issues", "survey", "labeling") and not state["charts"]:
+        if name in ("issues", "survey", "labeling", "experiments") and not state["charts"]:
             missing.append("a chart")
         if missing:
             problems.append(f"{name}: {missing} not shown; page text starts {state['text'][:300]!r}")

@@ -233,7 +233,7 @@ if picked != "(choose one)":
         command = reproduce_command(detail)
         st.markdown("**How to reproduce**")
         if command:
-            st.code(command, language="bash")
+            st.code(command, language="bash", wrap_lines=True)
         else:
             recorded = model.get("location") or model.get("name")
             st.caption(f"Imported from the study's results (historical): no model files here to re-run. "
