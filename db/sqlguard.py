@@ -9,15 +9,20 @@ class ReadOnlyViolation(ValueError):
     """The statement would write, or is not a single read-only statement."""
 
 
-#: Keywords that only appear in statements that change data, schema, or the session.
+#: Keywords of writes that may hide inside a read-looking statement (a CTE, EXPLAIN ANALYZE, …): refused anywhere.
 WRITE_KEYWORDS = frozenset(
     {
         "INSERT", "UPDATE", "DELETE", "DROP", "ATTACH", "DETACH", "CREATE", "ALTER", "TRUNCATE", "GRANT",
-        "REVOKE", "VACUUM", "REINDEX", "COPY", "MERGE", "CALL", "UPSERT", "LOCK", "COMMIT", "ROLLBACK",
-        "SAVEPOINT", "RELEASE", "BEGIN", "CLUSTER", "REFRESH", "LISTEN", "NOTIFY", "DISCARD", "PREPARE",
-        "EXECUTE", "DEALLOCATE", "IMPORT", "LOAD", "SECURITY", "COMMENT",
+        "REVOKE", "VACUUM", "REINDEX", "COPY", "MERGE", "UPSERT",
     }
 )  # fmt: skip
+#: Statements that change the session, transactions or the server; refused as a statement's first word (as
+#: words inside a query they are ordinary names, e.g. a column called `release`).
+WRITE_STATEMENTS = WRITE_KEYWORDS | {
+    "LOCK", "COMMIT", "ROLLBACK", "SAVEPOINT", "RELEASE", "BEGIN", "START", "END", "ABORT", "CLUSTER", "REFRESH",
+    "LISTEN", "NOTIFY", "DISCARD", "PREPARE", "EXECUTE", "DEALLOCATE", "IMPORT", "LOAD", "SECURITY", "COMMENT",
+    "CALL", "DO", "SET", "RESET", "REPLACE",
+}  # fmt: skip
 #: Statements allowed to start a query.
 READ_STARTS = frozenset({"SELECT", "WITH", "VALUES", "EXPLAIN", "PRAGMA", "SHOW", "TABLE"})
 #: Functions that write or escape the sandbox even inside a SELECT.
@@ -84,8 +89,10 @@ def _why(word: str) -> str:
     """One-line reason a keyword is refused."""
     if word in ("ATTACH", "DETACH"):
         return f"refused: {word} opens or closes another database file; the console is read-only"
-    if word in ("BEGIN", "COMMIT", "ROLLBACK", "SAVEPOINT", "RELEASE", "LOCK"):
+    if word in ("BEGIN", "START", "END", "ABORT", "COMMIT", "ROLLBACK", "SAVEPOINT", "RELEASE", "LOCK"):
         return f"refused: {word} controls transactions; the console runs each query in its own read-only one"
+    if word in ("SET", "RESET", "DISCARD", "LISTEN", "NOTIFY", "PREPARE", "EXECUTE", "DEALLOCATE", "DO", "CALL"):
+        return f"refused: {word} changes the session or runs code; the console runs one read-only query"
     return f"refused: {word} writes to the database; the console is read-only"
 
 
@@ -103,7 +110,7 @@ def check_read_only(sql: str) -> str:
     if not words or words[0][0] != 0:
         raise ReadOnlyViolation("refused: a query must start with SELECT, WITH, VALUES, EXPLAIN, SHOW or PRAGMA")
     first = words[0][1]
-    if first in WRITE_KEYWORDS or first == "REPLACE":
+    if first in WRITE_STATEMENTS:
         raise ReadOnlyViolation(_why(first))
     if first not in READ_STARTS:
         raise ReadOnlyViolation(

@@ -147,6 +147,9 @@ def test_duplicate_column_names_are_made_unique(db_url: str) -> None:
         "SELECT * INTO copy FROM issue",
         "VACUUM",
         "BEGIN",
+        "COMMIT",
+        "SET statement_timeout = 0",
+        "SELECT 1 FOR UPDATE",
         "PRAGMA journal_mode(DELETE)",
         "SELECT set_config('default_transaction_read_only', 'off', false)",
         "",
@@ -162,3 +165,5 @@ def test_static_check_keeps_one_statement_without_trailing_semicolon_or_comment(
     assert check_read_only("SELECT 1;  -- done") == "SELECT 1"
     assert check_read_only("PRAGMA table_info(issue)") == "PRAGMA table_info(issue)"
     assert check_read_only('SELECT "delete" FROM t') == 'SELECT "delete" FROM t'
+    # statement keywords are ordinary names inside a query
+    assert check_read_only("SELECT release, comment, load FROM t") == "SELECT release, comment, load FROM t"
