@@ -105,7 +105,7 @@ else:
             x=alt.X("sum(runs):Q", title="runs"),
             y=alt.Y("stage:N", title=None, sort="-x", axis=alt.Axis(labelOverlap=False)),
             color=alt.Color("status:N", scale=OUTCOME_COLORS, title="outcome"),
-            row=alt.Row("converter:N", title=None),
+            row=alt.Row("converter:N", title=None, header=alt.Header(labelAngle=0, labelAlign="left", labelLimit=200)),
             tooltip=["converter", "stage", "status", "error_class", "runs"],
         ).properties(height=alt.Step(18), width=520)
         st.altair_chart(stage_chart)
