@@ -88,7 +88,7 @@ else:
             color=alt.Color("status:N", scale=OUTCOME_COLORS, title="outcome"),
             tooltip=["variant", "nodes", "opset", "status", "sum(runs):Q"],
         )
-        .properties(height=220, width=max(180, 30 * len(node_order)))
+        .properties(height=220, width=max(160, min(28 * len(node_order), 760 // max(1, by_nodes["variant"].nunique()))))
         .facet(column=alt.Column("variant:N", title=None, header=alt.Header(labelLimit=400, labelFontSize=12)))
     )
     st.altair_chart(chart)
@@ -144,9 +144,8 @@ else:
     order = ["0", *(xq.bucket_label(d) for d in xq.DECADES), f">1e{xq.DECADES[-1]}", "cannot pass"]
     hist = buckets[buckets["bucket"].isin(order)].groupby(["converter", "bucket"], as_index=False)["runs"].sum()
     if not hist.empty:
-        shown_order = [b for b in order if b in set(hist["bucket"])]
         bars = alt.Chart(hist).mark_bar().encode(
-            x=alt.X("bucket:N", sort=shown_order, title=f"atol needed to pass at rtol={rtol:g}"),
+            x=alt.X("bucket:N", sort=order, title=f"atol needed to pass at rtol={rtol:g}"),
             y=alt.Y("runs:Q", title="compared runs"),
             color=alt.Color("converter:N"),
             xOffset="converter:N",
@@ -154,7 +153,7 @@ else:
         ).properties(height=240)
         edge = xq.bucket_label(round(math.log10(atol))) if atol > 0 else "0"
         rule = alt.Chart(pd.DataFrame({"bucket": [edge]})).mark_rule(color="black", strokeDash=[4, 4])
-        st.altair_chart(bars + rule.encode(x=alt.X("bucket:N", sort=shown_order)), width="stretch")
+        st.altair_chart(bars + rule.encode(x=alt.X("bucket:N", sort=order)), width="stretch")
         st.caption("Dashed line: the chosen atol; runs left of it (and on it) pass. \"cannot pass\": shapes, dtypes "
                    "or NaN/Inf positions disagree.")  # fmt: skip
 
