@@ -81,3 +81,27 @@ def test_issues_page_shows_coded_failures_over_time(labeled: None, engine) -> No
     data = chart_data(chart)
     assert int(data["issues"].sum()) == 200  # every issue of FailureAnalysis.xlsx has a final symptom
     assert int(data.loc[data["code"] == "Crash", "issues"].sum()) == 112
+
+
+def test_progress_uses_label_studio_assignments(labeled: None, engine) -> None:  # type: ignore[no-untyped-def]
+    """With tasks pushed to Label Studio (recorded as ls_task rows), progress is coded out of assigned."""
+    from sqlmodel import Session, select
+
+    from db.models.labeling import Coder, LabelItem, LabelRound, LsProject, LsTask
+
+    with Session(engine) as session:
+        rnd = session.exec(select(LabelRound).where(LabelRound.name == "pilotstudy")).one()
+        coder = session.exec(select(Coder).where(Coder.name == "R1")).one()
+        items = session.exec(select(LabelItem).order_by(LabelItem.id)).all()
+        project = LsProject(round_id=rnd.id, coder_id=coder.id, purpose="coding", ls_project_id=1, config_hash="x")
+        session.add(project)
+        session.flush()
+        session.add_all([LsTask(project_id=project.id, item_id=i.id, ls_task_id=n) for n, i in enumerate(items[:80])])
+        session.commit()
+    st.cache_data.clear()
+    at = open_page("labeling")
+    progress = next(d.value for d in at.dataframe if "items_coded" in d.value.columns)
+    r1 = progress[(progress["round"] == "pilotstudy") & (progress["coder"] == "R1")].iloc[0]
+    assert r1["assigned"] == 80 and r1["share"] == 60 / 80
+    r2 = progress[(progress["round"] == "pilotstudy") & (progress["coder"] == "R2")].iloc[0]
+    assert r2["share"] == 1.0  # no Label Studio assignment: out of the round's items

@@ -8,6 +8,7 @@ import altair as alt
 import pandas as pd
 import streamlit as st
 
+from db.queries import label_progress
 from db.queries import labeling as labeling_q
 from explorer.common import empty_state, param, query, select_param
 from labeling.summary import round_categories
@@ -67,7 +68,10 @@ else:
         .reset_index()
         .merge(items_per_round, on="round")
     )
-    progress["share"] = progress["items_coded"] / progress["items_in_round"]
+    assigned = query(label_progress.assigned_tasks)
+    progress = progress.merge(assigned, on=["round", "coder"], how="left")
+    # Label Studio rounds: done = coded of assigned; sheet imports: of the items in the round
+    progress["share"] = progress["items_coded"] / progress["assigned"].fillna(progress["items_in_round"])
     invalid = query(labeling_q.invalid_codings)
     if not invalid.empty:
         bad = invalid.groupby(["round", "coder"]).size().rename("invalid_codings").reset_index()
