@@ -40,6 +40,7 @@ def test_overview_counts_freshness_and_runs(seeded: Seeded) -> None:
     fresh = next(f for f in frames if "last_error" in f.columns)
     assert set(fresh["kind"]) == {"github-mine", "survey-import"}
     assert fresh.set_index("kind").loc["github-mine", "runs"] == 2
+    assert fresh.set_index("kind").loc["github-mine", "since last success"].endswith(" h")  # years ago: "N d M h"
     runs = next(f for f in frames if "duration_s" in f.columns)
     assert len(runs) == seeded.ingest_runs
 

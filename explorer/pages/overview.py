@@ -2,10 +2,19 @@
 
 from __future__ import annotations
 
+import pandas as pd
 import streamlit as st
 
 from db.queries import overview
 from explorer.common import empty_state, query, schema_missing
+
+
+def age(delta: pd.Timedelta) -> str:
+    """`3 d 4 h`, `25 min`: how long ago, readable at a glance."""
+    seconds = int(delta.total_seconds())
+    days, hours, minutes = seconds // 86400, seconds % 86400 // 3600, seconds % 3600 // 60
+    return f"{days} d {hours} h" if days else (f"{hours} h {minutes} min" if hours else f"{minutes} min")
+
 
 st.title("Overview")
 st.caption("Counts per area, freshness of every miner, import and campaign, and the latest runs.")
@@ -37,6 +46,9 @@ if fresh.empty:
         "interop experiment run --preset quick",
     )
 else:
+    now = pd.Timestamp.now(tz="UTC")
+    since = fresh["last_success_at"].map(lambda t: age(now - t) if pd.notna(t) else "never")
+    fresh.insert(1, "since last success", since)
     st.dataframe(
         fresh,
         hide_index=True,
