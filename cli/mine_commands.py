@@ -47,7 +47,7 @@ def github(
                                     "queries (each label is one query, results are unioned)."),
     exclude_label: list[str] = typer.Option([], "--exclude-label", help="Skip issues carrying this label."),
     state: str = typer.Option("all", "--state", help="open, closed or all."),
-    all_entries: bool = typer.Option(False, "--all", help="Run every [[miners.github]] entry of interop.toml."),
+    all_entries: bool = typer.Option(False, "--all", help="Run every \\[\\[miners.github]] entry of interop.toml."),
     base_url: str | None = typer.Option(None, "--base-url", help="API base URL (GitHub Enterprise, a test "
                                         "server); default INTEROP_GITHUB_BASE_URL."),
     timelines: str = typer.Option("all", "--timelines", help="Fetch timelines of all, closed or none of the "

@@ -6,7 +6,7 @@ import typer
 
 from cli.common import UserError, console, engine, user_errors
 
-app = typer.Typer(help="Scheduled miner runs ([[schedule]] in interop.toml).", no_args_is_help=True)
+app = typer.Typer(help="Scheduled miner runs (the \\[\\[schedule]] entries of interop.toml).", no_args_is_help=True)
 
 
 def _entries():  # type: ignore[no-untyped-def]
