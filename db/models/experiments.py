@@ -90,6 +90,7 @@ class ConversionRun(SQLModel, table=True):
         # Covering indexes for the Experiments page's aggregates: index-only scans, already in GROUP BY order.
         Index("ix_conversion_run_campaign_status", "campaign_id", "status"),
         Index("ix_conversion_run_outcome", "converter", "status", "stage", "error_class"),
+        Index("ix_conversion_run_variant", "model_id", "converter", "exporter", "opset", "status"),
     )
 
     id: int | None = Field(default=None, primary_key=True)
