@@ -235,10 +235,17 @@ def page_cases(engine: Engine) -> list[tuple[str, str, Callable[[], Any], str | 
     done = "('passed','mismatch')"
     needed = ("(o.needed_atol ->> '0.0')::float" if d == "postgresql"
               else "CAST(json_extract(o.needed_atol, '$.\"0.0\"') AS REAL)")  # fmt: skip
-    per_run = (f"SELECT r.id, r.converter, r.status, max({needed}) AS worst, max(CASE WHEN o.shape_match AND "
-               f"o.dtype_match AND o.nonfinite_mismatch = 0 THEN 0 ELSE 1 END) AS bad, max(CASE WHEN {needed} IS NULL "
-               f"THEN 1 ELSE 0 END) AS unknown FROM conversion_run r JOIN run_output o ON o.run_id = r.id "
-               f"WHERE r.status IN {done} GROUP BY r.id, r.converter, r.status")  # fmt: skip
+    bad = "max(CASE WHEN o.shape_match AND o.dtype_match AND o.nonfinite_mismatch = 0 THEN 0 ELSE 1 END) AS bad"
+    if d == "postgresql":
+        per_run = (f"SELECT r.id, r.converter, r.status, p.worst, p.bad, p.unknown FROM (SELECT o.run_id, "
+                   f"max({needed}) AS worst, {bad}, max(CASE WHEN {needed} IS NULL THEN 1 ELSE 0 END) AS unknown "
+                   f"FROM run_output o GROUP BY o.run_id) p JOIN conversion_run r ON r.id = p.run_id "
+                   f"WHERE r.status IN {done}")  # fmt: skip
+    else:  # as the query function does on SQLite: the JSON number read once, 'u' (text sorts last) when missing
+        per_run = (f"SELECT r.id, r.converter, r.status, CASE WHEN typeof(p.top) = 'text' THEN NULL ELSE p.top END "
+                   f"AS worst, p.bad, CASE WHEN typeof(p.top) = 'text' THEN 1 ELSE 0 END AS unknown FROM (SELECT "
+                   f"o.run_id, max(coalesce({needed}, 'u')) AS top, {bad} FROM run_output o GROUP BY o.run_id) p "
+                   f"JOIN conversion_run r ON r.id = p.run_id WHERE r.status IN {done}")  # fmt: skip
     ops = ("SELECT DISTINCT m.id AS model_id, v.value AS operator FROM model m, "
            + ("jsonb_array_elements_text(CASE WHEN jsonb_typeof(m.operators) = 'array' THEN m.operators "
               "ELSE '[]'::jsonb END) AS v" if d == "postgresql" else "json_each(m.operators) AS v")
