@@ -101,7 +101,7 @@ OPERATORS = ("Conv2d", "ReLU", "Linear", "Tanh", "Add", "Mul", "Reshape", "MaxPo
 
 def seed_runs(engine: Engine, n_runs: int) -> None:
     """`n_runs` conversion runs in 2 campaigns: one model per 3 runs, 1 output per compared run."""
-    from db.models.experiments import Campaign, ConversionRun, ModelUnderTest, RunOutput
+    from db.models.experiments import Campaign, ConversionRun, ModelOperator, ModelUnderTest, RunOutput
 
     rnd = random.Random(11)
     with engine.begin() as conn:
@@ -111,13 +111,18 @@ def seed_runs(engine: Engine, n_runs: int) -> None:
     n_models = -(-n_runs // len(CONVERTERS))
     started = time.perf_counter()
     with engine.begin() as conn:
+        operators = [rnd.sample(OPERATORS, 4) for _ in range(n_models)]
         for start in range(0, n_models, CHUNK):
             conn.execute(insert(ModelUnderTest), [{
                 "model_key": f"k{m}", "source": CONVERTERS[m % 2 * 2][2], "framework": "torch", "name": f"m{m}",
                 "params": {}, "seed": m, "node_count": 5 * (1 + m % 20),
-                "operators": rnd.sample(OPERATORS, 4), "campaign_id": campaign_ids[m % 2], "created_at": T0,
+                "operators": operators[m], "campaign_id": campaign_ids[m % 2], "created_at": T0,
             } for m in range(start, min(start + CHUNK, n_models))])  # fmt: skip
         first_model = conn.execute(text("SELECT min(id) FROM model")).scalar_one()
+        for start in range(0, n_models, CHUNK):
+            conn.execute(insert(ModelOperator), [{"model_id": first_model + m, "operator": op}
+                                                 for m in range(start, min(start + CHUNK, n_models))
+                                                 for op in operators[m]])  # fmt: skip
         statuses = ("passed",) * 6 + ("mismatch",) * 2 + ("failed", "crash", "timeout")
         stages = ("export", "onnx_check", "ort_session", "ort_run")
         run_id = conn.execute(text("SELECT coalesce(max(id), 0) FROM conversion_run")).scalar_one()
@@ -130,7 +135,8 @@ def seed_runs(engine: Engine, n_runs: int) -> None:
             run_id += 1
             runs.append({
                 "id": run_id, "campaign_id": campaign_ids[m % 2], "model_id": first_model + m, "converter": converter,
-                "converter_version": "1", "exporter": exporter, "opset": (14, 17)[r % 2], "input_seed": 0,
+                "converter_version": "1", "exporter": exporter, "opset": (14, 17)[r % 2],
+                "node_count": 5 * (1 + m % 20), "input_seed": 0,
                 "n_inputs": 2, "status": status, "stage": None if compared else rnd.choice(stages),
                 "error_class": None if compared else "onnxruntime.NOT_IMPLEMENTED", "message": None,
                 "durations": {}, "atol": 1e-5, "rtol": 0.0, "finished_at": T0,
@@ -246,17 +252,13 @@ def page_cases(engine: Engine) -> list[tuple[str, str, Callable[[], Any], str | 
                    f"AS worst, p.bad, CASE WHEN typeof(p.top) = 'text' THEN 1 ELSE 0 END AS unknown FROM (SELECT "
                    f"o.run_id, max(coalesce({needed}, 'u')) AS top, {bad} FROM run_output o GROUP BY o.run_id) p "
                    f"JOIN conversion_run r ON r.id = p.run_id WHERE r.status IN {done}")  # fmt: skip
-    ops = ("SELECT DISTINCT m.id AS model_id, v.value AS operator FROM model m, "
-           + ("jsonb_array_elements_text(CASE WHEN jsonb_typeof(m.operators) = 'array' THEN m.operators "
-              "ELSE '[]'::jsonb END) AS v" if d == "postgresql" else "json_each(m.operators) AS v")
-           + " WHERE v.value IS NOT NULL")  # fmt: skip
     cases += [
         ("Experiments", "campaigns", lambda: xq.campaigns(engine),
          ["SELECT campaign_id, status, count(*) FROM conversion_run GROUP BY campaign_id, status",
           "SELECT * FROM campaign ORDER BY created_at DESC"]),
         ("Experiments", "outcomes", lambda: xq.outcome_counts(engine),
-         "SELECT r.converter, r.exporter, m.node_count, r.opset, r.status, count(*) FROM conversion_run r "
-         "JOIN model m ON m.id = r.model_id GROUP BY r.converter, r.exporter, m.node_count, r.opset, r.status"),
+         "SELECT converter, exporter, node_count, opset, status, count(*) FROM conversion_run "
+         "GROUP BY converter, exporter, node_count, opset, status"),
         ("Experiments", "failure stages", lambda: xq.failure_stages(engine),
          f"SELECT converter, status, stage, error_class, count(*) FROM conversion_run WHERE status NOT IN {done} "
          "GROUP BY converter, status, stage, error_class"),
@@ -266,10 +268,9 @@ def page_cases(engine: Engine) -> list[tuple[str, str, Callable[[], Any], str | 
           + f" ELSE 'more' END AS b, count(*) FROM ({per_run}) x GROUP BY converter, status, b",
           f"SELECT converter, status, count(*) FROM conversion_run WHERE status IN {done} GROUP BY converter, status"]),
         ("Experiments (on demand)", "per operator", lambda: xq.operator_rates(engine),
-         f"SELECT o.operator, p.converter, sum(p.runs), sum(p.failures), sum(p.mismatches) FROM (SELECT model_id, "
-         f"converter, count(*) AS runs, sum(CASE WHEN status NOT IN {done} THEN 1 ELSE 0 END) AS failures, "
-         f"sum(CASE WHEN status = 'mismatch' THEN 1 ELSE 0 END) AS mismatches FROM conversion_run "
-         f"GROUP BY model_id, converter) p JOIN ({ops}) o ON o.model_id = p.model_id GROUP BY o.operator, p.converter"),
+         f"SELECT o.operator, r.converter, count(*), sum(CASE WHEN r.status NOT IN {done} THEN 1 ELSE 0 END), "
+         f"sum(CASE WHEN r.status = 'mismatch' THEN 1 ELSE 0 END) FROM model_operator o JOIN conversion_run r "
+         f"ON r.model_id = o.model_id GROUP BY o.operator, r.converter"),
         ("Experiments", "run picker", lambda: xq.run_ids(engine),
          "SELECT id FROM conversion_run ORDER BY id DESC LIMIT 200"),
     ]  # fmt: skip

@@ -8,11 +8,23 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
 
-from db.models.experiments import Campaign, ConversionRun, ModelUnderTest, RunOutcome, RunOutput
+from db.models.experiments import (
+    Campaign,
+    ConversionRun,
+    ModelOperator,
+    ModelUnderTest,
+    RunOutcome,
+    RunOutput,
+)
 from db.types import utcnow
 from experiments.compare import run_passes
 
 RunKey = tuple[int, str, str, str, int, int]
+
+
+def operator_set(operators: list[str]) -> list[str]:
+    """The distinct operator names of a model's `operators` list, as stored in `model_operator`."""
+    return sorted({str(op)[:200] for op in operators if op is not None})
 
 
 def run_key(model_id: int, spec: dict[str, Any]) -> RunKey:
@@ -87,6 +99,11 @@ class CampaignStore:
                 if info.get(field) is not None:
                     setattr(row, field, info[field])
             s.add(row)
+            if info.get("operators") is not None:  # the same list as rows, for per-operator analyses
+                for old in s.exec(select(ModelOperator).where(ModelOperator.model_id == model_id)):
+                    s.delete(old)
+                s.flush()
+                s.add_all(ModelOperator(model_id=model_id, operator=op) for op in operator_set(info["operators"]))
             s.commit()
 
     def record_run(self, campaign_id: int, model_id: int, spec: dict[str, Any], result: dict[str, Any],
@@ -109,6 +126,7 @@ class CampaignStore:
         if run.error_class:
             run.error_class = run.error_class[:200]
         with Session(self.engine) as s:
+            run.node_count = s.exec(select(ModelUnderTest.node_count).where(ModelUnderTest.id == model_id)).first()
             try:
                 s.add(run)
                 s.flush()

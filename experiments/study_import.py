@@ -141,7 +141,8 @@ def import_exporter_results(engine: Engine, directory: Path, name: str = "study-
                     judged = status in (RunOutcome.passed, RunOutcome.mismatch)
                     run = ConversionRun(
                         campaign_id=campaign.id, model_id=model.id, converter=converter,
-                        converter_version=STUDY_VERSION, exporter=exporter, opset=opset, input_seed=0,
+                        converter_version=STUDY_VERSION, exporter=exporter, opset=opset, node_count=model.node_count,
+                        input_seed=0,
                         n_inputs=1 if judged else 0, status=str(status), stage=stage, error_class=error_class,
                         message=rec.get("error"), atol=IMPORT_ATOL if mad is not None else None,
                         rtol=0.0 if mad is not None else None,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from sqlalchemy import text
 
 from db.queries.experiments import (
     graph_paths,
@@ -50,6 +51,31 @@ def test_outcome_rates_by_converter_node_count_and_opset(stored) -> None:  # typ
     row = rates.iloc[0]
     assert (row["runs"], row["passed"], row["mismatch"], row["failed"]) == (3, 1, 1, 1)
     assert row["node_count"] == 5 and row["opset"] == 17 and row["failed_rate"] == pytest.approx(1 / 3)
+
+
+def test_runs_carry_their_models_node_count_for_the_breakdown(stored) -> None:  # type: ignore[no-untyped-def]
+    from db.queries.experiment_browser import outcome_counts
+
+    with stored.connect() as conn:
+        pairs = conn.execute(text("SELECT r.node_count, m.node_count FROM conversion_run r "
+                                  "JOIN model m ON m.id = r.model_id")).all()  # fmt: skip
+    assert len(pairs) == 3 and all(run == model == 5 for run, model in pairs)
+    counts = outcome_counts(stored)
+    assert set(counts["node_count"]) == {5} and counts["runs"].sum() == 3
+
+
+def test_model_operator_rows_follow_each_models_operator_list(stored) -> None:  # type: ignore[no-untyped-def]
+    with stored.connect() as conn:
+        rows = conn.execute(text("SELECT m.model_key, o.operator FROM model_operator o JOIN model m "
+                                 "ON m.id = o.model_id ORDER BY 1, 2")).all()  # fmt: skip
+        k0 = conn.execute(text("SELECT id FROM model WHERE model_key = 'k0'")).scalar_one()
+    assert [tuple(r) for r in rows] == [("k0", "Add"), ("k0", "Relu"), ("k1", "Relu"), ("k1", "Tan"),
+                                         ("k2", "Add"), ("k2", "Tan")]  # fmt: skip
+    CampaignStore(stored).record_model(k0, {"operators": ["Mul", "Mul", "Add"]})  # a re-probe replaces them
+    with stored.connect() as conn:
+        again = conn.execute(text("SELECT operator FROM model_operator WHERE model_id = :m ORDER BY 1"),
+                             {"m": k0}).scalars().all()  # fmt: skip
+    assert again == ["Add", "Mul"]
 
 
 def test_per_operator_failure_and_mismatch_rates(stored) -> None:  # type: ignore[no-untyped-def]

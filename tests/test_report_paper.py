@@ -13,6 +13,7 @@ import pandas as pd
 import pytest
 import yaml
 from sklearn.metrics import cohen_kappa_score
+from sqlalchemy import text
 
 CONVERTER_OF_SHEET = {"PyTorch": "torch.onnx (PyTorch)", "tf2onnx": "tf2onnx (TensorFlow)"}
 
@@ -171,3 +172,8 @@ def test_every_table_of_the_study_exports(report_dir: Path, cli, engine, tmp_pat
     written = {p.stem: pq.read_metadata(p).num_rows for p in (tmp_path / "parquet").glob("*.parquet")}
     assert written == expected
     assert expected["conversion_run"] == 3544 and expected["survey_response"] == 92
+    with engine.connect() as conn:  # imported runs carry their model's node count (the breakdown reads it there)
+        drift = conn.execute(text(
+            "SELECT count(*) FROM conversion_run r JOIN model m ON m.id = r.model_id WHERE NOT "
+            "(r.node_count = m.node_count OR (r.node_count IS NULL AND m.node_count IS NULL))")).scalar_one()
+    assert drift == 0

@@ -4,6 +4,7 @@ from db.models.base import NAMING_CONVENTION
 from db.models.experiments import (
     Campaign,
     ConversionRun,
+    ModelOperator,
     ModelUnderTest,
     RunOutcome,
     RunOutput,
@@ -72,6 +73,7 @@ __all__ = [
     "LabelRound",
     "LsProject",
     "LsTask",
+    "ModelOperator",
     "ModelUnderTest",
     "QuestionKind",
     "Repository",

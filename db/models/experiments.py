@@ -79,6 +79,16 @@ class ModelUnderTest(SQLModel, table=True):
     created_at: datetime = utc_field(nullable=False, now=True)
 
 
+class ModelOperator(SQLModel, table=True):
+    """One operator type a model contains (its `operators` list as rows): per-operator analyses join on it."""
+
+    __tablename__ = "model_operator"
+    __table_args__ = (Index("ix_model_operator_operator", "operator", "model_id"),)
+
+    model_id: int = Field(foreign_key="model.id", primary_key=True)
+    operator: str = Field(max_length=200, primary_key=True)
+
+
 class ConversionRun(SQLModel, table=True):
     """One model through one converter variant at one opset, checked on K seeded inputs in onnxruntime."""
 
@@ -91,6 +101,8 @@ class ConversionRun(SQLModel, table=True):
         Index("ix_conversion_run_campaign_status", "campaign_id", "status"),
         Index("ix_conversion_run_outcome", "converter", "status", "stage", "error_class"),
         Index("ix_conversion_run_variant", "model_id", "converter", "exporter", "opset", "status"),
+        # The outcome breakdown (converter × exporter × node count × opset × outcome) in GROUP BY order, no join.
+        Index("ix_conversion_run_breakdown", "converter", "exporter", "node_count", "opset", "status", "campaign_id"),
     )
 
     id: int | None = Field(default=None, primary_key=True)
@@ -101,6 +113,7 @@ class ConversionRun(SQLModel, table=True):
     converter_version: str = Field(max_length=32)
     exporter: str = Field(max_length=32)
     opset: int = Field(index=True)
+    node_count: int | None = Field(default=None, description="the model's node count, copied: breakdowns need no join")
     input_seed: int = Field(sa_column=Column(BigInteger, nullable=False))
     n_inputs: int = Field(default=0, description="K: random inputs compared")
     status: str = Field(max_length=16, index=True, description="a RunOutcome")

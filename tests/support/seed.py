@@ -111,7 +111,7 @@ class SeededCampaign:
 
 def seed_experiments(engine: Engine) -> SeededCampaign:
     """Campaign `seeded`: torch.onnx and tf2onnx runs over node counts 5/10 with stored comparison numbers."""
-    from db.models.experiments import Campaign, ConversionRun, ModelUnderTest, RunOutput
+    from db.models.experiments import Campaign, ConversionRun, ModelOperator, ModelUnderTest, RunOutput
 
     out = SeededCampaign()
     needed = {"torch.onnx": [0.0, 1e-7, 1e-6, 1e-4, 1e-2], "tf2onnx": [1e-8, 1e-3, 1.0]}
@@ -133,10 +133,12 @@ def seed_experiments(engine: Engine) -> SeededCampaign:
                                        campaign_id=campaign.id)  # fmt: skip
                 session.add(model)
                 session.flush()
+                session.add_all(ModelOperator(model_id=model.id or 0, operator=op) for op in ops)
                 status = "failed" if need is None else ("passed" if need <= 1e-5 else "mismatch")
                 run = ConversionRun(
                     campaign_id=campaign.id or 0, model_id=model.id or 0, converter=converter, converter_version="1",
-                    exporter="torchscript" if converter == "torch.onnx" else "from_function", opset=17, input_seed=0,
+                    exporter="torchscript" if converter == "torch.onnx" else "from_function", opset=17,
+                    node_count=model.node_count, input_seed=0,
                     n_inputs=1, status=status, stage=out.failed_stage if need is None else None,
                     error_class="onnxruntime.NOT_IMPLEMENTED" if need is None else None,
                     message="Could not find an implementation for Tan(7)" if need is None else None,
