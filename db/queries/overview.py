@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pandas as pd
-from sqlalchemy import and_, func, inspect, select
+from sqlalchemy import and_, func, inspect, literal, select, union_all
 from sqlalchemy.engine import Engine
 from sqlmodel import SQLModel
 
@@ -37,13 +37,18 @@ def area_counts(engine: Engine) -> pd.DataFrame:
     """One row per table present in the database: area, table, rows (exact counts)."""
     present = set(inspect(engine).get_table_names())
     areas = table_areas()
+    tables = [t for t in SQLModel.metadata.sorted_tables if t.name in present]
     rows = []
     with engine.connect() as conn:
-        for table in SQLModel.metadata.sorted_tables:
-            if table.name not in present:
-                continue
-            n = conn.execute(select(func.count()).select_from(table)).scalar_one()
-            rows.append({"area": areas.get(table.name, "Other"), "table": table.name, "rows": int(n)})
+        if engine.dialect.name == "sqlite":  # SQLite's count(*) fast path needs a bare count: no literal, no union
+            results = [(t.name, conn.execute(select(func.count()).select_from(t)).scalar_one()) for t in tables]
+        elif tables:  # a server: one round trip for every count
+            counts = [select(literal(t.name), func.count()).select_from(t) for t in tables]
+            results = list(conn.execute(union_all(*counts)))
+        else:
+            results = []
+        for name, n in results:
+            rows.append({"area": areas.get(name, "Other"), "table": name, "rows": int(n)})
     frame = pd.DataFrame(rows, columns=["area", "table", "rows"])
     return frame.sort_values(["area", "table"], kind="stable").reset_index(drop=True)
 
