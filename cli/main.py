@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import platform
+import signal
+import threading
 from importlib import metadata
+from types import FrameType
 
 import typer
 
@@ -40,11 +43,20 @@ def _version(value: bool) -> None:
         raise typer.Exit()
 
 
+def _terminated(signum: int, frame: FrameType | None) -> None:
+    """SIGTERM (systemd, cron timeouts, `kill`) unwinds like Ctrl-C, so the run being recorded closes as interrupted."""
+    from db.ingest import Terminated
+
+    raise Terminated(f"terminated by signal {signal.Signals(signum).name}")
+
+
 @app.callback()
 def main(
     version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Show the version."),
 ) -> None:
     """Interop Lab command line."""
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _terminated)
 
 
 def package_version(name: str) -> str:

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import signal
+import subprocess
+import sys
 from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
 
 import pytest
 from sqlalchemy import text
@@ -10,7 +14,7 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
 from db.engine import make_engine, mask_url, normalize_url
-from db.ingest import recorded_run
+from db.ingest import close_abandoned_runs, recorded_run
 from db.models import IngestRun, RunStatus
 
 
@@ -61,3 +65,50 @@ def test_recorded_run_marks_ok_failed_and_interrupted(engine: Engine) -> None:
     assert rows[0].counts == {"items": 3} and rows[0].parameters == {"n": 1}
     assert rows[1].error == "ValueError: bad row 7: field 'x'"
     assert all(r.finished_at and r.finished_at >= r.started_at for r in rows)
+
+
+_HOLD_A_RUN = """
+import signal, sys, time
+from cli.main import _terminated
+from db.engine import make_engine
+from db.ingest import recorded_run
+signal.signal(signal.SIGTERM, _terminated)
+with recorded_run(make_engine(sys.argv[1]), "held") as log:
+    print(log.id, flush=True)
+    time.sleep(60)
+"""
+
+
+def _hold_a_run(db_url: str) -> tuple[subprocess.Popen[str], int]:
+    """A separate process that opens a recorded run and waits; returns it and the run's id."""
+    proc = subprocess.Popen([sys.executable, "-c", _HOLD_A_RUN, db_url], stdout=subprocess.PIPE, text=True,
+                            cwd=Path(__file__).resolve().parents[1])  # fmt: skip
+    line = proc.stdout.readline() if proc.stdout else ""
+    assert line.strip().isdigit(), f"the helper process did not start a run (exit {proc.poll()})"
+    return proc, int(line)
+
+
+def test_a_run_of_a_killed_process_is_closed_as_abandoned(engine: Engine, db_url: str) -> None:
+    proc, run_id = _hold_a_run(db_url)
+    assert close_abandoned_runs(engine) == []  # its process is alive: left running
+    proc.kill()
+    proc.wait(timeout=30)
+    with Session(engine) as s:
+        assert s.get(IngestRun, run_id).status == RunStatus.running  # type: ignore[union-attr]
+    with recorded_run(engine, "next"):  # the next recorded run closes it
+        pass
+    with Session(engine) as s:
+        row = s.get(IngestRun, run_id)
+    assert row is not None and row.status == RunStatus.abandoned
+    assert row.error and f"process {proc.pid}" in row.error and "ended without closing" in row.error
+    assert close_abandoned_runs(engine) == []
+
+
+def test_sigterm_closes_the_run_as_interrupted(engine: Engine, db_url: str) -> None:
+    proc, run_id = _hold_a_run(db_url)
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=30) != 0
+    with Session(engine) as s:
+        row = s.get(IngestRun, run_id)
+    assert row is not None and row.status == RunStatus.interrupted
+    assert row.error == "terminated by signal SIGTERM" and row.finished_at is not None

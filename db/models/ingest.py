@@ -18,6 +18,7 @@ class RunStatus(StrEnum):
     ok = "ok"
     failed = "failed"
     interrupted = "interrupted"
+    abandoned = "abandoned"  # its process ended without closing the row (kill -9, power loss, OOM killer)
 
 
 class IngestRun(SQLModel, table=True):
@@ -33,3 +34,5 @@ class IngestRun(SQLModel, table=True):
     status: str = Field(default=RunStatus.running, max_length=16, index=True)
     counts: dict[str, Any] = json_field(nullable=False, default={})
     error: str | None = Field(default=None, description="one-line error message of a failed run")
+    host: str | None = Field(default=None, max_length=255, description="machine the run's process ran on")
+    pid: int | None = Field(default=None, description="the run's process id on `host`")
