@@ -8,6 +8,7 @@ import sys
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
+import pandas as pd
 import pytest
 from sqlalchemy import text
 from sqlalchemy.engine import Engine
@@ -16,6 +17,7 @@ from sqlmodel import Session, select
 from db.engine import make_engine, mask_url, normalize_url
 from db.ingest import close_abandoned_runs, recorded_run
 from db.models import IngestRun, RunStatus
+from db.queries.overview import miner_freshness
 
 
 def test_sqlite_connections_use_wal_foreign_keys_and_busy_timeout(tmp_path) -> None:  # type: ignore[no-untyped-def]
@@ -102,6 +104,9 @@ def test_a_run_of_a_killed_process_is_closed_as_abandoned(engine: Engine, db_url
     assert row is not None and row.status == RunStatus.abandoned
     assert row.error and f"process {proc.pid}" in row.error and "ended without closing" in row.error
     assert close_abandoned_runs(engine) == []
+    held = miner_freshness(engine).set_index("kind").loc["held"]  # the Overview shows it as the last failure
+    assert held["running"] == 0 and "ended without closing" in held["last_error"]
+    assert held["last_failure_at"] == pd.Timestamp(row.started_at)
 
 
 def test_sigterm_closes_the_run_as_interrupted(engine: Engine, db_url: str) -> None:

@@ -60,14 +60,17 @@ def area_totals(engine: Engine) -> pd.DataFrame:
 
 
 def miner_freshness(engine: Engine) -> pd.DataFrame:
-    """Per run kind: runs, last successful finish, last failure with its error, and runs still going."""
+    """Per run kind: runs, last successful finish, last failure with its error, and runs still going.
+
+    A run whose process died without closing it (`abandoned`) counts as a failure at the time it started."""
     run = IngestRun.__table__  # type: ignore[attr-defined]
+    failure = run.c.status.in_([RunStatus.failed.value, RunStatus.abandoned.value])
     summary = (
         select(
             run.c.kind,
             func.count().label("runs"),
             func.max(run.c.finished_at).filter(run.c.status == RunStatus.ok.value).label("last_success_at"),
-            func.max(run.c.finished_at).filter(run.c.status == RunStatus.failed.value).label("last_failure_at"),
+            func.max(func.coalesce(run.c.finished_at, run.c.started_at)).filter(failure).label("last_failure_at"),
             func.count().filter(run.c.status == RunStatus.running.value).label("running"),
             func.max(run.c.started_at).label("last_started_at"),
         )
@@ -76,7 +79,7 @@ def miner_freshness(engine: Engine) -> pd.DataFrame:
     )
     latest_failed = (
         select(run.c.kind, func.max(run.c.id).label("id"))
-        .where(run.c.status == RunStatus.failed.value)
+        .where(failure)
         .group_by(run.c.kind)
         .subquery()
     )
