@@ -51,40 +51,42 @@ def test_there_is_exactly_one_head() -> None:
     assert len(ScriptDirectory.from_config(alembic_config()).get_heads()) == 1
 
 
-def test_node_count_revision_copies_each_models_count_onto_existing_runs(empty_db_url: str) -> None:
-    upgrade(empty_db_url, "0007_experiments_indexes")
-    eng = make_engine(empty_db_url)
+def _rows_after_upgrade(url: str, revision: str, inserts: list[str], query: str) -> list[tuple]:
+    """Migrate to `revision`, write rows the old way, upgrade to head, and read back what the data migration made."""
+    upgrade(url, revision)
+    eng = make_engine(url)
     with eng.begin() as conn:
-        conn.execute(text("INSERT INTO campaign (id, name, kind, spec, environment, created_at) "
-                          "VALUES (1, 'old', 'live', '{}', '{}', '2026-01-01 00:00:00')"))
-        conn.execute(text("INSERT INTO model (id, model_key, source, framework, name, params, node_count, created_at) "
-                          "VALUES (1, 'a', 's', 'torch', 'a', '{}', 7, '2026-01-01 00:00:00'), "
-                          "(2, 'b', 's', 'torch', 'b', '{}', NULL, '2026-01-01 00:00:00')"))
-        conn.execute(text("INSERT INTO conversion_run (campaign_id, model_id, converter, converter_version, exporter, "
-                          "opset, input_seed, n_inputs, status, durations, finished_at) VALUES "
-                          "(1, 1, 'torch.onnx', '1', 'torchscript', 17, 0, 1, 'passed', '{}', '2026-01-01 00:00:00'), "
-                          "(1, 2, 'torch.onnx', '1', 'torchscript', 17, 0, 1, 'failed', '{}', '2026-01-01 00:00:00')"))
+        for statement in inserts:
+            conn.execute(text(statement))
     eng.dispose()
-    upgrade(empty_db_url)
-    eng = make_engine(empty_db_url)
+    upgrade(url)
+    eng = make_engine(url)
     with eng.connect() as conn:
-        rows = conn.execute(text("SELECT model_id, node_count FROM conversion_run ORDER BY model_id")).all()
+        rows = [tuple(r) for r in conn.execute(text(query))]
     eng.dispose()
-    assert [tuple(r) for r in rows] == [(1, 7), (2, None)]
+    return rows
+
+
+def test_node_count_revision_copies_each_models_count_onto_existing_runs(empty_db_url: str) -> None:
+    rows = _rows_after_upgrade(empty_db_url, "0007_experiments_indexes", [
+        "INSERT INTO campaign (id, name, kind, spec, environment, created_at) "
+        "VALUES (1, 'old', 'live', '{}', '{}', '2026-01-01 00:00:00')",
+        "INSERT INTO model (id, model_key, source, framework, name, params, node_count, created_at) "
+        "VALUES (1, 'a', 's', 'torch', 'a', '{}', 7, '2026-01-01 00:00:00'), "
+        "(2, 'b', 's', 'torch', 'b', '{}', NULL, '2026-01-01 00:00:00')",
+        "INSERT INTO conversion_run (campaign_id, model_id, converter, converter_version, exporter, "
+        "opset, input_seed, n_inputs, status, durations, finished_at) VALUES "
+        "(1, 1, 'torch.onnx', '1', 'torchscript', 17, 0, 1, 'passed', '{}', '2026-01-01 00:00:00'), "
+        "(1, 2, 'torch.onnx', '1', 'torchscript', 17, 0, 1, 'failed', '{}', '2026-01-01 00:00:00')",
+    ], "SELECT model_id, node_count FROM conversion_run ORDER BY model_id")  # fmt: skip
+    assert rows == [(1, 7), (2, None)]
 
 
 def test_model_operator_revision_turns_each_models_operator_list_into_rows(empty_db_url: str) -> None:
-    upgrade(empty_db_url, "0008_run_node_count")
-    eng = make_engine(empty_db_url)
-    with eng.begin() as conn:
-        conn.execute(text("INSERT INTO model (id, model_key, source, framework, name, params, operators, created_at) "
-                          "VALUES (1, 'a', 's', 'torch', 'a', '{}', '[\"Add\", \"Relu\", \"Add\"]', "
-                          "'2026-01-01 00:00:00'), (2, 'b', 's', 'torch', 'b', '{}', NULL, '2026-01-01 00:00:00'), "
-                          "(3, 'c', 's', 'torch', 'c', '{}', '{\"not\": \"a list\"}', '2026-01-01 00:00:00')"))
-    eng.dispose()
-    upgrade(empty_db_url)
-    eng = make_engine(empty_db_url)
-    with eng.connect() as conn:
-        rows = conn.execute(text("SELECT model_id, operator FROM model_operator ORDER BY model_id, operator")).all()
-    eng.dispose()
-    assert [tuple(r) for r in rows] == [(1, "Add"), (1, "Relu")]
+    rows = _rows_after_upgrade(empty_db_url, "0008_run_node_count", [
+        "INSERT INTO model (id, model_key, source, framework, name, params, operators, created_at) "
+        "VALUES (1, 'a', 's', 'torch', 'a', '{}', '[\"Add\", \"Relu\", \"Add\"]', "
+        "'2026-01-01 00:00:00'), (2, 'b', 's', 'torch', 'b', '{}', NULL, '2026-01-01 00:00:00'), "
+        "(3, 'c', 's', 'torch', 'c', '{}', '{\"not\": \"a list\"}', '2026-01-01 00:00:00')",
+    ], "SELECT model_id, operator FROM model_operator ORDER BY model_id, operator")  # fmt: skip
+    assert rows == [(1, "Add"), (1, "Relu")]
