@@ -268,9 +268,12 @@ def page_cases(engine: Engine) -> list[tuple[str, str, Callable[[], Any], str | 
           + f" ELSE 'more' END AS b, count(*) FROM ({per_run}) x GROUP BY converter, status, b",
           f"SELECT converter, status, count(*) FROM conversion_run WHERE status IN {done} GROUP BY converter, status"]),
         ("Experiments (on demand)", "per operator", lambda: xq.operator_rates(engine),
-         f"SELECT o.operator, r.converter, count(*), sum(CASE WHEN r.status NOT IN {done} THEN 1 ELSE 0 END), "
-         f"sum(CASE WHEN r.status = 'mismatch' THEN 1 ELSE 0 END) FROM model_operator o JOIN conversion_run r "
-         f"ON r.model_id = o.model_id GROUP BY o.operator, r.converter"),
+         ["SELECT DISTINCT converter FROM conversion_run ORDER BY converter",
+          "SELECT o.operator, " + ", ".join(
+              f"sum(CASE WHEN r.converter = '{c}' THEN 1 ELSE 0 END), sum(CASE WHEN r.converter = '{c}' AND "
+              f"r.status NOT IN {done} THEN 1 ELSE 0 END), sum(CASE WHEN r.converter = '{c}' AND "
+              f"r.status = 'mismatch' THEN 1 ELSE 0 END)" for c in sorted({c for c, _, _ in CONVERTERS}))
+          + " FROM model_operator o JOIN conversion_run r ON r.model_id = o.model_id GROUP BY o.operator"]),
         ("Experiments", "run picker", lambda: xq.run_ids(engine),
          "SELECT id FROM conversion_run ORDER BY id DESC LIMIT 200"),
     ]  # fmt: skip

@@ -58,3 +58,22 @@ def test_outcomes_stages_operators_campaigns(engine: Engine) -> None:
     detail = xq.run_detail(engine, seeded.first_run_id)
     assert detail is not None and detail["run"]["converter"] == "torch.onnx" and len(detail["outputs"]) == 1
     assert xq.run_detail(engine, 10**9) is None
+
+
+def test_operator_rates_match_a_plain_group_by_per_operator_and_converter(engine: Engine) -> None:
+    """The pivoted SQL (one row per operator, sums per converter) gives what pandas counts from the raw rows."""
+    seeded = seed_experiments(engine)
+    with engine.connect() as conn:
+        ops = pd.read_sql("SELECT model_id, operator FROM model_operator", conn)
+        runs = pd.read_sql("SELECT model_id, converter, status FROM conversion_run", conn)
+    joined = ops.merge(runs, on="model_id")
+    expected = joined.groupby(["operator", "converter"]).agg(
+        runs=("status", "size"), failures=("status", lambda s: int((~s.isin(["passed", "mismatch"])).sum())),
+        mismatches=("status", lambda s: int((s == "mismatch").sum())),
+    ).reset_index()  # fmt: skip
+    got = xq.operator_rates(engine, campaign=seeded.name)
+    key = ["operator", "converter"]
+    pd.testing.assert_frame_equal(got[expected.columns].sort_values(key, ignore_index=True),
+                                  expected.sort_values(key, ignore_index=True), check_dtype=False)  # fmt: skip
+    assert len(got) == len(expected) and set(got["converter"]) == {"torch.onnx", "tf2onnx"}
+    assert xq.operator_rates(engine, campaign="no-such-campaign").empty
