@@ -27,7 +27,7 @@ def _csv(value: str | None) -> list[str] | None:
 
 @app.command("run")
 def run(
-    spec_file: Path | None = typer.Argument(None, help="campaign.toml (top level or a [campaign] table)"),
+    spec_file: Path | None = typer.Argument(None, help="campaign.toml (top level or a \\[campaign] table)"),
     preset: str | None = typer.Option(None, "--preset", help="quick (~2 min demo) or real (offline architectures)"),
     name: str | None = typer.Option(None, help="campaign name (re-running a name resumes it)"),
     sources: str | None = typer.Option(None, help="comma-separated: nnsmith-torch,nnsmith-tensorflow,…"),

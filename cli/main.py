@@ -19,9 +19,10 @@ from cli import (
     schedule_commands,
     survey_commands,
 )
-from cli.common import console
+from cli.common import FriendlyGroup, console
 
 app = typer.Typer(
+    cls=FriendlyGroup,
     help="Interop Lab: mine, code, convert and explore ONNX model-converter data.",
     no_args_is_help=True,
     pretty_exceptions_show_locals=False,

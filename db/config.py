@@ -59,8 +59,19 @@ class Settings(BaseSettings):
         return (init_settings, env_settings, dotenv_settings, toml, file_secret_settings)
 
 
+class ConfigError(ValueError):
+    """A configuration problem the user must fix, told in one line that names the file or variable."""
+
+
 def get_settings(**overrides: Any) -> Settings:
     """Fresh settings each call so tests and the CLI see the current environment."""
+    path = _toml_file()
+    if path.exists() or "INTEROP_CONFIG" in os.environ:
+        unknown = sorted(k for k, v in load_toml().items() if not isinstance(v, dict | list)
+                         and k not in Settings.model_fields)  # fmt: skip
+        if unknown:
+            raise ConfigError(f"{path}: unknown setting {', '.join(map(repr, unknown))} (known: "
+                              f"{', '.join(sorted(Settings.model_fields))})")  # fmt: skip
     return Settings(**overrides)
 
 
@@ -70,6 +81,11 @@ def load_toml() -> dict[str, Any]:
 
     path = _toml_file()
     if not path.exists():
+        if "INTEROP_CONFIG" in os.environ:
+            raise ConfigError(f"INTEROP_CONFIG names {path}, which does not exist")
         return {}
-    with path.open("rb") as fh:
-        return tomllib.load(fh)
+    try:
+        with path.open("rb") as fh:
+            return tomllib.load(fh)
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: not valid TOML ({exc})") from exc

@@ -48,6 +48,10 @@ def plan(spec: CampaignSpec) -> list[dict[str, Any]]:
     for source_name in spec.sources:
         source = SOURCES.get(source_name)
         converters = [CONVERTERS.get(c) for c in spec.converters if CONVERTERS.get(c).framework == source.framework]
+        if not converters:
+            fitting = [n for n in CONVERTERS.names() if CONVERTERS.get(n).framework == source.framework]
+            raise SpecError(f"field 'converters': none converts source {source_name!r} ({source.framework} models); "
+                            f"add one of: {', '.join(fitting) or '(none registered)'}")  # fmt: skip
         for params in source.expand(spec.options_for(source_name)):
             runs = [
                 {"converter": conv.name, "converter_name": conv.converter, "converter_version": conv.version(),

@@ -44,6 +44,22 @@ class CampaignSpec(BaseModel):
             raise ValueError(f"opset {bad[0]} is outside 7..23")
         return value
 
+    @field_validator("node_counts")
+    @classmethod
+    def _node_counts(cls, value: list[int]) -> list[int]:
+        bad = [v for v in value if v < 1]
+        if bad:
+            raise ValueError(f"node count {bad[0]} must be at least 1")
+        return value
+
+    @field_validator("seeds", "input_seeds")
+    @classmethod
+    def _seeds(cls, value: list[int]) -> list[int]:
+        bad = [v for v in value if v < 0]
+        if bad:
+            raise ValueError(f"seed {bad[0]} must not be negative")
+        return value
+
     def identity(self) -> dict[str, Any]:
         """The fields that define which runs exist (execution knobs like workers may change on resume)."""
         return self.model_dump(exclude={"workers", "dask", "timeout_s", "memory_mb", "plugins"})

@@ -23,7 +23,7 @@ ROOT = Path(__file__).resolve().parents[1]
 BACKENDS = ("sqlite", "postgresql")
 
 # Keep the user's interop.toml / .env out of the tests.
-os.environ.setdefault("INTEROP_CONFIG", str(ROOT / "tests" / "no-such-interop.toml"))
+os.environ.setdefault("INTEROP_CONFIG", str(ROOT / "tests" / "support" / "empty-interop.toml"))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 

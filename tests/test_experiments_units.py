@@ -74,6 +74,18 @@ def test_spec_errors_name_the_file_and_field(tmp_path: Path) -> None:
         load_spec(preset="huge")
     spec = load_spec(preset="quick", overrides={"workers": 1, "atol": None})
     assert spec.name == "quick" and spec.workers == 1 and spec.atol == 1e-4
+    with pytest.raises(SpecError, match=r"field 'node_counts'.*at least 1"):
+        load_spec(overrides={"node_counts": [5, -5]})
+    with pytest.raises(SpecError, match=r"field 'seeds'.*negative"):
+        load_spec(overrides={"seeds": [-1]})
+
+
+def test_a_source_without_a_converter_of_its_framework_is_refused() -> None:
+    from experiments.campaign import plan
+
+    spec = load_spec(overrides={"sources": ["nnsmith-torch"], "converters": ["tf2onnx"]})
+    with pytest.raises(SpecError, match=r"none converts source 'nnsmith-torch' \(torch models\).*torchscript"):
+        plan(spec)
 
 
 def test_registry_refuses_duplicates_and_names_known_plugins() -> None:
