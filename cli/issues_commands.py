@@ -70,8 +70,15 @@ def list_issues(
     """List mined issues (newest first) with their fix-link verdict."""
     from rich.table import Table
 
-    from db.queries.issues import issue_list
+    from db.queries.issue_browser import filter_options
+    from db.queries.issues import issue_list, known_only_by_url
 
+    options = filter_options(engine())
+    with user_errors():
+        for value, kind, known in ((repo, "repository", options["repositories"]),
+                                   (sample_name, "sample", options["samples"])):  # fmt: skip
+            if value and value not in known:
+                raise UserError(f"no {kind} named {value!r} in the store (known: {', '.join(known) or 'none'})")
     frame = issue_list(engine(), repo=repo, labels=label or None, state=state,
                        fix_linked=True if fixed_only else None, rule_version=rule_version, sample=sample_name,
                        limit=limit)
@@ -82,6 +89,11 @@ def list_issues(
                       (row.title or "")[:70])
     console.print(table)
     console.print(f"{len(frame)} issue(s)")
+    unmined = known_only_by_url(engine(), repo)
+    if unmined:
+        where = ", ".join(f"{n} of {name}" for name, n in sorted(unmined.items()))
+        console.print(f"not listed: {sum(unmined.values())} issue(s) known only by URL from coding sheets ({where}); "
+                      f"`interop mine github --repo OWNER/NAME` fetches their details")  # fmt: skip
 
 
 @app.command("show")
@@ -97,6 +109,10 @@ def show(ref: str = typer.Argument(..., help="owner/name#number")) -> None:
         if detail is None:
             raise UserError(f"{ref} is not in the store")
     fields, timeline, verdicts = detail
+    if not fields.get("hydrated", True):
+        console.print(f"{repo}#{num} is known only by its URL ({fields['html_url']}), from a coding sheet; its title, "
+                      f"state and timeline come with `interop mine github --repo {repo}`", markup=False)  # fmt: skip
+        return
     console.print(f"{repo}#{num} {fields['title']}  ({fields['state']}, {fields['html_url']})", markup=False)
     console.print(f"labels: {', '.join(fields['labels'] or [])}; author {fields['author']}; "
                   f"created {fields['created_at']}; closed {fields['closed_at']}")

@@ -553,3 +553,22 @@ def test_issue_queries(env: FakeGitHub, cli, engine: Engine) -> None:
     assert over["closed"].sum() == len(issues_expected("closed"))
     shown = cli("issues", "show", f"{REPO}#8")
     assert shown.exit_code == 0 and "fix-linked" in shown.output
+
+
+def test_issues_known_only_by_url_are_pointed_out_not_listed_as_blank_rows(cli, engine: Engine) -> None:  # type: ignore[no-untyped-def]
+    """Coding sheets add issues by URL; list and show say so (and how to fetch them) instead of printing Nones."""
+    with Session(engine) as s:
+        repo = Repository(full_name="pytorch/pytorch", first_seen_at=datetime(2024, 1, 1, tzinfo=UTC))
+        s.add(repo)
+        s.flush()
+        s.add(Issue(repository_id=repo.id or 0, number=49403, html_url="https://github.com/pytorch/pytorch/issues/49403",
+                    hydrated=False))  # fmt: skip
+        s.commit()
+    listed = cli("issues", "list")
+    assert listed.exit_code == 0 and "0 issue(s)" in listed.output
+    assert "1 issue(s) known only by URL" in " ".join(listed.output.split()) and "1 of pytorch/pytorch" in listed.output
+    shown = cli("issues", "show", "pytorch/pytorch#49403")
+    assert shown.exit_code == 0 and "known only by its URL" in shown.output and "None" not in shown.output
+    for flag, value in (("--repo", "nosuch/repo"), ("--sample", "nosuch")):
+        bad = cli("issues", "list", flag, value)
+        assert bad.exit_code == 2 and f"'{value}'" in bad.output and "known:" in bad.output

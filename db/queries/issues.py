@@ -65,6 +65,20 @@ def issue_list(
     return frame
 
 
+def known_only_by_url(engine: Engine, repo: str | None = None) -> dict[str, int]:
+    """Issues not mined yet (known from a coding sheet's URL), per repository: `issues list` hides them."""
+    stmt = (
+        select(Repository.full_name, func.count())
+        .join(Issue, col(Issue.repository_id) == col(Repository.id))
+        .where(col(Issue.hydrated).is_(False))
+        .group_by(Repository.full_name)
+    )
+    if repo:
+        stmt = stmt.where(Repository.full_name == repo)
+    with Session(engine) as session:
+        return {name: int(n) for name, n in session.execute(stmt).all()}
+
+
 def issue_detail(
     engine: Engine, repo: str, number: int
 ) -> tuple[dict[str, Any], pd.DataFrame, pd.DataFrame] | None:
