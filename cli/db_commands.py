@@ -27,7 +27,14 @@ def upgrade(revision: str = typer.Argument("head", help="Target revision.")) -> 
         do_upgrade(_url(), revision)
     except OperationalError as exc:
         fail(f"cannot reach the database {mask_url(_url())}: {str(exc.orig).strip().splitlines()[0]}")
-    console.print(f"database {mask_url(_url())} is at revision {revision}")
+    from db.engine import make_engine
+    from db.migrate import current_revision
+
+    eng = make_engine(_url())
+    try:
+        console.print(f"database {mask_url(_url())} is at revision {current_revision(eng)}")
+    finally:
+        eng.dispose()
 
 
 @app.command()

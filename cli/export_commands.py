@@ -43,6 +43,8 @@ def tables(
 
     from db.export import ExportError, export_tables
 
+    if tables is not None and not _split(tables):
+        fail("--tables names no table; leave it out to export every table")
     counts: dict[str, int] = {}
     try:
         with console.status("exporting…") as status:
@@ -72,6 +74,9 @@ def query(
     """Export the result of one read-only query, checked and time-limited like the app's SQL console."""
     from db.export import ExportError, export_query
     from db.readonly import QueryError, QueryTimeout, ReadOnlyViolation
+
+    if timeout < 0:
+        fail(f"--timeout must be 0 (no limit) or a number of seconds, not {timeout:g}")
 
     try:
         with console.status("running the query…"):

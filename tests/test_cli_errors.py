@@ -35,6 +35,8 @@ def assert_one_error_line(output: str, *fragments: str) -> None:
     (["db", "upgrade", "nosuchrev"], ["nosuchrev"]),
     (["db", "downgrade", "nosuchrev"], ["nosuchrev"]),
     (["label", "codebook", "load", "binary.yaml"], ["UTF-8"]),
+    (["export", "--tables", "", "--out", "fresh"], ["--tables names no table"]),
+    (["export", "query", "SELECT 1", "--timeout", "-5", "--out", "fresh"], ["--timeout"]),
 ])  # fmt: skip
 def test_bad_paths_revisions_and_files(args: list[str], fragments: list[str], tmp_path: Path,
                                        monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
@@ -43,6 +45,7 @@ def test_bad_paths_revisions_and_files(args: list[str], fragments: list[str], tm
     code, output = run(args, tmp_path, monkeypatch)
     assert code == 2
     assert_one_error_line(output, *fragments)
+    assert not (tmp_path / "fresh").exists()  # nothing half-written
 
 
 @pytest.mark.parametrize(("url", "fragment"), [
