@@ -6,6 +6,7 @@ import platform
 import signal
 import threading
 from importlib import metadata
+from pathlib import Path
 from types import FrameType
 
 import typer
@@ -72,6 +73,7 @@ def package_version(name: str) -> str:
 def info() -> None:
     """Show the database (password masked), its schema revision, and the converter stack's versions."""
     from rich.table import Table
+    from sqlalchemy.engine import make_url
     from sqlalchemy.exc import SQLAlchemyError
 
     from db.config import get_settings
@@ -79,8 +81,12 @@ def info() -> None:
     from db.migrate import current_revision, head_revision
 
     url = get_settings().database_url
-    try:
-        rev = current_revision(make_engine(url)) or "(empty: run `interop db upgrade`)"
+    parsed = make_url(url)
+    missing = (parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:")
+               and not Path(parsed.database).expanduser().exists())  # fmt: skip
+    try:  # never create a database (or its folder) just to describe it
+        rev = ("(no database file yet: run `interop db upgrade`)" if missing
+               else current_revision(make_engine(url)) or "(empty: run `interop db upgrade`)")  # fmt: skip
     except SQLAlchemyError as exc:
         rev = f"unreachable ({type(exc).__name__})"
     table = Table(show_header=False, box=None)

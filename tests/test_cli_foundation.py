@@ -37,6 +37,18 @@ def test_info_masks_the_database_password(monkeypatch, tmp_path: Path) -> None: 
     assert "alice:***@127.0.0.1" in result.output
 
 
+def test_info_creates_no_database_file_or_folder(monkeypatch, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    from typer.testing import CliRunner
+
+    from cli.main import app
+
+    target = tmp_path / "not-yet" / "interop.db"
+    monkeypatch.setenv("INTEROP_DATABASE_URL", f"sqlite:///{target}")
+    result = CliRunner().invoke(app, ["info"])
+    assert result.exit_code == 0 and "no database file yet" in " ".join(result.output.split())
+    assert not target.parent.exists()
+
+
 def test_db_upgrade_current_downgrade_on_an_empty_database(empty_db_url: str, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     from typer.testing import CliRunner
 
