@@ -60,6 +60,8 @@ def classify(message: str | None) -> tuple[str, str]:
 
 
 def _records(directory: Path) -> list[tuple[Path, re.Match[str], list[dict[str, Any]]]]:
+    if not directory.is_dir():
+        raise StudyImportError(f"{directory}: no such directory")
     files = sorted(p for fw in ("torch", "tensorflow") for p in (directory / fw).glob("*.json"))
     if not files:
         raise StudyImportError(f"{directory}: no torch/*.json or tensorflow/*.json files")

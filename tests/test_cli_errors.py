@@ -36,6 +36,8 @@ def assert_one_error_line(output: str, *fragments: str) -> None:
     (["db", "downgrade", "nosuchrev"], ["nosuchrev"]),
     (["label", "codebook", "load", "binary.yaml"], ["UTF-8"]),
     (["export", "--tables", "", "--out", "fresh"], ["--tables names no table"]),
+    (["experiment", "import-results", "no-such-dir"], ["no-such-dir: no such directory"]),
+    (["survey", "import", ".", "--survey", "s"], ["is a directory"]),
     (["export", "query", "SELECT 1", "--timeout", "-5", "--out", "fresh"], ["--timeout"]),
 ])  # fmt: skip
 def test_bad_paths_revisions_and_files(args: list[str], fragments: list[str], tmp_path: Path,

@@ -210,6 +210,8 @@ def test_bad_xlsx_and_other_files(tmp_path: Path) -> None:
         read_export(latin)
     with pytest.raises(ExportError, match="no such file"):
         read_export(tmp_path / "missing.csv")
+    with pytest.raises(ExportError, match="is a directory; give the export file"):
+        read_export(tmp_path)
 
 
 def test_overrides_file(export_path: Path, tmp_path: Path) -> None:

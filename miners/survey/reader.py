@@ -250,6 +250,8 @@ def file_sha256(path: Path) -> str:
 def read_export(path: str | Path, sheet: str | None = None) -> QualtricsExport:
     """Parse an export: header row of QIDs, question-text row, optional ImportId row, then respondents."""
     path = Path(path)
+    if path.is_dir():
+        raise ExportError(f"{path}: is a directory; give the export file (.xlsx or .csv) inside it")
     if not path.is_file():
         raise ExportError(f"{path}: no such file")
     suffix = path.suffix.lower()
