@@ -50,36 +50,23 @@ def import_(
     with user_errors():
         if not survey.strip() or len(survey) > 100:
             raise UserError("--survey must be a non-empty name of at most 100 characters")
-        try:
-            export = read_export(file, sheet=sheet)
-            overrides = load_overrides(questions)
-            rules = [ExclusionRule.parse(rule, reason) for rule in exclude]
-        except ExportError as exc:
-            raise UserError(str(exc)) from exc
         eng = engine()
+        params = {"file": str(file), "survey": survey, "exclude": list(exclude),
+                  "questions_file": str(questions) if questions else None}  # fmt: skip
         try:
-            stored = {q: StoredQuestion(k, r, tuple(c)) for q, (k, r, c) in stored_questions(eng, survey).items()}
-            plan = build_plan(export, overrides, stored)
-        except ExportError as exc:
-            raise UserError(str(exc)) from exc
-        except SQLAlchemyError as exc:
-            raise _schema_guard(exc) from exc
-        if strict and plan.unknown_fragments:
-            first = plan.unknown_fragments[0]
-            raise UserError(
-                f"{file.name}: {len(plan.unknown_fragments)} fragment(s) match no known choice, first: {first} "
-                "(--strict); add the choice to the --questions file"
-            )
-        params = {
-            "file": str(file),
-            "sha256": export.sha256,
-            "survey": survey,
-            "format": export.format,
-            "exclude": list(exclude),
-            "questions_file": str(questions) if questions else None,
-        }
-        try:
+            # The run is recorded from the start, so an unreadable export shows on the Overview as a failure.
             with recorded_run(eng, "survey-import", params) as run:
+                export = read_export(file, sheet=sheet)
+                run.parameters.update(sha256=export.sha256, format=export.format)
+                overrides = load_overrides(questions)
+                rules = [ExclusionRule.parse(rule, reason) for rule in exclude]
+                stored = {q: StoredQuestion(k, r, tuple(c)) for q, (k, r, c) in stored_questions(eng, survey).items()}
+                plan = build_plan(export, overrides, stored)
+                if strict and plan.unknown_fragments:
+                    raise UserError(
+                        f"{file.name}: {len(plan.unknown_fragments)} fragment(s) match no known choice, first: "
+                        f"{plan.unknown_fragments[0]} (--strict); add the choice to the --questions file"
+                    )
                 with session_scope(eng) as session:
                     result = load_plan(session, survey, export, plan, rules)
                 run.counts.update(result.counts())

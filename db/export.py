@@ -163,13 +163,18 @@ def _sqlite_decl(typ: pa.DataType) -> str:
 
 
 def _sqlite_value(value: Any) -> Any:
-    if isinstance(value, dt.datetime | dt.date | dt.time):
+    """Dates and times as the CSV export writes them (`2026-11-29 04:00:13.781472Z`), so both exports agree."""
+    if isinstance(value, dt.datetime):
+        if value.tzinfo is not None:
+            return value.astimezone(dt.UTC).replace(tzinfo=None).isoformat(sep=" ", timespec="microseconds") + "Z"
+        return value.isoformat(sep=" ", timespec="microseconds")
+    if isinstance(value, dt.date | dt.time):
         return value.isoformat()
     return value
 
 
 class SqliteSink:
-    """One table in a SQLite file (several tables share the file); timestamps as ISO 8601 text."""
+    """One table in a SQLite file (several tables share the file); timestamps as ISO 8601 text in UTC."""
 
     def __init__(self, path: Path, table: str, schema: pa.Schema) -> None:
         self._conn = sqlite3.connect(path)
@@ -230,6 +235,18 @@ def _write(
 # --- whole tables --------------------------------------------------------------------------------------
 
 
+def _made_dir(out_dir: Path) -> Path | None:
+    """Create OUT_DIR; returns it if this call created it, so a failed export can take it away again."""
+    existed = out_dir.exists()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    return None if existed else out_dir
+
+
+def _drop_if_empty(made: Path | None) -> None:
+    if made is not None and made.is_dir() and not any(made.iterdir()):
+        made.rmdir()
+
+
 def table_names(engine: Engine) -> list[str]:
     """Every table in the database, in the models' dependency order, then any others by name."""
     from sqlmodel import SQLModel
@@ -271,13 +288,14 @@ def export_tables(
     """Write each table (default: all but alembic_version) to OUT_DIR as <table>.csv/.parquet or one SQLite file."""
     _check_format(fmt)
     engine = make_engine(normalize_url(url))
+    made = None
     try:
         available = table_names(engine)
         wanted = tables or [t for t in available if t not in SKIPPED_BY_DEFAULT]
         unknown = [t for t in wanted if t not in available]
         if unknown:
             raise ExportError(f"no such table: {', '.join(unknown)} (tables: {', '.join(available)})")
-        out_dir.mkdir(parents=True, exist_ok=True)
+        made = _made_dir(out_dir)
         done: list[Exported] = []
         sqlite_file = out_dir / SQLITE_EXPORT_FILE
         if fmt == "sqlite":
@@ -297,6 +315,7 @@ def export_tables(
     except BaseException:
         for leftover in out_dir.glob("*.partial") if out_dir.exists() else []:
             leftover.unlink(missing_ok=True)
+        _drop_if_empty(made)
         raise
     finally:
         engine.dispose()
@@ -319,7 +338,7 @@ def export_query(
     _check_format(fmt)
     if not name.replace("_", "").replace("-", "").isalnum():
         raise ExportError(f"--name {name!r}: use letters, digits, '-' and '_' only")
-    out_dir.mkdir(parents=True, exist_ok=True)
+    made = _made_dir(out_dir)
     final = out_dir / f"{name}.{fmt}"
     target = _partial(final)
     target.unlink(missing_ok=True)
@@ -332,6 +351,7 @@ def export_query(
         os.replace(target, final)
     except BaseException:
         target.unlink(missing_ok=True)
+        _drop_if_empty(made)
         raise
     return Exported(name, rows, final)
 

@@ -28,6 +28,7 @@ class RunLog:
 
     id: int
     counts: dict[str, Any] = field(default_factory=dict)
+    parameters: dict[str, Any] = field(default_factory=dict)
 
     def add(self, key: str, n: int = 1) -> None:
         self.counts[key] = self.counts.get(key, 0) + n
@@ -81,7 +82,7 @@ def recorded_run(engine: Engine, kind: str, parameters: dict[str, Any] | None = 
         row = IngestRun(kind=kind, parameters=parameters or {}, host=socket.gethostname(), pid=os.getpid())
         session.add(row)
         session.commit()
-        log = RunLog(id=row.id or 0)
+        log = RunLog(id=row.id or 0, parameters=dict(parameters or {}))
     status, error = RunStatus.ok, None
     try:
         yield log
@@ -98,5 +99,6 @@ def recorded_run(engine: Engine, kind: str, parameters: dict[str, Any] | None = 
                 row.status, row.error = status, error
                 row.finished_at = utcnow()
                 row.counts = dict(log.counts)
+                row.parameters = dict(log.parameters)  # callers may add what they learn during the run
                 session.add(row)
                 session.commit()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 import sqlite3
 from pathlib import Path
@@ -76,7 +77,13 @@ def test_sqlite_export_holds_every_table(engine: Engine, db_url: str, tmp_path: 
             assert conn.execute(f'SELECT count(*) FROM "{name}"').fetchone()[0] == rows
         types = {row[1]: row[2] for row in conn.execute("PRAGMA table_info(issue)")}
         assert types["number"] == "INTEGER" and types["created_at"] == "TIMESTAMP"
-        assert conn.execute("SELECT created_at FROM issue ORDER BY id LIMIT 1").fetchone()[0].startswith("2023-01-08")
+        as_sqlite = [r[0] for r in conn.execute("SELECT created_at FROM issue ORDER BY id")]
+    assert as_sqlite[0].startswith("2023-01-08")
+    export_tables(db_url, tmp_path / "csv", "csv", ["issue"])
+    with (tmp_path / "csv" / "issue.csv").open(newline="") as handle:
+        as_csv = [row["created_at"] for row in csv.DictReader(handle)]
+    assert as_sqlite == as_csv, "both exports write the same timestamp text"
+    assert as_sqlite[0].endswith("Z") and " " in as_sqlite[0]
 
 
 def test_export_query_is_read_only_and_uncapped(engine: Engine, db_url: str, tmp_path: Path) -> None:
@@ -99,7 +106,10 @@ def test_cli_export_and_its_errors(cli, engine: Engine, tmp_path: Path) -> None:
     assert f"issue: {seeded.issues} rows" in ok.output
     bad = cli("export", "--tables", "issue,nosuch", "--out", str(tmp_path / "b"))
     assert bad.exit_code == 2 and "no such table: nosuch" in bad.output
-    assert not (tmp_path / "b").exists() or not list((tmp_path / "b").iterdir())
+    assert not (tmp_path / "b").exists(), "a failed export takes away the folder it created"
+    (tmp_path / "kept").mkdir()
+    assert cli("export", "--tables", "nosuch", "--out", str(tmp_path / "kept")).exit_code == 2
+    assert (tmp_path / "kept").is_dir(), "but leaves a folder that was already there"
     fmt = cli("export", "--format", "xlsx", "--out", str(tmp_path / "c"))
     assert fmt.exit_code == 2 and "unknown format" in fmt.output
     q = cli("export", "query", "SELECT number FROM issue", "--format", "csv", "--out", str(tmp_path / "q"))
@@ -112,7 +122,7 @@ def test_cli_export_query_refuses_writes(cli, engine: Engine, tmp_path: Path, sq
     seeded = seed_github(engine, 3)
     result = cli("export", "query", sql, "--out", str(tmp_path / "out"))
     assert result.exit_code == 2 and "refused" in result.output
-    assert not list((tmp_path / "out").glob("*"))
+    assert not (tmp_path / "out").exists()
     with Session(engine) as s:
         from db.models import Issue
 
@@ -127,7 +137,7 @@ def test_cli_export_query_stops_long_queries(cli, tmp_path: Path, backend: str) 
     )
     result = cli("export", "query", endless, "--timeout", "1", "--out", str(tmp_path / "out"))
     assert result.exit_code == 2 and "longer than 1 s" in result.output
-    assert not list((tmp_path / "out").glob("*"))
+    assert not (tmp_path / "out").exists(), "no empty --out folder is left behind"
 
 
 def test_console_downloads_of_json_and_time_columns(engine: Engine, db_url: str) -> None:

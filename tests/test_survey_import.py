@@ -233,7 +233,13 @@ def test_bad_files_fail_with_one_line_and_write_nothing(cli, engine: Engine, tmp
     assert result.stderr.strip().startswith("error:")
     assert len(result.stderr.strip().splitlines()) == 1
     assert "Traceback" not in result.output
-    assert set(table_counts(engine).values()) == {0}
+    counts = table_counts(engine)
+    assert counts.pop("ingest_run") == 1, "the failed import is on record for the Overview"
+    assert set(counts.values()) == {0}
+    with Session(engine) as session:
+        run = session.exec(select(IngestRun)).one()
+    assert (run.kind, run.status) == ("survey-import", "failed")
+    assert message in (run.error or "") and "sha256" not in run.parameters
 
 
 def test_failure_inside_the_transaction_leaves_no_survey_rows(cli, engine: Engine, export_path: Path) -> None:  # type: ignore[no-untyped-def]
