@@ -59,13 +59,13 @@ def relink(
 
 @app.command("list")
 def list_issues(
-    repo: str | None = typer.Option(None, "--repo"),
-    label: list[str] = typer.Option([], "--label", help="Issues having all these labels."),
-    state: str | None = typer.Option(None, "--state"),
-    fixed_only: bool = typer.Option(False, "--fixed-only"),
-    rule_version: str = typer.Option("study-v1", "--rule-version"),
+    repo: str | None = typer.Option(None, "--repo", help="Only this repository (owner/name, as mined)."),
+    label: list[str] = typer.Option([], "--label", help="Issues having all these labels (repeatable)."),
+    state: str | None = typer.Option(None, "--state", help="open or closed (default: both)."),
+    fixed_only: bool = typer.Option(False, "--fixed-only", help="Only issues linked to a fix by --rule-version."),
+    rule_version: str = typer.Option("study-v1", "--rule-version", help="Fix rule whose verdicts are shown."),
     sample_name: str | None = typer.Option(None, "--sample", help="Members of this sample, in drawn order."),
-    limit: int = typer.Option(50, "--limit"),
+    limit: int = typer.Option(50, "--limit", min=1, help="Show at most this many issues."),
 ) -> None:
     """List mined issues (newest first) with their fix-link verdict."""
     from rich.table import Table
