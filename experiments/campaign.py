@@ -88,7 +88,7 @@ def run_campaign(engine: Engine, spec: CampaignSpec, data_dir: Path,
     planned = plan(spec)
     campaign_id = store.campaign(spec.name, spec.identity(), fingerprint())
     rows = store.models(campaign_id, planned)
-    done = store.finished([int(r.id or 0) for r in rows.values()])
+    done = store.finished(campaign_id)
     jobs, skipped, total = [], 0, 0
     for p in planned:
         row = rows[p["model_key"]]

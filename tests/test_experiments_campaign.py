@@ -89,6 +89,26 @@ def test_small_campaign_stores_models_runs_and_raw_outputs_then_resumes_as_a_no_
     assert counts["judged"] == counts["passed"] + counts["mismatch"] > 0
 
 
+def test_campaigns_with_overlapping_plans_each_store_their_own_runs_and_resume_only_their_own(
+    engine, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
+    first = _spec(name="first", workers=1, inputs_per_model=1)
+    second = first.model_copy(update={"name": "second", "seeds": [0, 1]})  # model seed 0 is in both plans
+    assert sum(run_campaign(engine, first, tmp_path).counts.values()) == 1
+    result = run_campaign(engine, second, tmp_path)
+    assert (result.planned_runs, result.skipped_runs, sum(result.counts.values())) == (2, 0, 2)
+    runs = _runs(engine)
+    per_campaign = Counter(r.campaign_id for r in runs)
+    assert sorted(per_campaign.values()) == [1, 2]
+    shared = [k for k, n in Counter(_keys(runs)).items() if n > 1]
+    assert len(shared) == 1  # the same model, converter, opset and seed: stored once for each campaign
+
+    for spec in (first, second):  # re-running either stores nothing new
+        again = run_campaign(engine, spec, tmp_path)
+        assert again.skipped_runs == again.planned_runs and again.counts == {}
+    assert [r.id for r in _runs(engine)] == [r.id for r in runs]
+
+
 @pytest.mark.slow
 def test_segfault_hang_and_memory_blowup_are_recorded_and_the_campaign_finishes(engine, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     spec = _spec(sources=["fault-abort", "fault-hang", "fault-oom", "nnsmith-torch"], plugins=[FAULTS],
