@@ -101,33 +101,47 @@ def _planned_runs(spec: dict) -> str:
         return "?"
 
 
+def _check_campaign(name: str | None) -> None:
+    """A named campaign must exist: a typo is an error, not an empty result."""
+    from db.queries.experiments import campaign_names
+
+    known = campaign_names(engine())
+    if name is not None and name not in known:
+        raise UserError(f"no campaign named {name!r} (known: {', '.join(known) or 'none yet'})")
+
+
 def _print_status(name: str | None) -> None:
     from rich.table import Table
 
     from db.queries.experiments import campaign_summary, campaigns_frame
 
-    for c in campaigns_frame(engine()).itertuples(index=False):
+    campaigns = campaigns_frame(engine())
+    if campaigns.empty:
+        console.print("no campaigns yet")
+        return
+    for c in campaigns.itertuples(index=False):
         if name is not None and c.name != name:
             continue
         planned = _planned_runs(c.spec) if c.kind == "live" else str(c.runs)
         finished = c.finished_at is not None and str(c.finished_at) != "NaT"
         state = f"finished {c.finished_at:%Y-%m-%d %H:%M} UTC" if finished else "not finished"
         console.print(f"[bold]{c.name}[/] ({c.kind}): {c.runs}/{planned} runs stored, {c.models} models, {state}")
-    frame = campaign_summary(engine(), name)
-    if frame.empty:
-        console.print("no campaigns yet" if name is None else f"no campaign named {name!r}")
-        return
     table = Table(title="conversion runs by campaign, converter and status")
-    for col in frame.columns:
-        table.add_column(str(col))
-    for row in frame.itertuples(index=False):
-        table.add_row(*[str(v) for v in row])
+    for col in ("campaign", "converter", "exporter", "status", "runs"):
+        table.add_column(col)
+    for row in campaign_summary(engine(), name).itertuples(index=False):
+        if row.runs == 0:
+            table.add_row(row.campaign, "", "", "(no runs yet)", "0")
+        else:
+            table.add_row(row.campaign, row.converter, row.exporter, row.status, str(row.runs))
     console.print(table)
 
 
 @app.command("status")
 def status(name: str | None = typer.Argument(None, help="one campaign (default: all)")) -> None:
-    """Runs per campaign, converter and outcome."""
+    """Runs per campaign, converter and outcome; campaigns without runs too."""
+    with user_errors():
+        _check_campaign(name)
     _print_status(name)
 
 

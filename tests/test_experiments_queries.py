@@ -113,3 +113,25 @@ def test_analyze_command_prints_and_exports_each_analysis(stored, cli, tmp_path)
     assert "sequences (2 rows)" in cli("experiment", "analyze", "sequences").output
     bad = cli("experiment", "analyze", "everything")
     assert bad.exit_code == 2 and "unknown analysis" in bad.output
+
+
+def test_status_lists_campaigns_without_runs_and_refuses_an_unknown_name(stored, cli) -> None:  # type: ignore[no-untyped-def]
+    from db.queries.experiments import campaign_summary
+    from experiments.spec import CampaignSpec
+    from tests.test_cli_errors import assert_one_error_line
+
+    spec = CampaignSpec(name="empty", sources=["nnsmith-torch"], converters=["torch.onnx-torchscript"], seeds=[0])
+    CampaignStore(stored).campaign("empty", spec.identity(), {"packages": {}})  # started, nothing stored yet
+    summary = campaign_summary(stored)
+    assert summary.loc[summary["campaign"] == "empty", "runs"].tolist() == [0]
+    assert summary.loc[summary["campaign"] == "q", "runs"].sum() == 3
+
+    one = cli("experiment", "status", "empty")
+    assert one.exit_code == 0, one.output
+    assert "empty (live): 0/1 runs stored" in one.output and "(no runs yet)" in one.output
+    assert "no campaign" not in one.output and "q (live)" not in one.output
+    everything = cli("experiment", "status").output
+    assert "(no runs yet)" in everything and "q (live): 3/" in everything and "no campaigns yet" not in everything
+    unknown = cli("experiment", "status", "nope")
+    assert unknown.exit_code == 2
+    assert_one_error_line(unknown.output, "no campaign named 'nope'", "known: q, empty")
