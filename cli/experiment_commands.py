@@ -149,17 +149,19 @@ def status(name: str | None = typer.Argument(None, help="one campaign (default: 
 def rescore(
     atol: float = typer.Option(..., help="new absolute tolerance"),
     rtol: float = typer.Option(0.0, help="new relative tolerance (exact for the stored rtol grid)"),
-    campaign: str | None = typer.Option(None, help="only this campaign"),
+    campaign: str | None = typer.Option(None, help="only this campaign, live or historical (default: every live one)"),
 ) -> None:
-    """Re-judge stored runs at a new tolerance from their raw numbers; nothing is re-run."""
+    """Re-judge the live campaigns' stored runs at a new tolerance from their raw numbers; nothing is re-run."""
     from experiments.rescore import rescore as do_rescore
 
     with user_errors():
+        _check_campaign(campaign)
         try:
             changed = do_rescore(engine(), atol, rtol, campaign)
         except ValueError as exc:
             raise UserError(str(exc)) from exc
-    console.print(f"re-judged {changed['judged']} runs at atol={atol:g} rtol={rtol:g}: "
+    scope = f"campaign {campaign!r}" if campaign else "live campaigns (historical imports: name one with --campaign)"
+    console.print(f"re-judged {changed['judged']} runs at atol={atol:g} rtol={rtol:g} in {scope}: "
                   f"{changed['passed']} passed, {changed['mismatch']} mismatch ({changed['changed']} changed)")
     _print_status(campaign)
 
@@ -195,6 +197,7 @@ def analyze(
     from db.queries.experiments import operator_rates, outcome_rates, sequence_comparison
 
     with user_errors():
+        _check_campaign(campaign)
         if what == "outcomes":
             frame = outcome_rates(engine(), campaign)
         elif what == "operators":

@@ -25,7 +25,7 @@ from experiments.core import model_key
 FILE_RE = re.compile(r"^(?P<fw>torch|tensorflow)_(?P<method>.+)_opset_(?P<opset>\d+)_(?P<nodes>\d+)\.json$")
 CONVERTER = {"torch": ("torch.onnx", "torchscript"), "tensorflow": ("tf2onnx", "cli-saved-model")}
 STUDY_VERSION = "study"
-#: the atol the imported TensorFlow `mad` values are judged at (rtol 0); `rescore` can change it
+#: the atol the imported TensorFlow `mad` values are judged at (rtol 0); `rescore --campaign NAME` can change it
 IMPORT_ATOL = 1e-5
 
 _ORT = re.compile(r"\[ONNXRuntimeError\] : (?P<code>\d+) : (?P<name>[A-Z_]+) : (?P<text>.*)", re.S)
