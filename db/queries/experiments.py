@@ -47,6 +47,19 @@ def campaigns_frame(engine: Engine) -> pd.DataFrame:
                             columns=["id", "name", "kind", "spec", "created_at", "finished_at", "runs", "models"])
 
 
+def judged_tolerances(engine: Engine, campaign: str | None = None) -> pd.DataFrame:
+    """Runs per converter × (atol, rtol) their stored passed/mismatch verdict was judged at (runs without one: none)."""
+    keys = [ConversionRun.converter, ConversionRun.atol, ConversionRun.rtol]
+    stmt = (select(*keys, func.count().label("runs"))
+            .join(Campaign, Campaign.id == ConversionRun.campaign_id)
+            .where(ConversionRun.status.in_(["passed", "mismatch"]), ConversionRun.atol.is_not(None))
+            .group_by(*keys).order_by(*keys))
+    if campaign is not None:
+        stmt = stmt.where(Campaign.name == campaign)
+    with engine.connect() as conn:
+        return pd.DataFrame(conn.execute(stmt).mappings().all(), columns=["converter", "atol", "rtol", "runs"])
+
+
 def runs_frame(engine: Engine, campaign: str | None = None) -> pd.DataFrame:
     """One row per conversion run with its model's source, node count and operators."""
     stmt = (
