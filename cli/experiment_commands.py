@@ -49,7 +49,7 @@ def run(
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from db.config import get_settings
-    from experiments.campaign import run_campaign
+    from experiments.campaign import prepare, run_campaign
     from experiments.isolation import WorkerStartupError
     from experiments.spec import SpecError, load_spec
 
@@ -63,7 +63,8 @@ def run(
             raise UserError("give a campaign.toml, --preset quick, or flags such as --sources")
         try:
             spec = load_spec(spec_file, preset, overrides)
-        except SpecError as exc:
+            planned = prepare(engine(), spec)  # a spec that cannot run is one error line, before any output
+        except (SpecError, ValueError) as exc:
             raise UserError(str(exc)) from exc
         data_dir = Path(get_settings().data_dir)
         console.print(f"campaign [bold]{spec.name}[/]: {', '.join(spec.sources)} -> {', '.join(spec.converters)}, "
@@ -79,7 +80,7 @@ def run(
                     console.print(f"  {done}/{total} runs")  # logs and pipes get plain progress lines
 
             try:
-                result = run_campaign(engine(), spec, data_dir, progress)
+                result = run_campaign(engine(), spec, data_dir, progress, planned)
             except (SpecError, ValueError, WorkerStartupError) as exc:
                 raise UserError(str(exc)) from exc
     for warning in result.warnings:

@@ -39,13 +39,19 @@ class CampaignStore:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
 
+    def check(self, name: str, spec: dict[str, Any]) -> None:
+        """Refuse a spec that differs from the one stored under `name`: resuming it would mix two campaigns."""
+        with Session(self.engine) as s:
+            stored = s.exec(select(Campaign.spec).where(Campaign.name == name)).first()
+        if stored is not None and stored != spec:
+            raise ValueError(f"campaign {name!r} exists with a different spec; choose another name")
+
     def campaign(self, name: str, spec: dict[str, Any], env: dict[str, Any], kind: str = "live") -> int:
         """The campaign row for `name`, created on first use; a different spec under the same name is refused."""
+        self.check(name, spec)
         with Session(self.engine) as s:
             row = s.exec(select(Campaign).where(Campaign.name == name)).first()
             if row is not None:
-                if row.spec != spec:
-                    raise ValueError(f"campaign {name!r} exists with a different spec; choose another name")
                 row.finished_at = None
             else:
                 pk = env.get("packages", {})

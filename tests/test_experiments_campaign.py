@@ -20,7 +20,7 @@ from sqlmodel import Session
 
 import tests.support.fault_sources  # noqa: F401  (registers the fault-* sources in this process)
 from db.engine import make_engine
-from db.models.experiments import ConversionRun, ModelUnderTest, RunOutput
+from db.models.experiments import Campaign, ConversionRun, ModelUnderTest, RunOutput
 from db.models.ingest import IngestRun
 from experiments.campaign import plan, run_campaign
 from experiments.rescore import rescore
@@ -242,6 +242,27 @@ def test_run_without_a_spec_is_a_user_error(cli) -> None:  # type: ignore[no-unt
     rescored = cli("experiment", "rescore", "--atol", "1e-7", "--rtol", "0")
     assert rescored.exit_code == 0 and "re-judged 0 runs" in rescored.output
     assert cli("experiment", "status").exit_code == 0
+
+
+@pytest.mark.parametrize(("args", "fragment"), [
+    (["--sources", "no-such-source"], "unknown source 'no-such-source'"),
+    (["--converters", "no-such-converter"], "unknown converter 'no-such-converter'"),
+    (["--sources", "nnsmith-tensorflow", "--converters", "torch.onnx-torchscript"],
+     "none converts source 'nnsmith-tensorflow'"),
+    (["--plugins", "no_such_plugin_module"], "cannot import 'no_such_plugin_module'"),
+    (["--name", "taken"], "campaign 'taken' exists with a different spec"),
+])  # fmt: skip
+def test_a_spec_that_cannot_run_is_one_error_line_before_any_output(cli, engine, args: list[str],
+                                                                     fragment: str) -> None:  # type: ignore[no-untyped-def]
+    from experiments.store import CampaignStore
+    from tests.test_cli_errors import assert_one_error_line
+
+    CampaignStore(engine).campaign("taken", {"another": "spec"}, {})
+    result = cli("experiment", "run", "--name", "new", "--sources", "nnsmith-torch", "--seeds", "0", *args)
+    assert result.exit_code == 2
+    assert_one_error_line(result.output, fragment)  # no campaign header or progress line before it
+    with Session(engine) as s:
+        assert s.exec(select(Campaign.name)).scalars().all() == ["taken"]
 
 
 def test_plan_pairs_converters_with_their_framework_only() -> None:
