@@ -180,8 +180,11 @@ def import_results(
             counts = import_exporter_results(engine(), directory, name)
         except StudyImportError as exc:
             raise UserError(str(exc)) from exc
-    console.print(f"imported {counts['models']} models, {counts['runs']} runs "
-                  f"({counts['new_runs']} new) into campaign {name!r}")
+    if counts["new_runs"]:
+        console.print(f"imported {counts['models']:,} models, {counts['runs']:,} runs "
+                      f"({counts['new_runs']:,} new) into campaign {name!r}")
+    else:
+        console.print(f"nothing new: {counts['runs']:,} runs already stored in campaign {name!r}")
     _print_status(name)
 
 

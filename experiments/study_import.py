@@ -160,8 +160,9 @@ def import_exporter_results(engine: Engine, directory: Path, name: str = "study-
                     done.add((model.id, converter, exporter, opset))
                     counts["new_runs"] += 1
                     log.add(str(status))
-            campaign.finished_at = utcnow()
-            s.add(campaign)
+            if counts["new_runs"] or campaign.finished_at is None:  # a re-import that adds nothing changes nothing
+                campaign.finished_at = utcnow()
+                s.add(campaign)
             s.commit()
         counts["models"] = len(seen)
         log.add("runs", counts["runs"])

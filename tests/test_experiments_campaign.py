@@ -204,6 +204,11 @@ def _expected_study_counts(directory: Path) -> Counter[tuple[str, str]]:
     return counts
 
 
+def _finished_at(engine) -> Any:  # type: ignore[no-untyped-def]
+    with Session(engine) as s:
+        return s.exec(select(Campaign.finished_at).where(Campaign.name == "study-exporter-results")).scalar_one()
+
+
 def test_study_results_import_counts_per_converter_and_outcome(cli, engine, shared_dir: Path) -> None:  # type: ignore[no-untyped-def]
     directory = shared_dir / "data/paper-artifact/synthetic-models/exporter_test_results"
     result = cli("experiment", "import-results", str(directory))
@@ -216,8 +221,11 @@ def test_study_results_import_counts_per_converter_and_outcome(cli, engine, shar
                              .group_by(ConversionRun.stage)).all())
     assert got == _expected_study_counts(directory)
     assert stages["ort_session"] > stages["ort_run"] > 0 and stages["load"] > 0
+    finished = _finished_at(engine)
     again = cli("experiment", "import-results", str(directory))
-    assert again.exit_code == 0 and "(0 new)" in again.output
+    assert again.exit_code == 0
+    assert f"nothing new: {sum(got.values()):,} runs already stored in campaign" in again.output
+    assert "0 new" not in again.output and _finished_at(engine) == finished  # the campaign did not change
     status = cli("experiment", "status")
     assert f"study-exporter-results (historical): {sum(got.values())}/{sum(got.values())} runs" in status.output
     with Session(engine) as s:
