@@ -49,7 +49,7 @@ def run(
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from db.config import get_settings
-    from experiments.campaign import run_campaign
+    from experiments.campaign import prepare, run_campaign
     from experiments.isolation import WorkerStartupError
     from experiments.spec import SpecError, load_spec
 
@@ -63,7 +63,8 @@ def run(
             raise UserError("give a campaign.toml, --preset quick, or flags such as --sources")
         try:
             spec = load_spec(spec_file, preset, overrides)
-        except SpecError as exc:
+            planned = prepare(engine(), spec)  # a spec that cannot run is one error line, before any output
+        except (SpecError, ValueError) as exc:
             raise UserError(str(exc)) from exc
         data_dir = Path(get_settings().data_dir)
         console.print(f"campaign [bold]{spec.name}[/]: {', '.join(spec.sources)} -> {', '.join(spec.converters)}, "
@@ -79,7 +80,7 @@ def run(
                     console.print(f"  {done}/{total} runs")  # logs and pipes get plain progress lines
 
             try:
-                result = run_campaign(engine(), spec, data_dir, progress)
+                result = run_campaign(engine(), spec, data_dir, progress, planned)
             except (SpecError, ValueError, WorkerStartupError) as exc:
                 raise UserError(str(exc)) from exc
     for warning in result.warnings:
@@ -101,33 +102,47 @@ def _planned_runs(spec: dict) -> str:
         return "?"
 
 
+def _check_campaign(name: str | None) -> None:
+    """A named campaign must exist: a typo is an error, not an empty result."""
+    from db.queries.experiments import campaign_names
+
+    known = campaign_names(engine())
+    if name is not None and name not in known:
+        raise UserError(f"no campaign named {name!r} (known: {', '.join(known) or 'none yet'})")
+
+
 def _print_status(name: str | None) -> None:
     from rich.table import Table
 
     from db.queries.experiments import campaign_summary, campaigns_frame
 
-    for c in campaigns_frame(engine()).itertuples(index=False):
+    campaigns = campaigns_frame(engine())
+    if campaigns.empty:
+        console.print("no campaigns yet")
+        return
+    for c in campaigns.itertuples(index=False):
         if name is not None and c.name != name:
             continue
         planned = _planned_runs(c.spec) if c.kind == "live" else str(c.runs)
         finished = c.finished_at is not None and str(c.finished_at) != "NaT"
         state = f"finished {c.finished_at:%Y-%m-%d %H:%M} UTC" if finished else "not finished"
         console.print(f"[bold]{c.name}[/] ({c.kind}): {c.runs}/{planned} runs stored, {c.models} models, {state}")
-    frame = campaign_summary(engine(), name)
-    if frame.empty:
-        console.print("no campaigns yet" if name is None else f"no campaign named {name!r}")
-        return
     table = Table(title="conversion runs by campaign, converter and status")
-    for col in frame.columns:
-        table.add_column(str(col))
-    for row in frame.itertuples(index=False):
-        table.add_row(*[str(v) for v in row])
+    for col in ("campaign", "converter", "exporter", "status", "runs"):
+        table.add_column(col)
+    for row in campaign_summary(engine(), name).itertuples(index=False):
+        if row.runs == 0:
+            table.add_row(row.campaign, "", "", "(no runs yet)", "0")
+        else:
+            table.add_row(row.campaign, row.converter, row.exporter, row.status, str(row.runs))
     console.print(table)
 
 
 @app.command("status")
 def status(name: str | None = typer.Argument(None, help="one campaign (default: all)")) -> None:
-    """Runs per campaign, converter and outcome."""
+    """Runs per campaign, converter and outcome; campaigns without runs too."""
+    with user_errors():
+        _check_campaign(name)
     _print_status(name)
 
 
@@ -135,17 +150,19 @@ def status(name: str | None = typer.Argument(None, help="one campaign (default: 
 def rescore(
     atol: float = typer.Option(..., help="new absolute tolerance"),
     rtol: float = typer.Option(0.0, help="new relative tolerance (exact for the stored rtol grid)"),
-    campaign: str | None = typer.Option(None, help="only this campaign"),
+    campaign: str | None = typer.Option(None, help="only this campaign, live or historical (default: every live one)"),
 ) -> None:
-    """Re-judge stored runs at a new tolerance from their raw numbers; nothing is re-run."""
+    """Re-judge the live campaigns' stored runs at a new tolerance from their raw numbers; nothing is re-run."""
     from experiments.rescore import rescore as do_rescore
 
     with user_errors():
+        _check_campaign(campaign)
         try:
             changed = do_rescore(engine(), atol, rtol, campaign)
         except ValueError as exc:
             raise UserError(str(exc)) from exc
-    console.print(f"re-judged {changed['judged']} runs at atol={atol:g} rtol={rtol:g}: "
+    scope = f"campaign {campaign!r}" if campaign else "live campaigns (historical imports: name one with --campaign)"
+    console.print(f"re-judged {changed['judged']} runs at atol={atol:g} rtol={rtol:g} in {scope}: "
                   f"{changed['passed']} passed, {changed['mismatch']} mismatch ({changed['changed']} changed)")
     _print_status(campaign)
 
@@ -163,8 +180,11 @@ def import_results(
             counts = import_exporter_results(engine(), directory, name)
         except StudyImportError as exc:
             raise UserError(str(exc)) from exc
-    console.print(f"imported {counts['models']} models, {counts['runs']} runs "
-                  f"({counts['new_runs']} new) into campaign {name!r}")
+    if counts["new_runs"]:
+        console.print(f"imported {counts['models']:,} models, {counts['runs']:,} runs "
+                      f"({counts['new_runs']:,} new) into campaign {name!r}")
+    else:
+        console.print(f"nothing new: {counts['runs']:,} runs already stored in campaign {name!r}")
     _print_status(name)
 
 
@@ -181,6 +201,7 @@ def analyze(
     from db.queries.experiments import operator_rates, outcome_rates, sequence_comparison
 
     with user_errors():
+        _check_campaign(campaign)
         if what == "outcomes":
             frame = outcome_rates(engine(), campaign)
         elif what == "operators":

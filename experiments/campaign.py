@@ -74,21 +74,29 @@ def worker_options(spec: CampaignSpec, data_dir: Path) -> WorkerOptions:
                          log_dir=str(data_dir / "logs"))
 
 
-def run_campaign(engine: Engine, spec: CampaignSpec, data_dir: Path,
-                 progress: Callable[[int, int, dict[str, Any]], None] | None = None) -> CampaignResult:
-    """Plan, resume, execute (locally or on Dask) and store a campaign; returns counts per status."""
-    from experiments.executors import make_executor
-
+def prepare(engine: Engine, spec: CampaignSpec) -> list[dict[str, Any]]:
+    """Import the spec's plug-ins, plan its runs and check its name: every spec problem surfaces here, first."""
     for module in spec.plugins:  # plug-ins register their sources/converters here and in every worker
         try:
             importlib.import_module(module)
         except ImportError as exc:
             raise SpecError(f"field 'plugins': cannot import {module!r} ({exc})") from exc
-    store = CampaignStore(engine)
     planned = plan(spec)
+    CampaignStore(engine).check(spec.name, spec.identity())
+    return planned
+
+
+def run_campaign(engine: Engine, spec: CampaignSpec, data_dir: Path,
+                 progress: Callable[[int, int, dict[str, Any]], None] | None = None,
+                 planned: list[dict[str, Any]] | None = None) -> CampaignResult:
+    """Plan (unless `prepare` already did), resume, execute (locally or on Dask) and store a campaign."""
+    from experiments.executors import make_executor
+
+    planned = prepare(engine, spec) if planned is None else planned
+    store = CampaignStore(engine)
     campaign_id = store.campaign(spec.name, spec.identity(), fingerprint())
     rows = store.models(campaign_id, planned)
-    done = store.finished([int(r.id or 0) for r in rows.values()])
+    done = store.finished(campaign_id)
     jobs, skipped, total = [], 0, 0
     for p in planned:
         row = rows[p["model_key"]]

@@ -11,16 +11,27 @@ from sqlmodel import Session, select
 from db.models.experiments import Campaign, ConversionRun, RunOutcome, RunOutput
 from experiments.compare import RTOL_GRID, output_passes
 
+#: the kind of campaign run here (the others are historical imports)
+LIVE = "live"
+
 
 def rescore(engine: Engine, atol: float, rtol: float, campaign: str | None = None) -> dict[str, int]:
-    """Set passed/mismatch of every compared run (one transaction); returns judged/passed/mismatch/changed."""
+    """Set passed/mismatch of the compared runs (one transaction); returns judged/passed/mismatch/changed.
+
+    Without `campaign` only live campaigns are re-judged: a historical import keeps the study's verdicts
+    unless it is named."""
     if atol < 0 or rtol < 0:
         raise ValueError("tolerances must be >= 0")
     counts = {"judged": 0, "passed": 0, "mismatch": 0, "changed": 0}
     with Session(engine) as s:
-        stmt = select(ConversionRun).where(ConversionRun.status.in_([RunOutcome.passed, RunOutcome.mismatch]))
+        stmt = (select(ConversionRun).join(Campaign, Campaign.id == ConversionRun.campaign_id)
+                .where(ConversionRun.status.in_([RunOutcome.passed, RunOutcome.mismatch])))
         if campaign is not None:
-            stmt = stmt.join(Campaign, Campaign.id == ConversionRun.campaign_id).where(Campaign.name == campaign)
+            if s.exec(select(Campaign.id).where(Campaign.name == campaign)).first() is None:
+                raise ValueError(f"no campaign named {campaign!r}")
+            stmt = stmt.where(Campaign.name == campaign)
+        else:
+            stmt = stmt.where(Campaign.kind == LIVE)
         runs = list(s.exec(stmt))
         outputs: dict[int, list[dict[str, Any]]] = defaultdict(list)
         ids = [r.id for r in runs]

@@ -28,6 +28,7 @@ def operator_set(operators: list[str]) -> list[str]:
 
 
 def run_key(model_id: int, spec: dict[str, Any]) -> RunKey:
+    """A run's key within its campaign (the stored unique key adds the campaign id)."""
     return (model_id, spec["converter_name"], spec["converter_version"], spec["exporter"], int(spec["opset"]),
             int(spec["input_seed"]))
 
@@ -38,13 +39,19 @@ class CampaignStore:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
 
+    def check(self, name: str, spec: dict[str, Any]) -> None:
+        """Refuse a spec that differs from the one stored under `name`: resuming it would mix two campaigns."""
+        with Session(self.engine) as s:
+            stored = s.exec(select(Campaign.spec).where(Campaign.name == name)).first()
+        if stored is not None and stored != spec:
+            raise ValueError(f"campaign {name!r} exists with a different spec; choose another name")
+
     def campaign(self, name: str, spec: dict[str, Any], env: dict[str, Any], kind: str = "live") -> int:
         """The campaign row for `name`, created on first use; a different spec under the same name is refused."""
+        self.check(name, spec)
         with Session(self.engine) as s:
             row = s.exec(select(Campaign).where(Campaign.name == name)).first()
             if row is not None:
-                if row.spec != spec:
-                    raise ValueError(f"campaign {name!r} exists with a different spec; choose another name")
                 row.finished_at = None
             else:
                 pk = env.get("packages", {})
@@ -83,11 +90,12 @@ class CampaignStore:
                 s.expunge(row)
         return rows
 
-    def finished(self, model_ids: list[int]) -> set[RunKey]:
+    def finished(self, campaign_id: int) -> set[RunKey]:
+        """Keys of the runs this campaign stored; another campaign's runs of the same models do not count."""
         with Session(self.engine) as s:
             rows = s.exec(select(ConversionRun.model_id, ConversionRun.converter, ConversionRun.converter_version,
                                  ConversionRun.exporter, ConversionRun.opset, ConversionRun.input_seed)
-                          .where(ConversionRun.model_id.in_(model_ids))).all()
+                          .where(ConversionRun.campaign_id == campaign_id)).all()
         return {(int(r[0]), r[1], r[2], r[3], int(r[4]), int(r[5])) for r in rows}
 
     def record_model(self, model_id: int, info: dict[str, Any]) -> None:
@@ -108,7 +116,7 @@ class CampaignStore:
 
     def record_run(self, campaign_id: int, model_id: int, spec: dict[str, Any], result: dict[str, Any],
                    atol: float, rtol: float, model_hash: str | None) -> str | None:
-        """Insert one run and its outputs in one transaction; its status, or None if the key was already stored."""
+        """Insert one run and its outputs in one transaction; its status, or None if this campaign already has it."""
         status = result["status"]
         if status == "compared":
             status = RunOutcome.passed if run_passes(result["outputs"], atol, rtol) else RunOutcome.mismatch

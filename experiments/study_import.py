@@ -25,7 +25,7 @@ from experiments.core import model_key
 FILE_RE = re.compile(r"^(?P<fw>torch|tensorflow)_(?P<method>.+)_opset_(?P<opset>\d+)_(?P<nodes>\d+)\.json$")
 CONVERTER = {"torch": ("torch.onnx", "torchscript"), "tensorflow": ("tf2onnx", "cli-saved-model")}
 STUDY_VERSION = "study"
-#: the atol the imported TensorFlow `mad` values are judged at (rtol 0); `rescore` can change it
+#: the atol the imported TensorFlow `mad` values are judged at (rtol 0); `rescore --campaign NAME` can change it
 IMPORT_ATOL = 1e-5
 
 _ORT = re.compile(r"\[ONNXRuntimeError\] : (?P<code>\d+) : (?P<name>[A-Z_]+) : (?P<text>.*)", re.S)
@@ -160,8 +160,9 @@ def import_exporter_results(engine: Engine, directory: Path, name: str = "study-
                     done.add((model.id, converter, exporter, opset))
                     counts["new_runs"] += 1
                     log.add(str(status))
-            campaign.finished_at = utcnow()
-            s.add(campaign)
+            if counts["new_runs"] or campaign.finished_at is None:  # a re-import that adds nothing changes nothing
+                campaign.finished_at = utcnow()
+                s.add(campaign)
             s.commit()
         counts["models"] = len(seen)
         log.add("runs", counts["runs"])

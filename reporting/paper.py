@@ -193,11 +193,24 @@ def _synthetic(engine: Engine) -> tuple[pd.DataFrame, dict[str, Any]]:
     table = table.reset_index()
     table.columns.name = None
     totals = counts.groupby(["converter", "status"])["runs"].sum().unstack(fill_value=0)
-    from db.queries.experiments import campaigns_frame
+    from db.queries.experiments import campaigns_frame, judged_tolerances
 
     campaigns = campaigns_frame(engine).set_index("name")
     campaign = campaigns.loc[CAMPAIGN].to_dict() if CAMPAIGN in campaigns.index else {}
-    return table, {"totals": totals, "campaign": campaign}
+    return table, {"totals": totals, "campaign": campaign, "tolerances": judged_tolerances(engine, CAMPAIGN)}
+
+
+def judged_at(tolerances: pd.DataFrame, study: dict[str, Any] | None) -> str:
+    """The tolerances the stored verdicts were judged at, read from the runs (`rescore` may have changed them)."""
+    if tolerances.empty:
+        return ""
+    used = [f"atol={r.atol:g}, rtol={r.rtol:g} ({r.runs:,} {r.converter} runs)" for r in tolerances.itertuples()]
+    text = " at " + "; ".join(used)
+    pairs = {(float(r.atol), float(r.rtol)) for r in tolerances.itertuples()}
+    if isinstance(study, dict) and pairs != {(float(study["atol"]), float(study["rtol"]))}:
+        text += (f" (re-judged with `interop experiment rescore`; the study's own: atol={float(study['atol']):g}, "
+                 f"rtol={float(study['rtol']):g})")
+    return text
 
 
 # --- the report ----------------------------------------------------------------------------------------
@@ -255,14 +268,14 @@ def build_report(engine: Engine, survey: str = SURVEY) -> PaperReport:
                                "two raters; coefficient [95% CI]", _agreement(engine)))  # fmt: skip
 
     synthetic, facts = _synthetic(engine)
-    judged = (facts["campaign"].get("spec") or {}) if isinstance(facts["campaign"].get("spec"), dict) else {}
+    spec = facts["campaign"].get("spec")
+    study = spec.get("judged_at") if isinstance(spec, dict) else None
     report.facts["synthetic_totals"] = facts["totals"]
     report.choices.append(
         f"Synthetic models: campaign `{CAMPAIGN}` imported from exporter_test_results/ (one run per model file "
         "entry). Outcomes are the study's own verdicts: torch `result` 0 with `mismatch` true/false, TensorFlow "
         "`result` 0 judged from the stored max absolute difference (`mad`)"
-        + (f" at atol={judged['judged_at'].get('atol')}, rtol={judged['judged_at'].get('rtol')}"
-           if isinstance(judged.get("judged_at"), dict) else "")
+        + judged_at(facts["tolerances"], study)
         + " (a NaN `mad` counts as a mismatch)"
         + "; `result` 1 (an error) is `failed` with the stage classified from its message. `failure %` is of all "
         "models and counts failed, crash, timeout and oom; `mismatch %` is of the models that converted and ran."

@@ -20,7 +20,7 @@ from sqlmodel import Session
 
 import tests.support.fault_sources  # noqa: F401  (registers the fault-* sources in this process)
 from db.engine import make_engine
-from db.models.experiments import ConversionRun, ModelUnderTest, RunOutput
+from db.models.experiments import Campaign, ConversionRun, ModelUnderTest, RunOutput
 from db.models.ingest import IngestRun
 from experiments.campaign import plan, run_campaign
 from experiments.rescore import rescore
@@ -87,6 +87,26 @@ def test_small_campaign_stores_models_runs_and_raw_outputs_then_resumes_as_a_no_
                         for o in rows)
             assert run.status == ("passed" if exact else "mismatch") and run.atol == 0.0
     assert counts["judged"] == counts["passed"] + counts["mismatch"] > 0
+
+
+def test_campaigns_with_overlapping_plans_each_store_their_own_runs_and_resume_only_their_own(
+    engine, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
+    first = _spec(name="first", workers=1, inputs_per_model=1)
+    second = first.model_copy(update={"name": "second", "seeds": [0, 1]})  # model seed 0 is in both plans
+    assert sum(run_campaign(engine, first, tmp_path).counts.values()) == 1
+    result = run_campaign(engine, second, tmp_path)
+    assert (result.planned_runs, result.skipped_runs, sum(result.counts.values())) == (2, 0, 2)
+    runs = _runs(engine)
+    per_campaign = Counter(r.campaign_id for r in runs)
+    assert sorted(per_campaign.values()) == [1, 2]
+    shared = [k for k, n in Counter(_keys(runs)).items() if n > 1]
+    assert len(shared) == 1  # the same model, converter, opset and seed: stored once for each campaign
+
+    for spec in (first, second):  # re-running either stores nothing new
+        again = run_campaign(engine, spec, tmp_path)
+        assert again.skipped_runs == again.planned_runs and again.counts == {}
+    assert [r.id for r in _runs(engine)] == [r.id for r in runs]
 
 
 @pytest.mark.slow
@@ -184,6 +204,11 @@ def _expected_study_counts(directory: Path) -> Counter[tuple[str, str]]:
     return counts
 
 
+def _finished_at(engine) -> Any:  # type: ignore[no-untyped-def]
+    with Session(engine) as s:
+        return s.exec(select(Campaign.finished_at).where(Campaign.name == "study-exporter-results")).scalar_one()
+
+
 def test_study_results_import_counts_per_converter_and_outcome(cli, engine, shared_dir: Path) -> None:  # type: ignore[no-untyped-def]
     directory = shared_dir / "data/paper-artifact/synthetic-models/exporter_test_results"
     result = cli("experiment", "import-results", str(directory))
@@ -196,8 +221,11 @@ def test_study_results_import_counts_per_converter_and_outcome(cli, engine, shar
                              .group_by(ConversionRun.stage)).all())
     assert got == _expected_study_counts(directory)
     assert stages["ort_session"] > stages["ort_run"] > 0 and stages["load"] > 0
+    finished = _finished_at(engine)
     again = cli("experiment", "import-results", str(directory))
-    assert again.exit_code == 0 and "(0 new)" in again.output
+    assert again.exit_code == 0
+    assert f"nothing new: {sum(got.values()):,} runs already stored in campaign" in again.output
+    assert "0 new" not in again.output and _finished_at(engine) == finished  # the campaign did not change
     status = cli("experiment", "status")
     assert f"study-exporter-results (historical): {sum(got.values())}/{sum(got.values())} runs" in status.output
     with Session(engine) as s:
@@ -222,6 +250,27 @@ def test_run_without_a_spec_is_a_user_error(cli) -> None:  # type: ignore[no-unt
     rescored = cli("experiment", "rescore", "--atol", "1e-7", "--rtol", "0")
     assert rescored.exit_code == 0 and "re-judged 0 runs" in rescored.output
     assert cli("experiment", "status").exit_code == 0
+
+
+@pytest.mark.parametrize(("args", "fragment"), [
+    (["--sources", "no-such-source"], "unknown source 'no-such-source'"),
+    (["--converters", "no-such-converter"], "unknown converter 'no-such-converter'"),
+    (["--sources", "nnsmith-tensorflow", "--converters", "torch.onnx-torchscript"],
+     "none converts source 'nnsmith-tensorflow'"),
+    (["--plugins", "no_such_plugin_module"], "cannot import 'no_such_plugin_module'"),
+    (["--name", "taken"], "campaign 'taken' exists with a different spec"),
+])  # fmt: skip
+def test_a_spec_that_cannot_run_is_one_error_line_before_any_output(cli, engine, args: list[str],
+                                                                     fragment: str) -> None:  # type: ignore[no-untyped-def]
+    from experiments.store import CampaignStore
+    from tests.test_cli_errors import assert_one_error_line
+
+    CampaignStore(engine).campaign("taken", {"another": "spec"}, {})
+    result = cli("experiment", "run", "--name", "new", "--sources", "nnsmith-torch", "--seeds", "0", *args)
+    assert result.exit_code == 2
+    assert_one_error_line(result.output, fragment)  # no campaign header or progress line before it
+    with Session(engine) as s:
+        assert s.exec(select(Campaign.name)).scalars().all() == ["taken"]
 
 
 def test_plan_pairs_converters_with_their_framework_only() -> None:

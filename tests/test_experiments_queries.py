@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from sqlalchemy import text
+from sqlalchemy import select, text
 
 from db.queries.experiments import (
     graph_paths,
@@ -113,3 +113,63 @@ def test_analyze_command_prints_and_exports_each_analysis(stored, cli, tmp_path)
     assert "sequences (2 rows)" in cli("experiment", "analyze", "sequences").output
     bad = cli("experiment", "analyze", "everything")
     assert bad.exit_code == 2 and "unknown analysis" in bad.output
+
+
+def test_status_lists_campaigns_without_runs_and_refuses_an_unknown_name(stored, cli) -> None:  # type: ignore[no-untyped-def]
+    from db.queries.experiments import campaign_summary
+    from experiments.spec import CampaignSpec
+    from tests.test_cli_errors import assert_one_error_line
+
+    spec = CampaignSpec(name="empty", sources=["nnsmith-torch"], converters=["torch.onnx-torchscript"], seeds=[0])
+    CampaignStore(stored).campaign("empty", spec.identity(), {"packages": {}})  # started, nothing stored yet
+    summary = campaign_summary(stored)
+    assert summary.loc[summary["campaign"] == "empty", "runs"].tolist() == [0]
+    assert summary.loc[summary["campaign"] == "q", "runs"].sum() == 3
+
+    one = cli("experiment", "status", "empty")
+    assert one.exit_code == 0, one.output
+    assert "empty (live): 0/1 runs stored" in one.output and "(no runs yet)" in one.output
+    assert "no campaign" not in one.output and "q (live)" not in one.output
+    everything = cli("experiment", "status").output
+    assert "(no runs yet)" in everything and "q (live): 3/" in everything and "no campaigns yet" not in everything
+    unknown = cli("experiment", "status", "nope")
+    assert unknown.exit_code == 2
+    assert_one_error_line(unknown.output, "no campaign named 'nope'", "known: q, empty")
+
+
+def test_rescore_rejudges_live_campaigns_unless_one_is_named_and_unknown_names_are_errors(stored, cli) -> None:  # type: ignore[no-untyped-def]
+    from db.models.experiments import Campaign, ConversionRun
+    from tests.test_cli_errors import assert_one_error_line
+
+    store = CampaignStore(stored)
+    old = store.campaign("old", {"import": "x"}, {}, kind="historical")
+    model = store.models(old, [{"model_key": "h0", "source": "study-x", "framework": "torch", "name": "h0",
+                                "params": {"seed": 0, "max_nodes": 5}}])["h0"]
+    a = np.ones(4, np.float32)
+    close = {"status": "compared", "outputs": [{"input_index": 0, "output_index": 0,
+                                                 **compare_output(a, a + 1e-3, 1e-4, 0)}]}  # fmt: skip
+    assert store.record_run(old, int(model.id), _spec(), close, 1e-4, 0.0, None) == "mismatch"
+
+    def verdicts() -> dict[str, list[tuple[str, float]]]:
+        with stored.connect() as conn:
+            rows = conn.execute(select(Campaign.name, ConversionRun.status, ConversionRun.atol)
+                                .join(Campaign, Campaign.id == ConversionRun.campaign_id)
+                                .where(ConversionRun.atol.is_not(None)).order_by(ConversionRun.id)).all()
+        out: dict[str, list[tuple[str, float]]] = {}
+        for name, status, atol in rows:
+            out.setdefault(name, []).append((status, atol))
+        return out
+
+    result = cli("experiment", "rescore", "--atol", "1e-2")
+    assert result.exit_code == 0, result.output
+    assert "re-judged 2 runs at atol=0.01 rtol=0 in live campaigns" in result.output
+    assert verdicts() == {"q": [("passed", 1e-2), ("mismatch", 1e-2)], "old": [("mismatch", 1e-4)]}
+    named = cli("experiment", "rescore", "--atol", "1e-2", "--campaign", "old")
+    assert named.exit_code == 0 and "re-judged 1 runs" in named.output
+    assert verdicts()["old"] == [("passed", 1e-2)]
+
+    for args in (["rescore", "--atol", "1"], ["analyze", "outcomes"], ["analyze", "operators"]):
+        unknown = cli("experiment", *args, "--campaign", "nope")
+        assert unknown.exit_code == 2, args
+        assert_one_error_line(unknown.output, "no campaign named 'nope'", "known: q, old")
+    assert verdicts()["q"] == [("passed", 1e-2), ("mismatch", 1e-2)]

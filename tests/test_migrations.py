@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
+from alembic.util import CommandError
 from sqlalchemy import inspect, text
+from sqlalchemy.exc import IntegrityError
 from sqlmodel import SQLModel
 
 import db.models  # noqa: F401
@@ -90,3 +93,58 @@ def test_model_operator_revision_turns_each_models_operator_list_into_rows(empty
         "(3, 'c', 's', 'torch', 'c', '{}', '{\"not\": \"a list\"}', '2026-01-01 00:00:00')",
     ], "SELECT model_id, operator FROM model_operator ORDER BY model_id, operator")  # fmt: skip
     assert rows == [(1, "Add"), (1, "Relu")]
+
+
+_OLD_RUNS = [
+    "INSERT INTO campaign (id, name, kind, spec, environment, created_at) VALUES "
+    "(1, 'a', 'live', '{}', '{}', '2026-01-01 00:00:00'), (2, 'b', 'live', '{}', '{}', '2026-01-01 00:00:00')",
+    "INSERT INTO model (id, model_key, source, framework, name, params, created_at) "
+    "VALUES (1, 'm', 's', 'torch', 'm', '{}', '2026-01-01 00:00:00')",
+    "INSERT INTO conversion_run (id, campaign_id, model_id, converter, converter_version, exporter, "
+    "opset, input_seed, n_inputs, status, durations, finished_at) VALUES "
+    "(1, 1, 1, 'torch.onnx', '1', 'torchscript', 17, 0, 1, 'passed', '{}', '2026-01-01 00:00:00'), "
+    "(2, 2, 1, 'torch.onnx', '1', 'torchscript', 17, 1, 1, 'failed', '{}', '2026-01-01 00:00:00')",
+    # outputs reference the runs: SQLite's table rebuild must keep them attached
+    "INSERT INTO run_output (run_id, input_index, output_index, shape_match, dtype_match, n_elements, ref_nan, "
+    "ref_inf, onnx_nan, onnx_inf, nonfinite_mismatch) VALUES (1, 0, 0, true, true, 4, 0, 0, 0, 0, 0)",
+]
+#: campaign 1's run (model 1, seed 0) again, under another campaign and id
+_RUN = ("INSERT INTO conversion_run (id, campaign_id, model_id, converter, converter_version, exporter, opset, "
+        "input_seed, n_inputs, status, durations, finished_at) VALUES ({id}, {campaign}, 1, 'torch.onnx', '1', "
+        "'torchscript', 17, 0, 1, 'passed', '{{}}', '2026-01-01 00:00:00')")  # fmt: skip
+
+
+def test_run_key_per_campaign_keeps_existing_runs_and_lets_a_second_campaign_store_the_same_run(
+    empty_db_url: str,
+) -> None:
+    rows = _rows_after_upgrade(empty_db_url, "0010_ingest_run_process", _OLD_RUNS,
+                               "SELECT r.id, r.campaign_id, r.input_seed, r.status, o.n_elements FROM conversion_run r "
+                               "LEFT JOIN run_output o ON o.run_id = r.id ORDER BY r.id")  # fmt: skip
+    assert rows == [(1, 1, 0, "passed", 4), (2, 2, 1, "failed", None)]
+    eng = make_engine(empty_db_url)
+    try:
+        with eng.begin() as conn:
+            conn.execute(text(_RUN.format(id=3, campaign=2)))  # campaign 1's key, now stored by campaign 2 as well
+        with pytest.raises(IntegrityError), eng.begin() as conn:
+            conn.execute(text(_RUN.format(id=4, campaign=1)))  # within one campaign the key is still unique
+    finally:
+        eng.dispose()
+
+
+def test_run_key_downgrade_refuses_runs_the_old_key_cannot_hold_then_goes_back(empty_db_url: str) -> None:
+    _rows_after_upgrade(empty_db_url, "0010_ingest_run_process", _OLD_RUNS, "SELECT 1")
+    eng = make_engine(empty_db_url)
+    try:
+        with eng.begin() as conn:
+            conn.execute(text(_RUN.format(id=3, campaign=2)))
+        with pytest.raises(CommandError, match="1 run key"):
+            downgrade(empty_db_url, "0010_ingest_run_process")
+        assert current_revision(eng) == "0011_run_key_per_campaign"
+        with eng.begin() as conn:
+            conn.execute(text("DELETE FROM conversion_run WHERE campaign_id = 2 AND input_seed = 0"))
+        downgrade(empty_db_url, "0010_ingest_run_process")
+        assert current_revision(eng) == "0010_ingest_run_process"
+        with pytest.raises(IntegrityError), eng.begin() as conn:
+            conn.execute(text(_RUN.format(id=3, campaign=2)))  # the old key spans campaigns again
+    finally:
+        eng.dispose()

@@ -151,6 +151,14 @@ def test_report_paper_matches_the_files(report_dir: Path, shared_dir: Path, cli)
         second = pd.read_csv(report_dir.parent / "again" / f"{name}.csv")
         pd.testing.assert_frame_equal(first, second)
 
+    # the tolerance stated is the one the stored verdicts were judged at, also after a rescore
+    assert "(`mad`) at atol=1e-05, rtol=0 (" in md
+    assert cli("experiment", "rescore", "--atol", "1e-3", "--campaign", "study-exporter-results").exit_code == 0
+    assert cli("report", "paper", "--artifact", str(shared_dir / "data/paper-artifact"),
+               "--out", str(report_dir.parent / "rejudged")).exit_code == 0  # fmt: skip
+    rejudged = (report_dir.parent / "rejudged" / "paper-report.md").read_text()
+    assert "(`mad`) at atol=0.001, rtol=0 (" in rejudged and "the study's own: atol=1e-05, rtol=0" in rejudged
+
 
 def test_report_paper_refuses_a_directory_that_is_not_the_artifact(cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     result = cli("report", "paper", "--artifact", str(tmp_path), "--out", str(tmp_path / "out"))
@@ -177,3 +185,23 @@ def test_every_table_of_the_study_exports(report_dir: Path, cli, engine, tmp_pat
             "SELECT count(*) FROM conversion_run r JOIN model m ON m.id = r.model_id WHERE NOT "
             "(r.node_count = m.node_count OR (r.node_count IS NULL AND m.node_count IS NULL))")).scalar_one()
     assert drift == 0
+
+
+def test_synthetic_choice_states_the_tolerance_the_stored_runs_were_judged_at(cli, engine, shared_dir: Path) -> None:  # type: ignore[no-untyped-def]
+    """After a rescore the report names the new tolerance (and the study's own), not the one of the import."""
+    from reporting.paper import _synthetic, judged_at
+
+    results = shared_dir / "data/paper-artifact/synthetic-models/exporter_test_results"
+    assert cli("experiment", "import-results", str(results)).exit_code == 0
+    compared = sum(counts["passed"] + counts["mismatch"] for (conv, _), counts in synthetic_counts(shared_dir).items()
+                   if conv == "tf2onnx")  # fmt: skip
+
+    def stated() -> str:
+        _table, facts = _synthetic(engine)
+        return judged_at(facts["tolerances"], facts["campaign"]["spec"]["judged_at"])
+
+    assert stated() == f" at atol=1e-05, rtol=0 ({compared:,} tf2onnx runs)"
+    rescored = cli("experiment", "rescore", "--atol", "1e-3", "--campaign", "study-exporter-results")
+    assert rescored.exit_code == 0, rescored.output
+    assert stated() == (f" at atol=0.001, rtol=0 ({compared:,} tf2onnx runs) (re-judged with `interop experiment "
+                        "rescore`; the study's own: atol=1e-05, rtol=0)")  # fmt: skip

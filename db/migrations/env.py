@@ -40,18 +40,45 @@ def _configure(connection: Connection) -> None:
     )
 
 
+def _migrate(connection: Connection) -> None:
+    """Run the revisions; on SQLite with foreign keys unenforced meanwhile, and checked before the commit.
+
+    Batch mode rebuilds a table by copy, drop and rename, and SQLite refuses to drop a table other rows
+    reference while it enforces foreign keys. The pragma only works outside a transaction, so it is set first."""
+    sqlite = connection.dialect.name == "sqlite"
+    if sqlite:
+        connection.exec_driver_sql("PRAGMA foreign_keys=OFF")
+        connection.commit()  # ends SQLAlchemy's implicit transaction, so Alembic's own one commits the revisions
+    try:
+        _configure(connection)
+        with context.begin_transaction():
+            before = context.get_context().get_current_heads()
+            context.run_migrations()
+            if sqlite and context.get_context().get_current_heads() != before:
+                _check_foreign_keys(connection)
+    finally:
+        if sqlite:
+            connection.rollback()  # nothing is pending after a commit; after a failure, nothing may stay pending
+            connection.exec_driver_sql("PRAGMA foreign_keys=ON")
+            connection.commit()
+
+
+def _check_foreign_keys(connection: Connection) -> None:
+    bad = connection.exec_driver_sql("PRAGMA foreign_key_check").fetchall()
+    if bad:
+        table, _rowid, parent, _fk = bad[0]
+        raise RuntimeError(f"the migration left {len(bad)} row(s) whose foreign key points nowhere "
+                           f"(first: a {table} row referencing {parent})")
+
+
 def run_migrations_online() -> None:
     connection = config.attributes.get("connection")
     if connection is not None:
-        _configure(connection)
-        with context.begin_transaction():
-            context.run_migrations()
+        _migrate(connection)
         return
     engine = make_engine(config.get_main_option("sqlalchemy.url") or None)
     with engine.connect() as conn:
-        _configure(conn)
-        with context.begin_transaction():
-            context.run_migrations()
+        _migrate(conn)
     engine.dispose()
 
 

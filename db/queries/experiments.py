@@ -12,11 +12,11 @@ from db.models.experiments import Campaign, ConversionRun, ModelUnderTest
 
 
 def campaign_summary(engine: Engine, campaign: str | None = None) -> pd.DataFrame:
-    """Runs per campaign × converter × exporter × status (with the failing stage for failures)."""
+    """Runs per campaign × converter × exporter × status; a campaign without runs is one row with 0 runs."""
     stmt = (
         select(Campaign.name.label("campaign"), ConversionRun.converter, ConversionRun.exporter,
-               ConversionRun.status, func.count().label("runs"))
-        .join(Campaign, Campaign.id == ConversionRun.campaign_id)
+               ConversionRun.status, func.count(ConversionRun.id).label("runs"))
+        .select_from(Campaign).outerjoin(ConversionRun, ConversionRun.campaign_id == Campaign.id)
         .group_by(Campaign.name, ConversionRun.converter, ConversionRun.exporter, ConversionRun.status)
         .order_by(Campaign.name, ConversionRun.converter, ConversionRun.exporter, ConversionRun.status)
     )
@@ -25,6 +25,12 @@ def campaign_summary(engine: Engine, campaign: str | None = None) -> pd.DataFram
     with engine.connect() as conn:
         return pd.DataFrame(conn.execute(stmt).mappings().all(), columns=["campaign", "converter", "exporter",
                                                                           "status", "runs"])
+
+
+def campaign_names(engine: Engine) -> list[str]:
+    """Every campaign's name, oldest first: what a `--campaign` option may name."""
+    with engine.connect() as conn:
+        return list(conn.execute(select(Campaign.name).order_by(Campaign.id)).scalars())
 
 
 def campaigns_frame(engine: Engine) -> pd.DataFrame:
@@ -39,6 +45,19 @@ def campaigns_frame(engine: Engine) -> pd.DataFrame:
     with engine.connect() as conn:
         return pd.DataFrame(conn.execute(stmt).mappings().all(),
                             columns=["id", "name", "kind", "spec", "created_at", "finished_at", "runs", "models"])
+
+
+def judged_tolerances(engine: Engine, campaign: str | None = None) -> pd.DataFrame:
+    """Runs per converter × (atol, rtol) their stored passed/mismatch verdict was judged at (runs without one: none)."""
+    keys = [ConversionRun.converter, ConversionRun.atol, ConversionRun.rtol]
+    stmt = (select(*keys, func.count().label("runs"))
+            .join(Campaign, Campaign.id == ConversionRun.campaign_id)
+            .where(ConversionRun.status.in_(["passed", "mismatch"]), ConversionRun.atol.is_not(None))
+            .group_by(*keys).order_by(*keys))
+    if campaign is not None:
+        stmt = stmt.where(Campaign.name == campaign)
+    with engine.connect() as conn:
+        return pd.DataFrame(conn.execute(stmt).mappings().all(), columns=["converter", "atol", "rtol", "runs"])
 
 
 def runs_frame(engine: Engine, campaign: str | None = None) -> pd.DataFrame:
