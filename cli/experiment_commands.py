@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import typer
 
@@ -220,11 +221,41 @@ def analyze(
     if frame.empty:
         console.print("no runs to analyse")
         return
+    console.print(_terminal_table(frame, what, top))
+
+
+def _terminal_table(frame: Any, what: str, top: int) -> Any:
+    """The analysis as a table that fits a terminal: `n (p%)` instead of a count and a rate column, no all-zero
+    count columns (named in the caption instead); the --csv file keeps every column."""
+    from rich import box
     from rich.table import Table
 
-    table = Table(title=f"{what} ({len(frame)} rows{', first ' + str(top) if len(frame) > top else ''})")
-    for col in frame.columns:
-        table.add_column(str(col), overflow="fold")
-    for row in frame.head(top).itertuples(index=False):
-        table.add_row(*[f"{v:.3g}" if isinstance(v, float) else str(v) for v in row])
-    console.print(table)
+    columns = list(frame.columns)
+    rate_of = {}
+    for col in columns:
+        if col.endswith("_rate"):
+            base = next((b for b in (col[:-5], col[:-5] + "s", col[:-5] + "es") if b in columns), None)
+            if base is not None:
+                rate_of[base] = col
+    zero = [c for c in columns if c not in rate_of.values() and c != "runs" and frame[c].dtype.kind in "iu"
+            and not frame[c].any() and c in rate_of]  # fmt: skip
+    shown = [c for c in columns if c not in rate_of.values() and c not in zero]
+    caption = f"none in any row: {', '.join(zero)}" if zero else None
+    title = f"{what} ({len(frame)} rows{', first ' + str(top) if len(frame) > top else ''})"
+    table = Table(title=title, caption=caption, box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True)
+    headers = {"node_count": "nodes"}
+    for col in shown:
+        numeric = frame[col].dtype.kind in "iuf" or col in rate_of
+        table.add_column(headers.get(col, col.replace("_", " ")), justify="right" if numeric else "left",
+                         no_wrap=numeric, overflow="fold")
+
+    def cell(row: Any, col: str) -> str:
+        value = row[col]
+        if col in rate_of:
+            rate = row[rate_of[col]]
+            return f"{value} ({rate:.0%})" if isinstance(rate, float) and rate == rate else str(value)
+        return f"{value:.3g}" if isinstance(value, float) else str(value)
+
+    for _, row in frame.head(top).iterrows():
+        table.add_row(*[cell(row, c) for c in shown])
+    return table

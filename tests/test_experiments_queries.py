@@ -111,6 +111,12 @@ def test_analyze_command_prints_and_exports_each_analysis(stored, cli, tmp_path)
         assert len(pd.read_csv(out)) >= 1
     assert "Relu > Tan" in set(pd.read_csv(tmp_path / "sequences.csv")["sequence"])
     assert "sequences (2 rows)" in cli("experiment", "analyze", "sequences").output
+    # The terminal shows each count with its rate, "n (p%)", and names the statuses no row has.
+    first = pd.read_csv(tmp_path / "outcomes.csv").iloc[0]
+    printed = cli("experiment", "analyze", "outcomes").output
+    assert f"{first['passed']} ({first['passed_rate']:.0%})" in printed and "passed_rate" not in printed
+    absent = [s for s in ("crash", "timeout", "oom") if pd.read_csv(tmp_path / "outcomes.csv")[s].sum() == 0]
+    assert not absent or f"none in any row: {', '.join(absent)}" in printed
     bad = cli("experiment", "analyze", "everything")
     assert bad.exit_code == 2 and "unknown analysis" in bad.output
 
