@@ -64,7 +64,9 @@ def _records(directory: Path) -> list[tuple[Path, re.Match[str], list[dict[str, 
         raise StudyImportError(f"{directory}: no such directory")
     files = sorted(p for fw in ("torch", "tensorflow") for p in (directory / fw).glob("*.json"))
     if not files:
-        raise StudyImportError(f"{directory}: no torch/*.json or tensorflow/*.json files")
+        inner = sorted(p.parent for p in directory.glob("*/*") if p.name in ("torch", "tensorflow") and p.is_dir())
+        hint = f"; did you mean {inner[0]}?" if inner else ""
+        raise StudyImportError(f"{directory}: no torch/*.json or tensorflow/*.json files{hint}")
     out = []
     for path in files:
         match = FILE_RE.match(path.name)

@@ -242,6 +242,12 @@ def test_a_bad_results_file_is_one_error_line_and_nothing_is_written(cli, engine
         assert s.exec(select(func.count()).select_from(ConversionRun)).scalar_one() == 0
 
 
+def test_results_one_folder_too_high_point_to_the_right_one(cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    (tmp_path / "exporter_test_results" / "torch").mkdir(parents=True)
+    result = cli("experiment", "import-results", str(tmp_path))
+    assert result.exit_code == 2 and f"did you mean {tmp_path / 'exporter_test_results'}?" in result.output
+
+
 def test_run_without_a_spec_is_a_user_error(cli) -> None:  # type: ignore[no-untyped-def]
     result = cli("experiment", "run")
     assert result.exit_code == 2 and "--preset quick" in result.output
