@@ -6,7 +6,7 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
 from db.models.labeling import LabelRound
-from labeling.store import codebook_for_version_id
+from labeling.store import round_codebook
 
 
 def round_categories(engine: Engine) -> dict[tuple[str, str], list[int]]:
@@ -14,7 +14,7 @@ def round_categories(engine: Engine) -> dict[tuple[str, str], list[int]]:
     out: dict[tuple[str, str], list[int]] = {}
     with Session(engine) as session:
         for rnd in session.exec(select(LabelRound)).all():
-            book = codebook_for_version_id(session, rnd.codebook_version_id)
+            book = round_codebook(session, rnd)
             for dim in book.spec.dimensions:
                 out[(rnd.name, dim.key)] = sorted(dim.codes)
     return out

@@ -177,15 +177,46 @@ def test_a_new_codebook_version_leaves_old_codings_on_theirs(loaded, engine, stu
     with Session(engine) as s:
         rnd = s.exec(select(LabelRound).where(LabelRound.name == "pilotstudy")).one()
         assert s.get(CodebookVersion, rnd.codebook_version_id).version == 1
-        versions = set(s.exec(select(CodebookVersion.version).join(
-            CodebookDimension, CodebookDimension.version_id == CodebookVersion.id).join(
-            CodingValue, CodingValue.dimension_id == CodebookDimension.id)).all())
-        assert versions == {1}
+    def coded_versions() -> set[int]:
+        with Session(engine) as s:
+            return set(s.exec(select(CodebookVersion.version).join(
+                CodebookDimension, CodebookDimension.version_id == CodebookVersion.id).join(
+                CodingValue, CodingValue.dimension_id == CodebookDimension.id)).all())
+
+    assert coded_versions() == {1}
+    # re-importing into the existing round keeps using the round's own version, not the newest one
     again = loaded("label", "import-sheet", str(study / "PilotStudy.xlsx"))
-    assert again.exit_code == 2 and "start a new round" in " ".join(again.output.split())
+    assert again.exit_code == 0, again.output
+    assert coded_versions() == {1}
     fresh = loaded("label", "import-sheet", str(study / "PilotStudy.xlsx"), "--round", "pilot-v2")
     assert fresh.exit_code == 0, fresh.output
     with Session(engine) as s:
         rnd = s.exec(select(LabelRound).where(LabelRound.name == "pilot-v2")).one()
         assert s.get(CodebookVersion, rnd.codebook_version_id).version == 2
     assert len(ratings(engine, "pilot-v2")) == len(ratings(engine, "pilotstudy")) == 60 * 2 * 2
+
+
+def test_reimport_reads_the_sheet_with_the_rounds_version_even_where_the_newest_rejects_it(  # type: ignore[no-untyped-def]
+        loaded, engine, study: Path, shared_dir: Path, tmp_path: Path) -> None:
+    from db.models.labeling import CodebookVersion, LabelRound
+
+    path = study / "FailureAnalysis.xlsx"
+    assert loaded("label", "import-sheet", str(path)).exit_code == 0
+    # version 2 drops the alias the sheets' misspelled "Incompatability" labels need
+    text = (shared_dir / "codebook" / "onnx-converter-failures.yaml").read_text()
+    assert "aliases: [Incompatability], " in text
+    v2 = tmp_path / "book.yaml"
+    v2.write_text(text.replace("aliases: [Incompatability], ", ""))
+    assert "stored as version 2" in loaded("label", "codebook", "load", str(v2)).output
+    with Session(engine) as s:
+        before = s.exec(select(func.count()).select_from(CodingValue)).one()
+    again = loaded("label", "import-sheet", str(path))
+    assert again.exit_code == 0, again.output
+    with Session(engine) as s:
+        assert s.exec(select(func.count()).select_from(CodingValue)).one() == before
+        used = {r.name: s.get(CodebookVersion, r.codebook_version_id).version for r in s.exec(select(LabelRound))}
+    assert used == {"failureanalysis": 1, "failureanalysis-drift-testing": 1}
+    # a new round takes the newest version, which rejects the misspelling
+    fresh = loaded("label", "import-sheet", str(path), "--sheet", "PyTorch", "--round", "fa-v2")
+    assert fresh.exit_code == 2
+    assert "label 'Incompatability' does not match code 2" in " ".join(fresh.output.split())
