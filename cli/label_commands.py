@@ -34,18 +34,23 @@ def codebook_load(file: Path = typer.Argument(..., help="Codebook YAML file.")) 
     """Store FILE as a codebook version (an identical file is a no-op; a changed one is the next version)."""
     from db.engine import session_scope
     from labeling.codebook import read_codebook
-    from labeling.store import store_codebook
+    from labeling.store import codebook_version, store_codebook
 
     with _labeling_errors():
         spec = read_codebook(file)
-        for warning in spec.warnings:
-            err_console.print(f"[yellow]warning:[/] {warning}")
         with session_scope(engine()) as session:
             book = store_codebook(session, spec, str(file))
+            current = codebook_version(session, book.name).version
     codes = sum(len(d.codes) for d in spec.dimensions)
-    state = "stored as" if book.created else "unchanged, already"
-    console.print(f"codebook {book.name!r} {state} version {book.version}: {len(spec.dimensions)} dimensions, "
-                  f"{codes} codes")
+    if not book.created:  # a no-op: nothing stored, so nothing to warn about either
+        state = ("it stays the current version" if current == book.version
+                 else f"version {current} stays current")
+        console.print(f"codebook {book.name!r} not loaded: identical to version {book.version}; {state}")
+        return
+    for warning in spec.warnings:
+        err_console.print(f"[yellow]warning:[/] {warning}", soft_wrap=True)
+    console.print(f"codebook {book.name!r} stored as version {book.version} (now current): "
+                  f"{len(spec.dimensions)} dimensions, {codes} codes")
 
 
 @codebook_app.command("list")
