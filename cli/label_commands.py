@@ -86,6 +86,23 @@ def import_sheet(
         )
 
 
+def _check_choices(fmt: str, formats: tuple[str, ...], round_name: str | None,
+                   dimensions: dict[str, str | None]) -> list[str]:
+    """An unknown --format, round or dimension is one error line listing the valid choices (not an empty result);
+    returns the valid dimensions."""
+    from labeling.summary import dimension_keys
+
+    if fmt not in formats:
+        fail(f"unknown --format {fmt!r}: choose one of {', '.join(formats)}")
+    with _labeling_errors():
+        keys = dimension_keys(engine(), round_name)
+    where = f" in round {round_name!r}" if round_name else ""
+    for option, value in dimensions.items():
+        if value is not None and value not in keys:
+            fail(f"unknown {option} {value!r}{where}: choose one of {', '.join(keys) or 'none (no codebook loaded)'}")
+    return keys
+
+
 def _fmt(value: object) -> str:
     import math
 
@@ -114,8 +131,7 @@ def agreement(
     from labeling.store import LabelingError
     from labeling.summary import round_categories
 
-    if fmt not in ("table", "json", "csv"):
-        fail(f"--format must be table, json or csv, not {fmt!r}")
+    _check_choices(fmt, ("table", "json", "csv"), round_name, {"--dimension": dimension})
     eng = engine()
     with _labeling_errors():
         frame = load_ratings(eng, round_name, dimension)
@@ -286,6 +302,10 @@ def taxonomy(
     """Distribution of final labels per converter (and a cross-tab, e.g. symptom × cause)."""
     from db.queries.labeling import crosstab, taxonomy_distribution
 
+    keys = _check_choices(fmt, ("table", "csv"), round_name, {"--dimension": dimension, "--crosstab": crosstab_with})
+    if crosstab_with == dimension:
+        others = ", ".join(k for k in keys if k != dimension)
+        fail(f"--crosstab {crosstab_with!r} is the --dimension itself: choose one of {others}")
     eng = engine()
     dist = taxonomy_distribution(eng, dimension, round_name)
     if dist.empty:

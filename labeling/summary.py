@@ -5,8 +5,8 @@ from __future__ import annotations
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
-from db.models.labeling import LabelRound
-from labeling.store import round_codebook
+from db.models.labeling import CodebookDimension, LabelRound
+from labeling.store import get_round, round_codebook
 
 
 def round_categories(engine: Engine) -> dict[tuple[str, str], list[int]]:
@@ -18,3 +18,16 @@ def round_categories(engine: Engine) -> dict[tuple[str, str], list[int]]:
             for dim in book.spec.dimensions:
                 out[(rnd.name, dim.key)] = sorted(dim.codes)
     return out
+
+
+def dimension_keys(engine: Engine, round_name: str | None = None) -> list[str]:
+    """The dimensions a user may name: those of the round's codebook version, or of any stored version (in
+    codebook order); an unknown round raises LabelingError listing the known ones."""
+    with Session(engine) as session:
+        if round_name is not None:
+            return round_codebook(session, get_round(session, round_name)).spec.keys
+        rows = session.exec(select(CodebookDimension.key, CodebookDimension.position)).all()
+    first: dict[str, int] = {}
+    for key, position in rows:
+        first[key] = min(position, first.get(key, position))
+    return sorted(first, key=lambda k: (first[k], k))

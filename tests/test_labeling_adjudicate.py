@@ -94,3 +94,30 @@ def test_rounds_and_taxonomy_commands(cli, shared_dir: Path) -> None:  # type: i
     incompat = int((frame["Type By Number"] == 2).sum())
     assert f"pytorch/pytorch,2,Incompatibility,{incompat},{incompat / 100}" in out.output
     assert "cause,Bad Performance,Build Failure,Crash,Unreported,Wrong Model" in out.output
+
+
+def test_taxonomy_unknown_format_round_dimension_or_crosstab_lists_the_choices(cli, shared_dir: Path) -> None:  # type: ignore[no-untyped-def]
+    def one_error_line(args: list[str], *fragments: str) -> None:
+        result = cli("label", "taxonomy", *args)
+        lines = [line for line in result.output.splitlines() if line.strip()]
+        assert result.exit_code == 2 and len(lines) == 1 and lines[0].startswith("error: "), result.output
+        for fragment in fragments:
+            assert fragment in lines[0], result.output
+
+    study = shared_dir / "data" / "paper-artifact" / "failure-analysis"
+    cli("label", "codebook", "load", str(shared_dir / "codebook" / "onnx-converter-failures.yaml"))
+    dims = "symptom, cause, incompatibility_type, type_problem_type, component"
+    one_error_line(["--dimension", "colour"], "unknown --dimension 'colour'", dims)  # before any round too
+    cli("label", "import-sheet", str(study / "FailureAnalysis.xlsx"))
+    one_error_line(["--format", "json"], "unknown --format 'json'", "table, csv")
+    one_error_line(["--round", "final"], "no round named 'final'",
+                   "failureanalysis, failureanalysis-drift-testing")
+    one_error_line(["--round", "failureanalysis", "--dimension", "colour"],
+                   "unknown --dimension 'colour' in round 'failureanalysis'", dims)
+    one_error_line(["--crosstab", "colour"], "unknown --crosstab 'colour'", dims)
+    one_error_line(["--dimension", "cause", "--crosstab", "cause"], "is the --dimension itself",
+                   "symptom, incompatibility_type, type_problem_type, component")
+    # known choices without final labels keep their own message
+    one_error_line(["--round", "failureanalysis-drift-testing"], "no final labels", "adjudicate")
+    ok = cli("label", "taxonomy", "--round", "failureanalysis", "--crosstab", "symptom")
+    assert ok.exit_code == 0, ok.output
