@@ -5,15 +5,42 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
 from cli.common import console, engine, err_console, fail
 
+if TYPE_CHECKING:
+    from rich.table import Table
+
 app = typer.Typer(help="Code items (GitHub issues, …) with a codebook; measure agreement; adjudicate.",
                   no_args_is_help=True)
 codebook_app = typer.Typer(help="Load and list versioned codebooks.", no_args_is_help=True)
 app.add_typer(codebook_app, name="codebook")
+
+
+SOURCES = {"sheet": "coding sheet", "labelstudio": "Label Studio"}
+
+
+def _table(*headers: str) -> Table:
+    """A rich table whose cells wrap instead of being cut: names and paths stay whole on narrow terminals."""
+    from rich.table import Table as RichTable
+
+    table = RichTable(*headers)
+    for column in table.columns:
+        column.overflow = "fold"
+    return table
+
+
+def _when(value: object) -> str:
+    """A stored time in UTC to the minute (times are stored in UTC; naive ones are UTC already)."""
+    import pandas as pd
+
+    if value is None or pd.isna(value):
+        return ""
+    stamp = pd.Timestamp(value)
+    return (stamp.tz_convert("UTC") if stamp.tzinfo else stamp).strftime("%Y-%m-%d %H:%M")
 
 
 @contextmanager
@@ -62,7 +89,13 @@ def codebook_list() -> None:
     if frame.empty:
         console.print("no codebook loaded")
         return
-    console.print(frame.to_string(index=False))
+    newest = frame.groupby("codebook")["version"].transform("max")
+    table = _table("codebook", "version", "current", "declared", "loaded (UTC)", "source file")
+    for row, last in zip(frame.itertuples(index=False), newest, strict=True):
+        table.add_row(row.codebook, str(row.version), "yes" if row.version == last else "",
+                      "" if row.declared_version is None else str(row.declared_version), _when(row.loaded_at),
+                      row.source or "")
+    console.print(table)
 
 
 @app.command("import-sheet")
@@ -289,7 +322,14 @@ def rounds() -> None:
     from db.queries.labeling import rounds as load_rounds
 
     frame = load_rounds(engine())
-    console.print("no rounds yet" if frame.empty else frame.to_string(index=False))
+    if frame.empty:
+        console.print("no rounds yet")
+        return
+    table = _table("round", "coded in", "codebook", "version", "codings", "created (UTC)")
+    for row in frame.itertuples(index=False):
+        table.add_row(row.round, SOURCES.get(row.source, row.source), row.codebook, str(row.codebook_version),
+                      str(row.codings), _when(row.created_at))
+    console.print(table)
 
 
 @app.command()

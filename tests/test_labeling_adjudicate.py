@@ -11,6 +11,7 @@ import yaml
 from db.queries.labeling import crosstab, final_labels, taxonomy_distribution
 from labeling.adjudicate import _decide
 from labeling.codebook import parse_codebook
+from tests.support.labeling import table_rows
 
 SPEC = parse_codebook(yaml.safe_load("""
 name: t
@@ -80,14 +81,21 @@ def test_pilot_sheet_adjudication_and_analysis_queries(cli, engine, shared_dir: 
     assert int(table.loc["Crash", "Incompatibility"]) == int(expected.loc[1, 2])
 
 
-def test_rounds_and_taxonomy_commands(cli, shared_dir: Path) -> None:  # type: ignore[no-untyped-def]
+def test_rounds_and_taxonomy_commands(cli, shared_dir: Path, wide_console) -> None:  # type: ignore[no-untyped-def]
     study = shared_dir / "data" / "paper-artifact" / "failure-analysis"
     cli("label", "codebook", "load", str(shared_dir / "codebook" / "onnx-converter-failures.yaml"))
     assert "no rounds yet" in cli("label", "rounds").output
     missing = cli("label", "taxonomy")
     assert missing.exit_code == 2 and "no final labels for dimension 'cause'" in missing.output
     cli("label", "import-sheet", str(study / "FailureAnalysis.xlsx"))
-    assert "failureanalysis-drift-testing" in cli("label", "rounds").output
+    listing = cli("label", "rounds")
+    assert listing.exit_code == 0, listing.output
+    book = "onnx-converter-failures"
+    assert table_rows(listing.output) == [  # 200 issues coded once; 2 × 9 drift issues by 2 raters
+        ["round", "coded in", "codebook", "version", "codings", "created (UTC)"],
+        ["failureanalysis", "coding sheet", book, "1", "200", "<time>"],
+        ["failureanalysis-drift-testing", "coding sheet", book, "1", "36", "<time>"],
+    ]
     out = cli("label", "taxonomy", "--round", "failureanalysis", "--dimension", "cause", "--format", "csv",
               "--crosstab", "symptom")
     frame = pd.read_excel(study / "FailureAnalysis.xlsx", sheet_name="PyTorch", usecols="A:N").dropna(subset=["URL"])

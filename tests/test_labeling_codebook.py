@@ -9,6 +9,7 @@ from sqlmodel import select
 
 from db.models.labeling import CodebookCode, CodebookDimension, CodebookVersion
 from labeling.codebook import CodebookError, parse_codebook, read_codebook
+from tests.support.labeling import table_rows
 
 SMALL = """
 name: tiny
@@ -93,7 +94,7 @@ def test_conditions_decide_when_a_dimension_applies() -> None:
     assert spec.dimension("symptom").applies({})
 
 
-def test_load_is_versioned_and_identical_reload_is_a_no_op(cli, engine, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_load_is_versioned_and_identical_reload_is_a_no_op(cli, engine, tmp_path: Path, wide_console) -> None:  # type: ignore[no-untyped-def]
     path = write(tmp_path, SMALL)
     first = cli("label", "codebook", "load", str(path))
     assert first.exit_code == 0, first.output
@@ -116,7 +117,12 @@ def test_load_is_versioned_and_identical_reload_is_a_no_op(cli, engine, tmp_path
     assert sorted(versions) == [1, 2]
     assert len(dims) == 2 * 3 and len(codes) == 2 * 5
     listing = cli("label", "codebook", "list")
-    assert "tiny" in listing.output
+    assert listing.exit_code == 0, listing.output
+    assert table_rows(listing.output) == [
+        ["codebook", "version", "current", "declared", "loaded (UTC)", "source file"],
+        ["tiny", "1", "", "1", "<time>", str(path)],
+        ["tiny", "2", "yes", "1", "<time>", str(path)],
+    ]
 
 
 def test_cli_reports_malformed_file_in_one_line_and_stores_nothing(cli, engine, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
