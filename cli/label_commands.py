@@ -112,8 +112,13 @@ def import_sheet(
         result = import_workbook(engine(), file, codebook, sheet or None, round_name)
     for r in result.rounds:
         extra = f", cross-checked {r['cross_checked']} cells" if r["cross_checked"] else ""
+        where = f"round {r['round']!r} ({', '.join(r['sheets'])})"
+        if not (r["new"] or r["changed"] or r["removed"] or r["finals_changed"]):  # a re-run: say so plainly
+            console.print(f"{where}: nothing new: {r['items']} items already coded as in the sheet "
+                          f"({r['codings']} codings by {', '.join(r['coders'])}){extra}")
+            continue
         console.print(
-            f"round {r['round']!r} ({', '.join(r['sheets'])}): {r['items']} items, coders {', '.join(r['coders'])}, "
+            f"{where}: {r['items']} items, coders {', '.join(r['coders'])}, "
             f"{r['codings']} codings ({r['new']} new, {r['changed']} changed, {r['unchanged']} unchanged, "
             f"{r['removed']} removed){extra}"
         )

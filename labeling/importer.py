@@ -61,6 +61,7 @@ def _store_round(session: Session, book: LoadedCodebook, sheet_round: SheetRound
         if old.id not in kept:
             session.delete(old)
             counts["removed"] += 1
+    finals_changed = 0
     if sheet_round.kind == "final":
         existing = {(f.item_id, f.dimension_id): f for f in
                     session.exec(select(FinalLabel).where(FinalLabel.round_id == rnd.id)).all()}
@@ -69,16 +70,19 @@ def _store_round(session: Session, book: LoadedCodebook, sheet_round: SheetRound
             if row is None:
                 session.add(FinalLabel(round_id=rnd.id or 0, item_id=key[0], dimension_id=key[1], code_id=code_id,
                                        decided_by="sheet", detail={"file": file.name}))
+                finals_changed += 1
             elif row.code_id != code_id:
                 row.code_id = code_id
                 session.add(row)
+                finals_changed += 1
         for row in existing.values():
             session.delete(row)
+            finals_changed += 1
     session.flush()
     return {
         "round": rnd.name, "kind": sheet_round.kind, "sheets": sheet_round.sheets, "coders": sheet_round.coders,
         "items": len(items_by_key), "codings": len(sheet_round.codings), "cross_checked": sheet_round.cross_checked,
-        **counts,
+        "finals_changed": finals_changed, **counts,
     }
 
 

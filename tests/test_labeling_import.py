@@ -127,7 +127,12 @@ def test_import_is_idempotent_and_completes_url_only_issues_without_duplicates(l
 
     before = snapshot()
     again = loaded("label", "import-sheet", str(path))
-    assert "0 new, 0 changed, 200 unchanged" in again.output
+    text = " ".join(again.output.split())
+    assert "round 'failureanalysis' (PyTorch, tf2onnx): nothing new: 200 items already coded as in the sheet " \
+           "(200 codings by study)" in text
+    assert "round 'failureanalysis-drift-testing' (PT Drift Testing, TF Drift Testing): nothing new: 18 items " \
+           "already coded as in the sheet (36 codings by Rater A, Rater B)" in text
+    assert "unchanged" not in text
     assert snapshot() == before
     with Session(engine) as s:
         assert s.exec(select(func.count()).select_from(Issue)).one() == 200  # the 18 drift issues are among them
@@ -220,3 +225,23 @@ def test_reimport_reads_the_sheet_with_the_rounds_version_even_where_the_newest_
     fresh = loaded("label", "import-sheet", str(path), "--sheet", "PyTorch", "--round", "fa-v2")
     assert fresh.exit_code == 2
     assert "label 'Incompatability' does not match code 2" in " ".join(fresh.output.split())
+
+
+def test_reimport_of_a_changed_sheet_counts_what_changed(loaded, engine, study: Path, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    path = tmp_path / "FailureAnalysis.xlsx"
+    shutil.copy(study / "FailureAnalysis.xlsx", path)
+    assert loaded("label", "import-sheet", str(path), "--sheet", "PyTorch").exit_code == 0
+    wb = openpyxl.load_workbook(path)
+    ws = wb["PyTorch"]
+    header = [c.value for c in ws[1]]
+    code_cell = ws.cell(row=3, column=header.index("Symptom by Number") + 1)
+    code_cell.value = 5 if code_cell.value != 5 else 1
+    ws.cell(row=3, column=header.index("Symptoms") + 1).value = None  # the label column may stay empty
+    wb.save(path)
+    again = loaded("label", "import-sheet", str(path), "--sheet", "PyTorch")
+    assert again.exit_code == 0, again.output
+    text = " ".join(again.output.split())
+    assert "100 codings (0 new, 1 changed, 99 unchanged, 0 removed)" in text and "nothing new" not in text
+    number = int(str(ws.cell(row=3, column=header.index("URL") + 1).value).rstrip("/").rsplit("/", 1)[1])
+    labels = final_labels(engine, "failureanalysis").set_index(["item", "dimension"])
+    assert labels.loc[(f"pytorch/pytorch#{number}", "symptom"), "code"] == code_cell.value
