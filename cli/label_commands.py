@@ -5,15 +5,42 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
 from cli.common import console, engine, err_console, fail
 
+if TYPE_CHECKING:
+    from rich.table import Table
+
 app = typer.Typer(help="Code items (GitHub issues, …) with a codebook; measure agreement; adjudicate.",
                   no_args_is_help=True)
 codebook_app = typer.Typer(help="Load and list versioned codebooks.", no_args_is_help=True)
 app.add_typer(codebook_app, name="codebook")
+
+
+SOURCES = {"sheet": "coding sheet", "labelstudio": "Label Studio"}
+
+
+def _table(*headers: str) -> Table:
+    """A rich table whose cells wrap instead of being cut: names and paths stay whole on narrow terminals."""
+    from rich.table import Table as RichTable
+
+    table = RichTable(*headers)
+    for column in table.columns:
+        column.overflow = "fold"
+    return table
+
+
+def _when(value: object) -> str:
+    """A stored time in UTC to the minute (times are stored in UTC; naive ones are UTC already)."""
+    import pandas as pd
+
+    if value is None or pd.isna(value):
+        return ""
+    stamp = pd.Timestamp(value)
+    return (stamp.tz_convert("UTC") if stamp.tzinfo else stamp).strftime("%Y-%m-%d %H:%M")
 
 
 @contextmanager
@@ -34,18 +61,23 @@ def codebook_load(file: Path = typer.Argument(..., help="Codebook YAML file.")) 
     """Store FILE as a codebook version (an identical file is a no-op; a changed one is the next version)."""
     from db.engine import session_scope
     from labeling.codebook import read_codebook
-    from labeling.store import store_codebook
+    from labeling.store import codebook_version, store_codebook
 
     with _labeling_errors():
         spec = read_codebook(file)
-        for warning in spec.warnings:
-            err_console.print(f"[yellow]warning:[/] {warning}")
         with session_scope(engine()) as session:
             book = store_codebook(session, spec, str(file))
+            current = codebook_version(session, book.name).version
     codes = sum(len(d.codes) for d in spec.dimensions)
-    state = "stored as" if book.created else "unchanged, already"
-    console.print(f"codebook {book.name!r} {state} version {book.version}: {len(spec.dimensions)} dimensions, "
-                  f"{codes} codes")
+    if not book.created:  # a no-op: nothing stored, so nothing to warn about either
+        state = ("it stays the current version" if current == book.version
+                 else f"version {current} stays current")
+        console.print(f"codebook {book.name!r} not loaded: identical to version {book.version}; {state}")
+        return
+    for warning in spec.warnings:
+        err_console.print(f"[yellow]warning:[/] {warning}", soft_wrap=True)
+    console.print(f"codebook {book.name!r} stored as version {book.version} (now current): "
+                  f"{len(spec.dimensions)} dimensions, {codes} codes")
 
 
 @codebook_app.command("list")
@@ -57,7 +89,13 @@ def codebook_list() -> None:
     if frame.empty:
         console.print("no codebook loaded")
         return
-    console.print(frame.to_string(index=False))
+    newest = frame.groupby("codebook")["version"].transform("max")
+    table = _table("codebook", "version", "current", "declared", "loaded (UTC)", "source file")
+    for row, last in zip(frame.itertuples(index=False), newest, strict=True):
+        table.add_row(row.codebook, str(row.version), "yes" if row.version == last else "",
+                      "" if row.declared_version is None else str(row.declared_version), _when(row.loaded_at),
+                      row.source or "")
+    console.print(table)
 
 
 @app.command("import-sheet")
@@ -74,11 +112,33 @@ def import_sheet(
         result = import_workbook(engine(), file, codebook, sheet or None, round_name)
     for r in result.rounds:
         extra = f", cross-checked {r['cross_checked']} cells" if r["cross_checked"] else ""
+        where = f"round {r['round']!r} ({', '.join(r['sheets'])})"
+        if not (r["new"] or r["changed"] or r["removed"] or r["finals_changed"]):  # a re-run: say so plainly
+            console.print(f"{where}: nothing new: {r['items']} items already coded as in the sheet "
+                          f"({r['codings']} codings by {', '.join(r['coders'])}){extra}")
+            continue
         console.print(
-            f"round {r['round']!r} ({', '.join(r['sheets'])}): {r['items']} items, coders {', '.join(r['coders'])}, "
+            f"{where}: {r['items']} items, coders {', '.join(r['coders'])}, "
             f"{r['codings']} codings ({r['new']} new, {r['changed']} changed, {r['unchanged']} unchanged, "
             f"{r['removed']} removed){extra}"
         )
+
+
+def _check_choices(fmt: str, formats: tuple[str, ...], round_name: str | None,
+                   dimensions: dict[str, str | None]) -> list[str]:
+    """An unknown --format, round or dimension is one error line listing the valid choices (not an empty result);
+    returns the valid dimensions."""
+    from labeling.summary import dimension_keys
+
+    if fmt not in formats:
+        fail(f"unknown --format {fmt!r}: choose one of {', '.join(formats)}")
+    with _labeling_errors():
+        keys = dimension_keys(engine(), round_name)
+    where = f" in round {round_name!r}" if round_name else ""
+    for option, value in dimensions.items():
+        if value is not None and value not in keys:
+            fail(f"unknown {option} {value!r}{where}: choose one of {', '.join(keys) or 'none (no codebook loaded)'}")
+    return keys
 
 
 def _fmt(value: object) -> str:
@@ -109,8 +169,7 @@ def agreement(
     from labeling.store import LabelingError
     from labeling.summary import round_categories
 
-    if fmt not in ("table", "json", "csv"):
-        fail(f"--format must be table, json or csv, not {fmt!r}")
+    _check_choices(fmt, ("table", "json", "csv"), round_name, {"--dimension": dimension})
     eng = engine()
     with _labeling_errors():
         frame = load_ratings(eng, round_name, dimension)
@@ -268,7 +327,14 @@ def rounds() -> None:
     from db.queries.labeling import rounds as load_rounds
 
     frame = load_rounds(engine())
-    console.print("no rounds yet" if frame.empty else frame.to_string(index=False))
+    if frame.empty:
+        console.print("no rounds yet")
+        return
+    table = _table("round", "coded in", "codebook", "version", "codings", "created (UTC)")
+    for row in frame.itertuples(index=False):
+        table.add_row(row.round, SOURCES.get(row.source, row.source), row.codebook, str(row.codebook_version),
+                      str(row.codings), _when(row.created_at))
+    console.print(table)
 
 
 @app.command()
@@ -281,6 +347,10 @@ def taxonomy(
     """Distribution of final labels per converter (and a cross-tab, e.g. symptom × cause)."""
     from db.queries.labeling import crosstab, taxonomy_distribution
 
+    keys = _check_choices(fmt, ("table", "csv"), round_name, {"--dimension": dimension, "--crosstab": crosstab_with})
+    if crosstab_with == dimension:
+        others = ", ".join(k for k in keys if k != dimension)
+        fail(f"--crosstab {crosstab_with!r} is the --dimension itself: choose one of {others}")
     eng = engine()
     dist = taxonomy_distribution(eng, dimension, round_name)
     if dist.empty:

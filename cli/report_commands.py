@@ -49,6 +49,12 @@ def paper(
     codebook = codebook or artifact.resolve().parent.parent / "codebook" / "onnx-converter-failures.yaml"
     if not codebook.exists():
         fail(f"codebook {codebook} not found: pass --codebook FILE")
+    from labeling.codebook import CodebookError, read_codebook
+
+    try:  # before anything is imported: a bad codebook must not leave a half-imported artifact behind
+        read_codebook(codebook)
+    except CodebookError as exc:
+        fail(str(exc))
     done = []
     for step in import_steps(artifact, codebook, SURVEY):
         console.print(f"[bold]$ interop {' '.join(step)}[/]", markup=True)

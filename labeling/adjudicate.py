@@ -16,7 +16,7 @@ from db.models.github import Issue, Repository
 from db.models.labeling import Coder, Coding, CodingValue, FinalLabel, LabelItem, LsProject, LsTask
 from labeling.codebook import CodebookSpec
 from labeling.labelstudio import Connection, check_result, instructions, labeling_config, ls_errors
-from labeling.store import LabelingError, LoadedCodebook, codebook_for_version_id, get_round
+from labeling.store import LabelingError, LoadedCodebook, get_round, round_codebook
 
 AGREEMENT = "agreement"
 SINGLE = "single-coder"
@@ -168,7 +168,7 @@ def adjudicate(engine: Engine, round_name: str, prefer: str | None = None, major
                                                    "review": conn is not None}) as log, \
             session_scope(engine) as session:
         rnd = get_round(session, round_name)
-        book = codebook_for_version_id(session, rnd.codebook_version_id)
+        book = round_codebook(session, rnd)
         codings = _codings(session, rnd.id or 0, book)
         if not codings:
             raise LabelingError(f"round {round_name!r} has no valid codings to adjudicate")

@@ -173,13 +173,17 @@ def _rejoin_commas(body: dict[str, Any], at: str, warnings: list[str]) -> dict[s
     `{description: 'a (b', 'c).': None}`; glue such null keys back onto the text before them."""
     fixed: dict[str, Any] = {}
     last: str | None = None
+    glued: list[str] = []
     for key, value in body.items():
         if key not in CODE_KEYS and value is None and last is not None and isinstance(fixed[last], str):
             fixed[last] = f"{fixed[last]}, {key}"
-            warnings.append(f"{at}.{last}: unquoted comma in a {{…}} mapping; read as {fixed[last]!r} (quote it)")
+            if last not in glued:
+                glued.append(last)
             continue
         fixed[key] = value
         last = key if isinstance(value, str) else None
+    # one warning per text, however many commas it had
+    warnings.extend(f"{at}.{k}: unquoted comma in a {{…}} mapping; read as {fixed[k]!r} (quote it)" for k in glued)
     return fixed
 
 
@@ -306,11 +310,17 @@ def read_codebook(path: str | Path) -> CodebookSpec:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise CodebookError(f"{path}: cannot read ({exc.strerror or exc})") from None
+    except UnicodeDecodeError as exc:
+        raise CodebookError(f"{path}: not UTF-8 text (byte {exc.object[exc.start]:#04x} at offset {exc.start}): "
+                            "a codebook is a YAML text file") from None
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" line {mark.line + 1}" if mark is not None else ""
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        context = getattr(exc, "context", None)
+        if context and problem.startswith("but "):  # "expected a single document …, but found another document"
+            problem = f"{context}, {problem}"
         raise CodebookError(f"{path}:{where} not valid YAML: {problem}") from None
     return parse_codebook(data, str(path))

@@ -10,15 +10,18 @@ from sqlmodel import Session, select
 
 from db.engine import session_scope
 from db.ingest import recorded_run
-from db.models.labeling import Coding, FinalLabel
-from labeling.sheets import SheetRound, read_workbook
+from db.models.labeling import Coding, FinalLabel, LabelRound
+from labeling.sheets import SheetError, SheetRound, read_workbook
 from labeling.store import (
+    LabelingError,
     LoadedCodebook,
+    codebook_for_version_id,
     codebook_version,
     ensure_coder,
     ensure_issue,
     ensure_issue_item,
     ensure_round,
+    round_codebook,
     upsert_coding,
 )
 
@@ -58,6 +61,7 @@ def _store_round(session: Session, book: LoadedCodebook, sheet_round: SheetRound
         if old.id not in kept:
             session.delete(old)
             counts["removed"] += 1
+    finals_changed = 0
     if sheet_round.kind == "final":
         existing = {(f.item_id, f.dimension_id): f for f in
                     session.exec(select(FinalLabel).where(FinalLabel.round_id == rnd.id)).all()}
@@ -66,17 +70,64 @@ def _store_round(session: Session, book: LoadedCodebook, sheet_round: SheetRound
             if row is None:
                 session.add(FinalLabel(round_id=rnd.id or 0, item_id=key[0], dimension_id=key[1], code_id=code_id,
                                        decided_by="sheet", detail={"file": file.name}))
+                finals_changed += 1
             elif row.code_id != code_id:
                 row.code_id = code_id
                 session.add(row)
+                finals_changed += 1
         for row in existing.values():
             session.delete(row)
+            finals_changed += 1
     session.flush()
     return {
         "round": rnd.name, "kind": sheet_round.kind, "sheets": sheet_round.sheets, "coders": sheet_round.coders,
         "items": len(items_by_key), "codings": len(sheet_round.codings), "cross_checked": sheet_round.cross_checked,
-        **counts,
+        "finals_changed": finals_changed, **counts,
     }
+
+
+def _rounds_on_their_codebooks(session: Session, path: Path, book: LoadedCodebook, sheets: list[str] | None,
+                               round_name: str | None) -> list[tuple[SheetRound, LoadedCodebook]]:
+    """Each round of the workbook read with the codebook version it was started with (an existing round keeps
+    its own, even after a newer version was loaded); new rounds take `book`."""
+    read: dict[int, list[SheetRound] | SheetError] = {}
+
+    def rounds_with(version: LoadedCodebook) -> list[SheetRound] | SheetError:
+        if version.version_id not in read:
+            try:
+                read[version.version_id] = read_workbook(path, version.spec, sheets, round_name)
+            except SheetError as exc:
+                read[version.version_id] = exc
+        return read[version.version_id]
+
+    # which rounds the workbook holds: read with `book`, or with a version an earlier import of it used
+    earlier = [round_codebook(session, r) for r in session.exec(
+        select(LabelRound).where(LabelRound.source == "sheet")).all() if r.params.get("file") == path.name]
+    first = found = rounds_with(book)
+    for version in earlier:
+        if not isinstance(found, SheetError):
+            break
+        found = rounds_with(version)
+    if isinstance(found, SheetError):
+        raise first if isinstance(first, SheetError) else found  # what the chosen version finds wrong
+    out: list[tuple[SheetRound, LoadedCodebook]] = []
+    for name in [r.name for r in found]:
+        existing = session.exec(select(LabelRound).where(LabelRound.name == name)).first()
+        own = book if existing is None else round_codebook(session, existing)
+        if own.name != book.name:
+            raise LabelingError(f"round {name!r} is coded with codebook {own.name!r}, not {book.name!r}")
+        mine = rounds_with(own)
+        if isinstance(mine, SheetError) and existing is None:
+            raise mine
+        if isinstance(mine, SheetError):
+            raise SheetError(f"{mine} (round {name!r} keeps codebook {own.name!r} v{own.version}; import into a "
+                             "new round with --round to use another version)")
+        match = next((r for r in mine if r.name == name), None)
+        if match is None:
+            raise SheetError(f"{path.name}: round {name!r} cannot be read with its codebook {own.name!r} "
+                             f"v{own.version}; import into a new round with --round")
+        out.append((match, own))
+    return out
 
 
 def import_workbook(engine: Engine, path: str | Path, codebook: str | None = None, sheets: list[str] | None = None,
@@ -85,13 +136,14 @@ def import_workbook(engine: Engine, path: str | Path, codebook: str | None = Non
     path = Path(path)
     with Session(engine) as session:
         book = codebook_version(session, codebook)
-    rounds = read_workbook(path, book.spec, sheets, round_name)
+        rounds = _rounds_on_their_codebooks(session, path, book, sheets, round_name)
     result = ImportResult()
-    params = {"file": str(path), "codebook": book.name, "codebook_version": book.version, "sheets": sheets}
+    params = {"file": str(path), "codebook": book.name, "sheets": sheets,
+              "codebook_versions": {r.name: b.version for r, b in rounds}}
     with recorded_run(engine, "label-import-sheet", params) as log, session_scope(engine) as session:
-        book = codebook_version(session, book.name, book.version)
-        for sheet_round in rounds:
-            summary = _store_round(session, book, sheet_round, path)
+        for sheet_round, round_book in rounds:
+            summary = _store_round(session, codebook_for_version_id(session, round_book.version_id), sheet_round,
+                                   path)
             result.rounds.append(summary)
             for key in ("codings", "new", "changed", "unchanged", "removed"):
                 log.add(key, int(summary[key]))  # type: ignore[call-overload]

@@ -124,6 +124,22 @@ def codebook_for_version_id(session: Session, version_id: int) -> LoadedCodebook
     return _loaded(session, row, book.name if book else "?", created=False)
 
 
+def round_codebook(session: Session, rnd: LabelRound) -> LoadedCodebook:
+    """The codebook version `rnd` was started with: its codings stay on it whatever was loaded since."""
+    return codebook_for_version_id(session, rnd.codebook_version_id)
+
+
+def codebook_for_round(session: Session, round_name: str, codebook: str | None = None) -> LoadedCodebook:
+    """The round's own codebook version if the round exists, else the newest of `codebook` (for a new round)."""
+    row = session.exec(select(LabelRound).where(LabelRound.name == round_name)).first()
+    if row is None:
+        return codebook_version(session, codebook)
+    book = round_codebook(session, row)
+    if codebook is not None and codebook != book.name:
+        raise LabelingError(f"round {round_name!r} is coded with codebook {book.name!r}, not {codebook!r}")
+    return book
+
+
 def parse_issue_url(url: str) -> tuple[str, int] | None:
     """(`owner/name`, number) of a GitHub issue URL, or None."""
     match = ISSUE_URL.match(str(url).strip())
@@ -194,7 +210,7 @@ def ensure_round(session: Session, name: str, book: LoadedCodebook, source: str,
         session.flush()
         return row
     if row.codebook_version_id != book.version_id:
-        used = codebook_for_version_id(session, row.codebook_version_id)
+        used = round_codebook(session, row)
         raise LabelingError(
             f"round {name!r} is coded with codebook {used.name!r} v{used.version}; the codebook is now "
             f"v{book.version}: start a new round (old codings keep their version)"

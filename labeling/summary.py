@@ -5,8 +5,8 @@ from __future__ import annotations
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
-from db.models.labeling import LabelRound
-from labeling.store import codebook_for_version_id
+from db.models.labeling import CodebookDimension, LabelRound
+from labeling.store import get_round, round_codebook
 
 
 def round_categories(engine: Engine) -> dict[tuple[str, str], list[int]]:
@@ -14,7 +14,20 @@ def round_categories(engine: Engine) -> dict[tuple[str, str], list[int]]:
     out: dict[tuple[str, str], list[int]] = {}
     with Session(engine) as session:
         for rnd in session.exec(select(LabelRound)).all():
-            book = codebook_for_version_id(session, rnd.codebook_version_id)
+            book = round_codebook(session, rnd)
             for dim in book.spec.dimensions:
                 out[(rnd.name, dim.key)] = sorted(dim.codes)
     return out
+
+
+def dimension_keys(engine: Engine, round_name: str | None = None) -> list[str]:
+    """The dimensions a user may name: those of the round's codebook version, or of any stored version (in
+    codebook order); an unknown round raises LabelingError listing the known ones."""
+    with Session(engine) as session:
+        if round_name is not None:
+            return round_codebook(session, get_round(session, round_name)).spec.keys
+        rows = session.exec(select(CodebookDimension.key, CodebookDimension.position)).all()
+    first: dict[str, int] = {}
+    for key, position in rows:
+        first[key] = min(position, first.get(key, position))
+    return sorted(first, key=lambda k: (first[k], k))

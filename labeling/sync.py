@@ -32,12 +32,12 @@ from labeling.store import (
     LabelingError,
     LoadedCodebook,
     bulk_upsert_codings,
-    codebook_for_version_id,
-    codebook_version,
+    codebook_for_round,
     ensure_coder,
     ensure_issue_item,
     ensure_round,
     get_round,
+    round_codebook,
 )
 
 BATCH = 1000  # tasks per import call (the issue's limit; LS takes 250K per call)
@@ -246,9 +246,7 @@ def push(engine: Engine, conn: Connection, sample: str, round_name: str, coders_
         #    half-way is reconciled by the next one (projects adopted by title, tasks by item_ref)
         with session_scope(engine) as session:
             sample_row, _ = _sample_issues(session, sample)
-            existing_round = session.exec(select(LabelRound).where(LabelRound.name == round_name)).first()
-            book = (codebook_for_version_id(session, existing_round.codebook_version_id)
-                    if existing_round and codebook is None else codebook_version(session, codebook))
+            book = codebook_for_round(session, round_name, codebook)
             seed = seed if seed is not None else (sample_row.seed or 0)
             round_params = {"coders": names, "overlap": overlap, "per_item": per_item, "seed": seed}
             rnd = ensure_round(session, round_name, book, "labelstudio", sample_row.id,
@@ -270,7 +268,7 @@ def _push_round(conn: Connection, session: Session, rnd: LabelRound, sample: str
                 coders_in: list[tuple[str, str | None]], per_item: int, overlap: float, seed: int,
                 report: PushReport, log: Any) -> None:
     names = [n for n, _ in coders_in]
-    book = codebook_for_version_id(session, rnd.codebook_version_id)
+    book = round_codebook(session, rnd)
     _, issues = _sample_issues(session, sample)
     items: list[tuple[LabelItem, Issue, str]] = []
     for issue, full_name in issues:
@@ -364,7 +362,7 @@ def pull(engine: Engine, conn: Connection, round_name: str | None = None, full: 
             raise LabelingError("no Label Studio round yet: push one with `interop label push`")
         for rnd in rounds:
             report.rounds.append(rnd.name)
-            book = codebook_for_version_id(session, rnd.codebook_version_id)
+            book = round_codebook(session, rnd)
             projects = session.exec(select(LsProject).where(LsProject.round_id == rnd.id,
                                                             LsProject.purpose == "coding")).all()
             for project in projects:

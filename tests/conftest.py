@@ -117,6 +117,14 @@ def cli(configured_db: str):  # type: ignore[no-untyped-def]
     return invoke
 
 
+@pytest.fixture
+def wide_console(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The CLI's console 250 columns wide, so its tables print one line per row."""
+    from cli.common import console
+
+    monkeypatch.setattr(console, "width", 250)
+
+
 @pytest.fixture(scope="session")
 def shared_dir() -> Path:
     """`../shared` (study data, GitHub replays, codebook); skips cleanly where it is absent."""

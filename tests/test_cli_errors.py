@@ -34,7 +34,7 @@ def assert_one_error_line(output: str, *fragments: str) -> None:
     (["export", "query", "SELECT 1", "--out", "in-the-way"], ["in-the-way"]),
     (["db", "upgrade", "nosuchrev"], ["nosuchrev"]),
     (["db", "downgrade", "nosuchrev"], ["nosuchrev"]),
-    (["label", "codebook", "load", "binary.yaml"], ["UTF-8"]),
+    (["label", "codebook", "load", "binary.yaml"], ["binary.yaml", "UTF-8"]),
     (["export", "--tables", "", "--out", "fresh"], ["--tables names no table"]),
     (["experiment", "import-results", "no-such-dir"], ["no-such-dir: no such directory"]),
     (["survey", "import", ".", "--survey", "s"], ["is a directory"]),

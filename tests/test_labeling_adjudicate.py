@@ -11,6 +11,7 @@ import yaml
 from db.queries.labeling import crosstab, final_labels, taxonomy_distribution
 from labeling.adjudicate import _decide
 from labeling.codebook import parse_codebook
+from tests.support.labeling import table_rows
 
 SPEC = parse_codebook(yaml.safe_load("""
 name: t
@@ -80,17 +81,51 @@ def test_pilot_sheet_adjudication_and_analysis_queries(cli, engine, shared_dir: 
     assert int(table.loc["Crash", "Incompatibility"]) == int(expected.loc[1, 2])
 
 
-def test_rounds_and_taxonomy_commands(cli, shared_dir: Path) -> None:  # type: ignore[no-untyped-def]
+def test_rounds_and_taxonomy_commands(cli, shared_dir: Path, wide_console) -> None:  # type: ignore[no-untyped-def]
     study = shared_dir / "data" / "paper-artifact" / "failure-analysis"
     cli("label", "codebook", "load", str(shared_dir / "codebook" / "onnx-converter-failures.yaml"))
     assert "no rounds yet" in cli("label", "rounds").output
     missing = cli("label", "taxonomy")
     assert missing.exit_code == 2 and "no final labels for dimension 'cause'" in missing.output
     cli("label", "import-sheet", str(study / "FailureAnalysis.xlsx"))
-    assert "failureanalysis-drift-testing" in cli("label", "rounds").output
+    listing = cli("label", "rounds")
+    assert listing.exit_code == 0, listing.output
+    book = "onnx-converter-failures"
+    assert table_rows(listing.output) == [  # 200 issues coded once; 2 × 9 drift issues by 2 raters
+        ["round", "coded in", "codebook", "version", "codings", "created (UTC)"],
+        ["failureanalysis", "coding sheet", book, "1", "200", "<time>"],
+        ["failureanalysis-drift-testing", "coding sheet", book, "1", "36", "<time>"],
+    ]
     out = cli("label", "taxonomy", "--round", "failureanalysis", "--dimension", "cause", "--format", "csv",
               "--crosstab", "symptom")
     frame = pd.read_excel(study / "FailureAnalysis.xlsx", sheet_name="PyTorch", usecols="A:N").dropna(subset=["URL"])
     incompat = int((frame["Type By Number"] == 2).sum())
     assert f"pytorch/pytorch,2,Incompatibility,{incompat},{incompat / 100}" in out.output
     assert "cause,Bad Performance,Build Failure,Crash,Unreported,Wrong Model" in out.output
+
+
+def test_taxonomy_unknown_format_round_dimension_or_crosstab_lists_the_choices(cli, shared_dir: Path) -> None:  # type: ignore[no-untyped-def]
+    def one_error_line(args: list[str], *fragments: str) -> None:
+        result = cli("label", "taxonomy", *args)
+        lines = [line for line in result.output.splitlines() if line.strip()]
+        assert result.exit_code == 2 and len(lines) == 1 and lines[0].startswith("error: "), result.output
+        for fragment in fragments:
+            assert fragment in lines[0], result.output
+
+    study = shared_dir / "data" / "paper-artifact" / "failure-analysis"
+    cli("label", "codebook", "load", str(shared_dir / "codebook" / "onnx-converter-failures.yaml"))
+    dims = "symptom, cause, incompatibility_type, type_problem_type, component"
+    one_error_line(["--dimension", "colour"], "unknown --dimension 'colour'", dims)  # before any round too
+    cli("label", "import-sheet", str(study / "FailureAnalysis.xlsx"))
+    one_error_line(["--format", "json"], "unknown --format 'json'", "table, csv")
+    one_error_line(["--round", "final"], "no round named 'final'",
+                   "failureanalysis, failureanalysis-drift-testing")
+    one_error_line(["--round", "failureanalysis", "--dimension", "colour"],
+                   "unknown --dimension 'colour' in round 'failureanalysis'", dims)
+    one_error_line(["--crosstab", "colour"], "unknown --crosstab 'colour'", dims)
+    one_error_line(["--dimension", "cause", "--crosstab", "cause"], "is the --dimension itself",
+                   "symptom, incompatibility_type, type_problem_type, component")
+    # known choices without final labels keep their own message
+    one_error_line(["--round", "failureanalysis-drift-testing"], "no final labels", "adjudicate")
+    ok = cli("label", "taxonomy", "--round", "failureanalysis", "--crosstab", "symptom")
+    assert ok.exit_code == 0, ok.output

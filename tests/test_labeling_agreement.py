@@ -164,4 +164,25 @@ def test_pilot_agreement_matches_an_independent_computation_from_the_sheet(cli, 
     csv = cli("label", "agreement", "--format", "csv", "--bootstrap", "0", "--dimension", "cause")
     assert csv.output.splitlines()[0].startswith("round,dimension,coders,items")
     missing = cli("label", "agreement", "--round", "nope")
-    assert missing.exit_code == 2 and "no valid codings in round 'nope'" in missing.output
+    assert missing.exit_code == 2 and "no round named 'nope' (known rounds: pilotstudy)" in missing.output
+
+
+def one_error_line(result, *fragments: str) -> None:  # type: ignore[no-untyped-def]
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert result.exit_code == 2 and len(lines) == 1 and lines[0].startswith("error: "), result.output
+    for fragment in fragments:
+        assert fragment in lines[0], result.output
+
+
+def test_agreement_unknown_format_round_or_dimension_lists_the_choices(cli, shared_dir: Path) -> None:  # type: ignore[no-untyped-def]
+    cli("label", "codebook", "load", str(shared_dir / "codebook" / "onnx-converter-failures.yaml"))
+    cli("label", "import-sheet", str(shared_dir / "data" / "paper-artifact" / "failure-analysis" / "PilotStudy.xlsx"))
+    dims = "symptom, cause, incompatibility_type, type_problem_type, component"
+    one_error_line(cli("label", "agreement", "--format", "xml"), "unknown --format 'xml'", "table, json, csv")
+    one_error_line(cli("label", "agreement", "--round", "pilot"), "no round named 'pilot'", "pilotstudy")
+    one_error_line(cli("label", "agreement", "--round", "pilotstudy", "--dimension", "colour"),
+                   "unknown --dimension 'colour' in round 'pilotstudy'", dims)
+    one_error_line(cli("label", "agreement", "--dimension", "colour"), "unknown --dimension 'colour'", dims)
+    # a dimension of the codebook the round did not code is not unknown: it has no codings
+    one_error_line(cli("label", "agreement", "--round", "pilotstudy", "--dimension", "component", "--bootstrap", "0"),
+                   "no valid codings in round 'pilotstudy' for dimension 'component'")

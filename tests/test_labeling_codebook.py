@@ -9,6 +9,7 @@ from sqlmodel import select
 
 from db.models.labeling import CodebookCode, CodebookDimension, CodebookVersion
 from labeling.codebook import CodebookError, parse_codebook, read_codebook
+from tests.support.labeling import table_rows
 
 SMALL = """
 name: tiny
@@ -93,16 +94,22 @@ def test_conditions_decide_when_a_dimension_applies() -> None:
     assert spec.dimension("symptom").applies({})
 
 
-def test_load_is_versioned_and_identical_reload_is_a_no_op(cli, engine, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_load_is_versioned_and_identical_reload_is_a_no_op(cli, engine, tmp_path: Path, wide_console) -> None:  # type: ignore[no-untyped-def]
     path = write(tmp_path, SMALL)
     first = cli("label", "codebook", "load", str(path))
     assert first.exit_code == 0, first.output
     assert "stored as version 1" in first.output
     again = cli("label", "codebook", "load", str(path))
-    assert "unchanged, already version 1" in again.output
+    assert again.exit_code == 0, again.output
+    assert "not loaded: identical to version 1; it stays the current version" in again.output
     write(tmp_path, SMALL.replace("It crashes.", "It aborts."))
     changed = cli("label", "codebook", "load", str(path))
     assert "stored as version 2" in changed.output
+    # the first file again: it is version 1, but version 2 stays the current one (nothing is stored)
+    old = cli("label", "codebook", "load", str(write(tmp_path, SMALL, "old.yaml")))
+    assert old.exit_code == 0, old.output
+    assert "not loaded: identical to version 1; version 2 stays current" in old.output
+    assert "stored" not in old.output and "is current" not in old.output
     with engine.connect() as conn:
         versions = conn.execute(select(CodebookVersion.version)).scalars().all()
         dims = conn.execute(select(CodebookDimension.id)).scalars().all()
@@ -110,7 +117,12 @@ def test_load_is_versioned_and_identical_reload_is_a_no_op(cli, engine, tmp_path
     assert sorted(versions) == [1, 2]
     assert len(dims) == 2 * 3 and len(codes) == 2 * 5
     listing = cli("label", "codebook", "list")
-    assert "tiny" in listing.output
+    assert listing.exit_code == 0, listing.output
+    assert table_rows(listing.output) == [
+        ["codebook", "version", "current", "declared", "loaded (UTC)", "source file"],
+        ["tiny", "1", "", "1", "<time>", str(path)],
+        ["tiny", "2", "yes", "1", "<time>", str(path)],
+    ]
 
 
 def test_cli_reports_malformed_file_in_one_line_and_stores_nothing(cli, engine, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
@@ -118,5 +130,46 @@ def test_cli_reports_malformed_file_in_one_line_and_stores_nothing(cli, engine, 
     result = cli("label", "codebook", "load", str(path))
     assert result.exit_code == 2
     assert "unknown key 'labl'" in result.output and str(path) in result.output.replace("\n", "")
+    with engine.connect() as conn:
+        assert conn.execute(select(CodebookVersion.id)).first() is None
+
+
+def test_comma_warnings_come_once_per_description_and_not_on_a_no_op_load(cli, shared_dir: Path) -> None:  # type: ignore[no-untyped-def]
+    import yaml
+
+    path = shared_dir / "codebook" / "onnx-converter-failures.yaml"
+    # independently: the code mappings YAML split into stray keys (one per unquoted comma)
+    raw = yaml.safe_load(path.read_text())
+    split = [(d["key"], code) for d in raw["dimensions"] for code, body in d["codes"].items()
+             if isinstance(body, dict) and set(body) - {"label", "description", "aliases", "unused"}]
+    stray_keys = sum(len(set(body) - {"label", "description", "aliases", "unused"}) for d in raw["dimensions"]
+                     for body in d["codes"].values() if isinstance(body, dict))
+    assert len(split) == 9 and stray_keys > len(split)  # some descriptions hold two commas
+    first = cli("label", "codebook", "load", str(path))
+    assert first.exit_code == 0, first.output
+    warnings = [line for line in first.output.splitlines() if line.startswith("warning:")]
+    assert len(warnings) == len(split)
+    for key, code in split:
+        assert sum(f"({key}).codes.{code}.description:" in w for w in warnings) == 1, (key, code)
+    again = cli("label", "codebook", "load", str(path))
+    assert again.exit_code == 0 and "warning" not in again.output and "not loaded" in again.output
+
+
+@pytest.mark.parametrize("content", [
+    b"PK\x03\x04\xc1\xff\x00binary",  # a zip archive, not UTF-8
+    b"\xff\xfen\x00a\x00m\x00e\x00",  # UTF-16
+    b"name: x\x00\x01\n",  # UTF-8 with control characters YAML refuses
+    b"name: [x\ndimensions: {\n",  # broken YAML
+    b"---\nname: a\n---\nname: b\n",  # two documents
+    b"just some words\n",  # YAML, but not a mapping
+])  # fmt: skip
+def test_a_file_that_is_not_a_yaml_codebook_is_one_error_line_naming_it(cli, engine, tmp_path: Path,  # type: ignore[no-untyped-def]
+                                                                         content: bytes) -> None:
+    path = tmp_path / "not-a-codebook.yaml"
+    path.write_bytes(content)
+    result = cli("label", "codebook", "load", str(path))
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert result.exit_code == 2
+    assert len(lines) == 1 and lines[0].startswith(f"error: {path}: "), result.output
     with engine.connect() as conn:
         assert conn.execute(select(CodebookVersion.id)).first() is None

@@ -127,7 +127,12 @@ def test_import_is_idempotent_and_completes_url_only_issues_without_duplicates(l
 
     before = snapshot()
     again = loaded("label", "import-sheet", str(path))
-    assert "0 new, 0 changed, 200 unchanged" in again.output
+    text = " ".join(again.output.split())
+    assert "round 'failureanalysis' (PyTorch, tf2onnx): nothing new: 200 items already coded as in the sheet " \
+           "(200 codings by study)" in text
+    assert "round 'failureanalysis-drift-testing' (PT Drift Testing, TF Drift Testing): nothing new: 18 items " \
+           "already coded as in the sheet (36 codings by Rater A, Rater B)" in text
+    assert "unchanged" not in text
     assert snapshot() == before
     with Session(engine) as s:
         assert s.exec(select(func.count()).select_from(Issue)).one() == 200  # the 18 drift issues are among them
@@ -177,15 +182,66 @@ def test_a_new_codebook_version_leaves_old_codings_on_theirs(loaded, engine, stu
     with Session(engine) as s:
         rnd = s.exec(select(LabelRound).where(LabelRound.name == "pilotstudy")).one()
         assert s.get(CodebookVersion, rnd.codebook_version_id).version == 1
-        versions = set(s.exec(select(CodebookVersion.version).join(
-            CodebookDimension, CodebookDimension.version_id == CodebookVersion.id).join(
-            CodingValue, CodingValue.dimension_id == CodebookDimension.id)).all())
-        assert versions == {1}
+    def coded_versions() -> set[int]:
+        with Session(engine) as s:
+            return set(s.exec(select(CodebookVersion.version).join(
+                CodebookDimension, CodebookDimension.version_id == CodebookVersion.id).join(
+                CodingValue, CodingValue.dimension_id == CodebookDimension.id)).all())
+
+    assert coded_versions() == {1}
+    # re-importing into the existing round keeps using the round's own version, not the newest one
     again = loaded("label", "import-sheet", str(study / "PilotStudy.xlsx"))
-    assert again.exit_code == 2 and "start a new round" in " ".join(again.output.split())
+    assert again.exit_code == 0, again.output
+    assert coded_versions() == {1}
     fresh = loaded("label", "import-sheet", str(study / "PilotStudy.xlsx"), "--round", "pilot-v2")
     assert fresh.exit_code == 0, fresh.output
     with Session(engine) as s:
         rnd = s.exec(select(LabelRound).where(LabelRound.name == "pilot-v2")).one()
         assert s.get(CodebookVersion, rnd.codebook_version_id).version == 2
     assert len(ratings(engine, "pilot-v2")) == len(ratings(engine, "pilotstudy")) == 60 * 2 * 2
+
+
+def test_reimport_reads_the_sheet_with_the_rounds_version_even_where_the_newest_rejects_it(  # type: ignore[no-untyped-def]
+        loaded, engine, study: Path, shared_dir: Path, tmp_path: Path) -> None:
+    from db.models.labeling import CodebookVersion, LabelRound
+
+    path = study / "FailureAnalysis.xlsx"
+    assert loaded("label", "import-sheet", str(path)).exit_code == 0
+    # version 2 drops the alias the sheets' misspelled "Incompatability" labels need
+    text = (shared_dir / "codebook" / "onnx-converter-failures.yaml").read_text()
+    assert "aliases: [Incompatability], " in text
+    v2 = tmp_path / "book.yaml"
+    v2.write_text(text.replace("aliases: [Incompatability], ", ""))
+    assert "stored as version 2" in loaded("label", "codebook", "load", str(v2)).output
+    with Session(engine) as s:
+        before = s.exec(select(func.count()).select_from(CodingValue)).one()
+    again = loaded("label", "import-sheet", str(path))
+    assert again.exit_code == 0, again.output
+    with Session(engine) as s:
+        assert s.exec(select(func.count()).select_from(CodingValue)).one() == before
+        used = {r.name: s.get(CodebookVersion, r.codebook_version_id).version for r in s.exec(select(LabelRound))}
+    assert used == {"failureanalysis": 1, "failureanalysis-drift-testing": 1}
+    # a new round takes the newest version, which rejects the misspelling
+    fresh = loaded("label", "import-sheet", str(path), "--sheet", "PyTorch", "--round", "fa-v2")
+    assert fresh.exit_code == 2
+    assert "label 'Incompatability' does not match code 2" in " ".join(fresh.output.split())
+
+
+def test_reimport_of_a_changed_sheet_counts_what_changed(loaded, engine, study: Path, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    path = tmp_path / "FailureAnalysis.xlsx"
+    shutil.copy(study / "FailureAnalysis.xlsx", path)
+    assert loaded("label", "import-sheet", str(path), "--sheet", "PyTorch").exit_code == 0
+    wb = openpyxl.load_workbook(path)
+    ws = wb["PyTorch"]
+    header = [c.value for c in ws[1]]
+    code_cell = ws.cell(row=3, column=header.index("Symptom by Number") + 1)
+    code_cell.value = 5 if code_cell.value != 5 else 1
+    ws.cell(row=3, column=header.index("Symptoms") + 1).value = None  # the label column may stay empty
+    wb.save(path)
+    again = loaded("label", "import-sheet", str(path), "--sheet", "PyTorch")
+    assert again.exit_code == 0, again.output
+    text = " ".join(again.output.split())
+    assert "100 codings (0 new, 1 changed, 99 unchanged, 0 removed)" in text and "nothing new" not in text
+    number = int(str(ws.cell(row=3, column=header.index("URL") + 1).value).rstrip("/").rsplit("/", 1)[1])
+    labels = final_labels(engine, "failureanalysis").set_index(["item", "dimension"])
+    assert labels.loc[(f"pytorch/pytorch#{number}", "symptom"), "code"] == code_cell.value

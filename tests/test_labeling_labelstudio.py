@@ -322,3 +322,41 @@ def test_push_that_failed_half_way_is_reconciled(ls_env, codebook_loaded, engine
         assert sorted(p.ls_project_id for p in s.exec(select(LsProject)).all()) == ls_ids
         assert len(s.exec(select(LsTask)).all()) == 6
     assert [ls_client.projects.get(id=i).task_number for i in ls_ids] == [3, 3]
+
+
+def test_a_round_keeps_its_codebook_version_after_a_newer_one_is_loaded(ls_env, codebook_loaded, engine, ls_client,  # type: ignore[no-untyped-def]
+                                                                         shared_dir: Path, tmp_path: Path,
+                                                                         backend: str) -> None:
+    from db.models.labeling import CodebookDimension, CodebookVersion
+
+    cli = codebook_loaded
+    make_sample(engine, "kept", 2, start=400)
+    name = f"kept-{backend}"
+    assert cli("label", "push", "--sample", "kept", "--round", name, "--coders", "kim,lee").exit_code == 0
+    with Session(engine) as s:
+        kim = s.exec(select(Coder).where(Coder.name == "kim")).one()
+        project = s.exec(select(LsProject).where(LsProject.coder_id == kim.id)).one()
+        task_ids = s.exec(select(LsTask.ls_task_id).where(LsTask.project_id == project.id)).all()
+        kim_user, ls_project = kim.ls_user_id, project.ls_project_id
+    config_v1 = ls_client.projects.get(id=ls_project).label_config
+    # version 2 renames a cause: on it, the project's config would change and v1's choice would be unknown
+    text = (shared_dir / "codebook" / "onnx-converter-failures.yaml").read_text()
+    v2 = tmp_path / "book.yaml"
+    v2.write_text(text.replace("10: {label: Algorithmic Error,", "10: {label: Logic Error,"))
+    assert "stored as version 2" in cli("label", "codebook", "load", str(v2)).output
+    for extra in ([], ["--codebook", "onnx-converter-failures"]):
+        again = cli("label", "push", "--sample", "kept", "--round", name, "--coders", "kim,lee", *extra)
+        assert again.exit_code == 0, again.output
+        assert "0 projects created, 0 updated" in again.output
+    assert ls_client.projects.get(id=ls_project).label_config == config_v1
+    for task_id in task_ids:
+        ls_client.annotations.create(id=task_id, result=result_for((1, "Crash"), (10, "Algorithmic Error")),
+                                     completed_by=kim_user)
+    pulled = cli("label", "pull", "--round", name)
+    assert pulled.exit_code == 0, pulled.output
+    assert "2 new" in pulled.output and "0 invalid" in pulled.output
+    with Session(engine) as s:
+        versions = set(s.exec(select(CodebookVersion.version)
+                              .join(CodebookDimension, CodebookDimension.version_id == CodebookVersion.id)
+                              .join(CodingValue, CodingValue.dimension_id == CodebookDimension.id)).all())
+    assert versions == {1}

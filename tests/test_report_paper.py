@@ -167,6 +167,26 @@ def test_report_paper_refuses_a_directory_that_is_not_the_artifact(cli, tmp_path
     assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.parametrize(("content", "fragment"), [
+    (b"name: x\ndimensions:\n  - key: a\n    codes: {1: {labl: A}}\n", "unknown key 'labl'"),
+    (b"PK\x03\x04\xc1\xff\x00binary", "not UTF-8 text"),
+], ids=["malformed", "binary"])  # fmt: skip
+def test_report_paper_with_a_bad_codebook_is_one_error_line_and_imports_nothing(  # type: ignore[no-untyped-def]
+        cli, engine, shared_dir: Path, tmp_path: Path, content: bytes, fragment: str) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_bytes(content)
+    out = tmp_path / "out"
+    result = cli("report", "paper", "--artifact", str(shared_dir / "data/paper-artifact"), "--codebook", str(bad),
+                 "--out", str(out))  # fmt: skip
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert result.exit_code == 2
+    assert len(lines) == 1 and lines[0].startswith(f"error: {bad}: ") and fragment in lines[0], result.output
+    with engine.connect() as conn:
+        for table in ("survey", "survey_response", "codebook_version", "label_round", "conversion_run", "ingest_run"):
+            assert conn.execute(text(f"SELECT count(*) FROM {table}")).scalar_one() == 0, table
+    assert not out.exists()
+
+
 @pytest.mark.slow
 def test_every_table_of_the_study_exports(report_dir: Path, cli, engine, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     """After the artifact is imported, `interop export` writes every table of every area with its row count."""

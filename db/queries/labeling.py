@@ -56,7 +56,7 @@ def rounds(engine: Engine) -> pd.DataFrame:
         .outerjoin(Coding, Coding.round_id == LabelRound.id)
         .group_by(LabelRound.id, LabelRound.name, LabelRound.source, Codebook.name, CodebookVersion.version,
                   LabelRound.created_at)
-        .order_by(LabelRound.created_at)
+        .order_by(LabelRound.created_at, LabelRound.id)
     )
     return _frame(engine, q, ["round", "source", "codebook", "codebook_version", "codings", "created_at"])
 

@@ -1,6 +1,9 @@
-"""Test data for labeling: issues and a named sample written straight through the db models."""
+"""Test data for labeling (issues and a named sample written straight through the db models), and reading
+the CLI's tables back."""
 
 from __future__ import annotations
+
+import re
 
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
@@ -29,3 +32,13 @@ def make_sample(engine: Engine, name: str, n: int, repository: str = "pytorch/py
             ids.append(issue.id)
         s.commit()
         return ids
+
+
+def table_rows(output: str) -> list[list[str]]:
+    """Header and rows of the one rich table in `output` (printed wide enough not to wrap), times as <time>;
+    fails where a raw DataFrame column name shows instead."""
+    assert not re.search(r"\w_(version|at|hash)\b", output), output
+    lines = [line for line in output.splitlines() if line[:1] in ("┃", "│")]
+    rows = [[cell.strip() for cell in re.split("[┃│]", line)[1:-1]] for line in lines]
+    assert all(row[0] for row in rows), output  # no wrapped continuation lines
+    return [["<time>" if re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d", c) else c for c in row] for row in rows]
