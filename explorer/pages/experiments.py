@@ -55,7 +55,10 @@ st.dataframe(
     campaigns,
     hide_index=True,
     width="stretch",
-    column_config={"created_at": st.column_config.DatetimeColumn("created (UTC)", format="YYYY-MM-DD HH:mm")},
+    column_config={
+        "created_at": st.column_config.DatetimeColumn("created (UTC)", format="YYYY-MM-DD HH:mm"),
+        "finished_at": st.column_config.DatetimeColumn("finished (UTC)", format="YYYY-MM-DD HH:mm"),
+    },
 )
 names = campaigns["campaign"].tolist()
 campaign = select_param("Campaign", "campaign", names, all_label="(all campaigns)") or None
