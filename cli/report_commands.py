@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from cli.common import console, fail
+from cli.common import console, err_console, fail
 
 app = typer.Typer(help="Reports built from the database (the study's tables).", no_args_is_help=True)
 
@@ -56,11 +56,16 @@ def paper(
     except CodebookError as exc:
         fail(str(exc))
     done = []
-    for step in import_steps(artifact, codebook, SURVEY):
+    steps = import_steps(artifact, codebook, SURVEY)
+    for number, step in enumerate(steps, start=1):
         console.print(f"[bold]$ interop {' '.join(step)}[/]", markup=True)
         code = interop(step, standalone_mode=False)
         if code not in (None, 0):
-            fail(f"`interop {' '.join(step)}` failed (exit {code}); nothing was reported")
+            # The step has printed its own error line; say what that means for the report, not a second error.
+            kept = f"; steps 1–{number - 1} stay imported (re-running skips them)" if number > 1 else ""
+            err_console.print(f"no report written: stopped at step {number} of {len(steps)}{kept}",
+                              markup=False, soft_wrap=True)  # fmt: skip
+            raise typer.Exit(code)
         done.append(f"`interop {' '.join(step)}`")
     from cli.common import engine
 

@@ -187,6 +187,28 @@ def test_report_paper_with_a_bad_codebook_is_one_error_line_and_imports_nothing(
     assert not out.exists()
 
 
+def test_a_failing_step_is_its_own_error_line_and_says_what_stays_imported(  # type: ignore[no-untyped-def]
+        cli, engine, shared_dir: Path, tmp_path: Path) -> None:
+    artifact = shared_dir / "data/paper-artifact"
+    copy = tmp_path / "artifact"
+    for rel in ("survey", "synthetic-models"):
+        (copy / rel).parent.mkdir(parents=True, exist_ok=True)
+        (copy / rel).symlink_to(artifact / rel)
+    (copy / "failure-analysis").mkdir()
+    (copy / "failure-analysis/PilotStudy.xlsx").symlink_to(artifact / "failure-analysis/PilotStudy.xlsx")
+    (copy / "failure-analysis/FailureAnalysis.xlsx").write_bytes(b"not a workbook")
+    codebook = shared_dir / "codebook/onnx-converter-failures.yaml"
+    result = cli("report", "paper", "--artifact", str(copy), "--codebook", str(codebook), "--out", str(tmp_path / "o"))
+    assert result.exit_code == 2
+    errors = [line for line in result.output.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "FailureAnalysis.xlsx" in errors[0], result.output
+    assert "no report written: stopped at step 4 of 6; steps 1–3 stay imported" in result.output
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT count(*) FROM survey_response")).scalar_one() == 92
+        assert conn.execute(text("SELECT count(*) FROM label_round")).scalar_one() == 0
+    assert not (tmp_path / "o").exists()
+
+
 @pytest.mark.slow
 def test_every_table_of_the_study_exports(report_dir: Path, cli, engine, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     """After the artifact is imported, `interop export` writes every table of every area with its row count."""
