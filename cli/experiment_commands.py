@@ -237,8 +237,7 @@ def _terminal_table(frame: Any, what: str, top: int) -> Any:
             base = next((b for b in (col[:-5], col[:-5] + "s", col[:-5] + "es") if b in columns), None)
             if base is not None:
                 rate_of[base] = col
-    zero = [c for c in columns if c not in rate_of.values() and c != "runs" and frame[c].dtype.kind in "iu"
-            and not frame[c].any() and c in rate_of]  # fmt: skip
+    zero = [c for c in columns if c in rate_of and frame[c].dtype.kind in "iu" and not frame[c].any()]
     shown = [c for c in columns if c not in rate_of.values() and c not in zero]
     caption = f"none in any row: {', '.join(zero)}" if zero else None
     title = f"{what} ({len(frame)} rows{', first ' + str(top) if len(frame) > top else ''})"
