@@ -195,7 +195,7 @@ def analyze(
     campaign: str | None = typer.Option(None, help="only this campaign"),
     level: str = typer.Option("source", help="operators: source (framework ops) or onnx (ONNX node types)"),
     length: int = typer.Option(2, help="sequences: nodes per path"),
-    top: int = typer.Option(20, help="rows to print"),
+    top: int = typer.Option(20, min=1, help="rows to print"),
     csv: Path | None = typer.Option(None, "--csv", help="write the whole table to this CSV file"),
 ) -> None:
     """Outcome rates (converter × node count × opset), per-operator rates (H1), operator sequences (H2)."""
