@@ -37,6 +37,7 @@ run: setup
 ## Lint and the whole test suite (slow ML tests and real services included).
 test: setup labelstudio
 	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 ## Everything but the tests marked slow.
@@ -45,6 +46,7 @@ test-fast: setup
 
 lint: setup
 	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 
 clean:
 	rm -rf $(VENV) $(LS_VENV) .pytest_cache .ruff_cache

@@ -43,6 +43,8 @@ except Exception as exc:  # unreachable server, bad URL, unreadable file: say so
 if schema["current"] is None:
     st.warning("This database has no schema yet: run `interop db upgrade` (then the commands each page names).")
 elif schema["current"] != schema["head"]:
-    st.warning(f"The database is at schema revision `{schema['current']}`, this code expects `{schema['head']}`: "
-               "run `interop db upgrade`.")  # fmt: skip
+    st.warning(
+        f"The database is at schema revision `{schema['current']}`, this code expects `{schema['head']}`: "
+        "run `interop db upgrade`."
+    )
 navigation.run()

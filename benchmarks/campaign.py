@@ -41,6 +41,7 @@ def _python(*args: str, timeout: float = 600) -> subprocess.CompletedProcess[str
 
 # --- helpers run in child interpreters -------------------------------------------------------------------------
 
+
 def prepare(framework: str, n: int, out: Path) -> None:
     """Generate the models' files (torch: model.pth + gir.pkl; TF: a SavedModel too, for tf2onnx's CLI)."""
     from experiments.sources import SOURCES
@@ -95,12 +96,26 @@ def floor_loop(framework: str, n: int, out: Path) -> dict[str, int]:
     from experiments.campaign import plan
     from experiments.spec import load_spec
 
-    spec = load_spec(overrides={"sources": [name], "converters": [converter], "node_counts": [NODES],
-                                "seeds": list(range(n)), "opsets": [OPSET], "inputs_per_model": K})
+    spec = load_spec(
+        overrides={
+            "sources": [name],
+            "converters": [converter],
+            "node_counts": [NODES],
+            "seeds": list(range(n)),
+            "opsets": [OPSET],
+            "inputs_per_model": K,
+        }
+    )
     counts: dict[str, int] = {}
     for p in plan(spec):
-        job = {"source": name, "params": p["params"], "model_dir": str(out / p["model_key"][:16]), "atol": 1e-4,
-               "rtol": 1e-3, "runs": p["runs"]}
+        job = {
+            "source": name,
+            "params": p["params"],
+            "model_dir": str(out / p["model_key"][:16]),
+            "atol": 1e-4,
+            "rtol": 1e-3,
+            "runs": p["runs"],
+        }
         events: list[tuple[Any, ...]] = []
         run_job(job, events.append)
         for e in events:
@@ -111,6 +126,7 @@ def floor_loop(framework: str, n: int, out: Path) -> dict[str, int]:
 
 
 # --- the three measurements ------------------------------------------------------------------------------------
+
 
 def study_way(n: int, work: Path) -> tuple[float, dict[str, int]]:
     for fw in ("torch", "tensorflow"):
@@ -124,8 +140,16 @@ def study_way(n: int, work: Path) -> tuple[float, dict[str, int]]:
     start = time.perf_counter()
     for seed in range(n):  # TensorFlow: one tf2onnx.convert process per model, then the check
         loc = work / f"tensorflow-{seed}"
-        conv = _python("-m", "tf2onnx.convert", "--saved-model", str(loc / "saved"), "--output",
-                       str(loc / "model.onnx"), "--opset", str(OPSET))
+        conv = _python(
+            "-m",
+            "tf2onnx.convert",
+            "--saved-model",
+            str(loc / "saved"),
+            "--output",
+            str(loc / "model.onnx"),
+            "--opset",
+            str(OPSET),
+        )
         status = check_one("tensorflow", loc, loc / "model.onnx")["status"] if conv.returncode == 0 else "failed"
         counts[status] = counts.get(status, 0) + 1
     for seed in range(n):  # torch: a fresh interpreter per model
@@ -145,11 +169,20 @@ def ours(n: int, work: Path, hang_timeout: float) -> tuple[float, dict[str, int]
     upgrade(url)
     import tests.support.fault_sources  # noqa: F401  (the injected crash and hang)
 
-    spec = load_spec(overrides={
-        "name": "bench", "sources": ["nnsmith-torch", "nnsmith-tensorflow", "fault-abort", "fault-hang"],
-        "converters": ["torch.onnx-torchscript", "tf2onnx"], "node_counts": [NODES], "seeds": list(range(n)),
-        "opsets": [OPSET], "inputs_per_model": K, "workers": 2, "timeout_s": hang_timeout,
-        "plugins": ["tests.support.fault_sources"]})
+    spec = load_spec(
+        overrides={
+            "name": "bench",
+            "sources": ["nnsmith-torch", "nnsmith-tensorflow", "fault-abort", "fault-hang"],
+            "converters": ["torch.onnx-torchscript", "tf2onnx"],
+            "node_counts": [NODES],
+            "seeds": list(range(n)),
+            "opsets": [OPSET],
+            "inputs_per_model": K,
+            "workers": 2,
+            "timeout_s": hang_timeout,
+            "plugins": ["tests.support.fault_sources"],
+        }
+    )
     start = time.perf_counter()
     result = run_campaign(make_engine(url), spec, work / "ours")
     return time.perf_counter() - start, result.counts
@@ -196,19 +229,29 @@ def main() -> None:
     total = 2 * n
     with tempfile.TemporaryDirectory(prefix="interop-bench-") as tmp:
         work = Path(tmp)
-        print(f"{n} TensorFlow + {n} torch NNSmith models ({NODES} nodes), opset {OPSET}, K={K}, "
-              f"{os.cpu_count()} cores", flush=True)
+        print(
+            f"{n} TensorFlow + {n} torch NNSmith models ({NODES} nodes), opset {OPSET}, K={K}, {os.cpu_count()} cores",
+            flush=True,
+        )
         t_floor, c_floor = floor(n, work)
-        print(f"floor (in-process loop, no isolation): {t_floor:7.1f} s  {60 * total / t_floor:7.1f} models/min  "
-              f"{c_floor}", flush=True)
+        print(
+            f"floor (in-process loop, no isolation): {t_floor:7.1f} s  {60 * total / t_floor:7.1f} models/min  "
+            f"{c_floor}",
+            flush=True,
+        )
         t_ours, c_ours = ours(n, work, args.hang_timeout)
-        print(f"ours (2 isolated workers, +1 crash +1 hang): {t_ours:7.1f} s  {60 * total / t_ours:7.1f} models/min  "
-              f"{c_ours}", flush=True)
+        print(
+            f"ours (2 isolated workers, +1 crash +1 hang): {t_ours:7.1f} s  {60 * total / t_ours:7.1f} models/min  "
+            f"{c_ours}",
+            flush=True,
+        )
         print(f"ours / floor time: {t_ours / t_floor:.2f}x (target <= 1.5x)", flush=True)
         if not args.skip_study:
             t_study, c_study = study_way(n, work)
-            print(f"study's way (process per model): {t_study:7.1f} s  {60 * total / t_study:7.1f} models/min  "
-                  f"{c_study}", flush=True)
+            print(
+                f"study's way (process per model): {t_study:7.1f} s  {60 * total / t_study:7.1f} models/min  {c_study}",
+                flush=True,
+            )
             print(f"speed-up of ours over the study's way: {t_study / t_ours:.1f}x (target >= 10x)")
 
 

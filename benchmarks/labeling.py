@@ -43,14 +43,31 @@ def shared_dir() -> Path:
 def annotated(result_codes: tuple[int, int], coder_id: int) -> list[dict]:  # type: ignore[type-arg]
     symptom, cause = result_codes
     labels = {1: "Crash", 2: "Wrong Model"}, {4: "Tensor Shape Problem", 10: "Algorithmic Error"}
-    return [{"result": [
-        {"from_name": "symptom", "to_name": "body", "type": "choices",
-         "value": {"choices": [choice_value(symptom, labels[0][symptom])]}},
-        {"from_name": "cause", "to_name": "body", "type": "choices",
-         "value": {"choices": [choice_value(cause, labels[1][cause])]}},
-        {"from_name": "component", "to_name": "body", "type": "choices",
-         "value": {"choices": [choice_value(1, "Node Conversion")]}},
-    ], "completed_by": coder_id}]
+    return [
+        {
+            "result": [
+                {
+                    "from_name": "symptom",
+                    "to_name": "body",
+                    "type": "choices",
+                    "value": {"choices": [choice_value(symptom, labels[0][symptom])]},
+                },
+                {
+                    "from_name": "cause",
+                    "to_name": "body",
+                    "type": "choices",
+                    "value": {"choices": [choice_value(cause, labels[1][cause])]},
+                },
+                {
+                    "from_name": "component",
+                    "to_name": "body",
+                    "type": "choices",
+                    "value": {"choices": [choice_value(1, "Node Conversion")]},
+                },
+            ],
+            "completed_by": coder_id,
+        }
+    ]
 
 
 def main() -> None:
@@ -78,12 +95,19 @@ def main() -> None:
         make_sample(engine, "bench-push", n, start=100_000)
         t0, r0 = time.perf_counter(), conn.request_count
         report = push(engine, conn, "bench-push", "bench-push", "alice,bob", overlap=0.0)
-        rows.append(("push (bulk import, ≤1,000 tasks per call)", sum(report.tasks_new.values()),
-                     time.perf_counter() - t0, conn.request_count - r0))
+        rows.append(
+            (
+                "push (bulk import, ≤1,000 tasks per call)",
+                sum(report.tasks_new.values()),
+                time.perf_counter() - t0,
+                conn.request_count - r0,
+            )
+        )
 
         # baseline: the same task data one `tasks.create` call at a time (a slice, extrapolated)
-        scratch = client.projects.create(title="baseline", label_config=client.projects.get(
-            id=report.projects["alice"]).label_config)
+        scratch = client.projects.create(
+            title="baseline", label_config=client.projects.get(id=report.projects["alice"]).label_config
+        )
         with Session(engine) as s:
             coder = s.exec(select(Coder).where(Coder.name == "alice")).one()
             sample_tasks = s.exec(select(LsTask).limit(BASELINE_SLICE)).all()
@@ -96,15 +120,27 @@ def main() -> None:
         for d in data:
             client.tasks.create(project=scratch.id, data=d)
         per = (time.perf_counter() - t0) / len(data)
-        rows.append((f"baseline push: one call per task (×{n}/{len(data)})", n, per * n,
-                     (conn.request_count - r0) * n // len(data)))
+        rows.append(
+            (
+                f"baseline push: one call per task (×{n}/{len(data)})",
+                n,
+                per * n,
+                (conn.request_count - r0) * n // len(data),
+            )
+        )
 
         # pull: n issues pushed to both coders = 2n tasks; 2n annotations set up by re-importing annotated tasks
         make_sample(engine, "bench-pull", n, repository="onnx/tensorflow-onnx", start=200_000)
         t0, r0 = time.perf_counter(), conn.request_count
         report = push(engine, conn, "bench-pull", "bench-pull", "alice,bob", overlap=1.0)
-        rows.append(("push with full overlap (2 coders)", sum(report.tasks_new.values()),
-                     time.perf_counter() - t0, conn.request_count - r0))
+        rows.append(
+            (
+                "push with full overlap (2 coders)",
+                sum(report.tasks_new.values()),
+                time.perf_counter() - t0,
+                conn.request_count - r0,
+            )
+        )
         print("setting up annotations (not timed) …", flush=True)
         with Session(engine) as s:
             round_id = s.exec(select(LabelRound.id).where(LabelRound.name == "bench-pull")).one()
@@ -115,19 +151,29 @@ def main() -> None:
                 client.tasks.delete_all_tasks(id=project.ls_project_id)
                 ordered = sorted(old)
                 for b in range(0, len(ordered), 1000):
-                    batch = ordered[b:b + 1000]
-                    payload = [{"data": full[tid], "annotations": annotated(
-                        (1 + tid % 2, 4 if (tid // 3) % 2 else 10), coder.ls_user_id)} for tid in batch]
-                    resp = client.projects.import_tasks(id=project.ls_project_id, request=payload,
-                                                        return_task_ids=True)
+                    batch = ordered[b : b + 1000]
+                    payload = [
+                        {
+                            "data": full[tid],
+                            "annotations": annotated((1 + tid % 2, 4 if (tid // 3) % 2 else 10), coder.ls_user_id),
+                        }
+                        for tid in batch
+                    ]
+                    resp = client.projects.import_tasks(id=project.ls_project_id, request=payload, return_task_ids=True)
                     for tid, new_id in zip(batch, resp.task_ids, strict=True):
                         old[tid].ls_task_id = int(new_id)  # the benchmark's stand-in for coders' work
                         s.add(old[tid])
             s.commit()
         t0, r0 = time.perf_counter(), conn.request_count
         pulled = pull(engine, conn, "bench-pull")
-        rows.append(("pull (pages of 1,000 tasks with annotations)", pulled.counts["new"],
-                     time.perf_counter() - t0, conn.request_count - r0))
+        rows.append(
+            (
+                "pull (pages of 1,000 tasks with annotations)",
+                pulled.counts["new"],
+                time.perf_counter() - t0,
+                conn.request_count - r0,
+            )
+        )
         for label in ("re-pull 3 s later, nothing changed", "re-pull again"):
             time.sleep(3)
             t0, r0 = time.perf_counter(), conn.request_count
@@ -142,8 +188,14 @@ def main() -> None:
             client.tasks.get(id=tid)
         per = (time.perf_counter() - t0) / len(ids)
         total = pulled.counts["new"]
-        rows.append((f"baseline pull: one call per task (×{total}/{len(ids)})", total, per * total,
-                     (conn.request_count - r0) * total // len(ids)))
+        rows.append(
+            (
+                f"baseline pull: one call per task (×{total}/{len(ids)})",
+                total,
+                per * total,
+                (conn.request_count - r0) * total // len(ids),
+            )
+        )
     finally:
         server.stop()
 
@@ -153,9 +205,11 @@ def main() -> None:
         print(f"{name:<52} {count:>18,} {seconds:>9.1f} {requests:>9,} {per_k:>10}")
     push_row, base_row = rows[0], rows[1]
     pull_row, pull_base = rows[3], rows[-1]
-    print(f"\npush: {base_row[2] / push_row[2]:.0f}× faster and {base_row[3] / max(push_row[3], 1):.0f}× fewer "
-          f"requests than one call per task; pull: {pull_base[2] / pull_row[2]:.1f}× faster, "
-          f"{pull_base[3] / max(pull_row[3], 1):.0f}× fewer requests")
+    print(
+        f"\npush: {base_row[2] / push_row[2]:.0f}× faster and {base_row[3] / max(push_row[3], 1):.0f}× fewer "
+        f"requests than one call per task; pull: {pull_base[2] / pull_row[2]:.1f}× faster, "
+        f"{pull_base[3] / max(pull_row[3], 1):.0f}× fewer requests"
+    )
 
 
 if __name__ == "__main__":

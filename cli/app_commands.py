@@ -18,14 +18,24 @@ SCRIPT = Path(__file__).resolve().parents[1] / "streamlit_app.py"
 def streamlit_command(port: int, address: str, script: Path = SCRIPT) -> list[str]:
     """The `streamlit run` command line (headless: the URL is printed, no browser is opened)."""
     return [
-        sys.executable, "-m", "streamlit", "run", str(script),
-        "--server.port", str(port),
-        "--server.address", address,
-        "--server.headless", "true",
-        "--browser.gatherUsageStats", "false",
-        "--server.fileWatcherType", "none",
-        "--client.toolbarMode", "minimal",
-    ]  # fmt: skip
+        sys.executable,
+        "-m",
+        "streamlit",
+        "run",
+        str(script),
+        "--server.port",
+        str(port),
+        "--server.address",
+        address,
+        "--server.headless",
+        "true",
+        "--browser.gatherUsageStats",
+        "false",
+        "--server.fileWatcherType",
+        "none",
+        "--client.toolbarMode",
+        "minimal",
+    ]
 
 
 def port_in_use(address: str, port: int) -> bool:

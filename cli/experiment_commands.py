@@ -9,8 +9,7 @@ import typer
 
 from cli.common import UserError, console, engine, user_errors
 
-app = typer.Typer(help="Conversion campaigns: models through converters, checked in onnxruntime.",
-                  no_args_is_help=True)
+app = typer.Typer(help="Conversion campaigns: models through converters, checked in onnxruntime.", no_args_is_help=True)
 
 
 def _csv_ints(value: str | None) -> list[int] | None:
@@ -54,11 +53,23 @@ def run(
     from experiments.isolation import WorkerStartupError
     from experiments.spec import SpecError, load_spec
 
-    overrides = {"name": name, "sources": _csv(sources), "converters": _csv(converters), "opsets": _csv_ints(opsets),
-                 "node_counts": _csv_ints(node_counts), "seeds": _csv_ints(seeds),
-                 "input_seeds": _csv_ints(input_seeds), "inputs_per_model": inputs, "atol": atol, "rtol": rtol,
-                 "timeout_s": timeout, "memory_mb": memory_mb, "workers": workers, "dask": dask,
-                 "plugins": _csv(plugins)}
+    overrides = {
+        "name": name,
+        "sources": _csv(sources),
+        "converters": _csv(converters),
+        "opsets": _csv_ints(opsets),
+        "node_counts": _csv_ints(node_counts),
+        "seeds": _csv_ints(seeds),
+        "input_seeds": _csv_ints(input_seeds),
+        "inputs_per_model": inputs,
+        "atol": atol,
+        "rtol": rtol,
+        "timeout_s": timeout,
+        "memory_mb": memory_mb,
+        "workers": workers,
+        "dask": dask,
+        "plugins": _csv(plugins),
+    }
     with user_errors():
         if spec_file is None and preset is None and not any(v is not None for v in overrides.values()):
             raise UserError("give a campaign.toml, --preset quick, or flags such as --sources")
@@ -68,15 +79,27 @@ def run(
         except (SpecError, ValueError) as exc:
             raise UserError(str(exc)) from exc
         data_dir = Path(get_settings().data_dir)
-        console.print(f"campaign [bold]{spec.name}[/]: {', '.join(spec.sources)} -> {', '.join(spec.converters)}, "
-                      f"opsets {spec.opsets}, {spec.workers} worker(s){' on Dask ' + spec.dask if spec.dask else ''}")
-        with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                      console=console, transient=False) as bar:
+        console.print(
+            f"campaign [bold]{spec.name}[/]: {', '.join(spec.sources)} -> {', '.join(spec.converters)}, "
+            f"opsets {spec.opsets}, {spec.workers} worker(s){' on Dask ' + spec.dask if spec.dask else ''}"
+        )
+        with Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            console=console,
+            transient=False,
+        ) as bar:
             task = bar.add_task("runs", total=None)
 
             def progress(done: int, total: int, last: dict) -> None:
-                bar.update(task, completed=done, total=total,
-                           description=f"runs ({last.get('status', 'resuming')})" if last else "runs")
+                bar.update(
+                    task,
+                    completed=done,
+                    total=total,
+                    description=f"runs ({last.get('status', 'resuming')})" if last else "runs",
+                )
                 if not console.is_terminal and last and (done % 10 == 0 or done == total):
                     console.print(f"  {done}/{total} runs")  # logs and pipes get plain progress lines
 
@@ -87,8 +110,10 @@ def run(
     for warning in result.warnings:
         console.print(f"[yellow]warning:[/] {warning}")
     counts = ", ".join(f"{k} {v}" for k, v in sorted(result.counts.items())) or "nothing new"
-    console.print(f"{result.planned_runs} runs planned, {result.skipped_runs} already done; this time: {counts}; "
-                  f"{result.replaced_workers} worker(s) replaced")
+    console.print(
+        f"{result.planned_runs} runs planned, {result.skipped_runs} already done; this time: {counts}; "
+        f"{result.replaced_workers} worker(s) replaced"
+    )
     _print_status(spec.name)
 
 
@@ -163,8 +188,10 @@ def rescore(
         except ValueError as exc:
             raise UserError(str(exc)) from exc
     scope = f"campaign {campaign!r}" if campaign else "live campaigns (historical imports: name one with --campaign)"
-    console.print(f"re-judged {changed['judged']} runs at atol={atol:g} rtol={rtol:g} in {scope}: "
-                  f"{changed['passed']} passed, {changed['mismatch']} mismatch ({changed['changed']} changed)")
+    console.print(
+        f"re-judged {changed['judged']} runs at atol={atol:g} rtol={rtol:g} in {scope}: "
+        f"{changed['passed']} passed, {changed['mismatch']} mismatch ({changed['changed']} changed)"
+    )
     _print_status(campaign)
 
 
@@ -182,8 +209,10 @@ def import_results(
         except StudyImportError as exc:
             raise UserError(str(exc)) from exc
     if counts["new_runs"]:
-        console.print(f"imported {counts['models']:,} models, {counts['runs']:,} runs "
-                      f"({counts['new_runs']:,} new) into campaign {name!r}")
+        console.print(
+            f"imported {counts['models']:,} models, {counts['runs']:,} runs "
+            f"({counts['new_runs']:,} new) into campaign {name!r}"
+        )
     else:
         console.print(f"nothing new: {counts['runs']:,} runs already stored in campaign {name!r}")
     _print_status(name)
@@ -245,8 +274,12 @@ def _terminal_table(frame: Any, what: str, top: int) -> Any:
     headers = {"node_count": "nodes"}
     for col in shown:
         numeric = frame[col].dtype.kind in "iuf" or col in rate_of
-        table.add_column(headers.get(col, col.replace("_", " ")), justify="right" if numeric else "left",
-                         no_wrap=numeric, overflow="fold")
+        table.add_column(
+            headers.get(col, col.replace("_", " ")),
+            justify="right" if numeric else "left",
+            no_wrap=numeric,
+            overflow="fold",
+        )
 
     def cell(row: Any, col: str) -> str:
         value = row[col]

@@ -25,8 +25,17 @@ def sample(
 
     with user_errors():
         try:
-            result = draw_sample(engine(), name=name, repo=repo, n=n, seed=seed, fixed_only=fixed_only,
-                                 rule_version=rule_version, label=label, state=state)
+            result = draw_sample(
+                engine(),
+                name=name,
+                repo=repo,
+                n=n,
+                seed=seed,
+                fixed_only=fixed_only,
+                rule_version=rule_version,
+                label=label,
+                state=state,
+            )
         except SampleError as exc:
             raise UserError(str(exc)) from None
     if result.created:
@@ -38,8 +47,11 @@ def sample(
 
 @app.command("relink")
 def relink(
-    rule_version: str = typer.Option("study-v1", "--rule-version", help="Built-in version or one defined "
-                                     "under [fix_rules.<version>] in interop.toml."),
+    rule_version: str = typer.Option(
+        "study-v1",
+        "--rule-version",
+        help="Built-in version or one defined under [fix_rules.<version>] in interop.toml.",
+    ),
     repo: str | None = typer.Option(None, "--repo", help="Only this repository."),
 ) -> None:
     """Re-evaluate the fix-link rule on stored timelines (no GitHub requests)."""
@@ -53,8 +65,9 @@ def relink(
             counts = do_relink(engine(), rule, repo)
         except RuleError as exc:
             raise UserError(str(exc)) from None
-    console.print(f"rule {rule_version}: {counts['fix_linked']} of {counts['issues']} issues with timelines "
-                  "are fix-linked")
+    console.print(
+        f"rule {rule_version}: {counts['fix_linked']} of {counts['issues']} issues with timelines are fix-linked"
+    )
 
 
 @app.command("list")
@@ -75,25 +88,37 @@ def list_issues(
 
     options = filter_options(engine())
     with user_errors():
-        for value, kind, known in ((repo, "repository", options["repositories"]),
-                                   (sample_name, "sample", options["samples"])):  # fmt: skip
+        for value, kind, known in (
+            (repo, "repository", options["repositories"]),
+            (sample_name, "sample", options["samples"]),
+        ):
             if value and value not in known:
                 raise UserError(f"no {kind} named {value!r} in the store (known: {', '.join(known) or 'none'})")
-    frame = issue_list(engine(), repo=repo, labels=label or None, state=state,
-                       fix_linked=True if fixed_only else None, rule_version=rule_version, sample=sample_name,
-                       limit=limit)
+    frame = issue_list(
+        engine(),
+        repo=repo,
+        labels=label or None,
+        state=state,
+        fix_linked=True if fixed_only else None,
+        rule_version=rule_version,
+        sample=sample_name,
+        limit=limit,
+    )
     table = Table("repo", "#", "state", "fixed", "labels", "title")
     for row in frame.itertuples():
         fixed = "?" if row.fix_linked is None or str(row.fix_linked) == "<NA>" else ("yes" if row.fix_linked else "no")
-        table.add_row(row.repo, str(row.number), row.state or "", fixed, ", ".join(row.labels or []),
-                      (row.title or "")[:70])
+        table.add_row(
+            row.repo, str(row.number), row.state or "", fixed, ", ".join(row.labels or []), (row.title or "")[:70]
+        )
     console.print(table)
     console.print(f"{len(frame)} issue(s)")
     unmined = known_only_by_url(engine(), repo)
     if unmined:
         where = ", ".join(f"{n} of {name}" for name, n in sorted(unmined.items()))
-        console.print(f"not listed: {sum(unmined.values())} issue(s) known only by URL from coding sheets ({where}); "
-                      f"`interop mine github --repo OWNER/NAME` fetches their details")  # fmt: skip
+        console.print(
+            f"not listed: {sum(unmined.values())} issue(s) known only by URL from coding sheets ({where}); "
+            f"`interop mine github --repo OWNER/NAME` fetches their details"
+        )
 
 
 @app.command("show")
@@ -110,16 +135,27 @@ def show(ref: str = typer.Argument(..., help="owner/name#number")) -> None:
             raise UserError(f"{ref} is not in the store")
     fields, timeline, verdicts = detail
     if not fields.get("hydrated", True):
-        console.print(f"{repo}#{num} is known only by its URL ({fields['html_url']}), from a coding sheet; its title, "
-                      f"state and timeline come with `interop mine github --repo {repo}`", markup=False)  # fmt: skip
+        console.print(
+            f"{repo}#{num} is known only by its URL ({fields['html_url']}), from a coding sheet; its title, "
+            f"state and timeline come with `interop mine github --repo {repo}`",
+            markup=False,
+        )
         return
     console.print(f"{repo}#{num} {fields['title']}  ({fields['state']}, {fields['html_url']})", markup=False)
-    console.print(f"labels: {', '.join(fields['labels'] or [])}; author {fields['author']}; "
-                  f"created {fields['created_at']}; closed {fields['closed_at']}")
+    console.print(
+        f"labels: {', '.join(fields['labels'] or [])}; author {fields['author']}; "
+        f"created {fields['created_at']}; closed {fields['closed_at']}"
+    )
     for ev in timeline.itertuples():
-        extra = ev.commit_id if isinstance(ev.commit_id, str) else (
-            f"{ev.source_repository}#{ev.source_number} ({ev.source_state})"
-            if isinstance(ev.source_repository, str) else "")
+        extra = (
+            ev.commit_id
+            if isinstance(ev.commit_id, str)
+            else (
+                f"{ev.source_repository}#{ev.source_number} ({ev.source_state})"
+                if isinstance(ev.source_repository, str)
+                else ""
+            )
+        )
         console.print(f"  {ev.created_at}  {ev.event:<18} {ev.actor or '':<16} {extra}", markup=False)
     for v in verdicts.itertuples():
         why = "; ".join(e.get("why", "") for e in v.evidence or [])

@@ -14,8 +14,9 @@ from cli.common import console, engine, err_console, fail
 if TYPE_CHECKING:
     from rich.table import Table
 
-app = typer.Typer(help="Code items (GitHub issues, …) with a codebook; measure agreement; adjudicate.",
-                  no_args_is_help=True)
+app = typer.Typer(
+    help="Code items (GitHub issues, …) with a codebook; measure agreement; adjudicate.", no_args_is_help=True
+)
 codebook_app = typer.Typer(help="Load and list versioned codebooks.", no_args_is_help=True)
 app.add_typer(codebook_app, name="codebook")
 
@@ -70,14 +71,15 @@ def codebook_load(file: Path = typer.Argument(..., help="Codebook YAML file.")) 
             current = codebook_version(session, book.name).version
     codes = sum(len(d.codes) for d in spec.dimensions)
     if not book.created:  # a no-op: nothing stored, so nothing to warn about either
-        state = ("it stays the current version" if current == book.version
-                 else f"version {current} stays current")
+        state = "it stays the current version" if current == book.version else f"version {current} stays current"
         console.print(f"codebook {book.name!r} not loaded: identical to version {book.version}; {state}")
         return
     for warning in spec.warnings:
         err_console.print(f"[yellow]warning:[/] {warning}", soft_wrap=True)
-    console.print(f"codebook {book.name!r} stored as version {book.version} (now current): "
-                  f"{len(spec.dimensions)} dimensions, {codes} codes")
+    console.print(
+        f"codebook {book.name!r} stored as version {book.version} (now current): "
+        f"{len(spec.dimensions)} dimensions, {codes} codes"
+    )
 
 
 @codebook_app.command("list")
@@ -92,9 +94,14 @@ def codebook_list() -> None:
     newest = frame.groupby("codebook")["version"].transform("max")
     table = _table("codebook", "version", "current", "declared", "loaded (UTC)", "source file")
     for row, last in zip(frame.itertuples(index=False), newest, strict=True):
-        table.add_row(row.codebook, str(row.version), "yes" if row.version == last else "",
-                      "" if row.declared_version is None else str(row.declared_version), _when(row.loaded_at),
-                      row.source or "")
+        table.add_row(
+            row.codebook,
+            str(row.version),
+            "yes" if row.version == last else "",
+            "" if row.declared_version is None else str(row.declared_version),
+            _when(row.loaded_at),
+            row.source or "",
+        )
     console.print(table)
 
 
@@ -114,8 +121,10 @@ def import_sheet(
         extra = f", cross-checked {r['cross_checked']} cells" if r["cross_checked"] else ""
         where = f"round {r['round']!r} ({', '.join(r['sheets'])})"
         if not (r["new"] or r["changed"] or r["removed"] or r["finals_changed"]):  # a re-run: say so plainly
-            console.print(f"{where}: nothing new: {r['items']} items already coded as in the sheet "
-                          f"({r['codings']} codings by {', '.join(r['coders'])}){extra}")
+            console.print(
+                f"{where}: nothing new: {r['items']} items already coded as in the sheet "
+                f"({r['codings']} codings by {', '.join(r['coders'])}){extra}"
+            )
             continue
         console.print(
             f"{where}: {r['items']} items, coders {', '.join(r['coders'])}, "
@@ -124,8 +133,9 @@ def import_sheet(
         )
 
 
-def _check_choices(fmt: str, formats: tuple[str, ...], round_name: str | None,
-                   dimensions: dict[str, str | None]) -> list[str]:
+def _check_choices(
+    fmt: str, formats: tuple[str, ...], round_name: str | None, dimensions: dict[str, str | None]
+) -> list[str]:
     """An unknown --format, round or dimension is one error line listing the valid choices (not an empty result);
     returns the valid dimensions."""
     from labeling.summary import dimension_keys
@@ -174,8 +184,11 @@ def agreement(
     with _labeling_errors():
         frame = load_ratings(eng, round_name, dimension)
         if frame.empty:
-            raise LabelingError("no valid codings" + (f" in round {round_name!r}" if round_name else "") +
-                                (f" for dimension {dimension!r}" if dimension else ""))
+            raise LabelingError(
+                "no valid codings"
+                + (f" in round {round_name!r}" if round_name else "")
+                + (f" for dimension {dimension!r}" if dimension else "")
+            )
         results = agreement_report(frame, round_categories(eng), n_boot=bootstrap, seed=seed)
         if not results:
             raise LabelingError("agreement needs at least two coders per round and dimension")
@@ -207,16 +220,26 @@ def agreement(
 
     console.print(f"Agreement with 95% bootstrap intervals ({bootstrap} resamples over items, seed {seed})")
     for res, r in zip(results, rows, strict=True):
-        table = Table(title=f"{r['round']} / {r['dimension']}: coders {', '.join(res.coders)}; {r['items']} items "
-                      f"({r['items_complete']} coded by all)", title_justify="left")
+        table = Table(
+            title=f"{r['round']} / {r['dimension']}: coders {', '.join(res.coders)}; {r['items']} items "
+            f"({r['items_complete']} coded by all)",
+            title_justify="left",
+        )
         for col in ("statistic", "value", "95% CI", "Landis–Koch"):
             table.add_column(col)
         table.add_row("percent agreement", _fmt(r["percent_agreement"]), _fmt(r["percent_agreement_ci"]), "")
         for p in res.pairs:
-            table.add_row(f"Cohen's κ {p['coder_a']} × {p['coder_b']}", _fmt(p["cohen_kappa"]),
-                          _fmt(p["cohen_kappa_ci"]), p["reading"])
-        for key, name in (("fleiss_kappa", "Fleiss' κ"), ("krippendorff_alpha", "Krippendorff's α"),
-                          ("gwet_ac1", "Gwet's AC1")):
+            table.add_row(
+                f"Cohen's κ {p['coder_a']} × {p['coder_b']}",
+                _fmt(p["cohen_kappa"]),
+                _fmt(p["cohen_kappa_ci"]),
+                p["reading"],
+            )
+        for key, name in (
+            ("fleiss_kappa", "Fleiss' κ"),
+            ("krippendorff_alpha", "Krippendorff's α"),
+            ("gwet_ac1", "Gwet's AC1"),
+        ):
             table.add_row(name, _fmt(r[key]), _fmt(r[f"{key}_ci"]), landis_koch(r[key]))
         console.print(table)
     for r in results:
@@ -251,16 +274,22 @@ def push(
     with _labeling_errors():
         conn = connect()
         report = do_push(engine(), conn, sample, round_name, coders, overlap, per_item, seed, codebook)
-    console.print(f"round {report.round!r}: {report.items} items, {report.overlap_items} coded by several coders; "
-                  f"{report.created_projects} projects created, {report.updated_configs} updated, "
-                  f"{report.adopted} tasks adopted; {report.requests} HTTP requests")
+    console.print(
+        f"round {report.round!r}: {report.items} items, {report.overlap_items} coded by several coders; "
+        f"{report.created_projects} projects created, {report.updated_configs} updated, "
+        f"{report.adopted} tasks adopted; {report.requests} HTTP requests"
+    )
     for user in report.created_users:
-        err_console.print(f"[yellow]note:[/] created Label Studio user {user} without a password: on the server, "
-                          "`label-studio reset_password --username EMAIL` gives it one (or link existing accounts "
-                          "with --coders NAME=EMAIL)")
+        err_console.print(
+            f"[yellow]note:[/] created Label Studio user {user} without a password: on the server, "
+            "`label-studio reset_password --username EMAIL` gives it one (or link existing accounts "
+            "with --coders NAME=EMAIL)"
+        )
     for name, project in report.projects.items():
-        console.print(f"  {name}: project {project} at {conn.url}/projects/{project}: "
-                      f"{report.tasks_new.get(name, 0)} new tasks, {report.tasks_total.get(name, 0)} in all")
+        console.print(
+            f"  {name}: project {project} at {conn.url}/projects/{project}: "
+            f"{report.tasks_new.get(name, 0)} new tasks, {report.tasks_total.get(name, 0)} in all"
+        )
 
 
 @app.command()
@@ -276,16 +305,20 @@ def pull(
         conn = connect()
         report = do_pull(engine(), conn, round_name, full)
     c = report.counts
-    console.print(f"pulled {', '.join(report.rounds)}: {c['tasks_read']} tasks read, {c['new']} new, "
-                  f"{c['changed']} changed, {c['unchanged']} unchanged, {c['removed']} removed, "
-                  f"{c['invalid']} invalid, {c['skipped']} skipped; {report.requests} HTTP requests")
+    console.print(
+        f"pulled {', '.join(report.rounds)}: {c['tasks_read']} tasks read, {c['new']} new, "
+        f"{c['changed']} changed, {c['unchanged']} unchanged, {c['removed']} removed, "
+        f"{c['invalid']} invalid, {c['skipped']} skipped; {report.requests} HTTP requests"
+    )
     if c["superseded"]:
         console.print(f"  {c['superseded']} older annotations by the same coder on a task were ignored (newest wins)")
     if c["tasks_unknown"]:
         console.print(f"  {c['tasks_unknown']} tasks not created by `interop label push` were ignored")
     for bad in report.invalid:
-        err_console.print(f"[yellow]invalid[/] {bad['round']} {bad['item']} by {bad['coder']} (task "
-                          f"{bad['ls_task_id']}, annotation {bad['ls_annotation_id']}): {'; '.join(bad['problems'])}")
+        err_console.print(
+            f"[yellow]invalid[/] {bad['round']} {bad['item']} by {bad['coder']} (task "
+            f"{bad['ls_task_id']}, annotation {bad['ls_annotation_id']}): {'; '.join(bad['problems'])}"
+        )
 
 
 @app.command()
@@ -293,8 +326,12 @@ def adjudicate(
     round_name: str = typer.Option(..., "--round", help="The round to settle."),
     prefer_coder: str = typer.Option(None, "--prefer-coder", help="Rule: on disagreement take this coder's code."),
     majority: bool = typer.Option(False, "--majority", help="Rule: on disagreement take a strict majority."),
-    review: bool = typer.Option(False, "--review", help="Send open disagreements to a Label Studio review project "
-                                "and take reviewers' decisions made there so far."),
+    review: bool = typer.Option(
+        False,
+        "--review",
+        help="Send open disagreements to a Label Studio review project "
+        "and take reviewers' decisions made there so far.",
+    ),
     show_open: bool = typer.Option(False, "--show-open", help="List the items still undecided."),
 ) -> None:
     """Final labels: agreed items automatically; disagreements by a named rule or by review in Label Studio."""
@@ -312,7 +349,8 @@ def adjudicate(
         f"{c['final_withdrawn']} withdrawn; decided by agreement {c['agreement']}, single coder {c['single-coder']}, "
         f"rule {c['rule']}, review {c['review']}, kept {c['sheet']} from the sheet; {c['items_open']} items open, "
         f"{c['items_waiting']} waiting for a valid coding"
-        + (f", {c['sent_to_review']} sent to review project {report.review_project}" if review else ""))
+        + (f", {c['sent_to_review']} sent to review project {report.review_project}" if review else "")
+    )
     if show_open:
         for item in report.open_items:
             if item.get("waiting_for"):
@@ -332,8 +370,14 @@ def rounds() -> None:
         return
     table = _table("round", "coded in", "codebook", "version", "codings", "created (UTC)")
     for row in frame.itertuples(index=False):
-        table.add_row(row.round, SOURCES.get(row.source, row.source), row.codebook, str(row.codebook_version),
-                      str(row.codings), _when(row.created_at))
+        table.add_row(
+            row.round,
+            SOURCES.get(row.source, row.source),
+            row.codebook,
+            str(row.codebook_version),
+            str(row.codings),
+            _when(row.created_at),
+        )
     console.print(table)
 
 
@@ -354,8 +398,11 @@ def taxonomy(
     eng = engine()
     dist = taxonomy_distribution(eng, dimension, round_name)
     if dist.empty:
-        fail(f"no final labels for dimension {dimension!r}" + (f" in round {round_name!r}" if round_name else "")
-             + ": run `interop label adjudicate` first")
+        fail(
+            f"no final labels for dimension {dimension!r}"
+            + (f" in round {round_name!r}" if round_name else "")
+            + ": run `interop label adjudicate` first"
+        )
     if fmt == "csv":
         typer.echo(dist.to_csv(index=False), nl=False)
     else:

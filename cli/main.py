@@ -82,11 +82,17 @@ def info() -> None:
 
     url = get_settings().database_url
     parsed = make_url(url)
-    missing = (parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:")
-               and not Path(parsed.database).expanduser().exists())  # fmt: skip
+    missing = (
+        parsed.get_backend_name() == "sqlite"
+        and parsed.database not in (None, "", ":memory:")
+        and not Path(parsed.database).expanduser().exists()
+    )
     try:  # never create a database (or its folder) just to describe it
-        rev = ("(no database file yet: run `interop db upgrade`)" if missing
-               else current_revision(make_engine(url)) or "(empty: run `interop db upgrade`)")  # fmt: skip
+        rev = (
+            "(no database file yet: run `interop db upgrade`)"
+            if missing
+            else current_revision(make_engine(url)) or "(empty: run `interop db upgrade`)"
+        )
     except SQLAlchemyError as exc:
         rev = f"unreachable ({type(exc).__name__})"
     table = Table(show_header=False, box=None)

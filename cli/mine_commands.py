@@ -23,7 +23,7 @@ def _entries_from_toml() -> list[dict[str, Any]]:
     for i, entry in enumerate(entries, 1):
         where = f"interop.toml [[miners.github]] entry {i}"
         if not isinstance(entry, dict) or not isinstance(entry.get("repo"), str) or "/" not in entry["repo"]:
-            raise UserError(f"{where}: `repo = \"owner/name\"` is required")
+            raise UserError(f'{where}: `repo = "owner/name"` is required')
         unknown = set(entry) - ENTRY_KEYS
         if unknown:
             raise UserError(f"{where}: unknown key(s) {', '.join(sorted(unknown))}")
@@ -43,17 +43,23 @@ def _queries(repo: str, labels: list[str], exclude: list[str], state: str) -> li
 @app.command("github")
 def github(
     repo: str | None = typer.Option(None, "--repo", help="owner/name, e.g. pytorch/pytorch."),
-    label: list[str] = typer.Option([], "--label", help="Only issues with this label; repeat for several "
-                                    "queries (each label is one query, results are unioned)."),
+    label: list[str] = typer.Option(
+        [],
+        "--label",
+        help="Only issues with this label; repeat for several queries (each label is one query, results are unioned).",
+    ),
     exclude_label: list[str] = typer.Option([], "--exclude-label", help="Skip issues carrying this label."),
     state: str = typer.Option("all", "--state", help="open, closed or all."),
     all_entries: bool = typer.Option(False, "--all", help="Run every \\[\\[miners.github]] entry of interop.toml."),
-    base_url: str | None = typer.Option(None, "--base-url", help="API base URL (GitHub Enterprise, a test "
-                                        "server); default INTEROP_GITHUB_BASE_URL."),
-    timelines: str = typer.Option("all", "--timelines", help="Fetch timelines of all, closed or none of the "
-                                  "changed issues."),
-    full: bool = typer.Option(False, "--full", help="Ignore the cursor: list every issue again (still only "
-                              "changed issues are re-fetched)."),
+    base_url: str | None = typer.Option(
+        None, "--base-url", help="API base URL (GitHub Enterprise, a test server); default INTEROP_GITHUB_BASE_URL."
+    ),
+    timelines: str = typer.Option(
+        "all", "--timelines", help="Fetch timelines of all, closed or none of the changed issues."
+    ),
+    full: bool = typer.Option(
+        False, "--full", help="Ignore the cursor: list every issue again (still only changed issues are re-fetched)."
+    ),
     rule_version: str = typer.Option("study-v1", "--rule-version", help="Fix rule evaluated on new timelines."),
     batch_size: int = typer.Option(50, "--batch-size", min=1, help="Issues per committed batch."),
     refresh_repo: bool = typer.Option(False, "--refresh-repo", help="Re-fetch the repository's metadata."),
@@ -73,8 +79,9 @@ def github(
         if all_entries:
             for entry in _entries_from_toml():
                 labels = entry.get("labels") or ([entry["label"]] if entry.get("label") else [])
-                for q in _queries(entry["repo"], list(labels), list(entry.get("exclude_labels") or []),
-                                  entry.get("state", "all")):
+                for q in _queries(
+                    entry["repo"], list(labels), list(entry.get("exclude_labels") or []), entry.get("state", "all")
+                ):
                     plan.append((q, entry.get("timelines", timelines)))
         else:
             plan = [(q, timelines) for q in _queries(repo or "", label, exclude_label, state)]
@@ -89,15 +96,25 @@ def github(
         url = base_url or settings.github_base_url
         eng = engine()
         try:
-            client = GitHubClient(tokens, url, min_interval=settings.github_min_request_interval,
-                                  max_wait=settings.github_max_wait,
-                                  notify=lambda msg: console.print(msg, style="yellow", markup=False))
+            client = GitHubClient(
+                tokens,
+                url,
+                min_interval=settings.github_min_request_interval,
+                max_wait=settings.github_max_wait,
+                notify=lambda msg: console.print(msg, style="yellow", markup=False),
+            )
         except GitHubError as exc:
             fail(str(exc))
         try:
             for query, tl in plan:
-                _run_one(eng, client, query, rule, MineOptions(timelines=tl, batch_size=batch_size, full=full,
-                                                               refresh_repo=refresh_repo), url)
+                _run_one(
+                    eng,
+                    client,
+                    query,
+                    rule,
+                    MineOptions(timelines=tl, batch_size=batch_size, full=full, refresh_repo=refresh_repo),
+                    url,
+                )
         except GitHubError as exc:
             fail(f"{exc}")
         except RuleError as exc:
@@ -115,11 +132,19 @@ def _run_one(eng: Any, client: Any, query: Any, rule: Any, options: Any, url: st
 
     title = f"{query.repo}" + (f" [{query.label}]" if query.label else "") + f" state={query.state}"
     params = {"base_url": safe_url(url)}
-    with Progress(SpinnerColumn(), TextColumn("{task.description}"), TextColumn("{task.completed} issues listed"),
-                  TimeElapsedColumn(), console=console, transient=True, disable=not console.is_terminal) as bar:
+    with Progress(
+        SpinnerColumn(),
+        TextColumn("{task.description}"),
+        TextColumn("{task.completed} issues listed"),
+        TimeElapsedColumn(),
+        console=console,
+        transient=True,
+        disable=not console.is_terminal,
+    ) as bar:
         task = bar.add_task(escape(f"mining {title}"), total=None)
-        counts = mine_query(eng, client, query, rule, options, on_progress=lambda n: bar.advance(task, n),
-                            parameters=params)
+        counts = mine_query(
+            eng, client, query, rule, options, on_progress=lambda n: bar.advance(task, n), parameters=params
+        )
     stored = counts["issues_new"] + counts["issues_updated"]
     per = f" ({counts['requests'] / stored:.2f} requests per stored issue)" if stored else ""
     line = (

@@ -63,8 +63,9 @@ def paper(
         if code not in (None, 0):
             # The step has printed its own error line; say what that means for the report, not a second error.
             kept = f"; steps 1–{number - 1} stay imported (re-running skips them)" if number > 1 else ""
-            err_console.print(f"no report written: stopped at step {number} of {len(steps)}{kept}",
-                              markup=False, soft_wrap=True)  # fmt: skip
+            err_console.print(
+                f"no report written: stopped at step {number} of {len(steps)}{kept}", markup=False, soft_wrap=True
+            )
             raise typer.Exit(code)
         done.append(f"`interop {' '.join(step)}`")
     from cli.common import engine

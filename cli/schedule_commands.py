@@ -34,8 +34,13 @@ def list_jobs() -> None:
     table = Table("name", "cron", "timezone", "command", "next run")
     for entry in entries:
         when = next_run(entry)
-        table.add_row(entry.name, entry.cron, entry.timezone, "interop " + " ".join(entry.command),
-                      when.isoformat() if when else "never")
+        table.add_row(
+            entry.name,
+            entry.cron,
+            entry.timezone,
+            "interop " + " ".join(entry.command),
+            when.isoformat() if when else "never",
+        )
     console.print(table)
 
 
@@ -56,6 +61,7 @@ def run(
                 raise UserError(f"no [[schedule]] entry named {job!r}")
     eng = engine()
     owner = owner_id()
+
     def say(message: str) -> None:
         console.print(message, markup=False)
 

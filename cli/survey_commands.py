@@ -51,8 +51,12 @@ def import_(
         if not survey.strip() or len(survey) > 100:
             raise UserError("--survey must be a non-empty name of at most 100 characters")
         eng = engine()
-        params = {"file": str(file), "survey": survey, "exclude": list(exclude),
-                  "questions_file": str(questions) if questions else None}  # fmt: skip
+        params = {
+            "file": str(file),
+            "survey": survey,
+            "exclude": list(exclude),
+            "questions_file": str(questions) if questions else None,
+        }
         try:
             # The run is recorded from the start, so an unreadable export shows on the Overview as a failure.
             with recorded_run(eng, "survey-import", params) as run:

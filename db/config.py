@@ -67,11 +67,14 @@ def get_settings(**overrides: Any) -> Settings:
     """Fresh settings each call so tests and the CLI see the current environment."""
     path = _toml_file()
     if path.exists() or "INTEROP_CONFIG" in os.environ:
-        unknown = sorted(k for k, v in load_toml().items() if not isinstance(v, dict | list)
-                         and k not in Settings.model_fields)  # fmt: skip
+        unknown = sorted(
+            k for k, v in load_toml().items() if not isinstance(v, dict | list) and k not in Settings.model_fields
+        )
         if unknown:
-            raise ConfigError(f"{path}: unknown setting {', '.join(map(repr, unknown))} (known: "
-                              f"{', '.join(sorted(Settings.model_fields))})")  # fmt: skip
+            raise ConfigError(
+                f"{path}: unknown setting {', '.join(map(repr, unknown))} (known: "
+                f"{', '.join(sorted(Settings.model_fields))})"
+            )
     return Settings(**overrides)
 
 

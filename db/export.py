@@ -211,9 +211,14 @@ def _partial(path: Path) -> Path:
 
 
 def _write(
-    fmt: str, path: Path, table: str, schema: pa.Schema | None, columns: list[str],
-    batches: Iterable[list[tuple[Any, ...]]], progress: Progress | None,
-) -> int:  # fmt: skip
+    fmt: str,
+    path: Path,
+    table: str,
+    schema: pa.Schema | None,
+    columns: list[str],
+    batches: Iterable[list[tuple[Any, ...]]],
+    progress: Progress | None,
+) -> int:
     """Stream row batches into one sink; the schema comes from the first batch when not given."""
     sink: Sink | None = None
     total = 0

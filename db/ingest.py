@@ -63,8 +63,10 @@ def close_abandoned_runs(engine: Engine) -> list[int]:
             if row.pid is None or _process_alive(row.pid, row.started_at):
                 continue
             row.status = RunStatus.abandoned.value
-            row.error = (f"process {row.pid} on {host} ended without closing this run (killed or crashed); "
-                         f"noticed at {utcnow():%Y-%m-%d %H:%M:%S} UTC")  # fmt: skip
+            row.error = (
+                f"process {row.pid} on {host} ended without closing this run (killed or crashed); "
+                f"noticed at {utcnow():%Y-%m-%d %H:%M:%S} UTC"
+            )
             session.add(row)
             closed.append(int(row.id or 0))
         session.commit()

@@ -12,28 +12,81 @@ class ReadOnlyViolation(ValueError):
 #: Keywords of writes that may hide inside a read-looking statement (a CTE, EXPLAIN ANALYZE, …): refused anywhere.
 WRITE_KEYWORDS = frozenset(
     {
-        "INSERT", "UPDATE", "DELETE", "DROP", "ATTACH", "DETACH", "CREATE", "ALTER", "TRUNCATE", "GRANT",
-        "REVOKE", "VACUUM", "REINDEX", "COPY", "MERGE", "UPSERT",
+        "INSERT",
+        "UPDATE",
+        "DELETE",
+        "DROP",
+        "ATTACH",
+        "DETACH",
+        "CREATE",
+        "ALTER",
+        "TRUNCATE",
+        "GRANT",
+        "REVOKE",
+        "VACUUM",
+        "REINDEX",
+        "COPY",
+        "MERGE",
+        "UPSERT",
     }
-)  # fmt: skip
+)
 #: Statements that change the session, transactions or the server; refused as a statement's first word (as
 #: words inside a query they are ordinary names, e.g. a column called `release`).
 WRITE_STATEMENTS = WRITE_KEYWORDS | {
-    "LOCK", "COMMIT", "ROLLBACK", "SAVEPOINT", "RELEASE", "BEGIN", "START", "END", "ABORT", "CLUSTER", "REFRESH",
-    "LISTEN", "NOTIFY", "DISCARD", "PREPARE", "EXECUTE", "DEALLOCATE", "IMPORT", "LOAD", "SECURITY", "COMMENT",
-    "CALL", "DO", "SET", "RESET", "REPLACE",
-}  # fmt: skip
+    "LOCK",
+    "COMMIT",
+    "ROLLBACK",
+    "SAVEPOINT",
+    "RELEASE",
+    "BEGIN",
+    "START",
+    "END",
+    "ABORT",
+    "CLUSTER",
+    "REFRESH",
+    "LISTEN",
+    "NOTIFY",
+    "DISCARD",
+    "PREPARE",
+    "EXECUTE",
+    "DEALLOCATE",
+    "IMPORT",
+    "LOAD",
+    "SECURITY",
+    "COMMENT",
+    "CALL",
+    "DO",
+    "SET",
+    "RESET",
+    "REPLACE",
+}
 #: Statements allowed to start a query.
 READ_STARTS = frozenset({"SELECT", "WITH", "VALUES", "EXPLAIN", "PRAGMA", "SHOW", "TABLE"})
 #: Functions that write or escape the sandbox even inside a SELECT.
 WRITE_FUNCTIONS = frozenset(
     {
-        "SET_CONFIG", "PG_TERMINATE_BACKEND", "PG_CANCEL_BACKEND", "LO_IMPORT", "LO_EXPORT", "LO_UNLINK",
-        "PG_READ_FILE", "PG_READ_BINARY_FILE", "PG_LS_DIR", "DBLINK", "DBLINK_EXEC", "LOAD_EXTENSION",
-        "WRITEFILE", "READFILE", "EDIT", "FTS3_TOKENIZER", "PG_ADVISORY_LOCK", "PG_RELOAD_CONF", "NEXTVAL",
+        "SET_CONFIG",
+        "PG_TERMINATE_BACKEND",
+        "PG_CANCEL_BACKEND",
+        "LO_IMPORT",
+        "LO_EXPORT",
+        "LO_UNLINK",
+        "PG_READ_FILE",
+        "PG_READ_BINARY_FILE",
+        "PG_LS_DIR",
+        "DBLINK",
+        "DBLINK_EXEC",
+        "LOAD_EXTENSION",
+        "WRITEFILE",
+        "READFILE",
+        "EDIT",
+        "FTS3_TOKENIZER",
+        "PG_ADVISORY_LOCK",
+        "PG_RELOAD_CONF",
+        "NEXTVAL",
         "SETVAL",
     }
-)  # fmt: skip
+)
 
 _TOKEN = re.compile(
     r"""
@@ -51,10 +104,18 @@ _TOKEN = re.compile(
 #: PRAGMAs that take an argument yet only read (SQLite).
 READ_PRAGMAS = frozenset(
     {
-        "TABLE_INFO", "TABLE_XINFO", "TABLE_LIST", "INDEX_LIST", "INDEX_INFO", "INDEX_XINFO", "FOREIGN_KEY_LIST",
-        "FOREIGN_KEY_CHECK", "INTEGRITY_CHECK", "QUICK_CHECK",
+        "TABLE_INFO",
+        "TABLE_XINFO",
+        "TABLE_LIST",
+        "INDEX_LIST",
+        "INDEX_INFO",
+        "INDEX_XINFO",
+        "FOREIGN_KEY_LIST",
+        "FOREIGN_KEY_CHECK",
+        "INTEGRITY_CHECK",
+        "QUICK_CHECK",
     }
-)  # fmt: skip
+)
 
 
 def _statements(sql: str) -> tuple[list[list[tuple[str, str]]], list[int]]:

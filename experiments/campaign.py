@@ -50,18 +50,35 @@ def plan(spec: CampaignSpec) -> list[dict[str, Any]]:
         converters = [CONVERTERS.get(c) for c in spec.converters if CONVERTERS.get(c).framework == source.framework]
         if not converters:
             fitting = [n for n in CONVERTERS.names() if CONVERTERS.get(n).framework == source.framework]
-            raise SpecError(f"field 'converters': none converts source {source_name!r} ({source.framework} models); "
-                            f"add one of: {', '.join(fitting) or '(none registered)'}")  # fmt: skip
+            raise SpecError(
+                f"field 'converters': none converts source {source_name!r} ({source.framework} models); "
+                f"add one of: {', '.join(fitting) or '(none registered)'}"
+            )
         for params in source.expand(spec.options_for(source_name)):
             runs = [
-                {"converter": conv.name, "converter_name": conv.converter, "converter_version": conv.version(),
-                 "exporter": conv.exporter_for(source.kind), "opset": opset, "input_seed": seed,
-                 "n_inputs": spec.inputs_per_model}
-                for conv in converters for opset in spec.opsets for seed in spec.input_seeds
+                {
+                    "converter": conv.name,
+                    "converter_name": conv.converter,
+                    "converter_version": conv.version(),
+                    "exporter": conv.exporter_for(source.kind),
+                    "opset": opset,
+                    "input_seed": seed,
+                    "n_inputs": spec.inputs_per_model,
+                }
+                for conv in converters
+                for opset in spec.opsets
+                for seed in spec.input_seeds
             ]
-            planned.append({"source": source_name, "framework": source.framework, "params": params,
-                            "name": source.display_name(params), "model_key": model_key(source_name, params),
-                            "runs": runs})
+            planned.append(
+                {
+                    "source": source_name,
+                    "framework": source.framework,
+                    "params": params,
+                    "name": source.display_name(params),
+                    "model_key": model_key(source_name, params),
+                    "runs": runs,
+                }
+            )
     return planned
 
 
@@ -69,9 +86,13 @@ def worker_options(spec: CampaignSpec, data_dir: Path) -> WorkerOptions:
     import os
 
     threads = max(1, (os.cpu_count() or 1) // spec.workers)
-    return WorkerOptions(timeout_s=spec.timeout_s, memory_mb=spec.memory_mb, threads=threads,
-                         plugins=tuple(spec.plugins),
-                         log_dir=str(data_dir / "logs"))
+    return WorkerOptions(
+        timeout_s=spec.timeout_s,
+        memory_mb=spec.memory_mb,
+        threads=threads,
+        plugins=tuple(spec.plugins),
+        log_dir=str(data_dir / "logs"),
+    )
 
 
 def prepare(engine: Engine, spec: CampaignSpec) -> list[dict[str, Any]]:
@@ -86,9 +107,13 @@ def prepare(engine: Engine, spec: CampaignSpec) -> list[dict[str, Any]]:
     return planned
 
 
-def run_campaign(engine: Engine, spec: CampaignSpec, data_dir: Path,
-                 progress: Callable[[int, int, dict[str, Any]], None] | None = None,
-                 planned: list[dict[str, Any]] | None = None) -> CampaignResult:
+def run_campaign(
+    engine: Engine,
+    spec: CampaignSpec,
+    data_dir: Path,
+    progress: Callable[[int, int, dict[str, Any]], None] | None = None,
+    planned: list[dict[str, Any]] | None = None,
+) -> CampaignResult:
     """Plan (unless `prepare` already did), resume, execute (locally or on Dask) and store a campaign."""
     from experiments.executors import make_executor
 
@@ -104,10 +129,21 @@ def run_campaign(engine: Engine, spec: CampaignSpec, data_dir: Path,
         total += len(p["runs"])
         skipped += len(p["runs"]) - len(todo)
         if todo:
-            jobs.append({"source": p["source"], "framework": p["framework"], "params": p["params"], "model_id": row.id,
-                         "model_key": p["model_key"], "content_hash": row.content_hash, "location": row.location,
-                         "model_dir": str((data_dir / "models" / p["source"] / p["model_key"][:16]).resolve()),
-                         "atol": spec.atol, "rtol": spec.rtol, "runs": todo})
+            jobs.append(
+                {
+                    "source": p["source"],
+                    "framework": p["framework"],
+                    "params": p["params"],
+                    "model_id": row.id,
+                    "model_key": p["model_key"],
+                    "content_hash": row.content_hash,
+                    "location": row.location,
+                    "model_dir": str((data_dir / "models" / p["source"] / p["model_key"][:16]).resolve()),
+                    "atol": spec.atol,
+                    "rtol": spec.rtol,
+                    "runs": todo,
+                }
+            )
     result = CampaignResult(campaign_id, total, skipped)
     hashes: dict[int, str | None] = {int(r.id or 0): r.content_hash for r in rows.values()}
     finished = [skipped]
@@ -118,16 +154,19 @@ def run_campaign(engine: Engine, spec: CampaignSpec, data_dir: Path,
         if kind == "model":
             new_hash, old_hash = event[2].get("content_hash"), hashes.get(model_id)
             if old_hash and new_hash and new_hash != old_hash:
-                result.warnings.append(f"model {job['model_key'][:12]} ({job['source']}) reloaded with content hash "
-                                       f"{new_hash[:12]}, stored {old_hash[:12]}: it is not reproducible")
+                result.warnings.append(
+                    f"model {job['model_key'][:12]} ({job['source']}) reloaded with content hash "
+                    f"{new_hash[:12]}, stored {old_hash[:12]}: it is not reproducible"
+                )
             store.record_model(model_id, event[2])
             hashes[model_id] = event[2].get("content_hash") or hashes.get(model_id)
             return
         specs = job["runs"] if kind == "model_failed" else [event[2]]
         outcome = event[2] if kind == "model_failed" else event[3]
         for run_spec in specs:
-            status = store.record_run(campaign_id, model_id, run_spec, outcome, spec.atol, spec.rtol,
-                                      hashes.get(model_id))
+            status = store.record_run(
+                campaign_id, model_id, run_spec, outcome, spec.atol, spec.rtol, hashes.get(model_id)
+            )
             if status is not None:
                 result.counts[status] = result.counts.get(status, 0) + 1
             finished[0] += 1

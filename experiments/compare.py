@@ -24,11 +24,22 @@ def compare_output(ref: Any, got: Any, atol: float, rtol: float) -> dict[str, An
     """Raw comparison numbers of a reference output and an onnxruntime output."""
     ref_a, got_a = np.asarray(ref), np.asarray(got)
     row: dict[str, Any] = {
-        "ref_shape": [int(d) for d in ref_a.shape], "onnx_shape": [int(d) for d in got_a.shape],
-        "ref_dtype": ref_a.dtype.name, "onnx_dtype": got_a.dtype.name,
-        "shape_match": ref_a.shape == got_a.shape, "dtype_match": ref_a.dtype == got_a.dtype,
-        "n_elements": int(ref_a.size), "max_abs_diff": None, "max_rel_diff": None, "n_outside": None,
-        "fraction_outside": None, "needed_atol": None, "ref_nan": 0, "ref_inf": 0, "onnx_nan": 0, "onnx_inf": 0,
+        "ref_shape": [int(d) for d in ref_a.shape],
+        "onnx_shape": [int(d) for d in got_a.shape],
+        "ref_dtype": ref_a.dtype.name,
+        "onnx_dtype": got_a.dtype.name,
+        "shape_match": ref_a.shape == got_a.shape,
+        "dtype_match": ref_a.dtype == got_a.dtype,
+        "n_elements": int(ref_a.size),
+        "max_abs_diff": None,
+        "max_rel_diff": None,
+        "n_outside": None,
+        "fraction_outside": None,
+        "needed_atol": None,
+        "ref_nan": 0,
+        "ref_inf": 0,
+        "onnx_nan": 0,
+        "onnx_inf": 0,
         "nonfinite_mismatch": 0,
     }
     numeric = all(np.issubdtype(a.dtype, np.number) or a.dtype == np.bool_ for a in (ref_a, got_a))
@@ -38,8 +49,12 @@ def compare_output(ref: Any, got: Any, atol: float, rtol: float) -> dict[str, An
         ref_f, got_f = ref_a.astype(np.complex128), got_a.astype(np.complex128)
     else:
         ref_f, got_f = ref_a.astype(np.float64), got_a.astype(np.float64)
-    row.update(ref_nan=int(np.isnan(ref_f).sum()), ref_inf=int(np.isinf(ref_f).sum()),
-               onnx_nan=int(np.isnan(got_f).sum()), onnx_inf=int(np.isinf(got_f).sum()))
+    row.update(
+        ref_nan=int(np.isnan(ref_f).sum()),
+        ref_inf=int(np.isinf(ref_f).sum()),
+        onnx_nan=int(np.isnan(got_f).sum()),
+        onnx_inf=int(np.isinf(got_f).sum()),
+    )
     if not row["shape_match"]:
         return row
     ref_fin, got_fin = np.isfinite(ref_f), np.isfinite(got_f)

@@ -7,8 +7,19 @@ import platform
 from importlib import metadata
 from typing import Any
 
-PACKAGES = ("torch", "tensorflow", "keras", "tf2onnx", "onnx", "onnxruntime", "onnxscript", "nnsmith",
-            "transformers", "numpy", "z3-solver")
+PACKAGES = (
+    "torch",
+    "tensorflow",
+    "keras",
+    "tf2onnx",
+    "onnx",
+    "onnxruntime",
+    "onnxscript",
+    "nnsmith",
+    "transformers",
+    "numpy",
+    "z3-solver",
+)
 
 
 def _version(name: str) -> str | None:
@@ -32,6 +43,9 @@ def cpu_name() -> str:
 def fingerprint() -> dict[str, Any]:
     """Versions of Python and the converter stack, CPU model and core count, OS."""
     return {
-        "python": platform.python_version(), "platform": platform.platform(), "cpu": cpu_name(),
-        "cpu_count": os.cpu_count(), "packages": {name: _version(name) for name in PACKAGES},
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "cpu": cpu_name(),
+        "cpu_count": os.cpu_count(),
+        "packages": {name: _version(name) for name in PACKAGES},
     }

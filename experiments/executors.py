@@ -54,8 +54,9 @@ class DaskExecutor:
 
         cluster = None
         if self.address == "local":
-            cluster = LocalCluster(n_workers=self.workers, threads_per_worker=1, processes=True,
-                                   dashboard_address=None, host="127.0.0.1")
+            cluster = LocalCluster(
+                n_workers=self.workers, threads_per_worker=1, processes=True, dashboard_address=None, host="127.0.0.1"
+            )
             client = Client(cluster)
         else:
             client = Client(self.address)

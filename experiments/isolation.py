@@ -60,12 +60,33 @@ class IsolatedWorker:
         env.setdefault("HF_HUB_OFFLINE", "1")
         env.setdefault("OMP_NUM_THREADS", str(options.threads))
         env["PYTHONPATH"] = os.pathsep.join(p for p in sys.path if p and os.path.isdir(p))
-        cmd = [sys.executable, "-m", "experiments.worker", "--rfd", str(to_worker_r), "--wfd", str(from_worker_w),
-               "--stderr", self.log_path, "--preload", framework,
-               "--plugins", ",".join(options.plugins), "--threads", str(options.threads)]
+        cmd = [
+            sys.executable,
+            "-m",
+            "experiments.worker",
+            "--rfd",
+            str(to_worker_r),
+            "--wfd",
+            str(from_worker_w),
+            "--stderr",
+            self.log_path,
+            "--preload",
+            framework,
+            "--plugins",
+            ",".join(options.plugins),
+            "--threads",
+            str(options.threads),
+        ]
         with open(self.log_path, "ab") as log:
-            self.proc = subprocess.Popen(cmd, pass_fds=(to_worker_r, from_worker_w), stdin=subprocess.DEVNULL,
-                                         stdout=log, stderr=log, env=env, start_new_session=True)
+            self.proc = subprocess.Popen(
+                cmd,
+                pass_fds=(to_worker_r, from_worker_w),
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=log,
+                env=env,
+                start_new_session=True,
+            )
         os.close(to_worker_r)
         os.close(from_worker_w)
         self.inbox = Connection(to_worker_w, readable=False)
@@ -200,8 +221,11 @@ class WorkerPool:
     def _assign(self, slot: _Slot, job: dict[str, Any]) -> None:
         alive = slot.worker is not None and slot.worker.proc.poll() is None
         # A worker that kept much memory from earlier models is recycled before it could cause a spurious oom.
-        bloated = alive and bool(self.options.memory_mb) and (
-            slot.worker.rss_mb() > RECYCLE_FRACTION * self.options.memory_mb)  # type: ignore[union-attr, operator]
+        bloated = (
+            alive
+            and bool(self.options.memory_mb)
+            and (slot.worker.rss_mb() > RECYCLE_FRACTION * self.options.memory_mb)
+        )  # type: ignore[union-attr, operator]
         if not alive or bloated or slot.worker.framework != job["framework"]:  # type: ignore[union-attr]
             if slot.worker is not None:
                 slot.worker.stop() if alive else slot.worker.close()
@@ -249,8 +273,9 @@ class WorkerPool:
             rss = slot.worker.rss_mb()
             slot.peak_mb = max(slot.peak_mb, rss)
             if self.options.memory_mb and rss > self.options.memory_mb:
-                self._lost(slot, "oom", f"worker RSS {rss:.0f} MB exceeded the {self.options.memory_mb} MB limit",
-                           emit, queue)
+                self._lost(
+                    slot, "oom", f"worker RSS {rss:.0f} MB exceeded the {self.options.memory_mb} MB limit", emit, queue
+                )
             elif now > slot.deadline:
                 limit = self.options.timeout_s if slot.ready else self.options.startup_timeout_s
                 self._lost(slot, "timeout", f"no result within {limit:g} s", emit, queue)
@@ -269,14 +294,22 @@ class WorkerPool:
             # as crashed (which a resume would then skip).
             slot.worker, slot.job = None, None
             tail = "\n".join((worker.log_since(0) or "").splitlines()[-5:])
-            raise WorkerStartupError(f"a {worker.framework} worker could not start ({why or _signal_name(code)}); "
-                                     f"its log {worker.log_path} ends with:\n{tail}")
+            raise WorkerStartupError(
+                f"a {worker.framework} worker could not start ({why or _signal_name(code)}); "
+                f"its log {worker.log_path} ends with:\n{tail}"
+            )
         self.replaced += 1
         stage = slot.stage or ("load" if job.get("content_hash") else "generate")
         error = {
-            "status": status, "stage": stage, "error_class": f"worker.{status}",
-            "message": why or f"worker {_signal_name(code)} during {stage}", "stderr_excerpt": excerpt,
-            "durations": {}, "outputs": [], "onnx_graph": None, "peak_rss_mb": round(slot.peak_mb, 1),
+            "status": status,
+            "stage": stage,
+            "error_class": f"worker.{status}",
+            "message": why or f"worker {_signal_name(code)} during {stage}",
+            "stderr_excerpt": excerpt,
+            "durations": {},
+            "outputs": [],
+            "onnx_graph": None,
+            "peak_rss_mb": round(slot.peak_mb, 1),
         }
         slot.worker, slot.job, slot.ready = None, None, False
         if slot.run < 0:
@@ -287,5 +320,11 @@ class WorkerPool:
         rest = [r for i, r in enumerate(job["runs"]) if i > slot.run and i not in slot.finished]
         if rest:
             info = slot.model_info or {}
-            queue.appendleft({**job, "runs": rest, "content_hash": info.get("content_hash") or job.get("content_hash"),
-                              "location": info.get("location") or job.get("location")})
+            queue.appendleft(
+                {
+                    **job,
+                    "runs": rest,
+                    "content_hash": info.get("content_hash") or job.get("content_hash"),
+                    "location": info.get("location") or job.get("location"),
+                }
+            )

@@ -54,8 +54,11 @@ def _error(stage: str, exc: BaseException, tail: StderrTail) -> dict[str, Any]:
     trace = "".join(traceback.format_exception(exc)[-3:])
     excerpt = tail.excerpt()
     return {
-        "status": status, "stage": stage, "error_class": f"{type(exc).__module__}.{type(exc).__qualname__}",
-        "message": message[:20_000], "stderr_excerpt": ((excerpt + "\n") if excerpt else "") + trace[-4000:],
+        "status": status,
+        "stage": stage,
+        "error_class": f"{type(exc).__module__}.{type(exc).__qualname__}",
+        "message": message[:20_000],
+        "stderr_excerpt": ((excerpt + "\n") if excerpt else "") + trace[-4000:],
     }
 
 
@@ -108,10 +111,19 @@ def run_job(job: dict[str, Any], emit: Emit, stderr_path: str | None = None, thr
             raise
         emit(("model_failed", _error(_model_stage(job), exc, tail) | {"durations": model_durations}))
         return
-    emit(("model", {
-        "content_hash": model.content_hash, "location": model.location, "operators": model.operators,
-        "graph": model.graph, "input_specs": [s.as_json() for s in model.inputs], "durations": model_durations,
-    }))
+    emit(
+        (
+            "model",
+            {
+                "content_hash": model.content_hash,
+                "location": model.location,
+                "operators": model.operators,
+                "graph": model.graph,
+                "input_specs": [s.as_json() for s in model.inputs],
+                "durations": model_durations,
+            },
+        )
+    )
     from experiments.sources import SOURCES
 
     kind = SOURCES.get(job["source"]).kind
@@ -123,8 +135,18 @@ def run_job(job: dict[str, Any], emit: Emit, stderr_path: str | None = None, thr
         emit(("run", index, result))
 
 
-def _one_run(model: LoadedModel, converter: Any, runtime: Any, spec: dict[str, Any], kind: str,
-             job: dict[str, Any], emit: Emit, index: int, tail: StderrTail, threads: int) -> dict[str, Any]:
+def _one_run(
+    model: LoadedModel,
+    converter: Any,
+    runtime: Any,
+    spec: dict[str, Any],
+    kind: str,
+    job: dict[str, Any],
+    emit: Emit,
+    index: int,
+    tail: StderrTail,
+    threads: int,
+) -> dict[str, Any]:
     durations: dict[str, float] = {}
     result: dict[str, Any] = {"status": None, "durations": durations, "outputs": [], "onnx_graph": None}
     atol, rtol = float(job["atol"]), float(job["rtol"])
@@ -169,8 +191,9 @@ def _one_run(model: LoadedModel, converter: Any, runtime: Any, spec: dict[str, A
                 raise ValueError(f"{len(ref)} reference outputs but {len(got)} onnxruntime outputs")
             for j, (r, g) in enumerate(zip(ref, got, strict=True)):
                 name = model.output_names[j] if j < len(model.output_names) else None
-                outputs.append({"input_index": k, "output_index": j, "output_name": name,
-                                **compare_output(r, g, atol, rtol)})
+                outputs.append(
+                    {"input_index": k, "output_index": j, "output_name": name, **compare_output(r, g, atol, rtol)}
+                )
         durations[stage] = time.perf_counter() - start
         result["outputs"] = outputs
         result["status"] = "compared"

@@ -24,8 +24,11 @@ def rescore(engine: Engine, atol: float, rtol: float, campaign: str | None = Non
         raise ValueError("tolerances must be >= 0")
     counts = {"judged": 0, "passed": 0, "mismatch": 0, "changed": 0}
     with Session(engine) as s:
-        stmt = (select(ConversionRun).join(Campaign, Campaign.id == ConversionRun.campaign_id)
-                .where(ConversionRun.status.in_([RunOutcome.passed, RunOutcome.mismatch])))
+        stmt = (
+            select(ConversionRun)
+            .join(Campaign, Campaign.id == ConversionRun.campaign_id)
+            .where(ConversionRun.status.in_([RunOutcome.passed, RunOutcome.mismatch]))
+        )
         if campaign is not None:
             if s.exec(select(Campaign.id).where(Campaign.name == campaign)).first() is None:
                 raise ValueError(f"no campaign named {campaign!r}")
@@ -36,7 +39,7 @@ def rescore(engine: Engine, atol: float, rtol: float, campaign: str | None = Non
         outputs: dict[int, list[dict[str, Any]]] = defaultdict(list)
         ids = [r.id for r in runs]
         for start in range(0, len(ids), 500):
-            for out in s.exec(select(RunOutput).where(RunOutput.run_id.in_(ids[start:start + 500]))):
+            for out in s.exec(select(RunOutput).where(RunOutput.run_id.in_(ids[start : start + 500]))):
                 outputs[out.run_id].append(out.model_dump())
         for run in runs:
             rows = outputs.get(int(run.id or 0), [])
@@ -47,9 +50,11 @@ def rescore(engine: Engine, atol: float, rtol: float, campaign: str | None = Non
             except ValueError as exc:
                 grid = ", ".join(f"{g:g}" for g in RTOL_GRID)
                 name = s.get(Campaign, run.campaign_id).name  # type: ignore[union-attr]
-                raise ValueError(f"run {run.id} of campaign {name!r} stores no numbers for rtol {rtol:g}; exact "
-                                 f"rescoring needs rtol in {{{grid}}} or the campaign's own rtol (historical "
-                                 f"imports: 0), or choose campaigns with --campaign") from exc
+                raise ValueError(
+                    f"run {run.id} of campaign {name!r} stores no numbers for rtol {rtol:g}; exact "
+                    f"rescoring needs rtol in {{{grid}}} or the campaign's own rtol (historical "
+                    f"imports: 0), or choose campaigns with --campaign"
+                ) from exc
             status = RunOutcome.passed if ok else RunOutcome.mismatch
             counts["judged"] += 1
             counts[str(status)] += 1

@@ -71,15 +71,25 @@ class CampaignSpec(BaseModel):
 PRESETS: dict[str, dict[str, Any]] = {
     # ~2 minutes on 2 cores from a fresh install (includes nnsmith's one-off TensorFlow operator probe).
     "quick": {
-        "name": "quick", "sources": ["nnsmith-torch", "nnsmith-tensorflow"],
-        "converters": ["torch.onnx-torchscript", "torch.onnx-dynamo", "tf2onnx"], "opsets": [17],
-        "node_counts": [5, 10, 20], "seeds": [0, 1, 2, 3, 4, 5], "inputs_per_model": 2, "timeout_s": 60,
+        "name": "quick",
+        "sources": ["nnsmith-torch", "nnsmith-tensorflow"],
+        "converters": ["torch.onnx-torchscript", "torch.onnx-dynamo", "tf2onnx"],
+        "opsets": [17],
+        "node_counts": [5, 10, 20],
+        "seeds": [0, 1, 2, 3, 4, 5],
+        "inputs_per_model": 2,
+        "timeout_s": 60,
     },
     # Real architectures built offline: keras.applications (weights=None) and transformers from configs.
     "real": {
-        "name": "real", "sources": ["keras-applications", "transformers-torch"],
-        "converters": ["torch.onnx-torchscript", "torch.onnx-dynamo", "tf2onnx"], "opsets": [17],
-        "seeds": [0], "inputs_per_model": 2, "timeout_s": 300, "memory_mb": 8192,
+        "name": "real",
+        "sources": ["keras-applications", "transformers-torch"],
+        "converters": ["torch.onnx-torchscript", "torch.onnx-dynamo", "tf2onnx"],
+        "opsets": [17],
+        "seeds": [0],
+        "inputs_per_model": 2,
+        "timeout_s": 300,
+        "memory_mb": 8192,
     },
 }
 

@@ -29,8 +29,14 @@ def operator_set(operators: list[str]) -> list[str]:
 
 def run_key(model_id: int, spec: dict[str, Any]) -> RunKey:
     """A run's key within its campaign (the stored unique key adds the campaign id)."""
-    return (model_id, spec["converter_name"], spec["converter_version"], spec["exporter"], int(spec["opset"]),
-            int(spec["input_seed"]))
+    return (
+        model_id,
+        spec["converter_name"],
+        spec["converter_version"],
+        spec["exporter"],
+        int(spec["opset"]),
+        int(spec["input_seed"]),
+    )
 
 
 class CampaignStore:
@@ -55,11 +61,20 @@ class CampaignStore:
                 row.finished_at = None
             else:
                 pk = env.get("packages", {})
-                row = Campaign(name=name, kind=kind, spec=spec, environment=env, python_version=env.get("python"),
-                               torch_version=pk.get("torch"), tensorflow_version=pk.get("tensorflow"),
-                               tf2onnx_version=pk.get("tf2onnx"), onnx_version=pk.get("onnx"),
-                               onnxruntime_version=pk.get("onnxruntime"), nnsmith_version=pk.get("nnsmith"),
-                               cpu=(env.get("cpu") or "")[:200] or None)
+                row = Campaign(
+                    name=name,
+                    kind=kind,
+                    spec=spec,
+                    environment=env,
+                    python_version=env.get("python"),
+                    torch_version=pk.get("torch"),
+                    tensorflow_version=pk.get("tensorflow"),
+                    tf2onnx_version=pk.get("tf2onnx"),
+                    onnx_version=pk.get("onnx"),
+                    onnxruntime_version=pk.get("onnxruntime"),
+                    nnsmith_version=pk.get("nnsmith"),
+                    cpu=(env.get("cpu") or "")[:200] or None,
+                )
             s.add(row)
             s.commit()
             return int(row.id or 0)
@@ -79,9 +94,16 @@ class CampaignStore:
             rows = {m.model_key: m for m in s.exec(select(ModelUnderTest).where(ModelUnderTest.model_key.in_(keys)))}
             for p in planned:
                 if p["model_key"] not in rows:
-                    row = ModelUnderTest(model_key=p["model_key"], source=p["source"], framework=p["framework"],
-                                         name=p["name"], params=p["params"], seed=p["params"].get("seed"),
-                                         node_count=p["params"].get("max_nodes"), campaign_id=campaign_id)
+                    row = ModelUnderTest(
+                        model_key=p["model_key"],
+                        source=p["source"],
+                        framework=p["framework"],
+                        name=p["name"],
+                        params=p["params"],
+                        seed=p["params"].get("seed"),
+                        node_count=p["params"].get("max_nodes"),
+                        campaign_id=campaign_id,
+                    )
                     s.add(row)
                     rows[p["model_key"]] = row
             s.commit()
@@ -93,9 +115,16 @@ class CampaignStore:
     def finished(self, campaign_id: int) -> set[RunKey]:
         """Keys of the runs this campaign stored; another campaign's runs of the same models do not count."""
         with Session(self.engine) as s:
-            rows = s.exec(select(ConversionRun.model_id, ConversionRun.converter, ConversionRun.converter_version,
-                                 ConversionRun.exporter, ConversionRun.opset, ConversionRun.input_seed)
-                          .where(ConversionRun.campaign_id == campaign_id)).all()
+            rows = s.exec(
+                select(
+                    ConversionRun.model_id,
+                    ConversionRun.converter,
+                    ConversionRun.converter_version,
+                    ConversionRun.exporter,
+                    ConversionRun.opset,
+                    ConversionRun.input_seed,
+                ).where(ConversionRun.campaign_id == campaign_id)
+            ).all()
         return {(int(r[0]), r[1], r[2], r[3], int(r[4]), int(r[5])) for r in rows}
 
     def record_model(self, model_id: int, info: dict[str, Any]) -> None:
@@ -114,22 +143,41 @@ class CampaignStore:
                 s.add_all(ModelOperator(model_id=model_id, operator=op) for op in operator_set(info["operators"]))
             s.commit()
 
-    def record_run(self, campaign_id: int, model_id: int, spec: dict[str, Any], result: dict[str, Any],
-                   atol: float, rtol: float, model_hash: str | None) -> str | None:
+    def record_run(
+        self,
+        campaign_id: int,
+        model_id: int,
+        spec: dict[str, Any],
+        result: dict[str, Any],
+        atol: float,
+        rtol: float,
+        model_hash: str | None,
+    ) -> str | None:
         """Insert one run and its outputs in one transaction; its status, or None if this campaign already has it."""
         status = result["status"]
         if status == "compared":
             status = RunOutcome.passed if run_passes(result["outputs"], atol, rtol) else RunOutcome.mismatch
         judged = status in (RunOutcome.passed, RunOutcome.mismatch)
         run = ConversionRun(
-            campaign_id=campaign_id, model_id=model_id, model_hash=model_hash, converter=spec["converter_name"],
-            converter_version=spec["converter_version"], exporter=spec["exporter"], opset=int(spec["opset"]),
-            input_seed=int(spec["input_seed"]), n_inputs=int(spec["n_inputs"]), status=str(status),
-            stage=result.get("stage"), error_class=(result.get("error_class") or None),
-            message=result.get("message"), stderr_excerpt=result.get("stderr_excerpt"),
+            campaign_id=campaign_id,
+            model_id=model_id,
+            model_hash=model_hash,
+            converter=spec["converter_name"],
+            converter_version=spec["converter_version"],
+            exporter=spec["exporter"],
+            opset=int(spec["opset"]),
+            input_seed=int(spec["input_seed"]),
+            n_inputs=int(spec["n_inputs"]),
+            status=str(status),
+            stage=result.get("stage"),
+            error_class=(result.get("error_class") or None),
+            message=result.get("message"),
+            stderr_excerpt=result.get("stderr_excerpt"),
             durations={k: round(float(v), 6) for k, v in (result.get("durations") or {}).items()},
-            peak_rss_mb=result.get("peak_rss_mb"), onnx_graph=result.get("onnx_graph"),
-            atol=atol if judged else None, rtol=rtol if judged else None,
+            peak_rss_mb=result.get("peak_rss_mb"),
+            onnx_graph=result.get("onnx_graph"),
+            atol=atol if judged else None,
+            rtol=rtol if judged else None,
         )
         if run.error_class:
             run.error_class = run.error_class[:200]

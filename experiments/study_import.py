@@ -51,8 +51,12 @@ def classify(message: str | None) -> tuple[str, str]:
         return "export", "converter.protobuf_limit"
     if "ValidationError" in text or "onnx.checker" in text or "[ShapeInferenceError]" in text:
         return "onnx_check", "onnx.checker"
-    if re.search(r"Value for attr '\w+' of \w+ is not in the list of allowed values", text) or "tensorflow" in text \
-            or "{{function_node" in text or re.search(r"\[Op:\w+\]", text):
+    if (
+        re.search(r"Value for attr '\w+' of \w+ is not in the list of allowed values", text)
+        or "tensorflow" in text
+        or "{{function_node" in text
+        or re.search(r"\[Op:\w+\]", text)
+    ):
         return "load", "framework.tensorflow"
     if "torch" in text.lower() or "symbolic" in text.lower() or "Exporting the operator" in text:
         return "export", "converter.torch.onnx"
@@ -117,23 +121,36 @@ def import_exporter_results(engine: Engine, directory: Path, name: str = "study-
                 s.flush()
             study_models = select(ModelUnderTest).where(ModelUnderTest.source.like("study-%"))
             models = {m.model_key: m for m in s.exec(study_models)}
-            done = {(r.model_id, r.converter, r.exporter, r.opset) for r in s.exec(
-                select(ConversionRun).where(ConversionRun.campaign_id == campaign.id))}
+            done = {
+                (r.model_id, r.converter, r.exporter, r.opset)
+                for r in s.exec(select(ConversionRun).where(ConversionRun.campaign_id == campaign.id))
+            }
             seen: set[str] = set()
             for _path, match, data in parsed:
                 fw, opset, nodes = match["fw"], int(match["opset"]), int(match["nodes"])
                 converter, exporter = CONVERTER[fw]
                 for rec in data:
                     source = f"study-nnsmith-{fw}"
-                    params = {"study_path": rec.get("path") or rec["model"], "method": match["method"],
-                              "max_nodes": nodes}
+                    params = {
+                        "study_path": rec.get("path") or rec["model"],
+                        "method": match["method"],
+                        "max_nodes": nodes,
+                    }
                     key = model_key(source, params)
                     model = models.get(key)
                     if model is None:
                         seed = rec["model"].rsplit("_", 1)[-1]
-                        model = ModelUnderTest(model_key=key, source=source, framework=fw, name=rec["model"],
-                                               params=params, seed=int(seed) if seed.isdigit() else None,
-                                               node_count=nodes, location=rec.get("path"), campaign_id=campaign.id)
+                        model = ModelUnderTest(
+                            model_key=key,
+                            source=source,
+                            framework=fw,
+                            name=rec["model"],
+                            params=params,
+                            seed=int(seed) if seed.isdigit() else None,
+                            node_count=nodes,
+                            location=rec.get("path"),
+                            campaign_id=campaign.id,
+                        )
                         s.add(model)
                         s.flush()
                         models[key] = model
@@ -144,21 +161,38 @@ def import_exporter_results(engine: Engine, directory: Path, name: str = "study-
                     status, stage, error_class, mad = _outcome(fw, rec)
                     judged = status in (RunOutcome.passed, RunOutcome.mismatch)
                     run = ConversionRun(
-                        campaign_id=campaign.id, model_id=model.id, converter=converter,
-                        converter_version=STUDY_VERSION, exporter=exporter, opset=opset, node_count=model.node_count,
+                        campaign_id=campaign.id,
+                        model_id=model.id,
+                        converter=converter,
+                        converter_version=STUDY_VERSION,
+                        exporter=exporter,
+                        opset=opset,
+                        node_count=model.node_count,
                         input_seed=0,
-                        n_inputs=1 if judged else 0, status=str(status), stage=stage, error_class=error_class,
-                        message=rec.get("error"), atol=IMPORT_ATOL if mad is not None else None,
+                        n_inputs=1 if judged else 0,
+                        status=str(status),
+                        stage=stage,
+                        error_class=error_class,
+                        message=rec.get("error"),
+                        atol=IMPORT_ATOL if mad is not None else None,
                         rtol=0.0 if mad is not None else None,
                     )
                     s.add(run)
                     s.flush()
                     if mad is not None:
                         finite = math.isfinite(mad)
-                        s.add(RunOutput(run_id=run.id, input_index=0, output_index=0, shape_match=True,
-                                        dtype_match=True, max_abs_diff=mad if finite else None,
-                                        needed_atol={"0.0": mad} if finite else None,
-                                        nonfinite_mismatch=0 if finite else 1))
+                        s.add(
+                            RunOutput(
+                                run_id=run.id,
+                                input_index=0,
+                                output_index=0,
+                                shape_match=True,
+                                dtype_match=True,
+                                max_abs_diff=mad if finite else None,
+                                needed_atol={"0.0": mad} if finite else None,
+                                nonfinite_mismatch=0 if finite else 1,
+                            )
+                        )
                     done.add((model.id, converter, exporter, opset))
                     counts["new_runs"] += 1
                     log.add(str(status))

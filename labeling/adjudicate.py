@@ -44,8 +44,9 @@ def _consistent(codes: dict[str, int], spec: CodebookSpec) -> dict[str, int]:
     return out
 
 
-def _decide(item_codes: dict[str, dict[str, int]], spec: CodebookSpec, prefer: str | None, majority: bool,
-            covered: set[str]) -> tuple[dict[str, tuple[int, str]], list[str]]:
+def _decide(
+    item_codes: dict[str, dict[str, int]], spec: CodebookSpec, prefer: str | None, majority: bool, covered: set[str]
+) -> tuple[dict[str, tuple[int, str]], list[str]]:
     """Final code and decider per dimension of one item from its coders' codes; unresolved dimensions listed.
     `covered` are the dimensions the round codes at all (a sheet may hold only some)."""
     coders = sorted(item_codes)
@@ -75,8 +76,13 @@ def _decide(item_codes: dict[str, dict[str, int]], spec: CodebookSpec, prefer: s
     final = {k: final[k] for k in kept}
     # a conditional dimension that now applies but was not settled is open too
     for dim in spec.dimensions:
-        if (dim.required_when and dim.key in covered and dim.applies(kept) and dim.key not in final
-                and dim.key not in open_dims):
+        if (
+            dim.required_when
+            and dim.key in covered
+            and dim.applies(kept)
+            and dim.key not in final
+            and dim.key not in open_dims
+        ):
             open_dims.append(dim.key)
     return final, open_dims
 
@@ -113,8 +119,9 @@ def _assigned(session: Session, round_id: int) -> dict[int, set[str]]:
     return out
 
 
-def _review_data(session: Session, item_id: int, codes: dict[str, dict[str, int]], spec: CodebookSpec,
-                 open_dims: list[str]) -> dict[str, Any]:
+def _review_data(
+    session: Session, item_id: int, codes: dict[str, dict[str, int]], spec: CodebookSpec, open_dims: list[str]
+) -> dict[str, Any]:
     from labeling.sync import task_data
 
     item = session.get(LabelItem, item_id)
@@ -133,12 +140,14 @@ def _review_data(session: Session, item_id: int, codes: dict[str, dict[str, int]
 
 def _review_config(spec: CodebookSpec) -> str:
     config = labeling_config(spec)
-    return config.replace('  <Header value="$title"/>', '  <Header value="$title"/>\n  <Text name="codings" '
-                          'value="$codings"/>', 1)
+    return config.replace(
+        '  <Header value="$title"/>', '  <Header value="$title"/>\n  <Text name="codings" value="$codings"/>', 1
+    )
 
 
-def _pull_review(conn: Connection, session: Session, project: LsProject, book: LoadedCodebook
-                 ) -> dict[int, tuple[dict[str, int], str]]:
+def _pull_review(
+    conn: Connection, session: Session, project: LsProject, book: LoadedCodebook
+) -> dict[int, tuple[dict[str, int], str]]:
     """item → (codes, reviewer) of valid review annotations (the newest per task)."""
     from labeling.sync import PAGE, _when, user_id
 
@@ -159,14 +168,20 @@ def _pull_review(conn: Connection, session: Session, project: LsProject, book: L
     return out
 
 
-def adjudicate(engine: Engine, round_name: str, prefer: str | None = None, majority: bool = False,
-               conn: Connection | None = None) -> AdjudicationReport:
+def adjudicate(
+    engine: Engine, round_name: str, prefer: str | None = None, majority: bool = False, conn: Connection | None = None
+) -> AdjudicationReport:
     """Write final labels for the round in one transaction. With a connection, open disagreements go to the
     round's review project and reviewers' decisions made there so far become final labels."""
     report = AdjudicationReport(round_name)
-    with recorded_run(engine, "label-adjudicate", {"round": round_name, "prefer": prefer, "majority": majority,
-                                                   "review": conn is not None}) as log, \
-            session_scope(engine) as session:
+    with (
+        recorded_run(
+            engine,
+            "label-adjudicate",
+            {"round": round_name, "prefer": prefer, "majority": majority, "review": conn is not None},
+        ) as log,
+        session_scope(engine) as session,
+    ):
         rnd = get_round(session, round_name)
         book = round_codebook(session, rnd)
         codings = _codings(session, rnd.id or 0, book)
@@ -174,8 +189,10 @@ def adjudicate(engine: Engine, round_name: str, prefer: str | None = None, major
             raise LabelingError(f"round {round_name!r} has no valid codings to adjudicate")
         if prefer and prefer not in {c for item in codings.values() for c in item}:
             raise LabelingError(f"--prefer-coder {prefer!r} has no codings in round {round_name!r}")
-        existing = {(f.item_id, f.dimension_id): f for f in
-                    session.exec(select(FinalLabel).where(FinalLabel.round_id == rnd.id)).all()}
+        existing = {
+            (f.item_id, f.dimension_id): f
+            for f in session.exec(select(FinalLabel).where(FinalLabel.round_id == rnd.id)).all()
+        }
         review_project = None
         reviewed: dict[int, tuple[dict[str, int], str]] = {}
         if conn is not None:
@@ -203,9 +220,14 @@ def adjudicate(engine: Engine, round_name: str, prefer: str | None = None, major
                 waiting = sorted(assigned[item_id] - set(item_codes))
                 report.counts["items_waiting"] += 1
                 item = session.get(LabelItem, item_id)
-                report.open_items.append({"item": item.ref if item else item_id, "dimensions": [],
-                                          "coders": {c: dict(v) for c, v in item_codes.items()},
-                                          "waiting_for": waiting})
+                report.open_items.append(
+                    {
+                        "item": item.ref if item else item_id,
+                        "dimensions": [],
+                        "coders": {c: dict(v) for c, v in item_codes.items()},
+                        "waiting_for": waiting,
+                    }
+                )
                 continue
             elif item_id in kept:
                 decided, open_dims = kept[item_id], []
@@ -218,14 +240,22 @@ def adjudicate(engine: Engine, round_name: str, prefer: str | None = None, major
             if open_dims:
                 report.counts["items_open"] += 1
                 item = session.get(LabelItem, item_id)
-                report.open_items.append({"item": item.ref if item else item_id, "dimensions": open_dims,
-                                          "coders": {c: dict(v) for c, v in item_codes.items()}})
+                report.open_items.append(
+                    {
+                        "item": item.ref if item else item_id,
+                        "dimensions": open_dims,
+                        "coders": {c: dict(v) for c, v in item_codes.items()},
+                    }
+                )
                 to_review.append((item_id, open_dims))
         for key, (code_id, by) in wanted.items():
             row = existing.pop(key, None)
             if row is None:
-                session.add(FinalLabel(round_id=rnd.id or 0, item_id=key[0], dimension_id=key[1], code_id=code_id,
-                                       decided_by=by))
+                session.add(
+                    FinalLabel(
+                        round_id=rnd.id or 0, item_id=key[0], dimension_id=key[1], code_id=code_id, decided_by=by
+                    )
+                )
                 report.counts["final_new"] += 1
             elif (row.code_id, row.decided_by) != (code_id, by):
                 row.code_id, row.decided_by = code_id, by
@@ -236,8 +266,9 @@ def adjudicate(engine: Engine, round_name: str, prefer: str | None = None, major
             report.counts["final_withdrawn"] += 1
         if conn is not None and review_project is not None and to_review:
             with ls_errors(conn.url):
-                report.counts["sent_to_review"] = _send_to_review(conn, session, review_project, codings, to_review,
-                                                                  book.spec)
+                report.counts["sent_to_review"] = _send_to_review(
+                    conn, session, review_project, codings, to_review, book.spec
+                )
         for key, n in report.counts.items():
             log.add(key, n)
     return report
@@ -246,23 +277,39 @@ def adjudicate(engine: Engine, round_name: str, prefer: str | None = None, major
 def _ensure_review_project(conn: Connection, session: Session, rnd: Any, book: LoadedCodebook) -> LsProject:
     from labeling.sync import PushReport, _ensure_project
 
-    project, _ = _ensure_project(conn, session, rnd, None, "review", _review_config(book.spec),
-                                 instructions(book.spec), None, PushReport(rnd.name))
+    project, _ = _ensure_project(
+        conn,
+        session,
+        rnd,
+        None,
+        "review",
+        _review_config(book.spec),
+        instructions(book.spec),
+        None,
+        PushReport(rnd.name),
+    )
     return project
 
 
-def _send_to_review(conn: Connection, session: Session, project: LsProject,
-                    codings: dict[int, dict[str, dict[str, int]]], to_review: list[tuple[int, list[str]]],
-                    spec: CodebookSpec) -> int:
+def _send_to_review(
+    conn: Connection,
+    session: Session,
+    project: LsProject,
+    codings: dict[int, dict[str, dict[str, int]]],
+    to_review: list[tuple[int, list[str]]],
+    spec: CodebookSpec,
+) -> int:
     from labeling.sync import BATCH
 
     known = {t.item_id for t in session.exec(select(LsTask).where(LsTask.project_id == project.id))}
     todo = [(i, dims) for i, dims in to_review if i not in known]
     for b in range(0, len(todo), BATCH):
-        batch = todo[b:b + BATCH]
+        batch = todo[b : b + BATCH]
         resp = conn.client.projects.import_tasks(
-            id=project.ls_project_id, request=[_review_data(session, i, codings[i], spec, d) for i, d in batch],
-            return_task_ids=True)
+            id=project.ls_project_id,
+            request=[_review_data(session, i, codings[i], spec, d) for i, d in batch],
+            return_task_ids=True,
+        )
         for (item_id, _), task_id in zip(batch, list(resp.task_ids or []), strict=True):
             session.add(LsTask(project_id=project.id or 0, item_id=item_id, ls_task_id=int(task_id)))
     return len(todo)

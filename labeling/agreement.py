@@ -15,8 +15,14 @@ import pandas as pd
 FEW_ITEMS = 30
 DOMINANT_SHARE = 0.8
 RATE_GAP = 0.2
-LANDIS_KOCH = ((0.0, "poor"), (0.20, "slight"), (0.40, "fair"), (0.60, "moderate"), (0.80, "substantial"),
-               (1.0, "almost perfect"))
+LANDIS_KOCH = (
+    (0.0, "poor"),
+    (0.20, "slight"),
+    (0.40, "fair"),
+    (0.60, "moderate"),
+    (0.80, "substantial"),
+    (1.0, "almost perfect"),
+)
 
 
 def landis_koch(value: float | None) -> str:
@@ -147,8 +153,12 @@ class DimensionAgreement:
 
     def as_row(self) -> dict[str, Any]:
         row: dict[str, Any] = {
-            "round": self.round, "dimension": self.dimension, "coders": ",".join(self.coders), "items": self.items,
-            "items_complete": self.items_complete, "percent_agreement": self.percent_agreement,
+            "round": self.round,
+            "dimension": self.dimension,
+            "coders": ",".join(self.coders),
+            "items": self.items,
+            "items_complete": self.items_complete,
+            "percent_agreement": self.percent_agreement,
         }
         if len(self.pairs) == 1:
             row["cohen_kappa"] = self.pairs[0]["cohen_kappa"]
@@ -170,8 +180,7 @@ def _ci(values: list[float]) -> tuple[float, float]:
     return (float(lo), float(hi))
 
 
-def _warnings(matrix: np.ndarray, coders: list[str], labels: dict[float, str], result: DimensionAgreement
-              ) -> list[str]:
+def _warnings(matrix: np.ndarray, coders: list[str], labels: dict[float, str], result: DimensionAgreement) -> list[str]:
     out: list[str] = []
     if result.items < FEW_ITEMS:
         out.append(f"few items ({result.items} < {FEW_ITEMS}): the coefficients and intervals are unstable")
@@ -185,7 +194,8 @@ def _warnings(matrix: np.ndarray, coders: list[str], labels: dict[float, str], r
         elif share >= DOMINANT_SHARE:
             out.append(
                 f"one category dominates ({labels.get(cats[top], cats[top])}: {share:.0%} of codes): κ and α can be "
-                "low despite high agreement (prevalence paradox); read Gwet's AC1 and percent agreement alongside")
+                "low despite high agreement (prevalence paradox); read Gwet's AC1 and percent agreement alongside"
+            )
     kappa = result.pairs[0]["cohen_kappa"] if len(result.pairs) == 1 else result.fleiss_kappa
     if result.percent_agreement >= 0.8 and not math.isnan(kappa) and kappa < 0.4:
         out.append(f"high percent agreement ({result.percent_agreement:.0%}) but low κ ({kappa:.2f}): the κ paradox")
@@ -201,40 +211,63 @@ def _warnings(matrix: np.ndarray, coders: list[str], labels: dict[float, str], r
         if gap >= RATE_GAP:
             k = int(np.argmax(np.abs(pa - pb)))
             name = labels.get(cats[k], cats[k])
-            out.append(f"coders use categories at very different rates ({coders[i]}: {pa[k]:.0%} vs "
-                       f"{coders[j]}: {pb[k]:.0%} {name}): κ penalizes this bias, AC1 and α treat it differently")
+            out.append(
+                f"coders use categories at very different rates ({coders[i]}: {pa[k]:.0%} vs "
+                f"{coders[j]}: {pb[k]:.0%} {name}): κ penalizes this bias, AC1 and α treat it differently"
+            )
     return out
 
 
-def agreement_for(matrix: np.ndarray, coders: list[str], round_name: str, dimension: str,
-                  categories: Sequence[float] | None = None, labels: dict[float, str] | None = None,
-                  n_boot: int = 1000, seed: int = 0) -> DimensionAgreement:
+def agreement_for(
+    matrix: np.ndarray,
+    coders: list[str],
+    round_name: str,
+    dimension: str,
+    categories: Sequence[float] | None = None,
+    labels: dict[float, str] | None = None,
+    n_boot: int = 1000,
+    seed: int = 0,
+) -> DimensionAgreement:
     """All coefficients for one items × coders matrix, with bootstrap CIs over items (seeded)."""
     paired = (~np.isnan(matrix)).sum(axis=1) >= 2
     matrix = matrix[paired]
     complete = int((~np.isnan(matrix)).all(axis=1).sum())
     result = DimensionAgreement(
-        round=round_name, dimension=dimension, coders=coders, items=len(matrix), items_complete=complete,
-        percent_agreement=percent_agreement(matrix), fleiss_kappa=fleiss_kappa(matrix),
-        krippendorff_alpha=krippendorff_alpha(matrix), gwet_ac1=gwet_ac1(matrix, categories),
+        round=round_name,
+        dimension=dimension,
+        coders=coders,
+        items=len(matrix),
+        items_complete=complete,
+        percent_agreement=percent_agreement(matrix),
+        fleiss_kappa=fleiss_kappa(matrix),
+        krippendorff_alpha=krippendorff_alpha(matrix),
+        gwet_ac1=gwet_ac1(matrix, categories),
     )
     rng = np.random.default_rng(seed)
     boots = [rng.integers(0, len(matrix), len(matrix)) for _ in range(n_boot)] if len(matrix) else []
     stats = {
-        "percent_agreement": percent_agreement, "fleiss_kappa": fleiss_kappa,
-        "krippendorff_alpha": krippendorff_alpha, "gwet_ac1": lambda m: gwet_ac1(m, categories),
+        "percent_agreement": percent_agreement,
+        "fleiss_kappa": fleiss_kappa,
+        "krippendorff_alpha": krippendorff_alpha,
+        "gwet_ac1": lambda m: gwet_ac1(m, categories),
     }
     for name, fn in stats.items():
         result.ci[name] = _ci([fn(matrix[idx]) for idx in boots])
     for i, j in combinations(range(len(coders)), 2):
         a, b = matrix[:, i], matrix[:, j]
         both = ~np.isnan(a) & ~np.isnan(b)
-        result.pairs.append({
-            "round": round_name, "dimension": dimension, "coder_a": coders[i], "coder_b": coders[j],
-            "items": int(both.sum()), "percent_agreement": float((a[both] == b[both]).mean()) if both.any() else
-            float("nan"), "cohen_kappa": cohen_kappa(a, b),
-            "cohen_kappa_ci": _ci([cohen_kappa(a[idx], b[idx]) for idx in boots]),
-        })
+        result.pairs.append(
+            {
+                "round": round_name,
+                "dimension": dimension,
+                "coder_a": coders[i],
+                "coder_b": coders[j],
+                "items": int(both.sum()),
+                "percent_agreement": float((a[both] == b[both]).mean()) if both.any() else float("nan"),
+                "cohen_kappa": cohen_kappa(a, b),
+                "cohen_kappa_ci": _ci([cohen_kappa(a[idx], b[idx]) for idx in boots]),
+            }
+        )
         result.pairs[-1]["reading"] = landis_koch(result.pairs[-1]["cohen_kappa"])
     result.warnings = _warnings(matrix, coders, labels or {}, result)
     return result
@@ -254,21 +287,26 @@ def matrices(ratings: pd.DataFrame) -> dict[tuple[str, str], tuple[pd.DataFrame,
     return out
 
 
-def agreement_report(ratings: pd.DataFrame, categories: dict[tuple[str, str], list[int]] | None = None,
-                     n_boot: int = 1000, seed: int = 0) -> list[DimensionAgreement]:
+def agreement_report(
+    ratings: pd.DataFrame, categories: dict[tuple[str, str], list[int]] | None = None, n_boot: int = 1000, seed: int = 0
+) -> list[DimensionAgreement]:
     """Agreement for every (round, dimension) in a long ratings frame that has at least two coders."""
     results = []
     for (rnd, dim), (wide, labels) in matrices(ratings).items():
         if wide.shape[1] < 2:
             continue
         cats = [float(c) for c in (categories or {}).get((rnd, dim), [])]
-        results.append(agreement_for(wide.to_numpy(), [str(c) for c in wide.columns], rnd, dim, cats, labels,
-                                     n_boot=n_boot, seed=seed))
+        results.append(
+            agreement_for(
+                wide.to_numpy(), [str(c) for c in wide.columns], rnd, dim, cats, labels, n_boot=n_boot, seed=seed
+            )
+        )
     return results
 
 
-def confusion_matrix(ratings: pd.DataFrame, round_name: str, dimension: str, coder_a: str, coder_b: str
-                     ) -> pd.DataFrame:
+def confusion_matrix(
+    ratings: pd.DataFrame, round_name: str, dimension: str, coder_a: str, coder_b: str
+) -> pd.DataFrame:
     """Coder A's labels (rows) × coder B's labels (columns) over the items both coded."""
     sub = ratings[(ratings["round"] == round_name) & (ratings["dimension"] == dimension)]
     wide = sub.pivot_table(index="item_id", columns="coder", values="label", aggfunc="first")
@@ -285,10 +323,19 @@ def disagreements(ratings: pd.DataFrame) -> pd.DataFrame:
         for item_id, item in group.groupby("item_id"):
             if item["code"].nunique() > 1:
                 first = item.iloc[0]
-                row = {"round": rnd, "dimension": dim, "item_id": item_id, "item": first["item"],
-                       "title": first["title"]}
-                row.update({c: f"{code} {label}" for c, code, label in
-                            item[["coder", "code", "label"]].itertuples(index=False)})
+                row = {
+                    "round": rnd,
+                    "dimension": dim,
+                    "item_id": item_id,
+                    "item": first["item"],
+                    "title": first["title"],
+                }
+                row.update(
+                    {
+                        c: f"{code} {label}"
+                        for c, code, label in item[["coder", "code", "label"]].itertuples(index=False)
+                    }
+                )
                 rows.append(row)
     return pd.DataFrame(rows)
 

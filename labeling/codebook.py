@@ -117,8 +117,13 @@ class CodebookSpec:
                 required=bool(d.get("required")),
                 required_when={k: tuple(v) for k, v in (d.get("required_when") or {}).items()},
                 codes={
-                    c["code"]: CodeSpec(c["code"], c["label"], c.get("description"), tuple(c.get("aliases") or ()),
-                                        bool(c.get("unused")))
+                    c["code"]: CodeSpec(
+                        c["code"],
+                        c["label"],
+                        c.get("description"),
+                        tuple(c.get("aliases") or ()),
+                        bool(c.get("unused")),
+                    )
                     for c in d["codes"]
                 },
             )
@@ -213,7 +218,10 @@ def _parse_codes(raw: Any, where: str, warnings: list[str]) -> dict[int, CodeSpe
                 raise CodebookError(f"{at}: label or alias {name!r} is already used by code {seen[_norm(name)]}")
             seen[_norm(name)] = number
         codes[number] = CodeSpec(
-            number, label, _text(body.get("description"), f"{at}.description"), aliases,
+            number,
+            label,
+            _text(body.get("description"), f"{at}.description"),
+            aliases,
             _bool(body.get("unused"), f"{at}.unused"),
         )
     return codes
@@ -311,8 +319,10 @@ def read_codebook(path: str | Path) -> CodebookSpec:
     except OSError as exc:
         raise CodebookError(f"{path}: cannot read ({exc.strerror or exc})") from None
     except UnicodeDecodeError as exc:
-        raise CodebookError(f"{path}: not UTF-8 text (byte {exc.object[exc.start]:#04x} at offset {exc.start}): "
-                            "a codebook is a YAML text file") from None
+        raise CodebookError(
+            f"{path}: not UTF-8 text (byte {exc.object[exc.start]:#04x} at offset {exc.start}): "
+            "a codebook is a YAML text file"
+        ) from None
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:

@@ -50,8 +50,9 @@ def _store_round(session: Session, book: LoadedCodebook, sheet_round: SheetRound
         items_by_key[(c.repository, c.number)] = item.id or 0
         coder = ensure_coder(session, c.coder)
         values = {book.dimension_ids[k]: book.code_ids[(k, v)] for k, v in c.codes.items()}
-        coding, state = upsert_coding(session, rnd.id or 0, item.id or 0, coder.id or 0, values,
-                                      source_ref=c.where, note=c.note)
+        coding, state = upsert_coding(
+            session, rnd.id or 0, item.id or 0, coder.id or 0, values, source_ref=c.where, note=c.note
+        )
         counts[state] += 1
         kept.add(coding.id or 0)
         if sheet_round.kind == "final":
@@ -63,13 +64,23 @@ def _store_round(session: Session, book: LoadedCodebook, sheet_round: SheetRound
             counts["removed"] += 1
     finals_changed = 0
     if sheet_round.kind == "final":
-        existing = {(f.item_id, f.dimension_id): f for f in
-                    session.exec(select(FinalLabel).where(FinalLabel.round_id == rnd.id)).all()}
+        existing = {
+            (f.item_id, f.dimension_id): f
+            for f in session.exec(select(FinalLabel).where(FinalLabel.round_id == rnd.id)).all()
+        }
         for key, code_id in finals.items():
             row = existing.pop(key, None)
             if row is None:
-                session.add(FinalLabel(round_id=rnd.id or 0, item_id=key[0], dimension_id=key[1], code_id=code_id,
-                                       decided_by="sheet", detail={"file": file.name}))
+                session.add(
+                    FinalLabel(
+                        round_id=rnd.id or 0,
+                        item_id=key[0],
+                        dimension_id=key[1],
+                        code_id=code_id,
+                        decided_by="sheet",
+                        detail={"file": file.name},
+                    )
+                )
                 finals_changed += 1
             elif row.code_id != code_id:
                 row.code_id = code_id
@@ -80,14 +91,21 @@ def _store_round(session: Session, book: LoadedCodebook, sheet_round: SheetRound
             finals_changed += 1
     session.flush()
     return {
-        "round": rnd.name, "kind": sheet_round.kind, "sheets": sheet_round.sheets, "coders": sheet_round.coders,
-        "items": len(items_by_key), "codings": len(sheet_round.codings), "cross_checked": sheet_round.cross_checked,
-        "finals_changed": finals_changed, **counts,
+        "round": rnd.name,
+        "kind": sheet_round.kind,
+        "sheets": sheet_round.sheets,
+        "coders": sheet_round.coders,
+        "items": len(items_by_key),
+        "codings": len(sheet_round.codings),
+        "cross_checked": sheet_round.cross_checked,
+        "finals_changed": finals_changed,
+        **counts,
     }
 
 
-def _rounds_on_their_codebooks(session: Session, path: Path, book: LoadedCodebook, sheets: list[str] | None,
-                               round_name: str | None) -> list[tuple[SheetRound, LoadedCodebook]]:
+def _rounds_on_their_codebooks(
+    session: Session, path: Path, book: LoadedCodebook, sheets: list[str] | None, round_name: str | None
+) -> list[tuple[SheetRound, LoadedCodebook]]:
     """Each round of the workbook read with the codebook version it was started with (an existing round keeps
     its own, even after a newer version was loaded); new rounds take `book`."""
     read: dict[int, list[SheetRound] | SheetError] = {}
@@ -101,8 +119,11 @@ def _rounds_on_their_codebooks(session: Session, path: Path, book: LoadedCodeboo
         return read[version.version_id]
 
     # which rounds the workbook holds: read with `book`, or with a version an earlier import of it used
-    earlier = [round_codebook(session, r) for r in session.exec(
-        select(LabelRound).where(LabelRound.source == "sheet")).all() if r.params.get("file") == path.name]
+    earlier = [
+        round_codebook(session, r)
+        for r in session.exec(select(LabelRound).where(LabelRound.source == "sheet")).all()
+        if r.params.get("file") == path.name
+    ]
     first = found = rounds_with(book)
     for version in earlier:
         if not isinstance(found, SheetError):
@@ -120,30 +141,42 @@ def _rounds_on_their_codebooks(session: Session, path: Path, book: LoadedCodeboo
         if isinstance(mine, SheetError) and existing is None:
             raise mine
         if isinstance(mine, SheetError):
-            raise SheetError(f"{mine} (round {name!r} keeps codebook {own.name!r} v{own.version}; import into a "
-                             "new round with --round to use another version)")
+            raise SheetError(
+                f"{mine} (round {name!r} keeps codebook {own.name!r} v{own.version}; import into a "
+                "new round with --round to use another version)"
+            )
         match = next((r for r in mine if r.name == name), None)
         if match is None:
-            raise SheetError(f"{path.name}: round {name!r} cannot be read with its codebook {own.name!r} "
-                             f"v{own.version}; import into a new round with --round")
+            raise SheetError(
+                f"{path.name}: round {name!r} cannot be read with its codebook {own.name!r} "
+                f"v{own.version}; import into a new round with --round"
+            )
         out.append((match, own))
     return out
 
 
-def import_workbook(engine: Engine, path: str | Path, codebook: str | None = None, sheets: list[str] | None = None,
-                    round_name: str | None = None) -> ImportResult:
+def import_workbook(
+    engine: Engine,
+    path: str | Path,
+    codebook: str | None = None,
+    sheets: list[str] | None = None,
+    round_name: str | None = None,
+) -> ImportResult:
     """Read the whole workbook first, then write every round in one transaction (all or nothing)."""
     path = Path(path)
     with Session(engine) as session:
         book = codebook_version(session, codebook)
         rounds = _rounds_on_their_codebooks(session, path, book, sheets, round_name)
     result = ImportResult()
-    params = {"file": str(path), "codebook": book.name, "sheets": sheets,
-              "codebook_versions": {r.name: b.version for r, b in rounds}}
+    params = {
+        "file": str(path),
+        "codebook": book.name,
+        "sheets": sheets,
+        "codebook_versions": {r.name: b.version for r, b in rounds},
+    }
     with recorded_run(engine, "label-import-sheet", params) as log, session_scope(engine) as session:
         for sheet_round, round_book in rounds:
-            summary = _store_round(session, codebook_for_version_id(session, round_book.version_id), sheet_round,
-                                   path)
+            summary = _store_round(session, codebook_for_version_id(session, round_book.version_id), sheet_round, path)
             result.rounds.append(summary)
             for key in ("codings", "new", "changed", "unchanged", "removed"):
                 log.add(key, int(summary[key]))  # type: ignore[call-overload]

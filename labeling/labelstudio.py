@@ -35,12 +35,13 @@ def _dimension_xml(dim: DimensionSpec, spec: CodebookSpec) -> str:
         # LS conditions on one tag: the first condition drives visibility (question and choices); pull checks all
         other, codes = next(iter(dim.required_when.items()))
         values = ",".join(choice_value(c, spec.dimension(other).codes[c].label) for c in codes)
-        visible = (f' visibleWhen="choice-selected" whenTagName={quoteattr(other)} '
-                   f"whenChoiceValue={quoteattr(values)}")
+        visible = f' visibleWhen="choice-selected" whenTagName={quoteattr(other)} whenChoiceValue={quoteattr(values)}'
     question = dim.question or dim.key.replace("_", " ")
-    lines = [f'  <View style="margin-top: 1em"{visible}>',
-             f"    <Header value={quoteattr(f'{dim.key}: {question}')} size=\"5\"/>",
-             f"    <Choices {' '.join(attrs)}{visible}>"]
+    lines = [
+        f'  <View style="margin-top: 1em"{visible}>',
+        f'    <Header value={quoteattr(f"{dim.key}: {question}")} size="5"/>',
+        f"    <Choices {' '.join(attrs)}{visible}>",
+    ]
     for code in sorted(dim.codes.values(), key=lambda c: c.code):
         hint = code.description or code.label
         if code.unused:
@@ -79,9 +80,14 @@ def instructions(spec: CodebookSpec) -> str:
     for dim in spec.dimensions:
         cond = ""
         if dim.required_when:
-            cond = " (only when " + "; ".join(
-                f"{k} is " + " or ".join(spec.dimension(k).codes[c].label for c in v)
-                for k, v in dim.required_when.items()) + ")"
+            cond = (
+                " (only when "
+                + "; ".join(
+                    f"{k} is " + " or ".join(spec.dimension(k).codes[c].label for c in v)
+                    for k, v in dim.required_when.items()
+                )
+                + ")"
+            )
         out.append(f"<h4>{html.escape(dim.key)}: {html.escape(dim.question or '')}{html.escape(cond)}</h4><ul>")
         for c in sorted(dim.codes.values(), key=lambda c: c.code):
             out.append(f"<li><b>{c.code} {html.escape(c.label)}</b>: {html.escape(c.description or '')}</li>")
@@ -198,8 +204,10 @@ def describe_error(exc: BaseException, url: str) -> str:
 
     if isinstance(exc, ApiError):
         if exc.status_code in (401, 403):
-            return (f"Label Studio at {url} rejected the API key (HTTP {exc.status_code}): check "
-                    "INTEROP_LABEL_STUDIO_API_KEY (legacy tokens need LABEL_STUDIO_ENABLE_LEGACY_API_TOKEN=true)")
+            return (
+                f"Label Studio at {url} rejected the API key (HTTP {exc.status_code}): check "
+                "INTEROP_LABEL_STUDIO_API_KEY (legacy tokens need LABEL_STUDIO_ENABLE_LEGACY_API_TOKEN=true)"
+            )
         body = exc.body if isinstance(exc.body, str | dict | list) else ""
         detail = re.sub(r"\s+", " ", str(body))[:300]
         return f"Label Studio at {url} answered HTTP {exc.status_code}: {detail}"
@@ -235,8 +243,9 @@ def connect(url: str | None = None, api_key: str | None = None) -> Connection:
         secret = settings.label_studio_api_key
         api_key = secret.get_secret_value() if secret else None
     if not api_key:
-        raise LabelingError("no Label Studio API key: set INTEROP_LABEL_STUDIO_API_KEY (or label_studio_api_key in "
-                            "interop.toml)")
+        raise LabelingError(
+            "no Label Studio API key: set INTEROP_LABEL_STUDIO_API_KEY (or label_studio_api_key in interop.toml)"
+        )
     box: list[int] = [0]
     dates: list[datetime] = []
     hooks = {"request": [_counter(box)], "response": [_date_recorder(dates)]}

@@ -147,8 +147,19 @@ def _read_single(ws: Any, rows: list[tuple[Any, ...]], spec: CodebookSpec, coder
         _check_conditions(codes, {d.key for d in dims}, spec, where)
         desc_col = cols.get("description")
         note = row[desc_col] if desc_col is not None and desc_col < len(row) else None
-        out.append(SheetCoding(issue[0], issue[1], issue[2], issue[3], coder, codes, where, row[cols.get("id", 0)],
-                               str(note).strip() if note is not None and str(note).strip() else None))
+        out.append(
+            SheetCoding(
+                issue[0],
+                issue[1],
+                issue[2],
+                issue[3],
+                coder,
+                codes,
+                where,
+                row[cols.get("id", 0)],
+                str(note).strip() if note is not None and str(note).strip() else None,
+            )
+        )
     return out
 
 
@@ -161,8 +172,11 @@ def _read_raters(ws: Any, rows: list[tuple[Any, ...]], spec: CodebookSpec, file:
     out: list[SheetCoding] = []
     for n, (start, rater) in enumerate(raters):
         end = raters[n + 1][0] if n + 1 < len(raters) else len(header)
-        block = {i: by_column[str(header[i]).strip().casefold()] for i in range(start, end)
-                 if header[i] and str(header[i]).strip().casefold() in by_column}
+        block = {
+            i: by_column[str(header[i]).strip().casefold()]
+            for i in range(start, end)
+            if header[i] and str(header[i]).strip().casefold() in by_column
+        }
         if not block:
             raise SheetError(f"{file}!{ws.title} row 2: no codebook column under rater {rater!r}")
         for r, row in enumerate(rows[2:], start=3):
@@ -176,8 +190,11 @@ def _read_raters(ws: Any, rows: list[tuple[Any, ...]], spec: CodebookSpec, file:
                 if code is not None:
                     codes[dim.key] = code
             _check_conditions(codes, {d.key for d in block.values()}, spec, f"{where} ({rater})")
-            out.append(SheetCoding(issue[0], issue[1], issue[2], issue[3], rater, codes, f"{where} ({rater})",
-                                   row[cols.get("id", 0)]))
+            out.append(
+                SheetCoding(
+                    issue[0], issue[1], issue[2], issue[3], rater, codes, f"{where} ({rater})", row[cols.get("id", 0)]
+                )
+            )
     return out
 
 
@@ -192,8 +209,9 @@ def _sheet_kind(rows: list[tuple[Any, ...]], spec: CodebookSpec) -> str | None:
         second = _header_map(rows[1])
         if "url" in second and columns & set(second) and any(v for v in rows[0]):
             return "raters"
-    if any(re.match(r"^r\d+ ", k) for k in first) or (len(rows) > 1 and any(
-            re.match(r"^r\d+ ", k) for k in _header_map(rows[1]))):
+    if any(re.match(r"^r\d+ ", k) for k in first) or (
+        len(rows) > 1 and any(re.match(r"^r\d+ ", k) for k in _header_map(rows[1]))
+    ):
         return "interrater"
     return None
 
@@ -208,8 +226,9 @@ def _common_suffix(names: list[str]) -> str:
     return " ".join(common)
 
 
-def read_workbook(path: str | Path, spec: CodebookSpec, sheets: list[str] | None = None,
-                  round_name: str | None = None) -> list[SheetRound]:
+def read_workbook(
+    path: str | Path, spec: CodebookSpec, sheets: list[str] | None = None, round_name: str | None = None
+) -> list[SheetRound]:
     """All rounds a workbook holds; the summary tables right of the data are ignored (only named columns count)."""
     import openpyxl
 

@@ -53,8 +53,9 @@ def _loaded(session: Session, version: CodebookVersion, name: str, created: bool
     key_by_dim = {d.id: d.key for d in dims}
     codes = session.exec(select(CodebookCode).where(CodebookCode.dimension_id.in_(list(key_by_dim)))).all()
     code_ids = {(key_by_dim[c.dimension_id], c.code): c.id or 0 for c in codes}
-    return LoadedCodebook(version.id or 0, version.version, name, CodebookSpec.from_json(version.spec), dim_ids,
-                          code_ids, created)
+    return LoadedCodebook(
+        version.id or 0, version.version, name, CodebookSpec.from_json(version.spec), dim_ids, code_ids, created
+    )
 
 
 def store_codebook(session: Session, spec: CodebookSpec, source: str | None = None) -> LoadedCodebook:
@@ -72,22 +73,39 @@ def store_codebook(session: Session, spec: CodebookSpec, source: str | None = No
         return _loaded(session, same, spec.name, created=False)
     last = session.exec(select(func.max(CodebookVersion.version)).where(CodebookVersion.codebook_id == book.id)).one()
     version = CodebookVersion(
-        codebook_id=book.id or 0, version=(last or 0) + 1, declared_version=spec.declared_version,
-        content_hash=digest, source=source, spec=spec.to_json(),
+        codebook_id=book.id or 0,
+        version=(last or 0) + 1,
+        declared_version=spec.declared_version,
+        content_hash=digest,
+        source=source,
+        spec=spec.to_json(),
     )
     session.add(version)
     session.flush()
     for pos, dim in enumerate(spec.dimensions):
         row = CodebookDimension(
-            version_id=version.id or 0, key=dim.key, position=pos, question=dim.question, column=dim.column,
-            label_column=dim.label_column, required=dim.required,
+            version_id=version.id or 0,
+            key=dim.key,
+            position=pos,
+            question=dim.question,
+            column=dim.column,
+            label_column=dim.label_column,
+            required=dim.required,
             required_when={k: list(v) for k, v in dim.required_when.items()} or None,
         )
         session.add(row)
         session.flush()
         for code in dim.codes.values():
-            session.add(CodebookCode(dimension_id=row.id or 0, code=code.code, label=code.label,
-                                     description=code.description, aliases=list(code.aliases), unused=code.unused))
+            session.add(
+                CodebookCode(
+                    dimension_id=row.id or 0,
+                    code=code.code,
+                    label=code.label,
+                    description=code.description,
+                    aliases=list(code.aliases),
+                    unused=code.unused,
+                )
+            )
     session.flush()
     return _loaded(session, version, spec.name, created=True)
 
@@ -108,8 +126,9 @@ def codebook_version(session: Session, name: str | None = None, version: int | N
             raise LabelingError(f"no codebook named {name!r} is loaded")
         book = found[0]
     query = select(CodebookVersion).where(CodebookVersion.codebook_id == book.id)
-    query = query.where(CodebookVersion.version == version) if version else query.order_by(
-        CodebookVersion.version.desc())
+    query = (
+        query.where(CodebookVersion.version == version) if version else query.order_by(CodebookVersion.version.desc())
+    )
     row = session.exec(query).first()
     if row is None:
         raise LabelingError(f"codebook {book.name!r} has no version {version}")
@@ -146,8 +165,9 @@ def parse_issue_url(url: str) -> tuple[str, int] | None:
     return (match.group(1), int(match.group(2))) if match else None
 
 
-def ensure_issue(session: Session, full_name: str, number: int, title: str | None = None,
-                 url: str | None = None) -> Issue:
+def ensure_issue(
+    session: Session, full_name: str, number: int, title: str | None = None, url: str | None = None
+) -> Issue:
     """The issue row for repository+number; created un-hydrated (known only by URL) when new."""
     repo = session.exec(select(Repository).where(Repository.full_name == full_name)).first()
     if repo is None:
@@ -199,13 +219,20 @@ def get_round(session: Session, name: str) -> LabelRound:
     return row
 
 
-def ensure_round(session: Session, name: str, book: LoadedCodebook, source: str,
-                 sample_id: int | None = None, params: dict[str, Any] | None = None) -> LabelRound:
+def ensure_round(
+    session: Session,
+    name: str,
+    book: LoadedCodebook,
+    source: str,
+    sample_id: int | None = None,
+    params: dict[str, Any] | None = None,
+) -> LabelRound:
     """The round `name`; a round keeps the codebook version it was started with."""
     row = session.exec(select(LabelRound).where(LabelRound.name == name)).first()
     if row is None:
-        row = LabelRound(name=name, codebook_version_id=book.version_id, source=source, sample_id=sample_id,
-                         params=params or {})
+        row = LabelRound(
+            name=name, codebook_version_id=book.version_id, source=source, sample_id=sample_id, params=params or {}
+        )
         session.add(row)
         session.flush()
         return row
@@ -239,17 +266,22 @@ def upsert_coding(
     ).first()
     problems = problems or []
     if coding is None:
-        coding = Coding(round_id=round_id, item_id=item_id, coder_id=coder_id, valid=valid, problems=problems,
-                        **fields)
+        coding = Coding(round_id=round_id, item_id=item_id, coder_id=coder_id, valid=valid, problems=problems, **fields)
         session.add(coding)
         session.flush()
         for dim_id, code_id in values.items():
             session.add(CodingValue(coding_id=coding.id or 0, dimension_id=dim_id, code_id=code_id))
         return coding, "new"
-    old = {v.dimension_id: v.code_id for v in
-           session.exec(select(CodingValue).where(CodingValue.coding_id == coding.id)).all()}
-    changed = old != values or coding.valid != valid or list(coding.problems) != problems or any(
-        getattr(coding, k) != v for k, v in fields.items())
+    old = {
+        v.dimension_id: v.code_id
+        for v in session.exec(select(CodingValue).where(CodingValue.coding_id == coding.id)).all()
+    }
+    changed = (
+        old != values
+        or coding.valid != valid
+        or list(coding.problems) != problems
+        or any(getattr(coding, k) != v for k, v in fields.items())
+    )
     if not changed:
         return coding, "unchanged"
     for v in session.exec(select(CodingValue).where(CodingValue.coding_id == coding.id)).all():
@@ -275,14 +307,15 @@ class CodingEntry:
     fields: dict[str, Any]
 
 
-def bulk_upsert_codings(session: Session, round_id: int, coder_id: int, entries: list[CodingEntry]
-                        ) -> dict[int, str]:
+def bulk_upsert_codings(session: Session, round_id: int, coder_id: int, entries: list[CodingEntry]) -> dict[int, str]:
     """`upsert_coding` for many items of one coder with three queries instead of one per item (pulls of
     thousands of annotations); returns item → new / changed / unchanged."""
     from sqlalchemy import delete
 
-    current = {c.item_id: c for c in session.exec(
-        select(Coding).where(Coding.round_id == round_id, Coding.coder_id == coder_id)).all()}
+    current = {
+        c.item_id: c
+        for c in session.exec(select(Coding).where(Coding.round_id == round_id, Coding.coder_id == coder_id)).all()
+    }
     old: dict[int, dict[int, int]] = {}
     for coding_id, dim_id, code_id in session.exec(
         select(CodingValue.coding_id, CodingValue.dimension_id, CodingValue.code_id)
@@ -296,15 +329,20 @@ def bulk_upsert_codings(session: Session, round_id: int, coder_id: int, entries:
     for e in entries:
         coding = current.get(e.item_id)
         if coding is None:
-            coding = Coding(round_id=round_id, item_id=e.item_id, coder_id=coder_id, valid=e.valid,
-                            problems=e.problems, **e.fields)
+            coding = Coding(
+                round_id=round_id, item_id=e.item_id, coder_id=coder_id, valid=e.valid, problems=e.problems, **e.fields
+            )
             session.add(coding)
             current[e.item_id] = coding
             pending.append((coding, e.values))
             states[e.item_id] = "new"
             continue
-        same = (old.get(coding.id or 0, {}) == e.values and coding.valid == e.valid
-                and list(coding.problems) == e.problems and all(getattr(coding, k) == v for k, v in e.fields.items()))
+        same = (
+            old.get(coding.id or 0, {}) == e.values
+            and coding.valid == e.valid
+            and list(coding.problems) == e.problems
+            and all(getattr(coding, k) == v for k, v in e.fields.items())
+        )
         if same:
             states[e.item_id] = "unchanged"
             continue
@@ -318,7 +356,12 @@ def bulk_upsert_codings(session: Session, round_id: int, coder_id: int, entries:
     if replaced:
         session.execute(delete(CodingValue).where(CodingValue.coding_id.in_(replaced)))
     session.flush()
-    session.add_all([CodingValue(coding_id=c.id or 0, dimension_id=d, code_id=v)
-                     for c, values in pending for d, v in values.items()])
+    session.add_all(
+        [
+            CodingValue(coding_id=c.id or 0, dimension_id=d, code_id=v)
+            for c, values in pending
+            for d, v in values.items()
+        ]
+    )
     session.flush()
     return states

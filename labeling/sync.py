@@ -121,8 +121,9 @@ def task_data(issue: Issue, full_name: str, item: LabelItem) -> dict[str, Any]:
     }
 
 
-def assign(items: list[int], coders: list[str], overlap: float, per_item: int, seed: int,
-           existing: dict[int, set[str]]) -> dict[int, set[str]]:
+def assign(
+    items: list[int], coders: list[str], overlap: float, per_item: int, seed: int, existing: dict[int, set[str]]
+) -> dict[int, set[str]]:
     """Which coders code which item: `overlap` of all items go to `per_item` coders, the rest to one, balanced by
     load; items assigned earlier keep their coders (re-push never reshuffles)."""
     load = {c: 0 for c in coders}
@@ -166,20 +167,44 @@ def _project_title(rnd: LabelRound, coder: str | None) -> str:
     return f"{rnd.name} · {coder or 'review'} [{rnd.params.get('uid', rnd.id)}]"
 
 
-def _ensure_project(conn: Connection, session: Session, rnd: LabelRound, coder: Coder | None, purpose: str,
-                    config: str, instruction: str, existing_projects: list[Any] | None, report: PushReport
-                    ) -> tuple[LsProject, list[Any] | None]:
+def _ensure_project(
+    conn: Connection,
+    session: Session,
+    rnd: LabelRound,
+    coder: Coder | None,
+    purpose: str,
+    config: str,
+    instruction: str,
+    existing_projects: list[Any] | None,
+    report: PushReport,
+) -> tuple[LsProject, list[Any] | None]:
     """Create the project, or adopt one with our title (a push that failed after creating it), or update its
     config when the generated one changed."""
     digest = config_hash(config, instruction)
-    row = session.exec(select(LsProject).where(LsProject.round_id == rnd.id, LsProject.purpose == purpose,
-                                               LsProject.coder_id == (coder.id if coder else None))).first()
+    row = session.exec(
+        select(LsProject).where(
+            LsProject.round_id == rnd.id,
+            LsProject.purpose == purpose,
+            LsProject.coder_id == (coder.id if coder else None),
+        )
+    ).first()
     title = _project_title(rnd, coder.name if coder else None)
-    description = (f"Interop Lab round {rnd.name!r}" + (f", coder {coder.name}: code only your own project "
-                   "(blind coding)" if coder else ": adjudicate the coders' disagreements"))
-    settings = dict(label_config=config, expert_instruction=instruction, show_instruction=True,
-                    description=description, maximum_annotations=1, show_skip_button=True,
-                    enable_empty_annotation=False, show_annotation_history=False, show_collab_predictions=False)
+    description = f"Interop Lab round {rnd.name!r}" + (
+        f", coder {coder.name}: code only your own project (blind coding)"
+        if coder
+        else ": adjudicate the coders' disagreements"
+    )
+    settings = dict(
+        label_config=config,
+        expert_instruction=instruction,
+        show_instruction=True,
+        description=description,
+        maximum_annotations=1,
+        show_skip_button=True,
+        enable_empty_annotation=False,
+        show_annotation_history=False,
+        show_collab_predictions=False,
+    )
     if row is None:
         if existing_projects is None:
             existing_projects = list(conn.client.projects.list(page_size=1000))
@@ -191,8 +216,13 @@ def _ensure_project(conn: Connection, session: Session, rnd: LabelRound, coder: 
             project = match
             conn.client.projects.update(id=project.id, **settings)
             report.updated_configs += 1
-        row = LsProject(round_id=rnd.id or 0, coder_id=coder.id if coder else None, purpose=purpose,
-                        ls_project_id=int(project.id), config_hash=digest)
+        row = LsProject(
+            round_id=rnd.id or 0,
+            coder_id=coder.id if coder else None,
+            purpose=purpose,
+            ls_project_id=int(project.id),
+            config_hash=digest,
+        )
         session.add(row)
         session.flush()
         if match is None:
@@ -205,8 +235,9 @@ def _ensure_project(conn: Connection, session: Session, rnd: LabelRound, coder: 
     return row, existing_projects
 
 
-def _adopt_tasks(conn: Connection, session: Session, project: LsProject, item_by_ref: dict[str, int],
-                 known: dict[int, int]) -> int:
+def _adopt_tasks(
+    conn: Connection, session: Session, project: LsProject, item_by_ref: dict[str, int], known: dict[int, int]
+) -> int:
     """Record tasks that exist in LS but not in the database (an earlier push failed after importing)."""
     info = conn.client.projects.get(id=project.ls_project_id)
     if int(getattr(info, "task_number", 0) or 0) <= len(known):
@@ -224,8 +255,17 @@ def _adopt_tasks(conn: Connection, session: Session, project: LsProject, item_by
     return adopted
 
 
-def push(engine: Engine, conn: Connection, sample: str, round_name: str, coders_spec: str, overlap: float = 1.0,
-         per_item: int | None = None, seed: int | None = None, codebook: str | None = None) -> PushReport:
+def push(
+    engine: Engine,
+    conn: Connection,
+    sample: str,
+    round_name: str,
+    coders_spec: str,
+    overlap: float = 1.0,
+    per_item: int | None = None,
+    seed: int | None = None,
+    codebook: str | None = None,
+) -> PushReport:
     """Create/update one project per coder and import each coder's tasks in batches of ≤ 1,000, recording
     project and task ids. The round is declared first (own transaction), everything else is one transaction;
     a re-push only adds what is missing."""
@@ -249,24 +289,36 @@ def push(engine: Engine, conn: Connection, sample: str, round_name: str, coders_
             book = codebook_for_round(session, round_name, codebook)
             seed = seed if seed is not None else (sample_row.seed or 0)
             round_params = {"coders": names, "overlap": overlap, "per_item": per_item, "seed": seed}
-            rnd = ensure_round(session, round_name, book, "labelstudio", sample_row.id,
-                               {**round_params, "uid": uuid.uuid4().hex[:8]})
+            rnd = ensure_round(
+                session, round_name, book, "labelstudio", sample_row.id, {**round_params, "uid": uuid.uuid4().hex[:8]}
+            )
             if {k: rnd.params.get(k) for k in round_params} != round_params:
                 raise LabelingError(
                     f"round {round_name!r} was pushed with coders {','.join(rnd.params.get('coders', []))}, "
                     f"overlap {rnd.params.get('overlap')}, per-item {rnd.params.get('per_item')}, seed "
-                    f"{rnd.params.get('seed')}: push with the same settings or start a new round")
+                    f"{rnd.params.get('seed')}: push with the same settings or start a new round"
+                )
         # 2. everything else in one transaction
         with session_scope(engine) as session, ls_errors(conn.url):
-            _push_round(conn, session, get_round(session, round_name), sample, coders_in, per_item, overlap, seed,
-                        report, log)
+            _push_round(
+                conn, session, get_round(session, round_name), sample, coders_in, per_item, overlap, seed, report, log
+            )
     report.requests = conn.request_count - start
     return report
 
 
-def _push_round(conn: Connection, session: Session, rnd: LabelRound, sample: str,
-                coders_in: list[tuple[str, str | None]], per_item: int, overlap: float, seed: int,
-                report: PushReport, log: Any) -> None:
+def _push_round(
+    conn: Connection,
+    session: Session,
+    rnd: LabelRound,
+    sample: str,
+    coders_in: list[tuple[str, str | None]],
+    per_item: int,
+    overlap: float,
+    seed: int,
+    report: PushReport,
+    log: Any,
+) -> None:
     names = [n for n, _ in coders_in]
     book = round_codebook(session, rnd)
     _, issues = _sample_issues(session, sample)
@@ -285,8 +337,9 @@ def _push_round(conn: Connection, session: Session, rnd: LabelRound, sample: str
     projects: dict[str, LsProject] = {}
     listing: list[Any] | None = None
     for name in names:
-        projects[name], listing = _ensure_project(conn, session, rnd, coder_rows[name], "coding", config,
-                                                  instruction, listing, report)
+        projects[name], listing = _ensure_project(
+            conn, session, rnd, coder_rows[name], "coding", config, instruction, listing, report
+        )
         report.projects[name] = projects[name].ls_project_id
     known: dict[str, dict[int, int]] = {}
     for name, project in projects.items():
@@ -301,17 +354,22 @@ def _push_round(conn: Connection, session: Session, rnd: LabelRound, sample: str
     plan = assign([it.id or 0 for it, _, _ in items], names, overlap, per_item, seed, dict(existing))
     report.overlap_items = sum(1 for who in plan.values() if len(who) > 1)
     for name, project in projects.items():
-        todo = [(it, issue, fn) for it, issue, fn in items if name in plan[it.id or 0]
-                and (it.id or 0) not in known[name]]
+        todo = [
+            (it, issue, fn) for it, issue, fn in items if name in plan[it.id or 0] and (it.id or 0) not in known[name]
+        ]
         for b in range(0, len(todo), BATCH):
-            batch = todo[b:b + BATCH]
+            batch = todo[b : b + BATCH]
             resp = conn.client.projects.import_tasks(
-                id=project.ls_project_id, request=[task_data(issue, fn, it) for it, issue, fn in batch],
-                return_task_ids=True)
+                id=project.ls_project_id,
+                request=[task_data(issue, fn, it) for it, issue, fn in batch],
+                return_task_ids=True,
+            )
             ids = list(resp.task_ids or [])
             if len(ids) != len(batch):
-                raise LabelingError(f"Label Studio created {len(ids)} tasks for {len(batch)} items in project "
-                                    f"{project.ls_project_id}; run the push again to reconcile")
+                raise LabelingError(
+                    f"Label Studio created {len(ids)} tasks for {len(batch)} items in project "
+                    f"{project.ls_project_id}; run the push again to reconcile"
+                )
             for (it, _, _), task_id in zip(batch, ids, strict=True):
                 session.add(LsTask(project_id=project.id or 0, item_id=it.id or 0, ls_task_id=int(task_id)))
                 known[name][it.id or 0] = int(task_id)
@@ -344,8 +402,16 @@ def _tasks_since(conn: Connection, project_id: int, since: datetime | None) -> l
     query = None
     if since is not None:
         stamp = since.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-        query = json.dumps({"filters": {"conjunction": "and", "items": [
-            {"filter": "filter:tasks:updated_at", "operator": "greater", "type": "Datetime", "value": stamp}]}})
+        query = json.dumps(
+            {
+                "filters": {
+                    "conjunction": "and",
+                    "items": [
+                        {"filter": "filter:tasks:updated_at", "operator": "greater", "type": "Datetime", "value": stamp}
+                    ],
+                }
+            }
+        )
     return list(conn.client.tasks.list(project=project_id, fields="all", page_size=PAGE, query=query))
 
 
@@ -354,17 +420,24 @@ def pull(engine: Engine, conn: Connection, round_name: str | None = None, full: 
     codebook, and upsert codings; invalid ones are kept as invalid with their problems. One transaction."""
     report = PullReport()
     start = conn.request_count
-    with recorded_run(engine, "label-pull", {"round": round_name, "full": full}) as log, \
-            session_scope(engine) as session, ls_errors(conn.url):
-        rounds = [get_round(session, round_name)] if round_name else list(
-            session.exec(select(LabelRound).where(LabelRound.source == "labelstudio")).all())
+    with (
+        recorded_run(engine, "label-pull", {"round": round_name, "full": full}) as log,
+        session_scope(engine) as session,
+        ls_errors(conn.url),
+    ):
+        rounds = (
+            [get_round(session, round_name)]
+            if round_name
+            else list(session.exec(select(LabelRound).where(LabelRound.source == "labelstudio")).all())
+        )
         if not rounds:
             raise LabelingError("no Label Studio round yet: push one with `interop label push`")
         for rnd in rounds:
             report.rounds.append(rnd.name)
             book = round_codebook(session, rnd)
-            projects = session.exec(select(LsProject).where(LsProject.round_id == rnd.id,
-                                                            LsProject.purpose == "coding")).all()
+            projects = session.exec(
+                select(LsProject).where(LsProject.round_id == rnd.id, LsProject.purpose == "coding")
+            ).all()
             for project in projects:
                 _pull_project(conn, session, rnd, book, project, full, report)
         for key, n in report.counts.items():
@@ -373,19 +446,29 @@ def pull(engine: Engine, conn: Connection, round_name: str | None = None, full: 
     return report
 
 
-def _pull_project(conn: Connection, session: Session, rnd: LabelRound, book: LoadedCodebook, project: LsProject,
-                  full: bool, report: PullReport) -> None:
+def _pull_project(
+    conn: Connection,
+    session: Session,
+    rnd: LabelRound,
+    book: LoadedCodebook,
+    project: LsProject,
+    full: bool,
+    report: PullReport,
+) -> None:
     coder = session.get(Coder, project.coder_id)
     if coder is None:
         return
-    task_items = {t.ls_task_id: t.item_id for t in
-                  session.exec(select(LsTask).where(LsTask.project_id == project.id)).all()}
+    task_items = {
+        t.ls_task_id: t.item_id for t in session.exec(select(LsTask).where(LsTask.project_id == project.id)).all()
+    }
     seen_dates = len(conn.server_dates)
     tasks = _tasks_since(conn, project.ls_project_id, None if full else project.last_pulled_at)
     first_date = conn.server_dates[seen_dates] if len(conn.server_dates) > seen_dates else None
     watermark = None
-    current = {c.item_id: c for c in session.exec(
-        select(Coding).where(Coding.round_id == rnd.id, Coding.coder_id == coder.id)).all()}
+    current = {
+        c.item_id: c
+        for c in session.exec(select(Coding).where(Coding.round_id == rnd.id, Coding.coder_id == coder.id)).all()
+    }
     entries: list[CodingEntry] = []
     for task in tasks:
         report.counts["tasks_read"] += 1
@@ -412,22 +495,43 @@ def _pull_project(conn: Connection, session: Session, rnd: LabelRound, book: Loa
         problems = list(checked.problems)
         author = user_id(ann.get("completed_by"))
         if coder.ls_user_id is not None and author not in (coder.ls_user_id, None):
-            problems.insert(0, f"completed by Label Studio user {author}, not {coder.name} "
-                               f"(user {coder.ls_user_id}) whose project this is")
+            problems.insert(
+                0,
+                f"completed by Label Studio user {author}, not {coder.name} "
+                f"(user {coder.ls_user_id}) whose project this is",
+            )
         valid = not problems
-        values = ({book.dimension_ids[k]: book.code_ids[(k, v)] for k, v in checked.codes.items()} if valid else {})
-        entries.append(CodingEntry(item_id, values, valid, problems, dict(
-            note=checked.note, ls_task_id=int(task.id), ls_annotation_id=int(ann["id"]),
-            result=ann.get("result") or [], created_at=_when(ann.get("created_at")),
-            updated_at=_when(ann.get("updated_at")),
-            source_ref=f"labelstudio project {project.ls_project_id} task {task.id} annotation {ann['id']}",
-        )))
+        values = {book.dimension_ids[k]: book.code_ids[(k, v)] for k, v in checked.codes.items()} if valid else {}
+        entries.append(
+            CodingEntry(
+                item_id,
+                values,
+                valid,
+                problems,
+                dict(
+                    note=checked.note,
+                    ls_task_id=int(task.id),
+                    ls_annotation_id=int(ann["id"]),
+                    result=ann.get("result") or [],
+                    created_at=_when(ann.get("created_at")),
+                    updated_at=_when(ann.get("updated_at")),
+                    source_ref=f"labelstudio project {project.ls_project_id} task {task.id} annotation {ann['id']}",
+                ),
+            )
+        )
         if not valid:
             report.counts["invalid"] += 1
             item = session.get(LabelItem, item_id)
-            report.invalid.append({"round": rnd.name, "coder": coder.name, "item": item.ref if item else item_id,
-                                   "ls_task_id": int(task.id), "ls_annotation_id": int(ann["id"]),
-                                   "problems": problems})
+            report.invalid.append(
+                {
+                    "round": rnd.name,
+                    "coder": coder.name,
+                    "item": item.ref if item else item_id,
+                    "ls_task_id": int(task.id),
+                    "ls_annotation_id": int(ann["id"]),
+                    "problems": problems,
+                }
+            )
     session.flush()
     for state in bulk_upsert_codings(session, rnd.id or 0, coder.id or 0, entries).values():
         report.counts[state] += 1

@@ -64,8 +64,9 @@ def load_entries(config: dict[str, Any]) -> list[ScheduleEntry]:
         args = shlex.split(command)
         if args and args[0] == "interop":
             args = args[1:]
-        entry = ScheduleEntry(str(item.get("name") or " ".join(args)), cron, tuple(args),
-                              str(item.get("timezone", "UTC")))
+        entry = ScheduleEntry(
+            str(item.get("name") or " ".join(args)), cron, tuple(args), str(item.get("timezone", "UTC"))
+        )
         try:
             entry.trigger()
         except (ValueError, LookupError) as exc:
@@ -127,17 +128,27 @@ def run_job(
 
 
 def build_scheduler(
-    engine: Engine, entries: list[ScheduleEntry], owner: str, *, blocking: bool = True,
-    say: Callable[[str], None] = print, runner: Callable[[tuple[str, ...]], int] = run_command,
+    engine: Engine,
+    entries: list[ScheduleEntry],
+    owner: str,
+    *,
+    blocking: bool = True,
+    say: Callable[[str], None] = print,
+    runner: Callable[[tuple[str, ...]], int] = run_command,
 ) -> Any:
     """An APScheduler scheduler with one cron job per entry: one instance at a time, missed runs coalesced."""
     from apscheduler.schedulers.background import BackgroundScheduler
     from apscheduler.schedulers.blocking import BlockingScheduler
 
     cls = BlockingScheduler if blocking else BackgroundScheduler
-    scheduler = cls(timezone="UTC", job_defaults={"coalesce": True, "max_instances": 1,
-                                                  "misfire_grace_time": 3600})
+    scheduler = cls(timezone="UTC", job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": 3600})
     for entry in entries:
-        scheduler.add_job(run_job, entry.trigger(), args=(engine, entry, owner),
-                          kwargs={"say": say, "runner": runner}, id=entry.name, name=entry.name)
+        scheduler.add_job(
+            run_job,
+            entry.trigger(),
+            args=(engine, entry, owner),
+            kwargs={"say": say, "runner": runner},
+            id=entry.name,
+            name=entry.name,
+        )
     return scheduler

@@ -71,10 +71,16 @@ def _survey_table(engine: Engine, survey: str, qids: tuple[str, ...]) -> pd.Data
         q = questions.loc[qid]
         counts = survey_q.question_counts(engine, survey, qid)
         if q["kind"] == "text":
-            counts = pd.DataFrame([{
-                "choice": "(free-text answers)", "count": int(q["n_answered"]), "n_answered": int(q["n_answered"]),
-                "n_respondents": int(counts["n_respondents"].iloc[0]) if len(counts) else 0,
-            }])  # fmt: skip
+            counts = pd.DataFrame(
+                [
+                    {
+                        "choice": "(free-text answers)",
+                        "count": int(q["n_answered"]),
+                        "n_answered": int(q["n_answered"]),
+                        "n_respondents": int(counts["n_respondents"].iloc[0]) if len(counts) else 0,
+                    }
+                ]
+            )
             counts["pct_of_answered"] = 100.0
             respondents = counts["n_respondents"].where(counts["n_respondents"] > 0)
             counts["pct_of_respondents"] = counts["count"] * 100.0 / respondents
@@ -157,12 +163,15 @@ def _agreement(engine: Engine) -> pd.DataFrame:
     ratings = labeling_q.ratings(engine)
     ratings = ratings[ratings["round"].isin([ROUND_PILOT, ROUND_DRIFT])]
     if ratings.empty:
-        raise ReportError(f"no ratings in rounds {ROUND_PILOT!r}/{ROUND_DRIFT!r}: run `interop label import-sheet "
-                          "PilotStudy.xlsx` and `… FailureAnalysis.xlsx`")  # fmt: skip
+        raise ReportError(
+            f"no ratings in rounds {ROUND_PILOT!r}/{ROUND_DRIFT!r}: run `interop label import-sheet "
+            "PilotStudy.xlsx` and `… FailureAnalysis.xlsx`"
+        )
     rows = [r.as_row() for r in agreement_report(ratings, round_categories(engine))]
     frame = pd.DataFrame(rows)
-    out = pd.DataFrame({"round": frame["round"], "dimension": frame["dimension"], "coders": frame["coders"],
-                        "items": frame["items"]})  # fmt: skip
+    out = pd.DataFrame(
+        {"round": frame["round"], "dimension": frame["dimension"], "coders": frame["coders"], "items": frame["items"]}
+    )
     for name in ("percent_agreement", "cohen_kappa", "fleiss_kappa", "krippendorff_alpha", "gwet_ac1"):
         if name not in frame:
             continue
@@ -172,8 +181,9 @@ def _agreement(engine: Engine) -> pd.DataFrame:
     out["reading"] = frame["reading"]
     out["warnings"] = frame["warnings"].map(lambda w: "; ".join(w))
     order = {ROUND_PILOT: 0, ROUND_DRIFT: 1}
-    return out.sort_values(["round", "dimension"], key=lambda s: s.map(order) if s.name == "round" else s,
-                           ignore_index=True)  # fmt: skip
+    return out.sort_values(
+        ["round", "dimension"], key=lambda s: s.map(order) if s.name == "round" else s, ignore_index=True
+    )
 
 
 def _synthetic(engine: Engine) -> tuple[pd.DataFrame, dict[str, Any]]:
@@ -183,8 +193,9 @@ def _synthetic(engine: Engine) -> tuple[pd.DataFrame, dict[str, Any]]:
     if counts.empty:
         raise ReportError(f"campaign {CAMPAIGN!r} has no runs: run `interop experiment import-results DIR`")
     outcomes = [o for o in xq.OUTCOMES if o in set(counts["status"])]
-    table = counts.pivot_table(index=["converter", "node_count"], columns="status", values="runs", aggfunc="sum",
-                               fill_value=0).reindex(columns=outcomes, fill_value=0)  # fmt: skip
+    table = counts.pivot_table(
+        index=["converter", "node_count"], columns="status", values="runs", aggfunc="sum", fill_value=0
+    ).reindex(columns=outcomes, fill_value=0)
     table.insert(0, "models", table.sum(axis=1))
     failed = [o for o in outcomes if o not in ("passed", "mismatch")]
     table["failure %"] = (100.0 * table[failed].sum(axis=1) / table["models"]).round(1)
@@ -208,8 +219,10 @@ def judged_at(tolerances: pd.DataFrame, study: dict[str, Any] | None) -> str:
     text = " at " + "; ".join(used)
     pairs = {(float(r.atol), float(r.rtol)) for r in tolerances.itertuples()}
     if isinstance(study, dict) and pairs != {(float(study["atol"]), float(study["rtol"]))}:
-        text += (f" (re-judged with `interop experiment rescore`; the study's own: atol={float(study['atol']):g}, "
-                 f"rtol={float(study['rtol']):g})")
+        text += (
+            f" (re-judged with `interop experiment rescore`; the study's own: atol={float(study['atol']):g}, "
+            f"rtol={float(study['rtol']):g})"
+        )
     return text
 
 
@@ -232,12 +245,22 @@ def build_report(engine: Engine, survey: str = SURVEY) -> PaperReport:
         "of the respondents who answered that question (`pct_of_answered`, the study's denominator) and of all "
         "included respondents (`pct_of_respondents`). Multi-select questions add up to more than 100%."
     )
-    report.tables.append(Table("survey_demographics", "Survey: respondents' background",
-                               "counts per choice; denominators n_answered / n_respondents",
-                               _survey_table(engine, survey, DEMOGRAPHICS)))  # fmt: skip
-    report.tables.append(Table("survey_interoperability", "Survey: interoperability (Q60–Q66)",
-                               "counts per choice; free-text questions: how many wrote an answer",
-                               _survey_table(engine, survey, INTEROPERABILITY)))  # fmt: skip
+    report.tables.append(
+        Table(
+            "survey_demographics",
+            "Survey: respondents' background",
+            "counts per choice; denominators n_answered / n_respondents",
+            _survey_table(engine, survey, DEMOGRAPHICS),
+        )
+    )
+    report.tables.append(
+        Table(
+            "survey_interoperability",
+            "Survey: interoperability (Q60–Q66)",
+            "counts per choice; free-text questions: how many wrote an answer",
+            _survey_table(engine, survey, INTEROPERABILITY),
+        )
+    )
 
     finals = _finals(engine)
     report.facts["coded_issues"] = finals.groupby("converter")["item_id"].nunique().to_dict()
@@ -249,14 +272,32 @@ def build_report(engine: Engine, survey: str = SURVEY) -> PaperReport:
     for dimension, (title, parent) in DIMENSIONS.items():
         if not (finals["dimension"] == dimension).any():
             continue
-        report.tables.append(Table(f"failures_{dimension}", title, "issues per code and converter",
-                                   _per_converter(finals, dimension, parent)))  # fmt: skip
-    report.tables.append(Table("failures_symptom_x_cause", "Symptom × cause (both converters)",
-                               "issues; margins are totals", _crosstab(finals, None)))  # fmt: skip
+        report.tables.append(
+            Table(
+                f"failures_{dimension}",
+                title,
+                "issues per code and converter",
+                _per_converter(finals, dimension, parent),
+            )
+        )
+    report.tables.append(
+        Table(
+            "failures_symptom_x_cause",
+            "Symptom × cause (both converters)",
+            "issues; margins are totals",
+            _crosstab(finals, None),
+        )
+    )
     for conv in CONVERTERS.values():
         slug = conv.split(" ")[0].replace(".", "_")
-        report.tables.append(Table(f"failures_symptom_x_cause_{slug}", f"Symptom × cause: {conv}",
-                                   "issues; margins are totals", _crosstab(finals, conv)))  # fmt: skip
+        report.tables.append(
+            Table(
+                f"failures_symptom_x_cause_{slug}",
+                f"Symptom × cause: {conv}",
+                "issues; margins are totals",
+                _crosstab(finals, conv),
+            )
+        )
 
     report.choices.append(
         f"Agreement: rounds `{ROUND_PILOT}` (PilotStudy.xlsx, two raters, 30 + 30 issues) and `{ROUND_DRIFT}` "
@@ -264,8 +305,14 @@ def build_report(engine: Engine, survey: str = SURVEY) -> PaperReport:
         "seeded bootstrap over items (1,000 resamples); Gwet's AC1 over the codebook's full scale; readings by "
         "Landis & Koch."
     )
-    report.tables.append(Table("pilot_agreement", "Inter-rater agreement per dimension",
-                               "two raters; coefficient [95% CI]", _agreement(engine)))  # fmt: skip
+    report.tables.append(
+        Table(
+            "pilot_agreement",
+            "Inter-rater agreement per dimension",
+            "two raters; coefficient [95% CI]",
+            _agreement(engine),
+        )
+    )
 
     synthetic, facts = _synthetic(engine)
     spec = facts["campaign"].get("spec")
@@ -279,9 +326,15 @@ def build_report(engine: Engine, survey: str = SURVEY) -> PaperReport:
         + " (a NaN `mad` counts as a mismatch)"
         + "; `result` 1 (an error) is `failed` with the stage classified from its message. `failure %` is of all "
         "models and counts failed, crash, timeout and oom; `mismatch %` is of the models that converted and ran."
-    )  # fmt: skip
-    report.tables.append(Table("synthetic_outcomes", "Synthetic models (NNSmith): outcome by converter × node count",
-                               "models per outcome", synthetic))  # fmt: skip
+    )
+    report.tables.append(
+        Table(
+            "synthetic_outcomes",
+            "Synthetic models (NNSmith): outcome by converter × node count",
+            "models per outcome",
+            synthetic,
+        )
+    )
     return report
 
 
@@ -307,8 +360,10 @@ def write_report(report: PaperReport, out_dir: Path, imported: list[str] | None 
     """OUT/paper-report.md and one CSV per table; returns the files written."""
     out_dir.mkdir(parents=True, exist_ok=True)
     written = []
-    parts = ["# Interoperability in Deep Learning: the study's tables, reproduced\n",
-             "Generated by `interop report paper` from the configured database.\n"]  # fmt: skip
+    parts = [
+        "# Interoperability in Deep Learning: the study's tables, reproduced\n",
+        "Generated by `interop report paper` from the configured database.\n",
+    ]
     if imported:
         parts.append("## Imported\n\n" + "\n".join(f"- {line}" for line in imported) + "\n")
     parts.append("## Choices these numbers depend on\n\n" + "\n".join(f"- {c}" for c in report.choices) + "\n")

@@ -39,21 +39,24 @@ def server(  # type: ignore[no-untyped-def]
 ) -> Iterator[tuple[StreamlitServer, dict]]:
     seed_github(engine)
     artifact = shared_dir / "data/paper-artifact"
-    for args in (("survey", "import", str(artifact / "survey/interopSurvey.xlsx"), "--survey", "interop"),
-                 ("label", "codebook", "load", str(shared_dir / "codebook/onnx-converter-failures.yaml")),
-                 ("label", "import-sheet", str(artifact / "failure-analysis/PilotStudy.xlsx")),
-                 ("label", "import-sheet", str(artifact / "failure-analysis/FailureAnalysis.xlsx")),
-                 ("experiment", "import-results", str(artifact / "synthetic-models" / "exporter_test_results"))
-                 ):  # fmt: skip
+    for args in (
+        ("survey", "import", str(artifact / "survey/interopSurvey.xlsx"), "--survey", "interop"),
+        ("label", "codebook", "load", str(shared_dir / "codebook/onnx-converter-failures.yaml")),
+        ("label", "import-sheet", str(artifact / "failure-analysis/PilotStudy.xlsx")),
+        ("label", "import-sheet", str(artifact / "failure-analysis/FailureAnalysis.xlsx")),
+        ("experiment", "import-results", str(artifact / "synthetic-models" / "exporter_test_results")),
+    ):
         imported = cli(*args)
         assert imported.exit_code == 0, imported.output
     seeded_campaign = seed_experiments(engine)
     from db.queries.overview import area_counts
 
     counts = area_counts(engine)
-    expected = {"areas": counts.groupby("area")["rows"].sum().astype(int).to_dict(),
-                "issues": int(counts.set_index("table").loc["issue", "rows"]),  # with the sheets' URL-only issues
-                "first_run": seeded_campaign.first_run_id}  # fmt: skip
+    expected = {
+        "areas": counts.groupby("area")["rows"].sum().astype(int).to_dict(),
+        "issues": int(counts.set_index("table").loc["issue", "rows"]),  # with the sheets' URL-only issues
+        "first_run": seeded_campaign.first_run_id,
+    }
     app = StreamlitServer(ROOT / "streamlit_app.py", {"INTEROP_DATABASE_URL": db_url}, tmp_path / "streamlit.log")
     try:
         app.wait()
@@ -64,26 +67,46 @@ def server(  # type: ignore[no-untyped-def]
         app.stop()
 
 
-def test_every_page_renders_in_chromium(
-    browser: Chromium, server: tuple[StreamlitServer, dict], backend: str
-) -> None:
+def test_every_page_renders_in_chromium(browser: Chromium, server: tuple[StreamlitServer, dict], backend: str) -> None:
     app, expected = server
     ARTIFACTS.mkdir(exist_ok=True)
     sql = urllib.parse.quote("SELECT state, count(*) AS n FROM issue GROUP BY state ORDER BY state")
     visits = [
-        ("overview", "", "Overview", ["Freshness", "GitHub issues", f"{expected['areas']['GitHub issues']:,}",
-                                      "Labeling", f"{expected['areas']['Labeling']:,}"]),
+        (
+            "overview",
+            "",
+            "Overview",
+            [
+                "Freshness",
+                "GitHub issues",
+                f"{expected['areas']['GitHub issues']:,}",
+                "Labeling",
+                f"{expected['areas']['Labeling']:,}",
+            ],
+        ),
         ("survey", "survey?q=Q60,Q61,Q78", "Survey", ["Respondents", "92", "n = 89 (89 answered of 92", "Q78"]),
         ("issues", "issues", "Issues", ["Matching issues", str(expected["issues"]), "Issues opened and closed"]),
-        ("issues-detail", "issues?state=open&issue=pytorch/pytorch%231003", "Issues",
-         ["pytorch export fails #3", "Timeline"]),
+        (
+            "issues-detail",
+            "issues?state=open&issue=pytorch/pytorch%231003",
+            "Issues",
+            ["pytorch export fails #3", "Timeline"],
+        ),
         ("labeling", "labeling", "Labeling", ["Agreement in round", "pilotstudy", "Disagreements", "Taxonomy"]),
-        ("experiments", "experiments?campaign=study-exporter-results", "Experiments",
-         ["Outcomes by converter", "3,544 runs", "Where runs fail", "Differences and tolerance"]),
-        ("experiments-run", f"experiments?campaign=seeded&ops=1&run={expected['first_run']}", "Experiments",
-         ["Per operator", "How to reproduce", "interop experiment run"]),
+        (
+            "experiments",
+            "experiments?campaign=study-exporter-results",
+            "Experiments",
+            ["Outcomes by converter", "3,544 runs", "Where runs fail", "Differences and tolerance"],
+        ),
+        (
+            "experiments-run",
+            f"experiments?campaign=seeded&ops=1&run={expected['first_run']}",
+            "Experiments",
+            ["Per operator", "How to reproduce", "interop experiment run"],
+        ),
         ("sql", f"sql?sql={sql}", "SQL", ["3 rows", "Download Parquet"]),  # closed, open, and NULL (URL-only)
-    ]  # fmt: skip
+    ]
     problems = []
     for name, path, title, expected in visits:
         browser.navigate(f"{app.url}/{path}")
@@ -115,13 +138,24 @@ def test_interop_app_prints_the_url_serves_and_stops(db_url: str, tmp_path: Path
     log = tmp_path / "app.log"
     env = {**os.environ, "INTEROP_DATABASE_URL": db_url}
     with log.open("wb") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "cli.main", "app", "--port", str(port)], cwd=ROOT, env=env,
-                                stdout=out, stderr=subprocess.STDOUT)  # fmt: skip
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "cli.main", "app", "--port", str(port)],
+            cwd=ROOT,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
         try:
             wait_http(f"http://localhost:{port}/_stcore/health", 60)
             assert f"http://localhost:{port}" in log.read_text()
-            busy = subprocess.run([sys.executable, "-m", "cli.main", "app", "--port", str(port)], cwd=ROOT, env=env,
-                                  capture_output=True, text=True, timeout=60)  # fmt: skip
+            busy = subprocess.run(
+                [sys.executable, "-m", "cli.main", "app", "--port", str(port)],
+                cwd=ROOT,
+                env=env,
+                capture_output=True,
+                text=True,
+                timeout=60,
+            )
             assert busy.returncode == 2 and f"port {port} is already in use" in busy.stderr
         finally:
             proc.send_signal(signal.SIGTERM)

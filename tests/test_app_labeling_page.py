@@ -23,9 +23,11 @@ def labeled(cli, shared_dir: Path) -> Iterator[None]:  # type: ignore[no-untyped
     """The codebook and the study's pilot and final coding sheets, imported through the CLI."""
     st.cache_data.clear()
     sheets = shared_dir / "data/paper-artifact/failure-analysis"
-    for args in (("label", "codebook", "load", str(shared_dir / "codebook/onnx-converter-failures.yaml")),
-                 ("label", "import-sheet", str(sheets / "PilotStudy.xlsx")),
-                 ("label", "import-sheet", str(sheets / "FailureAnalysis.xlsx"))):  # fmt: skip
+    for args in (
+        ("label", "codebook", "load", str(shared_dir / "codebook/onnx-converter-failures.yaml")),
+        ("label", "import-sheet", str(sheets / "PilotStudy.xlsx")),
+        ("label", "import-sheet", str(sheets / "FailureAnalysis.xlsx")),
+    ):
         result = cli(*args)
         assert result.exit_code == 0, result.output
     yield

@@ -115,8 +115,11 @@ def test_database_without_schema_says_upgrade(empty_db_url: str, monkeypatch: py
 
 
 def test_unreachable_database_is_one_clear_error(monkeypatch: pytest.MonkeyPatch, backend: str, tmp_path: Path) -> None:
-    url = (f"sqlite:///{tmp_path}/no-such-dir/x.db" if backend == "sqlite"
-           else "postgresql://interop:secret-pw@127.0.0.1:1/nowhere")  # fmt: skip
+    url = (
+        f"sqlite:///{tmp_path}/no-such-dir/x.db"
+        if backend == "sqlite"
+        else "postgresql://interop:secret-pw@127.0.0.1:1/nowhere"
+    )
     if backend == "sqlite":
         (tmp_path / "no-such-dir").mkdir()
         (tmp_path / "no-such-dir" / "x.db").write_bytes(b"this is not a database" * 100)

@@ -83,8 +83,12 @@ with recorded_run(make_engine(sys.argv[1]), "held") as log:
 
 def _hold_a_run(db_url: str) -> tuple[subprocess.Popen[str], int]:
     """A separate process that opens a recorded run and waits; returns it and the run's id."""
-    proc = subprocess.Popen([sys.executable, "-c", _HOLD_A_RUN, db_url], stdout=subprocess.PIPE, text=True,
-                            cwd=Path(__file__).resolve().parents[1])  # fmt: skip
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _HOLD_A_RUN, db_url],
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=Path(__file__).resolve().parents[1],
+    )
     line = proc.stdout.readline() if proc.stdout else ""
     assert line.strip().isdigit(), f"the helper process did not start a run (exit {proc.poll()})"
     return proc, int(line)

@@ -67,13 +67,21 @@ def test_operator_rates_match_a_plain_group_by_per_operator_and_converter(engine
         ops = pd.read_sql("SELECT model_id, operator FROM model_operator", conn)
         runs = pd.read_sql("SELECT model_id, converter, status FROM conversion_run", conn)
     joined = ops.merge(runs, on="model_id")
-    expected = joined.groupby(["operator", "converter"]).agg(
-        runs=("status", "size"), failures=("status", lambda s: int((~s.isin(["passed", "mismatch"])).sum())),
-        mismatches=("status", lambda s: int((s == "mismatch").sum())),
-    ).reset_index()  # fmt: skip
+    expected = (
+        joined.groupby(["operator", "converter"])
+        .agg(
+            runs=("status", "size"),
+            failures=("status", lambda s: int((~s.isin(["passed", "mismatch"])).sum())),
+            mismatches=("status", lambda s: int((s == "mismatch").sum())),
+        )
+        .reset_index()
+    )
     got = xq.operator_rates(engine, campaign=seeded.name)
     key = ["operator", "converter"]
-    pd.testing.assert_frame_equal(got[expected.columns].sort_values(key, ignore_index=True),
-                                  expected.sort_values(key, ignore_index=True), check_dtype=False)  # fmt: skip
+    pd.testing.assert_frame_equal(
+        got[expected.columns].sort_values(key, ignore_index=True),
+        expected.sort_values(key, ignore_index=True),
+        check_dtype=False,
+    )
     assert len(got) == len(expected) and set(got["converter"]) == {"torch.onnx", "tf2onnx"}
     assert xq.operator_rates(engine, campaign="no-such-campaign").empty

@@ -31,8 +31,17 @@ FAULTS = "tests.support.fault_sources"
 
 
 def _spec(**overrides: Any):  # type: ignore[no-untyped-def]
-    base = {"name": "t", "sources": ["nnsmith-torch"], "converters": ["torch.onnx-torchscript"], "node_counts": [5],
-            "seeds": [0], "inputs_per_model": 2, "workers": 2, "timeout_s": 60, "memory_mb": 3000}
+    base = {
+        "name": "t",
+        "sources": ["nnsmith-torch"],
+        "converters": ["torch.onnx-torchscript"],
+        "node_counts": [5],
+        "seeds": [0],
+        "inputs_per_model": 2,
+        "workers": 2,
+        "timeout_s": 60,
+        "memory_mb": 3000,
+    }
     return load_spec(overrides={**base, **overrides})
 
 
@@ -46,12 +55,13 @@ def _keys(runs: list[ConversionRun]) -> list[tuple[Any, ...]]:
 
 
 @pytest.mark.slow
-def test_small_campaign_stores_models_runs_and_raw_outputs_then_resumes_as_a_no_op(
-    engine, tmp_path: Path
-) -> None:  # type: ignore[no-untyped-def]
-    spec = _spec(sources=["nnsmith-torch", "nnsmith-tensorflow"], seeds=[0, 1],
-                 converters=["torch.onnx-torchscript", "torch.onnx-dynamo", "tf2onnx"],
-                 source_options={"nnsmith-tensorflow": {"seeds": [0]}})
+def test_small_campaign_stores_models_runs_and_raw_outputs_then_resumes_as_a_no_op(engine, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    spec = _spec(
+        sources=["nnsmith-torch", "nnsmith-tensorflow"],
+        seeds=[0, 1],
+        converters=["torch.onnx-torchscript", "torch.onnx-dynamo", "tf2onnx"],
+        source_options={"nnsmith-tensorflow": {"seeds": [0]}},
+    )
     result = run_campaign(engine, spec, tmp_path)
     assert result.planned_runs == 2 * 2 + 1 and result.skipped_runs == 0
     runs = _runs(engine)
@@ -83,8 +93,10 @@ def test_small_campaign_stores_models_runs_and_raw_outputs_then_resumes_as_a_no_
     with Session(engine) as s:
         for run in s.exec(select(ConversionRun).where(ConversionRun.status.in_(["passed", "mismatch"]))).scalars():
             rows = list(s.exec(select(RunOutput).where(RunOutput.run_id == run.id)).scalars())
-            exact = all(o.shape_match and o.dtype_match and o.nonfinite_mismatch == 0 and (o.max_abs_diff or 0) == 0
-                        for o in rows)
+            exact = all(
+                o.shape_match and o.dtype_match and o.nonfinite_mismatch == 0 and (o.max_abs_diff or 0) == 0
+                for o in rows
+            )
             assert run.status == ("passed" if exact else "mismatch") and run.atol == 0.0
     assert counts["judged"] == counts["passed"] + counts["mismatch"] > 0
 
@@ -111,13 +123,21 @@ def test_campaigns_with_overlapping_plans_each_store_their_own_runs_and_resume_o
 
 @pytest.mark.slow
 def test_segfault_hang_and_memory_blowup_are_recorded_and_the_campaign_finishes(engine, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    spec = _spec(sources=["fault-abort", "fault-hang", "fault-oom", "nnsmith-torch"], plugins=[FAULTS],
-                 timeout_s=6, memory_mb=1500, source_options={"fault-abort": {"at": ["generate", "export"]}})
+    spec = _spec(
+        sources=["fault-abort", "fault-hang", "fault-oom", "nnsmith-torch"],
+        plugins=[FAULTS],
+        timeout_s=6,
+        memory_mb=1500,
+        source_options={"fault-abort": {"at": ["generate", "export"]}},
+    )
     result = run_campaign(engine, spec, tmp_path)
     assert result.replaced_workers == 4
     with Session(engine) as s:
-        rows = s.exec(select(ModelUnderTest.name, ConversionRun.status, ConversionRun.stage, ConversionRun.message)
-                      .join(ModelUnderTest, ModelUnderTest.id == ConversionRun.model_id)).all()
+        rows = s.exec(
+            select(ModelUnderTest.name, ConversionRun.status, ConversionRun.stage, ConversionRun.message).join(
+                ModelUnderTest, ModelUnderTest.id == ConversionRun.model_id
+            )
+        ).all()
     by_model = {name: (status, stage, msg) for name, status, stage, msg in rows}
     assert by_model["fault-abort-at-generate"][:2] == ("crash", "generate")
     assert "SIGABRT" in by_model["fault-abort-at-generate"][2]
@@ -131,12 +151,30 @@ def test_segfault_hang_and_memory_blowup_are_recorded_and_the_campaign_finishes(
 def test_kill_minus_9_of_the_driver_then_rerun_completes_without_duplicates(
     engine, db_url: str, tmp_path: Path
 ) -> None:  # type: ignore[no-untyped-def]
-    args = ["--name", "resume", "--sources", "nnsmith-torch",
-            "--converters", "torch.onnx-torchscript,torch.onnx-dynamo",
-            "--node-counts", "5", "--seeds", "0,1,2,3,4,5", "--inputs", "1", "--workers", "1"]
+    args = [
+        "--name",
+        "resume",
+        "--sources",
+        "nnsmith-torch",
+        "--converters",
+        "torch.onnx-torchscript,torch.onnx-dynamo",
+        "--node-counts",
+        "5",
+        "--seeds",
+        "0,1,2,3,4,5",
+        "--inputs",
+        "1",
+        "--workers",
+        "1",
+    ]
     env = {**os.environ, "INTEROP_DATABASE_URL": db_url, "INTEROP_DATA_DIR": str(tmp_path)}
-    driver = subprocess.Popen([sys.executable, "-m", "cli.main", "experiment", "run", *args], cwd=ROOT, env=env,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    driver = subprocess.Popen(
+        [sys.executable, "-m", "cli.main", "experiment", "run", *args],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     deadline = time.monotonic() + 120
     stored = 0
     while time.monotonic() < deadline and driver.poll() is None:
@@ -155,8 +193,14 @@ def test_kill_minus_9_of_the_driver_then_rerun_completes_without_duplicates(
     with Session(engine) as s:
         partial = s.exec(select(func.count()).select_from(ConversionRun)).scalar_one()
     assert 2 <= partial < 12
-    done = subprocess.run([sys.executable, "-m", "cli.main", "experiment", "run", *args], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=300)
+    done = subprocess.run(
+        [sys.executable, "-m", "cli.main", "experiment", "run", *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     assert f"{partial} already done" in " ".join(done.stdout.split())
     runs = _runs(engine)
@@ -176,11 +220,21 @@ def test_dask_local_cluster_gives_the_same_rows_as_the_local_pool(engine, tmp_pa
 
     def rows(eng) -> set[tuple[Any, ...]]:  # type: ignore[no-untyped-def]
         with Session(eng) as s:
-            out = s.exec(select(ModelUnderTest.model_key, ModelUnderTest.content_hash, ConversionRun.converter,
-                                ConversionRun.exporter, ConversionRun.opset, ConversionRun.status,
-                                RunOutput.input_index, RunOutput.output_index, RunOutput.max_abs_diff)
-                         .join(ConversionRun, ConversionRun.model_id == ModelUnderTest.id)
-                         .join(RunOutput, RunOutput.run_id == ConversionRun.id, isouter=True)).all()
+            out = s.exec(
+                select(
+                    ModelUnderTest.model_key,
+                    ModelUnderTest.content_hash,
+                    ConversionRun.converter,
+                    ConversionRun.exporter,
+                    ConversionRun.opset,
+                    ConversionRun.status,
+                    RunOutput.input_index,
+                    RunOutput.output_index,
+                    RunOutput.max_abs_diff,
+                )
+                .join(ConversionRun, ConversionRun.model_id == ModelUnderTest.id)
+                .join(RunOutput, RunOutput.run_id == ConversionRun.id, isouter=True)
+            ).all()
         return {tuple(r) for r in out}
 
     assert rows(local) == rows(engine) and len(rows(engine)) >= 4
@@ -214,11 +268,23 @@ def test_study_results_import_counts_per_converter_and_outcome(cli, engine, shar
     result = cli("experiment", "import-results", str(directory))
     assert result.exit_code == 0, result.output
     with Session(engine) as s:
-        got = Counter({(c, st): n for c, st, n in s.exec(
-            select(ConversionRun.converter, ConversionRun.status, func.count())
-            .group_by(ConversionRun.converter, ConversionRun.status)).all()})
-        stages = dict(s.exec(select(ConversionRun.stage, func.count()).where(ConversionRun.status == "failed")
-                             .group_by(ConversionRun.stage)).all())
+        got = Counter(
+            {
+                (c, st): n
+                for c, st, n in s.exec(
+                    select(ConversionRun.converter, ConversionRun.status, func.count()).group_by(
+                        ConversionRun.converter, ConversionRun.status
+                    )
+                ).all()
+            }
+        )
+        stages = dict(
+            s.exec(
+                select(ConversionRun.stage, func.count())
+                .where(ConversionRun.status == "failed")
+                .group_by(ConversionRun.stage)
+            ).all()
+        )
     assert got == _expected_study_counts(directory)
     assert stages["ort_session"] > stages["ort_run"] > 0 and stages["load"] > 0
     finished = _finished_at(engine)
@@ -235,7 +301,8 @@ def test_study_results_import_counts_per_converter_and_outcome(cli, engine, shar
 def test_a_bad_results_file_is_one_error_line_and_nothing_is_written(cli, engine, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     (tmp_path / "torch").mkdir()
     (tmp_path / "torch" / "torch_symbolic-cinit_opset_16_5.json").write_text(
-        json.dumps([{"model": "m1", "result": 0, "mismatch": False}, {"model": "m2"}]))
+        json.dumps([{"model": "m1", "result": 0, "mismatch": False}, {"model": "m2"}])
+    )
     result = cli("experiment", "import-results", str(tmp_path))
     assert result.exit_code == 2 and "record 1: field 'result' is missing" in result.output
     with Session(engine) as s:
@@ -258,16 +325,22 @@ def test_run_without_a_spec_is_a_user_error(cli) -> None:  # type: ignore[no-unt
     assert cli("experiment", "status").exit_code == 0
 
 
-@pytest.mark.parametrize(("args", "fragment"), [
-    (["--sources", "no-such-source"], "unknown source 'no-such-source'"),
-    (["--converters", "no-such-converter"], "unknown converter 'no-such-converter'"),
-    (["--sources", "nnsmith-tensorflow", "--converters", "torch.onnx-torchscript"],
-     "none converts source 'nnsmith-tensorflow'"),
-    (["--plugins", "no_such_plugin_module"], "cannot import 'no_such_plugin_module'"),
-    (["--name", "taken"], "campaign 'taken' exists with a different spec"),
-])  # fmt: skip
-def test_a_spec_that_cannot_run_is_one_error_line_before_any_output(cli, engine, args: list[str],
-                                                                     fragment: str) -> None:  # type: ignore[no-untyped-def]
+@pytest.mark.parametrize(
+    ("args", "fragment"),
+    [
+        (["--sources", "no-such-source"], "unknown source 'no-such-source'"),
+        (["--converters", "no-such-converter"], "unknown converter 'no-such-converter'"),
+        (
+            ["--sources", "nnsmith-tensorflow", "--converters", "torch.onnx-torchscript"],
+            "none converts source 'nnsmith-tensorflow'",
+        ),
+        (["--plugins", "no_such_plugin_module"], "cannot import 'no_such_plugin_module'"),
+        (["--name", "taken"], "campaign 'taken' exists with a different spec"),
+    ],
+)
+def test_a_spec_that_cannot_run_is_one_error_line_before_any_output(
+    cli, engine, args: list[str], fragment: str
+) -> None:  # type: ignore[no-untyped-def]
     from experiments.store import CampaignStore
     from tests.test_cli_errors import assert_one_error_line
 
@@ -280,8 +353,14 @@ def test_a_spec_that_cannot_run_is_one_error_line_before_any_output(cli, engine,
 
 
 def test_plan_pairs_converters_with_their_framework_only() -> None:
-    planned = plan(_spec(sources=["nnsmith-torch", "nnsmith-tensorflow"], seeds=[0, 1], opsets=[14, 17],
-                         converters=["torch.onnx-torchscript", "tf2onnx"]))
+    planned = plan(
+        _spec(
+            sources=["nnsmith-torch", "nnsmith-tensorflow"],
+            seeds=[0, 1],
+            opsets=[14, 17],
+            converters=["torch.onnx-torchscript", "tf2onnx"],
+        )
+    )
     assert len(planned) == 4
     for p in planned:
         expected = "torch.onnx" if p["framework"] == "torch" else "tf2onnx"
@@ -297,12 +376,25 @@ def test_a_dask_scheduler_address_runs_jobs_on_its_workers_with_isolation(tmp_pa
     from experiments.executors import DaskExecutor
 
     spec = _spec(sources=["fault-abort", "nnsmith-torch"], plugins=[FAULTS], workers=1)
-    jobs = [{"source": p["source"], "framework": p["framework"], "params": p["params"], "model_id": i,
-             "model_dir": str(tmp_path / p["model_key"][:16]), "atol": spec.atol, "rtol": spec.rtol,
-             "runs": p["runs"], "content_hash": None, "location": None} for i, p in enumerate(plan(spec))]
+    jobs = [
+        {
+            "source": p["source"],
+            "framework": p["framework"],
+            "params": p["params"],
+            "model_id": i,
+            "model_dir": str(tmp_path / p["model_key"][:16]),
+            "atol": spec.atol,
+            "rtol": spec.rtol,
+            "runs": p["runs"],
+            "content_hash": None,
+            "location": None,
+        }
+        for i, p in enumerate(plan(spec))
+    ]
     events: list[tuple[Any, ...]] = []
-    with LocalCluster(n_workers=1, threads_per_worker=1, processes=True, dashboard_address=None,
-                      host="127.0.0.1") as cluster:
+    with LocalCluster(
+        n_workers=1, threads_per_worker=1, processes=True, dashboard_address=None, host="127.0.0.1"
+    ) as cluster:
         address = cluster.scheduler_address
         assert address.startswith("tcp://")
         replaced = DaskExecutor(address, 1, worker_options(spec, tmp_path)).run(jobs, events.append)
@@ -312,8 +404,22 @@ def test_a_dask_scheduler_address_runs_jobs_on_its_workers_with_isolation(tmp_pa
 
 def test_setup_problems_stop_the_campaign_with_one_error_and_no_runs(cli, engine) -> None:  # type: ignore[no-untyped-def]
     """A missing plug-in module, or workers that cannot even start, is one error, not a crash per run."""
-    base = ["experiment", "run", "--sources", "nnsmith-torch", "--seeds", "0", "--node-counts", "3",
-            "--converters", "torch.onnx-torchscript", "--workers", "1", "--name", "broken"]
+    base = [
+        "experiment",
+        "run",
+        "--sources",
+        "nnsmith-torch",
+        "--seeds",
+        "0",
+        "--node-counts",
+        "3",
+        "--converters",
+        "torch.onnx-torchscript",
+        "--workers",
+        "1",
+        "--name",
+        "broken",
+    ]
     missing = cli(*base, "--plugins", "no_such_plugin_module")
     assert missing.exit_code == 2 and "cannot import 'no_such_plugin_module'" in missing.output
     starved = cli(*base, "--memory-mb", "30")

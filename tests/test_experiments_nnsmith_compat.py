@@ -17,9 +17,14 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def _python(code: str) -> str:
-    done = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], cwd=ROOT, capture_output=True, text=True,
-                          timeout=600, env={"TF_CPP_MIN_LOG_LEVEL": "2", "PATH": "/usr/bin:/bin",
-                                            "HOME": str(Path.home()), "PYTHONPATH": str(ROOT)})
+    done = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={"TF_CPP_MIN_LOG_LEVEL": "2", "PATH": "/usr/bin:/bin", "HOME": str(Path.home()), "PYTHONPATH": str(ROOT)},
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     return done.stdout
 
@@ -38,19 +43,24 @@ GEN_TORCH = """
 
 @pytest.mark.slow
 def test_fix1_nnsmith_onnx_materialisation_uses_the_torchscript_exporter(tmp_path: Path) -> None:
-    out = _python(GEN_TORCH.format(apply="nnsmith_compat.apply(('torch',))") + f"""
+    out = _python(
+        GEN_TORCH.format(apply="nnsmith_compat.apply(('torch',))")
+        + f"""
     from nnsmith.materialize.onnx import ONNXModelCPU
     model = ONNXModelCPU.from_gir(ir)
-    model.dump({str(tmp_path / 'm.onnx')!r})
+    model.dump({str(tmp_path / "m.onnx")!r})
     import onnx
-    print("nodes", len(onnx.load({str(tmp_path / 'm.onnx')!r}).graph.node))
-    """)
+    print("nodes", len(onnx.load({str(tmp_path / "m.onnx")!r}).graph.node))
+    """
+    )
     assert "nodes" in out and int(out.split()[-1]) > 0
 
 
 @pytest.mark.slow
 def test_fix4_dynamo_can_trace_nnsmith_models_only_with_the_numeric_guard_skipped() -> None:
-    code = GEN_TORCH + """
+    code = (
+        GEN_TORCH
+        + """
     import torch
     net = cls.from_gir(ir).torch_model.eval()
     args = tuple(torch.ones(t.shape, dtype=t.dtype.torch()) for t in net.input_like.values())
@@ -60,6 +70,7 @@ def test_fix4_dynamo_can_trace_nnsmith_models_only_with_the_numeric_guard_skippe
     except Exception as exc:
         print("FAILED", type(exc).__name__)
     """
+    )
     assert "FAILED" in _python(code.format(apply="nnsmith_compat.force_torchscript_export()"))
     assert "EXPORTED" in _python(code.format(apply="nnsmith_compat.apply(('torch',))"))
 
@@ -87,8 +98,8 @@ def test_fix2_keras_layers_are_tracked_so_their_weights_are_saved(tmp_path: Path
     model = cls.from_gir(ir)
     model.net(tf.ones([2, 4]))
     try:
-        model.dump({str(tmp_path / 'saved')!r})
-        loaded = tf.saved_model.load({str(tmp_path / 'saved' / 'tfnet')!r})
+        model.dump({str(tmp_path / "saved")!r})
+        loaded = tf.saved_model.load({str(tmp_path / "saved" / "tfnet")!r})
         fresh = list(model.net(tf.ones([2, 4])).values())[0].numpy()
         again = list(loaded.signatures["serving_default"](**dict([(x, tf.ones([2, 4]))])).values())[0].numpy()
         same = "same" if (fresh == again).all() else "different"

@@ -18,8 +18,15 @@ from experiments.store import CampaignStore
 
 
 def _spec(opset: int = 17) -> dict:
-    return {"converter": "torch.onnx-torchscript", "converter_name": "torch.onnx", "converter_version": "2.13.0",
-            "exporter": "torchscript", "opset": opset, "input_seed": 0, "n_inputs": 1}
+    return {
+        "converter": "torch.onnx-torchscript",
+        "converter_name": "torch.onnx",
+        "converter_version": "2.13.0",
+        "exporter": "torchscript",
+        "opset": opset,
+        "input_seed": 0,
+        "n_inputs": 1,
+    }
 
 
 @pytest.fixture
@@ -27,17 +34,31 @@ def stored(engine):  # type: ignore[no-untyped-def]
     """Three runs of three models: one passes, one mismatches, one fails at export."""
     store = CampaignStore(engine)
     cid = store.campaign("q", {"x": 1}, {"python": "3.11", "packages": {}})
-    planned = [{"model_key": f"k{i}", "source": "nnsmith-torch", "framework": "torch", "name": f"m{i}",
-                "params": {"seed": i, "max_nodes": 5}} for i in range(3)]
+    planned = [
+        {
+            "model_key": f"k{i}",
+            "source": "nnsmith-torch",
+            "framework": "torch",
+            "name": f"m{i}",
+            "params": {"seed": i, "max_nodes": 5},
+        }
+        for i in range(3)
+    ]
     models = store.models(cid, planned)
     ops = {"k0": ["Add", "Relu"], "k1": ["Relu", "Tan"], "k2": ["Add", "Tan"]}
     for key, info in ops.items():
         store.record_model(int(models[key].id), {"operators": info, "content_hash": key})
     a = np.ones(4, np.float32)
-    ok = {"status": "compared", "onnx_graph": [["Add", []], ["Relu", [0]]],
-          "outputs": [{"input_index": 0, "output_index": 0, **compare_output(a, a, 1e-4, 0)}]}
-    bad = {"status": "compared", "onnx_graph": [["Relu", []], ["Tan", [0]]],
-           "outputs": [{"input_index": 0, "output_index": 0, **compare_output(a, a + 1, 1e-4, 0)}]}
+    ok = {
+        "status": "compared",
+        "onnx_graph": [["Add", []], ["Relu", [0]]],
+        "outputs": [{"input_index": 0, "output_index": 0, **compare_output(a, a, 1e-4, 0)}],
+    }
+    bad = {
+        "status": "compared",
+        "onnx_graph": [["Relu", []], ["Tan", [0]]],
+        "outputs": [{"input_index": 0, "output_index": 0, **compare_output(a, a + 1, 1e-4, 0)}],
+    }
     failed = {"status": "failed", "stage": "export", "error_class": "RuntimeError", "message": "no"}
     for key, result in (("k0", ok), ("k1", bad), ("k2", failed)):
         assert store.record_run(cid, int(models[key].id), _spec(), result, 1e-4, 0.0, key)
@@ -57,8 +78,9 @@ def test_runs_carry_their_models_node_count_for_the_breakdown(stored) -> None:  
     from db.queries.experiment_browser import outcome_counts
 
     with stored.connect() as conn:
-        pairs = conn.execute(text("SELECT r.node_count, m.node_count FROM conversion_run r "
-                                  "JOIN model m ON m.id = r.model_id")).all()  # fmt: skip
+        pairs = conn.execute(
+            text("SELECT r.node_count, m.node_count FROM conversion_run r JOIN model m ON m.id = r.model_id")
+        ).all()
     assert len(pairs) == 3 and all(run == model == 5 for run, model in pairs)
     counts = outcome_counts(stored)
     assert set(counts["node_count"]) == {5} and counts["runs"].sum() == 3
@@ -66,15 +88,25 @@ def test_runs_carry_their_models_node_count_for_the_breakdown(stored) -> None:  
 
 def test_model_operator_rows_follow_each_models_operator_list(stored) -> None:  # type: ignore[no-untyped-def]
     with stored.connect() as conn:
-        rows = conn.execute(text("SELECT m.model_key, o.operator FROM model_operator o JOIN model m "
-                                 "ON m.id = o.model_id ORDER BY 1, 2")).all()  # fmt: skip
+        rows = conn.execute(
+            text("SELECT m.model_key, o.operator FROM model_operator o JOIN model m ON m.id = o.model_id ORDER BY 1, 2")
+        ).all()
         k0 = conn.execute(text("SELECT id FROM model WHERE model_key = 'k0'")).scalar_one()
-    assert [tuple(r) for r in rows] == [("k0", "Add"), ("k0", "Relu"), ("k1", "Relu"), ("k1", "Tan"),
-                                         ("k2", "Add"), ("k2", "Tan")]  # fmt: skip
+    assert [tuple(r) for r in rows] == [
+        ("k0", "Add"),
+        ("k0", "Relu"),
+        ("k1", "Relu"),
+        ("k1", "Tan"),
+        ("k2", "Add"),
+        ("k2", "Tan"),
+    ]
     CampaignStore(stored).record_model(k0, {"operators": ["Mul", "Mul", "Add"]})  # a re-probe replaces them
     with stored.connect() as conn:
-        again = conn.execute(text("SELECT operator FROM model_operator WHERE model_id = :m ORDER BY 1"),
-                             {"m": k0}).scalars().all()  # fmt: skip
+        again = (
+            conn.execute(text("SELECT operator FROM model_operator WHERE model_id = :m ORDER BY 1"), {"m": k0})
+            .scalars()
+            .all()
+        )
     assert again == ["Add", "Mul"]
 
 
@@ -88,8 +120,10 @@ def test_per_operator_failure_and_mismatch_rates(stored) -> None:  # type: ignor
 
 def test_operator_sequences_in_mismatching_vs_correct_runs(stored) -> None:  # type: ignore[no-untyped-def]
     seqs = operator_sequences(stored, length=2)
-    assert set(zip(seqs["sequence"], seqs["status"], strict=True)) == {("Add > Relu", "passed"),
-                                                                      ("Relu > Tan", "mismatch")}
+    assert set(zip(seqs["sequence"], seqs["status"], strict=True)) == {
+        ("Add > Relu", "passed"),
+        ("Relu > Tan", "mismatch"),
+    }
     cmp = sequence_comparison(stored, length=2).set_index("sequence")
     assert cmp.loc["Relu > Tan", "mismatch_runs"] == 1 and cmp.loc["Relu > Tan", "correct_runs"] == 0
     assert cmp.loc["Add > Relu", "correct_share"] == 1.0
@@ -149,18 +183,33 @@ def test_rescore_rejudges_live_campaigns_unless_one_is_named_and_unknown_names_a
 
     store = CampaignStore(stored)
     old = store.campaign("old", {"import": "x"}, {}, kind="historical")
-    model = store.models(old, [{"model_key": "h0", "source": "study-x", "framework": "torch", "name": "h0",
-                                "params": {"seed": 0, "max_nodes": 5}}])["h0"]
+    model = store.models(
+        old,
+        [
+            {
+                "model_key": "h0",
+                "source": "study-x",
+                "framework": "torch",
+                "name": "h0",
+                "params": {"seed": 0, "max_nodes": 5},
+            }
+        ],
+    )["h0"]
     a = np.ones(4, np.float32)
-    close = {"status": "compared", "outputs": [{"input_index": 0, "output_index": 0,
-                                                 **compare_output(a, a + 1e-3, 1e-4, 0)}]}  # fmt: skip
+    close = {
+        "status": "compared",
+        "outputs": [{"input_index": 0, "output_index": 0, **compare_output(a, a + 1e-3, 1e-4, 0)}],
+    }
     assert store.record_run(old, int(model.id), _spec(), close, 1e-4, 0.0, None) == "mismatch"
 
     def verdicts() -> dict[str, list[tuple[str, float]]]:
         with stored.connect() as conn:
-            rows = conn.execute(select(Campaign.name, ConversionRun.status, ConversionRun.atol)
-                                .join(Campaign, Campaign.id == ConversionRun.campaign_id)
-                                .where(ConversionRun.atol.is_not(None)).order_by(ConversionRun.id)).all()
+            rows = conn.execute(
+                select(Campaign.name, ConversionRun.status, ConversionRun.atol)
+                .join(Campaign, Campaign.id == ConversionRun.campaign_id)
+                .where(ConversionRun.atol.is_not(None))
+                .order_by(ConversionRun.id)
+            ).all()
         out: dict[str, list[tuple[str, float]]] = {}
         for name, status, atol in rows:
             out.setdefault(name, []).append((status, atol))

@@ -14,9 +14,21 @@ from experiments.spec import load_spec
 
 def _jobs(tmp_path: Path, **overrides: Any) -> list[dict[str, Any]]:
     spec = load_spec(overrides={"inputs_per_model": 1, **overrides})
-    return [{"source": p["source"], "framework": p["framework"], "params": p["params"], "model_id": i,
-             "model_dir": str(tmp_path / p["model_key"][:16]), "atol": spec.atol, "rtol": spec.rtol,
-             "runs": p["runs"], "content_hash": None, "location": None} for i, p in enumerate(plan(spec))]
+    return [
+        {
+            "source": p["source"],
+            "framework": p["framework"],
+            "params": p["params"],
+            "model_id": i,
+            "model_dir": str(tmp_path / p["model_key"][:16]),
+            "atol": spec.atol,
+            "rtol": spec.rtol,
+            "runs": p["runs"],
+            "content_hash": None,
+            "location": None,
+        }
+        for i, p in enumerate(plan(spec))
+    ]
 
 
 def _run(jobs: list[dict[str, Any]], tmp_path: Path) -> list[tuple[Any, ...]]:
@@ -28,31 +40,46 @@ def _run(jobs: list[dict[str, Any]], tmp_path: Path) -> list[tuple[Any, ...]]:
 
 @pytest.mark.slow
 def test_nnsmith_models_reload_from_their_files_with_the_same_hash_and_results(tmp_path: Path) -> None:
-    jobs = _jobs(tmp_path, sources=["nnsmith-torch", "nnsmith-tensorflow"], seeds=[3], node_counts=[8],
-                 converters=["torch.onnx-torchscript", "tf2onnx"])
+    jobs = _jobs(
+        tmp_path,
+        sources=["nnsmith-torch", "nnsmith-tensorflow"],
+        seeds=[3],
+        node_counts=[8],
+        converters=["torch.onnx-torchscript", "tf2onnx"],
+    )
     first = _run(jobs, tmp_path)
     infos = {e[1]["model_id"]: e[2] for e in first if e[0] == "model"}
     assert len(infos) == 2 and all(i["durations"].get("generate") for i in infos.values())
-    reload_jobs = [{**j, "content_hash": infos[j["model_id"]]["content_hash"],
-                    "location": infos[j["model_id"]]["location"]} for j in jobs]
+    reload_jobs = [
+        {**j, "content_hash": infos[j["model_id"]]["content_hash"], "location": infos[j["model_id"]]["location"]}
+        for j in jobs
+    ]
     second = _run(reload_jobs, tmp_path)
     again = {e[1]["model_id"]: e[2] for e in second if e[0] == "model"}
     for key, info in infos.items():
         assert again[key]["content_hash"] == info["content_hash"] and "load" in again[key]["durations"]
 
     def outputs(events: list[tuple[Any, ...]]) -> dict[Any, Any]:
-        return {e[1]["model_id"]: [(o["max_abs_diff"], o["ref_shape"]) for o in e[3]["outputs"]]
-                for e in events if e[0] == "run"}
+        return {
+            e[1]["model_id"]: [(o["max_abs_diff"], o["ref_shape"]) for o in e[3]["outputs"]]
+            for e in events
+            if e[0] == "run"
+        }
 
     assert outputs(first) == outputs(second)
 
 
 @pytest.mark.slow
 def test_real_architectures_build_offline_and_convert(tmp_path: Path) -> None:
-    jobs = _jobs(tmp_path, sources=["transformers-torch", "keras-applications"],
-                 converters=["torch.onnx-torchscript", "tf2onnx"],
-                 source_options={"transformers-torch": {"archs": ["bert"]},
-                                 "keras-applications": {"archs": ["MobileNetV3Small"], "input_size": 64}})
+    jobs = _jobs(
+        tmp_path,
+        sources=["transformers-torch", "keras-applications"],
+        converters=["torch.onnx-torchscript", "tf2onnx"],
+        source_options={
+            "transformers-torch": {"archs": ["bert"]},
+            "keras-applications": {"archs": ["MobileNetV3Small"], "input_size": 64},
+        },
+    )
     runs = {(e[1]["params"]["arch"], e[2]["exporter"]): e[3] for e in _run(jobs, tmp_path) if e[0] == "run"}
     assert set(runs) == {("bert", "torchscript"), ("MobileNetV3Small", "from_keras")}
     for result in runs.values():

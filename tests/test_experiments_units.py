@@ -111,16 +111,31 @@ def test_broken_probe_caches_are_deleted_and_good_ones_kept(tmp_path: Path) -> N
 @pytest.mark.parametrize(
     ("message", "stage", "error_class"),
     [
-        ("[ONNXRuntimeError] : 9 : NOT_IMPLEMENTED : Could not find an implementation for Tan(7) node", "ort_session",
-         "onnxruntime.NOT_IMPLEMENTED"),
-        ("[ONNXRuntimeError] : 1 : FAIL : Non-zero status code returned while running Resize node.", "ort_run",
-         "onnxruntime.FAIL"),
-        ("[ONNXRuntimeError] : 10 : INVALID_GRAPH : This is an invalid model.", "ort_session",
-         "onnxruntime.INVALID_GRAPH"),
-        ("Value for attr 'T' of bool is not in the list of allowed values: half, float", "load",
-         "framework.tensorflow"),
-        ("The serialized model is larger than the 2GiB limit imposed by the protobuf library.", "export",
-         "converter.protobuf_limit"),
+        (
+            "[ONNXRuntimeError] : 9 : NOT_IMPLEMENTED : Could not find an implementation for Tan(7) node",
+            "ort_session",
+            "onnxruntime.NOT_IMPLEMENTED",
+        ),
+        (
+            "[ONNXRuntimeError] : 1 : FAIL : Non-zero status code returned while running Resize node.",
+            "ort_run",
+            "onnxruntime.FAIL",
+        ),
+        (
+            "[ONNXRuntimeError] : 10 : INVALID_GRAPH : This is an invalid model.",
+            "ort_session",
+            "onnxruntime.INVALID_GRAPH",
+        ),
+        (
+            "Value for attr 'T' of bool is not in the list of allowed values: half, float",
+            "load",
+            "framework.tensorflow",
+        ),
+        (
+            "The serialized model is larger than the 2GiB limit imposed by the protobuf library.",
+            "export",
+            "converter.protobuf_limit",
+        ),
         ("b''", "export", "converter.silent_exit"),
     ],
 )

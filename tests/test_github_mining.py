@@ -204,8 +204,9 @@ def test_reopened_issue_is_updated_by_a_closed_only_query(env: FakeGitHub, cli, 
         assert s.execute(select(Issue.state).where(Issue.number == 8)).scalar_one() == "open"
 
 
-def test_all_runs_every_toml_entry(env: FakeGitHub, cli, engine: Engine, tmp_path: Path,
-                                   monkeypatch: pytest.MonkeyPatch) -> None:
+def test_all_runs_every_toml_entry(
+    env: FakeGitHub, cli, engine: Engine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     env.add_repo("onnx/tensorflow-onnx")
     env.populate("onnx/tensorflow-onnx", 10, labels=("bug",))
     toml = tmp_path / "interop.toml"
@@ -217,16 +218,20 @@ def test_all_runs_every_toml_entry(env: FakeGitHub, cli, engine: Engine, tmp_pat
     result = cli("mine", "github", "--all")
     assert result.exit_code == 0, result.output
     with Session(engine) as s:
-        repos = dict(s.execute(select(Repository.full_name, func.count(Issue.id)).join(Issue)
-                               .group_by(Repository.full_name)).all())
+        repos = dict(
+            s.execute(
+                select(Repository.full_name, func.count(Issue.id)).join(Issue).group_by(Repository.full_name)
+            ).all()
+        )
     assert repos == {REPO: len(issues_expected("closed")), "onnx/tensorflow-onnx": 10}
     toml.write_text('[[miners.github]]\nrepo = "x/y"\nlabel = "a"\nbogus = 1\n')
     bad = cli("mine", "github", "--all")
     assert bad.exit_code == 2 and "entry 1" in bad.output and "bogus" in bad.output
 
 
-def test_enterprise_style_base_url_prefix(shared_dir: Path, cli, engine: Engine,
-                                          monkeypatch: pytest.MonkeyPatch) -> None:
+def test_enterprise_style_base_url_prefix(
+    shared_dir: Path, cli, engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
     with FakeGitHub(shared_dir, tokens=(TOKEN,), prefix="/api/v3") as server:
         server.add_repo(REPO)
         server.populate(REPO, 5)
@@ -242,9 +247,16 @@ def test_enterprise_style_base_url_prefix(shared_dir: Path, cli, engine: Engine,
 
 def test_rate_limit_hit_mid_pagination_waits_and_completes(env: FakeGitHub, cli, engine: Engine) -> None:
     reset = str(int(time.time()) + 1)
-    env.faults.append(Fault("/issues", status=403, body=env.t.primary_limit_body, kind="issues", skip=1,
-                            headers={"X-RateLimit-Remaining": "0", "X-RateLimit-Limit": "5000",
-                                     "X-RateLimit-Reset": reset}))
+    env.faults.append(
+        Fault(
+            "/issues",
+            status=403,
+            body=env.t.primary_limit_body,
+            kind="issues",
+            skip=1,
+            headers={"X-RateLimit-Remaining": "0", "X-RateLimit-Limit": "5000", "X-RateLimit-Reset": reset},
+        )
+    )
     result = mine(cli)
     assert result.exit_code == 0, result.output
     assert "rate limit" in result.output and "sleeping" in result.output
@@ -281,12 +293,21 @@ def test_502_page_is_retried(env: FakeGitHub, cli, engine: Engine) -> None:
     assert count(engine, Issue) == len(issues_expected())
 
 
-def test_gives_up_after_bounded_time_keeping_what_was_fetched(env: FakeGitHub, cli, engine: Engine,
-                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+def test_gives_up_after_bounded_time_keeping_what_was_fetched(
+    env: FakeGitHub, cli, engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("INTEROP_GITHUB_MAX_WAIT", "5")
     reset = str(int(time.time()) + 3600)
-    env.faults.append(Fault("/issues", status=403, body=env.t.primary_limit_body, kind="issues", skip=1,
-                            headers={"X-RateLimit-Remaining": "0", "X-RateLimit-Reset": reset}))
+    env.faults.append(
+        Fault(
+            "/issues",
+            status=403,
+            body=env.t.primary_limit_body,
+            kind="issues",
+            skip=1,
+            headers={"X-RateLimit-Remaining": "0", "X-RateLimit-Reset": reset},
+        )
+    )
     result = mine(cli, "--batch-size", "10")
     assert result.exit_code == 2
     assert "rate limit" in result.output and "re-run" in result.output
@@ -326,8 +347,9 @@ def test_timeline_gone_between_listing_and_fetch(env: FakeGitHub, cli, engine: E
     assert last_run(engine).counts["timelines_missing"] == 1
     with Session(engine) as s:
         nine = s.execute(select(Issue).where(Issue.number == 9)).scalar_one()
-        verdicts = s.execute(select(func.count()).select_from(IssueFixLink).where(
-            IssueFixLink.issue_id == nine.id)).scalar_one()
+        verdicts = s.execute(
+            select(func.count()).select_from(IssueFixLink).where(IssueFixLink.issue_id == nine.id)
+        ).scalar_one()
     assert nine.raw and nine.timeline_fetched_at is not None and verdicts == 0  # stored, no verdict made up
     assert count(engine, Issue) == len(issues_expected())
     env.reset_log()
@@ -341,8 +363,9 @@ def test_bad_token_is_one_line_without_the_token(env: FakeGitHub, cli, monkeypat
     assert "ghp_WrongWrongWrong" not in result.output
 
 
-def test_token_never_in_logs_db_or_exceptions(env: FakeGitHub, cli, engine: Engine, db_url: str,
-                                             caplog: pytest.LogCaptureFixture) -> None:
+def test_token_never_in_logs_db_or_exceptions(
+    env: FakeGitHub, cli, engine: Engine, db_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
     caplog.set_level(logging.DEBUG)
     env.faults.append(Fault("/issues/40/timeline", status=200, body="[{not json"))
     failed = mine(cli)
@@ -412,13 +435,17 @@ def test_switches_token_when_one_runs_low(env: FakeGitHub) -> None:
 
 
 @pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGINT], ids=["kill-9", "ctrl-c"])
-def test_killed_run_resumes_without_loss_or_duplicates(env: FakeGitHub, cli, engine: Engine, db_url: str,
-                                                       sig: signal.Signals) -> None:
+def test_killed_run_resumes_without_loss_or_duplicates(
+    env: FakeGitHub, cli, engine: Engine, db_url: str, sig: signal.Signals
+) -> None:
     env.delay = 0.01
     child_env = {**os.environ, "INTEROP_DATABASE_URL": db_url, "PYTHONPATH": str(ROOT)}
     proc = subprocess.Popen(
         [sys.executable, "-m", "cli.main", "mine", "github", "--repo", REPO, "--batch-size", "20"],
-        cwd=ROOT, env=child_env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        cwd=ROOT,
+        env=child_env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     deadline = time.time() + 60
     while len(env.requests("timeline")) < 70 and time.time() < deadline and proc.poll() is None:
@@ -470,19 +497,28 @@ def test_fix_rule_cases() -> None:
     assert evaluate(narrow, repo, [cases[7][0]])[0] is True
 
 
-def test_fix_flags_stored_and_relinked_without_requests(env: FakeGitHub, cli, engine: Engine, tmp_path: Path,
-                                                       monkeypatch: pytest.MonkeyPatch) -> None:
-    env.repos[REPO].timelines[4].append(env.event("cross-referenced", datetime(2024, 5, 1, tzinfo=UTC),
-                                                  source_repo="onnx/onnx", source_number=9))
+def test_fix_flags_stored_and_relinked_without_requests(
+    env: FakeGitHub, cli, engine: Engine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    env.repos[REPO].timelines[4].append(
+        env.event("cross-referenced", datetime(2024, 5, 1, tzinfo=UTC), source_repo="onnx/onnx", source_number=9)
+    )
     assert mine(cli).exit_code == 0
     with Session(engine) as s:
-        flags = dict(s.execute(select(Issue.number, IssueFixLink.fix_linked).join(IssueFixLink)
-                               .where(IssueFixLink.rule_version == "study-v1")).all())
+        flags = dict(
+            s.execute(
+                select(Issue.number, IssueFixLink.fix_linked)
+                .join(IssueFixLink)
+                .where(IssueFixLink.rule_version == "study-v1")
+            ).all()
+        )
     # populate(): number % 8 in 0..3 -> closed-with-commit, referenced-with-commit, xref, connected
     assert flags == {n: n % 8 < 4 for n in issues_expected()}
     toml = tmp_path / "interop.toml"
-    toml.write_text('[fix_rules.no-xref]\ncross_referenced_closed_same_family = false\n\n'
-                    '[fix_rules.family-onnx]\nfamily = "repo"\nfamily_repos = ["onnx/onnx"]\n')
+    toml.write_text(
+        "[fix_rules.no-xref]\ncross_referenced_closed_same_family = false\n\n"
+        '[fix_rules.family-onnx]\nfamily = "repo"\nfamily_repos = ["onnx/onnx"]\n'
+    )
     monkeypatch.setenv("INTEROP_CONFIG", str(toml))
     env.reset_log()
     result = cli("issues", "relink", "--rule-version", "no-xref")
@@ -490,9 +526,16 @@ def test_fix_flags_stored_and_relinked_without_requests(env: FakeGitHub, cli, en
     assert cli("issues", "relink", "--rule-version", "family-onnx").exit_code == 0
     assert env.requests() == []
     with Session(engine) as s:
+
         def linked(version: str) -> set[int]:
-            return set(s.execute(select(Issue.number).join(IssueFixLink).where(
-                IssueFixLink.rule_version == version, IssueFixLink.fix_linked == True)).scalars())  # noqa: E712
+            return set(
+                s.execute(
+                    select(Issue.number)
+                    .join(IssueFixLink)
+                    .where(IssueFixLink.rule_version == version, IssueFixLink.fix_linked.is_(True))
+                ).scalars()
+            )
+
         assert linked("no-xref") == {n for n in issues_expected() if n % 8 in (0, 1, 3)}
         assert linked("family-onnx") == {n for n in issues_expected() if n % 8 < 4} | {4}
         assert linked("study-v1") == {n for n in issues_expected() if n % 8 < 4}  # old verdicts kept
@@ -502,7 +545,7 @@ def test_fix_flags_stored_and_relinked_without_requests(env: FakeGitHub, cli, en
     assert mine(cli).exit_code == 0
     with Session(engine) as s:
         assert 5 in linked("no-xref") and 5 in linked("family-onnx") and 5 in linked("study-v1")
-    toml.write_text('[fix_rules.no-xref]\nconnected = false\n')
+    toml.write_text("[fix_rules.no-xref]\nconnected = false\n")
     changed = cli("issues", "relink", "--rule-version", "no-xref")
     assert changed.exit_code == 2 and "new version" in changed.output
     unknown = cli("issues", "relink", "--rule-version", "nope")
@@ -561,8 +604,14 @@ def test_issues_known_only_by_url_are_pointed_out_not_listed_as_blank_rows(cli, 
         repo = Repository(full_name="pytorch/pytorch", first_seen_at=datetime(2024, 1, 1, tzinfo=UTC))
         s.add(repo)
         s.flush()
-        s.add(Issue(repository_id=repo.id or 0, number=49403, html_url="https://github.com/pytorch/pytorch/issues/49403",
-                    hydrated=False))  # fmt: skip
+        s.add(
+            Issue(
+                repository_id=repo.id or 0,
+                number=49403,
+                html_url="https://github.com/pytorch/pytorch/issues/49403",
+                hydrated=False,
+            )
+        )
         s.commit()
     listed = cli("issues", "list")
     assert listed.exit_code == 0 and "0 issue(s)" in listed.output

@@ -13,7 +13,8 @@ from labeling.adjudicate import _decide
 from labeling.codebook import parse_codebook
 from tests.support.labeling import table_rows
 
-SPEC = parse_codebook(yaml.safe_load("""
+SPEC = parse_codebook(
+    yaml.safe_load("""
 name: t
 dimensions:
   - key: cause
@@ -22,7 +23,8 @@ dimensions:
   - key: incompatibility_type
     required_when: {cause: 2}
     codes: {1: Internal, 2: External}
-"""))
+""")
+)
 ALL = {"cause", "incompatibility_type"}
 
 
@@ -68,8 +70,17 @@ def test_pilot_sheet_adjudication_and_analysis_queries(cli, engine, shared_dir: 
     assert bad.exit_code == 2 and "has no codings" in bad.output
 
     # the study's final sheet: distribution per converter and symptom × cause, against pandas on the sheet
-    cli("label", "import-sheet", str(study / "FailureAnalysis.xlsx"), "--sheet", "PyTorch", "--sheet", "tf2onnx",
-        "--round", "study-final")
+    cli(
+        "label",
+        "import-sheet",
+        str(study / "FailureAnalysis.xlsx"),
+        "--sheet",
+        "PyTorch",
+        "--sheet",
+        "tf2onnx",
+        "--round",
+        "study-final",
+    )
     frame = pd.read_excel(study / "FailureAnalysis.xlsx", sheet_name="tf2onnx", usecols="A:N").dropna(subset=["URL"])
     dist = taxonomy_distribution(engine, "symptom", "study-final")
     tf = dist[dist["repository"] == "onnx/tensorflow-onnx"].set_index("code")
@@ -96,8 +107,18 @@ def test_rounds_and_taxonomy_commands(cli, shared_dir: Path, wide_console) -> No
         ["failureanalysis", "coding sheet", book, "1", "200", "<time>"],
         ["failureanalysis-drift-testing", "coding sheet", book, "1", "36", "<time>"],
     ]
-    out = cli("label", "taxonomy", "--round", "failureanalysis", "--dimension", "cause", "--format", "csv",
-              "--crosstab", "symptom")
+    out = cli(
+        "label",
+        "taxonomy",
+        "--round",
+        "failureanalysis",
+        "--dimension",
+        "cause",
+        "--format",
+        "csv",
+        "--crosstab",
+        "symptom",
+    )
     frame = pd.read_excel(study / "FailureAnalysis.xlsx", sheet_name="PyTorch", usecols="A:N").dropna(subset=["URL"])
     incompat = int((frame["Type By Number"] == 2).sum())
     assert f"pytorch/pytorch,2,Incompatibility,{incompat},{incompat / 100}" in out.output
@@ -118,13 +139,18 @@ def test_taxonomy_unknown_format_round_dimension_or_crosstab_lists_the_choices(c
     one_error_line(["--dimension", "colour"], "unknown --dimension 'colour'", dims)  # before any round too
     cli("label", "import-sheet", str(study / "FailureAnalysis.xlsx"))
     one_error_line(["--format", "json"], "unknown --format 'json'", "table, csv")
-    one_error_line(["--round", "final"], "no round named 'final'",
-                   "failureanalysis, failureanalysis-drift-testing")
-    one_error_line(["--round", "failureanalysis", "--dimension", "colour"],
-                   "unknown --dimension 'colour' in round 'failureanalysis'", dims)
+    one_error_line(["--round", "final"], "no round named 'final'", "failureanalysis, failureanalysis-drift-testing")
+    one_error_line(
+        ["--round", "failureanalysis", "--dimension", "colour"],
+        "unknown --dimension 'colour' in round 'failureanalysis'",
+        dims,
+    )
     one_error_line(["--crosstab", "colour"], "unknown --crosstab 'colour'", dims)
-    one_error_line(["--dimension", "cause", "--crosstab", "cause"], "is the --dimension itself",
-                   "symptom, incompatibility_type, type_problem_type, component")
+    one_error_line(
+        ["--dimension", "cause", "--crosstab", "cause"],
+        "is the --dimension itself",
+        "symptom, incompatibility_type, type_problem_type, component",
+    )
     # known choices without final labels keep their own message
     one_error_line(["--round", "failureanalysis-drift-testing"], "no final labels", "adjudicate")
     ok = cli("label", "taxonomy", "--round", "failureanalysis", "--crosstab", "symptom")

@@ -55,18 +55,30 @@ def test_two_coder_textbook_case_by_hand() -> None:
 
 def test_fleiss_kappa_wikipedia_example() -> None:
     # 10 subjects, 14 raters, 5 categories (Fleiss 1971 as worked on Wikipedia): κ = 0.210
-    counts = [[0, 0, 0, 0, 14], [0, 2, 6, 4, 2], [0, 0, 3, 5, 6], [0, 3, 9, 2, 0], [2, 2, 8, 1, 1],
-              [7, 7, 0, 0, 0], [3, 2, 6, 3, 0], [2, 5, 3, 2, 2], [6, 5, 2, 1, 0], [0, 2, 2, 3, 7]]
+    counts = [
+        [0, 0, 0, 0, 14],
+        [0, 2, 6, 4, 2],
+        [0, 0, 3, 5, 6],
+        [0, 3, 9, 2, 0],
+        [2, 2, 8, 1, 1],
+        [7, 7, 0, 0, 0],
+        [3, 2, 6, 3, 0],
+        [2, 5, 3, 2, 2],
+        [6, 5, 2, 1, 0],
+        [0, 2, 2, 3, 7],
+    ]
     m = np.array([[k for k, c in enumerate(row) for _ in range(c)] for row in counts], dtype=float)
     assert fleiss_kappa(m) == pytest.approx(0.20993, abs=5e-5)
 
 
 def test_krippendorff_alpha_published_example_with_missing_values() -> None:
     # Krippendorff (2011), "Computing Krippendorff's Alpha-Reliability", 4 coders × 12 units, nominal α = 0.743
-    coders = [[1, 2, 3, 3, 2, 1, 4, 1, 2, N, N, N],
-              [1, 2, 3, 3, 2, 2, 4, 1, 2, 5, N, 3],
-              [N, 3, 3, 3, 2, 3, 4, 2, 2, 5, 1, N],
-              [1, 2, 3, 3, 2, 4, 4, 1, 2, 5, 1, N]]
+    coders = [
+        [1, 2, 3, 3, 2, 1, 4, 1, 2, N, N, N],
+        [1, 2, 3, 3, 2, 2, 4, 1, 2, 5, N, 3],
+        [N, 3, 3, 3, 2, 3, 4, 2, 2, 5, 1, N],
+        [1, 2, 3, 3, 2, 4, 4, 1, 2, 5, 1, N],
+    ]
     m = np.array(coders, dtype=float).T
     assert krippendorff_alpha(m) == pytest.approx(0.743, abs=5e-4)
 
@@ -115,7 +127,14 @@ def test_bootstrap_is_seeded_and_brackets_the_estimate() -> None:
 
 def test_landis_koch_bands() -> None:
     assert [landis_koch(v) for v in (-0.1, 0.1, 0.3, 0.5, 0.7, 0.9, float("nan"))] == [
-        "poor", "slight", "fair", "moderate", "substantial", "almost perfect", "undefined"]
+        "poor",
+        "slight",
+        "fair",
+        "moderate",
+        "substantial",
+        "almost perfect",
+        "undefined",
+    ]
 
 
 def test_undefined_when_one_category_only() -> None:
@@ -125,9 +144,22 @@ def test_undefined_when_one_category_only() -> None:
 
 
 def _ratings(rows: list[tuple[int, str, int]]) -> pd.DataFrame:
-    return pd.DataFrame([{"round": "r", "dimension": "cause", "dimension_position": 0, "item_id": i,
-                          "item": f"o/r#{i}", "title": f"t{i}", "coder": c, "code": code, "label": f"L{code}"}
-                         for i, c, code in rows])
+    return pd.DataFrame(
+        [
+            {
+                "round": "r",
+                "dimension": "cause",
+                "dimension_position": 0,
+                "item_id": i,
+                "item": f"o/r#{i}",
+                "title": f"t{i}",
+                "coder": c,
+                "code": code,
+                "label": f"L{code}",
+            }
+            for i, c, code in rows
+        ]
+    )
 
 
 def test_confusion_matrix_and_disagreement_list() -> None:
@@ -146,8 +178,11 @@ def test_pilot_agreement_matches_an_independent_computation_from_the_sheet(cli, 
     assert result.exit_code == 0, result.output
     summary = {r["dimension"]: r for r in json.loads(result.output)["summary"]}
     # independent: Cohen's κ from the Interrater sheet's two blocks, computed with plain arithmetic
-    rows = [r for r in openpyxl.load_workbook(path, data_only=True)["Interrater"].iter_rows(min_row=3, values_only=True)
-            if r[0] is not None]
+    rows = [
+        r
+        for r in openpyxl.load_workbook(path, data_only=True)["Interrater"].iter_rows(min_row=3, values_only=True)
+        if r[0] is not None
+    ]
     for dim, (c1, c2) in {"cause": (1, 2), "symptom": (4, 5)}.items():
         pairs = [(r[c1], r[c2]) for r in rows] + [(r[9 + c1], r[9 + c2]) for r in rows]
         n = len(pairs)
@@ -180,9 +215,14 @@ def test_agreement_unknown_format_round_or_dimension_lists_the_choices(cli, shar
     dims = "symptom, cause, incompatibility_type, type_problem_type, component"
     one_error_line(cli("label", "agreement", "--format", "xml"), "unknown --format 'xml'", "table, json, csv")
     one_error_line(cli("label", "agreement", "--round", "pilot"), "no round named 'pilot'", "pilotstudy")
-    one_error_line(cli("label", "agreement", "--round", "pilotstudy", "--dimension", "colour"),
-                   "unknown --dimension 'colour' in round 'pilotstudy'", dims)
+    one_error_line(
+        cli("label", "agreement", "--round", "pilotstudy", "--dimension", "colour"),
+        "unknown --dimension 'colour' in round 'pilotstudy'",
+        dims,
+    )
     one_error_line(cli("label", "agreement", "--dimension", "colour"), "unknown --dimension 'colour'", dims)
     # a dimension of the codebook the round did not code is not unknown: it has no codings
-    one_error_line(cli("label", "agreement", "--round", "pilotstudy", "--dimension", "component", "--bootstrap", "0"),
-                   "no valid codings in round 'pilotstudy' for dimension 'component'")
+    one_error_line(
+        cli("label", "agreement", "--round", "pilotstudy", "--dimension", "component", "--bootstrap", "0"),
+        "no valid codings in round 'pilotstudy' for dimension 'component'",
+    )

@@ -43,7 +43,12 @@ def test_shared_codebook_parses_with_every_dimension_and_code(shared_dir: Path) 
     assert spec.name == "onnx-converter-failures"
     assert spec.keys == ["symptom", "cause", "incompatibility_type", "type_problem_type", "component"]
     assert {d.key: len(d.codes) for d in spec.dimensions} == {
-        "symptom": 7, "cause": 14, "incompatibility_type": 3, "type_problem_type": 3, "component": 6}
+        "symptom": 7,
+        "cause": 14,
+        "incompatibility_type": 3,
+        "type_problem_type": 3,
+        "component": 6,
+    }
     assert spec.dimension("incompatibility_type").required_when == {"cause": (2,)}
     assert spec.dimension("cause").lookup("Incompatability").code == 2  # the sheets' misspelling is an alias
     assert spec.dimension("component").lookup("not dis.").code == 6
@@ -63,11 +68,16 @@ def test_shared_codebook_parses_with_every_dimension_and_code(shared_dir: Path) 
         ("name: x\ndimensions:\n  - key: a\n    codes: {one: A}\n", "dimensions[0] (a).codes.one"),
         ("name: x\ndimensions:\n  - key: a\n    codes: {1: {description: d}}\n", "codes.1.label: missing"),
         ("name: x\ndimensions:\n  - key: a\n    colour: red\n    codes: {1: A}\n", "unknown key 'colour'"),
-        ("name: x\ndimensions:\n  - key: a\n    codes: {1: A, 2: {label: B, aliases: [a]}}\n",
-         "already used by code 1"),
+        (
+            "name: x\ndimensions:\n  - key: a\n    codes: {1: A, 2: {label: B, aliases: [a]}}\n",
+            "already used by code 1",
+        ),
         ("name: x\ndimensions:\n  - key: a\n    required_when: {b: 1}\n    codes: {1: A}\n", "required_when.b"),
-        ("name: x\ndimensions:\n  - key: a\n    codes: {1: A}\n  - key: b\n    required_when: {a: 9}\n"
-         "    codes: {1: B}\n", "has no code 9"),
+        (
+            "name: x\ndimensions:\n  - key: a\n    codes: {1: A}\n  - key: b\n    required_when: {a: 9}\n"
+            "    codes: {1: B}\n",
+            "has no code 9",
+        ),
         ("name: x\ndimensions:\n  - key: a\n    required: yes please\n    codes: {1: A}\n", "required: expected true"),
     ],
 )
@@ -140,10 +150,18 @@ def test_comma_warnings_come_once_per_description_and_not_on_a_no_op_load(cli, s
     path = shared_dir / "codebook" / "onnx-converter-failures.yaml"
     # independently: the code mappings YAML split into stray keys (one per unquoted comma)
     raw = yaml.safe_load(path.read_text())
-    split = [(d["key"], code) for d in raw["dimensions"] for code, body in d["codes"].items()
-             if isinstance(body, dict) and set(body) - {"label", "description", "aliases", "unused"}]
-    stray_keys = sum(len(set(body) - {"label", "description", "aliases", "unused"}) for d in raw["dimensions"]
-                     for body in d["codes"].values() if isinstance(body, dict))
+    split = [
+        (d["key"], code)
+        for d in raw["dimensions"]
+        for code, body in d["codes"].items()
+        if isinstance(body, dict) and set(body) - {"label", "description", "aliases", "unused"}
+    ]
+    stray_keys = sum(
+        len(set(body) - {"label", "description", "aliases", "unused"})
+        for d in raw["dimensions"]
+        for body in d["codes"].values()
+        if isinstance(body, dict)
+    )
     assert len(split) == 9 and stray_keys > len(split)  # some descriptions hold two commas
     first = cli("label", "codebook", "load", str(path))
     assert first.exit_code == 0, first.output
@@ -155,16 +173,23 @@ def test_comma_warnings_come_once_per_description_and_not_on_a_no_op_load(cli, s
     assert again.exit_code == 0 and "warning" not in again.output and "not loaded" in again.output
 
 
-@pytest.mark.parametrize("content", [
-    b"PK\x03\x04\xc1\xff\x00binary",  # a zip archive, not UTF-8
-    b"\xff\xfen\x00a\x00m\x00e\x00",  # UTF-16
-    b"name: x\x00\x01\n",  # UTF-8 with control characters YAML refuses
-    b"name: [x\ndimensions: {\n",  # broken YAML
-    b"---\nname: a\n---\nname: b\n",  # two documents
-    b"just some words\n",  # YAML, but not a mapping
-])  # fmt: skip
-def test_a_file_that_is_not_a_yaml_codebook_is_one_error_line_naming_it(cli, engine, tmp_path: Path,  # type: ignore[no-untyped-def]
-                                                                         content: bytes) -> None:
+@pytest.mark.parametrize(
+    "content",
+    [
+        b"PK\x03\x04\xc1\xff\x00binary",  # a zip archive, not UTF-8
+        b"\xff\xfen\x00a\x00m\x00e\x00",  # UTF-16
+        b"name: x\x00\x01\n",  # UTF-8 with control characters YAML refuses
+        b"name: [x\ndimensions: {\n",  # broken YAML
+        b"---\nname: a\n---\nname: b\n",  # two documents
+        b"just some words\n",  # YAML, but not a mapping
+    ],
+)
+def test_a_file_that_is_not_a_yaml_codebook_is_one_error_line_naming_it(
+    cli,
+    engine,
+    tmp_path: Path,  # type: ignore[no-untyped-def]
+    content: bytes,
+) -> None:
     path = tmp_path / "not-a-codebook.yaml"
     path.write_bytes(content)
     result = cli("label", "codebook", "load", str(path))

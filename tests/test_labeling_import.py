@@ -91,8 +91,10 @@ def test_pilot_study_per_rater_sheets_cross_checked_with_interrater(loaded, engi
     pilot = ratings(engine, "pilotstudy")
     assert sorted(pilot["dimension"].unique()) == ["cause", "symptom"]
     assert pilot["item_id"].nunique() == 60
-    for sheet, repo, coder in (("PyTorch Issues - R1", "pytorch/pytorch", "R1"),
-                               ("tf2onnx Issues - R2", "onnx/tensorflow-onnx", "R2")):
+    for sheet, repo, coder in (
+        ("PyTorch Issues - R1", "pytorch/pytorch", "R1"),
+        ("tf2onnx Issues - R2", "onnx/tensorflow-onnx", "R2"),
+    ):
         assert db_counts(pilot, repo, coder) == sheet_counts(path, sheet)
     # the Interrater sheet: R1 and R2 disagree on exactly the rows whose "Agree?" cell is FALSE
     ws = openpyxl.load_workbook(path, data_only=True)["Interrater"]
@@ -103,8 +105,9 @@ def test_pilot_study_per_rater_sheets_cross_checked_with_interrater(loaded, engi
     with Session(engine) as s:
         notes = [c.note for c in s.exec(select(Coding)).all() if c.note]
     wb = openpyxl.load_workbook(path, data_only=True)
-    described = [r for name in wb.sheetnames[1:] for r in wb[name].iter_rows(min_row=2, values_only=True)
-                 if r[2] and r[3]]
+    described = [
+        r for name in wb.sheetnames[1:] for r in wb[name].iter_rows(min_row=2, values_only=True) if r[2] and r[3]
+    ]
     assert len(notes) == len(described) > 0 and "Switch op not supported" in notes
     assert int((wide["R1"] != wide["R2"]).sum()) == disagree_cause == 5
 
@@ -122,16 +125,22 @@ def test_import_is_idempotent_and_completes_url_only_issues_without_duplicates(l
 
     def snapshot() -> tuple[int, ...]:
         with Session(engine) as s:
-            return tuple(s.exec(select(func.count()).select_from(t)).one()
-                         for t in (Issue, Repository, LabelItem, Coding, CodingValue, FinalLabel))
+            return tuple(
+                s.exec(select(func.count()).select_from(t)).one()
+                for t in (Issue, Repository, LabelItem, Coding, CodingValue, FinalLabel)
+            )
 
     before = snapshot()
     again = loaded("label", "import-sheet", str(path))
     text = " ".join(again.output.split())
-    assert "round 'failureanalysis' (PyTorch, tf2onnx): nothing new: 200 items already coded as in the sheet " \
-           "(200 codings by study)" in text
-    assert "round 'failureanalysis-drift-testing' (PT Drift Testing, TF Drift Testing): nothing new: 18 items " \
-           "already coded as in the sheet (36 codings by Rater A, Rater B)" in text
+    assert (
+        "round 'failureanalysis' (PyTorch, tf2onnx): nothing new: 200 items already coded as in the sheet "
+        "(200 codings by study)" in text
+    )
+    assert (
+        "round 'failureanalysis-drift-testing' (PT Drift Testing, TF Drift Testing): nothing new: 18 items "
+        "already coded as in the sheet (36 codings by Rater A, Rater B)" in text
+    )
     assert "unchanged" not in text
     assert snapshot() == before
     with Session(engine) as s:
@@ -142,8 +151,12 @@ def test_import_is_idempotent_and_completes_url_only_issues_without_duplicates(l
         assert not url_only.hydrated and url_only.title and url_only.title.startswith("[ONNX] RuntimeError")
 
 
-def test_bad_cell_is_one_line_naming_sheet_row_column_and_nothing_is_written(loaded, engine, study: Path,  # type: ignore[no-untyped-def]
-                                                                              tmp_path: Path) -> None:
+def test_bad_cell_is_one_line_naming_sheet_row_column_and_nothing_is_written(
+    loaded,
+    engine,
+    study: Path,  # type: ignore[no-untyped-def]
+    tmp_path: Path,
+) -> None:
     path = tmp_path / "FailureAnalysis.xlsx"
     shutil.copy(study / "FailureAnalysis.xlsx", path)
     wb = openpyxl.load_workbook(path)
@@ -169,8 +182,13 @@ def test_label_column_must_match_the_code(loaded, engine, study: Path, tmp_path:
     assert "label 'Hang' does not match code 1" in " ".join(result.output.split())
 
 
-def test_a_new_codebook_version_leaves_old_codings_on_theirs(loaded, engine, study: Path, shared_dir: Path,  # type: ignore[no-untyped-def]
-                                                              tmp_path: Path) -> None:
+def test_a_new_codebook_version_leaves_old_codings_on_theirs(
+    loaded,
+    engine,
+    study: Path,
+    shared_dir: Path,  # type: ignore[no-untyped-def]
+    tmp_path: Path,
+) -> None:
     from db.models.labeling import CodebookDimension, CodebookVersion, LabelRound
 
     loaded("label", "import-sheet", str(study / "PilotStudy.xlsx"))
@@ -182,11 +200,16 @@ def test_a_new_codebook_version_leaves_old_codings_on_theirs(loaded, engine, stu
     with Session(engine) as s:
         rnd = s.exec(select(LabelRound).where(LabelRound.name == "pilotstudy")).one()
         assert s.get(CodebookVersion, rnd.codebook_version_id).version == 1
+
     def coded_versions() -> set[int]:
         with Session(engine) as s:
-            return set(s.exec(select(CodebookVersion.version).join(
-                CodebookDimension, CodebookDimension.version_id == CodebookVersion.id).join(
-                CodingValue, CodingValue.dimension_id == CodebookDimension.id)).all())
+            return set(
+                s.exec(
+                    select(CodebookVersion.version)
+                    .join(CodebookDimension, CodebookDimension.version_id == CodebookVersion.id)
+                    .join(CodingValue, CodingValue.dimension_id == CodebookDimension.id)
+                ).all()
+            )
 
     assert coded_versions() == {1}
     # re-importing into the existing round keeps using the round's own version, not the newest one
@@ -202,7 +225,8 @@ def test_a_new_codebook_version_leaves_old_codings_on_theirs(loaded, engine, stu
 
 
 def test_reimport_reads_the_sheet_with_the_rounds_version_even_where_the_newest_rejects_it(  # type: ignore[no-untyped-def]
-        loaded, engine, study: Path, shared_dir: Path, tmp_path: Path) -> None:
+    loaded, engine, study: Path, shared_dir: Path, tmp_path: Path
+) -> None:
     from db.models.labeling import CodebookVersion, LabelRound
 
     path = study / "FailureAnalysis.xlsx"

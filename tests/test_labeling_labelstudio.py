@@ -72,8 +72,10 @@ def test_pilot_round_end_to_end(ls_env, codebook_loaded, engine, ls_client, back
         projects = {s.get(Coder, p.coder_id).name: p for p in s.exec(select(LsProject)).all()}
         assert set(projects) == {"alice", "bob"}
         users = {c.name: c.ls_user_id for c in s.exec(select(Coder)).all()}
-        tasks = {name: {t.item_id: t.ls_task_id for t in s.exec(select(LsTask).where(LsTask.project_id == p.id))}
-                 for name, p in projects.items()}
+        tasks = {
+            name: {t.item_id: t.ls_task_id for t in s.exec(select(LsTask).where(LsTask.project_id == p.id))}
+            for name, p in projects.items()
+        }
     assert all(len(t) == n for t in tasks.values()) and all(users.values())
     # the generated project: a single-choice control per dimension, conditional ones, a note, the issue rendered
     project = ls_client.projects.get(id=projects["alice"].ls_project_id)
@@ -113,8 +115,12 @@ def test_pilot_round_end_to_end(ls_env, codebook_loaded, engine, ls_client, back
         assert len(codings) == 2 * n and sum(not c.valid for c in codings) == 3
         assert all(c.ls_annotation_id and c.ls_task_id and c.updated_at for c in codings)
         assert {c.note for c in codings if c.valid} == {"checked"}
-        invalid_values = s.exec(select(func.count()).select_from(CodingValue).join(
-            Coding, Coding.id == CodingValue.coding_id).where(Coding.valid.is_(False))).one()
+        invalid_values = s.exec(
+            select(func.count())
+            .select_from(CodingValue)
+            .join(Coding, Coding.id == CodingValue.coding_id)
+            .where(Coding.valid.is_(False))
+        ).one()
         assert invalid_values == 0
 
     # agreement equals an independent computation over the items both coded validly
@@ -134,8 +140,10 @@ def test_pilot_round_end_to_end(ls_env, codebook_loaded, engine, ls_client, back
     # re-push and re-pull change nothing
     def snapshot() -> tuple[int, ...]:
         with Session(engine) as s:
-            return tuple(s.exec(select(func.count()).select_from(t)).one()
-                         for t in (LsProject, LsTask, Coding, CodingValue, LabelRound))
+            return tuple(
+                s.exec(select(func.count()).select_from(t)).one()
+                for t in (LsProject, LsTask, Coding, CodingValue, LabelRound)
+            )
 
     before = snapshot()
     tasks_in_ls = ls_client.projects.get(id=projects["alice"].ls_project_id).task_number
@@ -148,8 +156,11 @@ def test_pilot_round_end_to_end(ls_env, codebook_loaded, engine, ls_client, back
 
     # a coder fixes the invalid annotation: the next pull stores it as valid, and only it changes
     with Session(engine) as s:
-        broken = s.exec(select(Coding).where(Coding.valid.is_(False), Coding.coder_id == s.exec(
-            select(Coder.id).where(Coder.name == "alice")).one())).one()
+        broken = s.exec(
+            select(Coding).where(
+                Coding.valid.is_(False), Coding.coder_id == s.exec(select(Coder.id).where(Coder.name == "alice")).one()
+            )
+        ).one()
         annotation_id = broken.ls_annotation_id
     ls_client.annotations.update(id=annotation_id, result=result_for(*planned_codes(n - 3, "alice")))
     fixed = cli("label", "pull", "--round", round_name)
@@ -171,8 +182,9 @@ def test_pilot_round_end_to_end(ls_env, codebook_loaded, engine, ls_client, back
     assert "Disagreement on" in review_tasks[0].data["codings"]
     reviewer = ls_client.users.whoami()
     for t in review_tasks:
-        ls_client.annotations.create(id=t.id, result=result_for(*planned_codes(t.data["number"] - 1000, "alice")),
-                                     completed_by=reviewer.id)
+        ls_client.annotations.create(
+            id=t.id, result=result_for(*planned_codes(t.data["number"] - 1000, "alice")), completed_by=reviewer.id
+        )
     settled = cli("label", "adjudicate", "--round", round_name, "--review")
     text = " ".join(settled.output.split())
     assert "0 items open" in text and "0 sent to review" in text
@@ -195,8 +207,9 @@ def test_annotation_by_another_user_is_rejected(ls_env, codebook_loaded, engine,
         dave = s.exec(select(Coder).where(Coder.name == "dave")).one()
         project = s.exec(select(LsProject).where(LsProject.coder_id == carol.id)).one()
         task_id = s.exec(select(LsTask.ls_task_id).where(LsTask.project_id == project.id)).first()
-    ls_client.annotations.create(id=task_id, result=result_for((1, "Crash"), (4, "Tensor Shape Problem")),
-                                 completed_by=dave.ls_user_id)
+    ls_client.annotations.create(
+        id=task_id, result=result_for((1, "Crash"), (4, "Tensor Shape Problem")), completed_by=dave.ls_user_id
+    )
     pulled = cli("label", "pull", "--round", round_name)
     text = " ".join(pulled.output.split())
     assert "1 invalid" in text and f"not carol (user {carol.ls_user_id})" in text
@@ -220,17 +233,28 @@ def test_check_result_validates_against_the_codebook(shared_dir: Path) -> None:
     spec = read_codebook(shared_dir / "codebook" / "onnx-converter-failures.yaml")
     ok = check_result(result_for((1, "Crash"), (2, "Incompatibility")), spec)
     assert ok.valid and ok.codes == {"symptom": 1, "cause": 2, "component": 1, "incompatibility_type": 2}
-    missing = check_result([choice("symptom", 1, "Crash"), choice("cause", 2, "Incompatibility"),
-                            choice("component", 1, "Node Conversion")], spec)
+    missing = check_result(
+        [
+            choice("symptom", 1, "Crash"),
+            choice("cause", 2, "Incompatibility"),
+            choice("component", 1, "Node Conversion"),
+        ],
+        spec,
+    )
     assert missing.problems == ["'incompatibility_type' is required here but not answered"]
-    misplaced = check_result([*result_for((1, "Crash"), (4, "Tensor Shape Problem")),
-                              choice("incompatibility_type", 1, "Internal")], spec)
+    misplaced = check_result(
+        [*result_for((1, "Crash"), (4, "Tensor Shape Problem")), choice("incompatibility_type", 1, "Internal")], spec
+    )
     assert misplaced.problems == ["'incompatibility_type' answered although its condition does not hold"]
     assert not check_result([], spec).valid
 
 
-def test_server_down_or_bad_key_is_one_clear_error_and_nothing_written(codebook_loaded, engine, label_studio,  # type: ignore[no-untyped-def]
-                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+def test_server_down_or_bad_key_is_one_clear_error_and_nothing_written(
+    codebook_loaded,
+    engine,
+    label_studio,  # type: ignore[no-untyped-def]
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     cli = codebook_loaded
     make_sample(engine, "s", 3)
     with socket.socket() as sock:
@@ -257,14 +281,18 @@ def test_push_refuses_unknown_sample_and_changed_settings(ls_env, codebook_loade
     assert missing.exit_code == 2 and "no issue sample named 'nope'" in missing.output
     make_sample(engine, "s2", 4, start=70)
     name = f"settings-{backend}"
-    assert cli("label", "push", "--sample", "s2", "--round", name, "--coders", "erin,frank",
-               "--overlap", "0.5").exit_code == 0
+    assert (
+        cli("label", "push", "--sample", "s2", "--round", name, "--coders", "erin,frank", "--overlap", "0.5").exit_code
+        == 0
+    )
     changed = cli("label", "push", "--sample", "s2", "--round", name, "--coders", "erin,frank")
     assert changed.exit_code == 2 and "push with the same settings or start a new round" in " ".join(
-        changed.output.split())
+        changed.output.split()
+    )
     with Session(engine) as s:
-        counts = [len(s.exec(select(LsTask).where(LsTask.project_id == p.id)).all())
-                  for p in s.exec(select(LsProject)).all()]
+        counts = [
+            len(s.exec(select(LsTask).where(LsTask.project_id == p.id)).all()) for p in s.exec(select(LsProject)).all()
+        ]
     assert sorted(counts) == [3, 3]  # 2 of 4 items to both, the other 2 split one each
 
 
@@ -285,12 +313,17 @@ def test_two_hundred_issues_two_coders(ls_env, codebook_loaded, engine, ls_clien
     order = sorted(tasks["gina"])
     for coder, who in (("gina", "alice"), ("hal", "bob")):
         for i, item_id in enumerate(order):
-            ls_client.annotations.create(id=tasks[coder][item_id], result=result_for(*planned_codes(i, who)),
-                                         completed_by=users[coder])
+            ls_client.annotations.create(
+                id=tasks[coder][item_id], result=result_for(*planned_codes(i, who)), completed_by=users[coder]
+            )
     pulled = cli("label", "pull", "--round", round_name)
     assert f"{2 * n} tasks read, {2 * n} new" in " ".join(pulled.output.split())
-    summary = {r["dimension"]: r for r in json.loads(cli(
-        "label", "agreement", "--round", round_name, "--format", "json", "--bootstrap", "200").output)["summary"]}
+    summary = {
+        r["dimension"]: r
+        for r in json.loads(
+            cli("label", "agreement", "--round", round_name, "--format", "json", "--bootstrap", "200").output
+        )["summary"]
+    }
     pairs = [(planned_codes(i, "alice")[1][0], planned_codes(i, "bob")[1][0]) for i in range(n)]
     po = sum(a == b for a, b in pairs) / n
     pe = sum(sum(a == c for a, _ in pairs) * sum(b == c for _, b in pairs) for c in {1, 2, 4, 10}) / n**2
@@ -324,9 +357,15 @@ def test_push_that_failed_half_way_is_reconciled(ls_env, codebook_loaded, engine
     assert [ls_client.projects.get(id=i).task_number for i in ls_ids] == [3, 3]
 
 
-def test_a_round_keeps_its_codebook_version_after_a_newer_one_is_loaded(ls_env, codebook_loaded, engine, ls_client,  # type: ignore[no-untyped-def]
-                                                                         shared_dir: Path, tmp_path: Path,
-                                                                         backend: str) -> None:
+def test_a_round_keeps_its_codebook_version_after_a_newer_one_is_loaded(
+    ls_env,
+    codebook_loaded,
+    engine,
+    ls_client,  # type: ignore[no-untyped-def]
+    shared_dir: Path,
+    tmp_path: Path,
+    backend: str,
+) -> None:
     from db.models.labeling import CodebookDimension, CodebookVersion
 
     cli = codebook_loaded
@@ -350,13 +389,18 @@ def test_a_round_keeps_its_codebook_version_after_a_newer_one_is_loaded(ls_env, 
         assert "0 projects created, 0 updated" in again.output
     assert ls_client.projects.get(id=ls_project).label_config == config_v1
     for task_id in task_ids:
-        ls_client.annotations.create(id=task_id, result=result_for((1, "Crash"), (10, "Algorithmic Error")),
-                                     completed_by=kim_user)
+        ls_client.annotations.create(
+            id=task_id, result=result_for((1, "Crash"), (10, "Algorithmic Error")), completed_by=kim_user
+        )
     pulled = cli("label", "pull", "--round", name)
     assert pulled.exit_code == 0, pulled.output
     assert "2 new" in pulled.output and "0 invalid" in pulled.output
     with Session(engine) as s:
-        versions = set(s.exec(select(CodebookVersion.version)
-                              .join(CodebookDimension, CodebookDimension.version_id == CodebookVersion.id)
-                              .join(CodingValue, CodingValue.dimension_id == CodebookDimension.id)).all())
+        versions = set(
+            s.exec(
+                select(CodebookVersion.version)
+                .join(CodebookDimension, CodebookDimension.version_id == CodebookVersion.id)
+                .join(CodingValue, CodingValue.dimension_id == CodebookDimension.id)
+            ).all()
+        )
     assert versions == {1}

@@ -71,27 +71,37 @@ def _rows_after_upgrade(url: str, revision: str, inserts: list[str], query: str)
 
 
 def test_node_count_revision_copies_each_models_count_onto_existing_runs(empty_db_url: str) -> None:
-    rows = _rows_after_upgrade(empty_db_url, "0007_experiments_indexes", [
-        "INSERT INTO campaign (id, name, kind, spec, environment, created_at) "
-        "VALUES (1, 'old', 'live', '{}', '{}', '2026-01-01 00:00:00')",
-        "INSERT INTO model (id, model_key, source, framework, name, params, node_count, created_at) "
-        "VALUES (1, 'a', 's', 'torch', 'a', '{}', 7, '2026-01-01 00:00:00'), "
-        "(2, 'b', 's', 'torch', 'b', '{}', NULL, '2026-01-01 00:00:00')",
-        "INSERT INTO conversion_run (campaign_id, model_id, converter, converter_version, exporter, "
-        "opset, input_seed, n_inputs, status, durations, finished_at) VALUES "
-        "(1, 1, 'torch.onnx', '1', 'torchscript', 17, 0, 1, 'passed', '{}', '2026-01-01 00:00:00'), "
-        "(1, 2, 'torch.onnx', '1', 'torchscript', 17, 0, 1, 'failed', '{}', '2026-01-01 00:00:00')",
-    ], "SELECT model_id, node_count FROM conversion_run ORDER BY model_id")  # fmt: skip
+    rows = _rows_after_upgrade(
+        empty_db_url,
+        "0007_experiments_indexes",
+        [
+            "INSERT INTO campaign (id, name, kind, spec, environment, created_at) "
+            "VALUES (1, 'old', 'live', '{}', '{}', '2026-01-01 00:00:00')",
+            "INSERT INTO model (id, model_key, source, framework, name, params, node_count, created_at) "
+            "VALUES (1, 'a', 's', 'torch', 'a', '{}', 7, '2026-01-01 00:00:00'), "
+            "(2, 'b', 's', 'torch', 'b', '{}', NULL, '2026-01-01 00:00:00')",
+            "INSERT INTO conversion_run (campaign_id, model_id, converter, converter_version, exporter, "
+            "opset, input_seed, n_inputs, status, durations, finished_at) VALUES "
+            "(1, 1, 'torch.onnx', '1', 'torchscript', 17, 0, 1, 'passed', '{}', '2026-01-01 00:00:00'), "
+            "(1, 2, 'torch.onnx', '1', 'torchscript', 17, 0, 1, 'failed', '{}', '2026-01-01 00:00:00')",
+        ],
+        "SELECT model_id, node_count FROM conversion_run ORDER BY model_id",
+    )
     assert rows == [(1, 7), (2, None)]
 
 
 def test_model_operator_revision_turns_each_models_operator_list_into_rows(empty_db_url: str) -> None:
-    rows = _rows_after_upgrade(empty_db_url, "0008_run_node_count", [
-        "INSERT INTO model (id, model_key, source, framework, name, params, operators, created_at) "
-        "VALUES (1, 'a', 's', 'torch', 'a', '{}', '[\"Add\", \"Relu\", \"Add\"]', "
-        "'2026-01-01 00:00:00'), (2, 'b', 's', 'torch', 'b', '{}', NULL, '2026-01-01 00:00:00'), "
-        "(3, 'c', 's', 'torch', 'c', '{}', '{\"not\": \"a list\"}', '2026-01-01 00:00:00')",
-    ], "SELECT model_id, operator FROM model_operator ORDER BY model_id, operator")  # fmt: skip
+    rows = _rows_after_upgrade(
+        empty_db_url,
+        "0008_run_node_count",
+        [
+            "INSERT INTO model (id, model_key, source, framework, name, params, operators, created_at) "
+            "VALUES (1, 'a', 's', 'torch', 'a', '{}', '[\"Add\", \"Relu\", \"Add\"]', "
+            "'2026-01-01 00:00:00'), (2, 'b', 's', 'torch', 'b', '{}', NULL, '2026-01-01 00:00:00'), "
+            "(3, 'c', 's', 'torch', 'c', '{}', '{\"not\": \"a list\"}', '2026-01-01 00:00:00')",
+        ],
+        "SELECT model_id, operator FROM model_operator ORDER BY model_id, operator",
+    )
     assert rows == [(1, "Add"), (1, "Relu")]
 
 
@@ -109,17 +119,23 @@ _OLD_RUNS = [
     "ref_inf, onnx_nan, onnx_inf, nonfinite_mismatch) VALUES (1, 0, 0, true, true, 4, 0, 0, 0, 0, 0)",
 ]
 #: campaign 1's run (model 1, seed 0) again, under another campaign and id
-_RUN = ("INSERT INTO conversion_run (id, campaign_id, model_id, converter, converter_version, exporter, opset, "
-        "input_seed, n_inputs, status, durations, finished_at) VALUES ({id}, {campaign}, 1, 'torch.onnx', '1', "
-        "'torchscript', 17, 0, 1, 'passed', '{{}}', '2026-01-01 00:00:00')")  # fmt: skip
+_RUN = (
+    "INSERT INTO conversion_run (id, campaign_id, model_id, converter, converter_version, exporter, opset, "
+    "input_seed, n_inputs, status, durations, finished_at) VALUES ({id}, {campaign}, 1, 'torch.onnx', '1', "
+    "'torchscript', 17, 0, 1, 'passed', '{{}}', '2026-01-01 00:00:00')"
+)
 
 
 def test_run_key_per_campaign_keeps_existing_runs_and_lets_a_second_campaign_store_the_same_run(
     empty_db_url: str,
 ) -> None:
-    rows = _rows_after_upgrade(empty_db_url, "0010_ingest_run_process", _OLD_RUNS,
-                               "SELECT r.id, r.campaign_id, r.input_seed, r.status, o.n_elements FROM conversion_run r "
-                               "LEFT JOIN run_output o ON o.run_id = r.id ORDER BY r.id")  # fmt: skip
+    rows = _rows_after_upgrade(
+        empty_db_url,
+        "0010_ingest_run_process",
+        _OLD_RUNS,
+        "SELECT r.id, r.campaign_id, r.input_seed, r.status, o.n_elements FROM conversion_run r "
+        "LEFT JOIN run_output o ON o.run_id = r.id ORDER BY r.id",
+    )
     assert rows == [(1, 1, 0, "passed", 4), (2, 2, 1, "failed", None)]
     eng = make_engine(empty_db_url)
     try:

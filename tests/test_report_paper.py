@@ -36,8 +36,9 @@ def sheet_codes(shared: Path, dimension: str) -> dict[str, Counter]:
     """Code counts of one dimension per converter sheet, using the codebook's column name."""
     book = yaml.safe_load((shared / "codebook/onnx-converter-failures.yaml").read_text())
     column = next(d["column"] for d in book["dimensions"] if d["key"] == dimension)
-    wb = openpyxl.load_workbook(shared / "data/paper-artifact/failure-analysis/FailureAnalysis.xlsx", read_only=True,
-                                data_only=True)  # fmt: skip
+    wb = openpyxl.load_workbook(
+        shared / "data/paper-artifact/failure-analysis/FailureAnalysis.xlsx", read_only=True, data_only=True
+    )
     out = {}
     for sheet, converter in CONVERTER_OF_SHEET.items():
         rows = list(wb[sheet].iter_rows(values_only=True))
@@ -79,8 +80,14 @@ def report_dir(cli, shared_dir: Path, tmp_path: Path) -> Path:  # type: ignore[n
 @pytest.mark.slow
 def test_report_paper_matches_the_files(report_dir: Path, shared_dir: Path, cli) -> None:  # type: ignore[no-untyped-def]
     md = (report_dir / "paper-report.md").read_text()
-    for heading in ("Choices these numbers depend on", "Survey: respondents' background", "Failure symptom",
-                    "Symptom × cause", "Inter-rater agreement", "Synthetic models"):  # fmt: skip
+    for heading in (
+        "Choices these numbers depend on",
+        "Survey: respondents' background",
+        "Failure symptom",
+        "Symptom × cause",
+        "Inter-rater agreement",
+        "Synthetic models",
+    ):
         assert heading in md
 
     # survey: single choices and a multi-select without commas inside its choices
@@ -113,8 +120,9 @@ def test_report_paper_matches_the_files(report_dir: Path, shared_dir: Path, cli)
     assert xt.loc["total", "total"] == 200
 
     # pilot agreement: recomputed from the Interrater sheet (two side-by-side blocks of 30 issues)
-    wb = openpyxl.load_workbook(shared_dir / "data/paper-artifact/failure-analysis/PilotStudy.xlsx", read_only=True,
-                                data_only=True)  # fmt: skip
+    wb = openpyxl.load_workbook(
+        shared_dir / "data/paper-artifact/failure-analysis/PilotStudy.xlsx", read_only=True, data_only=True
+    )
     rows = [r for r in list(wb["Interrater"].iter_rows(values_only=True))[2:] if r[0] is not None or r[9] is not None]
     pairs: dict[str, tuple[list[int], list[int]]] = {"cause": ([], []), "symptom": ([], [])}
     for row in rows:
@@ -130,7 +138,8 @@ def test_report_paper_matches_the_files(report_dir: Path, shared_dir: Path, cli)
         assert len(r1) == 60
         assert pilot.loc[dimension, "items"] == 60
         assert pilot.loc[dimension, "percent_agreement"] == pytest.approx(
-            sum(a == b for a, b in zip(r1, r2, strict=True)) / 60, abs=1e-3)  # fmt: skip
+            sum(a == b for a, b in zip(r1, r2, strict=True)) / 60, abs=1e-3
+        )
         assert pilot.loc[dimension, "cohen_kappa"] == pytest.approx(cohen_kappa_score(r1, r2), abs=1e-3)
 
     # synthetic models: outcome per converter and node count
@@ -142,8 +151,14 @@ def test_report_paper_matches_the_files(report_dir: Path, shared_dir: Path, cli)
             assert row[outcome] == n, (converter, nodes, outcome)
 
     # a second run imports nothing new and writes the same tables
-    again = cli("report", "paper", "--artifact", str(shared_dir / "data/paper-artifact"),
-                "--out", str(report_dir.parent / "again"))  # fmt: skip
+    again = cli(
+        "report",
+        "paper",
+        "--artifact",
+        str(shared_dir / "data/paper-artifact"),
+        "--out",
+        str(report_dir.parent / "again"),
+    )
     assert again.exit_code == 0, again.output
     assert "nothing new" in again.output
     for name in ("survey_demographics", "failures_cause", "synthetic_outcomes", "pilot_agreement"):
@@ -154,8 +169,17 @@ def test_report_paper_matches_the_files(report_dir: Path, shared_dir: Path, cli)
     # the tolerance stated is the one the stored verdicts were judged at, also after a rescore
     assert "(`mad`) at atol=1e-05, rtol=0 (" in md
     assert cli("experiment", "rescore", "--atol", "1e-3", "--campaign", "study-exporter-results").exit_code == 0
-    assert cli("report", "paper", "--artifact", str(shared_dir / "data/paper-artifact"),
-               "--out", str(report_dir.parent / "rejudged")).exit_code == 0  # fmt: skip
+    assert (
+        cli(
+            "report",
+            "paper",
+            "--artifact",
+            str(shared_dir / "data/paper-artifact"),
+            "--out",
+            str(report_dir.parent / "rejudged"),
+        ).exit_code
+        == 0
+    )
     rejudged = (report_dir.parent / "rejudged" / "paper-report.md").read_text()
     assert "(`mad`) at atol=0.001, rtol=0 (" in rejudged and "the study's own: atol=1e-05, rtol=0" in rejudged
 
@@ -167,17 +191,30 @@ def test_report_paper_refuses_a_directory_that_is_not_the_artifact(cli, tmp_path
     assert not (tmp_path / "out").exists()
 
 
-@pytest.mark.parametrize(("content", "fragment"), [
-    (b"name: x\ndimensions:\n  - key: a\n    codes: {1: {labl: A}}\n", "unknown key 'labl'"),
-    (b"PK\x03\x04\xc1\xff\x00binary", "not UTF-8 text"),
-], ids=["malformed", "binary"])  # fmt: skip
+@pytest.mark.parametrize(
+    ("content", "fragment"),
+    [
+        (b"name: x\ndimensions:\n  - key: a\n    codes: {1: {labl: A}}\n", "unknown key 'labl'"),
+        (b"PK\x03\x04\xc1\xff\x00binary", "not UTF-8 text"),
+    ],
+    ids=["malformed", "binary"],
+)
 def test_report_paper_with_a_bad_codebook_is_one_error_line_and_imports_nothing(  # type: ignore[no-untyped-def]
-        cli, engine, shared_dir: Path, tmp_path: Path, content: bytes, fragment: str) -> None:
+    cli, engine, shared_dir: Path, tmp_path: Path, content: bytes, fragment: str
+) -> None:
     bad = tmp_path / "bad.yaml"
     bad.write_bytes(content)
     out = tmp_path / "out"
-    result = cli("report", "paper", "--artifact", str(shared_dir / "data/paper-artifact"), "--codebook", str(bad),
-                 "--out", str(out))  # fmt: skip
+    result = cli(
+        "report",
+        "paper",
+        "--artifact",
+        str(shared_dir / "data/paper-artifact"),
+        "--codebook",
+        str(bad),
+        "--out",
+        str(out),
+    )
     lines = [line for line in result.output.splitlines() if line.strip()]
     assert result.exit_code == 2
     assert len(lines) == 1 and lines[0].startswith(f"error: {bad}: ") and fragment in lines[0], result.output
@@ -188,7 +225,8 @@ def test_report_paper_with_a_bad_codebook_is_one_error_line_and_imports_nothing(
 
 
 def test_a_failing_step_is_its_own_error_line_and_says_what_stays_imported(  # type: ignore[no-untyped-def]
-        cli, engine, shared_dir: Path, tmp_path: Path) -> None:
+    cli, engine, shared_dir: Path, tmp_path: Path
+) -> None:
     artifact = shared_dir / "data/paper-artifact"
     copy = tmp_path / "artifact"
     for rel in ("survey", "synthetic-models"):
@@ -223,9 +261,12 @@ def test_every_table_of_the_study_exports(report_dir: Path, cli, engine, tmp_pat
     assert written == expected
     assert expected["conversion_run"] == 3544 and expected["survey_response"] == 92
     with engine.connect() as conn:  # imported runs carry their model's node count (the breakdown reads it there)
-        drift = conn.execute(text(
-            "SELECT count(*) FROM conversion_run r JOIN model m ON m.id = r.model_id WHERE NOT "
-            "(r.node_count = m.node_count OR (r.node_count IS NULL AND m.node_count IS NULL))")).scalar_one()
+        drift = conn.execute(
+            text(
+                "SELECT count(*) FROM conversion_run r JOIN model m ON m.id = r.model_id WHERE NOT "
+                "(r.node_count = m.node_count OR (r.node_count IS NULL AND m.node_count IS NULL))"
+            )
+        ).scalar_one()
     assert drift == 0
 
 
@@ -235,8 +276,11 @@ def test_synthetic_choice_states_the_tolerance_the_stored_runs_were_judged_at(cl
 
     results = shared_dir / "data/paper-artifact/synthetic-models/exporter_test_results"
     assert cli("experiment", "import-results", str(results)).exit_code == 0
-    compared = sum(counts["passed"] + counts["mismatch"] for (conv, _), counts in synthetic_counts(shared_dir).items()
-                   if conv == "tf2onnx")  # fmt: skip
+    compared = sum(
+        counts["passed"] + counts["mismatch"]
+        for (conv, _), counts in synthetic_counts(shared_dir).items()
+        if conv == "tf2onnx"
+    )
 
     def stated() -> str:
         _table, facts = _synthetic(engine)
@@ -245,5 +289,7 @@ def test_synthetic_choice_states_the_tolerance_the_stored_runs_were_judged_at(cl
     assert stated() == f" at atol=1e-05, rtol=0 ({compared:,} tf2onnx runs)"
     rescored = cli("experiment", "rescore", "--atol", "1e-3", "--campaign", "study-exporter-results")
     assert rescored.exit_code == 0, rescored.output
-    assert stated() == (f" at atol=0.001, rtol=0 ({compared:,} tf2onnx runs) (re-judged with `interop experiment "
-                        "rescore`; the study's own: atol=1e-05, rtol=0)")  # fmt: skip
+    assert stated() == (
+        f" at atol=0.001, rtol=0 ({compared:,} tf2onnx runs) (re-judged with `interop experiment "
+        "rescore`; the study's own: atol=1e-05, rtol=0)"
+    )

@@ -17,8 +17,14 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_entries_are_validated() -> None:
-    entries = load_entries({"schedule": [{"cron": "*/30 * * * *", "command": "interop mine github --all"},
-                                         {"name": "nightly", "cron": "0 3 * * *", "command": "db current"}]})
+    entries = load_entries(
+        {
+            "schedule": [
+                {"cron": "*/30 * * * *", "command": "interop mine github --all"},
+                {"name": "nightly", "cron": "0 3 * * *", "command": "db current"},
+            ]
+        }
+    )
     assert [e.name for e in entries] == ["mine github --all", "nightly"]
     assert entries[0].command == ("mine", "github", "--all")
     assert next_run(entries[1]) is not None
@@ -89,8 +95,14 @@ def test_two_schedulers_never_run_the_same_job_at_once(engine: Engine) -> None:
         return 0
 
     outcomes: list[str] = []
-    threads = [threading.Thread(target=lambda o=o: outcomes.append(
-        run_job(engine, entry, o, lease_seconds=30, runner=slow, say=lambda _m: None))) for o in ("A", "B")]
+    threads = [
+        threading.Thread(
+            target=lambda o=o: outcomes.append(
+                run_job(engine, entry, o, lease_seconds=30, runner=slow, say=lambda _m: None)
+            )
+        )
+        for o in ("A", "B")
+    ]
     for t in threads:
         t.start()
     for t in threads:
@@ -135,8 +147,10 @@ def test_two_apscheduler_instances_on_one_database_run_a_due_job_once(engine: En
         if len([m for m in said if m.endswith(("ok", ")"))]) >= 2:
             done.set()
 
-    schedulers = [build_scheduler(engine, [entry], owner, blocking=False, say=say, runner=runner)
-                  for owner in ("host-a", "host-b")]
+    schedulers = [
+        build_scheduler(engine, [entry], owner, blocking=False, say=say, runner=runner)
+        for owner in ("host-a", "host-b")
+    ]
     for scheduler in schedulers:
         scheduler.start(paused=True)
         scheduler.get_job("mine").modify(next_run_time=datetime.now(UTC))

@@ -67,8 +67,10 @@ def _check_foreign_keys(connection: Connection) -> None:
     bad = connection.exec_driver_sql("PRAGMA foreign_key_check").fetchall()
     if bad:
         table, _rowid, parent, _fk = bad[0]
-        raise RuntimeError(f"the migration left {len(bad)} row(s) whose foreign key points nowhere "
-                           f"(first: a {table} row referencing {parent})")
+        raise RuntimeError(
+            f"the migration left {len(bad)} row(s) whose foreign key points nowhere "
+            f"(first: a {table} row referencing {parent})"
+        )
 
 
 def run_migrations_online() -> None:

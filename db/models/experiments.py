@@ -96,8 +96,16 @@ class ConversionRun(SQLModel, table=True):
     __table_args__ = (
         # The run key, per campaign (two campaigns planning the same run each store their own); named
         # explicitly because the conventional name exceeds PostgreSQL's 63 characters.
-        UniqueConstraint("campaign_id", "model_id", "converter", "converter_version", "exporter", "opset",
-                         "input_seed", name="uq_conversion_run_key"),
+        UniqueConstraint(
+            "campaign_id",
+            "model_id",
+            "converter",
+            "converter_version",
+            "exporter",
+            "opset",
+            "input_seed",
+            name="uq_conversion_run_key",
+        ),
         # Covering indexes for the Experiments page's aggregates: index-only scans, already in GROUP BY order.
         Index("ix_conversion_run_campaign_status", "campaign_id", "status"),
         Index("ix_conversion_run_outcome", "converter", "status", "stage", "error_class"),

@@ -49,13 +49,35 @@ def campaigns(engine: Engine) -> pd.DataFrame:
     counts = _frame(engine, select(per_status), ["campaign_id", "status", "n"])
     info = _frame(
         engine,
-        select(CAMPAIGN.c.id, CAMPAIGN.c.name, CAMPAIGN.c.kind, CAMPAIGN.c.created_at, CAMPAIGN.c.finished_at,
-               CAMPAIGN.c.torch_version, CAMPAIGN.c.tensorflow_version, CAMPAIGN.c.tf2onnx_version,
-               CAMPAIGN.c.onnx_version, CAMPAIGN.c.onnxruntime_version, CAMPAIGN.c.nnsmith_version, CAMPAIGN.c.cpu)
-        .order_by(CAMPAIGN.c.created_at.desc()),
-        ["id", "campaign", "kind", "created_at", "finished_at", "torch", "tensorflow", "tf2onnx", "onnx",
-         "onnxruntime", "nnsmith", "cpu"],
-    )  # fmt: skip
+        select(
+            CAMPAIGN.c.id,
+            CAMPAIGN.c.name,
+            CAMPAIGN.c.kind,
+            CAMPAIGN.c.created_at,
+            CAMPAIGN.c.finished_at,
+            CAMPAIGN.c.torch_version,
+            CAMPAIGN.c.tensorflow_version,
+            CAMPAIGN.c.tf2onnx_version,
+            CAMPAIGN.c.onnx_version,
+            CAMPAIGN.c.onnxruntime_version,
+            CAMPAIGN.c.nnsmith_version,
+            CAMPAIGN.c.cpu,
+        ).order_by(CAMPAIGN.c.created_at.desc()),
+        [
+            "id",
+            "campaign",
+            "kind",
+            "created_at",
+            "finished_at",
+            "torch",
+            "tensorflow",
+            "tf2onnx",
+            "onnx",
+            "onnxruntime",
+            "nnsmith",
+            "cpu",
+        ],
+    )
     wide = counts.pivot_table(index="campaign_id", columns="status", values="n", aggfunc="sum", fill_value=0)
     wide = wide.reindex(columns=OUTCOMES, fill_value=0)
     wide.insert(0, "runs", wide.sum(axis=1))
@@ -97,9 +119,7 @@ def data_version(engine: Engine) -> tuple[int, int]:
 def _per_run_worst(engine: Engine, rtol: float, campaign: str | None) -> Any:
     """Per compared run: the largest needed atol at `rtol` over its outputs, and whether any output cannot pass."""
     needed = cast(OUTPUT.c.needed_atol[_rtol_key(rtol)].as_float(), Float)
-    bad = case(
-        (and_(OUTPUT.c.shape_match, OUTPUT.c.dtype_match, OUTPUT.c.nonfinite_mismatch == 0), 0), else_=1
-    )
+    bad = case((and_(OUTPUT.c.shape_match, OUTPUT.c.dtype_match, OUTPUT.c.nonfinite_mismatch == 0), 0), else_=1)
     # Outputs are aggregated per run first (one pass in run_id order), then joined to their run by primary key:
     # much cheaper on SQLite than grouping the run × output join by run id.
     if engine.dialect.name == "sqlite":
@@ -113,18 +133,28 @@ def _per_run_worst(engine: Engine, rtol: float, campaign: str | None) -> Any:
         unknown = case((unknown_flag, 1), else_=0)
     else:
         per_output = (
-            select(OUTPUT.c.run_id, func.max(needed).label("worst"), func.max(bad).label("bad"),
-                   func.max(case((needed.is_(None), 1), else_=0)).label("unknown"))
+            select(
+                OUTPUT.c.run_id,
+                func.max(needed).label("worst"),
+                func.max(bad).label("bad"),
+                func.max(case((needed.is_(None), 1), else_=0)).label("unknown"),
+            )
             .group_by(OUTPUT.c.run_id)
             .subquery()
-        )  # fmt: skip
+        )
         worst, unknown = per_output.c.worst, per_output.c.unknown
     stmt = (
-        select(RUN.c.id.label("run_id"), RUN.c.converter, RUN.c.status, type_coerce(worst, Float).label("worst"),
-               per_output.c.bad, unknown.label("unknown"))
+        select(
+            RUN.c.id.label("run_id"),
+            RUN.c.converter,
+            RUN.c.status,
+            type_coerce(worst, Float).label("worst"),
+            per_output.c.bad,
+            unknown.label("unknown"),
+        )
         .select_from(per_output.join(RUN, RUN.c.id == per_output.c.run_id))
         .where(RUN.c.status.in_(COMPARED))
-    )  # fmt: skip
+    )
     return _in_campaign(stmt, campaign).subquery()
 
 
@@ -146,8 +176,11 @@ def rejudged(engine: Engine, atol: float, rtol: float = 0.0, campaign: str | Non
         func.sum(case((and_(judgeable, ~ok), 1), else_=0)).label("mismatch"),
         func.sum(case((judgeable, 0), else_=1)).label("not_judgeable"),
     ).group_by(per_run.c.converter)
-    frame = _frame(engine, stmt, ["converter", "with_numbers", "stored_passed", "stored_mismatch", "passed",
-                                  "mismatch", "not_judgeable"])  # fmt: skip
+    frame = _frame(
+        engine,
+        stmt,
+        ["converter", "with_numbers", "stored_passed", "stored_mismatch", "passed", "mismatch", "not_judgeable"],
+    )
     compared = select(RUN.c.converter, func.count().label("compared")).where(RUN.c.status.in_(COMPARED))
     compared = _in_campaign(compared, campaign).group_by(RUN.c.converter)
     totals = _frame(engine, compared, ["converter", "compared"])
@@ -165,7 +198,7 @@ def needed_atol_histogram(engine: Engine, rtol: float = 0.0, campaign: str | Non
     per_run = _per_run_worst(engine, rtol, campaign)
     worst = per_run.c.worst
     whens = [(worst <= 0, literal("0"))]
-    whens += [(worst <= 10.0 ** d, literal(f"≤1e{d}")) for d in DECADES]
+    whens += [(worst <= 10.0**d, literal(f"≤1e{d}")) for d in DECADES]
     bucket = case(*whens, else_=literal(f">1e{DECADES[-1]}")).label("bucket")
     stmt = (
         select(per_run.c.converter, bucket, func.count().label("runs"))
@@ -188,8 +221,11 @@ def tolerance_buckets(engine: Engine, rtol: float = 0.0, campaign: str | None = 
     the atol they need at `rtol` (bins "cannot pass": shape/dtype/NaN disagreement; "no numbers": none stored)."""
     per_run = _per_run_worst(engine, rtol, campaign)
     worst = per_run.c.worst
-    whens = [(per_run.c.bad == 1, literal("cannot pass")), (per_run.c.unknown == 1, literal("no numbers")),
-             (worst <= 0, literal(bucket_label(None)))]  # fmt: skip
+    whens = [
+        (per_run.c.bad == 1, literal("cannot pass")),
+        (per_run.c.unknown == 1, literal("no numbers")),
+        (worst <= 0, literal(bucket_label(None))),
+    ]
     whens += [(worst <= 10.0**d, literal(bucket_label(d))) for d in DECADES]
     bucket = case(*whens, else_=literal(f">1e{DECADES[-1]}")).label("bucket")
     stmt = select(per_run.c.converter, per_run.c.status, bucket, func.count().label("runs")).group_by(
@@ -212,8 +248,9 @@ def rejudge(buckets: pd.DataFrame, atol: float) -> pd.DataFrame:
     `tolerance_buckets` without another scan."""
     if atol != 0 and not any(math.isclose(atol, 10.0**d) for d in DECADES):
         raise ValueError(f"atol {atol:g} is not on the decade grid; use rejudged() for any atol")
-    passing = {bucket_label(None)} | ({bucket_label(d) for d in DECADES if 10.0**d <= atol * (1 + 1e-9)}
-                                      if atol > 0 else set())  # fmt: skip
+    passing = {bucket_label(None)} | (
+        {bucket_label(d) for d in DECADES if 10.0**d <= atol * (1 + 1e-9)} if atol > 0 else set()
+    )
     rows = []
     for converter, group in buckets.groupby("converter", sort=True):
         runs = group.groupby("bucket")["runs"].sum()
@@ -222,15 +259,33 @@ def rejudge(buckets: pd.DataFrame, atol: float) -> pd.DataFrame:
         judgeable = group[~group["bucket"].isin(["no numbers", "not stored"])]
         passed = int(judgeable.loc[judgeable["bucket"].isin(passing), "runs"].sum())
         mismatch = int(judgeable["runs"].sum()) - passed
-        rows.append({
-            "converter": converter, "compared": int(by_stored.sum()), "with_numbers": int(stored_numbers.sum()),
-            "stored_passed": int(stored_numbers.get("passed", 0)),
-            "stored_mismatch": int(stored_numbers.get("mismatch", 0)),
-            "passed": passed, "mismatch": mismatch, "not_judgeable": int(runs.get("no numbers", 0)),
-            "without_numbers": int(runs.get("not stored", 0)),
-        })  # fmt: skip
-    out = pd.DataFrame(rows, columns=["converter", "compared", "with_numbers", "stored_passed", "stored_mismatch",
-                                      "passed", "mismatch", "not_judgeable", "without_numbers"])  # fmt: skip
+        rows.append(
+            {
+                "converter": converter,
+                "compared": int(by_stored.sum()),
+                "with_numbers": int(stored_numbers.sum()),
+                "stored_passed": int(stored_numbers.get("passed", 0)),
+                "stored_mismatch": int(stored_numbers.get("mismatch", 0)),
+                "passed": passed,
+                "mismatch": mismatch,
+                "not_judgeable": int(runs.get("no numbers", 0)),
+                "without_numbers": int(runs.get("not stored", 0)),
+            }
+        )
+    out = pd.DataFrame(
+        rows,
+        columns=[
+            "converter",
+            "compared",
+            "with_numbers",
+            "stored_passed",
+            "stored_mismatch",
+            "passed",
+            "mismatch",
+            "not_judgeable",
+            "without_numbers",
+        ],
+    )
     judged = out["passed"] + out["mismatch"]
     out["mismatch_rate"] = out["mismatch"] / judged.where(judged > 0)
     return out
@@ -251,8 +306,11 @@ def operator_rates(engine: Engine, campaign: str | None = None) -> pd.DataFrame:
     sums = []
     for converter in converters:
         mine = RUN.c.converter == converter
-        sums += [func.sum(case((mine, 1), else_=0)), func.sum(case((and_(mine, failed), 1), else_=0)),
-                 func.sum(case((and_(mine, mismatched), 1), else_=0))]  # fmt: skip
+        sums += [
+            func.sum(case((mine, 1), else_=0)),
+            func.sum(case((and_(mine, failed), 1), else_=0)),
+            func.sum(case((and_(mine, mismatched), 1), else_=0)),
+        ]
     stmt = (
         select(OPERATOR.c.operator, *sums)
         .select_from(OPERATOR.join(RUN, RUN.c.model_id == OPERATOR.c.model_id))
@@ -294,11 +352,15 @@ def run_detail(engine: Engine, run_id: int) -> dict[str, Any] | None:
             return None
         model = conn.execute(select(MODEL).where(MODEL.c.id == run["model_id"])).mappings().first()
         campaign = conn.execute(select(CAMPAIGN).where(CAMPAIGN.c.id == run["campaign_id"])).mappings().first()
-        outputs = conn.execute(
-            select(*(c for c in OUTPUT.c if c.name not in ("id", "run_id")))
-            .where(OUTPUT.c.run_id == int(run_id))
-            .order_by(OUTPUT.c.input_index, OUTPUT.c.output_index)
-        ).mappings().all()  # fmt: skip
+        outputs = (
+            conn.execute(
+                select(*(c for c in OUTPUT.c if c.name not in ("id", "run_id")))
+                .where(OUTPUT.c.run_id == int(run_id))
+                .order_by(OUTPUT.c.input_index, OUTPUT.c.output_index)
+            )
+            .mappings()
+            .all()
+        )
     frame = pd.DataFrame([dict(o) for o in outputs])
     return {"run": dict(run), "model": dict(model or {}), "campaign": dict(campaign or {}), "outputs": frame}
 

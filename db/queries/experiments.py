@@ -14,17 +14,24 @@ from db.models.experiments import Campaign, ConversionRun, ModelUnderTest
 def campaign_summary(engine: Engine, campaign: str | None = None) -> pd.DataFrame:
     """Runs per campaign × converter × exporter × status; a campaign without runs is one row with 0 runs."""
     stmt = (
-        select(Campaign.name.label("campaign"), ConversionRun.converter, ConversionRun.exporter,
-               ConversionRun.status, func.count(ConversionRun.id).label("runs"))
-        .select_from(Campaign).outerjoin(ConversionRun, ConversionRun.campaign_id == Campaign.id)
+        select(
+            Campaign.name.label("campaign"),
+            ConversionRun.converter,
+            ConversionRun.exporter,
+            ConversionRun.status,
+            func.count(ConversionRun.id).label("runs"),
+        )
+        .select_from(Campaign)
+        .outerjoin(ConversionRun, ConversionRun.campaign_id == Campaign.id)
         .group_by(Campaign.name, ConversionRun.converter, ConversionRun.exporter, ConversionRun.status)
         .order_by(Campaign.name, ConversionRun.converter, ConversionRun.exporter, ConversionRun.status)
     )
     if campaign is not None:
         stmt = stmt.where(Campaign.name == campaign)
     with engine.connect() as conn:
-        return pd.DataFrame(conn.execute(stmt).mappings().all(), columns=["campaign", "converter", "exporter",
-                                                                          "status", "runs"])
+        return pd.DataFrame(
+            conn.execute(stmt).mappings().all(), columns=["campaign", "converter", "exporter", "status", "runs"]
+        )
 
 
 def campaign_names(engine: Engine) -> list[str]:
@@ -35,25 +42,46 @@ def campaign_names(engine: Engine) -> list[str]:
 
 def campaigns_frame(engine: Engine) -> pd.DataFrame:
     """One row per campaign: kind, spec, when it started/finished, and how many runs and models it stored."""
-    runs = (select(ConversionRun.campaign_id, func.count().label("runs"),
-                   func.count(func.distinct(ConversionRun.model_id)).label("models"))
-            .group_by(ConversionRun.campaign_id).subquery())
-    stmt = (select(Campaign.id, Campaign.name, Campaign.kind, Campaign.spec, Campaign.created_at,
-                   Campaign.finished_at, func.coalesce(runs.c.runs, 0).label("runs"),
-                   func.coalesce(runs.c.models, 0).label("models"))
-            .outerjoin(runs, runs.c.campaign_id == Campaign.id).order_by(Campaign.id))
+    runs = (
+        select(
+            ConversionRun.campaign_id,
+            func.count().label("runs"),
+            func.count(func.distinct(ConversionRun.model_id)).label("models"),
+        )
+        .group_by(ConversionRun.campaign_id)
+        .subquery()
+    )
+    stmt = (
+        select(
+            Campaign.id,
+            Campaign.name,
+            Campaign.kind,
+            Campaign.spec,
+            Campaign.created_at,
+            Campaign.finished_at,
+            func.coalesce(runs.c.runs, 0).label("runs"),
+            func.coalesce(runs.c.models, 0).label("models"),
+        )
+        .outerjoin(runs, runs.c.campaign_id == Campaign.id)
+        .order_by(Campaign.id)
+    )
     with engine.connect() as conn:
-        return pd.DataFrame(conn.execute(stmt).mappings().all(),
-                            columns=["id", "name", "kind", "spec", "created_at", "finished_at", "runs", "models"])
+        return pd.DataFrame(
+            conn.execute(stmt).mappings().all(),
+            columns=["id", "name", "kind", "spec", "created_at", "finished_at", "runs", "models"],
+        )
 
 
 def judged_tolerances(engine: Engine, campaign: str | None = None) -> pd.DataFrame:
     """Runs per converter × (atol, rtol) their stored passed/mismatch verdict was judged at (runs without one: none)."""
     keys = [ConversionRun.converter, ConversionRun.atol, ConversionRun.rtol]
-    stmt = (select(*keys, func.count().label("runs"))
-            .join(Campaign, Campaign.id == ConversionRun.campaign_id)
-            .where(ConversionRun.status.in_(["passed", "mismatch"]), ConversionRun.atol.is_not(None))
-            .group_by(*keys).order_by(*keys))
+    stmt = (
+        select(*keys, func.count().label("runs"))
+        .join(Campaign, Campaign.id == ConversionRun.campaign_id)
+        .where(ConversionRun.status.in_(["passed", "mismatch"]), ConversionRun.atol.is_not(None))
+        .group_by(*keys)
+        .order_by(*keys)
+    )
     if campaign is not None:
         stmt = stmt.where(Campaign.name == campaign)
     with engine.connect() as conn:
@@ -63,12 +91,28 @@ def judged_tolerances(engine: Engine, campaign: str | None = None) -> pd.DataFra
 def runs_frame(engine: Engine, campaign: str | None = None) -> pd.DataFrame:
     """One row per conversion run with its model's source, node count and operators."""
     stmt = (
-        select(ConversionRun.id.label("run_id"), Campaign.name.label("campaign"), ModelUnderTest.id.label("model_id"),
-               ModelUnderTest.source, ModelUnderTest.framework, ModelUnderTest.name.label("model"),
-               ModelUnderTest.node_count, ModelUnderTest.operators, ConversionRun.converter,
-               ConversionRun.converter_version, ConversionRun.exporter, ConversionRun.opset,
-               ConversionRun.input_seed, ConversionRun.status, ConversionRun.stage, ConversionRun.error_class,
-               ConversionRun.message, ConversionRun.onnx_graph, ConversionRun.durations, ConversionRun.peak_rss_mb)
+        select(
+            ConversionRun.id.label("run_id"),
+            Campaign.name.label("campaign"),
+            ModelUnderTest.id.label("model_id"),
+            ModelUnderTest.source,
+            ModelUnderTest.framework,
+            ModelUnderTest.name.label("model"),
+            ModelUnderTest.node_count,
+            ModelUnderTest.operators,
+            ConversionRun.converter,
+            ConversionRun.converter_version,
+            ConversionRun.exporter,
+            ConversionRun.opset,
+            ConversionRun.input_seed,
+            ConversionRun.status,
+            ConversionRun.stage,
+            ConversionRun.error_class,
+            ConversionRun.message,
+            ConversionRun.onnx_graph,
+            ConversionRun.durations,
+            ConversionRun.peak_rss_mb,
+        )
         .join(Campaign, Campaign.id == ConversionRun.campaign_id)
         .join(ModelUnderTest, ModelUnderTest.id == ConversionRun.model_id)
         .order_by(ConversionRun.id)
@@ -83,8 +127,9 @@ def runs_frame(engine: Engine, campaign: str | None = None) -> pd.DataFrame:
 OUTCOMES = ("passed", "mismatch", "failed", "crash", "timeout", "oom")
 
 
-def outcome_rates(engine: Engine, campaign: str | None = None,
-                  by: tuple[str, ...] = ("converter", "exporter", "node_count", "opset")) -> pd.DataFrame:
+def outcome_rates(
+    engine: Engine, campaign: str | None = None, by: tuple[str, ...] = ("converter", "exporter", "node_count", "opset")
+) -> pd.DataFrame:
     """Runs and the share of each outcome per group (default converter × exporter × node count × opset)."""
     runs = runs_frame(engine, campaign)
     columns = [*by, "runs", *OUTCOMES, *(f"{o}_rate" for o in OUTCOMES)]
@@ -92,7 +137,8 @@ def outcome_rates(engine: Engine, campaign: str | None = None,
         return pd.DataFrame(columns=columns)
     keys = list(by)
     table = runs.assign(node_count=runs["node_count"].fillna(-1).astype(int)).pivot_table(
-        index=keys, columns="status", values="run_id", aggfunc="count", fill_value=0)
+        index=keys, columns="status", values="run_id", aggfunc="count", fill_value=0
+    )
     table = table.reindex(columns=list(OUTCOMES), fill_value=0)
     table.insert(0, "runs", table.sum(axis=1))
     for outcome in OUTCOMES:
@@ -129,8 +175,11 @@ def operator_rates(engine: Engine, campaign: str | None = None, level: str = "so
     frame = pd.DataFrame(rows)
     frame["failure"] = ~frame["status"].isin(["passed", "mismatch"])
     frame["mismatch_flag"] = frame["status"] == "mismatch"
-    out = frame.groupby(["operator", "converter", "exporter"]).agg(
-        runs=("status", "size"), failures=("failure", "sum"), mismatches=("mismatch_flag", "sum")).reset_index()
+    out = (
+        frame.groupby(["operator", "converter", "exporter"])
+        .agg(runs=("status", "size"), failures=("failure", "sum"), mismatches=("mismatch_flag", "sum"))
+        .reset_index()
+    )
     out["failure_rate"] = out["failures"] / out["runs"]
     judged = out["runs"] - out["failures"]
     out["mismatch_rate"] = (out["mismatches"] / judged.where(judged > 0)).astype(float)
@@ -164,16 +213,23 @@ def operator_sequences(engine: Engine, campaign: str | None = None, length: int 
     """Study H2 input: one row per (run, ONNX node-type path of `length` nodes) for runs that were compared."""
     runs = runs_frame(engine, campaign)
     rows = [
-        {"run_id": run.run_id, "converter": run.converter, "exporter": run.exporter, "status": run.status,
-         "sequence": " > ".join(path)}
-        for run in runs.itertuples(index=False) if run.status in ("passed", "mismatch") and run.onnx_graph
+        {
+            "run_id": run.run_id,
+            "converter": run.converter,
+            "exporter": run.exporter,
+            "status": run.status,
+            "sequence": " > ".join(path),
+        }
+        for run in runs.itertuples(index=False)
+        if run.status in ("passed", "mismatch") and run.onnx_graph
         for path in sorted(graph_paths(run.onnx_graph, length))
     ]
     return pd.DataFrame(rows, columns=["run_id", "converter", "exporter", "status", "sequence"])
 
 
-def sequence_comparison(engine: Engine, campaign: str | None = None, length: int = 2,
-                        min_runs: int = 1) -> pd.DataFrame:
+def sequence_comparison(
+    engine: Engine, campaign: str | None = None, length: int = 2, min_runs: int = 1
+) -> pd.DataFrame:
     """Study H2: how often each operator sequence occurs in mismatching vs. correct runs, with Fisher's exact test.
 
     p-values are Benjamini–Hochberg adjusted over the sequences tested.
@@ -182,8 +238,16 @@ def sequence_comparison(engine: Engine, campaign: str | None = None, length: int
     from statsmodels.stats.multitest import multipletests
 
     seqs = operator_sequences(engine, campaign, length)
-    columns = ["sequence", "mismatch_runs", "correct_runs", "mismatch_share", "correct_share", "odds_ratio",
-               "p_value", "p_adjusted"]
+    columns = [
+        "sequence",
+        "mismatch_runs",
+        "correct_runs",
+        "mismatch_share",
+        "correct_share",
+        "odds_ratio",
+        "p_value",
+        "p_adjusted",
+    ]
     if seqs.empty:
         return pd.DataFrame(columns=columns)
     totals = seqs.drop_duplicates("run_id")["status"].value_counts()
@@ -195,9 +259,17 @@ def sequence_comparison(engine: Engine, campaign: str | None = None, length: int
     for seq, row in counts.iterrows():
         a, b = int(row["mismatch"]), int(row["passed"])
         odds, p = fisher_exact([[a, n_mis - a], [b, n_ok - b]]) if n_mis and n_ok else (float("nan"), 1.0)
-        rows.append({"sequence": seq, "mismatch_runs": a, "correct_runs": b,
-                     "mismatch_share": a / n_mis if n_mis else float("nan"),
-                     "correct_share": b / n_ok if n_ok else float("nan"), "odds_ratio": odds, "p_value": p})
+        rows.append(
+            {
+                "sequence": seq,
+                "mismatch_runs": a,
+                "correct_runs": b,
+                "mismatch_share": a / n_mis if n_mis else float("nan"),
+                "correct_share": b / n_ok if n_ok else float("nan"),
+                "odds_ratio": odds,
+                "p_value": p,
+            }
+        )
     out = pd.DataFrame(rows, columns=columns[:-1])
     out["p_adjusted"] = multipletests(out["p_value"], method="fdr_bh")[1] if len(out) else []
     return out.sort_values(["p_value", "mismatch_runs"], ascending=[True, False], ignore_index=True)

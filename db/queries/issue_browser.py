@@ -23,8 +23,19 @@ SAMPLE = IssueSample.__table__  # type: ignore[attr-defined]
 MEMBER = IssueSampleMember.__table__  # type: ignore[attr-defined]
 FIX = IssueFixLink.__table__  # type: ignore[attr-defined]
 
-LIST_COLUMNS = ["repository", "number", "title", "state", "labels", "author", "created_at", "closed_at",
-                "comment_count", "hydrated", "html_url"]  # fmt: skip
+LIST_COLUMNS = [
+    "repository",
+    "number",
+    "title",
+    "state",
+    "labels",
+    "author",
+    "created_at",
+    "closed_at",
+    "comment_count",
+    "hydrated",
+    "html_url",
+]
 
 
 def _has_any_label(engine: Engine, labels: list[str]) -> ColumnElement[bool]:
@@ -81,11 +92,19 @@ def filter_options(engine: Engine) -> dict[str, list[str]]:
             label = func.jsonb_array_elements_text(ISSUE.c.labels).table_valued("value")
         else:
             label = func.json_each(ISSUE.c.labels).table_valued("value")
-        labels = conn.execute(
-            select(label.c.value).select_from(ISSUE).join(label, literal(True)).distinct().order_by(label.c.value)
-        ).scalars().all()  # fmt: skip
-    return {"repositories": list(repos), "labels": [str(x) for x in labels], "states": sorted(states),
-            "samples": list(samples)}  # fmt: skip
+        labels = (
+            conn.execute(
+                select(label.c.value).select_from(ISSUE).join(label, literal(True)).distinct().order_by(label.c.value)
+            )
+            .scalars()
+            .all()
+        )
+    return {
+        "repositories": list(repos),
+        "labels": [str(x) for x in labels],
+        "states": sorted(states),
+        "samples": list(samples),
+    }
 
 
 def issue_list(engine: Engine, limit: int = 100, offset: int = 0, **filters: Any) -> tuple[int, pd.DataFrame]:
@@ -125,8 +144,9 @@ def issues_over_time(engine: Engine, **filters: Any) -> pd.DataFrame:
             **filters,
         ).group_by(month, REPO.c.full_name)
         with engine.connect() as conn:
-            part = pd.DataFrame([dict(r) for r in conn.execute(stmt).mappings()],
-                                columns=["month", "repository", "issues"])  # fmt: skip
+            part = pd.DataFrame(
+                [dict(r) for r in conn.execute(stmt).mappings()], columns=["month", "repository", "issues"]
+            )
         part["what"] = what
         frames.append(part)
     out = pd.concat(frames, ignore_index=True)
@@ -136,9 +156,7 @@ def issues_over_time(engine: Engine, **filters: Any) -> pd.DataFrame:
 
 def state_summary(engine: Engine, **filters: Any) -> pd.DataFrame:
     """Matching issues per repository: total, closed, with at least one closing commit event."""
-    has_commit = exists(
-        select(literal(1)).where(and_(EVENT.c.issue_id == ISSUE.c.id, EVENT.c.commit_id.is_not(None)))
-    )
+    has_commit = exists(select(literal(1)).where(and_(EVENT.c.issue_id == ISSUE.c.id, EVENT.c.commit_id.is_not(None))))
     stmt = _filtered(
         engine,
         select(
@@ -179,13 +197,16 @@ def coded_over_time(engine: Engine, dimension: str = "symptom", **filters: Any) 
         engine,
         select(month.label("month"), code.c.label.label("code"), ISSUE.c.id.label("issue_id"))
         .select_from(
-            _base().join(item, item.c.issue_id == ISSUE.c.id).join(final, final.c.item_id == item.c.id)
-            .join(dim, dim.c.id == final.c.dimension_id).join(code, code.c.id == final.c.code_id)
+            _base()
+            .join(item, item.c.issue_id == ISSUE.c.id)
+            .join(final, final.c.item_id == item.c.id)
+            .join(dim, dim.c.id == final.c.dimension_id)
+            .join(code, code.c.id == final.c.code_id)
         )
         .where(dim.c.key == dimension, ISSUE.c.created_at.is_not(None))
         .distinct(),
         **filters,
-    ).subquery()  # fmt: skip
+    ).subquery()
     stmt = select(pairs.c.month, pairs.c.code, func.count().label("issues")).group_by(pairs.c.month, pairs.c.code)
     with engine.connect() as conn:
         frame = pd.DataFrame([tuple(r) for r in conn.execute(stmt)], columns=["month", "code", "issues"])
@@ -204,19 +225,33 @@ def issue_detail(engine: Engine, repository: str, number: int) -> dict[str, Any]
         row = conn.execute(stmt).mappings().first()
         if row is None:
             return None
-        events = conn.execute(
-            select(*(c for c in EVENT.c if c.name not in ("raw", "issue_id")))
-            .where(EVENT.c.issue_id == row["id"])
-            .order_by(EVENT.c.created_at, EVENT.c.id)
-        ).mappings().all()  # fmt: skip
-        samples = conn.execute(
-            select(SAMPLE.c.name).join(MEMBER, MEMBER.c.sample_id == SAMPLE.c.id).where(MEMBER.c.issue_id == row["id"])
-        ).scalars().all()  # fmt: skip
-        verdicts = conn.execute(
-            select(FIX.c.rule_version, FIX.c.fix_linked, FIX.c.evidence, FIX.c.evaluated_at)
-            .where(FIX.c.issue_id == row["id"])
-            .order_by(FIX.c.rule_version)
-        ).mappings().all()  # fmt: skip
+        events = (
+            conn.execute(
+                select(*(c for c in EVENT.c if c.name not in ("raw", "issue_id")))
+                .where(EVENT.c.issue_id == row["id"])
+                .order_by(EVENT.c.created_at, EVENT.c.id)
+            )
+            .mappings()
+            .all()
+        )
+        samples = (
+            conn.execute(
+                select(SAMPLE.c.name)
+                .join(MEMBER, MEMBER.c.sample_id == SAMPLE.c.id)
+                .where(MEMBER.c.issue_id == row["id"])
+            )
+            .scalars()
+            .all()
+        )
+        verdicts = (
+            conn.execute(
+                select(FIX.c.rule_version, FIX.c.fix_linked, FIX.c.evidence, FIX.c.evaluated_at)
+                .where(FIX.c.issue_id == row["id"])
+                .order_by(FIX.c.rule_version)
+            )
+            .mappings()
+            .all()
+        )
     timeline = pd.DataFrame([dict(e) for e in events])
     if not timeline.empty:
         timeline["created_at"] = pd.to_datetime(timeline["created_at"], utc=True)

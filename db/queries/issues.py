@@ -12,8 +12,21 @@ from sqlmodel import Session, col
 from db.models.github import Issue, IssueEvent, IssueSample, IssueSampleMember, Repository
 from db.models.github_mining import DEFAULT_FIX_RULE_VERSION, IssueFixLink
 
-LIST_COLUMNS = ["repo", "number", "title", "state", "state_reason", "labels", "author", "created_at", "updated_at",
-                "closed_at", "comment_count", "fix_linked", "html_url"]
+LIST_COLUMNS = [
+    "repo",
+    "number",
+    "title",
+    "state",
+    "state_reason",
+    "labels",
+    "author",
+    "created_at",
+    "updated_at",
+    "closed_at",
+    "comment_count",
+    "fix_linked",
+    "html_url",
+]
 
 
 def issue_list(
@@ -30,12 +43,26 @@ def issue_list(
     """Mined issues (never PRs), newest first; `labels` keeps issues having all of them, `sample` keeps a
     named sample's members in drawn order; `fix_linked` is the verdict of `rule_version` (NA: not evaluated)."""
     stmt = (
-        select(Repository.full_name, Issue.number, Issue.title, Issue.state, Issue.state_reason, Issue.labels,
-               Issue.author, Issue.created_at, Issue.updated_at, Issue.closed_at, Issue.comment_count,
-               IssueFixLink.fix_linked, Issue.html_url)
+        select(
+            Repository.full_name,
+            Issue.number,
+            Issue.title,
+            Issue.state,
+            Issue.state_reason,
+            Issue.labels,
+            Issue.author,
+            Issue.created_at,
+            Issue.updated_at,
+            Issue.closed_at,
+            Issue.comment_count,
+            IssueFixLink.fix_linked,
+            Issue.html_url,
+        )
         .join(Repository, col(Repository.id) == col(Issue.repository_id))
-        .outerjoin(IssueFixLink, and_(col(IssueFixLink.issue_id) == col(Issue.id),
-                                      col(IssueFixLink.rule_version) == rule_version))
+        .outerjoin(
+            IssueFixLink,
+            and_(col(IssueFixLink.issue_id) == col(Issue.id), col(IssueFixLink.rule_version) == rule_version),
+        )
         .where(col(Issue.hydrated).is_(True))
     )
     if repo:
@@ -79,9 +106,7 @@ def known_only_by_url(engine: Engine, repo: str | None = None) -> dict[str, int]
         return {name: int(n) for name, n in session.execute(stmt).all()}
 
 
-def issue_detail(
-    engine: Engine, repo: str, number: int
-) -> tuple[dict[str, Any], pd.DataFrame, pd.DataFrame] | None:
+def issue_detail(engine: Engine, repo: str, number: int) -> tuple[dict[str, Any], pd.DataFrame, pd.DataFrame] | None:
     """(issue fields, its timeline oldest first, its fix verdicts per rule version), or None if unknown."""
     with Session(engine) as session:
         row = session.execute(
@@ -95,23 +120,42 @@ def issue_detail(
         fields = issue.model_dump(exclude={"raw"})
         fields["repo"] = row[1]
         events = session.execute(
-            select(IssueEvent.created_at, IssueEvent.event, IssueEvent.actor, IssueEvent.commit_id,
-                   IssueEvent.source_repository, IssueEvent.source_number, IssueEvent.source_state,
-                   IssueEvent.source_is_pull_request, IssueEvent.event_key)
+            select(
+                IssueEvent.created_at,
+                IssueEvent.event,
+                IssueEvent.actor,
+                IssueEvent.commit_id,
+                IssueEvent.source_repository,
+                IssueEvent.source_number,
+                IssueEvent.source_state,
+                IssueEvent.source_is_pull_request,
+                IssueEvent.event_key,
+            )
             .where(IssueEvent.issue_id == issue.id)
             .order_by(col(IssueEvent.created_at), col(IssueEvent.id))
         ).all()
         links = session.execute(
-            select(IssueFixLink.rule_version, IssueFixLink.fix_linked, IssueFixLink.evidence,
-                   IssueFixLink.evaluated_at)
+            select(IssueFixLink.rule_version, IssueFixLink.fix_linked, IssueFixLink.evidence, IssueFixLink.evaluated_at)
             .where(IssueFixLink.issue_id == issue.id)
             .order_by(col(IssueFixLink.rule_version))
         ).all()
-    timeline = pd.DataFrame([tuple(e) for e in events], columns=[
-        "created_at", "event", "actor", "commit_id", "source_repository", "source_number", "source_state",
-        "source_is_pull_request", "event_key"])
-    verdicts = pd.DataFrame([tuple(x) for x in links], columns=["rule_version", "fix_linked", "evidence",
-                                                                 "evaluated_at"])
+    timeline = pd.DataFrame(
+        [tuple(e) for e in events],
+        columns=[
+            "created_at",
+            "event",
+            "actor",
+            "commit_id",
+            "source_repository",
+            "source_number",
+            "source_state",
+            "source_is_pull_request",
+            "event_key",
+        ],
+    )
+    verdicts = pd.DataFrame(
+        [tuple(x) for x in links], columns=["rule_version", "fix_linked", "evidence", "evaluated_at"]
+    )
     return fields, timeline, verdicts
 
 
@@ -122,8 +166,10 @@ def issues_over_time(
     stmt = (
         select(Issue.created_at, Issue.closed_at, func.coalesce(IssueFixLink.fix_linked, False))
         .join(Repository, col(Repository.id) == col(Issue.repository_id))
-        .outerjoin(IssueFixLink, and_(col(IssueFixLink.issue_id) == col(Issue.id),
-                                      col(IssueFixLink.rule_version) == rule_version))
+        .outerjoin(
+            IssueFixLink,
+            and_(col(IssueFixLink.issue_id) == col(Issue.id), col(IssueFixLink.rule_version) == rule_version),
+        )
         .where(col(Issue.hydrated).is_(True))
     )
     if repo:

@@ -36,8 +36,14 @@ def _frame(engine: Engine, query, columns: list[str]) -> pd.DataFrame:  # type: 
 def codebook_versions(engine: Engine) -> pd.DataFrame:
     """One row per stored codebook version."""
     q = (
-        select(Codebook.name, CodebookVersion.version, CodebookVersion.declared_version, CodebookVersion.source,
-               CodebookVersion.loaded_at, CodebookVersion.content_hash)
+        select(
+            Codebook.name,
+            CodebookVersion.version,
+            CodebookVersion.declared_version,
+            CodebookVersion.source,
+            CodebookVersion.loaded_at,
+            CodebookVersion.content_hash,
+        )
         .join(CodebookVersion, CodebookVersion.codebook_id == Codebook.id)
         .order_by(Codebook.name, CodebookVersion.version)
     )
@@ -49,13 +55,25 @@ def rounds(engine: Engine) -> pd.DataFrame:
     from sqlalchemy import func
 
     q = (
-        select(LabelRound.name, LabelRound.source, Codebook.name, CodebookVersion.version,
-               func.count(Coding.id), LabelRound.created_at)
+        select(
+            LabelRound.name,
+            LabelRound.source,
+            Codebook.name,
+            CodebookVersion.version,
+            func.count(Coding.id),
+            LabelRound.created_at,
+        )
         .join(CodebookVersion, CodebookVersion.id == LabelRound.codebook_version_id)
         .join(Codebook, Codebook.id == CodebookVersion.codebook_id)
         .outerjoin(Coding, Coding.round_id == LabelRound.id)
-        .group_by(LabelRound.id, LabelRound.name, LabelRound.source, Codebook.name, CodebookVersion.version,
-                  LabelRound.created_at)
+        .group_by(
+            LabelRound.id,
+            LabelRound.name,
+            LabelRound.source,
+            Codebook.name,
+            CodebookVersion.version,
+            LabelRound.created_at,
+        )
         .order_by(LabelRound.created_at, LabelRound.id)
     )
     return _frame(engine, q, ["round", "source", "codebook", "codebook_version", "codings", "created_at"])
@@ -68,8 +86,15 @@ def _item_columns():  # type: ignore[no-untyped-def]
 def ratings(engine: Engine, round_name: str | None = None, dimension: str | None = None) -> pd.DataFrame:
     """Valid codings in long format: one row per round, item, coder and dimension, with the code given."""
     q = (
-        select(LabelRound.name, CodebookDimension.key, CodebookDimension.position, *_item_columns(), Coder.name,
-               CodebookCode.code, CodebookCode.label)
+        select(
+            LabelRound.name,
+            CodebookDimension.key,
+            CodebookDimension.position,
+            *_item_columns(),
+            Coder.name,
+            CodebookCode.code,
+            CodebookCode.label,
+        )
         .select_from(CodingValue)
         .join(Coding, Coding.id == CodingValue.coding_id)
         .join(LabelRound, LabelRound.id == Coding.round_id)
@@ -86,15 +111,35 @@ def ratings(engine: Engine, round_name: str | None = None, dimension: str | None
         q = q.where(LabelRound.name == round_name)
     if dimension:
         q = q.where(CodebookDimension.key == dimension)
-    return _frame(engine, q, ["round", "dimension", "dimension_position", "item_id", "kind", "item", "repository",
-                              "number", "title", "coder", "code", "label"])
+    return _frame(
+        engine,
+        q,
+        [
+            "round",
+            "dimension",
+            "dimension_position",
+            "item_id",
+            "kind",
+            "item",
+            "repository",
+            "number",
+            "title",
+            "coder",
+            "code",
+            "label",
+        ],
+    )
 
 
 def round_coders(engine: Engine, round_name: str) -> list[str]:
     """Every coder with at least one coding (valid or not) in the round."""
     q = (
-        select(Coder.name).join(Coding, Coding.coder_id == Coder.id).join(LabelRound, LabelRound.id == Coding.round_id)
-        .where(LabelRound.name == round_name).distinct().order_by(Coder.name)
+        select(Coder.name)
+        .join(Coding, Coding.coder_id == Coder.id)
+        .join(LabelRound, LabelRound.id == Coding.round_id)
+        .where(LabelRound.name == round_name)
+        .distinct()
+        .order_by(Coder.name)
     )
     with engine.connect() as conn:
         return [r[0] for r in conn.execute(q).all()]
@@ -103,8 +148,15 @@ def round_coders(engine: Engine, round_name: str) -> list[str]:
 def invalid_codings(engine: Engine, round_name: str | None = None) -> pd.DataFrame:
     """Codings rejected against the codebook, with the reasons (kept for the report, never counted)."""
     q = (
-        select(LabelRound.name, LabelItem.ref, Coder.name, Coding.ls_task_id, Coding.ls_annotation_id,
-               Coding.problems, Coding.updated_at)
+        select(
+            LabelRound.name,
+            LabelItem.ref,
+            Coder.name,
+            Coding.ls_task_id,
+            Coding.ls_annotation_id,
+            Coding.problems,
+            Coding.updated_at,
+        )
         .join(LabelRound, LabelRound.id == Coding.round_id)
         .join(Coder, Coder.id == Coding.coder_id)
         .join(LabelItem, LabelItem.id == Coding.item_id)
@@ -119,8 +171,15 @@ def invalid_codings(engine: Engine, round_name: str | None = None) -> pd.DataFra
 def final_labels(engine: Engine, round_name: str | None = None) -> pd.DataFrame:
     """Final labels (what analyses use) with the item, its repository and who or what decided."""
     q = (
-        select(LabelRound.name, CodebookDimension.key, *_item_columns(), CodebookCode.code, CodebookCode.label,
-               FinalLabel.decided_by, FinalLabel.decided_at)
+        select(
+            LabelRound.name,
+            CodebookDimension.key,
+            *_item_columns(),
+            CodebookCode.code,
+            CodebookCode.label,
+            FinalLabel.decided_by,
+            FinalLabel.decided_at,
+        )
         .select_from(FinalLabel)
         .join(LabelRound, LabelRound.id == FinalLabel.round_id)
         .join(LabelItem, LabelItem.id == FinalLabel.item_id)
@@ -132,8 +191,24 @@ def final_labels(engine: Engine, round_name: str | None = None) -> pd.DataFrame:
     )
     if round_name:
         q = q.where(LabelRound.name == round_name)
-    return _frame(engine, q, ["round", "dimension", "item_id", "kind", "item", "repository", "number", "title",
-                              "code", "label", "decided_by", "decided_at"])
+    return _frame(
+        engine,
+        q,
+        [
+            "round",
+            "dimension",
+            "item_id",
+            "kind",
+            "item",
+            "repository",
+            "number",
+            "title",
+            "code",
+            "label",
+            "decided_by",
+            "decided_at",
+        ],
+    )
 
 
 def _latest_finals(engine: Engine, round_name: str | None) -> pd.DataFrame:
@@ -158,8 +233,13 @@ def taxonomy_distribution(engine: Engine, dimension: str, round_name: str | None
     return out.sort_values(["repository", "count", "code"], ascending=[True, False, True]).reset_index(drop=True)
 
 
-def crosstab(engine: Engine, rows: str = "symptom", columns: str = "cause", round_name: str | None = None,
-             repository: str | None = None) -> pd.DataFrame:
+def crosstab(
+    engine: Engine,
+    rows: str = "symptom",
+    columns: str = "cause",
+    round_name: str | None = None,
+    repository: str | None = None,
+) -> pd.DataFrame:
     """Items per (row code × column code), e.g. symptom × cause, from final labels."""
     import pandas as pd
 

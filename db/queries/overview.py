@@ -77,12 +77,7 @@ def miner_freshness(engine: Engine) -> pd.DataFrame:
         .group_by(run.c.kind)
         .subquery()
     )
-    latest_failed = (
-        select(run.c.kind, func.max(run.c.id).label("id"))
-        .where(failure)
-        .group_by(run.c.kind)
-        .subquery()
-    )
+    latest_failed = select(run.c.kind, func.max(run.c.id).label("id")).where(failure).group_by(run.c.kind).subquery()
     failed = run.alias("failed")
     stmt = (
         select(summary, failed.c.error.label("last_error"))
@@ -92,9 +87,18 @@ def miner_freshness(engine: Engine) -> pd.DataFrame:
     )
     with engine.connect() as conn:
         rows = conn.execute(stmt).mappings().all()
-    frame = pd.DataFrame([dict(r) for r in rows], columns=[
-        "kind", "runs", "last_success_at", "last_failure_at", "running", "last_started_at", "last_error",
-    ])  # fmt: skip
+    frame = pd.DataFrame(
+        [dict(r) for r in rows],
+        columns=[
+            "kind",
+            "runs",
+            "last_success_at",
+            "last_failure_at",
+            "running",
+            "last_started_at",
+            "last_error",
+        ],
+    )
     for column in ("last_success_at", "last_failure_at", "last_started_at"):
         frame[column] = pd.to_datetime(frame[column], utc=True)
     return frame

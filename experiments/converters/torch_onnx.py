@@ -34,13 +34,24 @@ class TorchOnnx(Converter):
             warnings.simplefilter("ignore")
             if self.dynamo:
                 program = torch.onnx.export(
-                    model.native, args, dynamo=True, opset_version=opset,
-                    input_names=names, output_names=model.output_names, verbose=False,
+                    model.native,
+                    args,
+                    dynamo=True,
+                    opset_version=opset,
+                    input_names=names,
+                    output_names=model.output_names,
+                    verbose=False,
                 )
                 return program.model_proto.SerializeToString()
             buf = io.BytesIO()
             torch.onnx.export(
-                model.native, args, buf, dynamo=False, opset_version=opset,
-                input_names=names, output_names=model.output_names, do_constant_folding=False,
+                model.native,
+                args,
+                buf,
+                dynamo=False,
+                opset_version=opset,
+                input_names=names,
+                output_names=model.output_names,
+                do_constant_folding=False,
             )
             return buf.getvalue()

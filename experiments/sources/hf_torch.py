@@ -17,14 +17,48 @@ from experiments.sources import ModelSource
 
 #: small configurations: (model_type, config overrides, input name, input shape, input dtype)
 ARCHS: dict[str, tuple[str, dict[str, Any], str, tuple[int, ...], str]] = {
-    "bert": ("bert", {"vocab_size": 1000, "hidden_size": 64, "num_hidden_layers": 2, "num_attention_heads": 2,
-                      "intermediate_size": 128, "max_position_embeddings": 64}, "input_ids", (1, 16), "int64"),
-    "distilbert": ("distilbert", {"vocab_size": 1000, "dim": 64, "n_layers": 2, "n_heads": 2, "hidden_dim": 128,
-                                  "max_position_embeddings": 64}, "input_ids", (1, 16), "int64"),
-    "gpt2": ("gpt2", {"vocab_size": 1000, "n_embd": 64, "n_layer": 2, "n_head": 2, "n_positions": 64,
-                      "use_cache": False}, "input_ids", (1, 16), "int64"),
-    "vit": ("vit", {"image_size": 32, "patch_size": 8, "hidden_size": 64, "num_hidden_layers": 2,
-                    "num_attention_heads": 2, "intermediate_size": 128}, "pixel_values", (1, 3, 32, 32), "float32"),
+    "bert": (
+        "bert",
+        {
+            "vocab_size": 1000,
+            "hidden_size": 64,
+            "num_hidden_layers": 2,
+            "num_attention_heads": 2,
+            "intermediate_size": 128,
+            "max_position_embeddings": 64,
+        },
+        "input_ids",
+        (1, 16),
+        "int64",
+    ),
+    "distilbert": (
+        "distilbert",
+        {"vocab_size": 1000, "dim": 64, "n_layers": 2, "n_heads": 2, "hidden_dim": 128, "max_position_embeddings": 64},
+        "input_ids",
+        (1, 16),
+        "int64",
+    ),
+    "gpt2": (
+        "gpt2",
+        {"vocab_size": 1000, "n_embd": 64, "n_layer": 2, "n_head": 2, "n_positions": 64, "use_cache": False},
+        "input_ids",
+        (1, 16),
+        "int64",
+    ),
+    "vit": (
+        "vit",
+        {
+            "image_size": 32,
+            "patch_size": 8,
+            "hidden_size": 64,
+            "num_hidden_layers": 2,
+            "num_attention_heads": 2,
+            "intermediate_size": 128,
+        },
+        "pixel_values",
+        (1, 3, 32, 32),
+        "float32",
+    ),
 }
 
 
@@ -49,8 +83,11 @@ class TransformersFromConfig(ModelSource):
 
     def expand(self, options: dict[str, Any]) -> list[dict[str, Any]]:
         version = self.package_version("transformers")
-        return [{"arch": arch, "seed": int(s), "generator_version": version}
-                for arch in options.get("archs", list(ARCHS)) for s in options.get("seeds", [0])]
+        return [
+            {"arch": arch, "seed": int(s), "generator_version": version}
+            for arch in options.get("archs", list(ARCHS))
+            for s in options.get("seeds", [0])
+        ]
 
     def display_name(self, params: dict[str, Any]) -> str:
         return f"{params['arch']}-s{params['seed']}"
@@ -73,8 +110,13 @@ class TransformersFromConfig(ModelSource):
         operators = [type(m).__name__ for m in net.model.modules() if not list(m.children())]
         weights = [v.detach().numpy() for v in net.state_dict().values()]
         return LoadedModel(
-            framework="torch", native=net, inputs=[spec], output_names=["last_hidden_state"], run=run,
+            framework="torch",
+            native=net,
+            inputs=[spec],
+            output_names=["last_hidden_state"],
+            run=run,
             # Leaf module types in definition order; no edge list (module order is not the dataflow graph).
-            operators=operators, graph=[],
+            operators=operators,
+            graph=[],
             content_hash=hash_arrays([params["arch"].encode(), *weights]),
         )

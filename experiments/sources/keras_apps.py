@@ -35,8 +35,11 @@ class KerasApplications(ModelSource):
     def expand(self, options: dict[str, Any]) -> list[dict[str, Any]]:
         size = int(options.get("input_size", 96))
         version = self.package_version("keras")
-        return [{"arch": arch, "input_size": size, "seed": int(s), "generator_version": version}
-                for arch in options.get("archs", DEFAULT_ARCHS) for s in options.get("seeds", [0])]
+        return [
+            {"arch": arch, "input_size": size, "seed": int(s), "generator_version": version}
+            for arch in options.get("archs", DEFAULT_ARCHS)
+            for s in options.get("seeds", [0])
+        ]
 
     def display_name(self, params: dict[str, Any]) -> str:
         return f"{params['arch']}-{params['input_size']}px-s{params['seed']}"
@@ -56,8 +59,13 @@ class KerasApplications(ModelSource):
 
         operators, graph = _layer_graph(model)
         return LoadedModel(
-            framework="tensorflow", native=model, inputs=[spec], output_names=[t.name for t in model.outputs],
-            run=run, operators=operators, graph=graph,
+            framework="tensorflow",
+            native=model,
+            inputs=[spec],
+            output_names=[t.name for t in model.outputs],
+            run=run,
+            operators=operators,
+            graph=graph,
             content_hash=hash_arrays([params["arch"].encode(), *model.get_weights()]),
             extra={"signature": [tf.TensorSpec(spec.shape, tf.float32, name="input")]},
         )

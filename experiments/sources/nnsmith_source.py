@@ -26,8 +26,9 @@ def _seed_everything(seed: int) -> None:
 
 def _structure(ir: Any) -> bytes:
     """Canonical text of a GraphIR (instructions with attributes and arguments); pickles are not stable."""
-    return "\n".join(f"{inst.retvals()}={inst.iexpr}:{ir.vars[inst.retvals()[0]] if inst.retvals() else ''}"
-                     for inst in ir.insts).encode()
+    return "\n".join(
+        f"{inst.retvals()}={inst.iexpr}:{ir.vars[inst.retvals()[0]] if inst.retvals() else ''}" for inst in ir.insts
+    ).encode()
 
 
 def _graph(ir: Any) -> tuple[list[str], list[Any]]:
@@ -55,8 +56,13 @@ class _NNSmithSource(ModelSource):
     def expand(self, options: dict[str, Any]) -> list[dict[str, Any]]:
         method = options.get("method", "symbolic-cinit")
         return [
-            {"generator": "nnsmith", "generator_version": self.package_version("nnsmith"), "method": method,
-             "max_nodes": int(n), "seed": int(s)}
+            {
+                "generator": "nnsmith",
+                "generator_version": self.package_version("nnsmith"),
+                "method": method,
+                "max_nodes": int(n),
+                "seed": int(s),
+            }
             for n in options.get("node_counts", [10])
             for s in options.get("seeds", [0])
         ]
@@ -122,8 +128,10 @@ class NNSmithTorch(_NNSmithSource):
         net = model.torch_model
         net.eval()
         names = list(net.input_like.keys())
-        specs = [TensorSpec(k, tuple(int(d) for d in t.shape), np.dtype(t.dtype.numpy()).name)
-                 for k, t in net.input_like.items()]
+        specs = [
+            TensorSpec(k, tuple(int(d) for d in t.shape), np.dtype(t.dtype.numpy()).name)
+            for k, t in net.input_like.items()
+        ]
 
         def run(inputs: dict[str, np.ndarray]) -> list[np.ndarray]:
             with torch.no_grad():
@@ -134,8 +142,14 @@ class NNSmithTorch(_NNSmithSource):
         structure = _structure(net.ir)
         weights = [v.detach().cpu().numpy() for v in net.state_dict().values()]
         return LoadedModel(
-            framework="torch", native=net, inputs=specs, output_names=list(net.output_like.keys()), run=run,
-            operators=operators, graph=graph, content_hash=hash_arrays([structure, *weights]),
+            framework="torch",
+            native=net,
+            inputs=specs,
+            output_names=list(net.output_like.keys()),
+            run=run,
+            operators=operators,
+            graph=graph,
+            content_hash=hash_arrays([structure, *weights]),
             location=str(out_dir),
         )
 
@@ -177,8 +191,9 @@ class NNSmithTensorFlow(_NNSmithSource):
 
     def _hash(self, ir: Any, params: dict[str, Any], net: Any) -> str:
         # Constants are drawn from the TF seed at construction, so the seed is part of the content.
-        return hash_arrays([_structure(ir), str(params["seed"]).encode(),
-                            *[np.asarray(v.numpy()) for v in _tf_weights(net)]])
+        return hash_arrays(
+            [_structure(ir), str(params["seed"]).encode(), *[np.asarray(v.numpy()) for v in _tf_weights(net)]]
+        )
 
     def _materialise(self, ir: Any, params: dict[str, Any]) -> LoadedModel:
         import tensorflow as tf
@@ -189,8 +204,10 @@ class NNSmithTensorFlow(_NNSmithSource):
         model = self._model_cls().from_gir(ir)
         net = model.net
         in_names = list(ir.input_var())
-        specs = [TensorSpec(k, tuple(int(d) for d in ir.vars[k].shape), np.dtype(ir.vars[k].dtype.numpy()).name)
-                 for k in in_names]
+        specs = [
+            TensorSpec(k, tuple(int(d) for d in ir.vars[k].shape), np.dtype(ir.vars[k].dtype.numpy()).name)
+            for k in in_names
+        ]
         signature = [tf.TensorSpec(s.shape, tf.as_dtype(s.dtype), name=s.name) for s in specs]
         # One eager call builds the Keras layers so their weights exist (and can be saved or assigned).
         net(*[tf.zeros(s.shape, s.dtype) for s in signature])
@@ -201,7 +218,13 @@ class NNSmithTensorFlow(_NNSmithSource):
 
         operators, graph = _graph(ir)
         return LoadedModel(
-            framework="tensorflow", native=net, inputs=specs, output_names=sorted(ir.leaf_var()), run=run,
-            operators=operators, graph=graph, content_hash=self._hash(ir, params, net),
+            framework="tensorflow",
+            native=net,
+            inputs=specs,
+            output_names=sorted(ir.leaf_var()),
+            run=run,
+            operators=operators,
+            graph=graph,
+            content_hash=self._hash(ir, params, net),
             extra={"function": net.__call__, "signature": signature},
         )

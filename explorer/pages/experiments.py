@@ -26,9 +26,21 @@ def reproduce_command(detail: dict) -> str | None:
     if campaign.get("kind") == "historical" or not model:
         return None
     converter = run["converter"] if run["converter"] != "torch.onnx" else f"torch.onnx-{run['exporter']}"
-    args = ["interop", "experiment", "run", "--name", f"repro-run-{run['id']}", "--sources", model["source"],
-            "--converters", converter, "--opsets", str(run["opset"]),
-            "--input-seeds", str(run["input_seed"])]  # fmt: skip
+    args = [
+        "interop",
+        "experiment",
+        "run",
+        "--name",
+        f"repro-run-{run['id']}",
+        "--sources",
+        model["source"],
+        "--converters",
+        converter,
+        "--opsets",
+        str(run["opset"]),
+        "--input-seeds",
+        str(run["input_seed"]),
+    ]
     if model.get("node_count") is not None:
         args += ["--node-counts", str(model["node_count"])]
     if model.get("seed") is not None:
@@ -78,8 +90,10 @@ else:
         opset = select_param("Opset", "opset", [str(o) for o in opsets], all_label="(every opset)")
     shown = counts[counts["opset"] == int(opset)] if opset else counts
     totals = shown.groupby("variant")["runs"].sum()
-    st.caption(f"{int(shown['runs'].sum()):,} runs in {scope}; per variant: "
-               + ", ".join(f"{v}: {int(n):,}" for v, n in totals.items()))  # fmt: skip
+    st.caption(
+        f"{int(shown['runs'].sum()):,} runs in {scope}; per variant: "
+        + ", ".join(f"{v}: {int(n):,}" for v, n in totals.items())
+    )
     by_nodes = shown.assign(nodes=shown["node_count"].map(lambda n: "n/a" if pd.isna(n) else str(int(n))))
     node_order = sorted(by_nodes["nodes"].unique(), key=lambda v: (v == "n/a", int(v) if v != "n/a" else 0))
     chart = (
@@ -95,8 +109,9 @@ else:
         .facet(column=alt.Column("variant:N", title=None, header=alt.Header(labelLimit=400, labelFontSize=12)))
     )
     st.altair_chart(chart)
-    table = shown.pivot_table(index=["variant", "node_count", "opset"], columns="status", values="runs",
-                              aggfunc="sum", fill_value=0)  # fmt: skip
+    table = shown.pivot_table(
+        index=["variant", "node_count", "opset"], columns="status", values="runs", aggfunc="sum", fill_value=0
+    )
     table.insert(0, "runs", table.sum(axis=1))
     with st.expander("As a table"):
         st.dataframe(table.reset_index(), hide_index=True, width="stretch")
@@ -104,28 +119,47 @@ else:
     stages = query(xq.failure_stages, version=version, campaign=campaign)
     if not stages.empty:
         st.markdown("**Where runs fail** (stage and error class)")
-        stage_chart = alt.Chart(stages).mark_bar().encode(
-            x=alt.X("sum(runs):Q", title="runs"),
-            y=alt.Y("stage:N", title=None, sort="-x", axis=alt.Axis(labelOverlap=False)),
-            color=alt.Color("status:N", scale=OUTCOME_COLORS, title="outcome"),
-            row=alt.Row("converter:N", title=None, header=alt.Header(labelAngle=0, labelAlign="left", labelLimit=200)),
-            tooltip=["converter", "stage", "status", "error_class", "runs"],
-        ).properties(height=alt.Step(18), width=520)
+        stage_chart = (
+            alt.Chart(stages)
+            .mark_bar()
+            .encode(
+                x=alt.X("sum(runs):Q", title="runs"),
+                y=alt.Y("stage:N", title=None, sort="-x", axis=alt.Axis(labelOverlap=False)),
+                color=alt.Color("status:N", scale=OUTCOME_COLORS, title="outcome"),
+                row=alt.Row(
+                    "converter:N", title=None, header=alt.Header(labelAngle=0, labelAlign="left", labelLimit=200)
+                ),
+                tooltip=["converter", "stage", "status", "error_class", "runs"],
+            )
+            .properties(height=alt.Step(18), width=520)
+        )
         st.altair_chart(stage_chart)
         with st.expander("Failures by error class"):
             st.dataframe(stages, hide_index=True, width="stretch")
 
 # --- tolerance -----------------------------------------------------------------------------------------
 st.subheader("Differences and tolerance")
-st.caption("Verdicts are recomputed from the stored comparison numbers (the atol each output needs at the chosen "
-           "rtol); nothing is re-run. Stored verdicts keep the tolerance they were judged at.")  # fmt: skip
+st.caption(
+    "Verdicts are recomputed from the stored comparison numbers (the atol each output needs at the chosen "
+    "rtol); nothing is re-run. Stored verdicts keep the tolerance they were judged at."
+)
 a, b = st.columns(2)
 rtol_now = float(param("rtol", "0") or 0)
-rtol = a.selectbox("rtol", RTOL_GRID, index=RTOL_GRID.index(rtol_now) if rtol_now in RTOL_GRID else 0,
-                   format_func=lambda v: f"{v:g}", key="param_rtol")  # fmt: skip
+rtol = a.selectbox(
+    "rtol",
+    RTOL_GRID,
+    index=RTOL_GRID.index(rtol_now) if rtol_now in RTOL_GRID else 0,
+    format_func=lambda v: f"{v:g}",
+    key="param_rtol",
+)
 atol_now = float(param("atol", "1e-05") or 1e-5)
-atol = b.select_slider("atol", options=ATOL_CHOICES, value=min(ATOL_CHOICES, key=lambda v: abs(v - atol_now)),
-                       format_func=lambda v: f"{v:g}", key="param_atol")  # fmt: skip
+atol = b.select_slider(
+    "atol",
+    options=ATOL_CHOICES,
+    value=min(ATOL_CHOICES, key=lambda v: abs(v - atol_now)),
+    format_func=lambda v: f"{v:g}",
+    key="param_atol",
+)
 set_params(rtol="" if rtol == 0 else f"{rtol:g}", atol="" if atol == 1e-5 else f"{atol:g}")
 # one scan per rtol gives every atol of the slider
 buckets = query(xq.tolerance_buckets, version=version, rtol=rtol, campaign=campaign)
@@ -137,33 +171,49 @@ else:
     for col, row in zip(cols, judged.itertuples(), strict=False):
         rate = f"{row.mismatch_rate:.1%}" if pd.notna(row.mismatch_rate) else "n/a"
         delta = int(row.mismatch) - int(row.stored_mismatch)
-        why = (f"{int(row.passed)} pass, {int(row.mismatch)} mismatch; {int(row.not_judgeable)} without numbers "
-               f"for this rtol, {int(row.without_numbers)} without stored numbers (historical)")  # fmt: skip
-        col.metric(f"{row.converter}: mismatch at atol={atol:g}, rtol={rtol:g}", rate,
-                   delta=f"{delta:+d} runs vs stored verdicts" if row.with_numbers else None,
-                   delta_color="inverse" if delta else "off",
-                   help=why)  # fmt: skip
+        why = (
+            f"{int(row.passed)} pass, {int(row.mismatch)} mismatch; {int(row.not_judgeable)} without numbers "
+            f"for this rtol, {int(row.without_numbers)} without stored numbers (historical)"
+        )
+        col.metric(
+            f"{row.converter}: mismatch at atol={atol:g}, rtol={rtol:g}",
+            rate,
+            delta=f"{delta:+d} runs vs stored verdicts" if row.with_numbers else None,
+            delta_color="inverse" if delta else "off",
+            help=why,
+        )
     st.dataframe(judged, hide_index=True, width="stretch")
     order = ["0", *(xq.bucket_label(d) for d in xq.DECADES), f">1e{xq.DECADES[-1]}", "cannot pass"]
     hist = buckets[buckets["bucket"].isin(order)].groupby(["converter", "bucket"], as_index=False)["runs"].sum()
     if not hist.empty:
-        bars = alt.Chart(hist).mark_bar().encode(
-            x=alt.X("bucket:N", sort=order, title=f"atol needed to pass at rtol={rtol:g}"),
-            y=alt.Y("runs:Q", title="compared runs"),
-            color=alt.Color("converter:N"),
-            xOffset="converter:N",
-            tooltip=["converter", "bucket", "runs"],
-        ).properties(height=240)
+        bars = (
+            alt.Chart(hist)
+            .mark_bar()
+            .encode(
+                x=alt.X("bucket:N", sort=order, title=f"atol needed to pass at rtol={rtol:g}"),
+                y=alt.Y("runs:Q", title="compared runs"),
+                color=alt.Color("converter:N"),
+                xOffset="converter:N",
+                tooltip=["converter", "bucket", "runs"],
+            )
+            .properties(height=240)
+        )
         edge = xq.bucket_label(round(math.log10(atol))) if atol > 0 else "0"
         rule = alt.Chart(pd.DataFrame({"bucket": [edge]})).mark_rule(color="black", strokeDash=[4, 4])
         st.altair_chart(bars + rule.encode(x=alt.X("bucket:N", sort=order)), width="stretch")
-        st.caption("Dashed line: the chosen atol; runs left of it (and on it) pass. \"cannot pass\": shapes, dtypes "
-                   "or NaN/Inf positions disagree.")  # fmt: skip
+        st.caption(
+            'Dashed line: the chosen atol; runs left of it (and on it) pass. "cannot pass": shapes, dtypes '
+            "or NaN/Inf positions disagree."
+        )
 
 # --- operators -----------------------------------------------------------------------------------------
 st.subheader("Per operator")
-show_ops = st.toggle("Compute per-operator rates (study H1)", value=param("ops") == "1", key="param_ops",
-                     help="Joins every run with its model's operator list: seconds on millions of runs")  # fmt: skip
+show_ops = st.toggle(
+    "Compute per-operator rates (study H1)",
+    value=param("ops") == "1",
+    key="param_ops",
+    help="Joins every run with its model's operator list: seconds on millions of runs",
+)
 set_params(ops="1" if show_ops else "")
 ops = query(xq.operator_rates, version=version, campaign=campaign) if show_ops else None
 if ops is None:
@@ -174,12 +224,14 @@ else:
     minimum = st.number_input("Only operators in at least N runs", min_value=1, value=1, key="ops_min")
     frame = ops[ops["runs"] >= minimum]
     st.dataframe(
-        frame, hide_index=True, width="stretch",
+        frame,
+        hide_index=True,
+        width="stretch",
         column_config={
             "failure_rate": st.column_config.ProgressColumn("failure rate", format="percent", max_value=1),
             "mismatch_rate": st.column_config.ProgressColumn("mismatch rate", format="percent", max_value=1),
         },
-    )  # fmt: skip
+    )
 with st.expander("Operator sequences in mismatching vs. correct models (study H2)"):
     length = st.number_input("Sequence length (nodes)", min_value=1, max_value=4, value=2, key="seq_len")
     if st.button("Compare sequences", help="Reads every compared run's ONNX graph of the chosen campaign"):
@@ -200,8 +252,12 @@ current = param("run")
 options = [str(i) for i in ids]
 if current and current not in options:
     options.insert(0, current)
-picked = c2.selectbox("Run id (newest first)", ["(choose one)", *options],
-                      index=options.index(current) + 1 if current else 0, key="param_run")  # fmt: skip
+picked = c2.selectbox(
+    "Run id (newest first)",
+    ["(choose one)", *options],
+    index=options.index(current) + 1 if current else 0,
+    key="param_run",
+)
 set_params(run="" if picked == "(choose one)" else picked)
 if picked != "(choose one)":
     detail = query(xq.run_detail, run_id=int(picked))
@@ -210,8 +266,10 @@ if picked != "(choose one)":
     else:
         run, model, camp = detail["run"], detail["model"], detail["campaign"]
         where = f" at stage `{run['stage']}`" if run["stage"] else ""
-        st.markdown(f"**{run['converter']} · {run['exporter']}** (version {run['converter_version']}), opset "
-                    f"{run['opset']}: **{run['status']}**{where}")  # fmt: skip
+        st.markdown(
+            f"**{run['converter']} · {run['exporter']}** (version {run['converter_version']}), opset "
+            f"{run['opset']}: **{run['status']}**{where}"
+        )
         if run.get("error_class") or run.get("message"):
             st.error(f"{run.get('error_class') or ''}: {run.get('message') or ''}")
         if run.get("stderr_excerpt"):
@@ -220,15 +278,46 @@ if picked != "(choose one)":
         left, right = st.columns(2)
         with left:
             st.markdown("**Model**")
-            st.json({k: model.get(k) for k in ("name", "source", "framework", "node_count", "seed", "params",
-                                               "operators", "location", "content_hash")}, expanded=False)  # fmt: skip
+            st.json(
+                {
+                    k: model.get(k)
+                    for k in (
+                        "name",
+                        "source",
+                        "framework",
+                        "node_count",
+                        "seed",
+                        "params",
+                        "operators",
+                        "location",
+                        "content_hash",
+                    )
+                },
+                expanded=False,
+            )
         with right:
             st.markdown("**Environment** (campaign `" + str(camp.get("name")) + "`)")
-            st.json({k: camp.get(k) for k in ("kind", "python_version", "torch_version", "tensorflow_version",
-                                              "tf2onnx_version", "onnx_version", "onnxruntime_version",
-                                              "nnsmith_version", "cpu")}, expanded=False)  # fmt: skip
-        st.markdown("**Durations per stage (s)** and peak memory: "
-                    f"{run.get('durations') or {}} · {run.get('peak_rss_mb') or '?'} MB")  # fmt: skip
+            st.json(
+                {
+                    k: camp.get(k)
+                    for k in (
+                        "kind",
+                        "python_version",
+                        "torch_version",
+                        "tensorflow_version",
+                        "tf2onnx_version",
+                        "onnx_version",
+                        "onnxruntime_version",
+                        "nnsmith_version",
+                        "cpu",
+                    )
+                },
+                expanded=False,
+            )
+        st.markdown(
+            "**Durations per stage (s)** and peak memory: "
+            f"{run.get('durations') or {}} · {run.get('peak_rss_mb') or '?'} MB"
+        )
         if not detail["outputs"].empty:
             st.markdown("**Comparison numbers per input and output**")
             st.dataframe(detail["outputs"], hide_index=True, width="stretch")
@@ -238,5 +327,7 @@ if picked != "(choose one)":
             st.code(command, language="bash", wrap_lines=True)
         else:
             recorded = model.get("location") or model.get("name")
-            st.caption(f"Imported from the study's results (historical): no model files here to re-run. "
-                       f"Model as recorded: `{recorded}`.")  # fmt: skip
+            st.caption(
+                f"Imported from the study's results (historical): no model files here to re-run. "
+                f"Model as recorded: `{recorded}`."
+            )

@@ -39,8 +39,14 @@ with st.container(border=True):
         fixed = select_param("Fix-linked", "fixed", ["yes", "no"], help="by the stored verdicts of the rule version")
     with g:
         rule = select_param("Rule version", "rule", rules[1:], all_label=rules[0]) if len(rules) > 1 else ""
-filters = {"repository": repository or None, "labels": labels, "state": state or None, "sample": sample or None,
-           "text": text.strip() or None, "fix_linked": {"yes": True, "no": False}.get(fixed)}  # fmt: skip
+filters = {
+    "repository": repository or None,
+    "labels": labels,
+    "state": state or None,
+    "sample": sample or None,
+    "text": text.strip() or None,
+    "fix_linked": {"yes": True, "no": False}.get(fixed),
+}
 if rule:
     filters["rule_version"] = rule
 rule_name = rule or (rules[0] if rules else "study-v1")
@@ -99,8 +105,10 @@ st.dataframe(
         "html_url": st.column_config.LinkColumn("link", display_text="open"),
         "created_at": st.column_config.DatetimeColumn("created (UTC)", format="YYYY-MM-DD"),
         "closed_at": st.column_config.DatetimeColumn("closed (UTC)", format="YYYY-MM-DD"),
-        "hydrated": st.column_config.CheckboxColumn("mined", help="unticked: known only by URL (e.g. from a coding "
-                                                    "sheet) until `interop mine github` fetches it"),
+        "hydrated": st.column_config.CheckboxColumn(
+            "mined",
+            help="unticked: known only by URL (e.g. from a coding sheet) until `interop mine github` fetches it",
+        ),
     },
 )
 if pages > 1:
@@ -112,8 +120,9 @@ choices = [f"{r.repository}#{r.number}" for r in rows.itertuples(index=False)]
 current = param("issue")
 if current and current not in choices:
     choices.insert(0, current)
-picked = st.selectbox("Issue", ["(choose one)", *choices], index=choices.index(current) + 1 if current else 0,
-                      key="param_issue")  # fmt: skip
+picked = st.selectbox(
+    "Issue", ["(choose one)", *choices], index=choices.index(current) + 1 if current else 0, key="param_issue"
+)
 set_params(issue="" if picked == "(choose one)" else picked)
 if picked != "(choose one)" and "#" in picked:
     repo_name, _, number = picked.rpartition("#")

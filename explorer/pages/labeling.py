@@ -87,18 +87,25 @@ else:
 st.subheader(f"Agreement in round `{chosen}`")
 ratings = ratings_all[ratings_all["round"] == chosen] if not ratings_all.empty else ratings_all
 if ratings.empty or ratings["coder"].nunique() < 2:
-    st.info(f"Round `{chosen}` has fewer than two coders: no agreement to measure. "
-            "Pilot rounds (PilotStudy.xlsx, or `interop label push --overlap 1.0`) have two or more.")  # fmt: skip
+    st.info(
+        f"Round `{chosen}` has fewer than two coders: no agreement to measure. "
+        "Pilot rounds (PilotStudy.xlsx, or `interop label push --overlap 1.0`) have two or more."
+    )
 else:
     table = agreement_rows(ratings, query(round_categories))
-    shown = pd.DataFrame({
-        "dimension": table["dimension"],
-        "items": table["items"],
-        "coders": table["coders"],
-        **{label: [fmt_ci(v, c) for v, c in zip(table[k], table.get(f"{k}_ci", [None] * len(table)), strict=True)]
-           for k, label in COEFFICIENTS.items() if k in table},
-        "reading (Landis–Koch)": table["reading"],
-    })  # fmt: skip
+    shown = pd.DataFrame(
+        {
+            "dimension": table["dimension"],
+            "items": table["items"],
+            "coders": table["coders"],
+            **{
+                label: [fmt_ci(v, c) for v, c in zip(table[k], table.get(f"{k}_ci", [None] * len(table)), strict=True)]
+                for k, label in COEFFICIENTS.items()
+                if k in table
+            },
+            "reading (Landis–Koch)": table["reading"],
+        }
+    )
     st.dataframe(shown, hide_index=True, width="stretch")
     st.caption("95% intervals: seeded bootstrap over items (1,000 resamples). Readings follow Landis & Koch (1977).")
     for row in table.itertuples():
@@ -110,14 +117,15 @@ else:
             continue
         for row in table.itertuples():
             lo, hi = getattr(row, f"{k}_ci")
-            long.append({"dimension": row.dimension, "coefficient": label, "value": getattr(row, k),
-                         "lo": lo, "hi": hi})  # fmt: skip
+            long.append(
+                {"dimension": row.dimension, "coefficient": label, "value": getattr(row, k), "lo": lo, "hi": hi}
+            )
     if long:
         frame = pd.DataFrame(long)
         base = alt.Chart(frame).encode(
             y=alt.Y("coefficient:N", title=None, axis=alt.Axis(labelOverlap=False)),
             color=alt.Color("coefficient:N", legend=None),
-        )  # fmt: skip
+        )
         scale = alt.Scale(domain=[-0.2, 1])
         rule = base.mark_rule().encode(x=alt.X("lo:Q", title="value (95% CI)", scale=scale), x2="hi:Q")
         point = base.mark_point(filled=True, size=60).encode(x="value:Q", tooltip=["coefficient", "value", "lo", "hi"])
@@ -157,22 +165,30 @@ dimension = select_param("Dimension", "dim", dims, all_label=dimension) or dimen
 dist = query(labeling_q.taxonomy_distribution, dimension=dimension)
 if not dist.empty:
     totals = dist.groupby("repository")["count"].sum()
-    st.caption("Per converter repository, share of its coded issues; n = " +
-               ", ".join(f"{repo}: {int(n)}" for repo, n in totals.items()))  # fmt: skip
-    chart = alt.Chart(dist).mark_bar().encode(
-        x=alt.X("share:Q", axis=alt.Axis(format="%"), title=f"share of coded issues ({dimension})"),
-        y=alt.Y("label:N", title=None, sort="-x", axis=alt.Axis(labelLimit=300)),
-        color=alt.Color("repository:N", title="converter"),
-        yOffset="repository:N",
-        tooltip=["repository", "label", "count", alt.Tooltip("share:Q", format=".1%")],
-    ).properties(height=alt.Step(14))
+    st.caption(
+        "Per converter repository, share of its coded issues; n = "
+        + ", ".join(f"{repo}: {int(n)}" for repo, n in totals.items())
+    )
+    chart = (
+        alt.Chart(dist)
+        .mark_bar()
+        .encode(
+            x=alt.X("share:Q", axis=alt.Axis(format="%"), title=f"share of coded issues ({dimension})"),
+            y=alt.Y("label:N", title=None, sort="-x", axis=alt.Axis(labelLimit=300)),
+            color=alt.Color("repository:N", title="converter"),
+            yOffset="repository:N",
+            tooltip=["repository", "label", "count", alt.Tooltip("share:Q", format=".1%")],
+        )
+        .properties(height=alt.Step(14))
+    )
     st.altair_chart(chart, width="stretch")
 
 repos = sorted(finals["repository"].dropna().unique())
 a, b, c = st.columns(3)
 rows_dim = a.selectbox("Rows", dims, index=dims.index("symptom") if "symptom" in dims else 0, key="xt_rows")
-cols_dim = b.selectbox("Columns", dims, index=dims.index("cause") if "cause" in dims else min(1, len(dims) - 1),
-                       key="xt_cols")  # fmt: skip
+cols_dim = b.selectbox(
+    "Columns", dims, index=dims.index("cause") if "cause" in dims else min(1, len(dims) - 1), key="xt_cols"
+)
 repo = c.selectbox("Converter", ["(both)", *repos], key="xt_repo")
 xt = query(labeling_q.crosstab, rows=rows_dim, columns=cols_dim, repository=None if repo == "(both)" else repo)
 if xt.empty:
@@ -180,12 +196,17 @@ if xt.empty:
 else:
     cells = xt.stack().rename("items").reset_index()
     cells.columns = ["row", "column", "items"]
-    heat = alt.Chart(cells).mark_rect().encode(
-        x=alt.X("column:N", title=cols_dim, axis=alt.Axis(labelAngle=-35, labelLimit=200, labelOverlap=False)),
-        y=alt.Y("row:N", title=rows_dim, axis=alt.Axis(labelLimit=200, labelOverlap=False)),
-        color=alt.Color("items:Q", scale=alt.Scale(scheme="blues")),
-        tooltip=["row", "column", "items"],
+    heat = (
+        alt.Chart(cells)
+        .mark_rect()
+        .encode(
+            x=alt.X("column:N", title=cols_dim, axis=alt.Axis(labelAngle=-35, labelLimit=200, labelOverlap=False)),
+            y=alt.Y("row:N", title=rows_dim, axis=alt.Axis(labelLimit=200, labelOverlap=False)),
+            color=alt.Color("items:Q", scale=alt.Scale(scheme="blues")),
+            tooltip=["row", "column", "items"],
+        )
     )
     labels = heat.mark_text(baseline="middle").encode(text="items:Q", color=alt.value("black"))
-    st.altair_chart((heat + labels).properties(title=f"{rows_dim} × {cols_dim} (items)", height=alt.Step(30)),
-                    width="stretch")  # fmt: skip
+    st.altair_chart(
+        (heat + labels).properties(title=f"{rows_dim} × {cols_dim} (items)", height=alt.Step(30)), width="stretch"
+    )

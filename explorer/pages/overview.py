@@ -61,9 +61,10 @@ else:
             "last_error": st.column_config.TextColumn("error of the last failure", width="large"),
         },
     )
-    failing = fresh[fresh["last_failure_at"].notna() & (
-        fresh["last_success_at"].isna() | (fresh["last_failure_at"] > fresh["last_success_at"])
-    )]  # fmt: skip
+    failing = fresh[
+        fresh["last_failure_at"].notna()
+        & (fresh["last_success_at"].isna() | (fresh["last_failure_at"] > fresh["last_success_at"]))
+    ]
     for row in failing.itertuples(index=False):
         st.warning(f"`{row.kind}` failed last ({row.last_failure_at:%Y-%m-%d %H:%M} UTC): {row.last_error}")
 

@@ -51,14 +51,20 @@ elif result is not None:
     if result.truncated:
         st.warning(
             f"Truncated: showing the first {result.row_cap:,} rows; the query returns more. "
-            f"Raise the row cap, or export everything with `interop export query \"…\" --format parquet`.",
+            f'Raise the row cap, or export everything with `interop export query "…" --format parquet`.',
             icon=":material/content_cut:",
         )
     st.caption(f"{result.row_count:,} rows · {result.elapsed_s:.2f} s")
     st.dataframe(result.frame, hide_index=True, width="stretch")
     if result.row_count:
         a, b, _ = st.columns([1, 1, 3])
-        a.download_button("Download CSV", frame_to_bytes(result.frame, "csv"), "query.csv", "text/csv",
-                          icon=":material/download:")  # fmt: skip
-        b.download_button("Download Parquet", frame_to_bytes(result.frame, "parquet"), "query.parquet",
-                          "application/vnd.apache.parquet", icon=":material/download:")  # fmt: skip
+        a.download_button(
+            "Download CSV", frame_to_bytes(result.frame, "csv"), "query.csv", "text/csv", icon=":material/download:"
+        )
+        b.download_button(
+            "Download Parquet",
+            frame_to_bytes(result.frame, "parquet"),
+            "query.parquet",
+            "application/vnd.apache.parquet",
+            icon=":material/download:",
+        )

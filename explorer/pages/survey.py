@@ -39,17 +39,22 @@ st.caption(f"Imported from `{info['source_file']}`; exclusion rules: {info['excl
 denominator = param("denom", "answered")
 denominator = denominator if denominator in DENOMINATORS else "answered"
 denominator = st.radio(
-    "Percentages of", list(DENOMINATORS), index=list(DENOMINATORS).index(denominator),
-    format_func=lambda k: DENOMINATORS[k], horizontal=True, key="param_denom",
-)  # fmt: skip
+    "Percentages of",
+    list(DENOMINATORS),
+    index=list(DENOMINATORS).index(denominator),
+    format_func=lambda k: DENOMINATORS[k],
+    horizontal=True,
+    key="param_denom",
+)
 set_params(denom="" if denominator == "answered" else denominator)
 
 questions = query(survey_q.list_questions, survey=chosen)
 kinds = {"single": "single choice", "multi": "multi-select", "text": "free text"}
 labels = {r.qid: f"{r.qid} ({kinds.get(r.kind, r.kind)}): {str(r.text)[:90]}" for r in questions.itertuples()}
 preset = [q for q in param("q").split(",") if q in labels]
-picked = st.multiselect("Questions (none chosen: all)", list(labels), default=preset, format_func=lambda q: labels[q],
-                        key="param_q")  # fmt: skip
+picked = st.multiselect(
+    "Questions (none chosen: all)", list(labels), default=preset, format_func=lambda q: labels[q], key="param_q"
+)
 set_params(q=",".join(picked))
 shown = questions[questions["qid"].isin(picked)] if picked else questions
 counts = query(survey_q.survey_counts, survey=chosen)
@@ -61,8 +66,12 @@ for row in shown.itertuples():
     if row.kind == "text":
         texts = query(survey_q.question_counts, survey=chosen, qid=row.qid)
         st.caption(f"{int(row.n_answered)} of {int(info['included'])} included respondents wrote an answer")
-        st.dataframe(texts[["choice", "count"]].rename(columns={"choice": "answer"}), hide_index=True,
-                     width="stretch", height=min(35 * (len(texts) + 1) + 3, 300))  # fmt: skip
+        st.dataframe(
+            texts[["choice", "count"]].rename(columns={"choice": "answer"}),
+            hide_index=True,
+            width="stretch",
+            height=min(35 * (len(texts) + 1) + 3, 300),
+        )
         continue
     frame = counts[counts["qid"] == row.qid].copy()
     if frame.empty:
@@ -75,10 +84,14 @@ for row in shown.itertuples():
     frame["pct"] = frame[pct_column].round(1)
     frame["label"] = frame.apply(lambda r: f"{int(r['count'])} ({r['pct']:.1f}%)", axis=1)
     order = frame["choice"].tolist()
-    bars = alt.Chart(frame).mark_bar().encode(
-        x=alt.X("pct:Q", title=f"% of {DENOMINATORS[denominator]}", scale=alt.Scale(domain=[0, 100])),
-        y=alt.Y("choice:N", sort=order, title=None, axis=alt.Axis(labelLimit=420)),
-        tooltip=["choice:N", "count:Q", alt.Tooltip("pct:Q", format=".1f")],
+    bars = (
+        alt.Chart(frame)
+        .mark_bar()
+        .encode(
+            x=alt.X("pct:Q", title=f"% of {DENOMINATORS[denominator]}", scale=alt.Scale(domain=[0, 100])),
+            y=alt.Y("choice:N", sort=order, title=None, axis=alt.Axis(labelLimit=420)),
+            tooltip=["choice:N", "count:Q", alt.Tooltip("pct:Q", format=".1f")],
+        )
     )
     text = bars.mark_text(align="left", dx=4).encode(text="label:N")
     st.altair_chart((bars + text).properties(height=alt.Step(26)), width="stretch")

@@ -191,9 +191,7 @@ class GitHubClient:
             raise GitHubResponseError(f"expected a JSON object from {self._describe(path)}")
         return page.data
 
-    def pages(
-        self, path: str, params: dict[str, Any] | None = None, first_etag: str | None = None
-    ) -> Iterator[Page]:
+    def pages(self, path: str, params: dict[str, Any] | None = None, first_etag: str | None = None) -> Iterator[Page]:
         """Every page of a list endpoint, following `Link: rel="next"`; each page's data is a list of objects."""
         query = dict(params or {})
         query.setdefault("per_page", self.per_page)
@@ -289,8 +287,10 @@ class GitHubClient:
     def _wait(self, seconds: float, deadline: float, reason: str) -> None:
         if time.monotonic() + seconds > deadline:
             raise GitHubUnavailable(
-                self._scrub(f"{reason}: waiting {seconds:.0f}s more would exceed the {self.max_wait:.0f}s limit; "
-                            "stopping (everything fetched so far is stored; re-run to continue)")
+                self._scrub(
+                    f"{reason}: waiting {seconds:.0f}s more would exceed the {self.max_wait:.0f}s limit; "
+                    "stopping (everything fetched so far is stored; re-run to continue)"
+                )
             )
         self.stats.rate_limit_waits += 1
         self.stats.waited_seconds += seconds

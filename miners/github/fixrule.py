@@ -61,8 +61,14 @@ class FixRule:
 
 
 def rule_from_definition(version: str, definition: Mapping[str, Any]) -> FixRule:
-    known = {"closed_with_commit", "referenced_with_commit", "cross_referenced_closed_same_family", "connected",
-             "family", "family_repos"}
+    known = {
+        "closed_with_commit",
+        "referenced_with_commit",
+        "cross_referenced_closed_same_family",
+        "connected",
+        "family",
+        "family_repos",
+    }
     unknown = set(definition) - known
     if unknown:
         raise RuleError(f"fix rule {version!r}: unknown field(s) {', '.join(sorted(unknown))}")

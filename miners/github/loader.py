@@ -17,8 +17,17 @@ from db.upsert import upsert_rows
 from miners.github.fixrule import FixRule, RuleError, evaluate, rule_from_definition
 from miners.github.source import IssueQuery, event_fields
 
-EVENT_COLUMNS = ("event", "actor", "commit_id", "source_repository", "source_number", "source_state",
-                 "source_is_pull_request", "created_at", "raw")
+EVENT_COLUMNS = (
+    "event",
+    "actor",
+    "commit_id",
+    "source_repository",
+    "source_number",
+    "source_state",
+    "source_is_pull_request",
+    "created_at",
+    "raw",
+)
 
 
 @dataclass
@@ -73,8 +82,7 @@ class IssueLoader:
     def store_repository(self, full_name: str, raw: dict[str, Any]) -> int:
         """Create or refresh the repository row from GitHub's JSON; returns its id."""
         with Session(self.engine) as session:
-            upsert_rows(session, Repository, [{"full_name": full_name, "first_seen_at": utcnow()}],
-                        ["full_name"], [])
+            upsert_rows(session, Repository, [{"full_name": full_name, "first_seen_at": utcnow()}], ["full_name"], [])
             repo = session.exec(select(Repository).where(Repository.full_name == full_name)).one()
             repo.raw, repo.github_id = raw, raw.get("id")
             session.add(repo)
@@ -102,30 +110,58 @@ class IssueLoader:
         return {n: Known(u, t) for n, u, t in rows}
 
     def write_batch(
-        self, repo_id: int, repo: str, query: IssueQuery, batch: list[Fetched], since: datetime | None,
-        etag: str | None = None, completed: bool | None = None,
+        self,
+        repo_id: int,
+        repo: str,
+        query: IssueQuery,
+        batch: list[Fetched],
+        since: datetime | None,
+        etag: str | None = None,
+        completed: bool | None = None,
     ) -> dict[str, int]:
         """Upsert the batch's issues, their events and fix verdicts, and move the cursor, atomically."""
         counts = {"issues_new": 0, "issues_updated": 0, "events": 0, "timelines": 0}
         batch = list({f.fields["number"]: f for f in batch}.values())  # an issue listed twice: keep the last
         with Session(self.engine) as session:
             numbers = [f.fields["number"] for f in batch]
-            hydrated = dict(session.exec(
-                select(Issue.number, Issue.hydrated).where(Issue.repository_id == repo_id)
-                .where(col(Issue.number).in_(numbers))
-            ).all()) if numbers else {}
+            hydrated = (
+                dict(
+                    session.exec(
+                        select(Issue.number, Issue.hydrated)
+                        .where(Issue.repository_id == repo_id)
+                        .where(col(Issue.number).in_(numbers))
+                    ).all()
+                )
+                if numbers
+                else {}
+            )
             for with_timeline in (True, False):
                 group = [f for f in batch if (f.timeline is not None) == with_timeline]
-                rows = [{**f.fields, "repository_id": repo_id, "hydrated": True, "fetched_at": f.fetched_at,
-                         **({"timeline_fetched_at": f.fetched_at} if with_timeline else {})} for f in group]
+                rows = [
+                    {
+                        **f.fields,
+                        "repository_id": repo_id,
+                        "hydrated": True,
+                        "fetched_at": f.fetched_at,
+                        **({"timeline_fetched_at": f.fetched_at} if with_timeline else {}),
+                    }
+                    for f in group
+                ]
                 update = [k for k in (rows[0] if rows else {}) if k not in ("repository_id", "number")]
                 upsert_rows(session, Issue, rows, ["repository_id", "number"], update)
             for f in batch:
                 counts["issues_updated" if hydrated.get(f.fields["number"]) else "issues_new"] += 1
-            ids = dict(session.exec(
-                select(Issue.number, Issue.id).where(Issue.repository_id == repo_id)
-                .where(col(Issue.number).in_(numbers))
-            ).all()) if numbers else {}
+            ids = (
+                dict(
+                    session.exec(
+                        select(Issue.number, Issue.id)
+                        .where(Issue.repository_id == repo_id)
+                        .where(col(Issue.number).in_(numbers))
+                    ).all()
+                )
+                if numbers
+                else {}
+            )
             event_rows: list[dict[str, Any]] = []
             links: list[dict[str, Any]] = []
             now = utcnow()
@@ -137,12 +173,20 @@ class IssueLoader:
                 event_rows.extend({"issue_id": issue_id, **e} for e in parsed.values())
                 for rule in self.rules:
                     linked, evidence = evaluate(rule, repo, parsed.values())
-                    links.append({"issue_id": issue_id, "rule_version": rule.version, "fix_linked": linked,
-                                  "evidence": evidence, "evaluated_at": now})
+                    links.append(
+                        {
+                            "issue_id": issue_id,
+                            "rule_version": rule.version,
+                            "fix_linked": linked,
+                            "evidence": evidence,
+                            "evaluated_at": now,
+                        }
+                    )
                 counts["timelines"] += 1
             upsert_rows(session, IssueEvent, event_rows, ["issue_id", "event_key"], EVENT_COLUMNS)
-            upsert_rows(session, IssueFixLink, links, ["issue_id", "rule_version"],
-                        ["fix_linked", "evidence", "evaluated_at"])
+            upsert_rows(
+                session, IssueFixLink, links, ["issue_id", "rule_version"], ["fix_linked", "evidence", "evaluated_at"]
+            )
             counts["events"] = len(event_rows)
             self._move_cursor(session, repo_id, query, since, etag, completed)
             session.commit()
@@ -156,7 +200,12 @@ class IssueLoader:
         ).first()
 
     def _move_cursor(
-        self, session: Session, repo_id: int, query: IssueQuery, since: datetime | None, etag: str | None,
+        self,
+        session: Session,
+        repo_id: int,
+        query: IssueQuery,
+        since: datetime | None,
+        etag: str | None,
         completed: bool | None,
     ) -> None:
         cur = self._cursor_row(session, repo_id, query)
@@ -174,8 +223,13 @@ class IssueLoader:
 def register_rule(engine: Engine, rule: FixRule) -> None:
     """Insert the rule version's definition once; refuse a different definition under the same version."""
     with Session(engine) as session:
-        upsert_rows(session, IssueFixRule, [{"version": rule.version, "definition": rule.definition(),
-                                             "created_at": utcnow()}], ["version"], [])
+        upsert_rows(
+            session,
+            IssueFixRule,
+            [{"version": rule.version, "definition": rule.definition(), "created_at": utcnow()}],
+            ["version"],
+            [],
+        )
         stored = session.exec(select(IssueFixRule).where(IssueFixRule.version == rule.version)).one()
         if stored.definition != rule.definition():
             session.rollback()
@@ -200,9 +254,16 @@ def relink(engine: Engine, rule: FixRule, repo: str | None = None) -> dict[str, 
             stmt = stmt.where(Repository.full_name == repo)
         issues = dict(session.exec(stmt).all())
         events: dict[int, list[dict[str, Any]]] = {i: [] for i in issues}
-        cols = (IssueEvent.issue_id, IssueEvent.event_key, IssueEvent.event, IssueEvent.commit_id,
-                IssueEvent.source_repository, IssueEvent.source_number, IssueEvent.source_state,
-                IssueEvent.source_is_pull_request)
+        cols = (
+            IssueEvent.issue_id,
+            IssueEvent.event_key,
+            IssueEvent.event,
+            IssueEvent.commit_id,
+            IssueEvent.source_repository,
+            IssueEvent.source_number,
+            IssueEvent.source_state,
+            IssueEvent.source_is_pull_request,
+        )
         ids = list(issues)
         for start in range(0, len(ids), 500):
             chunk = ids[start : start + 500]
@@ -213,11 +274,19 @@ def relink(engine: Engine, rule: FixRule, repo: str | None = None) -> dict[str, 
         links = []
         for issue_id, full_name in issues.items():
             linked, evidence = evaluate(rule, full_name, events[issue_id])
-            links.append({"issue_id": issue_id, "rule_version": rule.version, "fix_linked": linked,
-                          "evidence": evidence, "evaluated_at": now})
+            links.append(
+                {
+                    "issue_id": issue_id,
+                    "rule_version": rule.version,
+                    "fix_linked": linked,
+                    "evidence": evidence,
+                    "evaluated_at": now,
+                }
+            )
             counts["issues"] += 1
             counts["fix_linked"] += int(linked)
-        upsert_rows(session, IssueFixLink, links, ["issue_id", "rule_version"],
-                    ["fix_linked", "evidence", "evaluated_at"])
+        upsert_rows(
+            session, IssueFixLink, links, ["issue_id", "rule_version"], ["fix_linked", "evidence", "evaluated_at"]
+        )
         session.commit()
     return counts

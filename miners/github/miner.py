@@ -52,8 +52,13 @@ def mine_query(
     options = options or MineOptions()
     source = GitHubIssueSource(client)
     loader = IssueLoader(engine, rule)
-    params = {**query.as_dict(), "timelines": options.timelines, "full": options.full,
-              "rule_version": rule.version, **(parameters or {})}
+    params = {
+        **query.as_dict(),
+        "timelines": options.timelines,
+        "full": options.full,
+        "rule_version": rule.version,
+        **(parameters or {}),
+    }
     with recorded_run(engine, "github-mine", params) as run:
         start = client.stats.__dict__.copy()
 
@@ -78,8 +83,18 @@ def _mine(
     counts: dict[str, Any],
     on_progress: Callable[[int], None] | None,
 ) -> None:
-    for key in ("issues_seen", "issues_new", "issues_updated", "issues_unchanged", "prs_skipped",
-                "skipped_state", "skipped_excluded", "timelines", "timelines_missing", "events"):
+    for key in (
+        "issues_seen",
+        "issues_new",
+        "issues_updated",
+        "issues_unchanged",
+        "prs_skipped",
+        "skipped_state",
+        "skipped_excluded",
+        "timelines",
+        "timelines_missing",
+        "events",
+    ):
         counts.setdefault(key, 0)
     loader.register_rule()
     repo_id, has_meta = loader.repository(query.repo)
@@ -130,8 +145,10 @@ def _mine(
                     continue
                 have = known.get(fields["number"])
                 want_tl = needs_timeline(fields["state"])
-                if have is not None and have.updated_at == fields["updated_at"] and (
-                    not want_tl or have.timeline_fetched_at is not None
+                if (
+                    have is not None
+                    and have.updated_at == fields["updated_at"]
+                    and (not want_tl or have.timeline_fetched_at is not None)
                 ):
                     counts["issues_unchanged"] += 1
                 elif have is None and (why := _wanted(query, raw)):

@@ -27,8 +27,16 @@ class SampleResult:
 
 
 def draw_sample(
-    engine: Engine, *, name: str, repo: str, n: int, seed: int, fixed_only: bool = False,
-    rule_version: str = "study-v1", label: str | None = None, state: str | None = None,
+    engine: Engine,
+    *,
+    name: str,
+    repo: str,
+    n: int,
+    seed: int,
+    fixed_only: bool = False,
+    rule_version: str = "study-v1",
+    label: str | None = None,
+    state: str | None = None,
 ) -> SampleResult:
     """Draw `n` issues of `repo` (optionally only fix-linked under `rule_version`, with `label`, in `state`)
     with `random.Random(seed)` from the population ordered by issue number, and store it under `name`."""
@@ -62,10 +70,14 @@ def draw_sample(
             stmt = stmt.where(Issue.state == state)
         if fixed_only:
             stmt = stmt.join(IssueFixLink, col(IssueFixLink.issue_id) == col(Issue.id)).where(
-                IssueFixLink.rule_version == rule_version, IssueFixLink.fix_linked == True  # noqa: E712
+                IssueFixLink.rule_version == rule_version,
+                IssueFixLink.fix_linked == True,  # noqa: E712
             )
-        rows = [(i, num) for i, num, labels in session.exec(stmt.order_by(col(Issue.number))).all()
-                if label is None or label in (labels or [])]
+        rows = [
+            (i, num)
+            for i, num, labels in session.exec(stmt.order_by(col(Issue.number))).all()
+            if label is None or label in (labels or [])
+        ]
         if len(rows) < n:
             raise SampleError(f"only {len(rows)} issue(s) match ({_describe(rule, seed)}); lower --n")
         picked = random.Random(seed).sample(rows, n)

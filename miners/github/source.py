@@ -36,8 +36,12 @@ class IssueQuery:
         )
 
     def as_dict(self) -> dict[str, Any]:
-        return {"repo": self.repo, "state": self.state, "label": self.label,
-                "exclude_labels": list(self.exclude_labels)}
+        return {
+            "repo": self.repo,
+            "state": self.state,
+            "label": self.label,
+            "exclude_labels": list(self.exclude_labels),
+        }
 
 
 def _key(value: datetime | None) -> datetime:
@@ -99,7 +103,7 @@ def event_key(raw: dict[str, Any]) -> str:
     if raw.get("id") is not None:
         return f"{kind}:{raw['id']}"
     if kind == "cross-referenced":
-        src = ((raw.get("source") or {}).get("issue") or {})
+        src = (raw.get("source") or {}).get("issue") or {}
         return f"xref:{src.get('id') or src.get('url')}@{raw.get('created_at')}"
     if raw.get("sha"):
         return f"{kind}:{raw['sha']}"
@@ -159,8 +163,9 @@ class GitHubIssueSource:
                 request["since"] = iso(cursor)
             if page_no > 1:
                 request["page"] = page_no
-            page = self.client.get(f"/repos/{query.repo}/issues", request, etag=etag if page_no == 1 and
-                                   cursor == since else None)
+            page = self.client.get(
+                f"/repos/{query.repo}/issues", request, etag=etag if page_no == 1 and cursor == since else None
+            )
             if not page.not_modified and not (
                 isinstance(page.data, list) and all(isinstance(x, dict) for x in page.data)
             ):

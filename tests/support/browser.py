@@ -59,8 +59,9 @@ class StreamlitServer:
 
         command = streamlit_command(self.port, "127.0.0.1", script)
         self._log = log.open("wb")
-        self.proc = subprocess.Popen(command, env={**os.environ, **env}, stdout=self._log, stderr=subprocess.STDOUT,
-                                     cwd=script.parent)  # fmt: skip
+        self.proc = subprocess.Popen(
+            command, env={**os.environ, **env}, stdout=self._log, stderr=subprocess.STDOUT, cwd=script.parent
+        )
 
     def wait(self, timeout: float = 60) -> None:
         wait_http(f"{self.url}/_stcore/health", timeout)
@@ -81,11 +82,16 @@ class Chromium:
     def __init__(self) -> None:
         self.profile = Path(tempfile.mkdtemp(prefix="interop-chromium-"))
         self.proc = subprocess.Popen(
-            [str(CHROMIUM), *CHROMIUM_FLAGS, f"--user-data-dir={self.profile}", "--remote-debugging-port=0",
-             "about:blank"],
+            [
+                str(CHROMIUM),
+                *CHROMIUM_FLAGS,
+                f"--user-data-dir={self.profile}",
+                "--remote-debugging-port=0",
+                "about:blank",
+            ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
-        )  # fmt: skip
+        )
         self._ids = itertools.count(1)
         self._ws: Any = None
 
@@ -180,4 +186,3 @@ def wait_for_page(browser: Chromium, title: str, timeout: float = 60) -> dict[st
             return state
         time.sleep(0.4)
     raise TimeoutError(f"page {title!r} did not finish rendering: {json.dumps(state)[:500]}")
-

@@ -69,9 +69,16 @@ class FaultSource(ModelSource):
         def run(inputs: dict[str, np.ndarray]) -> list[np.ndarray]:
             return [inputs["x"] * 2]
 
-        return LoadedModel(framework="torch", native=net, inputs=[TensorSpec("x", (2, 3), "float32")],
-                           output_names=["y"], run=run, operators=["Mul"], graph=[["Mul", []]],
-                           content_hash=hash_arrays([self.name.encode()]))
+        return LoadedModel(
+            framework="torch",
+            native=net,
+            inputs=[TensorSpec("x", (2, 3), "float32")],
+            output_names=["y"],
+            run=run,
+            operators=["Mul"],
+            graph=[["Mul", []]],
+            content_hash=hash_arrays([self.name.encode()]),
+        )
 
 
 def register() -> None:

@@ -192,8 +192,15 @@ class FakeGitHub:
         return self.repos[full_name]
 
     def add_issue(
-        self, repo: str, number: int, *, state: str = "closed", labels: tuple[str, ...] = (),
-        updated_at: datetime | None = None, is_pr: bool = False, title: str | None = None,
+        self,
+        repo: str,
+        number: int,
+        *,
+        state: str = "closed",
+        labels: tuple[str, ...] = (),
+        updated_at: datetime | None = None,
+        is_pr: bool = False,
+        title: str | None = None,
         timeline: list[dict[str, Any]] | None = None,
     ) -> dict[str, Any]:
         """An issue (or PR) built from the recorded issue shape."""
@@ -202,20 +209,28 @@ class FakeGitHub:
         updated = updated_at or created + timedelta(days=1)
         raw = self._rebase(copy.deepcopy(self.t.issue), repo)
         raw.update(
-            number=number, id=10_000_000 + number + (abs(hash(repo)) % 1000) * 100_000, node_id=f"I_{repo}_{number}",
-            title=title or f"Issue {number} of {repo}", state=state,
+            number=number,
+            id=10_000_000 + number + (abs(hash(repo)) % 1000) * 100_000,
+            node_id=f"I_{repo}_{number}",
+            title=title or f"Issue {number} of {repo}",
+            state=state,
             state_reason="completed" if state == "closed" else None,
-            created_at=_iso(created), updated_at=_iso(updated), closed_at=_iso(updated) if state == "closed" else None,
-            url=f"{self.url}/repos/{repo}/issues/{number}", html_url=f"https://github.com/{repo}/issues/{number}",
+            created_at=_iso(created),
+            updated_at=_iso(updated),
+            closed_at=_iso(updated) if state == "closed" else None,
+            url=f"{self.url}/repos/{repo}/issues/{number}",
+            html_url=f"https://github.com/{repo}/issues/{number}",
             labels=[{"name": lab, "color": "ededed", "url": f"{self.url}/repos/{repo}/labels/{lab}"} for lab in labels],
             comments=number % 5,
         )
         raw.pop("milestone", None)
         if is_pr:
-            raw["pull_request"] = {"url": f"{self.url}/repos/{repo}/pulls/{number}",
-                                   "html_url": f"https://github.com/{repo}/pull/{number}",
-                                   "diff_url": f"https://github.com/{repo}/pull/{number}.diff",
-                                   "patch_url": f"https://github.com/{repo}/pull/{number}.patch"}
+            raw["pull_request"] = {
+                "url": f"{self.url}/repos/{repo}/pulls/{number}",
+                "html_url": f"https://github.com/{repo}/pull/{number}",
+                "diff_url": f"https://github.com/{repo}/pull/{number}.diff",
+                "patch_url": f"https://github.com/{repo}/pull/{number}.patch",
+            }
         else:
             raw.pop("pull_request", None)
         data.issues[number] = raw
@@ -229,9 +244,17 @@ class FakeGitHub:
             raw["updated_at"] = _iso(when)
             raw.update(changes)
 
-    def event(self, kind: str, when: datetime, *, commit_id: str | None = None, source_repo: str | None = None,
-              source_number: int | None = None, source_state: str = "closed", source_is_pr: bool = True,
-              ) -> dict[str, Any]:
+    def event(
+        self,
+        kind: str,
+        when: datetime,
+        *,
+        commit_id: str | None = None,
+        source_repo: str | None = None,
+        source_number: int | None = None,
+        source_state: str = "closed",
+        source_is_pr: bool = True,
+    ) -> dict[str, Any]:
         """A timeline entry of type `kind` from the recorded shapes (`connected` borrows the `closed` shape)."""
         base = self.t.events.get(kind) or self.t.events["closed"]
         entry = copy.deepcopy(base)
@@ -239,13 +262,19 @@ class FakeGitHub:
         if kind == "cross-referenced":
             src_repo = source_repo or "PyGithub/PyGithub"
             issue = self._rebase(entry["source"]["issue"], src_repo)
-            issue.update(number=source_number or 1, state=source_state, id=source_number or 1,
-                         repository_url=f"{self.url}/repos/{src_repo}")
+            issue.update(
+                number=source_number or 1,
+                state=source_state,
+                id=source_number or 1,
+                repository_url=f"{self.url}/repos/{src_repo}",
+            )
             if isinstance(issue.get("repository"), dict):
                 issue["repository"]["full_name"] = src_repo
             if source_is_pr:
-                issue["pull_request"] = {"url": f"{self.url}/repos/{src_repo}/pulls/{source_number}",
-                                         "html_url": f"https://github.com/{src_repo}/pull/{source_number}"}
+                issue["pull_request"] = {
+                    "url": f"{self.url}/repos/{src_repo}/pulls/{source_number}",
+                    "html_url": f"https://github.com/{src_repo}/pull/{source_number}",
+                }
             else:
                 issue.pop("pull_request", None)
             entry["source"]["issue"] = issue
@@ -258,8 +287,18 @@ class FakeGitHub:
             entry["commit_url"] = f"{self.url}/repos/x/commits/{commit_id}" if commit_id else None
         return entry
 
-    def populate(self, repo: str, n: int, *, seed: int = 0, pr_every: int = 0, labels: tuple[str, ...] = ("bug",),
-                 open_every: int = 0, events_per_issue: int = 4, start: datetime | None = None) -> None:
+    def populate(
+        self,
+        repo: str,
+        n: int,
+        *,
+        seed: int = 0,
+        pr_every: int = 0,
+        labels: tuple[str, ...] = ("bug",),
+        open_every: int = 0,
+        events_per_issue: int = 4,
+        start: datetime | None = None,
+    ) -> None:
         """`n` issues numbered 1..n with timelines; every `pr_every`-th item is a PR, every `open_every`-th is
         open; about half are fix-linked by one of the rule's four ways."""
         rng = random.Random(seed)
@@ -268,9 +307,13 @@ class FakeGitHub:
             when = t0 + timedelta(minutes=number)
             is_pr = bool(pr_every) and number % pr_every == 0
             state = "open" if open_every and number % open_every == 0 else "closed"
-            timeline = [self.event(rng.choice(["labeled", "commented", "subscribed", "assigned"]),
-                                   when - timedelta(minutes=5) + timedelta(seconds=k))
-                        for k in range(max(0, events_per_issue - 1))]
+            timeline = [
+                self.event(
+                    rng.choice(["labeled", "commented", "subscribed", "assigned"]),
+                    when - timedelta(minutes=5) + timedelta(seconds=k),
+                )
+                for k in range(max(0, events_per_issue - 1))
+            ]
             way = number % 8
             if way == 0:
                 timeline.append(self.event("closed", when, commit_id=f"{number:040x}"))
@@ -282,8 +325,7 @@ class FakeGitHub:
                 timeline.append(self.event("connected", when))
             else:
                 timeline.append(self.event("closed", when))
-            self.add_issue(repo, number, state=state, labels=labels, updated_at=when, is_pr=is_pr,
-                           timeline=timeline)
+            self.add_issue(repo, number, state=state, labels=labels, updated_at=when, is_pr=is_pr, timeline=timeline)
 
     def _rebase(self, obj: Any, repo: str) -> Any:
         text = json.dumps(obj).replace("https://api.github.com", self.url).replace("PyGithub/PyGithub", repo)
@@ -294,7 +336,7 @@ class FakeGitHub:
         parts = urlsplit(raw_path)
         path = parts.path
         if self.prefix and path.startswith(self.prefix):
-            path = path[len(self.prefix):]
+            path = path[len(self.prefix) :]
         query = {k: v[-1] for k, v in parse_qs(parts.query).items()}
         auth = headers.get("authorization")
         token = (auth or "").split(" ", 1)[-1] if auth else ""
@@ -312,8 +354,12 @@ class FakeGitHub:
         if self.tokens and token not in self.tokens:
             return 401, {}, b'{"message": "Bad credentials", "documentation_url": "https://docs.github.com/rest"}'
         for fault in self.faults:
-            if (fault.times > 0 and fault.path in path and all(query.get(k) == v for k, v in fault.query.items())
-                    and (fault.kind is None or _kind(path) == fault.kind)):
+            if (
+                fault.times > 0
+                and fault.path in path
+                and all(query.get(k) == v for k, v in fault.query.items())
+                and (fault.kind is None or _kind(path) == fault.kind)
+            ):
                 if fault.skip > 0:
                     fault.skip -= 1
                     continue
@@ -326,8 +372,11 @@ class FakeGitHub:
         rate = self._rate_headers(token, count=True)
         if rate is None:
             reset = str(int(self.reset_at[token]))
-            return 403, {"X-RateLimit-Limit": str(self.rate_limit), "X-RateLimit-Remaining": "0",
-                         "X-RateLimit-Reset": reset}, self.t.primary_limit_body.encode()
+            return (
+                403,
+                {"X-RateLimit-Limit": str(self.rate_limit), "X-RateLimit-Remaining": "0", "X-RateLimit-Reset": reset},
+                self.t.primary_limit_body.encode(),
+            )
         status, body = self._route(path, query)
         link = None
         if status == 200 and isinstance(body, list):
@@ -352,15 +401,22 @@ class FakeGitHub:
             if self.remaining[token] <= 0:
                 return None
             self.remaining[token] -= 1
-        return {"X-RateLimit-Limit": str(self.rate_limit), "X-RateLimit-Remaining": str(self.remaining[token]),
-                "X-RateLimit-Reset": str(int(self.reset_at[token])), "X-RateLimit-Used":
-                str(self.rate_limit - self.remaining[token])}
+        return {
+            "X-RateLimit-Limit": str(self.rate_limit),
+            "X-RateLimit-Remaining": str(self.remaining[token]),
+            "X-RateLimit-Reset": str(int(self.reset_at[token])),
+            "X-RateLimit-Used": str(self.rate_limit - self.remaining[token]),
+        }
 
     def _rate_body(self, token: str) -> dict[str, Any]:
         self._rate_headers(token, count=False)
         body = copy.deepcopy(self.t.rate_limit_body)
-        core = {"limit": self.rate_limit, "remaining": self.remaining[token], "reset": int(self.reset_at[token]),
-                "used": self.rate_limit - self.remaining[token]}
+        core = {
+            "limit": self.rate_limit,
+            "remaining": self.remaining[token],
+            "reset": int(self.reset_at[token]),
+            "used": self.rate_limit - self.remaining[token],
+        }
         body.setdefault("resources", {})["core"] = core
         body["rate"] = core
         return body

@@ -11,8 +11,9 @@ from sqlmodel import Session
 from db.models.github import Issue, IssueSample, IssueSampleMember, Repository
 
 
-def make_sample(engine: Engine, name: str, n: int, repository: str = "pytorch/pytorch", seed: int = 1,
-                start: int = 1000) -> list[int]:
+def make_sample(
+    engine: Engine, name: str, n: int, repository: str = "pytorch/pytorch", seed: int = 1, start: int = 1000
+) -> list[int]:
     """A sample of `n` hydrated issues (numbers start, start+1, …); returns their issue ids in sample order."""
     with Session(engine) as s:
         repo = Repository(full_name=repository)
@@ -23,9 +24,15 @@ def make_sample(engine: Engine, name: str, n: int, repository: str = "pytorch/py
         s.flush()
         ids = []
         for i in range(n):
-            issue = Issue(repository_id=repo.id, number=start + i, title=f"export fails #{i}", hydrated=True,
-                          body=f"Traceback {i}\nRuntimeError: ONNX export failed", labels=["module: onnx"],
-                          html_url=f"https://github.com/{repository}/issues/{start + i}")
+            issue = Issue(
+                repository_id=repo.id,
+                number=start + i,
+                title=f"export fails #{i}",
+                hydrated=True,
+                body=f"Traceback {i}\nRuntimeError: ONNX export failed",
+                labels=["module: onnx"],
+                html_url=f"https://github.com/{repository}/issues/{start + i}",
+            )
             s.add(issue)
             s.flush()
             s.add(IssueSampleMember(sample_id=sample.id, issue_id=issue.id, position=i))

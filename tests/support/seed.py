@@ -63,12 +63,26 @@ def seed_github(engine: Engine, issues_per_repo: int = 20) -> Seeded:
                 out.issues += 1
                 out.closed_issues += closed
                 out.per_repo[repo.full_name] = out.per_repo.get(repo.full_name, 0) + 1
-                events = [IssueEvent(issue_id=issue.id or 0, event_key=f"{issue.id}-labeled", event="labeled",
-                                     actor="bot", created_at=created + timedelta(hours=1))]  # fmt: skip
+                events = [
+                    IssueEvent(
+                        issue_id=issue.id or 0,
+                        event_key=f"{issue.id}-labeled",
+                        event="labeled",
+                        actor="bot",
+                        created_at=created + timedelta(hours=1),
+                    )
+                ]
                 if closed:
-                    events.append(IssueEvent(issue_id=issue.id or 0, event_key=f"{issue.id}-closed", event="closed",
-                                             actor="maintainer", commit_id=f"{n:040x}",
-                                             created_at=created + timedelta(days=3)))  # fmt: skip
+                    events.append(
+                        IssueEvent(
+                            issue_id=issue.id or 0,
+                            event_key=f"{issue.id}-closed",
+                            event="closed",
+                            actor="maintainer",
+                            commit_id=f"{n:040x}",
+                            created_at=created + timedelta(days=3),
+                        )
+                    )
                 session.add_all(events)
                 out.events += len(events)
                 if n <= 5:
@@ -82,15 +96,29 @@ def seed_github(engine: Engine, issues_per_repo: int = 20) -> Seeded:
         out.failed_error = "ConnectionError: GitHub did not answer after 5 retries"
         session.add_all(
             [
-                IngestRun(kind="github-mine", started_at=T0, finished_at=T0 + timedelta(minutes=5),
-                          status=RunStatus.ok, counts={"issues_new": out.issues}),
-                IngestRun(kind="github-mine", started_at=T0 + timedelta(days=1),
-                          finished_at=T0 + timedelta(days=1, minutes=1), status=RunStatus.failed,
-                          error=out.failed_error),
-                IngestRun(kind="survey-import", started_at=T0 + timedelta(days=2),
-                          finished_at=T0 + timedelta(days=2, seconds=4), status=RunStatus.ok, counts={"responses": 92}),
+                IngestRun(
+                    kind="github-mine",
+                    started_at=T0,
+                    finished_at=T0 + timedelta(minutes=5),
+                    status=RunStatus.ok,
+                    counts={"issues_new": out.issues},
+                ),
+                IngestRun(
+                    kind="github-mine",
+                    started_at=T0 + timedelta(days=1),
+                    finished_at=T0 + timedelta(days=1, minutes=1),
+                    status=RunStatus.failed,
+                    error=out.failed_error,
+                ),
+                IngestRun(
+                    kind="survey-import",
+                    started_at=T0 + timedelta(days=2),
+                    finished_at=T0 + timedelta(days=2, seconds=4),
+                    status=RunStatus.ok,
+                    counts={"responses": 92},
+                ),
             ]
-        )  # fmt: skip
+        )
         out.ingest_runs = 3
         session.commit()
     return out
@@ -117,9 +145,15 @@ def seed_experiments(engine: Engine) -> SeededCampaign:
     needed = {"torch.onnx": [0.0, 1e-7, 1e-6, 1e-4, 1e-2], "tf2onnx": [1e-8, 1e-3, 1.0]}
     out.needed = needed
     with Session(engine) as session:
-        campaign = Campaign(name=out.name, kind="live", spec={"atol": 1e-5, "rtol": 0.0},
-                            torch_version="2.13.0+cpu", onnxruntime_version="1.32.0", created_at=T0,
-                            finished_at=T0 + timedelta(minutes=2))  # fmt: skip
+        campaign = Campaign(
+            name=out.name,
+            kind="live",
+            spec={"atol": 1e-5, "rtol": 0.0},
+            torch_version="2.13.0+cpu",
+            onnxruntime_version="1.32.0",
+            created_at=T0,
+            finished_at=T0 + timedelta(minutes=2),
+        )
         session.add(campaign)
         session.flush()
         k = 0
@@ -128,22 +162,38 @@ def seed_experiments(engine: Engine) -> SeededCampaign:
                 k += 1
                 ops = ["Conv2d", "ReLU"] if i % 2 == 0 else ["Linear", "Tanh"]
                 source = "nnsmith-torch" if converter == "torch.onnx" else "nnsmith-tensorflow"
-                model = ModelUnderTest(model_key=f"m{k}", source=source, framework="torch", name=f"model{k}", seed=k,
-                                       node_count=5 if i % 2 == 0 else 10, operators=ops,
-                                       campaign_id=campaign.id)  # fmt: skip
+                model = ModelUnderTest(
+                    model_key=f"m{k}",
+                    source=source,
+                    framework="torch",
+                    name=f"model{k}",
+                    seed=k,
+                    node_count=5 if i % 2 == 0 else 10,
+                    operators=ops,
+                    campaign_id=campaign.id,
+                )
                 session.add(model)
                 session.flush()
                 session.add_all(ModelOperator(model_id=model.id or 0, operator=op) for op in ops)
                 status = "failed" if need is None else ("passed" if need <= 1e-5 else "mismatch")
                 run = ConversionRun(
-                    campaign_id=campaign.id or 0, model_id=model.id or 0, converter=converter, converter_version="1",
-                    exporter="torchscript" if converter == "torch.onnx" else "from_function", opset=17,
-                    node_count=model.node_count, input_seed=0,
-                    n_inputs=1, status=status, stage=out.failed_stage if need is None else None,
+                    campaign_id=campaign.id or 0,
+                    model_id=model.id or 0,
+                    converter=converter,
+                    converter_version="1",
+                    exporter="torchscript" if converter == "torch.onnx" else "from_function",
+                    opset=17,
+                    node_count=model.node_count,
+                    input_seed=0,
+                    n_inputs=1,
+                    status=status,
+                    stage=out.failed_stage if need is None else None,
                     error_class="onnxruntime.NOT_IMPLEMENTED" if need is None else None,
                     message="Could not find an implementation for Tan(7)" if need is None else None,
-                    atol=1e-5, rtol=0.0, finished_at=T0,
-                )  # fmt: skip
+                    atol=1e-5,
+                    rtol=0.0,
+                    finished_at=T0,
+                )
                 session.add(run)
                 session.flush()
                 out.first_run_id = out.first_run_id or (run.id or 0)
@@ -152,8 +202,18 @@ def seed_experiments(engine: Engine) -> SeededCampaign:
                 for op in ops:
                     out.operators[op] = out.operators.get(op, 0) + 1
                 if need is not None:
-                    session.add(RunOutput(run_id=run.id or 0, input_index=0, output_index=0, output_name="y",
-                                          shape_match=True, dtype_match=True, n_elements=10, max_abs_diff=need,
-                                          needed_atol={"0.0": need, "0.001": max(need - 1e-3, 0.0)}))  # fmt: skip
+                    session.add(
+                        RunOutput(
+                            run_id=run.id or 0,
+                            input_index=0,
+                            output_index=0,
+                            output_name="y",
+                            shape_match=True,
+                            dtype_match=True,
+                            n_elements=10,
+                            max_abs_diff=need,
+                            needed_atol={"0.0": need, "0.001": max(need - 1e-3, 0.0)},
+                        )
+                    )
         session.commit()
     return out
