@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -53,7 +54,20 @@ def test_shared_codebook_parses_with_every_dimension_and_code(shared_dir: Path) 
     assert spec.dimension("cause").lookup("Incompatability").code == 2  # the sheets' misspelling is an alias
     assert spec.dimension("component").lookup("not dis.").code == 6
     assert spec.dimension("symptom").codes[4].unused
-    # unquoted commas inside {…} split a description into stray keys; they are glued back and reported
+    assert spec.dimension("cause").codes[6].description == "A wrong value is assigned (constant, attribute, metadata)."
+    assert not spec.warnings  # the shared file quotes its descriptions
+
+
+def unquoted_copy(shared_dir: Path, tmp_path: Path) -> Path:
+    """The shared codebook as it first came, descriptions unquoted, so YAML splits them at commas."""
+    text = (shared_dir / "codebook" / "onnx-converter-failures.yaml").read_text()
+    path = tmp_path / "unquoted.yaml"
+    path.write_text(re.sub(r'description: "([^"]*)"', r"description: \1", text))
+    return path
+
+
+def test_unquoted_commas_in_flow_mappings_are_glued_back_and_reported(shared_dir: Path, tmp_path: Path) -> None:
+    spec = read_codebook(unquoted_copy(shared_dir, tmp_path))
     assert spec.dimension("cause").codes[6].description == "A wrong value is assigned (constant, attribute, metadata)."
     assert any("unquoted comma" in w for w in spec.warnings)
 
@@ -144,10 +158,12 @@ def test_cli_reports_malformed_file_in_one_line_and_stores_nothing(cli, engine, 
         assert conn.execute(select(CodebookVersion.id)).first() is None
 
 
-def test_comma_warnings_come_once_per_description_and_not_on_a_no_op_load(cli, shared_dir: Path) -> None:  # type: ignore[no-untyped-def]
+def test_comma_warnings_come_once_per_description_and_not_on_a_no_op_load(
+    cli, shared_dir: Path, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
     import yaml
 
-    path = shared_dir / "codebook" / "onnx-converter-failures.yaml"
+    path = unquoted_copy(shared_dir, tmp_path)
     # independently: the code mappings YAML split into stray keys (one per unquoted comma)
     raw = yaml.safe_load(path.read_text())
     split = [
