@@ -149,6 +149,7 @@ def test_run_key_per_campaign_keeps_existing_runs_and_lets_a_second_campaign_sto
 
 def test_run_key_downgrade_refuses_runs_the_old_key_cannot_hold_then_goes_back(empty_db_url: str) -> None:
     _rows_after_upgrade(empty_db_url, "0010_ingest_run_process", _OLD_RUNS, "SELECT 1")
+    downgrade(empty_db_url, "0011_run_key_per_campaign")  # later revisions are not what this test is about
     eng = make_engine(empty_db_url)
     try:
         with eng.begin() as conn:
