@@ -12,7 +12,7 @@ from typing import Any
 from miners.survey.choices import TEXT_COLUMN, derive_choices, infer_kind, split_cell, text_column_label
 from miners.survey.layout import ExportLayout, recognise_layout
 from miners.survey.overrides import Overrides
-from miners.survey.reader import ExportColumn, ExportError, QualtricsExport
+from miners.survey.reader import QID_PATTERN, ExportColumn, ExportError, QualtricsExport
 
 #: A cell of Qualtrics' "numeric values" export: a code, or several joined by commas.
 NUMERIC_CELL = re.compile(r"^-?\d+(?:,-?\d+)*$")
@@ -239,25 +239,30 @@ def _derived_columns(plans: list[QuestionPlan], layout: ExportLayout) -> dict[st
 
 
 def _guess_value_format(export: QualtricsExport, plan: SurveyPlan) -> None:
-    """Without a definition, only guess: an export of numeric values has numbers where choices would be."""
-    numeric, worded = [], 0
+    """Without a definition, only guess: a numeric-values export has numbers where choices would be, and no
+    question column repeats a worded answer (choice text does: "Yes, I consent" recurs; free text rarely)."""
+    numeric, worded = [], []
     for question in plan.questions:
         cells = [r.cells[question.qid].strip() for r in export.rows if question.qid in r.cells]
         if not cells:
             continue
         if all(NUMERIC_CELL.match(c) for c in cells):
             numeric.append(question.qid)
-        elif question.kind != "text":  # free text is words in either kind of export
-            worded += 1
-    if numeric and len(numeric) >= worded:
-        plan.value_format, plan.value_evidence = "numeric", f"{len(numeric)} of {len(numeric) + worded} questions"
+            continue
+        repeated = [c for c, n in Counter(cells).items() if n > 1 and not NUMERIC_CELL.match(c)]
+        if repeated and QID_PATTERN.match(question.qid):
+            worded.append(question.qid)
+    if worded:
+        plan.value_format = "text"
+        more = ", …" if len(worded) > 3 else ""
+        plan.value_evidence = f"{len(worded)} question(s) repeat worded answers ({', '.join(worded[:3])}{more})"
+    elif numeric:
+        shown = ", ".join(numeric[:6]) + (", …" if len(numeric) > 6 else "")
+        plan.value_format, plan.value_evidence = "numeric", f"{len(numeric)} question(s) hold only numbers"
         plan.warnings.append(
             f"the answers look like Qualtrics' numeric values ({len(numeric)} question(s) hold only numbers: "
-            f"{', '.join(numeric[:6])}{', …' if len(numeric) > 6 else ''}); without --definition they are stored "
-            "as those numbers, not as the choices they stand for"
+            f"{shown}); without --definition they are stored as those numbers, not as the choices they stand for"
         )
-    elif worded:
-        plan.value_format, plan.value_evidence = "text", f"{worded} question(s) answered in words"
 
 
 def _answers(

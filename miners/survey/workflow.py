@@ -73,12 +73,13 @@ class Recognition:
         line = f"export format: {FORMATS[self.value_format]}, {self.layout.describe()}"
         if self.definition_source is None:
             return line + "; no definition: question kinds guessed from the answers (give --definition FILE.qsf)"
-        state = "new" if self.definition_new else "stored"
-        source = self.definition_source if self.definition_source != "stored" else "stored"
-        return (
-            f"{line}; definition: {self.definition_questions} questions "
-            f"({source}, {state} as version {self.definition_version})"
-        )
+        if self.definition_source == "stored":
+            where = f"version {self.definition_version}, stored with the survey"
+        elif self.definition_new:
+            where = f"{self.definition_source}, stored as version {self.definition_version}"
+        else:
+            where = f"{self.definition_source} = stored version {self.definition_version}"
+        return f"{line}; definition: {self.definition_questions} questions ({where})"
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -155,11 +156,11 @@ def _plan_with_definition(
     from miners.survey.matching import match_columns, question_names
 
     names = question_names(spec)
-    layout = recognise_layout(export, is_question=lambda name: name in names or bool(QID_PATTERN.match(name)))
-    for name in spec.embedded_data:
-        if layout.roles.get(name) == "question":
-            layout.roles[name] = "embedded"
-    not_questions = {name for name, role in layout.roles.items() if role != "question"}
+    layout = recognise_layout(export, is_question=lambda column: column in names or bool(QID_PATTERN.match(column)))
+    for field_name in spec.embedded_data:
+        if layout.roles.get(field_name) == "question":
+            layout.roles[field_name] = "embedded"
+    not_questions = {column for column, role in layout.roles.items() if role != "question"}
     column_map = match_columns(spec, export, not_questions)
     mismatch = column_map.mismatch(name, export.path.name)
     if mismatch:
