@@ -149,8 +149,12 @@ _DAMAGED = (zipfile.BadZipFile, zlib.error, KeyError, IndexError, EOFError, OSEr
 
 
 def _why(exc: BaseException) -> str:
+    """`BadZipFile: File is not a zip file`, `zlib.error: Error -3 while decompressing data …` (one line)."""
+    name = type(exc).__name__
+    if name.islower():  # zlib.error and the like say little without their module
+        name = f"{type(exc).__module__}.{name}"
     detail = " ".join(str(exc).split())[:120]
-    return f"{type(exc).__name__}: {detail}" if detail else type(exc).__name__
+    return f"{name}: {detail}" if detail else name
 
 
 def _read_xlsx(path: Path, sheet: str | None) -> tuple[list[list[str | None]], list[str]]:
@@ -159,7 +163,7 @@ def _read_xlsx(path: Path, sheet: str | None) -> tuple[list[list[str | None]], l
     try:
         workbook = load_workbook(path, read_only=True, data_only=True)
     except _DAMAGED as exc:
-        raise ExportError(f"{path.name}: not a readable .xlsx workbook ({type(exc).__name__})") from exc
+        raise ExportError(f"{path.name}: not a readable .xlsx workbook ({_why(exc)})") from exc
     try:
         names = list(workbook.sheetnames)
         if sheet is not None and sheet not in names:

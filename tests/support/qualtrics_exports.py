@@ -18,7 +18,12 @@ DEFINITION = Path(__file__).resolve().parents[1] / "data" / "converter-survey.qs
 
 #: ids of the definition: choice id -> (text, recode)
 Q2 = {"1": ("Yes, I consent", "1"), "2": ("No", "0")}
-Q3 = {"1": ("Researcher", "10"), "2": ("ML engineer", "20"), "3": ("Student", "30"), "4": ("Other (please specify)", "99")}
+Q3 = {
+    "1": ("Researcher", "10"),
+    "2": ("ML engineer", "20"),
+    "3": ("Student", "30"),
+    "4": ("Other (please specify)", "99"),
+}
 Q4 = {"1": "PyTorch", "2": "TensorFlow, Keras", "3": "JAX & Flax", "4": "Other", "5": "None of these"}
 Q5_ROWS = [("1", "Conversion to ONNX is reliable"), ("2", "Converter errors are clear"), ("4", "Other:")]
 Q5_SCALE = {"1": ("Strongly disagree", "-2"), "2": ("Disagree", "-1"), "3": ("Neutral", "0"), "4": ("Agree", "1")}
@@ -120,6 +125,8 @@ METADATA = [  # (EN name, EN label, DE name = DE label, ImportId)
 LEGACY = ["ResponseID", "ResponseSet", "Name", "ExternalDataReference", "EmailAddress", "IPAddress", "Status"]
 LEGACY += ["StartDate", "EndDate", "Finished"]
 SELECTED = {"EN": "Selected Choice", "DE": "Ausgewählte Auswahl"}
+TIMING = [("First Click", "FIRST_CLICK"), ("Last Click", "LAST_CLICK"), ("Page Submit", "PAGE_SUBMIT")]
+TIMING.append(("Click Count", "CLICK_COUNT"))
 
 
 @dataclass(frozen=True)
@@ -176,7 +183,9 @@ def _questions(sheet: _Sheet, v: Variant) -> None:
     sheet.add("Q2", "Do you consent to take part?", {"ImportId": "QID2"}, lambda r: _pick(Q2, r.get("Q2"), num))
     q3 = "What is your main role?"
     sheet.add("Q3", f"{q3} - {sel}", {"ImportId": "QID3"}, lambda r: _pick(Q3, r.get("Q3"), num))
-    sheet.add("Q3_4_TEXT", f"{q3} - Other (please specify) - Text", {"ImportId": "QID3_4_TEXT"}, lambda r: r.get("Q3_text"))
+    sheet.add(
+        "Q3_4_TEXT", f"{q3} - Other (please specify) - Text", {"ImportId": "QID3_4_TEXT"}, lambda r: r.get("Q3_text")
+    )
     q4 = "Which frameworks do you convert models from? (select all that apply)"
     if split:
         for cid, label in Q4.items():
@@ -184,7 +193,7 @@ def _questions(sheet: _Sheet, v: Variant) -> None:
                 f"Q4_{cid}",
                 f"{q4} - {sel} - {label}",
                 {"ImportId": "QID4", "choiceId": cid},
-                lambda r, cid=cid, label=label: (("1" if num else label) if cid in r.get("Q4", []) else None),
+                lambda r, cid=cid, label=label: ("1" if num else label) if cid in r.get("Q4", []) else None,
             )
     else:
         sheet.add(
@@ -217,7 +226,9 @@ def _questions(sheet: _Sheet, v: Variant) -> None:
         sheet.add(f"Q9_{cid}", f"{q9} - {item}", {"ImportId": f"QID9_{cid}"}, lambda r, c=cid: r.get("Q9", {}).get(c))
     q10 = "Rank what matters most in a converter."
     for cid, item in Q10_ITEMS:
-        sheet.add(f"Q10_{cid}", f"{q10} - {item}", {"ImportId": f"QID10_{cid}"}, lambda r, c=cid: r.get("Q10", {}).get(c))
+        sheet.add(
+            f"Q10_{cid}", f"{q10} - {item}", {"ImportId": f"QID10_{cid}"}, lambda r, c=cid: r.get("Q10", {}).get(c)
+        )
     sheet.add("Q10_3_TEXT", f"{q10} - Other - Text", {"ImportId": "QID10_3_TEXT"}, lambda r: r.get("Q10_text"))
     q11 = "For each model you converted:"
     for pos, (rid, row) in enumerate(Q11_ROWS, start=1):
@@ -235,10 +246,7 @@ def _questions(sheet: _Sheet, v: Variant) -> None:
                 {"ImportId": f"QID11#2_{rid}_{aid}"},
                 lambda r, rid=rid, aid=aid: r.get("Q11_2", {}).get((rid, aid)),
             )
-    for k, (label, suffix) in enumerate(
-        [("First Click", "FIRST_CLICK"), ("Last Click", "LAST_CLICK"), ("Page Submit", "PAGE_SUBMIT")]
-        + [("Click Count", "CLICK_COUNT")]
-    ):
+    for k, (label, suffix) in enumerate(TIMING):
         sheet.add(
             f"Q12_{label}",
             f"Timing - {label}",
@@ -326,7 +334,12 @@ def _xlsx_cell(value: str | None) -> Any:
 ALL_VARIANTS = [
     Variant(values, style, ids, language, split, fmt=fmt)
     for values in ("text", "numeric")
-    for style, ids, split in (("new", True, False), ("new", False, False), ("new", True, True), ("legacy", False, False))
+    for style, ids, split in (
+        ("new", True, False),
+        ("new", False, False),
+        ("new", True, True),
+        ("legacy", False, False),
+    )
     for language, fmt in (("EN", "csv"), ("DE", "xlsx"))
     if not (style == "legacy" and language == "DE")
 ]
