@@ -71,8 +71,8 @@ def print_import(outcome: ImportOutcome) -> None:
                 err_console.print(f"  {notice}", markup=False, soft_wrap=True)
             if len(notices) > SHOWN_NOTICES:
                 err_console.print(f"  … and {len(notices) - SHOWN_NOTICES} more", markup=False)
-    kinds = outcome.kinds()
-    shown = ", ".join(f"{n} {k}" for k, n in kinds.items() if n)
+    kinds = {"single": 0, "multi": 0, "text": 0, **outcome.kinds()}  # numbers and ranks only when there are some
+    shown = ", ".join(f"{n} {kind}" for kind, n in kinds.items())
     survey = outcome.request.survey
     if result.nothing_new:
         console.print(

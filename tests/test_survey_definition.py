@@ -12,9 +12,10 @@ from typing import Any
 
 import pytest
 
-from miners.survey.definition import DefinitionError, SurveyDefinition, parse_definition, plain_text, read_definition
+from miners.survey.definition import DefinitionError, SurveyDefinition, plain_text
 from miners.survey.layout import recognise_layout
 from miners.survey.plan import build_plan
+from miners.survey.qsf import parse_definition, read_definition
 from miners.survey.reader import read_export
 from miners.survey.workflow import SurveyImportError, _plan_with_definition
 from tests.support.qualtrics_exports import ALL_VARIANTS, DEFINITION, RESPONDENTS, Variant, build_rows, write_export

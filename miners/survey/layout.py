@@ -105,6 +105,7 @@ TIMING_NAME = re.compile(
     r"^Q\w*_(First Click|Last Click|Page Submit|Click Count|Browser|Version|Operating System|Resolution)$"
 )
 
+#: What a column can be (`ExportLayout.roles`).
 ROLES = ("metadata", "display-order", "page-data", "embedded", "derived", "question")
 
 
@@ -121,9 +122,6 @@ class ExportLayout:
     language: str | None = None
     language_evidence: str = ""
     derived: dict[str, tuple[str, str]] = field(default_factory=dict)  # column -> (base column, label)
-
-    def columns(self, role: str) -> list[str]:
-        return [name for name, r in self.roles.items() if r == role]
 
     @property
     def key_source(self) -> str:

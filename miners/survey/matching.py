@@ -20,7 +20,6 @@ from miners.survey.definition import Choice, Question, SurveyDefinition
 from miners.survey.layout import QUESTION_IMPORT_ID
 from miners.survey.reader import QID_PATTERN, ExportColumn, QualtricsExport
 
-READINGS = {"single": "single", "multi": "multi", "text": "text", "number": "number", "rank": "rank"}
 TIMING_PARTS = (("First Click", "FIRST_CLICK"), ("Last Click", "LAST_CLICK"), ("Page Submit", "PAGE_SUBMIT"))
 TIMING_PARTS += (("Click Count", "CLICK_COUNT"),)
 META_PARTS = (("Browser", "BROWSER"), ("Version", "VERSION"), ("Operating System", "OS"), ("Resolution", "RESOLUTION"))

@@ -14,10 +14,11 @@ from typing import Any
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
-from miners.survey.definition import SurveyDefinition, read_definition
+from miners.survey.definition import SurveyDefinition
 from miners.survey.layout import ExportLayout, recognise_layout
 from miners.survey.loader import ImportResult
 from miners.survey.plan import StoredQuestion, SurveyPlan
+from miners.survey.qsf import read_definition
 from miners.survey.reader import QID_PATTERN, ExportError, QualtricsExport
 
 FORMATS = {"numeric": "numeric values", "text": "choice text", None: "values undetermined"}
