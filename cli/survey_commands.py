@@ -131,14 +131,16 @@ def list_() -> None:
     if frame.empty:
         console.print("no surveys imported yet")
         return
-    table = Table("survey", "respondents", "included", "excluded", "questions", "source file")
+    table = Table("survey", "respondents", "included", "excluded", "questions", "definition", "source file")
     for row in frame.itertuples():
+        version = row.definition_version
         table.add_row(
             row.survey,
             str(row.respondents),
             str(row.included),
             str(row.excluded),
             str(row.questions),
+            "—" if version is None or version != version else f"v{int(version)}",
             str(row.source_file),
         )
     console.print(table)

@@ -303,3 +303,15 @@ def test_unsupported_question_types_stay_raw_and_are_named(tmp_path: Path) -> No
     ]
     assert "Q14" not in {q.qid for q in plan.questions}
     assert plan.responses[0].raw["Q14_1_x"] == "31"
+
+
+def test_a_tsv_download_in_utf16_reads_like_the_csv(tmp_path: Path, spec: SurveyDefinition) -> None:
+    """Qualtrics' TSV download is UTF-16 with a BOM; it holds the same export as the CSV one."""
+    rows = build_rows(Variant())
+    tsv = tmp_path / "export.tsv"
+    lines = ["\t".join("" if c is None else c for c in row) for row in rows]
+    tsv.write_bytes(("\r\n".join(lines) + "\r\n").encode("utf-16"))
+    as_csv = _write(tmp_path / "export.csv", rows)
+    from_tsv, _ = plan_of(tsv, spec)
+    assert read_export(tsv).format == "tsv"
+    assert answers_of(from_tsv) == answers_of(plan_of(as_csv, spec)[0])
