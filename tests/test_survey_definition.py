@@ -315,3 +315,18 @@ def test_a_tsv_download_in_utf16_reads_like_the_csv(tmp_path: Path, spec: Survey
     from_tsv, _ = plan_of(tsv, spec)
     assert read_export(tsv).format == "tsv"
     assert answers_of(from_tsv) == answers_of(plan_of(as_csv, spec)[0])
+
+
+def test_an_unforeseen_importid_suffix_falls_back_to_the_name_within_the_same_question(
+    tmp_path: Path, spec: SurveyDefinition
+) -> None:
+    rows = build_rows(Variant())
+    for position, name in enumerate(rows[0]):
+        if name in ("Q9_1", "Q9_2"):  # ImportIds written as {"ImportId": "QID9", "choiceId": "1"}: still Q9's items
+            rows[2][position] = json.dumps({"ImportId": "QID9", "choiceId": name[-1]})
+    plan, _ = plan_of(_write(tmp_path / "variant.csv", rows), spec)
+    assert answers_of(plan) == answers_of(plan_of(_write(tmp_path / "plain.csv", build_rows(Variant())), spec)[0])
+    crossed = build_rows(Variant())
+    crossed[2][crossed[0].index("Q9_1")] = json.dumps({"ImportId": "QID5_1"})  # named like Q9's, but Q5's column
+    with pytest.raises(SurveyImportError, match=r"not in the export: Q9_1; in the export but not in the definition"):
+        plan_of(_write(tmp_path / "crossed.csv", crossed), spec)

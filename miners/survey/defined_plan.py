@@ -237,6 +237,7 @@ class DefinedPlanner:
         texts: dict[str | None, str] = {}
         values: dict[str | None, float | None] = {}
         ranks: list[tuple[float, str, bool]] = []
+        text_columns: dict[str, str] = {}
         row_text: str | None = None
         for column, slot in self.slots_of.get(key, []):
             cell = cells.get(column)
@@ -246,8 +247,8 @@ class DefinedPlanner:
             if slot.role == "value" and target.kind in ("single", "multi"):
                 chosen.extend(c for c in self._closed(cell, target, row, column) if c[0] not in {x for x, _ in chosen})
             elif slot.role == "value" and target.kind == "number":
-                chosen.append((None, True))
                 texts[None], values[None] = cell, _number(cell)
+                chosen.append((None, values[None] is not None))
                 if values[None] is None:
                     self.plan.unknown_fragments.append(Notice(row, self._where(column), f"{cell!r} is not a number"))
             elif slot.role == "value":  # text entry, form field
@@ -269,20 +270,22 @@ class DefinedPlanner:
                 if target.row is not None and slot.choice == target.row.id:
                     row_text = cell
                 elif option is not None:
-                    texts[option.text] = cell
+                    texts[option.text], text_columns[option.text] = cell, column
+        labels = {c for c, _ in chosen} | {label for _, label, _ in ranks}
+        for label, column in text_columns.items():
+            if label not in labels and target.kind in ("single", "multi", "rank"):
+                message = f"text given but {label!r} not {'ranked' if ranks else 'selected'}; kept with it"
+                self.plan.notices.append(Notice(row, self._where(column), message))
+                if target.kind == "rank":
+                    ranks.append((float("inf"), label, True))
+                else:
+                    chosen.append((label, True))
         if ranks:
             ranked = sorted(ranks, key=lambda r: r[0])
             return [
                 AnswerPlan(key, i, label, texts.get(label), known, None if rank == float("inf") else rank)
                 for i, (rank, label, known) in enumerate(ranked)
             ]
-        labels = {c for c, _ in chosen}
-        for label in texts:
-            if label is not None and label not in labels and target.kind in ("single", "multi"):
-                column = next(c for c, s in self.slots_of[key] if s.role == "text")
-                message = f"text given but {label!r} not selected; kept with it"
-                self.plan.notices.append(Notice(row, self._where(column), message))
-                chosen.append((label, True))
         if row_text is not None:  # the row's own text box ("Other: …"): with its answer, else on its own
             row_label = target.row.text if target.row is not None else None
             if chosen and target.kind in ("single", "multi"):

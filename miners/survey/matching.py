@@ -25,6 +25,7 @@ TIMING_PARTS += (("Click Count", "CLICK_COUNT"),)
 META_PARTS = (("Browser", "BROWSER"), ("Version", "VERSION"), ("Operating System", "OS"), ("Resolution", "RESOLUTION"))
 SHOWN = 8
 _ByImport = dict[tuple[str, str | None], ExportColumn]
+OWNER = re.compile(r"^(?:\d+_)?(QID\d+(?:#\d+)?)(?:_|$)")
 
 
 @dataclass
@@ -243,9 +244,19 @@ def question_names(definition: SurveyDefinition) -> set[str]:
 def _find(
     slot: Slot, export: QualtricsExport, by_name: dict[str, ExportColumn], by_import: _ByImport
 ) -> ExportColumn | None:
-    if export.has_import_ids:
-        return next((by_import[key] for key in slot.import_ids if key in by_import), None)
-    return next((by_name[n] for n in slot.names if n in by_name), None)
+    by_names = next((by_name[n] for n in slot.names if n in by_name), None)
+    if not export.has_import_ids:
+        return by_names
+    found = next((by_import[key] for key in slot.import_ids if key in by_import), None)
+    if found is None and by_names is not None and _owner(by_names.import_id) == _owner(slot.import_ids[0][0]):
+        return by_names  # an ImportId suffix not foreseen here: the name decides, within the same question only
+    return found
+
+
+def _owner(import_id: str | None) -> str | None:
+    """The question (or side-by-side column) an ImportId belongs to: QID5 of QID5_1, QID9#1 of QID9#1_2."""
+    match = OWNER.match(import_id or "")
+    return match.group(1) if match else None
 
 
 def match_columns(definition: SurveyDefinition, export: QualtricsExport, not_questions: set[str]) -> ColumnMap:

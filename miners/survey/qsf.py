@@ -165,7 +165,7 @@ def _question(payload: dict[str, Any], where: str) -> Question:
             if not isinstance(sub_payload, dict):
                 continue
             body = dict(sub_payload)
-            body.setdefault("QuestionID", f"{qid}#{key}")
+            body["QuestionID"] = f"{qid}#{key}"  # how exports name a column's ImportIds: QID9#1_…
             body.setdefault("QuestionType", "Matrix")
             body["DataExportTag"] = f"{tag}#{key}"
             if not body.get("Choices"):
