@@ -25,6 +25,7 @@ TIMING_PARTS += (("Click Count", "CLICK_COUNT"),)
 META_PARTS = (("Browser", "BROWSER"), ("Version", "VERSION"), ("Operating System", "OS"), ("Resolution", "RESOLUTION"))
 SHOWN = 8
 _ByImport = dict[tuple[str, str | None], ExportColumn]
+LOOP_COLUMN = re.compile(r"^\d+_Q")
 OWNER = re.compile(r"^(?:\d+_)?(QID\d+(?:#\d+)?)(?:_|$)")
 
 
@@ -96,6 +97,8 @@ class ColumnMap:
             parts.append(f"in the definition but not in the export: {_shown(self.missing)}")
         if self.unexpected:
             parts.append(f"in the export but not in the definition: {_shown(self.unexpected)}")
+            if any(LOOP_COLUMN.match(c) for c in self.unexpected):
+                parts.append("Loop & Merge columns (1_Q5, …) are not read by this import yet")
         return f"definition {definition_name} does not match {export_name}: {'; '.join(parts)}"
 
 
