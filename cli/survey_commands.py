@@ -161,7 +161,7 @@ def questions_(survey: str = typer.Argument(..., help="Survey name.")) -> None:
     table = Table("qid", "type", "kind", "choices", "answered", "question", "kind from")
     for row in frame.itertuples():
         if row.kind_source == "definition":
-            origin = f"definition v{row.definition_version}"
+            origin = f"definition v{int(row.definition_version)}"
         elif row.kind_source == "overrides":
             origin = "overrides file"
         else:
