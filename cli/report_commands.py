@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
+from rich.markup import escape
 
 from cli.common import console, err_console, fail
 
@@ -29,6 +30,22 @@ def import_steps(artifact: Path, codebook: Path, survey: str) -> list[list[str]]
         ["label", "import-sheet", files["pilot"]],
         ["experiment", "import-results", files["results"]],
     ]
+
+
+def _import_survey(export: Path, survey: str) -> int:
+    """Step 2: the survey export, through miners.survey's workflow; prints like `interop survey import`."""
+    from cli.common import engine
+    from cli.survey_commands import print_import
+    from miners.survey.reader import ExportError
+    from reporting.paper import import_survey_export
+
+    try:
+        outcome = import_survey_export(engine(), export, survey)
+    except ExportError as exc:
+        err_console.print(f"[bold red]error:[/] {escape(str(exc))}", markup=True, soft_wrap=True)
+        return 2
+    print_import(outcome)
+    return 0
 
 
 @app.command()
@@ -58,8 +75,11 @@ def paper(
     done = []
     steps = import_steps(artifact, codebook, SURVEY)
     for number, step in enumerate(steps, start=1):
-        console.print(f"[bold]$ interop {' '.join(step)}[/]", markup=True)
-        code = interop(step, standalone_mode=False)
+        console.print(f"[bold]$ interop {escape(' '.join(step))}[/]", markup=True)
+        if step[:2] == ["survey", "import"]:  # the workflow itself, not the command line
+            code = _import_survey(Path(step[2]), step[4])
+        else:
+            code = interop(step, standalone_mode=False)
         if code not in (None, 0):
             # The step has printed its own error line; say what that means for the report, not a second error.
             kept = f"; steps 1–{number - 1} stay imported (re-running skips them)" if number > 1 else ""

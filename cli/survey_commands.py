@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
+from rich.markup import escape
 
 from cli.common import UserError, console, engine, err_console, user_errors
+
+if TYPE_CHECKING:
+    from miners.survey.workflow import ImportOutcome
 
 app = typer.Typer(
     help="Qualtrics survey responses: import, exclusion rules, questions and counts.", no_args_is_help=True
@@ -15,74 +20,50 @@ app = typer.Typer(
 SHOWN_NOTICES = 10
 
 
-def _schema_guard(exc: Exception) -> UserError:
-    """A database error that most likely means the schema is missing, as one actionable line."""
-    first = str(getattr(exc, "orig", exc)).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-    return UserError(f"database error ({first}); is the schema current? run `interop db upgrade`")
-
-
 @app.command("import")
 def import_(
-    file: Path = typer.Argument(..., help="Qualtrics export (.xlsx or .csv) with the QID header row."),
+    file: Path = typer.Argument(..., help="Qualtrics export (.xlsx, .csv or .tsv), any layout and language."),
     survey: str = typer.Option(..., "--survey", "-s", help="Name to store the survey under (re-imports add to it)."),
+    definition: Path | None = typer.Option(
+        None,
+        "--definition",
+        "-d",
+        help="The survey's definition (.qsf from Tools > Import/Export > Export Survey): exact types, choices, "
+        "recodes. Stored with the survey (versioned); later imports reuse it.",
+    ),
     sheet: str | None = typer.Option(None, help="Worksheet of an .xlsx export (default: the first)."),
     questions: Path | None = typer.Option(
-        None, "--questions", "-q", help="Overrides file (YAML/JSON): kinds, known choices, ignored fragments."
+        None, "--questions", "-q", help="Overrides file (YAML/JSON) without a definition: kinds, known choices, …"
     ),
     exclude: list[str] = typer.Option(
         [], "--exclude", "-x", help="Exclusion rule, repeatable: 'Q52!=Yes, I consent', 'Q61=No', 'Q1=' (blank)."
     ),
     reason: str | None = typer.Option(None, help="Reason stored with the --exclude rules."),
-    strict: bool = typer.Option(False, help="Fail on multi-select fragments that match no known choice."),
+    strict: bool = typer.Option(False, help="Fail on answers that match no known choice."),
 ) -> None:
     """Import a Qualtrics export into SURVEY; idempotent (re-importing the same file adds nothing)."""
-    from sqlalchemy.exc import SQLAlchemyError
+    from miners.survey.reader import ExportError
+    from miners.survey.workflow import ImportRequest, import_survey
 
-    from db.engine import session_scope
-    from db.ingest import recorded_run
-    from db.queries.survey import stored_questions
-    from miners.survey.exclusion import ExclusionRule
-    from miners.survey.loader import load_plan
-    from miners.survey.overrides import load_overrides
-    from miners.survey.plan import StoredQuestion, build_plan
-    from miners.survey.reader import ExportError, read_export
-
+    request = ImportRequest(file, survey, sheet, questions, definition, tuple(exclude), reason, strict)
     with user_errors():
-        if not survey.strip() or len(survey) > 100:
-            raise UserError("--survey must be a non-empty name of at most 100 characters")
-        eng = engine()
-        params = {
-            "file": str(file),
-            "survey": survey,
-            "exclude": list(exclude),
-            "questions_file": str(questions) if questions else None,
-        }
         try:
-            # The run is recorded from the start, so an unreadable export shows on the Overview as a failure.
-            with recorded_run(eng, "survey-import", params) as run:
-                export = read_export(file, sheet=sheet)
-                run.parameters.update(sha256=export.sha256, format=export.format)
-                overrides = load_overrides(questions)
-                rules = [ExclusionRule.parse(rule, reason) for rule in exclude]
-                stored = {q: StoredQuestion(k, r, tuple(c)) for q, (k, r, c) in stored_questions(eng, survey).items()}
-                plan = build_plan(export, overrides, stored)
-                if strict and plan.unknown_fragments:
-                    raise UserError(
-                        f"{file.name}: {len(plan.unknown_fragments)} fragment(s) match no known choice, first: "
-                        f"{plan.unknown_fragments[0]} (--strict); add the choice to the --questions file"
-                    )
-                with session_scope(eng) as session:
-                    result = load_plan(session, survey, export, plan, rules)
-                run.counts.update(result.counts())
-                run.add("unknown_fragments", len(plan.unknown_fragments))
-                run.add("ignored_fragments", sum(plan.ignored_fragments.values()))
-        except ExportError as exc:
+            outcome = import_survey(engine(), request)
+        except ExportError as exc:  # the export, the definition, an overrides file, a rule, the database
             raise UserError(str(exc)) from exc
-        except SQLAlchemyError as exc:
-            raise _schema_guard(exc) from exc
+    print_import(outcome)
 
+
+def print_import(outcome: ImportOutcome) -> None:
+    """What an import recognised and changed; warnings go to stderr (shared with `report paper`)."""
+    plan, result, name = outcome.plan, outcome.result, outcome.request.file.name
+    console.print(outcome.recognition.summary(), markup=False)
+    for warning in outcome.warnings:
+        err_console.print(f"[yellow]warning:[/] {escape(warning)}", markup=True, soft_wrap=True)
     for fragment, n in sorted(plan.ignored_fragments.items()):
-        console.print(f"ignored {n} {fragment!r} fragment(s) (a Qualtrics artifact, not a choice; kept in raw rows)")
+        console.print(
+            f"ignored {n} {fragment!r} fragment(s) (a Qualtrics artifact, not a choice; kept in raw rows)", markup=False
+        )
     for title, notices in (("unknown fragment(s)", plan.unknown_fragments), ("notice(s)", plan.notices)):
         if notices:
             err_console.print(f"[yellow]warning:[/] {len(notices)} {title}:", markup=True, soft_wrap=True)
@@ -90,21 +71,26 @@ def import_(
                 err_console.print(f"  {notice}", markup=False, soft_wrap=True)
             if len(notices) > SHOWN_NOTICES:
                 err_console.print(f"  … and {len(notices) - SHOWN_NOTICES} more", markup=False)
-    kinds = {k: sum(1 for q in plan.questions if q.kind == k) for k in ("single", "multi", "text")}
+    kinds = {"single": 0, "multi": 0, "text": 0, **outcome.kinds()}  # numbers and ranks only when there are some
+    shown = ", ".join(f"{n} {kind}" for kind, n in kinds.items())
+    survey = outcome.request.survey
     if result.nothing_new:
         console.print(
-            f"nothing new: all {result.responses_in_file} responses of {file.name} are already in survey "
-            f"{survey!r} (0 added, 0 updated)"
+            f"nothing new: all {result.responses_in_file} responses of {name} are already in survey "
+            f"{survey!r} (0 added, 0 updated)",
+            markup=False,
         )
     else:
+        derived = f"; {result.derived_written} derived values" if result.derived_written else ""
+        dropped = f", {result.questions_dropped} dropped" if result.questions_dropped else ""
         console.print(
-            f"survey {survey!r}: {result.responses_in_file} responses in {file.name}: {result.responses_new} new, "
+            f"survey {survey!r}: {result.responses_in_file} responses in {name}: {result.responses_new} new, "
             f"{result.responses_updated} updated, {result.responses_unchanged} unchanged; "
-            f"{len(plan.questions)} questions ({result.questions_new} new, {result.questions_updated} updated: "
-            f"{kinds['single']} single, {kinds['multi']} multi, {kinds['text']} text); "
-            f"{result.answers_written} answers written"
+            f"{len(plan.questions)} questions ({result.questions_new} new, {result.questions_updated} updated"
+            f"{dropped}: {shown}); {result.answers_written} answers written{derived}",
+            markup=False,
         )
-    console.print(f"respondents: {result.included} included, {result.excluded} excluded")
+    console.print(f"respondents: {result.included} included, {result.excluded} excluded", markup=False)
 
 
 @app.command()
@@ -116,40 +102,22 @@ def exclude(
     clear: bool = typer.Option(False, help="Drop every rule and include everyone again."),
 ) -> None:
     """Flag respondents as excluded by rule (never deleting them); without options, show the rules."""
-    from sqlalchemy.exc import SQLAlchemyError
-    from sqlmodel import select
-
-    from db.engine import session_scope
-    from db.models.survey import Survey
-    from miners.survey.exclusion import ExclusionRule
-    from miners.survey.loader import apply_exclusions, clear_exclusions
     from miners.survey.reader import ExportError
+    from miners.survey.workflow import exclude_respondents
 
     with user_errors():
         try:
-            rules = [ExclusionRule.parse(w, reason) for w in where]
-            rules += [ExclusionRule.parse(f"response={key}", reason) for key in response]
-            with session_scope(engine()) as session:
-                row = session.exec(select(Survey).where(Survey.name == survey)).first()
-                if row is None:
-                    raise UserError(f"no survey named {survey!r}; import it with `interop survey import`")
-                if clear:
-                    changed = clear_exclusions(session, row)
-                    console.print(
-                        f"survey {survey!r}: all exclusion rules dropped, {changed} response(s) included again"
-                    )
-                    return
-                result = apply_exclusions(session, row, rules)
-                stored = list(row.exclusion_rules)
+            outcome = exclude_respondents(engine(), survey, where, response, reason, clear)
         except ExportError as exc:
             raise UserError(str(exc)) from exc
-        except SQLAlchemyError as exc:
-            raise _schema_guard(exc) from exc
-    for rule in stored:
-        console.print(f"rule {rule['rule']!r}: {rule['reason']}")
-    if not stored:
+    if outcome.cleared is not None:
+        console.print(f"survey {survey!r}: all exclusion rules dropped, {outcome.cleared} response(s) included again")
+        return
+    for rule in outcome.rules:
+        console.print(f"rule {rule['rule']!r}: {rule['reason']}", markup=False)
+    if not outcome.rules:
         console.print("no exclusion rules")
-    console.print(f"respondents: {result.included} included, {result.excluded} excluded")
+    console.print(f"respondents: {outcome.included} included, {outcome.excluded} excluded")
 
 
 @app.command("list")
@@ -163,14 +131,16 @@ def list_() -> None:
     if frame.empty:
         console.print("no surveys imported yet")
         return
-    table = Table("survey", "respondents", "included", "excluded", "questions", "source file")
+    table = Table("survey", "respondents", "included", "excluded", "questions", "definition", "source file")
     for row in frame.itertuples():
+        version = row.definition_version
         table.add_row(
             row.survey,
             str(row.respondents),
             str(row.included),
             str(row.excluded),
             str(row.questions),
+            "—" if version is None or version != version else f"v{int(version)}",
             str(row.source_file),
         )
     console.print(table)
@@ -178,7 +148,7 @@ def list_() -> None:
 
 @app.command("questions")
 def questions_(survey: str = typer.Argument(..., help="Survey name.")) -> None:
-    """The survey's questions: kind (and why), number of known choices, respondents who answered."""
+    """The survey's questions: kind and where it comes from (definition, overrides, or guessed), answers."""
     from rich.table import Table
 
     from db.queries.survey import SurveyLookupError, list_questions
@@ -188,9 +158,66 @@ def questions_(survey: str = typer.Argument(..., help="Survey name.")) -> None:
             frame = list_questions(engine(), survey)
         except SurveyLookupError as exc:
             raise UserError(str(exc)) from exc
-    table = Table("qid", "kind", "choices", "answered", "question", "why this kind")
+    table = Table("qid", "type", "kind", "choices", "answered", "question", "kind from")
     for row in frame.itertuples():
-        table.add_row(row.qid, row.kind, str(row.n_choices), str(row.n_answered), row.text[:70], row.kind_reason)
+        if row.kind_source == "definition":
+            origin = f"definition v{int(row.definition_version)}"
+        elif row.kind_source == "overrides":
+            origin = "overrides file"
+        else:
+            origin = f"guessed: {row.kind_reason}"
+        table.add_row(
+            row.qid,
+            row.qtype or "—",
+            row.kind,
+            str(row.n_choices),
+            str(row.n_answered),
+            row.text[:70],
+            origin,
+        )
+    console.print(table)
+    guessed = list(frame.loc[frame["kind_source"] == "guessed", "qid"])
+    if guessed:
+        shown = ", ".join(guessed[:12]) + (", …" if len(guessed) > 12 else "")
+        console.print(
+            f"{len(guessed)} of {len(frame)} question kinds were guessed from the answers ({shown}); "
+            "import with --definition FILE.qsf to use the survey's own types",
+            markup=False,
+        )
+
+
+@app.command("definitions")
+def definitions_(survey: str = typer.Argument(..., help="Survey name.")) -> None:
+    """The survey's stored definitions (.qsf), one version per distinct file; the last one is current."""
+    from rich.table import Table
+
+    from db.queries.survey import definitions, list_surveys
+
+    eng = engine()
+    frame = list_surveys(eng)
+    with user_errors():
+        if survey not in set(frame["survey"]):
+            known = ", ".join(frame["survey"]) or "none imported yet"
+            raise UserError(f"no survey named {survey!r} (surveys: {known})")
+    rows = definitions(eng, survey)
+    if not rows:
+        console.print(
+            f"survey {survey!r} has no definition: its question kinds were guessed from the answers "
+            "(import with --definition FILE.qsf)",
+            markup=False,
+        )
+        return
+    table = Table("version", "questions", "stored questions", "survey id", "language", "file", "loaded (UTC)")
+    for row in rows:
+        table.add_row(
+            str(row["version"]),
+            str(row["questions"]),
+            str(row["stored_questions"]),
+            row["qualtrics_id"] or "—",
+            row["language"] or "—",
+            row["source"] or "—",
+            f"{row['loaded_at']:%Y-%m-%d %H:%M}",
+        )
     console.print(table)
 
 

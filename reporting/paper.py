@@ -9,10 +9,13 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 from sqlalchemy.engine import Engine
+
+if TYPE_CHECKING:
+    from miners.survey.workflow import ImportOutcome
 
 #: Names the artifact gets in the database (rounds are named after the workbook files by `label import-sheet`).
 SURVEY = "onnx-interop-survey"
@@ -58,6 +61,13 @@ class PaperReport:
 
 
 # --- survey --------------------------------------------------------------------------------------------
+
+
+def import_survey_export(engine: Engine, export: Path, survey: str = SURVEY) -> ImportOutcome:
+    """The study's Qualtrics export into `survey` through the survey import workflow (idempotent)."""
+    from miners.survey.workflow import ImportRequest, import_survey
+
+    return import_survey(engine, ImportRequest(file=export, survey=survey))
 
 
 def _survey_table(engine: Engine, survey: str, qids: tuple[str, ...]) -> pd.DataFrame:

@@ -149,6 +149,7 @@ def test_run_key_per_campaign_keeps_existing_runs_and_lets_a_second_campaign_sto
 
 def test_run_key_downgrade_refuses_runs_the_old_key_cannot_hold_then_goes_back(empty_db_url: str) -> None:
     _rows_after_upgrade(empty_db_url, "0010_ingest_run_process", _OLD_RUNS, "SELECT 1")
+    downgrade(empty_db_url, "0011_run_key_per_campaign")  # later revisions are not what this test is about
     eng = make_engine(empty_db_url)
     try:
         with eng.begin() as conn:
@@ -162,5 +163,41 @@ def test_run_key_downgrade_refuses_runs_the_old_key_cannot_hold_then_goes_back(e
         assert current_revision(eng) == "0010_ingest_run_process"
         with pytest.raises(IntegrityError), eng.begin() as conn:
             conn.execute(text(_RUN.format(id=3, campaign=2)))  # the old key spans campaigns again
+    finally:
+        eng.dispose()
+
+
+def test_survey_definition_revision_keeps_stored_kinds_and_refuses_to_drop_definitions(empty_db_url: str) -> None:
+    rows = _rows_after_upgrade(
+        empty_db_url,
+        "0011_run_key_per_campaign",
+        [
+            "INSERT INTO survey (id, name, exclusion_rules, created_at, updated_at) "
+            "VALUES (1, 's', '[]', '2026-01-01 00:00:00', '2026-01-01 00:00:00')",
+            "INSERT INTO survey_question (id, survey_id, qid, position, text, kind, kind_reason, choices, "
+            "text_columns) VALUES (1, 1, 'Q1', 0, 'a', 'single', 'set in the overrides file', '[]', '{}'), "
+            "(2, 1, 'Q2', 1, 'b', 'text', '3 distinct values in 3 answers (free text)', '[]', '{}')",
+        ],
+        "SELECT qid, kind_source, qtype, definition_id, parent_qid FROM survey_question ORDER BY qid",
+    )
+    assert rows == [("Q1", "overrides", None, None, None), ("Q2", "guessed", None, None, None)]
+    eng = make_engine(empty_db_url)
+    try:
+        with eng.begin() as conn:
+            conn.execute(
+                text(
+                    "INSERT INTO survey_definition (id, survey_id, version, content_hash, questions, spec, loaded_at) "
+                    "VALUES (1, 1, 1, 'h', 3, '{}', '2026-01-01 00:00:00')"
+                )
+            )
+        with pytest.raises(CommandError, match="surveys imported with a definition"):
+            downgrade(empty_db_url, "0011_run_key_per_campaign")
+        assert current_revision(eng) == head_revision()
+        with eng.begin() as conn:
+            conn.execute(text("DELETE FROM survey_definition"))
+        downgrade(empty_db_url, "0011_run_key_per_campaign")
+        assert current_revision(eng) == "0011_run_key_per_campaign"
+        with eng.connect() as conn:
+            assert conn.execute(text("SELECT count(*) FROM survey_question")).scalar_one() == 2
     finally:
         eng.dispose()

@@ -42,9 +42,12 @@ from db.models.labeling import (
     LsTask,
 )
 from db.models.survey import (
+    KindSource,
     QuestionKind,
     Survey,
     SurveyAnswer,
+    SurveyDefinition,
+    SurveyDerivedValue,
     SurveyQuestion,
     SurveyResponse,
 )
@@ -69,6 +72,7 @@ __all__ = [
     "IssueFixRule",
     "IssueSample",
     "IssueSampleMember",
+    "KindSource",
     "LabelItem",
     "LabelRound",
     "LsProject",
@@ -84,6 +88,8 @@ __all__ = [
     "Stage",
     "Survey",
     "SurveyAnswer",
+    "SurveyDefinition",
+    "SurveyDerivedValue",
     "SurveyQuestion",
     "SurveyResponse",
 ]

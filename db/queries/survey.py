@@ -13,7 +13,14 @@ from sqlalchemy import func
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
-from db.models.survey import Survey, SurveyAnswer, SurveyQuestion, SurveyResponse
+from db.models.survey import (
+    Survey,
+    SurveyAnswer,
+    SurveyDefinition,
+    SurveyDerivedValue,
+    SurveyQuestion,
+    SurveyResponse,
+)
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -61,6 +68,9 @@ def list_surveys(engine: Engine) -> pd.DataFrame:
             n_questions = session.exec(
                 select(func.count(SurveyQuestion.id)).where(SurveyQuestion.survey_id == survey.id)
             ).one()
+            definition = session.exec(
+                select(func.max(SurveyDefinition.version)).where(SurveyDefinition.survey_id == survey.id)
+            ).one()
             rows.append(
                 {
                     "survey": survey.name,
@@ -71,6 +81,8 @@ def list_surveys(engine: Engine) -> pd.DataFrame:
                     "source_file": survey.source_file,
                     "source_format": survey.source_format,
                     "exclusion_rules": [r["rule"] for r in survey.exclusion_rules],
+                    "definition_version": definition,
+                    "export_layout": survey.export_layout or {},
                     "updated_at": survey.updated_at,
                 }
             )
@@ -83,17 +95,25 @@ def list_surveys(engine: Engine) -> pd.DataFrame:
         "source_file",
         "source_format",
         "exclusion_rules",
+        "definition_version",
+        "export_layout",
         "updated_at",
     ]
     return pd.DataFrame(rows, columns=columns)
 
 
 def list_questions(engine: Engine, survey: str, include_excluded: bool = False) -> pd.DataFrame:
-    """The survey's questions in export order: kind (and why), choices, and how many respondents answered."""
+    """The survey's questions in export order: kind (and why, and whether the definition gave it or it was
+    guessed from the answers), the definition's type, choices, and how many respondents answered."""
     import pandas as pd
 
     with Session(engine) as session:
         srv = _survey(session, survey)
+        versions = dict(
+            session.exec(
+                select(SurveyDefinition.id, SurveyDefinition.version).where(SurveyDefinition.survey_id == srv.id)
+            ).all()
+        )
         answered = dict(
             session.exec(
                 select(SurveyAnswer.question_id, func.count(func.distinct(SurveyAnswer.response_id)))
@@ -112,25 +132,104 @@ def list_questions(engine: Engine, survey: str, include_excluded: bool = False) 
                 "n_answered": answered.get(q.id, 0),
                 "kind_reason": q.kind_reason,
                 "text_columns": dict(q.text_columns),
+                "kind_source": q.kind_source,
+                "qtype": q.qtype,
+                "parent_qid": q.parent_qid,
+                "definition_version": versions.get(q.definition_id) if q.definition_id is not None else None,
+                "details": dict(q.details),
             }
             for q in session.exec(
                 select(SurveyQuestion).where(SurveyQuestion.survey_id == srv.id).order_by(SurveyQuestion.position)
             )
         ]
-    columns = ["qid", "kind", "text", "n_choices", "choices", "n_answered", "kind_reason", "text_columns"]
+    columns = [
+        "qid",
+        "kind",
+        "text",
+        "n_choices",
+        "choices",
+        "n_answered",
+        "kind_reason",
+        "text_columns",
+        "kind_source",
+        "qtype",
+        "parent_qid",
+        "definition_version",
+        "details",
+    ]
     return pd.DataFrame(rows, columns=columns)
 
 
-def stored_questions(engine: Engine, survey: str) -> dict[str, tuple[str, str, list[str]]]:
-    """qid -> (kind, kind_reason, choices) as stored by earlier imports; empty for a new survey."""
+def stored_questions(engine: Engine, survey: str) -> dict[str, tuple[str, str, list[str], str]]:
+    """qid -> (kind, kind_reason, choices, kind_source) as stored by earlier imports; empty for a new survey."""
     with Session(engine) as session:
         srv = session.exec(select(Survey).where(Survey.name == survey)).first()
         if srv is None:
             return {}
         return {
-            q.qid: (q.kind, q.kind_reason, list(q.choices))
+            q.qid: (q.kind, q.kind_reason, list(q.choices), q.kind_source)
             for q in session.exec(select(SurveyQuestion).where(SurveyQuestion.survey_id == srv.id))
         }
+
+
+def definitions(engine: Engine, survey: str) -> list[dict[str, Any]]:
+    """The survey's stored definition versions, oldest first (the last one is current), with their content."""
+    with Session(engine) as session:
+        srv = session.exec(select(Survey).where(Survey.name == survey)).first()
+        if srv is None:
+            return []
+        rows = session.exec(
+            select(SurveyDefinition).where(SurveyDefinition.survey_id == srv.id).order_by(SurveyDefinition.version)
+        ).all()
+        used = dict(
+            session.exec(
+                select(SurveyQuestion.definition_id, func.count(SurveyQuestion.id))
+                .where(SurveyQuestion.survey_id == srv.id)
+                .group_by(SurveyQuestion.definition_id)
+            ).all()
+        )
+        return [
+            {
+                "version": d.version,
+                "content_hash": d.content_hash,
+                "source": d.source,
+                "qualtrics_id": d.qualtrics_id,
+                "title": d.title,
+                "language": d.language,
+                "questions": d.questions,
+                "stored_questions": int(used.get(d.id, 0)),
+                "loaded_at": d.loaded_at,
+                "spec": d.spec,
+            }
+            for d in rows
+        ]
+
+
+def derived_values(engine: Engine, survey: str, qid: str | None = None) -> pd.DataFrame:
+    """Values Qualtrics derived from answers (Text iQ topics and sentiment, NPS group), one row per value."""
+    import pandas as pd
+
+    with Session(engine) as session:
+        srv = _survey(session, survey)
+        query = (
+            select(
+                SurveyResponse.response_key,
+                SurveyQuestion.qid,
+                SurveyDerivedValue.name,
+                SurveyDerivedValue.value,
+                SurveyResponse.excluded,
+            )
+            .join(SurveyResponse, SurveyResponse.id == SurveyDerivedValue.response_id)
+            .join(SurveyQuestion, SurveyQuestion.id == SurveyDerivedValue.question_id)
+            .where(SurveyResponse.survey_id == srv.id)
+            .order_by(SurveyResponse.row_number, SurveyQuestion.position, SurveyDerivedValue.name)
+        )
+        if qid is not None:
+            _question(session, srv, qid)
+            query = query.where(SurveyQuestion.qid == qid)
+        rows = session.exec(query).all()
+    columns = ["response_key", "qid", "name", "value", "excluded"]
+    return pd.DataFrame([tuple(r) for r in rows], columns=columns)
 
 
 def respondent_count(engine: Engine, survey: str, include_excluded: bool = False) -> int:
@@ -173,7 +272,7 @@ def question_counts(
             .join(SurveyResponse, SurveyResponse.id == SurveyAnswer.response_id)
             .where(SurveyAnswer.question_id == question.id, included)
         ).one()
-        value = SurveyAnswer.text if question.kind == "text" else SurveyAnswer.choice
+        value = SurveyAnswer.text if question.kind in ("text", "number") else SurveyAnswer.choice
         counted = dict(
             session.exec(
                 select(value, func.count(func.distinct(SurveyAnswer.response_id)))
@@ -221,7 +320,7 @@ def survey_counts(
 
 
 def answers(engine: Engine, survey: str, include_excluded: bool = False) -> pd.DataFrame:
-    """Every answer in long form (response_key, qid, position, choice, text, known, excluded) for analyses."""
+    """Every answer in long form (response_key, qid, position, choice, text, known, value, excluded)."""
     import pandas as pd
 
     with Session(engine) as session:
@@ -234,6 +333,7 @@ def answers(engine: Engine, survey: str, include_excluded: bool = False) -> pd.D
                 SurveyAnswer.choice,
                 SurveyAnswer.text,
                 SurveyAnswer.known,
+                SurveyAnswer.value,
                 SurveyResponse.excluded,
             )
             .join(SurveyResponse, SurveyResponse.id == SurveyAnswer.response_id)
@@ -241,7 +341,7 @@ def answers(engine: Engine, survey: str, include_excluded: bool = False) -> pd.D
             .where(SurveyResponse.survey_id == srv.id, _included(include_excluded))
             .order_by(SurveyResponse.row_number, SurveyQuestion.position, SurveyAnswer.position)
         ).all()
-    columns = ["response_key", "qid", "position", "choice", "text", "known", "excluded"]
+    columns = ["response_key", "qid", "position", "choice", "text", "known", "value", "excluded"]
     return pd.DataFrame([tuple(r) for r in rows], columns=columns)
 
 

@@ -68,7 +68,7 @@ def check_rules(rules: Iterable[ExclusionRule], questions: Mapping[str, tuple[st
         if rule.field not in questions:
             raise RuleError(f"exclusion rule {rule.expression!r}: no question {rule.field!r} in this survey")
         kind, choices = questions[rule.field]
-        if kind != "text" and rule.value and rule.value not in choices:
+        if kind in ("single", "multi", "rank") and rule.value and rule.value not in choices:
             shown = ", ".join(repr(c) for c in list(choices)[:6])
             raise RuleError(
                 f"exclusion rule {rule.expression!r}: {rule.value!r} is not a choice of {rule.field} (choices: {shown})"

@@ -6,16 +6,25 @@ from collections import defaultdict
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import delete, insert
+from sqlalchemy import delete, func, insert
 from sqlmodel import Session, select
 
-from db.models.survey import Survey, SurveyAnswer, SurveyQuestion, SurveyResponse
+from db.models.survey import (
+    Survey,
+    SurveyAnswer,
+    SurveyDefinition,
+    SurveyDerivedValue,
+    SurveyQuestion,
+    SurveyResponse,
+)
 from db.types import utcnow
+from miners.survey.definition import SurveyDefinition as DefinitionSpec
 from miners.survey.exclusion import ExclusionRule, RuleError, check_rules, evaluate, merge_rules
-from miners.survey.plan import AnswerPlan, QuestionPlan, SurveyPlan
+from miners.survey.plan import AnswerPlan, DerivedPlan, QuestionPlan, ResponsePlan, SurveyPlan
 from miners.survey.reader import QualtricsExport
 
-AnswerKey = tuple[str, int, str | None, str | None, bool]
+AnswerKey = tuple[str, int, str | None, str | None, bool, float | None]
+DerivedKey = tuple[str, str, str]
 
 
 @dataclass
@@ -31,9 +40,13 @@ class ImportResult:
     responses_updated: int = 0
     responses_unchanged: int = 0
     answers_written: int = 0
+    derived_written: int = 0
+    questions_dropped: int = 0
     excluded: int = 0
     included: int = 0
     exclusion_changes: int = 0
+    definition_version: int | None = None
+    definition_created: bool = False
 
     @property
     def nothing_new(self) -> bool:
@@ -41,32 +54,72 @@ class ImportResult:
             self.survey_created
             or self.questions_new
             or self.questions_updated
+            or self.questions_dropped
             or self.responses_new
             or self.responses_updated
             or self.exclusion_changes
+            or self.definition_created
         )
 
     def counts(self) -> dict[str, int]:
-        return {k: int(v) for k, v in vars(self).items() if isinstance(v, int | bool) and k != "survey"}
+        return {
+            k: int(v)
+            for k, v in vars(self).items()
+            if isinstance(v, int | bool) and k not in ("survey",) and v is not None
+        }
 
 
-def _question_fields(plan: QuestionPlan) -> dict[str, Any]:
+def store_definition(
+    session: Session, survey: Survey, spec: DefinitionSpec, source: str | None
+) -> tuple[int, int, bool]:
+    """Store `spec` as the survey's next definition version, or find the identical one; (id, version, created)."""
+    digest = spec.content_hash()
+    same = session.exec(
+        select(SurveyDefinition).where(SurveyDefinition.survey_id == survey.id, SurveyDefinition.content_hash == digest)
+    ).first()
+    if same is not None:
+        return int(same.id or 0), same.version, False
+    last = session.exec(select(func.max(SurveyDefinition.version)).where(SurveyDefinition.survey_id == survey.id)).one()
+    row = SurveyDefinition(
+        survey_id=survey.id or 0,
+        version=(last or 0) + 1,
+        content_hash=digest,
+        source=source,
+        qualtrics_id=spec.survey_id,
+        title=spec.name,
+        language=spec.language,
+        questions=len(spec.answered),
+        spec=spec.to_json(),
+    )
+    session.add(row)
+    session.flush()
+    return int(row.id or 0), row.version, True
+
+
+def _question_fields(plan: QuestionPlan, definition_id: int | None) -> dict[str, Any]:
     return {
         "import_id": plan.import_id,
         "position": plan.position,
         "text": plan.text,
         "kind": plan.kind,
         "kind_reason": plan.kind_reason,
+        "kind_source": plan.kind_source,
+        "qtype": plan.qtype,
+        "definition_id": definition_id if plan.kind_source == "definition" else None,
+        "parent_qid": plan.parent_qid,
         "choices": list(plan.choices),
         "text_columns": dict(plan.text_columns),
+        "details": dict(plan.details),
     }
 
 
-def _upsert_questions(session: Session, survey: Survey, plan: SurveyPlan, result: ImportResult) -> dict[str, int]:
+def _upsert_questions(
+    session: Session, survey: Survey, plan: SurveyPlan, result: ImportResult, definition_id: int | None
+) -> dict[str, int]:
     """Insert new questions, update changed ones; returns qid -> question id for every stored question."""
     existing = {q.qid: q for q in session.exec(select(SurveyQuestion).where(SurveyQuestion.survey_id == survey.id))}
     for qplan in plan.questions:
-        fields = _question_fields(qplan)
+        fields = _question_fields(qplan, definition_id)
         row = existing.get(qplan.qid)
         if row is None:
             row = SurveyQuestion(survey_id=survey.id, qid=qplan.qid, **fields)
@@ -92,18 +145,37 @@ def _stored_answers(session: Session, survey_id: int) -> dict[int, list[AnswerKe
             SurveyAnswer.choice,
             SurveyAnswer.text,
             SurveyAnswer.known,
+            SurveyAnswer.value,
         )
         .join(SurveyQuestion, SurveyQuestion.id == SurveyAnswer.question_id)
         .where(SurveyQuestion.survey_id == survey_id)
     )
     answers: dict[int, list[AnswerKey]] = defaultdict(list)
-    for response_id, qid, position, choice, text, known in session.exec(query):
-        answers[response_id].append((qid, position, choice, text, bool(known)))
+    for response_id, qid, position, choice, text, known, value in session.exec(query):
+        answers[response_id].append((qid, position, choice, text, bool(known), value))
     return {rid: sorted(rows, key=lambda r: (r[0], r[1])) for rid, rows in answers.items()}
 
 
+def _stored_derived(session: Session, survey_id: int) -> dict[int, list[DerivedKey]]:
+    query = (
+        select(SurveyDerivedValue.response_id, SurveyQuestion.qid, SurveyDerivedValue.name, SurveyDerivedValue.value)
+        .join(SurveyQuestion, SurveyQuestion.id == SurveyDerivedValue.question_id)
+        .where(SurveyQuestion.survey_id == survey_id)
+    )
+    derived: dict[int, list[DerivedKey]] = defaultdict(list)
+    for response_id, qid, name, value in session.exec(query):
+        derived[response_id].append((qid, name, value))
+    return {rid: sorted(rows) for rid, rows in derived.items()}
+
+
 def _planned(answers: list[AnswerPlan]) -> list[AnswerKey]:
-    return sorted(((a.qid, a.position, a.choice, a.text, a.known) for a in answers), key=lambda r: (r[0], r[1]))
+    return sorted(
+        ((a.qid, a.position, a.choice, a.text, a.known, a.value) for a in answers), key=lambda r: (r[0], r[1])
+    )
+
+
+def _planned_derived(derived: list[DerivedPlan]) -> list[DerivedKey]:
+    return sorted((d.qid, d.name, d.value) for d in derived)
 
 
 def load_plan(
@@ -112,8 +184,14 @@ def load_plan(
     export: QualtricsExport,
     plan: SurveyPlan,
     new_rules: list[ExclusionRule] | None = None,
+    definition: tuple[DefinitionSpec, str | None] | None = None,
+    layout: dict[str, Any] | None = None,
 ) -> ImportResult:
-    """Upsert survey, questions, responses and answers; re-apply the exclusion rules. Caller commits."""
+    """Upsert survey, its definition version, questions, responses and answers; re-apply the exclusion rules.
+
+    `definition` is the parsed definition and the file it came from; `layout` what was recognised about the
+    export (stored with the survey). The caller commits.
+    """
     result = ImportResult(survey=name, responses_in_file=len(plan.responses))
     survey = session.exec(select(Survey).where(Survey.name == name)).first()
     if survey is None:
@@ -121,22 +199,30 @@ def load_plan(
         session.add(survey)
         session.flush()
         result.survey_created = True
-    if (survey.source_sha256, survey.source_file, survey.source_format) != (
+    if (survey.source_sha256, survey.source_file, survey.source_format, survey.export_layout) != (
         export.sha256,
         export.path.name,
         export.format,
+        layout,
     ):
         survey.source_file, survey.source_sha256, survey.source_format = export.path.name, export.sha256, export.format
+        survey.export_layout = layout
         survey.updated_at = utcnow()
         session.add(survey)
     assert survey.id is not None
-    question_ids = _upsert_questions(session, survey, plan, result)
+    definition_id = None
+    if definition is not None:
+        definition_id, result.definition_version, result.definition_created = store_definition(
+            session, survey, *definition
+        )
+    question_ids = _upsert_questions(session, survey, plan, result, definition_id)
 
     existing = {
         r.response_key: r for r in session.exec(select(SurveyResponse).where(SurveyResponse.survey_id == survey.id))
     }
     stored_answers = _stored_answers(session, survey.id)
-    pending: list[tuple[str, list[AnswerPlan]]] = []
+    stored_derived = _stored_derived(session, survey.id)
+    pending: list[tuple[str, ResponsePlan]] = []
     new_rows: list[dict[str, Any]] = []
     now = utcnow()
     for rplan in plan.responses:
@@ -154,11 +240,15 @@ def load_plan(
                     "imported_at": now,
                 }
             )
-            pending.append((rplan.key, rplan.answers))
+            pending.append((rplan.key, rplan))
             result.responses_new += 1
             continue
         assert row.id is not None
-        if row.raw == rplan.raw and stored_answers.get(row.id, []) == _planned(rplan.answers):
+        if (
+            row.raw == rplan.raw
+            and stored_answers.get(row.id, []) == _planned(rplan.answers)
+            and stored_derived.get(row.id, []) == _planned_derived(rplan.derived)
+        ):
             result.responses_unchanged += 1
             if row.row_number != rplan.row_number:
                 row.row_number = rplan.row_number
@@ -167,7 +257,8 @@ def load_plan(
         row.raw, row.row_number, row.key_source = rplan.raw, rplan.row_number, rplan.key_source
         session.add(row)
         session.execute(delete(SurveyAnswer).where(SurveyAnswer.response_id == row.id))
-        pending.append((rplan.key, rplan.answers))
+        session.execute(delete(SurveyDerivedValue).where(SurveyDerivedValue.response_id == row.id))  # type: ignore[arg-type]
+        pending.append((rplan.key, rplan))
         result.responses_updated += 1
     session.flush()
     # Core executemany inserts: ORM unit-of-work per object costs ~10x for tens of thousands of rows.
@@ -186,15 +277,47 @@ def load_plan(
             "choice": a.choice,
             "text": a.text,
             "known": a.known,
+            "value": a.value,
         }
-        for key, answers in pending
-        for a in answers
+        for key, rplan in pending
+        for a in rplan.answers
     ]
     if values:
         session.execute(insert(SurveyAnswer.__table__), values)  # type: ignore[attr-defined]
     result.answers_written = len(values)
+    derived = [
+        {"response_id": ids[key], "question_id": question_ids[d.qid], "name": d.name, "value": d.value}
+        for key, rplan in pending
+        for d in rplan.derived
+    ]
+    if derived:
+        session.execute(insert(SurveyDerivedValue.__table__), derived)  # type: ignore[attr-defined]
+    result.derived_written = len(derived)
+    result.questions_dropped = _drop_unused_questions(session, survey.id, {q.qid for q in plan.questions})
     apply_exclusions(session, survey, new_rules or [], result)
     return result
+
+
+def _drop_unused_questions(session: Session, survey_id: int, planned: set[str]) -> int:
+    """Questions of an earlier import that this one no longer has and that hold no answer any more
+    (e.g. split multi-select columns that a definition made one question): they would only mislead."""
+    used = select(SurveyAnswer.question_id).distinct()
+    derived = select(SurveyDerivedValue.question_id).distinct()
+    stale = [
+        q
+        for q in session.exec(
+            select(SurveyQuestion).where(
+                SurveyQuestion.survey_id == survey_id,
+                SurveyQuestion.id.not_in(used),  # type: ignore[union-attr]
+                SurveyQuestion.id.not_in(derived),  # type: ignore[union-attr]
+            )
+        )
+        if q.qid not in planned
+    ]
+    for question in stale:
+        session.delete(question)
+    session.flush()
+    return len(stale)
 
 
 def apply_exclusions(
@@ -222,7 +345,7 @@ def apply_exclusions(
     assert survey.id is not None
     answers: dict[int, dict[str, set[str]]] = defaultdict(lambda: defaultdict(set))
     for response_id, rows in _stored_answers(session, survey.id).items():
-        for qid, _pos, choice, text, _known in rows:
+        for qid, _pos, choice, text, _known, _value in rows:
             answers[response_id][qid].update(v for v in (choice, text) if v is not None)
     for response in responses:
         assert response.id is not None

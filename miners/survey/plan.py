@@ -4,13 +4,18 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
 from miners.survey.choices import TEXT_COLUMN, derive_choices, infer_kind, split_cell, text_column_label
+from miners.survey.layout import ExportLayout, recognise_layout
 from miners.survey.overrides import Overrides
-from miners.survey.reader import ExportColumn, ExportError, QualtricsExport
+from miners.survey.reader import QID_PATTERN, ExportColumn, ExportError, QualtricsExport
+
+#: A cell of Qualtrics' "numeric values" export: a code, or several joined by commas.
+NUMERIC_CELL = re.compile(r"^-?\d+(?:,-?\d+)*$")
 
 
 @dataclass
@@ -26,6 +31,10 @@ class QuestionPlan:
     choices: list[str] = field(default_factory=list)
     text_columns: dict[str, str] = field(default_factory=dict)
     closed: bool = False
+    qtype: str | None = None  # the definition's type (single, matrix, slider, …); None when guessed
+    kind_source: str = "guessed"  # definition, overrides or guessed (from the answers)
+    parent_qid: str | None = None  # matrix rows, slider items, …: the definition question they belong to
+    details: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -35,6 +44,16 @@ class AnswerPlan:
     choice: str | None
     text: str | None
     known: bool = True
+    value: float | None = None  # sliders, constant sum: the number; rank order: the rank
+
+
+@dataclass(frozen=True)
+class DerivedPlan:
+    """A value Qualtrics derived from an answer (Text iQ topics, sentiment; NPS group), kept with its question."""
+
+    qid: str
+    name: str
+    value: str
 
 
 @dataclass
@@ -44,6 +63,7 @@ class ResponsePlan:
     row_number: int
     raw: dict[str, Any]
     answers: list[AnswerPlan] = field(default_factory=list)
+    derived: list[DerivedPlan] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -65,6 +85,9 @@ class SurveyPlan:
     unknown_fragments: list[Notice] = field(default_factory=list)
     notices: list[Notice] = field(default_factory=list)
     ignored_fragments: Counter[str] = field(default_factory=Counter)
+    value_format: str | None = None  # "numeric" or "text" (choice text); None when nothing tells
+    value_evidence: str = ""
+    warnings: list[str] = field(default_factory=list)  # about the whole export, shown once
 
 
 def _row_hash(cells: dict[str, str]) -> str:
@@ -72,9 +95,9 @@ def _row_hash(cells: dict[str, str]) -> str:
     return hashlib.sha256(canonical.encode("utf-8")).hexdigest()[:32]
 
 
-def _response_keys(export: QualtricsExport) -> list[tuple[str, str]]:
-    """(key, source) per row: the ResponseId column when there is one, else a content hash (+#n for twins)."""
-    id_column = export.response_id_column
+def response_keys(export: QualtricsExport, layout: ExportLayout) -> list[tuple[str, str]]:
+    """(key, source) per row: the response-id column when there is one, else a content hash (+#n for twins)."""
+    id_column = layout.response_id
     keys: list[tuple[str, str]] = []
     if id_column is not None:
         seen: dict[str, int] = {}
@@ -90,7 +113,7 @@ def _response_keys(export: QualtricsExport) -> list[tuple[str, str]]:
                     f"(also row {seen[value]})"
                 )
             seen[value] = row.row_number
-            keys.append((value, id_column))
+            keys.append((value, layout.key_source))
         return keys
     twins: Counter[str] = Counter()
     for row in export.rows:
@@ -101,13 +124,15 @@ def _response_keys(export: QualtricsExport) -> list[tuple[str, str]]:
     return keys
 
 
-def _question_columns(export: QualtricsExport) -> tuple[list[ExportColumn], dict[str, list[ExportColumn]]]:
+def _question_columns(
+    export: QualtricsExport, layout: ExportLayout
+) -> tuple[list[ExportColumn], dict[str, list[ExportColumn]]]:
     """Question columns, and the `Qxx_N_TEXT` columns attached to each parent question."""
-    names = {c.name for c in export.columns}
+    names = {c.name for c in export.columns if layout.roles[c.name] == "question"}
     questions: list[ExportColumn] = []
     attached: dict[str, list[ExportColumn]] = {}
     for column in export.columns:
-        if column.is_metadata:
+        if layout.roles[column.name] != "question":
             continue
         match = TEXT_COLUMN.match(column.name)
         if match and match.group("base") in names:
@@ -124,20 +149,25 @@ class StoredQuestion:
     kind: str
     kind_reason: str
     choices: tuple[str, ...] = ()
+    source: str = "guessed"
 
 
 def build_plan(
-    export: QualtricsExport, overrides: Overrides | None = None, stored: dict[str, StoredQuestion] | None = None
+    export: QualtricsExport,
+    overrides: Overrides | None = None,
+    stored: dict[str, StoredQuestion] | None = None,
+    layout: ExportLayout | None = None,
 ) -> SurveyPlan:
-    """Decide every question's kind and choices, then split each response into answers.
+    """Decide every question's kind and choices, then split each response into answers (no definition).
 
     A question already `stored` by an earlier import keeps its kind (so counts never change meaning
     between imports); only an override file changes it.
     """
     overrides = overrides or Overrides()
     stored = stored or {}
+    layout = layout or recognise_layout(export)
     ignore = set(overrides.ignore_fragments)
-    columns, attached = _question_columns(export)
+    columns, attached = _question_columns(export, layout)
     by_name = {c.name: c for c in export.columns}
     plans: list[QuestionPlan] = []
     for column in columns:
@@ -145,14 +175,16 @@ def build_plan(
         override = overrides.questions.get(column.name)
         previous = stored.get(column.name)
         if override and override.kind:
-            kind, reason = override.kind, "set in the overrides file"
-        elif previous is not None:
-            kind, reason = previous.kind, previous.kind_reason
+            kind, reason, source = override.kind, "set in the overrides file", "overrides"
+        elif previous is not None and previous.source != "definition":
+            kind, reason, source = previous.kind, previous.kind_reason, previous.source
         else:
             kind, reason = infer_kind(column.text, cells, ignore)
+            source = "guessed"
         text_columns = {text_column_label(t.text, column.text): t.name for t in attached.get(column.name, [])}
         seed = list(override.choices) if override else []
-        if previous is not None and previous.kind == kind and not (override and override.closed):
+        keep = previous is not None and previous.kind == kind and previous.source != "definition"
+        if previous is not None and keep and not (override and override.closed):
             seed = list(dict.fromkeys([*seed, *previous.choices]))
         if kind == "text":
             choices: list[str] = []
@@ -174,18 +206,63 @@ def build_plan(
                 choices=choices,
                 text_columns=text_columns,
                 closed=bool(override and override.closed),
+                kind_source=source,
             )
         )
     unknown_qids = set(overrides.questions) - {p.qid for p in plans}
     if unknown_qids:
         raise ExportError(f"overrides name question(s) not in {export.path.name}: {', '.join(sorted(unknown_qids))}")
     plan = SurveyPlan(questions=plans, responses=[])
-    for (key, source), row in zip(_response_keys(export), export.rows, strict=True):
+    derived = _derived_columns(plans, layout)
+    for (key, source), row in zip(response_keys(export, layout), export.rows, strict=True):
         response = ResponsePlan(key=key, key_source=source, row_number=row.row_number, raw=dict(row.cells))
         for question in plans:
             response.answers.extend(_answers(question, row.cells, row.row_number, ignore, plan, by_name))
+        for column, (qid, label) in derived.items():
+            if column in row.cells:
+                response.derived.append(DerivedPlan(qid, label, row.cells[column]))
         plan.responses.append(response)
+    _guess_value_format(export, plan)
     return plan
+
+
+def _derived_columns(plans: list[QuestionPlan], layout: ExportLayout) -> dict[str, tuple[str, str]]:
+    """Text iQ columns -> (question, label); a column derived from a `_TEXT` column goes to its question."""
+    owner = {p.qid: p.qid for p in plans} | {col: p.qid for p in plans for col in p.text_columns.values()}
+    out = {}
+    for column, (base, label) in layout.derived.items():
+        if base in owner:
+            out[column] = (owner[base], label)
+            question = next(p for p in plans if p.qid == owner[base])
+            question.details.setdefault("derived", {})[label] = column
+    return out
+
+
+def _guess_value_format(export: QualtricsExport, plan: SurveyPlan) -> None:
+    """Without a definition, only guess: a numeric-values export has numbers where choices would be, and no
+    question column repeats a worded answer (choice text does: "Yes, I consent" recurs; free text rarely)."""
+    numeric, worded = [], []
+    for question in plan.questions:
+        cells = [r.cells[question.qid].strip() for r in export.rows if question.qid in r.cells]
+        if not cells:
+            continue
+        if all(NUMERIC_CELL.match(c) for c in cells):
+            numeric.append(question.qid)
+            continue
+        repeated = [c for c, n in Counter(cells).items() if n > 1 and not NUMERIC_CELL.match(c)]
+        if repeated and QID_PATTERN.match(question.qid):
+            worded.append(question.qid)
+    if worded:
+        plan.value_format = "text"
+        more = ", …" if len(worded) > 3 else ""
+        plan.value_evidence = f"{len(worded)} question(s) repeat worded answers ({', '.join(worded[:3])}{more})"
+    elif numeric:
+        shown = ", ".join(numeric[:6]) + (", …" if len(numeric) > 6 else "")
+        plan.value_format, plan.value_evidence = "numeric", f"{len(numeric)} question(s) hold only numbers"
+        plan.warnings.append(
+            f"the answers look like Qualtrics' numeric values ({len(numeric)} question(s) hold only numbers: "
+            f"{shown}); without --definition they are stored as those numbers, not as the choices they stand for"
+        )
 
 
 def _answers(

@@ -1,4 +1,4 @@
-"""Read a Qualtrics export (.xlsx/.csv) into header metadata and raw rows, refusing anything else clearly."""
+"""Read a Qualtrics export (.xlsx/.csv/.tsv) into header metadata and raw rows, refusing anything else clearly."""
 
 from __future__ import annotations
 
@@ -6,6 +6,8 @@ import csv
 import hashlib
 import json
 import re
+import zipfile
+import zlib
 from dataclasses import dataclass, field
 from datetime import date, datetime, time
 from pathlib import Path
@@ -13,6 +15,8 @@ from typing import Any
 
 #: A question column as Qualtrics names it by default: Q12, Q12_3, Q12_3_TEXT, QID12, Q12#1_2 …
 QID_PATTERN = re.compile(r"^Q(?:ID)?\d+([_#.]\w+)*$", re.IGNORECASE)
+#: Legacy exports name every column V1, V2, … in row 1 for the ten metadata fields (ResponseID first).
+LEGACY_NAME = re.compile(r"^V(\d+)$")
 #: Columns Qualtrics adds around the questions; kept in `raw`, never turned into questions.
 METADATA_COLUMNS = frozenset(
     name.lower()
@@ -34,6 +38,7 @@ METADATA_COLUMNS = frozenset(
         "ExternalDataReference",
         "LocationLatitude",
         "LocationLongitude",
+        "LocationAccuracy",
         "DistributionChannel",
         "UserLanguage",
         "Q_RecaptchaScore",
@@ -59,12 +64,13 @@ class ExportError(ValueError):
 
 @dataclass(frozen=True)
 class ExportColumn:
-    """One column of the export: its header name, question text and (newer exports) ImportId."""
+    """One column of the export: its header name, question text and (newer exports) its ImportId object."""
 
     index: int
     name: str
     text: str
     import_id: str | None = None
+    choice_id: str | None = None
 
     @property
     def letter(self) -> str:
@@ -72,7 +78,7 @@ class ExportColumn:
 
     @property
     def is_metadata(self) -> bool:
-        """Qualtrics bookkeeping (dates, progress, display order), not an answer to a question."""
+        """Qualtrics bookkeeping by its English field name (dates, progress, display order); see layout.py."""
         lowered = self.name.lower()
         return lowered in METADATA_COLUMNS or lowered.endswith("_do") or lowered == "_recordid"
 
@@ -95,6 +101,16 @@ class QualtricsExport:
     columns: list[ExportColumn]
     rows: list[ExportRow] = field(default_factory=list)
     header_rows: int = 2
+
+    @property
+    def has_import_ids(self) -> bool:
+        """Newer exports carry a third header row of ImportId objects (stable across renamed columns)."""
+        return self.header_rows == 3
+
+    @property
+    def is_legacy(self) -> bool:
+        """The legacy exporter's layout: row 1 is V1 … V10 (the metadata fields) before the questions."""
+        return bool(self.columns) and self.columns[0].name == "V1"
 
     @property
     def response_id_column(self) -> str | None:
@@ -127,40 +143,76 @@ def normalize_cell(value: Any) -> str | None:
     return text if text.strip() else None
 
 
-def _read_xlsx(path: Path, sheet: str | None) -> tuple[list[list[str | None]], list[str]]:
-    import zipfile
+#: What a damaged workbook raises while openpyxl inflates and parses it (zip, deflate, XML parsers,
+#: missing parts); every one of them is the file's fault, not ours.
+_DAMAGED = (zipfile.BadZipFile, zlib.error, KeyError, IndexError, EOFError, OSError, ValueError, SyntaxError)
 
+
+def _why(exc: BaseException) -> str:
+    """`BadZipFile: File is not a zip file`, `zlib.error: Error -3 while decompressing data …` (one line)."""
+    name = type(exc).__name__
+    if name.islower():  # zlib.error and the like say little without their module
+        name = f"{type(exc).__module__}.{name}"
+    detail = " ".join(str(exc).split())[:120]
+    return f"{name}: {detail}" if detail else name
+
+
+def _read_xlsx(path: Path, sheet: str | None) -> tuple[list[list[str | None]], list[str]]:
     from openpyxl import load_workbook
 
     try:
         workbook = load_workbook(path, read_only=True, data_only=True)
-    except (zipfile.BadZipFile, KeyError, OSError, ValueError) as exc:
-        raise ExportError(f"{path.name}: not a readable .xlsx workbook ({type(exc).__name__})") from exc
+    except _DAMAGED as exc:
+        raise ExportError(f"{path.name}: not a readable .xlsx workbook ({_why(exc)})") from exc
     try:
-        if sheet is not None and sheet not in workbook.sheetnames:
-            raise ExportError(f"{path.name}: no sheet named {sheet!r} (sheets: {', '.join(workbook.sheetnames)})")
-        worksheet = workbook[sheet] if sheet is not None else workbook.worksheets[0]
-        rows = [[normalize_cell(v) for v in row] for row in worksheet.iter_rows(values_only=True)]
-        return rows, list(workbook.sheetnames)
+        names = list(workbook.sheetnames)
+        if sheet is not None and sheet not in names:
+            raise ExportError(f"{path.name}: no sheet named {sheet!r} (sheets: {', '.join(names)})")
+        title = sheet if sheet is not None else (names[0] if names else "?")
+        try:  # the sheet's XML is inflated and parsed only here, row by row
+            worksheet = workbook[sheet] if sheet is not None else workbook.worksheets[0]
+            rows = [[normalize_cell(v) for v in row] for row in worksheet.iter_rows(values_only=True)]
+        except _DAMAGED as exc:
+            raise ExportError(
+                f"{path.name}: damaged .xlsx workbook: sheet {title!r} cannot be read ({_why(exc)})"
+            ) from exc
+        return rows, names
     finally:
         workbook.close()
 
 
-def _read_csv(path: Path) -> list[list[str | None]]:
+def _decode(path: Path, what: str) -> str:
+    """The file as text: UTF-8 (with or without BOM), or UTF-16 with a BOM (Qualtrics' TSV download)."""
+    data = path.read_bytes()
+    if data.startswith((b"\xff\xfe", b"\xfe\xff")):
+        try:
+            return data.decode("utf-16")
+        except UnicodeDecodeError as exc:
+            raise ExportError(f"{path.name}: UTF-16 text broken at byte {exc.start}") from exc
     try:
-        text = path.read_text(encoding="utf-8-sig")
+        return data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
-        raise ExportError(f"{path.name}: not UTF-8 text at byte {exc.start} (Qualtrics exports CSV as UTF-8)") from exc
+        raise ExportError(
+            f"{path.name}: not UTF-8 text at byte {exc.start} (Qualtrics exports {what} as UTF-8)"
+        ) from exc
+
+
+def _read_delimited(path: Path, delimiter: str, what: str) -> list[list[str | None]]:
+    text = _decode(path, what)
     if "\x00" in text:
-        raise ExportError(f"{path.name}: binary content, not a CSV export")
+        raise ExportError(f"{path.name}: binary content, not a {what} export")
+    reader = csv.reader(text.splitlines(keepends=True), delimiter=delimiter, strict=True)
+    rows: list[list[str | None]] = []
     try:
-        return [[normalize_cell(v) for v in row] for row in csv.reader(text.splitlines(keepends=True))]
+        for row in reader:
+            rows.append([normalize_cell(v) for v in row])
     except csv.Error as exc:
-        raise ExportError(f"{path.name}: malformed CSV ({exc})") from exc
+        raise ExportError(f"{path.name}: malformed {what} at line {reader.line_num} ({exc})") from exc
+    return rows
 
 
-def _import_id(cell: str | None) -> str | bool | None:
-    """The ImportId of a third-row cell, None for a blank cell, False when it is not an ImportId cell."""
+def _import_object(cell: str | None) -> dict[str, Any] | bool | None:
+    """The ImportId object of a third-row cell, None for a blank cell, False when it is not an ImportId cell."""
     if cell is None:
         return None
     if not cell.lstrip().startswith("{"):
@@ -169,28 +221,10 @@ def _import_id(cell: str | None) -> str | bool | None:
         parsed = json.loads(cell)
     except json.JSONDecodeError:
         return False
-    return str(parsed["ImportId"]) if isinstance(parsed, dict) and "ImportId" in parsed else False
+    return parsed if isinstance(parsed, dict) and "ImportId" in parsed else False
 
 
-def _header(path: Path, rows: list[list[str | None]]) -> tuple[list[ExportColumn], int]:
-    """Validate the header rows; returns the columns and how many rows the header takes (2 or 3)."""
-    names_row = rows[0]
-    width = max((i + 1 for i, v in enumerate(names_row) if v is not None), default=0)
-    names = [v.strip() if v is not None else None for v in names_row[:width]]
-    looks_like_ids = [n for n in names if n is not None and QID_PATTERN.match(n)]
-    has_response_id = any(n in RESPONSE_ID_COLUMNS for n in names if n)
-    if not looks_like_ids and not has_response_id:
-        present = [n for n in names if n is not None]
-        shown = ", ".join(repr(n[:40]) for n in present[:4]) + (", …" if len(present) > 4 else "")
-        if present and all(_IDENTIFIER.match(n) and len(n) <= 40 for n in present):
-            raise ExportError(
-                f"{path.name}: not a Qualtrics export: header row 1 has no question IDs (Q1, Q2_3_TEXT, …) "
-                f"and no ResponseId column (found {shown})"
-            )
-        raise ExportError(
-            f"{path.name}: no header row: row 1 holds answers or text ({shown}) where a Qualtrics export "
-            "has question IDs such as Q1, Q2_3_TEXT"
-        )
+def _duplicate_check(path: Path, names: list[str | None]) -> None:
     for i, name in enumerate(names):
         if name is None:
             raise ExportError(f"{path.name}: row 1, column {column_letter(i)}: empty question ID in the header row")
@@ -203,21 +237,56 @@ def _header(path: Path, rows: list[list[str | None]]) -> tuple[list[ExportColumn
                 f"(columns {column_letter(seen[name])} and {column_letter(i)})"
             )
         seen[name] = i
+
+
+def _header(path: Path, rows: list[list[str | None]]) -> tuple[list[ExportColumn], int]:
+    """Validate the header rows; returns the columns and how many rows the header takes (2 or 3).
+
+    A Qualtrics export is recognised by its structure, never by English header text: question IDs in
+    row 1 (Q1, Q2_3_TEXT), a response-id column, the legacy V1 … V10 layout, or a row of ImportIds.
+    """
+    names_row = rows[0]
+    width = max((i + 1 for i, v in enumerate(names_row) if v is not None), default=0)
+    names = [v.strip() if v is not None else None for v in names_row[:width]]
+    objects: list[dict[str, Any] | bool | None] = []
+    if len(rows) >= 3:
+        objects = [_import_object(c) for c in (rows[2] + [None] * width)[:width]]
+    has_import_row = any(isinstance(o, dict) for o in objects) and all(o is not False for o in objects)
+    looks_like_ids = [n for n in names if n is not None and QID_PATTERN.match(n)]
+    has_response_id = any(n in RESPONSE_ID_COLUMNS for n in names if n)
+    legacy = bool(names) and names[0] == "V1"
+    if not (looks_like_ids or has_response_id or legacy or has_import_row):
+        present = [n for n in names if n is not None]
+        shown = ", ".join(repr(n[:40]) for n in present[:4]) + (", …" if len(present) > 4 else "")
+        if present and all(_IDENTIFIER.match(n) and len(n) <= 40 for n in present):
+            raise ExportError(
+                f"{path.name}: not a Qualtrics export: header row 1 has no question IDs (Q1, Q2_3_TEXT, …) "
+                f"and no ResponseId column (found {shown})"
+            )
+        raise ExportError(
+            f"{path.name}: no header row: row 1 holds answers or text ({shown}) where a Qualtrics export "
+            "has question IDs such as Q1, Q2_3_TEXT"
+        )
+    _duplicate_check(path, names)
     if len(rows) < 2:
         raise ExportError(f"{path.name}: not a Qualtrics export: no question-text row below the header row")
     texts = (rows[1] + [None] * width)[:width]
-    header_rows = 2
-    import_ids: list[str | None] = [None] * width
-    if len(rows) >= 3:
-        third = (rows[2] + [None] * width)[:width]
-        parsed = [_import_id(c) for c in third]
-        if any(isinstance(p, str) for p in parsed) and all(p is not False for p in parsed):
-            import_ids = [p if isinstance(p, str) else None for p in parsed]
-            header_rows = 3
+    header_rows = 3 if has_import_row else 2
     _check_text_row(path, texts, rows[header_rows:])
-    columns = [
-        ExportColumn(index=i, name=str(names[i]), text=texts[i] or "", import_id=import_ids[i]) for i in range(width)
-    ]
+    columns = []
+    for i in range(width):
+        obj = objects[i] if has_import_row else None
+        import_id = str(obj["ImportId"]) if isinstance(obj, dict) else None
+        choice = obj.get("choiceId") if isinstance(obj, dict) else None
+        columns.append(
+            ExportColumn(
+                index=i,
+                name=str(names[i]),
+                text=texts[i] or "",
+                import_id=import_id,
+                choice_id=None if choice is None else str(choice),
+            )
+        )
     return columns, header_rows
 
 
@@ -251,7 +320,7 @@ def read_export(path: str | Path, sheet: str | None = None) -> QualtricsExport:
     """Parse an export: header row of QIDs, question-text row, optional ImportId row, then respondents."""
     path = Path(path)
     if path.is_dir():
-        raise ExportError(f"{path}: is a directory; give the export file (.xlsx or .csv) inside it")
+        raise ExportError(f"{path}: is a directory; give the export file (.xlsx, .csv or .tsv) inside it")
     if not path.is_file():
         raise ExportError(f"{path}: no such file")
     suffix = path.suffix.lower()
@@ -259,9 +328,13 @@ def read_export(path: str | Path, sheet: str | None = None) -> QualtricsExport:
     if suffix in (".xlsx", ".xlsm"):
         (rows, sheets), fmt = _read_xlsx(path, sheet), "xlsx"
     elif suffix == ".csv":
-        rows, fmt = _read_csv(path), "csv"
+        rows, fmt = _read_delimited(path, ",", "CSV"), "csv"
+    elif suffix == ".tsv":
+        rows, fmt = _read_delimited(path, "\t", "TSV"), "tsv"
     else:
-        raise ExportError(f"{path.name}: unsupported file type {suffix or '(none)'!r}; expected a .xlsx or .csv export")
+        raise ExportError(
+            f"{path.name}: unsupported file type {suffix or '(none)'!r}; expected a .xlsx, .csv or .tsv export"
+        )
     while rows and all(v is None for v in rows[-1]):
         rows.pop()
     if not rows:
