@@ -80,7 +80,8 @@ def info() -> None:
     from db.engine import make_engine, mask_url
     from db.migrate import current_revision, head_revision
 
-    url = get_settings().database_url
+    settings = get_settings()
+    url = settings.database_url
     parsed = make_url(url)
     missing = (
         parsed.get_backend_name() == "sqlite"
@@ -99,6 +100,13 @@ def info() -> None:
     table.add_row("interop-lab", package_version("interop-lab"))
     table.add_row("database", mask_url(url))
     table.add_row("schema revision", f"{rev} (head {head_revision()})")
+    if settings.reader_database_url:
+        reader = mask_url(settings.reader_database_url)
+    elif parsed.get_backend_name() == "sqlite":
+        reader = "(not needed: SQLite is opened read-only)"
+    else:
+        reader = "(not set: the SQL console refuses; `interop db create-reader` makes one)"
+    table.add_row("SQL console reader", reader)
     table.add_row("python", platform.python_version())
     for name in STACK:
         table.add_row(name, package_version(name))
