@@ -29,8 +29,8 @@ from db.engine import make_engine, normalize_url
 from db.reader import pg_conninfo
 from db.readonly import QueryError, QueryTimeout, ReadOnlyViolation, read_only_rows, run_read_only
 from db.sqlguard import Statement
-from tests.support.databases import postgres_admin_url, postgres_problem, scratch_postgres_database, sqlite_url
-from tests.support.readers import admin_exec, role_of, temporary_reader, temporary_role
+from tests.support.databases import postgres_admin_url, postgres_problem, sqlite_url
+from tests.support.readers import owned_database, role_of, temporary_reader, temporary_role
 from tests.support.seed import seed_github
 from tests.support.services import skip_or_fail
 
@@ -333,46 +333,33 @@ def pg_world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PostgresWorld
     problem = postgres_problem()
     if problem:
         skip_or_fail(problem)
-    from db.migrate import upgrade
-
     with (
-        temporary_role(postgres_admin_url(), "interop_owner") as owner_cluster_url,
+        owned_database("interop_attack") as owned,
         temporary_role(postgres_admin_url(), "interop_super", "SUPERUSER") as super_cluster_url,
     ):
-        owner = role_of(owner_cluster_url)
-        from psycopg import sql
-
-        with scratch_postgres_database("interop_attack") as admin_url:
-            database = normalize_url(admin_url).database
-            admin_exec(
-                postgres_admin_url(),
-                sql.SQL("ALTER DATABASE {} OWNER TO {}").format(sql.Identifier(database), sql.Identifier(owner)),
+        # Where the server has no dblink, the dblink attacks meet "no such function" instead.
+        with (
+            psycopg.connect(pg_conninfo(normalize_url(owned.admin_url)), autocommit=True) as conn,
+            contextlib.suppress(psycopg.Error),
+        ):
+            conn.execute("CREATE EXTENSION IF NOT EXISTS dblink")
+        superuser_url = (
+            normalize_url(super_cluster_url).set(database=owned.database).render_as_string(hide_password=False)
+        )
+        engine = make_engine(owned.owner_url)
+        seed_github(engine, 5)
+        engine.dispose()
+        with psycopg.connect(pg_conninfo(normalize_url(owned.owner_url))) as conn:
+            blob = conn.execute("SELECT lo_from_bytea(0, 'the owner''s blob')").fetchone()
+        with temporary_reader(owned.admin_url, tmp_path_factory.mktemp("attack-pgpass")) as reader_url:
+            yield PostgresWorld(
+                owned.admin_url,
+                owned.owner_url,
+                superuser_url,
+                reader_url,
+                int(blob[0]),  # type: ignore[index]
+                [role_of(owned.owner_url), role_of(superuser_url), role_of(reader_url)],
             )
-            # Where the server has no dblink, the dblink attacks meet "no such function" instead.
-            with (
-                psycopg.connect(pg_conninfo(normalize_url(admin_url)), autocommit=True) as conn,
-                contextlib.suppress(psycopg.Error),
-            ):
-                conn.execute("CREATE EXTENSION IF NOT EXISTS dblink")
-            owner_url = normalize_url(owner_cluster_url).set(database=database).render_as_string(hide_password=False)
-            superuser_url = (
-                normalize_url(super_cluster_url).set(database=database).render_as_string(hide_password=False)
-            )
-            upgrade(owner_url, "head")
-            engine = make_engine(owner_url)
-            seed_github(engine, 5)
-            engine.dispose()
-            with psycopg.connect(pg_conninfo(normalize_url(owner_url))) as conn:
-                large_object = int(conn.execute("SELECT lo_from_bytea(0, 'the owner''s blob')").fetchone()[0])  # type: ignore[index]
-            with temporary_reader(admin_url, tmp_path_factory.mktemp("attack-pgpass")) as reader_url:
-                yield PostgresWorld(
-                    admin_url,
-                    owner_url,
-                    superuser_url,
-                    reader_url,
-                    large_object,
-                    [owner, role_of(super_cluster_url), role_of(reader_url)],
-                )
 
 
 def _pg_target(world: PostgresWorld, name: str, attack_dir: Path) -> Target:
@@ -599,7 +586,7 @@ def test_a_capped_query_over_3m_rows_stays_within_100mb(reader_url: str, backend
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     for sql in (many, f"/* comment-led */ {many}"):
         probe = subprocess.run(
-            [sys.executable, "-m", "tests.support.rss_probe", reader_url, "10", sql],
+            [sys.executable, "-m", "benchmarks.rss_probe", reader_url, "10", sql],
             capture_output=True,
             text=True,
             cwd=ROOT,

@@ -9,6 +9,7 @@ import secrets
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import psycopg
@@ -73,3 +74,34 @@ def temporary_role(admin_url: str | URL, prefix: str, attributes: str = "") -> I
 
 def role_of(url: str | URL) -> str:
     return str(normalize_url(url).username)
+
+
+@dataclass
+class OwnedDatabase:
+    """A scratch database whose tables belong to a non-superuser owner, who ran the migrations."""
+
+    admin_url: str  # the test server's admin (a superuser), on this database
+    owner_url: str
+    database: str
+
+
+@contextmanager
+def owned_database(prefix: str = "interop_owned") -> Iterator[OwnedDatabase]:
+    """Create an owner role and a database it owns, migrate it as the owner; drop both at the end."""
+    from db.migrate import upgrade
+    from tests.support.databases import postgres_admin_url, scratch_postgres_database
+
+    with (  # the database goes first, then its owner
+        temporary_role(postgres_admin_url(), f"{prefix}_owner") as owner_cluster_url,
+        scratch_postgres_database(prefix) as admin_url,
+    ):
+        database = str(normalize_url(admin_url).database)
+        admin_exec(
+            admin_url,
+            sql.SQL("ALTER DATABASE {} OWNER TO {}").format(
+                sql.Identifier(database), sql.Identifier(role_of(owner_cluster_url))
+            ),
+        )
+        owner_url = normalize_url(owner_cluster_url).set(database=database).render_as_string(hide_password=False)
+        upgrade(owner_url, "head")
+        yield OwnedDatabase(admin_url, owner_url, database)

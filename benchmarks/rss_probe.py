@@ -1,6 +1,6 @@
 """Peak memory of one capped console query, measured in a fresh process (pytest's own memory would blur it).
 
-`python -m tests.support.rss_probe URL CAP SQL` prints JSON: the process's resident size before the query
+`python -m benchmarks.rss_probe URL CAP SQL` prints JSON: the process's resident size before the query
 (after the imports and a warm-up query), its peak during the query (the peak is reset first, so passing peaks
 of the imports do not count), and the peak of its child processes (the SQLite worker), in MB.
 """
