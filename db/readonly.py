@@ -198,8 +198,9 @@ def _sqlite_stream(url: URL, statement: Statement, timeout_s: float | None, batc
             killer.daemon = True
             killer.start()
         request = {"path": str(path), "sql": statement.text, "timeout_s": timeout_s, "batch": batch}
-        proc.stdin.write(json.dumps(request).encode() + b"\n")
-        proc.stdin.close()
+        with contextlib.suppress(BrokenPipeError):  # a worker that died at once is reported below
+            proc.stdin.write(json.dumps(request).encode() + b"\n")
+            proc.stdin.close()
 
         def next_frame() -> tuple[Any, ...]:
             if deadline is not None and time.monotonic() > deadline:
@@ -233,9 +234,10 @@ def _sqlite_stream(url: URL, statement: Statement, timeout_s: float | None, batc
         if proc.poll() is None:
             proc.kill()
         proc.wait()
-        for pipe in (proc.stdout, proc.stderr):
+        for pipe in (proc.stdin, proc.stdout, proc.stderr):
             if pipe:
-                pipe.close()
+                with contextlib.suppress(OSError):
+                    pipe.close()
 
 
 # --- PostgreSQL ----------------------------------------------------------------------------------------

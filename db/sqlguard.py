@@ -85,7 +85,7 @@ REFUSED_FUNCTIONS: dict[str, str] = {
     **dict.fromkeys(
         _words(
             "pg_read_file pg_read_binary_file pg_ls_dir pg_stat_file pg_file_write pg_file_rename pg_file_unlink "
-            "pg_file_sync pg_logdir_ls lo_import lo_export readfile writefile edit load_extension "
+            "pg_file_sync pg_logdir_ls pg_read_file_old lo_import lo_export readfile writefile edit load_extension "
             "fts3_tokenizer"
         ),
         _FILES,
@@ -114,7 +114,9 @@ REFUSED_FUNCTIONS: dict[str, str] = {
             "pg_create_restore_point pg_backup_start pg_backup_stop pg_start_backup pg_stop_backup "
             "pg_log_backend_memory_contexts pg_import_system_collations pg_create_physical_replication_slot "
             "pg_create_logical_replication_slot pg_drop_replication_slot pg_stat_reset pg_stat_reset_shared "
-            "pg_stat_reset_single_table_counters pg_notify"
+            "pg_stat_reset_single_table_counters pg_notify pg_logical_emit_message pg_replication_slot_advance "
+            "pg_logical_slot_get_changes pg_logical_slot_get_binary_changes pg_logical_slot_peek_changes "
+            "pg_logical_slot_peek_binary_changes"
         ),
         _SERVER,
     ),
