@@ -74,7 +74,7 @@ def info() -> None:
     """Show the database (password masked), its schema revision, and the converter stack's versions."""
     from rich.table import Table
     from sqlalchemy.engine import make_url
-    from sqlalchemy.exc import SQLAlchemyError
+    from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 
     from db.config import get_settings
     from db.engine import make_engine, mask_url
@@ -101,7 +101,10 @@ def info() -> None:
     table.add_row("database", mask_url(url))
     table.add_row("schema revision", f"{rev} (head {head_revision()})")
     if settings.reader_database_url:
-        reader = mask_url(settings.reader_database_url)
+        try:
+            reader = mask_url(settings.reader_database_url)
+        except ArgumentError:
+            reader = "(INTEROP_READER_DATABASE_URL is not a usable database URL)"
     elif parsed.get_backend_name() == "sqlite":
         reader = "(not needed: SQLite is opened read-only)"
     else:

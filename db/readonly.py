@@ -118,6 +118,14 @@ def console_url(database_url: str | None = None, reader_url: str | None = None) 
         settings = get_settings()
         database_url, reader_url = settings.database_url, settings.reader_database_url
     if reader_url:
+        from sqlalchemy.exc import ArgumentError
+
+        try:
+            backend = normalize_url(reader_url).get_backend_name()
+        except ArgumentError as exc:
+            raise QueryError(f"{READER_SETTING} is not a usable database URL: {' '.join(str(exc).split())}") from None
+        if backend not in ("sqlite", "postgresql"):
+            raise QueryError(f"{READER_SETTING} must name a PostgreSQL (or SQLite) database, not {backend}")
         return reader_url
     assert database_url is not None
     if normalize_url(database_url).get_backend_name() == "sqlite":

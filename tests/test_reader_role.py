@@ -261,3 +261,26 @@ def test_interop_info_names_the_reader_without_its_password(
     monkeypatch.delenv("INTEROP_READER_DATABASE_URL")
     code, output = interop(monkeypatch, "info")
     assert "not set: the SQL console refuses" in output
+
+
+@pytest.mark.parametrize(
+    ("reader", "said"),
+    [("notaurl", "INTEROP_READER_DATABASE_URL is not a usable database URL"), ("mysql://u@h/db", "not mysql")],
+)
+def test_a_reader_url_that_cannot_be_used_is_one_error_line(
+    reader: str, said: str, sqlite_template: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    code, output = interop(
+        monkeypatch,
+        "export",
+        "query",
+        "SELECT 1",
+        "--out",
+        str(tmp_path / "out"),
+        INTEROP_DATABASE_URL=f"sqlite:///{sqlite_template}",
+        INTEROP_READER_DATABASE_URL=reader,
+    )
+    lines = [line for line in output.splitlines() if line.strip()]
+    assert code == 2 and len(lines) == 1 and said in lines[0], output
+    code, output = interop(monkeypatch, "info")
+    assert code == 0 and ("not a usable database URL" in output or "mysql" in output)
