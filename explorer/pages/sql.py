@@ -12,7 +12,6 @@ from db.readonly import (
     QueryError,
     QueryTimeout,
     ReadOnlyViolation,
-    UnsafeReader,
     console_url,
     run_read_only,
 )
@@ -30,7 +29,7 @@ st.caption(
 
 try:
     url: str | None = console_url()
-except UnsafeReader as exc:
+except QueryError as exc:  # no reader on PostgreSQL (UnsafeReader), or a reader URL that cannot be used
     url = None
     st.error(str(exc), icon=":material/lock:")
 
