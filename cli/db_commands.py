@@ -1,6 +1,8 @@
-"""`interop db`: schema migrations of the configured database."""
+"""`interop db`: schema migrations of the configured database, and the SQL console's reader role."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import typer
 
@@ -68,3 +70,60 @@ def revision(
     from db.migrate import new_revision
 
     console.print(f"created {new_revision(message, _url(), autogenerate)}")
+
+
+@app.command("create-reader")
+def create_reader(
+    name: str = typer.Option("interop_reader", "--name", help="Name of the login role to create or bring in line."),
+    schema: str | None = typer.Option(None, "--schema", help="Schema it may read (default: the current schema)."),
+    statement_timeout: float = typer.Option(
+        60.0, "--statement-timeout", help="The role's own limit per statement, in seconds (any client)."
+    ),
+    passfile: Path | None = typer.Option(
+        None, "--passfile", help="libpq password file to store its password in (default: $PGPASSFILE or ~/.pgpass)."
+    ),
+    password_stdin: bool = typer.Option(False, "--password-stdin", help="Read the password from stdin."),
+    keep_password: bool = typer.Option(
+        False, "--keep-password", help="For an existing role: leave its password as it is."
+    ),
+) -> None:
+    """PostgreSQL: create a login role that can only read (for the SQL console and `export query`).
+
+    It gets CONNECT, USAGE and SELECT on every table and view of the schema, SELECT on future tables (default
+    privileges), no CREATE, default_transaction_read_only = on and a statement_timeout. Its password goes to
+    the password file, never to the screen; the URL to set as INTEROP_READER_DATABASE_URL is printed."""
+    import sys
+
+    from db.engine import mask_url, normalize_url
+    from db.reader import ReaderError, default_passfile
+    from db.reader import create_reader as make_reader
+
+    url = normalize_url(_url())
+    if url.get_backend_name() != "postgresql":
+        fail("create-reader is for PostgreSQL: on SQLite the console already opens the file read-only")
+    password = None
+    if password_stdin:
+        password = sys.stdin.readline().rstrip("\r\n")
+        if not password:
+            fail("--password-stdin: no password on stdin")
+    target = passfile.expanduser() if passfile else default_passfile()
+    try:
+        setup = make_reader(url, name, schema, statement_timeout, password, keep_password, target)
+    except ReaderError as exc:
+        fail(str(exc))
+    verb = "created" if setup.created else "updated"
+    console.print(
+        f"reader role {setup.role} {verb} on {mask_url(url)}: SELECT on {setup.tables} tables and views of schema "
+        f"{setup.schema}, and on future tables of {', '.join(setup.default_owners)}; read-only by default, "
+        f"statement_timeout {statement_timeout:g} s"
+    )
+    if setup.skipped_owners:
+        console.print(
+            f"warning: future tables of {', '.join(setup.skipped_owners)} will not be readable until a role that "
+            "may act for them runs this again (or a superuser does)"
+        )
+    if setup.password_set and setup.passfile:
+        console.print(f"its password is in {setup.passfile} (mode 0600), where libpq finds it")
+    elif not setup.password_set:
+        console.print("its password was left as it was")
+    console.print(f"INTEROP_READER_DATABASE_URL={setup.url}")

@@ -69,18 +69,25 @@ def query(
     fmt: str = typer.Option("csv", "--format", "-f", help=FORMAT_HELP),
     out: Path = typer.Option(Path("exports"), "--out", "-o", help="Directory to write into."),
     name: str = typer.Option("query", "--name", "-n", help="File (and SQLite table) name, without extension."),
-    timeout: float = typer.Option(300.0, "--timeout", help="Stop the query after this many seconds (0: no limit)."),
+    timeout: float = typer.Option(
+        300.0,
+        "--timeout",
+        help="Stop the query after this many seconds (0: no limit of ours; a PostgreSQL reader's own "
+        "statement_timeout still applies).",
+    ),
 ) -> None:
-    """Export the result of one read-only query, checked and time-limited like the app's SQL console."""
+    """Export the result of one read-only query, run like the app's SQL console (on PostgreSQL only as the
+    reader role of INTEROP_READER_DATABASE_URL)."""
     from db.export import ExportError, export_query
-    from db.readonly import QueryError, QueryTimeout, ReadOnlyViolation
+    from db.readonly import QueryError, QueryTimeout, ReadOnlyViolation, console_url
 
     if timeout < 0:
         fail(f"--timeout must be 0 (no limit) or a number of seconds, not {timeout:g}")
 
     try:
+        url = console_url()
         with console.status("running the query…"):
-            done = export_query(_url(), sql, out, fmt.lower(), name=name, timeout_s=timeout or None)
+            done = export_query(url, sql, out, fmt.lower(), name=name, timeout_s=timeout or None)
     except (ExportError, QueryError, QueryTimeout, ReadOnlyViolation) as exc:
         fail(str(exc))
     console.print(f"{done.rows:,} rows → {done.path}")

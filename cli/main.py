@@ -74,13 +74,14 @@ def info() -> None:
     """Show the database (password masked), its schema revision, and the converter stack's versions."""
     from rich.table import Table
     from sqlalchemy.engine import make_url
-    from sqlalchemy.exc import SQLAlchemyError
+    from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 
     from db.config import get_settings
     from db.engine import make_engine, mask_url
     from db.migrate import current_revision, head_revision
 
-    url = get_settings().database_url
+    settings = get_settings()
+    url = settings.database_url
     parsed = make_url(url)
     missing = (
         parsed.get_backend_name() == "sqlite"
@@ -99,6 +100,16 @@ def info() -> None:
     table.add_row("interop-lab", package_version("interop-lab"))
     table.add_row("database", mask_url(url))
     table.add_row("schema revision", f"{rev} (head {head_revision()})")
+    if settings.reader_database_url:
+        try:
+            reader = mask_url(settings.reader_database_url)
+        except ArgumentError:
+            reader = "(INTEROP_READER_DATABASE_URL is not a usable database URL)"
+    elif parsed.get_backend_name() == "sqlite":
+        reader = "(not needed: SQLite is opened read-only)"
+    else:
+        reader = "(not set: the SQL console refuses; `interop db create-reader` makes one)"
+    table.add_row("SQL console reader", reader)
     table.add_row("python", platform.python_version())
     for name in STACK:
         table.add_row(name, package_version(name))

@@ -36,6 +36,11 @@ class Settings(BaseSettings):
         default_factory=lambda: f"sqlite:///{Path.cwd() / DEFAULT_DATABASE_FILE}",
         description="SQLAlchemy URL of the store; SQLite file in the working directory by default.",
     )
+    reader_database_url: str | None = Field(
+        None,
+        description="URL of a read-only PostgreSQL role for the SQL console and `export query` "
+        "(`interop db create-reader` makes one); not needed on SQLite.",
+    )
     sqlite_busy_timeout_ms: int = Field(30_000, description="How long SQLite waits for a lock.")
     github_token: SecretStr | None = Field(None, description="GitHub token(s), comma-separated.")
     github_base_url: str = Field("https://api.github.com", description="GitHub API base URL.")

@@ -1,30 +1,52 @@
-"""Run user SQL safely: SQLite opened read-only, PostgreSQL in a READ ONLY transaction, both time-limited.
+"""Run user SQL so that the database, not a string check, is the last word.
 
-Three layers refuse writes: a static check with a clear message (db.sqlguard), the connection itself
-(SQLite `mode=ro` + `query_only` + an authorizer; PostgreSQL `BEGIN READ ONLY`), and a time limit
-(SQLite progress handler; PostgreSQL `statement_timeout` plus a client-side deadline between fetches).
+- PostgreSQL: only as a reader role (db.reader says whether a role only reads; an owner, a superuser or a
+  role with any write privilege is refused before the query is sent), in a READ ONLY transaction that is
+  always rolled back, with exactly one statement sent through the extended protocol (a server-side cursor,
+  or for EXPLAIN/SHOW a streamed prepared execute), so `…; COMMIT; …` is a syntax error on the server.
+- SQLite: the file opened `mode=ro` with query_only and an authorizer, in a child process (db.sqlite_worker).
+- Limits the query cannot lift: the deadline is enforced from outside the query (PostgreSQL statement_timeout
+  in the connection options plus a client-side cancel; SQLite interrupt() plus killing the child), and rows
+  are fetched in batches with the cap applied while fetching, so memory stays bounded on every path.
+- db.sqlguard refuses early, with the true reason, what the database would refuse anyway.
 """
 
 from __future__ import annotations
 
-import sqlite3
+import contextlib
+import itertools
+import json
+import pickle
+import struct
+import subprocess
+import sys
+import threading
 import time
-import urllib.parse
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import pandas as pd
 from sqlalchemy.engine import URL
 
-from db.engine import normalize_url
-from db.sqlguard import READ_PRAGMAS, ReadOnlyViolation, check_read_only
+from db import sqlite_worker
+from db.engine import mask_url, normalize_url
+from db.reader import pg_conninfo, reader_problems
+from db.sqlguard import ReadOnlyViolation, Statement, check_read_only, dialect_of
 
 DEFAULT_ROW_CAP = 10_000
 DEFAULT_TIMEOUT_S = 15.0
 FETCH_SIZE = 5_000
+#: How long after the deadline a SQLite child that did not stop on interrupt() is killed.
+KILL_GRACE_S = 0.25
+#: The PostgreSQL lock wait (ms): a query waiting on a lock gives up instead of queueing behind writers.
+LOCK_TIMEOUT_MS = 5_000
+READER_SETTING = "INTEROP_READER_DATABASE_URL"
+READER_HELP = (
+    f"set {READER_SETTING} to a role that can only read (`interop db create-reader` makes one and prints the URL)"
+)
 
 __all__ = [
     "DEFAULT_ROW_CAP",
@@ -33,6 +55,8 @@ __all__ = [
     "QueryResult",
     "QueryTimeout",
     "ReadOnlyViolation",
+    "UnsafeReader",
+    "console_url",
     "read_only_rows",
     "run_read_only",
 ]
@@ -44,6 +68,10 @@ class QueryTimeout(Exception):
 
 class QueryError(Exception):
     """The database rejected the query (syntax, unknown table, …); one line, no secrets."""
+
+
+class UnsafeReader(QueryError):
+    """No reader is configured, or the configured PostgreSQL role could do more than read: nothing is run."""
 
 
 @dataclass(frozen=True)
@@ -81,27 +109,41 @@ def unique_columns(names: list[str]) -> list[str]:
     return out
 
 
+def console_url(database_url: str | None = None, reader_url: str | None = None) -> str:
+    """The URL user SQL runs with: the reader when one is configured; on SQLite the store itself (opened
+    read-only); on PostgreSQL without a reader, UnsafeReader saying how to set one up."""
+    if database_url is None and reader_url is None:
+        from db.config import get_settings
+
+        settings = get_settings()
+        database_url, reader_url = settings.database_url, settings.reader_database_url
+    if reader_url:
+        from sqlalchemy.exc import ArgumentError
+
+        try:
+            backend = normalize_url(reader_url).get_backend_name()
+        except ArgumentError as exc:
+            raise QueryError(f"{READER_SETTING} is not a usable database URL: {' '.join(str(exc).split())}") from None
+        if backend not in ("sqlite", "postgresql"):
+            raise QueryError(f"{READER_SETTING} must name a PostgreSQL (or SQLite) database, not {backend}")
+        return reader_url
+    assert database_url is not None
+    if normalize_url(database_url).get_backend_name() == "sqlite":
+        return database_url
+    raise UnsafeReader(f"refused: the SQL console needs a read-only PostgreSQL role: {READER_HELP}")
+
+
 def _one_line(exc: BaseException) -> str:
     text = str(getattr(exc, "orig", None) or exc).strip()
     first = text.splitlines()[0] if text else type(exc).__name__
     return first[:500]
 
 
+def _timeout_message(timeout_s: float | None) -> str:
+    return f"stopped: the query ran longer than {timeout_s:g} s" if timeout_s else "stopped: the query was cancelled"
+
+
 # --- SQLite --------------------------------------------------------------------------------------------
-
-_SQLITE_ALLOWED = {sqlite3.SQLITE_SELECT, sqlite3.SQLITE_READ, sqlite3.SQLITE_FUNCTION, sqlite3.SQLITE_RECURSIVE}
-_SQLITE_DENIED_FUNCTIONS = {"load_extension", "readfile", "writefile", "edit", "fts3_tokenizer"}
-
-
-def _sqlite_authorizer(action: int, arg1: str | None, arg2: str | None, _db: str | None, _trigger: str | None) -> int:
-    """Allow reading only; PRAGMAs only without a value (or the table-describing ones)."""
-    if action == sqlite3.SQLITE_FUNCTION and (arg2 or "").lower() in _SQLITE_DENIED_FUNCTIONS:
-        return sqlite3.SQLITE_DENY
-    if action in _SQLITE_ALLOWED:
-        return sqlite3.SQLITE_OK
-    if action == sqlite3.SQLITE_PRAGMA and (arg2 is None or (arg1 or "").upper() in READ_PRAGMAS):
-        return sqlite3.SQLITE_OK
-    return sqlite3.SQLITE_DENY
 
 
 def sqlite_path(url: URL) -> Path:
@@ -114,112 +156,206 @@ def sqlite_path(url: URL) -> Path:
     return path
 
 
-def open_sqlite_read_only(url: URL, timeout_s: float | None) -> tuple[sqlite3.Connection, list[float]]:
-    """A `mode=ro` connection with query_only, the authorizer, and a deadline the progress handler checks."""
-    uri = f"file:{urllib.parse.quote(str(sqlite_path(url)))}?mode=ro"
-    conn = sqlite3.connect(uri, uri=True, timeout=30, check_same_thread=False)
-    conn.execute("PRAGMA query_only=ON")
-    conn.set_authorizer(_sqlite_authorizer)
-    deadline = [float("inf")]
-    if timeout_s:
-        conn.set_progress_handler(lambda: 1 if time.monotonic() > deadline[0] else 0, 2_000)
-    return conn, deadline
+def _read_frame(pipe: IO[bytes]) -> tuple[Any, ...] | None:
+    """One frame from the worker, or None when it ended (or was killed) before sending one."""
+    header = pipe.read(8)
+    if len(header) < 8:
+        return None
+    (size,) = struct.unpack(">Q", header)
+    data = pipe.read(size)
+    if len(data) < size:
+        return None
+    frame: tuple[Any, ...] = pickle.loads(data)  # from our own child: primitive values only
+    return frame
+
+
+def _sqlite_error(kind: str, message: str, timeout_s: float | None) -> Exception:
+    if "interrupted" in message:
+        return QueryTimeout(_timeout_message(timeout_s))
+    if "one statement at a time" in message:
+        return ReadOnlyViolation(f"refused by the database: {message} (the console runs exactly one statement)")
+    if "not authorized" in message or "readonly" in message or "read-only" in message:
+        return ReadOnlyViolation(f"refused by the database: {message} (the console only reads)")
+    if kind == "open":
+        return QueryError(f"cannot open the SQLite database read-only: {message}")
+    return QueryError(message.splitlines()[0][:500] if message else kind)
 
 
 @contextmanager
-def _sqlite_stream(url: URL, sql: str, timeout_s: float | None, batch: int) -> Iterator[RowStream]:
-    conn, deadline = open_sqlite_read_only(url, timeout_s)
+def _sqlite_stream(url: URL, statement: Statement, timeout_s: float | None, batch: int) -> Iterator[RowStream]:
+    """Run the statement in a db.sqlite_worker child; kill it at the deadline (plus a short grace)."""
+    path = sqlite_path(url)
+    started = time.monotonic()
+    deadline = started + timeout_s if timeout_s else None
+    proc = subprocess.Popen(
+        [sys.executable, "-I", "-S", sqlite_worker.__file__],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    killed = threading.Event()
+
+    def kill() -> None:
+        killed.set()
+        proc.kill()
+
+    killer = threading.Timer(timeout_s + KILL_GRACE_S, kill) if timeout_s else None
+    assert proc.stdin is not None and proc.stdout is not None
     try:
-        if timeout_s:
-            deadline[0] = time.monotonic() + timeout_s
-        try:
-            cur = conn.execute(sql)
-        except sqlite3.Error as exc:
-            raise _sqlite_error(exc, timeout_s) from None
-        columns = [d[0] for d in cur.description or []]
+        if killer:
+            killer.daemon = True
+            killer.start()
+        request = {"path": str(path), "sql": statement.text, "timeout_s": timeout_s, "batch": batch}
+        with contextlib.suppress(BrokenPipeError):  # a worker that died at once is reported below
+            proc.stdin.write(json.dumps(request).encode() + b"\n")
+            proc.stdin.close()
+
+        def next_frame() -> tuple[Any, ...]:
+            if deadline is not None and time.monotonic() > deadline:
+                raise QueryTimeout(_timeout_message(timeout_s))
+            frame = _read_frame(proc.stdout)  # type: ignore[arg-type]
+            if frame is None:
+                if killed.is_set() or (deadline is not None and time.monotonic() > deadline):
+                    raise QueryTimeout(_timeout_message(timeout_s))
+                proc.wait()
+                detail = proc.stderr.read(2000).decode(errors="replace").strip() if proc.stderr else ""
+                last = detail.splitlines()[-1] if detail else f"exit code {proc.returncode}"
+                raise QueryError(f"the query process ended unexpectedly: {last}")
+            if frame[0] == "error":
+                raise _sqlite_error(frame[1], frame[2], timeout_s)
+            return frame
+
+        first = next_frame()
+        columns = list(first[1]) if first[0] == "columns" else []
 
         def batches() -> Iterator[list[tuple[Any, ...]]]:
             while True:
-                try:
-                    rows = cur.fetchmany(batch)
-                except sqlite3.Error as exc:
-                    raise _sqlite_error(exc, timeout_s) from None
-                if not rows:
+                frame = next_frame()
+                if frame[0] != "rows":
                     return
-                yield rows
+                yield [tuple(row) for row in frame[1]]
 
         yield RowStream(columns, batches())
     finally:
-        conn.close()
-
-
-def _sqlite_error(exc: sqlite3.Error, timeout_s: float | None) -> Exception:
-    message = _one_line(exc)
-    if "interrupted" in message:
-        return QueryTimeout(f"stopped: the query ran longer than {timeout_s:g} s")
-    if "not authorized" in message or "readonly" in message or "read-only" in message:
-        return ReadOnlyViolation(f"refused by the database: {message} (the console is read-only)")
-    return QueryError(message)
+        if killer:
+            killer.cancel()
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait()
+        for pipe in (proc.stdin, proc.stdout, proc.stderr):
+            if pipe:
+                with contextlib.suppress(OSError):
+                    pipe.close()
 
 
 # --- PostgreSQL ----------------------------------------------------------------------------------------
 
 
-def _pg_conninfo(url: URL) -> str:
-    return url.set(drivername="postgresql").render_as_string(hide_password=False)
+def _pg_error(exc: Exception, timeout_s: float | None, cancelled: bool) -> Exception:
+    from psycopg import errors
+
+    if cancelled or isinstance(exc, errors.QueryCanceled):
+        return QueryTimeout(_timeout_message(timeout_s))
+    if isinstance(exc, errors.ReadOnlySqlTransaction | errors.InsufficientPrivilege):
+        return ReadOnlyViolation(f"refused by the database: {_one_line(exc)} (the console only reads)")
+    if "cannot insert multiple commands" in str(exc):
+        return ReadOnlyViolation(f"refused by the database: {_one_line(exc)} (the console runs exactly one statement)")
+    return QueryError(_one_line(exc))
+
+
+def _unsafe_message(role: str, problems: list[str]) -> str:
+    more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+    return f"refused: the SQL console's PostgreSQL role {role!r} {problems[0]}{more}; it must only read: {READER_HELP}"
+
+
+def _pg_connect(url: URL, timeout_s: float | None) -> Any:
+    import psycopg
+
+    options = f"-c default_transaction_read_only=on -c lock_timeout={LOCK_TIMEOUT_MS}"
+    if timeout_s:
+        options += f" -c statement_timeout={max(int(timeout_s * 1000), 1)}"
+    try:
+        conn = psycopg.connect(
+            pg_conninfo(url), connect_timeout=10, application_name="interop-sql-console", options=options
+        )
+    except psycopg.Error as exc:
+        raise QueryError(f"cannot connect as the reader {mask_url(url)}: {_one_line(exc)}") from None
+    conn.read_only = True  # BEGIN READ ONLY; never committed (closing the connection rolls back)
+    return conn
+
+
+def _pg_rows(conn: Any, statement: Statement, batch: int) -> tuple[Any, Callable[[], list[tuple[Any, ...]]]]:
+    """Send the one statement with the extended protocol; (cursor, fetch-next-batch)."""
+    import psycopg
+
+    if statement.kind == "query":
+        cursor = conn.cursor(name="interop_console")  # DECLARE … CURSOR FOR <statement>, one prepared execute
+        cursor.execute(statement.text)
+        return cursor, lambda: cursor.fetchmany(batch)
+    # EXPLAIN, SHOW, or text the parser could not read: a cursor cannot hold them, so stream the rows
+    # (a prepared execute too, never the simple protocol that runs several statements).
+    cursor = conn.cursor()
+    size = batch if psycopg.capabilities.has_stream_chunked() else 1
+    rows = cursor.stream(statement.text, size=size)
+    first = list(itertools.islice(rows, batch))  # the description is known once rows (or the end) arrive
+    pending = [first]
+
+    def fetch() -> list[tuple[Any, ...]]:
+        return pending.pop() if pending else list(itertools.islice(rows, batch))
+
+    return cursor, fetch
 
 
 @contextmanager
 def _pg_stream(url: URL, sql: str, timeout_s: float | None, batch: int) -> Iterator[RowStream]:
+    """Connect as the reader, refuse a role that could do more than read, then run one statement."""
     import psycopg
 
+    started = time.monotonic()
+    conn = _pg_connect(url, timeout_s)
+    cancelled = threading.Event()
+
+    def cancel() -> None:
+        cancelled.set()
+        # The connection may be closing; the deadline checks between fetches hold all the same.
+        with contextlib.suppress(Exception):
+            conn.cancel_safe(timeout=3)
+
+    watchdog = threading.Timer(max(timeout_s - (time.monotonic() - started), 0), cancel) if timeout_s else None
     try:
-        conn = psycopg.connect(_pg_conninfo(url), connect_timeout=10, application_name="interop-readonly")
-    except psycopg.Error as exc:
-        raise QueryError(f"cannot connect: {_one_line(exc)}") from None
-    conn.read_only = True
-    deadline = time.monotonic() + timeout_s if timeout_s else float("inf")
-    try:
+        if watchdog:
+            watchdog.daemon = True
+            watchdog.start()
         try:
-            with conn.cursor() as setup:
-                setup.execute(f"SET statement_timeout = {int((timeout_s or 0) * 1000)}")
-                setup.execute("SET lock_timeout = 5000")
-            first_word = sql.lstrip("( \n\t").split(None, 1)[0].upper() if sql.strip() else ""
-            server_side = first_word in ("SELECT", "WITH", "VALUES", "TABLE")
-            cur = conn.cursor(name="interop_ro", withhold=False) if server_side else conn.cursor()
-            cur.execute(sql)  # type: ignore[arg-type]
+            problems = reader_problems(conn)
         except psycopg.Error as exc:
-            raise _pg_error(exc, timeout_s) from None
-        columns = [d.name for d in cur.description or []]
+            raise _pg_error(exc, timeout_s, cancelled.is_set()) from None
+        if problems:
+            raise UnsafeReader(_unsafe_message(conn.info.user, problems))
+        statement = check_read_only(sql, "postgres")
+        try:
+            cursor, fetch = _pg_rows(conn, statement, batch)
+        except psycopg.Error as exc:
+            raise _pg_error(exc, timeout_s, cancelled.is_set()) from None
+        columns = [d.name for d in cursor.description or []]
 
         def batches() -> Iterator[list[tuple[Any, ...]]]:
             while True:
-                if time.monotonic() > deadline:
-                    raise QueryTimeout(f"stopped: the query ran longer than {timeout_s:g} s")
+                if timeout_s and (cancelled.is_set() or time.monotonic() - started > timeout_s):
+                    raise QueryTimeout(_timeout_message(timeout_s))
                 try:
-                    rows = cur.fetchmany(batch)
+                    chunk = fetch()
                 except psycopg.Error as exc:
-                    raise _pg_error(exc, timeout_s) from None
-                if not rows:
+                    raise _pg_error(exc, timeout_s, cancelled.is_set()) from None
+                if not chunk:
                     return
-                yield rows
+                yield chunk
 
         yield RowStream(columns, batches())
     finally:
-        try:
-            conn.rollback()
-        finally:
-            conn.close()
-
-
-def _pg_error(exc: Exception, timeout_s: float | None) -> Exception:
-    from psycopg import errors
-
-    if isinstance(exc, errors.QueryCanceled):
-        return QueryTimeout(f"stopped: the query ran longer than {timeout_s:g} s")
-    if isinstance(exc, errors.ReadOnlySqlTransaction | errors.InsufficientPrivilege):
-        return ReadOnlyViolation(f"refused by the database: {_one_line(exc)} (the console is read-only)")
-    return QueryError(_one_line(exc))
+        if watchdog:
+            watchdog.cancel()
+        conn.close()  # ends the READ ONLY transaction without committing (and any session-level lock)
 
 
 # --- public API ----------------------------------------------------------------------------------------
@@ -229,16 +365,17 @@ def _pg_error(exc: Exception, timeout_s: float | None) -> Exception:
 def read_only_rows(
     url: str | URL, sql: str, timeout_s: float | None = DEFAULT_TIMEOUT_S, batch: int = FETCH_SIZE
 ) -> Iterator[RowStream]:
-    """Check and run one read-only statement; yields its columns and row batches (streamed, not capped)."""
-    statement = check_read_only(sql)
+    """Check and run one read-only statement; yields its columns and row batches (streamed, not capped).
+
+    On PostgreSQL `url` must be a reader role (see db.reader): any other role is refused with UnsafeReader."""
     parsed = normalize_url(url)
     backend = parsed.get_backend_name()
-    if backend == "sqlite":
-        streamer = _sqlite_stream(parsed, statement, timeout_s, batch)
-    elif backend == "postgresql":
-        streamer = _pg_stream(parsed, statement, timeout_s, batch)
-    else:
+    if backend not in ("sqlite", "postgresql"):
         raise QueryError(f"read-only queries are supported on SQLite and PostgreSQL, not {backend}")
+    if backend == "sqlite":
+        streamer = _sqlite_stream(parsed, check_read_only(sql, dialect_of(backend)), timeout_s, batch)
+    else:  # the role is checked first: an unsafe one runs nothing, whatever the statement
+        streamer = _pg_stream(parsed, sql, timeout_s, batch)
     with streamer as stream:
         yield stream
 

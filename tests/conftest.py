@@ -25,6 +25,7 @@ BACKENDS = ("sqlite", "postgresql")
 # Keep the user's interop.toml / .env out of the tests.
 os.environ.setdefault("INTEROP_CONFIG", str(ROOT / "tests" / "support" / "empty-interop.toml"))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.pop("INTEROP_READER_DATABASE_URL", None)
 
 
 def _migrate(url: str) -> None:
@@ -80,6 +81,21 @@ def empty_db_url(backend: str, request: pytest.FixtureRequest, tmp_path: Path) -
         yield url
 
 
+@pytest.fixture(scope="session")
+def postgres_reader_url(postgres_session_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A reader role, made as `interop db create-reader` makes it, on the session database; dropped at the end."""
+    from tests.support.readers import temporary_reader
+
+    with temporary_reader(postgres_session_url, tmp_path_factory.mktemp("pgpass")) as url:
+        yield url
+
+
+@pytest.fixture
+def reader_url(backend: str, db_url: str, request: pytest.FixtureRequest) -> str:
+    """What user SQL runs with: the SQLite file itself (opened read-only), or the reader role on PostgreSQL."""
+    return db_url if backend == "sqlite" else str(request.getfixturevalue("postgres_reader_url"))
+
+
 @pytest.fixture
 def engine(db_url: str) -> Iterator[Engine]:
     from db.engine import make_engine
@@ -100,6 +116,14 @@ def configured_db(db_url: str, monkeypatch: pytest.MonkeyPatch) -> str:
     """Points INTEROP_DATABASE_URL at the test database, as a user would for the CLI."""
     monkeypatch.setenv("INTEROP_DATABASE_URL", db_url)
     return db_url
+
+
+@pytest.fixture
+def configured_reader(configured_db: str, reader_url: str, backend: str, monkeypatch: pytest.MonkeyPatch) -> str:
+    """INTEROP_READER_DATABASE_URL set as a team on PostgreSQL sets it (SQLite needs none)."""
+    if backend == "postgresql":
+        monkeypatch.setenv("INTEROP_READER_DATABASE_URL", reader_url)
+    return reader_url
 
 
 @pytest.fixture

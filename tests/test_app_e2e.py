@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy.engine import Engine
 
-from tests.support.browser import CHROMIUM, Chromium, StreamlitServer, wait_for_page
+from tests.support.browser import CHROMIUM, Chromium, StreamlitServer, click_and_wait, wait_for_page
 from tests.support.seed import seed_experiments, seed_github
 from tests.support.services import skip_or_fail
 
@@ -35,7 +35,7 @@ def browser() -> Iterator[Chromium]:
 
 @pytest.fixture
 def server(  # type: ignore[no-untyped-def]
-    db_url: str, engine: Engine, tmp_path: Path, cli, shared_dir: Path
+    db_url: str, reader_url: str, backend: str, engine: Engine, tmp_path: Path, cli, shared_dir: Path
 ) -> Iterator[tuple[StreamlitServer, dict]]:
     seed_github(engine)
     artifact = shared_dir / "data/paper-artifact"
@@ -57,7 +57,10 @@ def server(  # type: ignore[no-untyped-def]
         "issues": int(counts.set_index("table").loc["issue", "rows"]),  # with the sheets' URL-only issues
         "first_run": seeded_campaign.first_run_id,
     }
-    app = StreamlitServer(ROOT / "streamlit_app.py", {"INTEROP_DATABASE_URL": db_url}, tmp_path / "streamlit.log")
+    env = {"INTEROP_DATABASE_URL": db_url}
+    if backend == "postgresql":
+        env["INTEROP_READER_DATABASE_URL"] = reader_url
+    app = StreamlitServer(ROOT / "streamlit_app.py", env, tmp_path / "streamlit.log")
     try:
         app.wait()
         yield app, expected
@@ -105,7 +108,8 @@ def test_every_page_renders_in_chromium(browser: Chromium, server: tuple[Streaml
             "Experiments",
             ["Per operator", "How to reproduce", "interop experiment run"],
         ),
-        ("sql", f"sql?sql={sql}", "SQL", ["3 rows", "Download Parquet"]),  # closed, open, and NULL (URL-only)
+        # a shared link only fills the box; the query runs on the click below
+        ("sql", f"sql?sql={sql}", "SQL", ["press Run to run it"]),
     ]
     problems = []
     for name, path, title, expected in visits:
@@ -115,7 +119,19 @@ def test_every_page_renders_in_chromium(browser: Chromium, server: tuple[Streaml
         if state["exceptions"]:
             problems.append(f"{name}: exception shown in the page: {state['exceptions'][0][:500]}")
         missing = [text for text in expected if text not in state["text"]]
-        if name in ("overview", "sql", "issues") and not state["dataframes"]:
+        if name == "sql":
+            if state["dataframes"]:
+                problems.append("sql: the shared link ran the query without a click")
+            state = click_and_wait(browser, "Run", "3 rows")  # closed, open, and NULL (URL-only)
+            browser.screenshot(ARTIFACTS / f"e2e-{backend}-sql-run.png")
+            expected = ["3 rows", "Download Parquet"]
+            missing = [text for text in expected if text not in state["text"]]
+            if not state["dataframes"]:
+                missing.append("a table")
+            if missing:
+                problems.append(f"sql after Run: {missing} not shown; page text starts {state['text'][:300]!r}")
+            continue
+        if name in ("overview", "issues") and not state["dataframes"]:
             missing.append("a table")
         if name in ("issues", "survey", "labeling", "experiments") and not state["charts"]:
             missing.append("a chart")

@@ -51,8 +51,9 @@ def test_overview_empty_database_says_what_fills_it(empty: str) -> None:
     assert not at.exception
 
 
-def test_sql_console_runs_caps_and_refuses(seeded: Seeded) -> None:
+def test_sql_console_runs_caps_and_refuses(seeded: Seeded, configured_reader: str) -> None:
     at = open_page("sql")
+    assert not at.dataframe, "nothing runs before Run is pressed"
     at.text_area(key="sql_text").input("SELECT number FROM issue ORDER BY number")
     at.number_input[0].set_value(5)
     next(b for b in at.button if b.label == "Run").click()
@@ -67,13 +68,45 @@ def test_sql_console_runs_caps_and_refuses(seeded: Seeded) -> None:
     at.text_area(key="sql_text").input("DROP TABLE issue")
     next(b for b in at.button if b.label == "Run").click()
     at.run()
-    assert any("refused: DROP" in w.value for w in at.warning)
+    assert any("refused: DROP writes to the database" in w.value for w in at.warning)
 
 
-def test_sql_console_shared_url_runs_the_query(seeded: Seeded) -> None:
+def test_sql_console_shared_link_only_fills_the_box(seeded: Seeded, configured_reader: str) -> None:
+    """A link someone shared (`/sql?sql=…`) never runs by itself: the query waits in the box for a click."""
     at = open_page("sql", sql="SELECT count(*) AS n FROM issue")
+    assert at.text_area(key="sql_text").value == "SELECT count(*) AS n FROM issue"
+    assert not at.dataframe and not at.warning and not at.error
+    assert "press Run to run it" in texts(at)
+    at.run()  # a rerun (any widget change) does not run it either
+    assert not at.dataframe
+    next(b for b in at.button if b.label == "Run").click()
+    at.run()
     assert at.dataframe[-1].value["n"].tolist() == [seeded.issues]
     assert "Truncated" not in texts(at)
+
+
+def test_sql_console_shared_attack_link_does_nothing(seeded: Seeded, configured_reader: str, engine: Engine) -> None:
+    attack = "/**/SELECT e'\\''; COMMIT; DELETE FROM issue; --'"
+    at = open_page("sql", sql=attack)
+    assert at.text_area(key="sql_text").value == attack
+    assert not at.dataframe and not at.warning and not at.error
+    from sqlalchemy import text
+
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT count(*) FROM issue")).scalar() == seeded.issues
+
+
+def test_sql_console_without_a_reader_on_postgres_says_how_to_set_one_up(
+    seeded: Seeded, backend: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("INTEROP_READER_DATABASE_URL", raising=False)
+    at = open_page("sql", sql="SELECT 1")
+    run = next(b for b in at.button if b.label == "Run")
+    if backend == "sqlite":  # SQLite needs no reader: the file is opened read-only
+        assert not at.error and not run.disabled
+        return
+    assert any("INTEROP_READER_DATABASE_URL" in e.value and "interop db create-reader" in e.value for e in at.error)
+    assert run.disabled
 
 
 def test_issues_page_filters_from_the_url_and_detail(seeded: Seeded) -> None:

@@ -86,11 +86,11 @@ def test_sqlite_export_holds_every_table(engine: Engine, db_url: str, tmp_path: 
     assert as_sqlite[0].endswith("Z") and " " in as_sqlite[0]
 
 
-def test_export_query_is_read_only_and_uncapped(engine: Engine, db_url: str, tmp_path: Path) -> None:
+def test_export_query_is_read_only_and_uncapped(engine: Engine, reader_url: str, tmp_path: Path) -> None:
     seeded = seed_github(engine, 20)
     sql = "SELECT i.number, i.state, r.full_name FROM issue i JOIN repository r ON r.id = i.repository_id"
     for fmt in ("parquet", "csv", "sqlite"):
-        done = export_query(db_url, sql, tmp_path, fmt, name="closed", chunk=7)
+        done = export_query(reader_url, sql, tmp_path, fmt, name="closed", chunk=7)
         assert done.rows == seeded.issues
     table = pq.read_table(tmp_path / "closed.parquet")
     assert table.num_rows == seeded.issues and table.schema.field("number").type == pa.int64()
@@ -99,7 +99,7 @@ def test_export_query_is_read_only_and_uncapped(engine: Engine, db_url: str, tmp
         assert conn.execute("SELECT count(*) FROM closed").fetchone()[0] == seeded.issues
 
 
-def test_cli_export_and_its_errors(cli, engine: Engine, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_cli_export_and_its_errors(cli, configured_reader: str, engine: Engine, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     seeded = seed_github(engine, 4)
     ok = cli("export", "--format", "parquet", "--tables", "issue,repository", "--out", str(tmp_path / "a"))
     assert ok.exit_code == 0, ok.output
@@ -118,7 +118,7 @@ def test_cli_export_and_its_errors(cli, engine: Engine, tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("sql", ["DELETE FROM issue", "SELECT 1; DROP TABLE issue", "UPDATE issue SET title = ''"])
-def test_cli_export_query_refuses_writes(cli, engine: Engine, tmp_path: Path, sql: str) -> None:  # type: ignore[no-untyped-def]
+def test_cli_export_query_refuses_writes(cli, configured_reader: str, engine: Engine, tmp_path: Path, sql: str) -> None:  # type: ignore[no-untyped-def]
     seeded = seed_github(engine, 3)
     result = cli("export", "query", sql, "--out", str(tmp_path / "out"))
     assert result.exit_code == 2 and "refused" in result.output
@@ -129,7 +129,7 @@ def test_cli_export_query_refuses_writes(cli, engine: Engine, tmp_path: Path, sq
         assert s.exec(select(func.count()).select_from(Issue)).one()[0] == seeded.issues  # type: ignore[call-overload]
 
 
-def test_cli_export_query_stops_long_queries(cli, tmp_path: Path, backend: str) -> None:  # type: ignore[no-untyped-def]
+def test_cli_export_query_stops_long_queries(cli, configured_reader: str, tmp_path: Path, backend: str) -> None:  # type: ignore[no-untyped-def]
     endless = (
         "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c) SELECT max(x) FROM c"
         if backend == "sqlite"
@@ -140,7 +140,7 @@ def test_cli_export_query_stops_long_queries(cli, tmp_path: Path, backend: str) 
     assert not (tmp_path / "out").exists(), "no empty --out folder is left behind"
 
 
-def test_console_downloads_of_json_and_time_columns(engine: Engine, db_url: str) -> None:
+def test_console_downloads_of_json_and_time_columns(engine: Engine, reader_url: str) -> None:
     """The SQL console's CSV/Parquet downloads keep JSON values (dicts on PostgreSQL, text on SQLite) and times."""
     import io
 
@@ -148,7 +148,9 @@ def test_console_downloads_of_json_and_time_columns(engine: Engine, db_url: str)
     from db.readonly import run_read_only
 
     seeded = seed_github(engine, 3)
-    result = run_read_only(db_url, "SELECT number, labels, counts, started_at FROM issue, ingest_run ORDER BY number")
+    result = run_read_only(
+        reader_url, "SELECT number, labels, counts, started_at FROM issue, ingest_run ORDER BY number"
+    )
     assert result.row_count == seeded.issues * seeded.ingest_runs
     table = pq.read_table(io.BytesIO(frame_to_bytes(result.frame, "parquet")))
     assert table.num_rows == result.row_count

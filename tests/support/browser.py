@@ -186,3 +186,24 @@ def wait_for_page(browser: Chromium, title: str, timeout: float = 60) -> dict[st
             return state
         time.sleep(0.4)
     raise TimeoutError(f"page {title!r} did not finish rendering: {json.dumps(state)[:500]}")
+
+
+def click_and_wait(browser: Chromium, label: str, shows: str, timeout: float = 60) -> dict[str, Any]:
+    """Click the button labelled `label`, then poll until the page shows `shows` and has finished running."""
+    clicked = browser.evaluate(
+        "(() => { const b = Array.from(document.querySelectorAll('button'))"
+        f".find(b => b.innerText.trim().endsWith({json.dumps(label)})); if (b) b.click(); return !!b; }})()"
+    )
+    if not clicked:
+        raise RuntimeError(f"no button labelled {label!r}")
+    deadline = time.monotonic() + timeout
+    state: dict[str, Any] = {}
+    settled = 0
+    while time.monotonic() < deadline:
+        state = browser.evaluate(PAGE_STATE_JS) or {}
+        done = shows in state.get("text", "") and state.get("state") == "notRunning" and not state.get("skeleton")
+        settled = settled + 1 if done or state.get("exceptions") else 0
+        if settled >= 3:  # stable for three polls: tables have rendered
+            return state
+        time.sleep(0.4)
+    raise TimeoutError(f"{shows!r} not shown after clicking {label!r}: {json.dumps(state)[:500]}")
