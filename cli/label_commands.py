@@ -380,18 +380,6 @@ def adjudicate(
                 console.print(f"  open {item['item']}: {', '.join(item['dimensions'])}  {item['coders']}")
 
 
-def _evidence(detail: object) -> str:
-    """`alice 2, bob 4 (disagreed)` from a final label's evidence."""
-    if not isinstance(detail, dict):
-        return ""
-    if detail.get("file"):
-        return f"sheet {detail['file']}"
-    given = ", ".join(
-        f"{c.get('coder')} {'–' if c.get('code') is None else c.get('code')}" for c in detail.get("codings") or []
-    )
-    return given + (" (disagreed)" if detail.get("disagreement") else "")
-
-
 def _text(value: object) -> str:
     """A cell: missing values (None, NaN) are blank."""
     import pandas as pd
@@ -412,6 +400,7 @@ def finals(
 ) -> None:
     """Final labels with who decided, the reviewer's note and the codings weighed (or their whole history)."""
     from db.queries.labeling import adjudication_history, final_labels
+    from labeling.finals import evidence_text
 
     _check_choices(fmt, ("table", "json", "csv"), round_name, {})
     eng = engine()
@@ -445,7 +434,7 @@ def finals(
                 _text(row.decided_by) or _text((row.detail or {}).get("reason")),
                 _when(row.decided_at),
                 _text(row.note),
-                _evidence(row.detail),
+                evidence_text(row.detail),
             )
     else:
         table = _table("item", "dimension", "code", "decided by", "at (UTC)", "note", "evidence")
@@ -457,7 +446,7 @@ def finals(
                 row.decided_by,
                 _when(row.decided_at),
                 _text(row.note),
-                _evidence(row.detail),
+                evidence_text(row.detail),
             )
     console.print(table)
 

@@ -95,3 +95,15 @@ def write_final_labels(
         counts["withdrawn"] += 1
     session.flush()
     return counts
+
+
+def evidence_text(detail: object) -> str:
+    """A final label's evidence in one line: `alice 2, bob 4 (disagreed)`, or the sheet it came from."""
+    if not isinstance(detail, dict):
+        return ""
+    if detail.get("file"):
+        return f"sheet {detail['file']}"
+    given = ", ".join(
+        f"{c.get('coder')} {'–' if c.get('code') is None else c.get('code')}" for c in detail.get("codings") or []
+    )
+    return given + (" (disagreed)" if detail.get("disagreement") else "")

@@ -169,3 +169,19 @@ def test_one_rule_picks_the_annotation_that_counts() -> None:
     assert live[2].completed_by == 7  # a user object in single reads, an id in lists: one field
     assert newest([]) is None
     assert isinstance(chosen, Annotation)
+
+
+def test_only_the_client_talks_to_the_sdk() -> None:
+    """The boundary holds: no other module of the platform imports label_studio_sdk (benchmarks and tests play
+    coders and baselines with it)."""
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    packages = ["cli", "db", "experiments", "explorer", "labeling", "miners", "reporting"]
+    users = sorted(
+        str(path.relative_to(root))
+        for package in packages
+        for path in (root / package).rglob("*.py")
+        if "label_studio_sdk" in path.read_text(encoding="utf-8")
+    )
+    assert users == ["labeling/client.py"]

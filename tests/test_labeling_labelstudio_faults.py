@@ -81,13 +81,13 @@ def ls_projects(ls_client, fragment: str) -> dict[str, Any]:  # type: ignore[no-
 def recorded(engine: Engine) -> tuple[dict[str, int], dict[str, dict[int, int]], dict[int, str]]:
     """coder → LS user id, coder → {item id: task id}, item id → ref."""
     with Session(engine) as s:
-        users = {c.name: c.ls_user_id for c in s.exec(select(Coder)).all()}
+        coders = {c.id: c for c in s.exec(select(Coder)).all()}
         tasks: dict[str, dict[int, int]] = {}
         for p in s.exec(select(LsProject).where(LsProject.purpose == "coding")).all():
-            name = s.get(Coder, p.coder_id).name  # type: ignore[union-attr]
-            tasks[name] = {t.item_id: t.ls_task_id for t in s.exec(select(LsTask).where(LsTask.project_id == p.id))}
-        refs = {i.id: i.ref for i in s.exec(select(LabelItem)).all()}
-    return users, tasks, refs  # type: ignore[return-value]
+            rows = s.exec(select(LsTask).where(LsTask.project_id == p.id)).all()
+            tasks[coders[p.coder_id].name] = {t.item_id: t.ls_task_id for t in rows}
+        refs = {i.id or 0: i.ref for i in s.exec(select(LabelItem)).all()}
+    return {c.name: c.ls_user_id or 0 for c in coders.values()}, tasks, refs
 
 
 def test_whoami_answering_a_list_is_one_error_line_and_nothing_written(cli_ls, proxy: FaultProxy, engine) -> None:  # type: ignore[no-untyped-def]
