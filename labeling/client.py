@@ -155,19 +155,18 @@ class TaskListing:
     server_time: datetime | None
 
 
+JSON_TYPES = {"dict": "an object", "list": "a list", "str": "a string", "NoneType": "null"}
+
+
 def _summary(exc: ValidationError) -> str:
     """The first validation problem as `an unexpected shape: where: what (got TYPE)`, without the value itself."""
     errors = exc.errors(include_url=False)
     first = errors[0]
     where = ".".join(str(p) for p in first["loc"]) or "the answer"
     got = ""
-    if first["type"] != "missing":
+    if first["type"] != "missing":  # the input of a missing field is its parent: not worth naming
         name = type(first.get("input")).__name__
-        got = (
-            " (got "
-            + {"dict": "an object", "list": "a list", "str": "a string", "NoneType": "null"}.get(name, name)
-            + ")"
-        )
+        got = f" (got {JSON_TYPES.get(name, name)})"
     more = f" (and {len(errors) - 1} more problems)" if len(errors) > 1 else ""
     return f"an unexpected shape: {where}: {first['msg']}{got}{more}"
 
@@ -203,14 +202,22 @@ class LabelStudioClient:
 
     # -- one call ------------------------------------------------------------------------------------------------
 
-    def _call(self, endpoint: str, call: Callable[[dict[str, Any]], object], shape: Any, *, write: bool = False) -> Any:
+    def _call(
+        self,
+        endpoint: str,
+        call: Callable[[dict[str, Any]], object],
+        shape: Any,
+        *,
+        write: bool = False,
+        timeout: float | None = None,
+    ) -> Any:
         """Run one SDK call and validate the JSON it received against `shape` (None: no body expected)."""
         import httpx
         from label_studio_sdk.core.api_error import ApiError
         from label_studio_sdk.core.parse_error import ParsingError
 
         options: dict[str, Any] = {
-            "timeout": IMPORT_TIMEOUT_S if "/import" in endpoint else self.timeout,
+            "timeout": timeout or self.timeout,
             "max_retries": 0 if write else READ_RETRIES,
         }
         self._last = None
@@ -363,6 +370,7 @@ class LabelStudioClient:
             ),
             ImportAnswer,
             write=True,
+            timeout=max(IMPORT_TIMEOUT_S, self.timeout),
         )
         ids = answer.task_ids
         if len(ids) != len(tasks) or answer.task_count != len(tasks) or len(set(ids)) != len(ids):
