@@ -14,6 +14,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -23,10 +24,12 @@ from sqlmodel import Session, select  # noqa: E402
 from db.migrate import upgrade  # noqa: E402
 from db.models.github import Issue  # noqa: E402
 from db.models.labeling import Coder, LabelItem, LabelRound, LsProject, LsTask  # noqa: E402
+from labeling.client import connect  # noqa: E402
 from labeling.codebook import read_codebook  # noqa: E402
-from labeling.labelstudio import choice_value, connect  # noqa: E402
+from labeling.labelstudio import choice_value  # noqa: E402
+from labeling.projects import task_data  # noqa: E402
 from labeling.store import store_codebook  # noqa: E402
-from labeling.sync import pull, push, task_data  # noqa: E402
+from labeling.sync import pull, push  # noqa: E402
 from tests.support.labeling import make_sample  # noqa: E402
 from tests.support.labelstudio import LabelStudioServer  # noqa: E402
 
@@ -38,6 +41,20 @@ def shared_dir() -> Path:
         if cand and (Path(cand) / "codebook").is_dir():
             return Path(cand)
     raise SystemExit("set INTEROP_SHARED_DIR to the shared study data (for the codebook)")
+
+
+def counted_sdk(url: str, token: str) -> tuple[Any, list[int]]:
+    """A plain SDK client (the baselines and the stand-in coders) and a box counting its HTTP requests."""
+    import httpx
+    from label_studio_sdk import LabelStudio
+
+    box = [0]
+
+    def count(_request: httpx.Request) -> None:
+        box[0] += 1
+
+    http = httpx.Client(timeout=60.0, event_hooks={"request": [count]})
+    return LabelStudio(base_url=url, api_key=token, httpx_client=http), box
 
 
 def annotated(result_codes: tuple[int, int], coder_id: int) -> list[dict]:  # type: ignore[type-arg]
@@ -89,7 +106,7 @@ def main() -> None:
     rows: list[tuple[str, int, float, int]] = []
     try:
         conn = connect(server.url, server.token)
-        client = conn.client
+        client, baseline_requests = counted_sdk(server.url, server.token)  # coders' and baselines' raw calls
 
         # push: n issues to two coders without overlap = n tasks
         make_sample(engine, "bench-push", n, start=100_000)
@@ -116,7 +133,7 @@ def main() -> None:
                 item = s.get(LabelItem, t.item_id)
                 issue = s.get(Issue, item.issue_id)
                 data.append(task_data(issue, "pytorch/pytorch", item))
-        t0, r0 = time.perf_counter(), conn.request_count
+        t0, r0 = time.perf_counter(), baseline_requests[0]
         for d in data:
             client.tasks.create(project=scratch.id, data=d)
         per = (time.perf_counter() - t0) / len(data)
@@ -125,7 +142,7 @@ def main() -> None:
                 f"baseline push: one call per task (×{n}/{len(data)})",
                 n,
                 per * n,
-                (conn.request_count - r0) * n // len(data),
+                (baseline_requests[0] - r0) * n // len(data),
             )
         )
 
@@ -183,7 +200,7 @@ def main() -> None:
         # baseline: one `tasks.get` per task (a slice, extrapolated)
         with Session(engine) as s:
             ids = [t.ls_task_id for t in s.exec(select(LsTask).order_by(LsTask.id.desc()).limit(BASELINE_SLICE))]
-        t0, r0 = time.perf_counter(), conn.request_count
+        t0, r0 = time.perf_counter(), baseline_requests[0]
         for tid in ids:
             client.tasks.get(id=tid)
         per = (time.perf_counter() - t0) / len(ids)
@@ -193,7 +210,7 @@ def main() -> None:
                 f"baseline pull: one call per task (×{total}/{len(ids)})",
                 total,
                 per * total,
-                (conn.request_count - r0) * total // len(ids),
+                (baseline_requests[0] - r0) * total // len(ids),
             )
         )
     finally:

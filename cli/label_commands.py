@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -267,13 +268,16 @@ def push(
     seed: int = typer.Option(None, "--seed", help="Seed of the assignment (default: the sample's seed)."),
     codebook: str = typer.Option(None, "--codebook", help="Codebook name (default: the only one loaded)."),
 ) -> None:
-    """Create/update one Label Studio project per coder (blind coding) and import the sample's issues as tasks."""
-    from labeling.labelstudio import connect
+    """Create/update one Label Studio project per coder (blind coding) and import the sample's issues as tasks.
+
+    The round is recorded only when the whole push succeeded; after a failure, pushing again (with the same or
+    other coders) reuses what reached Label Studio and removes projects of coders no longer named."""
+    from labeling.client import connect
     from labeling.sync import push as do_push
 
     with _labeling_errors():
-        conn = connect()
-        report = do_push(engine(), conn, sample, round_name, coders, overlap, per_item, seed, codebook)
+        client = connect()
+        report = do_push(engine(), client, sample, round_name, coders, overlap, per_item, seed, codebook)
     console.print(
         f"round {report.round!r}: {report.items} items, {report.overlap_items} coded by several coders; "
         f"{report.created_projects} projects created, {report.updated_configs} updated, "
@@ -287,8 +291,17 @@ def push(
         )
     for name, project in report.projects.items():
         console.print(
-            f"  {name}: project {project} at {conn.url}/projects/{project}: "
+            f"  {name}: project {project} at {client.url}/projects/{project}: "
             f"{report.tasks_new.get(name, 0)} new tasks, {report.tasks_total.get(name, 0)} in all"
+        )
+    if report.removed_projects:
+        ids = ", ".join(str(i) for i in report.removed_projects)
+        console.print(f"  removed Label Studio projects {ids}: an earlier failed push of this round made them")
+    for title in report.kept_projects:
+        err_console.print(
+            f"[yellow]note:[/] kept {title}: an earlier failed push of this round made it for a coder no longer "
+            "named, and someone annotated there; delete it in Label Studio once its work is saved elsewhere",
+            soft_wrap=True,
         )
 
 
@@ -297,13 +310,15 @@ def pull(
     round_name: str = typer.Option(None, "--round", help="Only this round (default: every Label Studio round)."),
     full: bool = typer.Option(False, "--full", help="Re-read every task, not only those changed since last pull."),
 ) -> None:
-    """Fetch new and changed annotations, check each against the codebook, and store them (re-pull changes nothing)."""
-    from labeling.labelstudio import connect
+    """Fetch new and changed annotations, check each against the codebook, and store them (re-pull changes nothing).
+
+    Any answer of an unexpected shape stops the pull with one error: nothing is stored and no cursor moves."""
+    from labeling.client import connect
     from labeling.sync import pull as do_pull
 
     with _labeling_errors():
-        conn = connect()
-        report = do_pull(engine(), conn, round_name, full)
+        client = connect()
+        report = do_pull(engine(), client, round_name, full)
     c = report.counts
     console.print(
         f"pulled {', '.join(report.rounds)}: {c['tasks_read']} tasks read, {c['new']} new, "
@@ -336,13 +351,13 @@ def adjudicate(
 ) -> None:
     """Final labels: agreed items automatically; disagreements by a named rule or by review in Label Studio."""
     from labeling.adjudicate import adjudicate as do_adjudicate
-    from labeling.labelstudio import connect
+    from labeling.client import connect
 
     if prefer_coder and majority:
         fail("choose one rule: --prefer-coder or --majority")
     with _labeling_errors():
-        conn = connect() if review else None
-        report = do_adjudicate(engine(), round_name, prefer_coder, majority, conn)
+        client = connect() if review else None
+        report = do_adjudicate(engine(), round_name, prefer_coder, majority, client)
     c = report.counts
     console.print(
         f"round {report.round!r}: final labels {c['final_new']} new, {c['final_changed']} changed, "
@@ -351,12 +366,89 @@ def adjudicate(
         f"{c['items_waiting']} waiting for a valid coding"
         + (f", {c['sent_to_review']} sent to review project {report.review_project}" if review else "")
     )
+    for bad in report.invalid_reviews:
+        err_console.print(
+            f"[yellow]invalid review[/] {bad['item']} by {bad['reviewer']} (task {bad['ls_task_id']}, annotation "
+            f"{bad['ls_annotation_id']}): {'; '.join(bad['problems'])}; the item keeps its earlier state",
+            soft_wrap=True,
+        )
     if show_open:
         for item in report.open_items:
             if item.get("waiting_for"):
                 console.print(f"  waiting {item['item']}: no valid coding yet from {', '.join(item['waiting_for'])}")
             else:
                 console.print(f"  open {item['item']}: {', '.join(item['dimensions'])}  {item['coders']}")
+
+
+def _text(value: object) -> str:
+    """A cell: missing values (None, NaN) are blank."""
+    import pandas as pd
+
+    return "" if value is None or (not isinstance(value, dict | list) and pd.isna(value)) else str(value)
+
+
+def _code(code: object, label: object) -> str:
+    return f"{code:.0f} {label}" if _text(code) else ""
+
+
+@app.command()
+def finals(
+    round_name: str = typer.Option(..., "--round", help="The round whose final labels to show."),
+    item: str = typer.Option(None, "--item", help="Only this item, e.g. pytorch/pytorch#49403."),
+    history: bool = typer.Option(False, "--history", help="Every decision instead: before, after, who, when, why."),
+    fmt: str = typer.Option("table", "--format", help="table | json | csv"),
+) -> None:
+    """Final labels with who decided, the reviewer's note and the codings weighed (or their whole history)."""
+    from db.queries.labeling import adjudication_history, final_labels
+    from labeling.finals import evidence_text
+
+    _check_choices(fmt, ("table", "json", "csv"), round_name, {})
+    eng = engine()
+    if history:
+        frame = adjudication_history(eng, round_name, item)
+    else:
+        frame = final_labels(eng, round_name)
+        if item:
+            frame = frame[frame["item"] == item]
+    if frame.empty:
+        fail(
+            f"no {'decisions' if history else 'final labels'} in round {round_name!r}"
+            + (f" for {item}" if item else "")
+        )
+    if fmt in ("json", "csv"):
+        frame = frame.drop(columns=[c for c in ("item_id", "kind") if c in frame])
+        if fmt == "json":
+            typer.echo(frame.to_json(orient="records", date_format="iso", indent=2))
+        else:
+            typer.echo(frame.assign(detail=frame["detail"].map(json.dumps)).to_csv(index=False), nl=False)
+        return
+    if history:
+        table = _table("item", "dimension", "action", "from", "to", "decided by", "at (UTC)", "note", "evidence")
+        for row in frame.itertuples(index=False):
+            table.add_row(
+                row.item,
+                row.dimension,
+                row.action,
+                _code(row.previous_code, row.previous_label),
+                _code(row.code, row.label),
+                _text(row.decided_by) or _text((row.detail or {}).get("reason")),
+                _when(row.decided_at),
+                _text(row.note),
+                evidence_text(row.detail),
+            )
+    else:
+        table = _table("item", "dimension", "code", "decided by", "at (UTC)", "note", "evidence")
+        for row in frame.itertuples(index=False):
+            table.add_row(
+                row.item,
+                row.dimension,
+                _code(row.code, row.label),
+                row.decided_by,
+                _when(row.decided_at),
+                _text(row.note),
+                evidence_text(row.detail),
+            )
+    console.print(table)
 
 
 @app.command()

@@ -1,10 +1,12 @@
 """Final labels of a round: agreement decides automatically; disagreements go to a named rule or to a review
-project in Label Studio, and every final label records who or what decided it."""
+project in Label Studio. Every final label records who or what decided it, the reviewer's note and the codings
+weighed; every change of it is kept in `adjudication_history` (see `labeling.finals`)."""
 
 from __future__ import annotations
 
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy.engine import Engine
@@ -14,13 +16,17 @@ from db.engine import session_scope
 from db.ingest import recorded_run
 from db.models.github import Issue, Repository
 from db.models.labeling import Coder, Coding, CodingValue, FinalLabel, LabelItem, LsProject, LsTask
+from labeling.client import LabelStudioClient, LabelStudioError, newest
 from labeling.codebook import CodebookSpec
-from labeling.labelstudio import Connection, check_result, instructions, labeling_config, ls_errors
+from labeling.finals import Decision, write_final_labels
+from labeling.labelstudio import check_result, instructions, labeling_config
+from labeling.projects import ProjectSync, task_data
 from labeling.store import LabelingError, LoadedCodebook, get_round, round_codebook
 
 AGREEMENT = "agreement"
 SINGLE = "single-coder"
 REVIEW_PREFIX = "review:"
+KEPT = (REVIEW_PREFIX, "sheet")  # decisions made by people: they stay unless reviewed anew
 
 
 @dataclass
@@ -29,6 +35,35 @@ class AdjudicationReport:
     counts: Counter[str] = field(default_factory=Counter)
     open_items: list[dict[str, Any]] = field(default_factory=list)
     review_project: int | None = None
+    invalid_reviews: list[dict[str, Any]] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Review:
+    """A reviewer's valid decision on one item: the newest annotation of its task in the review project."""
+
+    codes: dict[str, int]
+    reviewer: str
+    note: str | None
+    ls_task_id: int
+    ls_annotation_id: int
+    annotated_at: datetime
+
+
+@dataclass
+class RoundCodings:
+    """The round's valid codings: item → coder → {dimension: code}, and item → coder → coding id."""
+
+    codes: dict[int, dict[str, dict[str, int]]] = field(default_factory=lambda: defaultdict(dict))
+    ids: dict[int, dict[str, int]] = field(default_factory=lambda: defaultdict(dict))
+
+    def evidence(self, item_id: int, key: str) -> dict[str, Any]:
+        """Which codings were weighed for one item and dimension, and whether they disagreed."""
+        given = {coder: codes.get(key) for coder, codes in sorted(self.codes[item_id].items())}
+        return {
+            "codings": [{"coder": c, "coding_id": self.ids[item_id][c], "code": code} for c, code in given.items()],
+            "disagreement": len(set(given.values())) > 1,
+        }
 
 
 def _consistent(codes: dict[str, int], spec: CodebookSpec) -> dict[str, int]:
@@ -87,19 +122,19 @@ def _decide(
     return final, open_dims
 
 
-def _codings(session: Session, round_id: int, book: LoadedCodebook) -> dict[int, dict[str, dict[str, int]]]:
-    """item → coder → {dimension: code} of the round's valid codings."""
+def _codings(session: Session, round_id: int, book: LoadedCodebook) -> RoundCodings:
     key_by_dim = {v: k for k, v in book.dimension_ids.items()}
     code_by_id = book.code_by_id
-    out: dict[int, dict[str, dict[str, int]]] = defaultdict(dict)
+    out = RoundCodings()
     rows = session.exec(
-        select(Coding.item_id, Coder.name, CodingValue.dimension_id, CodingValue.code_id)
+        select(Coding.item_id, Coding.id, Coder.name, CodingValue.dimension_id, CodingValue.code_id)
         .join(Coder, Coder.id == Coding.coder_id)
         .join(CodingValue, CodingValue.coding_id == Coding.id, isouter=True)
         .where(Coding.round_id == round_id, Coding.valid.is_(True))
     ).all()
-    for item_id, coder, dim_id, code_id in rows:
-        codes = out[item_id].setdefault(coder, {})
+    for item_id, coding_id, coder, dim_id, code_id in rows:
+        codes = out.codes[item_id].setdefault(coder, {})
+        out.ids[item_id][coder] = coding_id or 0
         if dim_id is not None:
             codes[key_by_dim[dim_id]] = code_by_id[code_id][1]
     return out
@@ -122,8 +157,6 @@ def _assigned(session: Session, round_id: int) -> dict[int, set[str]]:
 def _review_data(
     session: Session, item_id: int, codes: dict[str, dict[str, int]], spec: CodebookSpec, open_dims: list[str]
 ) -> dict[str, Any]:
-    from labeling.sync import task_data
-
     item = session.get(LabelItem, item_id)
     issue = session.get(Issue, item.issue_id) if item and item.issue_id else None
     if item is None or issue is None:
@@ -146,170 +179,166 @@ def _review_config(spec: CodebookSpec) -> str:
 
 
 def _pull_review(
-    conn: Connection, session: Session, project: LsProject, book: LoadedCodebook
-) -> dict[int, tuple[dict[str, int], str]]:
-    """item → (codes, reviewer) of valid review annotations (the newest per task)."""
-    from labeling.sync import PAGE, _when, user_id
-
+    client: LabelStudioClient, session: Session, project: LsProject, book: LoadedCodebook, report: AdjudicationReport
+) -> dict[int, Review]:
+    """item → the reviewer's decision, from the newest annotation of each review task; an invalid one is
+    reported (the item stays as it was) instead of being passed over."""
     items = {t.ls_task_id: t.item_id for t in session.exec(select(LsTask).where(LsTask.project_id == project.id))}
     if not items:
         return {}
-    users = {int(u.id): (u.username or u.email or str(u.id)) for u in conn.client.users.list()}
-    out: dict[int, tuple[dict[str, int], str]] = {}
-    for task in conn.client.tasks.list(project=project.ls_project_id, fields="all", page_size=PAGE):
-        anns = [a if isinstance(a, dict) else a.dict() for a in (task.annotations or [])]
-        anns = [a for a in anns if not a.get("was_cancelled")]
-        if not anns or int(task.id) not in items:
+    names = {u.id: u.name for u in client.users()}
+    out: dict[int, Review] = {}
+    for task in client.tasks(project.ls_project_id).tasks:
+        item_id = items.get(task.id)
+        ann = newest(task.live_annotations)
+        if item_id is None or ann is None:
             continue
-        ann = max(anns, key=lambda a: (_when(a.get("updated_at")), a.get("id", 0)))
-        checked = check_result(ann.get("result"), book.spec)
-        if checked.valid:
-            out[items[int(task.id)]] = (checked.codes, users.get(user_id(ann.get("completed_by")) or 0, "unknown"))
+        by = ann.completed_by
+        reviewer = names.get(by, f"user {by}") if by is not None else "unknown"
+        checked = check_result(ann.result, book.spec)
+        if not checked.valid:
+            item = session.get(LabelItem, item_id)
+            report.invalid_reviews.append(
+                {
+                    "item": item.ref if item else item_id,
+                    "reviewer": reviewer,
+                    "ls_task_id": task.id,
+                    "ls_annotation_id": ann.id,
+                    "problems": checked.problems,
+                }
+            )
+            continue
+        out[item_id] = Review(checked.codes, reviewer, checked.note, task.id, ann.id, ann.updated_at)
     return out
 
 
 def adjudicate(
-    engine: Engine, round_name: str, prefer: str | None = None, majority: bool = False, conn: Connection | None = None
+    engine: Engine,
+    round_name: str,
+    prefer: str | None = None,
+    majority: bool = False,
+    client: LabelStudioClient | None = None,
 ) -> AdjudicationReport:
-    """Write final labels for the round in one transaction. With a connection, open disagreements go to the
+    """Write final labels for the round in one transaction. With a client, open disagreements go to the
     round's review project and reviewers' decisions made there so far become final labels."""
     report = AdjudicationReport(round_name)
-    with (
-        recorded_run(
-            engine,
-            "label-adjudicate",
-            {"round": round_name, "prefer": prefer, "majority": majority, "review": conn is not None},
-        ) as log,
-        session_scope(engine) as session,
-    ):
-        rnd = get_round(session, round_name)
-        book = round_codebook(session, rnd)
-        codings = _codings(session, rnd.id or 0, book)
-        if not codings:
-            raise LabelingError(f"round {round_name!r} has no valid codings to adjudicate")
-        if prefer and prefer not in {c for item in codings.values() for c in item}:
-            raise LabelingError(f"--prefer-coder {prefer!r} has no codings in round {round_name!r}")
-        existing = {
-            (f.item_id, f.dimension_id): f
-            for f in session.exec(select(FinalLabel).where(FinalLabel.round_id == rnd.id)).all()
-        }
-        review_project = None
-        reviewed: dict[int, tuple[dict[str, int], str]] = {}
-        if conn is not None:
-            with ls_errors(conn.url):
-                review_project = _ensure_review_project(conn, session, rnd, book)
-                reviewed = _pull_review(conn, session, review_project, book)
-            report.review_project = review_project.ls_project_id
-        # decisions made by people (review) or taken from the study's sheet stay unless reviewed anew
-        kept: dict[int, dict[str, tuple[int, str]]] = defaultdict(dict)
-        key_by_dim = {v: k for k, v in book.dimension_ids.items()}
-        for (item_id, dim_id), row in existing.items():
-            if row.decided_by.startswith(REVIEW_PREFIX) or row.decided_by == "sheet":
-                kept[item_id][key_by_dim[dim_id]] = (book.code_by_id[row.code_id][1], row.decided_by)
-        covered = {k for item in codings.values() for codes in item.values() for k in codes}
-        assigned = _assigned(session, rnd.id or 0)
-        to_review: list[tuple[int, list[str]]] = []
-        wanted: dict[tuple[int, int], tuple[int, str]] = {}
-        for item_id, item_codes in sorted(codings.items()):
-            if item_id in reviewed:
-                codes, reviewer = reviewed[item_id]
-                decided = {k: (v, f"{REVIEW_PREFIX}{reviewer}") for k, v in codes.items()}
-                report.counts["items_reviewed"] += 1
-                open_dims: list[str] = []
-            elif assigned.get(item_id, set()) - set(item_codes):
-                waiting = sorted(assigned[item_id] - set(item_codes))
-                report.counts["items_waiting"] += 1
-                item = session.get(LabelItem, item_id)
-                report.open_items.append(
-                    {
-                        "item": item.ref if item else item_id,
-                        "dimensions": [],
-                        "coders": {c: dict(v) for c, v in item_codes.items()},
-                        "waiting_for": waiting,
-                    }
-                )
-                continue
-            elif item_id in kept:
-                decided, open_dims = kept[item_id], []
-                report.counts["items_kept"] += 1
-            else:
-                decided, open_dims = _decide(item_codes, book.spec, prefer, majority, covered)
-            for key, (code, by) in decided.items():
-                wanted[(item_id, book.dimension_ids[key])] = (book.code_ids[(key, code)], by)
-                report.counts[by.split(":")[0]] += 1
-            if open_dims:
-                report.counts["items_open"] += 1
-                item = session.get(LabelItem, item_id)
-                report.open_items.append(
-                    {
-                        "item": item.ref if item else item_id,
-                        "dimensions": open_dims,
-                        "coders": {c: dict(v) for c, v in item_codes.items()},
-                    }
-                )
-                to_review.append((item_id, open_dims))
-        for key, (code_id, by) in wanted.items():
-            row = existing.pop(key, None)
-            if row is None:
-                session.add(
-                    FinalLabel(
-                        round_id=rnd.id or 0, item_id=key[0], dimension_id=key[1], code_id=code_id, decided_by=by
-                    )
-                )
-                report.counts["final_new"] += 1
-            elif (row.code_id, row.decided_by) != (code_id, by):
-                row.code_id, row.decided_by = code_id, by
-                session.add(row)
-                report.counts["final_changed"] += 1
-        for row in existing.values():  # no longer decided (codings changed): withdraw
-            session.delete(row)
-            report.counts["final_withdrawn"] += 1
-        if conn is not None and review_project is not None and to_review:
-            with ls_errors(conn.url):
-                report.counts["sent_to_review"] = _send_to_review(
-                    conn, session, review_project, codings, to_review, book.spec
-                )
+    params = {"round": round_name, "prefer": prefer, "majority": majority, "review": client is not None}
+    with recorded_run(engine, "label-adjudicate", params) as log:
+        try:
+            with session_scope(engine) as session:
+                _adjudicate(session, client, round_name, prefer, majority, report, log.id)
+        except LabelStudioError as exc:
+            raise exc.with_context("no final label was changed") from None
         for key, n in report.counts.items():
             log.add(key, n)
     return report
 
 
-def _ensure_review_project(conn: Connection, session: Session, rnd: Any, book: LoadedCodebook) -> LsProject:
-    from labeling.sync import PushReport, _ensure_project
-
-    project, _ = _ensure_project(
-        conn,
-        session,
-        rnd,
-        None,
-        "review",
-        _review_config(book.spec),
-        instructions(book.spec),
-        None,
-        PushReport(rnd.name),
-    )
-    return project
+def _adjudicate(
+    session: Session,
+    client: LabelStudioClient | None,
+    round_name: str,
+    prefer: str | None,
+    majority: bool,
+    report: AdjudicationReport,
+    run_id: int,
+) -> None:
+    rnd = get_round(session, round_name)
+    book = round_codebook(session, rnd)
+    codings = _codings(session, rnd.id or 0, book)
+    if not codings.codes:
+        raise LabelingError(f"round {round_name!r} has no valid codings to adjudicate")
+    if prefer and prefer not in {c for item in codings.codes.values() for c in item}:
+        raise LabelingError(f"--prefer-coder {prefer!r} has no codings in round {round_name!r}")
+    projects = review_project = None
+    reviewed: dict[int, Review] = {}
+    if client is not None:
+        projects = ProjectSync(client, session, rnd)
+        review_project = projects.ensure(None, "review", _review_config(book.spec), instructions(book.spec))
+        reviewed = _pull_review(client, session, review_project, book, report)
+        report.review_project = review_project.ls_project_id
+    kept: dict[int, list[FinalLabel]] = defaultdict(list)
+    for row in session.exec(select(FinalLabel).where(FinalLabel.round_id == rnd.id)).all():
+        if row.decided_by.startswith(KEPT):
+            kept[row.item_id].append(row)
+    key_by_dim = {v: k for k, v in book.dimension_ids.items()}
+    covered = {k for item in codings.codes.values() for codes in item.values() for k in codes}
+    assigned = _assigned(session, rnd.id or 0)
+    to_review: list[tuple[int, list[str]]] = []
+    wanted: dict[tuple[int, int], Decision] = {}
+    for item_id, item_codes in sorted(codings.codes.items()):
+        note: str | None = None
+        extra: dict[str, Any] = {}
+        open_dims: list[str] = []
+        if item_id in reviewed:
+            review = reviewed[item_id]
+            decided = {k: (v, f"{REVIEW_PREFIX}{review.reviewer}") for k, v in review.codes.items()}
+            note = review.note
+            extra = {
+                "review": {
+                    "ls_project_id": report.review_project,
+                    "ls_task_id": review.ls_task_id,
+                    "ls_annotation_id": review.ls_annotation_id,
+                    "annotated_at": review.annotated_at.isoformat(),
+                }
+            }
+            report.counts["items_reviewed"] += 1
+        elif assigned.get(item_id, set()) - set(item_codes):
+            report.counts["items_waiting"] += 1
+            item = session.get(LabelItem, item_id)
+            report.open_items.append(
+                {
+                    "item": item.ref if item else item_id,
+                    "dimensions": [],
+                    "coders": {c: dict(v) for c, v in item_codes.items()},
+                    "waiting_for": sorted(assigned[item_id] - set(item_codes)),
+                }
+            )
+            continue
+        elif item_id in kept:
+            for row in kept[item_id]:
+                evidence = codings.evidence(item_id, key_by_dim[row.dimension_id])
+                wanted[(item_id, row.dimension_id)] = Decision(
+                    row.code_id, row.decided_by, row.note, {**row.detail, **evidence}
+                )
+                report.counts[row.decided_by.split(":")[0]] += 1
+            report.counts["items_kept"] += 1
+            continue
+        else:
+            decided, open_dims = _decide(item_codes, book.spec, prefer, majority, covered)
+        for key, (code, by) in decided.items():
+            detail = {**codings.evidence(item_id, key), **extra}
+            wanted[(item_id, book.dimension_ids[key])] = Decision(book.code_ids[(key, code)], by, note, detail)
+            report.counts[by.split(":")[0]] += 1
+        if open_dims:
+            report.counts["items_open"] += 1
+            item = session.get(LabelItem, item_id)
+            report.open_items.append(
+                {
+                    "item": item.ref if item else item_id,
+                    "dimensions": open_dims,
+                    "coders": {c: dict(v) for c, v in item_codes.items()},
+                }
+            )
+            to_review.append((item_id, open_dims))
+    counts = write_final_labels(session, rnd.id or 0, wanted, run_id, "no longer decided: the codings changed")
+    for state in ("new", "changed", "withdrawn"):
+        report.counts[f"final_{state}"] = counts[state]
+    report.counts["invalid_reviews"] = len(report.invalid_reviews)
+    if projects is not None and review_project is not None and to_review:
+        report.counts["sent_to_review"] = _send_to_review(projects, review_project, codings, to_review, book.spec)
 
 
 def _send_to_review(
-    conn: Connection,
-    session: Session,
+    projects: ProjectSync,
     project: LsProject,
-    codings: dict[int, dict[str, dict[str, int]]],
+    codings: RoundCodings,
     to_review: list[tuple[int, list[str]]],
     spec: CodebookSpec,
 ) -> int:
-    from labeling.sync import BATCH
-
-    known = {t.item_id for t in session.exec(select(LsTask).where(LsTask.project_id == project.id))}
-    todo = [(i, dims) for i, dims in to_review if i not in known]
-    for b in range(0, len(todo), BATCH):
-        batch = todo[b : b + BATCH]
-        resp = conn.client.projects.import_tasks(
-            id=project.ls_project_id,
-            request=[_review_data(session, i, codings[i], spec, d) for i, d in batch],
-            return_task_ids=True,
-        )
-        for (item_id, _), task_id in zip(batch, list(resp.task_ids or []), strict=True):
-            session.add(LsTask(project_id=project.id or 0, item_id=item_id, ls_task_id=int(task_id)))
-    return len(todo)
+    """Import the open items not yet in the review project (tasks a failed run left there are adopted)."""
+    session = projects.session
+    refs = session.exec(select(LabelItem.ref, LabelItem.id).where(LabelItem.id.in_(list(codings.codes)))).all()
+    known = projects.known_tasks(project, {ref: item_id or 0 for ref, item_id in refs})
+    todo = [(i, _review_data(session, i, codings.codes[i], spec, dims)) for i, dims in to_review if i not in known]
+    return projects.import_tasks(project, todo, known)

@@ -10,7 +10,8 @@ from sqlmodel import Session, select
 
 from db.engine import session_scope
 from db.ingest import recorded_run
-from db.models.labeling import Coding, FinalLabel, LabelRound
+from db.models.labeling import Coding, LabelRound
+from labeling.finals import Decision, write_final_labels
 from labeling.sheets import SheetError, SheetRound, read_workbook
 from labeling.store import (
     LabelingError,
@@ -64,31 +65,9 @@ def _store_round(session: Session, book: LoadedCodebook, sheet_round: SheetRound
             counts["removed"] += 1
     finals_changed = 0
     if sheet_round.kind == "final":
-        existing = {
-            (f.item_id, f.dimension_id): f
-            for f in session.exec(select(FinalLabel).where(FinalLabel.round_id == rnd.id)).all()
-        }
-        for key, code_id in finals.items():
-            row = existing.pop(key, None)
-            if row is None:
-                session.add(
-                    FinalLabel(
-                        round_id=rnd.id or 0,
-                        item_id=key[0],
-                        dimension_id=key[1],
-                        code_id=code_id,
-                        decided_by="sheet",
-                        detail={"file": file.name},
-                    )
-                )
-                finals_changed += 1
-            elif row.code_id != code_id:
-                row.code_id = code_id
-                session.add(row)
-                finals_changed += 1
-        for row in existing.values():
-            session.delete(row)
-            finals_changed += 1
+        decisions = {key: Decision(code_id, "sheet", detail={"file": file.name}) for key, code_id in finals.items()}
+        changes = write_final_labels(session, rnd.id or 0, decisions, withdrawn_because=f"not in {file.name}")
+        finals_changed = changes["new"] + changes["changed"] + changes["withdrawn"]
     session.flush()
     return {
         "round": rnd.name,

@@ -1,24 +1,18 @@
-"""Label Studio side: the labeling config generated from a codebook, the connection, and result checks."""
+"""Label Studio side: the labeling config generated from a codebook and the check of annotation results (the
+HTTP side lives in `labeling.client`)."""
 
 from __future__ import annotations
 
 import hashlib
 import html
-import re
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from email.utils import parsedate_to_datetime
 from typing import Any
 from xml.sax.saxutils import quoteattr
 
 from labeling.codebook import CodebookSpec, DimensionSpec
-from labeling.store import LabelingError
 
 NOTE = "note"
 OBJECT = "body"
-TIMEOUT_S = 60.0
 
 
 def choice_value(code: int, label: str) -> str:
@@ -127,6 +121,9 @@ def check_result(result: list[dict[str, Any]] | None, spec: CodebookSpec) -> Che
             continue
         name = str(entry.get("from_name"))
         value = entry.get("value") or {}
+        if not isinstance(value, dict):
+            out.problems.append(f"{name!r} has a value that is not an object: {value!r}"[:200])
+            continue
         if name == NOTE:
             texts = value.get("text") or []
             text = "\n".join(str(t) for t in (texts if isinstance(texts, list) else [texts])).strip()
@@ -160,97 +157,3 @@ def check_result(result: list[dict[str, Any]] | None, spec: CodebookSpec) -> Che
         elif dim.required_when and not applies and dim.key in out.codes:
             out.problems.append(f"{dim.key!r} answered although its condition does not hold")
     return out
-
-
-# --- connection ---------------------------------------------------------------------------------------------------
-
-
-@dataclass
-class Connection:
-    """An SDK client plus a count of the HTTP requests it made (benchmarks and reports)."""
-
-    client: Any
-    url: str
-    requests: list[int] = field(default_factory=lambda: [0])
-    me: Any = None
-    server_dates: list[datetime] = field(default_factory=list)  # `Date` of each response (server clock)
-
-    @property
-    def request_count(self) -> int:
-        return self.requests[0]
-
-
-def _counter(box: list[int]) -> Callable[[Any], None]:
-    def hook(_request: Any) -> None:
-        box[0] += 1
-
-    return hook
-
-
-def _date_recorder(dates: list[datetime]) -> Callable[[Any], None]:
-    def hook(response: Any) -> None:
-        value = response.headers.get("date")
-        if value:
-            with suppress(TypeError, ValueError):
-                dates.append(parsedate_to_datetime(value).astimezone(UTC))
-
-    return hook
-
-
-def describe_error(exc: BaseException, url: str) -> str:
-    """One line for any failure talking to Label Studio; never contains the API key."""
-    import httpx
-    from label_studio_sdk.core.api_error import ApiError
-
-    if isinstance(exc, ApiError):
-        if exc.status_code in (401, 403):
-            return (
-                f"Label Studio at {url} rejected the API key (HTTP {exc.status_code}): check "
-                "INTEROP_LABEL_STUDIO_API_KEY (legacy tokens need LABEL_STUDIO_ENABLE_LEGACY_API_TOKEN=true)"
-            )
-        body = exc.body if isinstance(exc.body, str | dict | list) else ""
-        detail = re.sub(r"\s+", " ", str(body))[:300]
-        return f"Label Studio at {url} answered HTTP {exc.status_code}: {detail}"
-    if isinstance(exc, httpx.TimeoutException):
-        return f"Label Studio at {url} did not answer in time ({type(exc).__name__})"
-    if isinstance(exc, httpx.HTTPError):
-        return f"cannot reach Label Studio at {url} ({type(exc).__name__}: {str(exc)[:200]})"
-    return f"Label Studio at {url}: {type(exc).__name__}: {str(exc)[:200]}"
-
-
-@contextmanager
-def ls_errors(url: str) -> Iterator[None]:
-    """Turn SDK / HTTP failures into LabelingError (so the caller's transaction rolls back)."""
-    import httpx
-    from label_studio_sdk.core.api_error import ApiError
-
-    try:
-        yield
-    except (ApiError, httpx.HTTPError) as exc:
-        raise LabelingError(describe_error(exc, url)) from None
-
-
-def connect(url: str | None = None, api_key: str | None = None) -> Connection:
-    """A checked connection (who am I?) from arguments or the settings; one clear error when it fails."""
-    import httpx
-    from label_studio_sdk import LabelStudio
-
-    from db.config import get_settings
-
-    settings = get_settings()
-    url = (url or settings.label_studio_url).rstrip("/")
-    if api_key is None:
-        secret = settings.label_studio_api_key
-        api_key = secret.get_secret_value() if secret else None
-    if not api_key:
-        raise LabelingError(
-            "no Label Studio API key: set INTEROP_LABEL_STUDIO_API_KEY (or label_studio_api_key in interop.toml)"
-        )
-    box: list[int] = [0]
-    dates: list[datetime] = []
-    hooks = {"request": [_counter(box)], "response": [_date_recorder(dates)]}
-    http = httpx.Client(timeout=TIMEOUT_S, event_hooks=hooks)
-    conn = Connection(LabelStudio(base_url=url, api_key=api_key, httpx_client=http), url, box, server_dates=dates)
-    with ls_errors(url):
-        conn.me = conn.client.users.whoami()
-    return conn

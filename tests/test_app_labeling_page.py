@@ -59,6 +59,24 @@ def test_labeling_page_agreement_progress_taxonomy(labeled: None) -> None:
     assert "few items (18 < 30)" in body
 
 
+def test_labeling_page_shows_decisions_with_evidence_and_history(labeled: None, cli) -> None:  # type: ignore[no-untyped-def]
+    for rule in ("R1", "R2"):  # the second rule changes the 7 disputed cells: 7 decisions with a previous value
+        assert cli("label", "adjudicate", "--round", "pilotstudy", "--prefer-coder", rule).exit_code == 0
+    st.cache_data.clear()
+    at = open_page("labeling", round="pilotstudy")
+    assert "Decisions in round `pilotstudy`" in texts(at)
+    frames = [d.value for d in at.dataframe]
+    decisions = next(f for f in frames if "evidence" in f.columns and "action" not in f.columns)
+    cause = decisions[(decisions["item"] == "pytorch/pytorch#15192") & (decisions["dimension"] == "cause")].iloc[0]
+    assert cause["decided_by"] == "rule:prefer-coder=R2" and cause["evidence"].endswith("(disagreed)")
+    history = next(f for f in frames if "action" in f.columns)
+    assert len(history) == 127 and (history["action"] == "changed").sum() == 7
+    assert set(history.loc[history["action"] == "changed", "previous_decided_by"]) == {"rule:prefer-coder=R1"}
+    sheet = open_page("labeling", round="failureanalysis")
+    shown = next(f for f in (d.value for d in sheet.dataframe) if "evidence" in f.columns and "action" not in f.columns)
+    assert set(shown["decided_by"]) == {"sheet"} and set(shown["evidence"]) == {"sheet FailureAnalysis.xlsx"}
+
+
 def test_labeling_empty_state(empty: str) -> None:
     assert "interop label codebook load" in texts(open_page("labeling"))
 

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pandas as pd
 import pytest
 import yaml
+from sqlmodel import Session, select
 
-from db.queries.labeling import crosstab, final_labels, taxonomy_distribution
+from db.models.labeling import Coding, LabelItem
+from db.queries.labeling import adjudication_history, crosstab, final_labels, taxonomy_distribution
 from labeling.adjudicate import _decide
 from labeling.codebook import parse_codebook
 from tests.support.labeling import table_rows
@@ -155,3 +158,77 @@ def test_taxonomy_unknown_format_round_dimension_or_crosstab_lists_the_choices(c
     one_error_line(["--round", "failureanalysis-drift-testing"], "no final labels", "adjudicate")
     ok = cli("label", "taxonomy", "--round", "failureanalysis", "--crosstab", "symptom")
     assert ok.exit_code == 0, ok.output
+
+
+def test_every_decision_is_kept_with_its_previous_value_and_evidence(cli, engine, shared_dir: Path) -> None:  # type: ignore[no-untyped-def]
+    study = shared_dir / "data" / "paper-artifact" / "failure-analysis"
+    cli("label", "codebook", "load", str(shared_dir / "codebook" / "onnx-converter-failures.yaml"))
+    cli("label", "import-sheet", str(study / "PilotStudy.xlsx"))
+    assert cli("label", "adjudicate", "--round", "pilotstudy").exit_code == 0
+    labels = final_labels(engine, "pilotstudy").set_index(["item", "dimension"])
+    agreed = labels.loc[("pytorch/pytorch#15192", "symptom")]
+    assert agreed["decided_by"] == "agreement" and agreed["detail"]["disagreement"] is False
+    assert [c["coder"] for c in agreed["detail"]["codings"]] == ["R1", "R2"]  # the codings weighed, by id
+    assert all(isinstance(c["coding_id"], int) and c["coding_id"] > 0 for c in agreed["detail"]["codings"])
+    cli("label", "adjudicate", "--round", "pilotstudy", "--prefer-coder", "R1")
+    ruled = cli("label", "adjudicate", "--round", "pilotstudy", "--prefer-coder", "R2")
+    assert "final labels 0 new, 7 changed, 0 withdrawn" in ruled.output
+    history = adjudication_history(engine, "pilotstudy", "pytorch/pytorch#15192")
+    cause = history[history["dimension"] == "cause"]
+    assert cause["action"].tolist() == ["new", "changed"]
+    first, second = cause.to_dict("records")
+    assert first["code"] == 6 and first["decided_by"] == "rule:prefer-coder=R1" and pd.isna(first["previous_code"])
+    assert second["previous_code"] == 6 and second["previous_decided_by"] == "rule:prefer-coder=R1"
+    assert second["decided_by"] == "rule:prefer-coder=R2" and second["code"] != 6
+    assert second["detail"]["disagreement"] is True
+    assert {c["coder"]: c["code"] for c in second["detail"]["codings"]} == {"R1": 6, "R2": second["code"]}
+    assert second["decided_at"] >= first["decided_at"]
+    assert len(adjudication_history(engine, "pilotstudy")) == 113 + 7 + 7
+
+    # codings gone (e.g. withdrawn in Label Studio): the final labels are withdrawn, and the history says from what
+    with Session(engine) as s:
+        item = s.exec(select(LabelItem).where(LabelItem.ref == "pytorch/pytorch#15192")).one()
+        for coding in s.exec(select(Coding).where(Coding.item_id == item.id)).all():
+            s.delete(coding)
+        s.commit()
+    gone = cli("label", "adjudicate", "--round", "pilotstudy", "--prefer-coder", "R2")
+    assert "0 new, 0 changed, 2 withdrawn" in gone.output
+    withdrawn = adjudication_history(engine, "pilotstudy", "pytorch/pytorch#15192").iloc[-1]
+    assert withdrawn["action"] == "withdrawn" and pd.isna(withdrawn["code"]) and pd.isna(withdrawn["decided_by"])
+    assert withdrawn["previous_decided_by"] in ("agreement", "rule:prefer-coder=R2")
+    assert withdrawn["detail"]["reason"] == "no longer decided: the codings changed"
+
+
+def test_finals_command_shows_decider_evidence_and_history(cli, shared_dir: Path, wide_console) -> None:  # type: ignore[no-untyped-def]
+    study = shared_dir / "data" / "paper-artifact" / "failure-analysis"
+    cli("label", "codebook", "load", str(shared_dir / "codebook" / "onnx-converter-failures.yaml"))
+    cli("label", "import-sheet", str(study / "PilotStudy.xlsx"))
+    missing = cli("label", "finals", "--round", "pilotstudy")
+    assert missing.exit_code == 2 and "no final labels in round 'pilotstudy'" in missing.output
+    cli("label", "adjudicate", "--round", "pilotstudy", "--prefer-coder", "R1")
+    item = "pytorch/pytorch#15192"
+    shown = cli("label", "finals", "--round", "pilotstudy", "--item", item)
+    assert shown.exit_code == 0, shown.output
+    rows = table_rows(shown.output)
+    assert rows[0] == ["item", "dimension", "code", "decided by", "at (UTC)", "note", "evidence"]
+    cause = next(r for r in rows if r[1] == "cause")
+    assert cause[3] == "rule:prefer-coder=R1" and cause[6].startswith("R1 6, R2 ") and cause[6].endswith("(disagreed)")
+    # a rule is not a person's decision: without it the tie is open again and the label withdrawn, visibly
+    cli("label", "adjudicate", "--round", "pilotstudy", "--majority")
+    assert "cause" not in [
+        r[1] for r in table_rows(cli("label", "finals", "--round", "pilotstudy", "--item", item).output)
+    ]
+    history = cli("label", "finals", "--round", "pilotstudy", "--item", item, "--history", "--format", "json")
+    records = [r for r in json.loads(history.output) if r["dimension"] == "cause"]
+    assert [r["action"] for r in records] == ["new", "withdrawn"]
+    assert records[1]["previous_decided_by"] == "rule:prefer-coder=R1" and records[1]["previous_code"] == 6
+    table = table_rows(cli("label", "finals", "--round", "pilotstudy", "--item", item, "--history").output)
+    last = table[-1]
+    assert last[1:3] == ["cause", "withdrawn"] and last[3].startswith("6 ") and last[4] == ""
+    assert last[5] == "no longer decided: the codings changed"
+    as_csv = cli("label", "finals", "--round", "pilotstudy", "--format", "csv")
+    assert as_csv.output.splitlines()[0].startswith(
+        "round,dimension,item,repository,number,title,code,label,decided_by"
+    )
+    one_line = cli("label", "finals", "--round", "nope")
+    assert one_line.exit_code == 2 and "no round named 'nope'" in one_line.output

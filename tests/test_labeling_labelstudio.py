@@ -14,7 +14,7 @@ from db.queries.labeling import final_labels
 from labeling.codebook import read_codebook
 from labeling.labelstudio import check_result, choice_value
 from labeling.sync import assign
-from tests.support.labeling import make_sample
+from tests.support.labeling import choice, make_sample, result_for
 
 pytestmark = pytest.mark.labelstudio
 
@@ -33,10 +33,6 @@ def codebook_loaded(cli, shared_dir: Path):  # type: ignore[no-untyped-def]
     return cli
 
 
-def choice(dim: str, code: int, label: str) -> dict:  # type: ignore[type-arg]
-    return {"from_name": dim, "to_name": "body", "type": "choices", "value": {"choices": [choice_value(code, label)]}}
-
-
 SYMPTOMS = [(1, "Crash"), (2, "Wrong Model"), (6, "Unreported")]
 CAUSES = [(2, "Incompatibility"), (4, "Tensor Shape Problem"), (10, "Algorithmic Error")]
 
@@ -50,14 +46,6 @@ def planned_codes(i: int, coder: str) -> tuple[tuple[int, str], tuple[int, str]]
     if coder == "bob" and i % 5 == 2:
         symptom = SYMPTOMS[(i + 1) % 3]
     return symptom, cause
-
-
-def result_for(symptom: tuple[int, str], cause: tuple[int, str]) -> list[dict]:  # type: ignore[type-arg]
-    res = [choice("symptom", *symptom), choice("cause", *cause), choice("component", 1, "Node Conversion")]
-    if cause[0] == 2:
-        res.append(choice("incompatibility_type", 2, "External"))
-    res.append({"from_name": "note", "to_name": "body", "type": "textarea", "value": {"text": ["checked"]}})
-    return res
 
 
 def test_pilot_round_end_to_end(ls_env, codebook_loaded, engine, ls_client, backend: str) -> None:  # type: ignore[no-untyped-def]

@@ -201,3 +201,29 @@ def test_survey_definition_revision_keeps_stored_kinds_and_refuses_to_drop_defin
             assert conn.execute(text("SELECT count(*) FROM survey_question")).scalar_one() == 2
     finally:
         eng.dispose()
+
+
+def test_adjudication_history_starts_with_the_final_labels_already_stored(empty_db_url: str) -> None:
+    rows = _rows_after_upgrade(
+        empty_db_url,
+        "0011_run_key_per_campaign",
+        [
+            "INSERT INTO codebook (id, name, created_at) VALUES (1, 'b', '2026-01-01 00:00:00')",
+            "INSERT INTO codebook_version (id, codebook_id, version, content_hash, spec, loaded_at) "
+            "VALUES (1, 1, 1, 'h', '{}', '2026-01-01 00:00:00')",
+            "INSERT INTO codebook_dimension (id, version_id, key, position, required) VALUES (1, 1, 'cause', 0, true)",
+            "INSERT INTO codebook_code (id, dimension_id, code, label, aliases, unused) "
+            "VALUES (1, 1, 2, 'Incompatibility', '[]', false)",
+            "INSERT INTO label_round (id, name, codebook_version_id, source, params, created_at) "
+            "VALUES (1, 'r', 1, 'sheet', '{}', '2026-01-01 00:00:00')",
+            "INSERT INTO label_item (id, kind, ref) VALUES (1, 'survey_answer', 'q1#1')",
+            "INSERT INTO final_label (id, round_id, item_id, dimension_id, code_id, decided_by, detail, decided_at) "
+            """VALUES (1, 1, 1, 1, 1, 'sheet', '{"file": "F.xlsx"}', '2026-02-03 04:05:06')""",
+        ],
+        "SELECT h.action, h.code_id, h.decided_by, h.previous_code_id, h.note, f.note, h.decided_at "
+        "FROM adjudication_history h JOIN final_label f ON f.item_id = h.item_id",
+    )
+    assert [r[:6] for r in rows] == [("new", 1, "sheet", None, None, None)]
+    assert str(rows[0][6]).startswith("2026-02-03 04:05:06")
+    downgrade(empty_db_url, "0011_run_key_per_campaign")
+    assert "adjudication_history" not in _tables(empty_db_url)

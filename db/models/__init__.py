@@ -28,6 +28,7 @@ from db.models.ingest import (
     RunStatus,
 )
 from db.models.labeling import (
+    AdjudicationHistory,
     Codebook,
     CodebookCode,
     CodebookDimension,
@@ -54,6 +55,7 @@ from db.models.survey import (
 
 __all__ = [
     "NAMING_CONVENTION",
+    "AdjudicationHistory",
     "Campaign",
     "Codebook",
     "CodebookCode",

@@ -184,5 +184,34 @@ class FinalLabel(SQLModel, table=True):
     dimension_id: int = Field(foreign_key="codebook_dimension.id", index=True)
     code_id: int = Field(foreign_key="codebook_code.id")
     decided_by: str = Field(max_length=100, description="agreement | rule:prefer-coder=NAME | review:NAME | sheet")
-    detail: dict[str, Any] = json_field(nullable=False, default={})
+    note: str | None = Field(default=None, description="the reviewer's note (review decisions)")
+    detail: dict[str, Any] = json_field(
+        nullable=False, default={}, description="evidence: the codings weighed and whether they disagreed"
+    )
+    decided_at: datetime = utc_field(nullable=False, now=True)
+
+
+class AdjudicationHistory(SQLModel, table=True):
+    """Every decision on a final label, oldest first: what it became, what it was, who decided, when, and why."""
+
+    __tablename__ = "adjudication_history"
+    __table_args__ = (
+        CheckConstraint("action IN ('new', 'changed', 'withdrawn')", name="action_known"),
+        CheckConstraint("(action = 'withdrawn') = (code_id IS NULL)", name="withdrawn_has_no_code"),
+        CheckConstraint("(action = 'new') = (previous_code_id IS NULL)", name="new_has_no_previous"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    round_id: int = Field(foreign_key="label_round.id", index=True)
+    item_id: int = Field(foreign_key="label_item.id", index=True)
+    dimension_id: int = Field(foreign_key="codebook_dimension.id", index=True)
+    action: str = Field(max_length=16, description="new | changed | withdrawn")
+    code_id: int | None = Field(default=None, foreign_key="codebook_code.id", description="null when withdrawn")
+    decided_by: str | None = Field(default=None, max_length=100, description="null when withdrawn")
+    note: str | None = None
+    previous_code_id: int | None = Field(default=None, foreign_key="codebook_code.id")
+    previous_decided_by: str | None = Field(default=None, max_length=100)
+    previous_note: str | None = None
+    detail: dict[str, Any] = json_field(nullable=False, default={}, description="the evidence at that time")
+    run_id: int | None = Field(default=None, foreign_key="ingest_run.id", description="the run that decided")
     decided_at: datetime = utc_field(nullable=False, now=True)

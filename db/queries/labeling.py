@@ -9,6 +9,7 @@ from sqlalchemy.engine import Engine
 
 from db.models.github import Issue, Repository
 from db.models.labeling import (
+    AdjudicationHistory,
     Codebook,
     CodebookCode,
     CodebookDimension,
@@ -179,6 +180,8 @@ def final_labels(engine: Engine, round_name: str | None = None) -> pd.DataFrame:
             CodebookCode.label,
             FinalLabel.decided_by,
             FinalLabel.decided_at,
+            FinalLabel.note,
+            FinalLabel.detail,
         )
         .select_from(FinalLabel)
         .join(LabelRound, LabelRound.id == FinalLabel.round_id)
@@ -206,6 +209,65 @@ def final_labels(engine: Engine, round_name: str | None = None) -> pd.DataFrame:
             "code",
             "label",
             "decided_by",
+            "decided_at",
+            "note",
+            "detail",
+        ],
+    )
+
+
+def adjudication_history(engine: Engine, round_name: str | None = None, item: str | None = None) -> pd.DataFrame:
+    """Every decision on final labels, oldest first: new / changed / withdrawn, the code before and after, who
+    decided, when, the reviewer's note and the evidence (which codings disagreed)."""
+    from sqlalchemy.orm import aliased
+
+    new_code, old_code = aliased(CodebookCode), aliased(CodebookCode)
+    q = (
+        select(
+            LabelRound.name,
+            LabelItem.ref,
+            CodebookDimension.key,
+            AdjudicationHistory.action,
+            old_code.code,
+            old_code.label,
+            AdjudicationHistory.previous_decided_by,
+            new_code.code,
+            new_code.label,
+            AdjudicationHistory.decided_by,
+            AdjudicationHistory.note,
+            AdjudicationHistory.detail,
+            AdjudicationHistory.run_id,
+            AdjudicationHistory.decided_at,
+        )
+        .select_from(AdjudicationHistory)
+        .join(LabelRound, LabelRound.id == AdjudicationHistory.round_id)
+        .join(LabelItem, LabelItem.id == AdjudicationHistory.item_id)
+        .join(CodebookDimension, CodebookDimension.id == AdjudicationHistory.dimension_id)
+        .outerjoin(new_code, new_code.id == AdjudicationHistory.code_id)
+        .outerjoin(old_code, old_code.id == AdjudicationHistory.previous_code_id)
+        .order_by(LabelRound.name, LabelItem.ref, CodebookDimension.position, AdjudicationHistory.id)
+    )
+    if round_name:
+        q = q.where(LabelRound.name == round_name)
+    if item:
+        q = q.where(LabelItem.ref == item)
+    return _frame(
+        engine,
+        q,
+        [
+            "round",
+            "item",
+            "dimension",
+            "action",
+            "previous_code",
+            "previous_label",
+            "previous_decided_by",
+            "code",
+            "label",
+            "decided_by",
+            "note",
+            "detail",
+            "run_id",
             "decided_at",
         ],
     )
@@ -253,6 +315,7 @@ def crosstab(
 
 
 __all__ = [
+    "adjudication_history",
     "codebook_versions",
     "crosstab",
     "final_labels",

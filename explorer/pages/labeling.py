@@ -210,3 +210,21 @@ else:
     st.altair_chart(
         (heat + labels).properties(title=f"{rows_dim} × {cols_dim} (items)", height=alt.Step(30)), width="stretch"
     )
+
+st.subheader(f"Decisions in round `{chosen}`")
+decided = finals[finals["round"] == chosen]
+if decided.empty:
+    st.caption(f"No final labels in round `{chosen}` yet: `interop label adjudicate --round {chosen}`.")
+else:
+    from labeling.finals import evidence_text
+
+    st.caption("Who or what decided each final label, the reviewer's note, and the codings weighed.")
+    columns = ["item", "dimension", "code", "label", "decided_by", "note", "evidence", "decided_at"]
+    st.dataframe(decided.assign(evidence=decided["detail"].map(evidence_text))[columns], hide_index=True)
+    history = query(labeling_q.adjudication_history, round_name=chosen)
+    later = int((history["action"] != "new").sum())
+    with st.expander(f"History: {len(history)} decisions, {later} of them changes or withdrawals"):
+        st.dataframe(
+            history.assign(evidence=history["detail"].map(evidence_text)).drop(columns=["round", "detail"]),
+            hide_index=True,
+        )

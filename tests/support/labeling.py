@@ -1,5 +1,5 @@
-"""Test data for labeling (issues and a named sample written straight through the db models), and reading
-the CLI's tables back."""
+"""Test data for labeling (issues and a named sample written straight through the db models), Label Studio
+results as a coder would submit them, and reading the CLI's tables back."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
 from db.models.github import Issue, IssueSample, IssueSampleMember, Repository
+from labeling.labelstudio import choice_value
 
 
 def make_sample(
@@ -49,3 +50,15 @@ def table_rows(output: str) -> list[list[str]]:
     rows = [[cell.strip() for cell in re.split("[┃│]", line)[1:-1]] for line in lines]
     assert all(row[0] for row in rows), output  # no wrapped continuation lines
     return [["<time>" if re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d", c) else c for c in row] for row in rows]
+
+
+def choice(dim: str, code: int, label: str) -> dict[str, object]:
+    return {"from_name": dim, "to_name": "body", "type": "choices", "value": {"choices": [choice_value(code, label)]}}
+
+
+def result_for(symptom: tuple[int, str], cause: tuple[int, str]) -> list[dict[str, object]]:
+    res = [choice("symptom", *symptom), choice("cause", *cause), choice("component", 1, "Node Conversion")]
+    if cause[0] == 2:
+        res.append(choice("incompatibility_type", 2, "External"))
+    res.append({"from_name": "note", "to_name": "body", "type": "textarea", "value": {"text": ["checked"]}})
+    return res
