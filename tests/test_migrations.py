@@ -153,6 +153,7 @@ def test_run_key_downgrade_refuses_runs_the_old_key_cannot_hold_then_goes_back(e
     try:
         with eng.begin() as conn:
             conn.execute(text(_RUN.format(id=3, campaign=2)))
+        downgrade(empty_db_url, "0011_run_key_per_campaign")  # later revisions go first (in their own step)
         with pytest.raises(CommandError, match="1 run key"):
             downgrade(empty_db_url, "0010_ingest_run_process")
         assert current_revision(eng) == "0011_run_key_per_campaign"
