@@ -12,6 +12,7 @@ from db.queries.experiments import (
     operator_rates,
     operator_sequences,
     outcome_rates,
+    runs_frame,
     sequence_comparison,
 )
 from experiments.compare import compare_output
@@ -115,6 +116,9 @@ def test_a_run_at_another_opset_than_requested_is_analysed_at_the_produced_one_a
         ).one()
     assert tuple(row) == (11, 18, 10, "pytorch", "2.13.0+cpu", "torch.onnx-dynamo")
 
+    frame = runs_frame(stored)
+    assert frame.loc[frame["exporter"] == "dynamo", "opset_differs"].tolist() == [True]
+    assert frame["opset_differs"].isna().sum() == 1 and (~frame["opset_differs"].dropna()).sum() == 2  # type: ignore[operator]
     rates = outcome_rates(stored)
     mine = rates[rates["exporter"] == "dynamo"]
     assert mine[["produced_opset", "requested_opsets", "runs", "passed"]].values.tolist() == [[18, "11", 1, 1]]

@@ -89,7 +89,8 @@ def judged_tolerances(engine: Engine, campaign: str | None = None) -> pd.DataFra
 
 
 def runs_frame(engine: Engine, campaign: str | None = None) -> pd.DataFrame:
-    """One row per conversion run with its model's source, node count and operators."""
+    """One row per conversion run with its model's source, node count and operators; `requested_opset` is what
+    the converter was asked for, `produced_opset` what the produced model has (`opset_differs` flags the two)."""
     stmt = (
         select(
             ConversionRun.id.label("run_id"),
@@ -123,7 +124,11 @@ def runs_frame(engine: Engine, campaign: str | None = None) -> pd.DataFrame:
         stmt = stmt.where(Campaign.name == campaign)
     with engine.connect() as conn:
         rows: list[Any] = list(conn.execute(stmt).mappings().all())
-    return pd.DataFrame(rows, columns=list(stmt.selected_columns.keys()))
+    frame = pd.DataFrame(rows, columns=list(stmt.selected_columns.keys()))
+    produced = frame["produced_opset"].astype("Int64")
+    # True/False where the produced model's opset is known, missing where it is not
+    frame["opset_differs"] = (produced != frame["requested_opset"].astype("Int64")).astype("boolean")
+    return frame
 
 
 OUTCOMES = ("passed", "mismatch", "failed", "crash", "timeout", "oom")
