@@ -224,6 +224,7 @@ def seed_runs(engine: Engine, n_runs: int) -> None:
                     "converter_version": "1",
                     "exporter": exporter,
                     "opset": (14, 17)[r % 2],
+                    "produced_opset": (18 if exporter == "dynamo" else (14, 17)[r % 2]) if compared else None,
                     "node_count": 5 * (1 + m % 20),
                     "input_seed": 0,
                     "n_inputs": 2,
@@ -425,8 +426,8 @@ def page_cases(engine: Engine) -> list[tuple[str, str, Callable[[], Any], str | 
             "Experiments",
             "outcomes",
             lambda: xq.outcome_counts(engine),
-            "SELECT converter, exporter, node_count, opset, status, count(*) FROM conversion_run "
-            "GROUP BY converter, exporter, node_count, opset, status",
+            "SELECT converter, exporter, node_count, produced_opset, opset, status, count(*) FROM conversion_run "
+            "GROUP BY converter, exporter, node_count, produced_opset, opset, status",
         ),
         (
             "Experiments",

@@ -109,6 +109,13 @@ def run(
                 raise UserError(str(exc)) from exc
     for warning in result.warnings:
         console.print(f"[yellow]warning:[/] {warning}")
+    for (converter, asked, got), n in sorted(result.opset_changes.items()):
+        console.print(
+            f"note: {n} {converter} run(s) asked for opset {asked} produced opset {got}; "
+            "per-opset analyses use the produced opset",
+            style="yellow",
+            markup=False,
+        )
     counts = ", ".join(f"{k} {v}" for k, v in sorted(result.counts.items())) or "nothing new"
     console.print(
         f"{result.planned_runs} runs planned, {result.skipped_runs} already done; this time: {counts}; "
@@ -140,7 +147,7 @@ def _check_campaign(name: str | None) -> None:
 def _print_status(name: str | None) -> None:
     from rich.table import Table
 
-    from db.queries.experiments import campaign_summary, campaigns_frame
+    from db.queries.experiments import campaign_summary, campaigns_frame, opset_changes
 
     campaigns = campaigns_frame(engine())
     if campaigns.empty:
@@ -162,6 +169,13 @@ def _print_status(name: str | None) -> None:
         else:
             table.add_row(row.campaign, row.converter, row.exporter, row.status, str(row.runs))
     console.print(table)
+    for row in opset_changes(engine(), name).itertuples(index=False):
+        console.print(
+            f"note: {row.campaign}: {row.runs} {row.converter} ({row.exporter}) run(s) asked for opset "
+            f"{row.requested_opset} produced opset {row.produced_opset}",
+            style="yellow",
+            markup=False,
+        )
 
 
 @app.command("status")
@@ -218,6 +232,68 @@ def import_results(
     _print_status(name)
 
 
+@app.command("repro")
+def repro(
+    run_id: int = typer.Argument(..., help="the conversion run's id (see the app's run detail or `export query`)"),
+    out: Path | None = typer.Option(
+        None,
+        "--out",
+        help="folder for campaign.toml, the produced ONNX, the worker log, result.json "
+        "(default: DATA_DIR/repro/run-ID)",
+    ),
+    show: bool = typer.Option(False, "--show", help="only print the equivalent campaign.toml; run nothing"),
+) -> None:
+    """Re-run exactly one stored run (same model, converter plug-in, opset, inputs, tolerance, plug-ins, limits)
+    in an isolated worker and compare with what was stored; nothing is written to the database.
+
+    Exit code 0 when the outcome (status, stage, error class) is the same, 1 when it differs."""
+    from db.config import get_settings
+    from experiments.isolation import WorkerStartupError
+    from experiments.repro import ReproError, load_recipe, reproduce
+
+    with user_errors():
+        try:
+            if show:
+                console.print(load_recipe(engine(), run_id).toml(), markup=False, end="")
+                return
+            folder = out or Path(get_settings().data_dir) / "repro" / f"run-{run_id}"
+            console.print(f"re-running run {run_id} in {folder} …", markup=False)
+            done = reproduce(engine(), run_id, folder)
+        except (ReproError, WorkerStartupError) as exc:
+            raise UserError(str(exc)) from exc
+    for note in done.notes:
+        console.print(f"note: {note}", style="yellow", markup=False)
+    _print_reproduction(done)
+    console.print(f"equivalent command: interop experiment run {done.spec_path}", markup=False)
+    console.print(f"details: {done.result_path}", markup=False)
+    if not done.same_outcome:
+        raise typer.Exit(1)
+
+
+def _print_reproduction(done: Any) -> None:
+    from rich.table import Table
+
+    from experiments.repro import COMPARED_FIELDS
+
+    table = Table(title=f"run {done.recipe.run_id}: {done.recipe.model.get('name')}")
+    table.add_column("")
+    table.add_column("stored", overflow="fold")
+    table.add_column("now", overflow="fold")
+    for name in COMPARED_FIELDS:
+        stored, now = done.recipe.stored.get(name), done.now.get(name)
+        mark = "" if stored == now else "  ← differs"
+        table.add_row(
+            name.replace("_", " "),
+            str(stored) if stored is not None else "—",
+            f"{now if now is not None else '—'}{mark}",
+        )
+    if done.now.get("onnx_path"):
+        table.add_row("produced ONNX", "", str(done.now["onnx_path"]))
+    console.print(table)
+    verdict = "same outcome" if done.same_outcome else "different outcome"
+    console.print(f"reproduced run {done.recipe.run_id}: {verdict} ({done.now.get('status')})", markup=False)
+
+
 @app.command("analyze")
 def analyze(
     what: str = typer.Argument(..., help="outcomes | operators | sequences"),
@@ -227,7 +303,9 @@ def analyze(
     top: int = typer.Option(20, min=1, help="rows to print"),
     csv: Path | None = typer.Option(None, "--csv", help="write the whole table to this CSV file"),
 ) -> None:
-    """Outcome rates (converter × node count × opset), per-operator rates (H1), operator sequences (H2)."""
+    """Outcome rates (converter × node count × produced opset), per-operator rates (H1), operator sequences (H2).
+
+    Opsets are those of the produced ONNX models (read from the files); what was requested is beside them."""
     from db.queries.experiments import operator_rates, outcome_rates, sequence_comparison
 
     with user_errors():
@@ -256,6 +334,7 @@ def analyze(
 def _terminal_table(frame: Any, what: str, top: int) -> Any:
     """The analysis as a table that fits a terminal: `n (p%)` instead of a count and a rate column, no all-zero
     count columns (named in the caption instead); the --csv file keeps every column."""
+    import pandas as pd
     from rich import box
     from rich.table import Table
 
@@ -268,10 +347,15 @@ def _terminal_table(frame: Any, what: str, top: int) -> Any:
                 rate_of[base] = col
     zero = [c for c in columns if c in rate_of and frame[c].dtype.kind in "iu" and not frame[c].any()]
     shown = [c for c in columns if c not in rate_of.values() and c not in zero]
-    caption = f"none in any row: {', '.join(zero)}" if zero else None
+    notes = ["opset: of the produced ONNX model (— none produced); requested: what the converter was asked"]
+    if "produced_opset" not in columns:
+        notes = []
+    if zero:
+        notes.append(f"none in any row: {', '.join(zero)}")
+    caption = "\n".join(notes) or None
     title = f"{what} ({len(frame)} rows{', first ' + str(top) if len(frame) > top else ''})"
     table = Table(title=title, caption=caption, box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True)
-    headers = {"node_count": "nodes"}
+    headers = {"node_count": "nodes", "produced_opset": "opset", "requested_opsets": "requested"}
     for col in shown:
         numeric = frame[col].dtype.kind in "iuf" or col in rate_of
         table.add_column(
@@ -283,6 +367,8 @@ def _terminal_table(frame: Any, what: str, top: int) -> Any:
 
     def cell(row: Any, col: str) -> str:
         value = row[col]
+        if value is None or (not isinstance(value, str) and pd.isna(value)):
+            return "—"
         if col in rate_of:
             rate = row[rate_of[col]]
             return f"{value} ({rate:.0%})" if isinstance(rate, float) and rate == rate else str(value)

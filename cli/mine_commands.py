@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import typer
 
 from cli.common import UserError, console, engine, fail, user_errors
+from db.locks import BUSY_EXIT_CODE
 
 app = typer.Typer(help="Mine data sources into the store.", no_args_is_help=True)
 
@@ -63,12 +66,19 @@ def github(
     rule_version: str = typer.Option("study-v1", "--rule-version", help="Fix rule evaluated on new timelines."),
     batch_size: int = typer.Option(50, "--batch-size", min=1, help="Issues per committed batch."),
     refresh_repo: bool = typer.Option(False, "--refresh-repo", help="Re-fetch the repository's metadata."),
+    wait: float = typer.Option(
+        0.0,
+        "--wait",
+        min=0,
+        help="Seconds to wait when another mining run holds this database's miner lock (default: do not wait; "
+        f"exit {BUSY_EXIT_CODE} naming the holder).",
+    ),
 ) -> None:
     """Mine GitHub issues with their timelines, incrementally (only what changed since the last run)."""
     from db.config import get_settings, load_toml
-    from miners.github.client import GitHubClient, GitHubError, split_tokens
+    from miners.github.client import split_tokens
     from miners.github.fixrule import RuleError, load_rule
-    from miners.github.miner import TIMELINE_CHOICES, MineOptions
+    from miners.github.miner import TIMELINE_CHOICES
 
     with user_errors():
         if all_entries == bool(repo):
@@ -95,32 +105,71 @@ def github(
             console.print("no INTEROP_GITHUB_TOKEN: anonymous requests (60 per hour on github.com)", style="yellow")
         url = base_url or settings.github_base_url
         eng = engine()
-        try:
-            client = GitHubClient(
+        with _miner_lock(eng, wait):
+            _mine_plan(
+                eng,
+                plan,
                 tokens,
                 url,
-                min_interval=settings.github_min_request_interval,
-                max_wait=settings.github_max_wait,
-                notify=lambda msg: console.print(msg, style="yellow", markup=False),
+                settings,
+                rule,
+                {"batch_size": batch_size, "full": full, "refresh_repo": refresh_repo},
             )
-        except GitHubError as exc:
-            fail(str(exc))
-        try:
-            for query, tl in plan:
-                _run_one(
-                    eng,
-                    client,
-                    query,
-                    rule,
-                    MineOptions(timelines=tl, batch_size=batch_size, full=full, refresh_repo=refresh_repo),
-                    url,
-                )
-        except GitHubError as exc:
-            fail(f"{exc}")
-        except RuleError as exc:
-            fail(str(exc))
-        finally:
-            client.close()
+
+
+@contextmanager
+def _miner_lock(eng: Any, wait: float) -> Iterator[None]:
+    """The database's GitHub miner lease, held for the whole plan; a busy one is one error line (exit 75)."""
+    from db.locks import LockBusy
+    from miners.github.miner import mining_lock
+
+    def waiting(holder: Any) -> None:
+        who = holder.describe() if holder else "another run"
+        console.print(f"waiting up to {wait:g}s for the GitHub miner lock, held by {who}", style="yellow", markup=False)
+
+    try:
+        with mining_lock(eng, wait, on_wait=waiting):
+            yield
+    except LockBusy as exc:
+        who = exc.holder.describe() if exc.holder else "another run"
+        hint = "try again later" + ("" if wait else " or pass --wait SECONDS")
+        fail(f"another `interop mine github` run is mining this database: {who}; {hint}", code=BUSY_EXIT_CODE)
+
+
+def _mine_plan(
+    eng: Any, plan: list[tuple[Any, str]], tokens: list[str], url: str, settings: Any, rule: Any, opts: dict[str, Any]
+) -> None:
+    """Every query of the plan with one client (its quota and retry budget shared)."""
+    from miners.github.client import GitHubClient, GitHubError
+    from miners.github.fixrule import RuleError
+    from miners.github.miner import MineOptions
+
+    try:
+        client = GitHubClient(
+            tokens,
+            url,
+            min_interval=settings.github_min_request_interval,
+            max_wait=settings.github_max_wait,
+            notify=lambda msg: console.print(msg, style="yellow", markup=False),
+        )
+    except GitHubError as exc:
+        fail(str(exc))
+    try:
+        for query, tl in plan:
+            _run_one(
+                eng,
+                client,
+                query,
+                rule,
+                MineOptions(timelines=tl, **opts),
+                url,
+            )
+    except GitHubError as exc:
+        fail(f"{exc}")
+    except RuleError as exc:
+        fail(str(exc))
+    finally:
+        client.close()
 
 
 def _run_one(eng: Any, client: Any, query: Any, rule: Any, options: Any, url: str) -> None:

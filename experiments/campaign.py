@@ -23,6 +23,8 @@ from experiments.sources import SOURCES
 from experiments.spec import CampaignSpec, SpecError
 from experiments.store import CampaignStore, run_key
 
+RUNTIME = "onnxruntime-cpu"
+
 
 @dataclass
 class CampaignResult:
@@ -34,6 +36,8 @@ class CampaignResult:
     counts: dict[str, int] = field(default_factory=dict)
     replaced_workers: int = 0
     warnings: list[str] = field(default_factory=list)
+    #: (converter, requested opset, produced opset) -> runs whose model came out at another opset than asked
+    opset_changes: dict[tuple[str, int, int], int] = field(default_factory=dict)
 
 
 def plan(spec: CampaignSpec) -> list[dict[str, Any]]:
@@ -54,7 +58,7 @@ def plan(spec: CampaignSpec) -> list[dict[str, Any]]:
                 f"field 'converters': none converts source {source_name!r} ({source.framework} models); "
                 f"add one of: {', '.join(fitting) or '(none registered)'}"
             )
-        for params in source.expand(spec.options_for(source_name)):
+        for params in _models_of(source_name, source, spec):
             runs = [
                 {
                     "converter": conv.name,
@@ -74,12 +78,51 @@ def plan(spec: CampaignSpec) -> list[dict[str, Any]]:
                     "source": source_name,
                     "framework": source.framework,
                     "params": params,
+                    "resolved": source.resolved(params),
                     "name": source.display_name(params),
                     "model_key": model_key(source_name, params),
                     "runs": runs,
                 }
             )
     return planned
+
+
+def _models_of(name: str, source: Any, spec: CampaignSpec) -> list[dict[str, Any]]:
+    """The generator parameters of a source's models: `source_options.NAME.params` lists them exactly (what
+    `experiment repro` writes); otherwise the source expands its options (seeds, node counts, archs…)."""
+    options = spec.options_for(name)
+    if "params" not in options:
+        return source.expand(options)
+    exact = options["params"]
+    if not isinstance(exact, list) or not exact or not all(isinstance(p, dict) for p in exact):
+        raise SpecError(f"field 'source_options.{name}.params': a non-empty list of tables (one per model)")
+    return [dict(p) for p in exact]
+
+
+def run_parameters(spec: CampaignSpec, run: dict[str, Any]) -> dict[str, Any]:
+    """Every resolved parameter of one planned run, stored on its row: what `experiment repro` re-runs."""
+    converter = CONVERTERS.get(run["converter"])
+    return {
+        "registry_name": run["converter"],
+        "converter_module": type(converter).__module__,
+        "converter": run["converter_name"],
+        "converter_version": run["converter_version"],
+        "exporter": run["exporter"],
+        "opset": int(run["opset"]),
+        "input_seed": int(run["input_seed"]),
+        "n_inputs": int(run["n_inputs"]),
+        "atol": spec.atol,
+        "rtol": spec.rtol,
+        "runtime": RUNTIME,
+        "plugins": list(spec.plugins),
+        "timeout_s": spec.timeout_s,
+        "memory_mb": spec.memory_mb,
+    }
+
+
+def model_dir(data_dir: Path, planned: dict[str, Any]) -> Path:
+    """Where a model's files go: `DATA_DIR/models/SOURCE/KEY16` (its produced ONNX files under `onnx/`)."""
+    return (data_dir / "models" / planned["source"] / planned["model_key"][:16]).resolve()
 
 
 def worker_options(spec: CampaignSpec, data_dir: Path) -> WorkerOptions:
@@ -138,7 +181,9 @@ def run_campaign(
                     "model_key": p["model_key"],
                     "content_hash": row.content_hash,
                     "location": row.location,
-                    "model_dir": str((data_dir / "models" / p["source"] / p["model_key"][:16]).resolve()),
+                    "model_dir": str(model_dir(data_dir, p)),
+                    "onnx_dir": str(model_dir(data_dir, p) / "onnx") if spec.keep_onnx else None,
+                    "runtime": RUNTIME,
                     "atol": spec.atol,
                     "rtol": spec.rtol,
                     "runs": todo,
@@ -165,10 +210,21 @@ def run_campaign(
         outcome = event[2] if kind == "model_failed" else event[3]
         for run_spec in specs:
             status = store.record_run(
-                campaign_id, model_id, run_spec, outcome, spec.atol, spec.rtol, hashes.get(model_id)
+                campaign_id,
+                model_id,
+                run_spec,
+                outcome,
+                spec.atol,
+                spec.rtol,
+                hashes.get(model_id),
+                parameters=run_parameters(spec, run_spec),
             )
             if status is not None:
                 result.counts[status] = result.counts.get(status, 0) + 1
+                produced = (outcome.get("produced") or {}).get("opset")
+                if produced is not None and produced != int(run_spec["opset"]):
+                    pair = (run_spec["converter"], int(run_spec["opset"]), int(produced))
+                    result.opset_changes[pair] = result.opset_changes.get(pair, 0) + 1
             finished[0] += 1
             if progress:
                 progress(finished[0], total, {**outcome, "status": status or outcome["status"]})

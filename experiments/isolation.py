@@ -92,12 +92,17 @@ class IsolatedWorker:
         self.inbox = Connection(to_worker_w, readable=False)
         self.outbox = Connection(from_worker_r, writable=False)
         self.ps = psutil.Process(self.proc.pid)
+        self.last_rss_mb = 0.0
 
     def rss_mb(self) -> float:
-        try:
-            return self.ps.memory_info().rss / 2**20
-        except psutil.Error:
-            return 0.0
+        """The worker's RSS now; once it is gone (crashed, killed), the last value sampled while it lived."""
+        if self.proc.poll() is not None:  # exited: a zombie reads as 0 bytes, which is no sample
+            return self.last_rss_mb
+        with contextlib.suppress(psutil.Error):
+            rss = self.ps.memory_info().rss / 2**20
+            if rss > 0:
+                self.last_rss_mb = rss
+        return self.last_rss_mb
 
     def log_size(self) -> int:
         try:
@@ -232,7 +237,7 @@ class WorkerPool:
             slot.worker = IsolatedWorker(self.options, slot.index, job["framework"])
             slot.ready = False
         slot.job, slot.run, slot.stage, slot.model_info, slot.finished = job, -1, None, None, set()
-        slot.peak_mb, slot.log_offset = 0.0, slot.worker.log_size()
+        slot.peak_mb, slot.log_offset = slot.worker.rss_mb(), slot.worker.log_size()
         now = time.monotonic()
         slot.deadline = now + (self.options.timeout_s if slot.ready else self.options.startup_timeout_s)
         with contextlib.suppress(OSError):  # a dead worker is noticed by the next wait()
@@ -245,6 +250,7 @@ class WorkerPool:
         if kind == "ready":
             slot.ready = True
             slot.deadline = time.monotonic() + self.options.timeout_s
+            slot.peak_mb = max(slot.peak_mb, slot.worker.rss_mb() if slot.worker else 0.0)
         elif kind == "stage":
             _, run, stage = message
             if run != slot.run:

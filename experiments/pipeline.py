@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from experiments.compare import compare_output
-from experiments.core import LoadedModel, seeded_inputs
+from experiments.core import LoadedModel, onnx_file_name, onnx_provenance, seeded_inputs
 
 Emit = Callable[[tuple[Any, ...]], None]
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")  # the dynamo exporter colours its error messages
@@ -62,11 +62,8 @@ def _error(stage: str, exc: BaseException, tail: StderrTail) -> dict[str, Any]:
     }
 
 
-def onnx_graph(onnx_bytes: bytes) -> list[Any]:
-    """[[op_type, [predecessor node indices]], ...] of the ONNX main graph, in node order."""
-    import onnx
-
-    proto = onnx.load_from_string(onnx_bytes)
+def onnx_graph(proto: Any) -> list[Any]:
+    """[[op_type, [predecessor node indices]], ...] of the ONNX main graph (a ModelProto), in node order."""
     producer: dict[str, int] = {}
     graph: list[Any] = []
     for i, node in enumerate(proto.graph.node):
@@ -74,6 +71,22 @@ def onnx_graph(onnx_bytes: bytes) -> list[Any]:
         for out in node.output:
             producer[out] = i
     return graph
+
+
+def keep_onnx(onnx_bytes: bytes, folder: str | None, spec: dict[str, Any]) -> str | None:
+    """Write the produced model to `folder` (None: not kept) whatever it is, so it can be re-checked or attached
+    to a bug report; a failed write costs the file, never the run."""
+    if not folder:
+        return None
+    path = Path(folder) / onnx_file_name(spec["converter"], spec["converter_version"], int(spec["opset"]))
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        partial = path.with_suffix(f".{os.getpid()}.part")
+        partial.write_bytes(onnx_bytes)
+        partial.replace(path)
+    except OSError:
+        return None
+    return str(path)
 
 
 def _model_stage(job: dict[str, Any]) -> str:
@@ -157,14 +170,18 @@ def _one_run(
         start = time.perf_counter()
         onnx_bytes = converter.convert(model, int(spec["opset"]), kind)
         durations["export"] = time.perf_counter() - start
-        result["onnx_graph"] = onnx_graph(onnx_bytes)
+        result["onnx_path"] = keep_onnx(onnx_bytes, job.get("onnx_dir"), spec)
 
+        # Everything read from the produced bytes belongs to checking them: garbage fails here, not at export.
         stage = "onnx_check"
         emit(("stage", index, stage))
         start = time.perf_counter()
         import onnx
 
-        onnx.checker.check_model(onnx.load_from_string(onnx_bytes))
+        proto = onnx.load_from_string(onnx_bytes)
+        result["produced"] = onnx_provenance(proto)
+        result["onnx_graph"] = onnx_graph(proto)
+        onnx.checker.check_model(proto)
         durations[stage] = time.perf_counter() - start
 
         stage = "ort_session"

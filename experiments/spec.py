@@ -34,6 +34,7 @@ class CampaignSpec(BaseModel):
     workers: int = Field(default_factory=lambda: os.cpu_count() or 1, ge=1)
     dask: str | None = Field(None, description="'local' for a LocalCluster or tcp://HOST:8786")
     plugins: list[str] = Field(default_factory=list, description="modules the workers import to register plug-ins")
+    keep_onnx: bool = Field(True, description="keep each produced ONNX model beside its source model")
     source_options: dict[str, dict[str, Any]] = Field(default_factory=dict, description="per-source extra options")
 
     @field_validator("opsets")
@@ -62,7 +63,7 @@ class CampaignSpec(BaseModel):
 
     def identity(self) -> dict[str, Any]:
         """The fields that define which runs exist (execution knobs like workers may change on resume)."""
-        return self.model_dump(exclude={"workers", "dask", "timeout_s", "memory_mb", "plugins"})
+        return self.model_dump(exclude={"workers", "dask", "timeout_s", "memory_mb", "plugins", "keep_onnx"})
 
     def options_for(self, source: str) -> dict[str, Any]:
         return {"node_counts": self.node_counts, "seeds": self.seeds, **self.source_options.get(source, {})}

@@ -102,6 +102,7 @@ class CampaignStore:
                         params=p["params"],
                         seed=p["params"].get("seed"),
                         node_count=p["params"].get("max_nodes"),
+                        resolved_params=p.get("resolved"),
                         campaign_id=campaign_id,
                     )
                     s.add(row)
@@ -152,12 +153,18 @@ class CampaignStore:
         atol: float,
         rtol: float,
         model_hash: str | None,
+        parameters: dict[str, Any] | None = None,
     ) -> str | None:
-        """Insert one run and its outputs in one transaction; its status, or None if this campaign already has it."""
+        """Insert one run and its outputs in one transaction; its status, or None if this campaign already has it.
+
+        What the produced model says about itself (opset, IR version, producer) is stored as read by the worker;
+        a run that produced nothing readable keeps them None.
+        """
         status = result["status"]
         if status == "compared":
             status = RunOutcome.passed if run_passes(result["outputs"], atol, rtol) else RunOutcome.mismatch
         judged = status in (RunOutcome.passed, RunOutcome.mismatch)
+        produced = result.get("produced") or {}
         run = ConversionRun(
             campaign_id=campaign_id,
             model_id=model_id,
@@ -165,7 +172,14 @@ class CampaignStore:
             converter=spec["converter_name"],
             converter_version=spec["converter_version"],
             exporter=spec["exporter"],
+            registry_name=spec.get("converter"),
             opset=int(spec["opset"]),
+            produced_opset=produced.get("opset"),
+            onnx_ir_version=produced.get("ir_version"),
+            onnx_producer=produced.get("producer_name"),
+            onnx_producer_version=produced.get("producer_version"),
+            onnx_path=(result.get("onnx_path") or None) and str(result["onnx_path"])[:500],
+            parameters=parameters,
             input_seed=int(spec["input_seed"]),
             n_inputs=int(spec["n_inputs"]),
             status=str(status),

@@ -7,13 +7,9 @@ running the same job at once; a crashed holder's lease simply expires.
 
 from __future__ import annotations
 
-import os
 import shlex
-import socket
 import subprocess
 import sys
-import threading
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -24,7 +20,8 @@ from sqlalchemy.engine import Engine
 from db import locks
 from db.types import utcnow
 
-DEFAULT_LEASE_SECONDS = 600.0
+DEFAULT_LEASE_SECONDS = locks.DEFAULT_LEASE_SECONDS
+owner_id = locks.owner_id  # who holds a lease: host, process and a random part
 
 
 class ScheduleError(ValueError):
@@ -81,11 +78,6 @@ def next_run(entry: ScheduleEntry, now: datetime | None = None) -> datetime | No
     return entry.trigger().get_next_fire_time(None, now or utcnow())
 
 
-def owner_id() -> str:
-    """Who holds a lease: host, process and a random part (two schedulers in one process differ)."""
-    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
-
-
 def run_command(args: tuple[str, ...]) -> int:
     """Run `interop ARGS` in a child process (same interpreter, environment and working directory)."""
     return subprocess.call([sys.executable, "-m", "cli.main", *args])
@@ -100,29 +92,27 @@ def run_job(
     runner: Callable[[tuple[str, ...]], int] = run_command,
     say: Callable[[str], None] = print,
 ) -> str:
-    """Run one job under its database lease; returns "ok", "failed (exit N)" or "skipped (held by …)"."""
+    """Run one job under its database lease; returns "ok", "failed (exit N)" or "skipped (held by …)".
+
+    A command that itself finds its own lock busy (a miner run started by hand, say) exits with
+    `locks.BUSY_EXIT_CODE`: that is a skip too, not a failure.
+    """
     lock_name = f"schedule:{entry.name}"
     if not locks.acquire(engine, lock_name, owner, lease_seconds):
         held = locks.holder(engine, lock_name)
-        outcome = f"skipped (held by {held.owner if held else 'another scheduler'})"
+        outcome = f"skipped (held by {held.describe() if held else 'another scheduler'})"
         say(f"{entry.name}: {outcome}")
         return outcome
-    stop = threading.Event()
-
-    def heartbeat() -> None:  # keep the lease while a long job runs
-        while not stop.wait(lease_seconds / 3):
-            locks.acquire(engine, lock_name, owner, lease_seconds)
-
-    beat = threading.Thread(target=heartbeat, daemon=True)
-    beat.start()
     try:
-        say(f"{entry.name}: running `interop {shlex.join(entry.command)}`")
-        code = runner(entry.command)
+        with locks.Heartbeat(engine, lock_name, owner, lease_seconds):  # keeps the lease while a long job runs
+            say(f"{entry.name}: running `interop {shlex.join(entry.command)}`")
+            code = runner(entry.command)
     finally:
-        stop.set()
-        beat.join(timeout=5)
         locks.release(engine, lock_name, owner)
-    outcome = "ok" if code == 0 else f"failed (exit {code})"
+    if code == locks.BUSY_EXIT_CODE:
+        outcome = "skipped (its command found another run holding its lock)"
+    else:
+        outcome = "ok" if code == 0 else f"failed (exit {code})"
     say(f"{entry.name}: {outcome}")
     return outcome
 

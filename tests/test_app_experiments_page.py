@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import tomllib
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -54,9 +55,13 @@ def test_experiments_page_outcomes_tolerance_operators_detail(campaigns: SeededC
     assert metrics(at)["torch.onnx: mismatch at atol=1e-05, rtol=0.001"] == "20.0%"
 
     at = open_page("experiments", campaign="seeded", run=str(campaigns.first_run_id))
-    code = " ".join(c.value for c in at.code)
-    assert "interop experiment run" in code and "--converters torch.onnx-torchscript" in code
-    assert "--node-counts 5" in code and "--opsets 17" in code
+    command, toml = (c.value for c in at.code)
+    assert command == f"interop experiment repro {campaigns.first_run_id}"
+    spec = tomllib.loads(toml)["campaign"]
+    assert spec["sources"] == ["nnsmith-torch"] and spec["converters"] == ["torch.onnx-torchscript"]
+    assert spec["opsets"] == [17] and spec["input_seeds"] == [0] and spec["inputs_per_model"] == 1
+    assert spec["source_options"] == {"nnsmith-torch": {"params": [{}]}}  # the seeded model's exact parameters
+    assert "interop experiment run repro.toml" in texts(at)
 
 
 def test_experiments_historical_run_detail(campaigns: SeededCampaign) -> None:

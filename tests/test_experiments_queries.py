@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 from sqlalchemy import select, text
 
@@ -11,6 +12,7 @@ from db.queries.experiments import (
     operator_rates,
     operator_sequences,
     outcome_rates,
+    runs_frame,
     sequence_comparison,
 )
 from experiments.compare import compare_output
@@ -49,13 +51,16 @@ def stored(engine):  # type: ignore[no-untyped-def]
     for key, info in ops.items():
         store.record_model(int(models[key].id), {"operators": info, "content_hash": key})
     a = np.ones(4, np.float32)
+    produced = {"opset": 17, "ir_version": 8, "producer_name": "pytorch", "producer_version": "2.13.0"}
     ok = {
         "status": "compared",
+        "produced": produced,
         "onnx_graph": [["Add", []], ["Relu", [0]]],
         "outputs": [{"input_index": 0, "output_index": 0, **compare_output(a, a, 1e-4, 0)}],
     }
     bad = {
         "status": "compared",
+        "produced": produced,
         "onnx_graph": [["Relu", []], ["Tan", [0]]],
         "outputs": [{"input_index": 0, "output_index": 0, **compare_output(a, a + 1, 1e-4, 0)}],
     }
@@ -66,12 +71,76 @@ def stored(engine):  # type: ignore[no-untyped-def]
     return engine
 
 
-def test_outcome_rates_by_converter_node_count_and_opset(stored) -> None:  # type: ignore[no-untyped-def]
+def test_outcome_rates_by_converter_node_count_and_produced_opset(stored) -> None:  # type: ignore[no-untyped-def]
     rates = outcome_rates(stored)
-    assert len(rates) == 1
-    row = rates.iloc[0]
-    assert (row["runs"], row["passed"], row["mismatch"], row["failed"]) == (3, 1, 1, 1)
-    assert row["node_count"] == 5 and row["opset"] == 17 and row["failed_rate"] == pytest.approx(1 / 3)
+    by = {None if pd.isna(row["produced_opset"]) else int(row["produced_opset"]): row for _, row in rates.iterrows()}
+    assert set(by) == {17, None}  # the export that failed produced no model, so it has no opset
+    assert (by[17]["runs"], by[17]["passed"], by[17]["mismatch"], by[17]["requested_opsets"]) == (2, 1, 1, "17")
+    assert by[17]["node_count"] == 5 and by[17]["mismatch_rate"] == pytest.approx(1 / 2)
+    assert (by[None]["runs"], by[None]["failed"], by[None]["requested_opsets"]) == (1, 1, "17")
+
+
+def test_a_run_at_another_opset_than_requested_is_analysed_at_the_produced_one_and_flagged(
+    stored, cli, wide_console
+) -> None:  # type: ignore[no-untyped-def]
+    from db.queries.experiment_browser import outcome_counts
+    from db.queries.experiments import opset_changes
+
+    store = CampaignStore(stored)
+    cid = store.campaign("q", {"x": 1}, {})
+    planned = [
+        {
+            "model_key": "k3",
+            "source": "nnsmith-torch",
+            "framework": "torch",
+            "name": "m3",
+            "params": {"seed": 3, "max_nodes": 5},
+        }
+    ]
+    model = store.models(cid, planned)["k3"]
+    dynamo = {**_spec(11), "converter": "torch.onnx-dynamo", "exporter": "dynamo"}
+    a = np.ones(4, np.float32)
+    result = {
+        "status": "compared",
+        "produced": {"opset": 18, "ir_version": 10, "producer_name": "pytorch", "producer_version": "2.13.0+cpu"},
+        "outputs": [{"input_index": 0, "output_index": 0, **compare_output(a, a, 1e-4, 0)}],
+    }
+    assert store.record_run(cid, int(model.id), dynamo, result, 1e-4, 0.0, "k3", parameters={"registry_name": "x"})
+    with stored.connect() as conn:
+        row = conn.execute(
+            text(
+                "SELECT opset, produced_opset, onnx_ir_version, onnx_producer, onnx_producer_version, registry_name "
+                "FROM conversion_run WHERE model_id = :m"
+            ),
+            {"m": model.id},
+        ).one()
+    assert tuple(row) == (11, 18, 10, "pytorch", "2.13.0+cpu", "torch.onnx-dynamo")
+
+    frame = runs_frame(stored)
+    assert frame.loc[frame["exporter"] == "dynamo", "opset_differs"].tolist() == [True]
+    assert frame["opset_differs"].isna().sum() == 1 and (~frame["opset_differs"].dropna()).sum() == 2  # type: ignore[operator]
+    rates = outcome_rates(stored)
+    mine = rates[rates["exporter"] == "dynamo"]
+    assert mine[["produced_opset", "requested_opsets", "runs", "passed"]].values.tolist() == [[18, "11", 1, 1]]
+    counts = outcome_counts(stored)
+    assert counts[counts["exporter"] == "dynamo"][["produced_opset", "requested_opset"]].values.tolist() == [[18, 11]]
+    changes = opset_changes(stored)
+    assert changes.to_dict("records") == [
+        {
+            "campaign": "q",
+            "converter": "torch.onnx-dynamo",
+            "exporter": "dynamo",
+            "requested_opset": 11,
+            "produced_opset": 18,
+            "runs": 1,
+        }
+    ]
+    status = cli("experiment", "status", "q")
+    assert "q: 1 torch.onnx-dynamo (dynamo) run(s) asked for opset 11 produced opset 18" in status.output
+    analyzed = cli("experiment", "analyze", "outcomes")
+    assert analyzed.exit_code == 0 and "opset: of the produced ONNX model" in analyzed.output
+    dynamo_line = next(line for line in analyzed.output.splitlines() if " dynamo " in line)
+    assert dynamo_line.split()[:5] == ["torch.onnx", "dynamo", "5", "18", "11"]
 
 
 def test_runs_carry_their_models_node_count_for_the_breakdown(stored) -> None:  # type: ignore[no-untyped-def]

@@ -11,6 +11,7 @@ import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import func, select, text
@@ -319,11 +320,37 @@ def test_gives_up_after_bounded_time_keeping_what_was_fetched(
     assert count(engine, Issue) == len(issues_expected())
 
 
-def test_malformed_json_is_a_clear_error_and_progress_is_kept(env: FakeGitHub, cli, engine: Engine) -> None:
-    env.faults.append(Fault("/issues/30/timeline", status=200, body='[{"event": "closed", '))
+@pytest.mark.parametrize(
+    "fault",
+    [
+        {"status": 200, "body": '[{"number": 101, "title": "cut sh'},
+        {"status": 200, "body": ""},
+        {"truncate": 5000},  # a proxy cut the page: the short body is all there is
+        {"truncate": 5000, "declare_full": True},  # the connection dropped mid-body
+    ],
+    ids=["bad-json", "empty-body", "cut-body", "dropped-connection"],
+)
+def test_a_truncated_or_garbled_200_is_retried_like_a_5xx(
+    env: FakeGitHub, cli, engine: Engine, fault: dict[str, Any]
+) -> None:
+    env.faults.append(Fault("/issues", kind="issues", skip=1, **fault))
+    result = mine(cli)
+    assert result.exit_code == 0, result.output
+    assert [r.status for r in env.requests("issues")] == [200, 200, 200]  # page 2 fetched twice
+    assert "retry 1/5" in result.output
+    assert last_run(engine).counts["retries"] == 1 and last_run(engine).status == "ok"
+    assert count(engine, Issue) == len(issues_expected())
+
+
+def test_malformed_json_is_a_clear_error_and_progress_is_kept(
+    env: FakeGitHub, cli, engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("INTEROP_GITHUB_MAX_WAIT", "2")  # one 1 s backoff, then the retry budget is spent
+    env.faults.append(Fault("/issues/30/timeline", status=200, body='[{"event": "closed", ', times=100))
     result = mine(cli, "--batch-size", "10")
     assert result.exit_code == 2
     assert "malformed JSON" in result.output and "/issues/30/timeline" in result.output
+    env.faults.clear()
     kept = count(engine, Issue)
     assert kept == len([n for n in issues_expected() if n < 30])
     assert last_run(engine).status == "failed"
@@ -364,11 +391,19 @@ def test_bad_token_is_one_line_without_the_token(env: FakeGitHub, cli, monkeypat
 
 
 def test_token_never_in_logs_db_or_exceptions(
-    env: FakeGitHub, cli, engine: Engine, db_url: str, caplog: pytest.LogCaptureFixture
+    env: FakeGitHub,
+    cli,
+    engine: Engine,
+    db_url: str,
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     caplog.set_level(logging.DEBUG)
-    env.faults.append(Fault("/issues/40/timeline", status=200, body="[{not json"))
+    env.faults.append(Fault("/issues/40/timeline", status=200, body="[{not json", times=100))
+    monkeypatch.setenv("INTEROP_GITHUB_MAX_WAIT", "2")  # give up after one retry
     failed = mine(cli)
+    monkeypatch.delenv("INTEROP_GITHUB_MAX_WAIT")
+    env.faults.clear()
     ok = mine(cli)
     assert failed.exit_code == 2 and ok.exit_code == 0
     assert all(r.authorization and TOKEN in r.authorization for r in env.requests())  # it was really used
@@ -471,6 +506,99 @@ def test_killed_run_resumes_without_loss_or_duplicates(
     with Session(engine) as s:
         dup = s.execute(select(Issue.number, func.count()).group_by(Issue.number).having(func.count() > 1)).all()
     assert dup == []
+
+
+# -- one mining run per database ------------------------------------------------------------------
+
+
+def _miner(db_url: str, *extra: str, out: int | None = subprocess.PIPE) -> subprocess.Popen:
+    env = {**os.environ, "INTEROP_DATABASE_URL": db_url, "PYTHONPATH": str(ROOT), "COLUMNS": "250"}
+    return subprocess.Popen(
+        [sys.executable, "-m", "cli.main", "mine", "github", "--repo", REPO, *extra],
+        cwd=ROOT,
+        env=env,
+        stdout=out,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+
+
+def test_two_mining_processes_on_one_database_take_turns(env: FakeGitHub, engine: Engine, db_url: str) -> None:
+    """A second run says who holds the miner lock (exit 75, no request made); a waiting one runs after the first
+    and finds nothing new: every issue is fetched and counted new exactly once."""
+    import socket
+    import threading
+
+    gate = threading.Event()
+    env.on_request = lambda rec: gate.wait(120) if rec.path.endswith("/timeline") else None
+    first = _miner(db_url, out=subprocess.DEVNULL)
+    try:
+        deadline = time.time() + 60
+        while not env.requests("timeline") and time.time() < deadline and first.poll() is None:
+            time.sleep(0.05)
+        assert first.poll() is None and env.requests("timeline"), "the first miner never reached a timeline"
+        seen = len(env.requests())
+        busy = _miner(db_url)
+        output, _ = busy.communicate(timeout=120)
+        assert busy.returncode == 75, output
+        lines = [line for line in output.splitlines() if line.strip()]
+        assert len(lines) == 1 and lines[0].startswith("error: another `interop mine github` run"), output
+        assert f"host {socket.gethostname()}, pid {first.pid}, since " in output and "--wait" in output
+        assert len(env.requests()) == seen  # the refused run asked GitHub nothing
+
+        waiting = _miner(db_url, "--wait", "120")
+        said: list[str] = []
+        told = threading.Event()
+
+        def read() -> None:
+            for line in waiting.stdout:  # type: ignore[union-attr]
+                said.append(line)
+                if "waiting up to 120s for the GitHub miner lock" in line:
+                    told.set()
+
+        reader = threading.Thread(target=read, daemon=True)
+        reader.start()
+        assert told.wait(120), "".join(said)
+        assert f"pid {first.pid}" in "".join(said)
+        assert first.poll() is None  # it really waited for a run in progress
+        gate.set()
+        assert first.wait(timeout=120) == 0
+        assert waiting.wait(timeout=120) == 0, "".join(said)
+        reader.join(timeout=10)
+    finally:
+        gate.set()
+        for proc in (first,):
+            if proc.poll() is None:
+                proc.kill()
+    with Session(engine) as s:
+        runs = list(
+            s.execute(select(IngestRun).where(IngestRun.kind == "github-mine").order_by(IngestRun.id)).scalars()
+        )
+    assert [r.status for r in runs] == ["ok", "ok"]
+    assert [r.counts["issues_new"] for r in runs] == [len(issues_expected()), 0]
+    assert runs[1].counts["timelines"] == 0  # it resumed from the first run's cursor
+    assert len(env.requests("timeline")) == len(issues_expected())  # no timeline fetched twice
+    assert count(engine, Issue) == len(issues_expected())
+    from db import locks
+
+    assert locks.holder(engine, "miner:github") is None  # released by the run that held it last
+
+
+def test_a_killed_miners_lock_is_taken_over_at_once_on_its_host(env: FakeGitHub, cli, engine: Engine) -> None:
+    from db import locks
+
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    import socket
+
+    owner = f"{socket.gethostname()}:{dead.pid}:deadbeef"
+    assert locks.acquire(engine, "miner:github", owner, 3600)
+    result = mine(cli)
+    assert result.exit_code == 0, result.output
+    assert locks.holder(engine, "miner:github") is None
+    assert locks.acquire(engine, "miner:github", "elsewhere:1:cafe", 3600)  # another host: it cannot be checked
+    busy = mine(cli)
+    assert busy.exit_code == 75 and "host elsewhere, pid 1, since" in busy.output
 
 
 # -- the fix rule ----------------------------------------------------------------------------------

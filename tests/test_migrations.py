@@ -167,6 +167,66 @@ def test_run_key_downgrade_refuses_runs_the_old_key_cannot_hold_then_goes_back(e
         eng.dispose()
 
 
+def test_run_provenance_revision_reads_kept_onnx_files_and_leaves_the_rest_unknown(empty_db_url: str, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """Runs whose produced model is kept get its opset, IR version and producer; the others stay NULL."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    location = tmp_path / "models" / "m"
+    (location / "onnx").mkdir(parents=True)
+    graph = helper.make_graph(
+        [helper.make_node("Relu", ["x"], ["y"])],
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2])],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)], producer_name="pytorch")
+    model.producer_version, model.ir_version = "2.13.0+cpu", 10
+    onnx.save(model, str(location / "onnx" / "torch.onnx-dynamo-2.13.0+cpu-opset11.onnx"))
+    (location / "onnx" / "torch.onnx-torchscript-2.13.0+cpu-opset11.onnx").write_bytes(b"damaged")
+    run = (
+        "INSERT INTO conversion_run (id, campaign_id, model_id, converter, converter_version, exporter, opset, "
+        "input_seed, n_inputs, status, durations, finished_at) VALUES ({id}, {campaign}, {model}, '{conv}', "
+        "'2.13.0+cpu', '{exp}', 11, 0, 1, 'passed', '{{}}', '2026-01-01 00:00:00')"
+    )
+    rows = _rows_after_upgrade(
+        empty_db_url,
+        "0011_run_key_per_campaign",
+        [
+            "INSERT INTO campaign (id, name, kind, spec, environment, created_at) VALUES "
+            "(1, 'live', 'live', '{\"converters\": [\"torch.onnx-dynamo\", \"torch.onnx-torchscript\"]}', '{}', "
+            "'2026-01-01 00:00:00'), (2, 'study', 'historical', '{}', '{}', '2026-01-01 00:00:00'), "
+            "(3, 'other', 'live', '{\"converters\": [\"tf2onnx\"]}', '{}', '2026-01-01 00:00:00')",
+            "INSERT INTO model (id, model_key, source, framework, name, params, location, created_at) VALUES "
+            f"(1, 'a', 's', 'torch', 'a', '{{}}', '{location}', '2026-01-01 00:00:00'), "
+            "(2, 'b', 's', 'torch', 'b', '{}', NULL, '2026-01-01 00:00:00')",
+            run.format(id=1, campaign=1, model=1, conv="torch.onnx", exp="dynamo"),  # file kept: read
+            run.format(id=2, campaign=1, model=1, conv="torch.onnx", exp="torchscript"),  # damaged file: unknown
+            run.format(id=3, campaign=1, model=2, conv="torch.onnx", exp="dynamo"),  # no files at all: unknown
+            run.format(id=4, campaign=2, model=1, conv="torch.onnx", exp="dynamo"),  # historical: no registry name
+            run.format(id=5, campaign=3, model=1, conv="torch.onnx", exp="dynamo"),  # not in its spec: not guessed
+        ],
+        "SELECT id, registry_name, produced_opset, onnx_ir_version, onnx_producer, onnx_producer_version, "
+        "onnx_path, parameters FROM conversion_run ORDER BY id",
+    )
+    kept = str(location / "onnx" / "torch.onnx-dynamo-2.13.0+cpu-opset11.onnx")
+    assert rows == [
+        (1, "torch.onnx-dynamo", 18, 10, "pytorch", "2.13.0+cpu", kept, None),
+        (2, "torch.onnx-torchscript", None, None, None, None, None, None),
+        (3, "torch.onnx-dynamo", None, None, None, None, None, None),
+        (4, None, None, None, None, None, None, None),
+        (5, None, None, None, None, None, None, None),
+    ]
+    downgrade(empty_db_url, "0011_run_key_per_campaign")  # and back: the columns go, the runs stay
+    eng = make_engine(empty_db_url)
+    try:
+        with eng.connect() as conn:
+            assert conn.execute(text("SELECT count(*) FROM conversion_run")).scalar() == 5
+        assert "produced_opset" not in {c["name"] for c in inspect(eng).get_columns("conversion_run")}
+    finally:
+        eng.dispose()
+
+
 def test_survey_definition_revision_keeps_stored_kinds_and_refuses_to_drop_definitions(empty_db_url: str) -> None:
     rows = _rows_after_upgrade(
         empty_db_url,

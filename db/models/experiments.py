@@ -75,6 +75,9 @@ class ModelUnderTest(SQLModel, table=True):
     content_hash: str | None = Field(default=None, max_length=64, index=True)
     location: str | None = Field(default=None, max_length=500, description="directory holding the model files")
     input_specs: list[Any] | None = json_field()
+    resolved_params: dict[str, Any] | None = json_field(
+        description="how the source built it: its plug-in module and every parameter with defaults filled in"
+    )
     campaign_id: int | None = Field(default=None, foreign_key="campaign.id", index=True)
     created_at: datetime = utc_field(nullable=False, now=True)
 
@@ -110,8 +113,18 @@ class ConversionRun(SQLModel, table=True):
         Index("ix_conversion_run_campaign_status", "campaign_id", "status"),
         Index("ix_conversion_run_outcome", "converter", "status", "stage", "error_class"),
         Index("ix_conversion_run_variant", "model_id", "converter", "exporter", "opset", "status"),
-        # The outcome breakdown (converter × exporter × node count × opset × outcome) in GROUP BY order, no join.
-        Index("ix_conversion_run_breakdown", "converter", "exporter", "node_count", "opset", "status", "campaign_id"),
+        # The outcome breakdown (converter × exporter × node count × produced and requested opset × outcome) in
+        # GROUP BY order, no join.
+        Index(
+            "ix_conversion_run_breakdown",
+            "converter",
+            "exporter",
+            "node_count",
+            "produced_opset",
+            "opset",
+            "status",
+            "campaign_id",
+        ),
     )
 
     id: int | None = Field(default=None, primary_key=True)
@@ -121,7 +134,17 @@ class ConversionRun(SQLModel, table=True):
     converter: str = Field(max_length=32, index=True)
     converter_version: str = Field(max_length=32)
     exporter: str = Field(max_length=32)
-    opset: int = Field(index=True)
+    registry_name: str | None = Field(
+        default=None, max_length=64, description="the converter plug-in as a campaign spec names it (torch.onnx-dynamo)"
+    )
+    opset: int = Field(index=True, description="the opset requested from the converter")
+    produced_opset: int | None = Field(
+        default=None, description="the default-domain opset of the produced ONNX model (None: none produced, unknown)"
+    )
+    onnx_ir_version: int | None = Field(default=None, description="the produced model's IR version")
+    onnx_producer: str | None = Field(default=None, max_length=100, description="the produced model's producer_name")
+    onnx_producer_version: str | None = Field(default=None, max_length=64)
+    onnx_path: str | None = Field(default=None, max_length=500, description="the produced ONNX file (kept for checks)")
     node_count: int | None = Field(default=None, description="the model's node count, copied: breakdowns need no join")
     input_seed: int = Field(sa_column=Column(BigInteger, nullable=False))
     n_inputs: int = Field(default=0, description="K: random inputs compared")
@@ -135,6 +158,9 @@ class ConversionRun(SQLModel, table=True):
     onnx_graph: list[Any] | None = json_field(description="[[op_type, [predecessor indices]], ...] of the ONNX")
     atol: float | None = Field(default=None, description="tolerance of the current verdict")
     rtol: float | None = None
+    parameters: dict[str, Any] | None = json_field(
+        description="every resolved parameter of the run (plug-ins, converter, limits, tolerance): what repro re-runs"
+    )
     finished_at: datetime = utc_field(nullable=False, now=True)
 
 

@@ -1,6 +1,6 @@
 """The Experiments page's reads, aggregated in SQL so they stay fast on millions of conversion runs.
 
-Campaigns, outcomes by converter × exporter × node count × opset, failing stages, per-operator rates, and
+Campaigns, outcomes by converter × exporter × node count × produced opset, failing stages, per-operator rates, and
 verdicts re-judged at any tolerance from the stored comparison numbers (`needed_atol[rtol]` per output:
 an output passes at (atol, rtol) iff shapes and dtypes agree, no NaN/Inf disagrees, and needed_atol <= atol).
 """
@@ -90,10 +90,13 @@ def campaigns(engine: Engine) -> pd.DataFrame:
 
 
 def outcome_counts(engine: Engine, campaign: str | None = None) -> pd.DataFrame:
-    """Runs per converter × exporter × node count × opset × outcome (one index-only scan, no join to `model`)."""
-    keys = [RUN.c.converter, RUN.c.exporter, RUN.c.node_count, RUN.c.opset, RUN.c.status]
+    """Runs per converter × exporter × node count × produced opset × requested opset × outcome (one index-only
+    scan, no join to `model`). The produced opset is what the ONNX model really has (None: nothing produced)."""
+    keys = [RUN.c.converter, RUN.c.exporter, RUN.c.node_count, RUN.c.produced_opset, RUN.c.opset, RUN.c.status]
     stmt = _in_campaign(select(*keys, func.count().label("runs")), campaign).group_by(*keys)
-    return _frame(engine, stmt, ["converter", "exporter", "node_count", "opset", "status", "runs"])
+    return _frame(
+        engine, stmt, ["converter", "exporter", "node_count", "produced_opset", "requested_opset", "status", "runs"]
+    )
 
 
 def failure_stages(engine: Engine, campaign: str | None = None) -> pd.DataFrame:

@@ -89,7 +89,8 @@ def judged_tolerances(engine: Engine, campaign: str | None = None) -> pd.DataFra
 
 
 def runs_frame(engine: Engine, campaign: str | None = None) -> pd.DataFrame:
-    """One row per conversion run with its model's source, node count and operators."""
+    """One row per conversion run with its model's source, node count and operators; `requested_opset` is what
+    the converter was asked for, `produced_opset` what the produced model has (`opset_differs` flags the two)."""
     stmt = (
         select(
             ConversionRun.id.label("run_id"),
@@ -103,7 +104,9 @@ def runs_frame(engine: Engine, campaign: str | None = None) -> pd.DataFrame:
             ConversionRun.converter,
             ConversionRun.converter_version,
             ConversionRun.exporter,
-            ConversionRun.opset,
+            ConversionRun.registry_name,
+            ConversionRun.opset.label("requested_opset"),
+            ConversionRun.produced_opset,
             ConversionRun.input_seed,
             ConversionRun.status,
             ConversionRun.stage,
@@ -121,33 +124,72 @@ def runs_frame(engine: Engine, campaign: str | None = None) -> pd.DataFrame:
         stmt = stmt.where(Campaign.name == campaign)
     with engine.connect() as conn:
         rows: list[Any] = list(conn.execute(stmt).mappings().all())
-    return pd.DataFrame(rows, columns=list(stmt.selected_columns.keys()))
+    frame = pd.DataFrame(rows, columns=list(stmt.selected_columns.keys()))
+    produced = frame["produced_opset"].astype("Int64")
+    # True/False where the produced model's opset is known, missing where it is not
+    frame["opset_differs"] = (produced != frame["requested_opset"].astype("Int64")).astype("boolean")
+    return frame
 
 
 OUTCOMES = ("passed", "mismatch", "failed", "crash", "timeout", "oom")
 
 
 def outcome_rates(
-    engine: Engine, campaign: str | None = None, by: tuple[str, ...] = ("converter", "exporter", "node_count", "opset")
+    engine: Engine,
+    campaign: str | None = None,
+    by: tuple[str, ...] = ("converter", "exporter", "node_count", "produced_opset"),
 ) -> pd.DataFrame:
-    """Runs and the share of each outcome per group (default converter × exporter × node count × opset)."""
+    """Runs and the share of each outcome per group (default converter × exporter × node count × the opset the
+    produced model really has), with the requested opsets that ended in each group.
+
+    A run that produced no readable model (it failed at export, or it was imported) has no produced opset: its
+    group's `produced_opset` is empty and `requested_opsets` says what was asked.
+    """
     runs = runs_frame(engine, campaign)
-    columns = [*by, "runs", *OUTCOMES, *(f"{o}_rate" for o in OUTCOMES)]
+    columns = [*by, "requested_opsets", "runs", *OUTCOMES, *(f"{o}_rate" for o in OUTCOMES)]
     if runs.empty:
         return pd.DataFrame(columns=columns)
     keys = list(by)
-    table = runs.assign(node_count=runs["node_count"].fillna(-1).astype(int)).pivot_table(
-        index=keys, columns="status", values="run_id", aggfunc="count", fill_value=0
-    )
+    nullable = [k for k in ("node_count", "produced_opset", "requested_opset") if k in keys]
+    runs = runs.assign(**{k: runs[k].fillna(-1).astype(int) for k in nullable})
+    table = runs.pivot_table(index=keys, columns="status", values="run_id", aggfunc="count", fill_value=0)
     table = table.reindex(columns=list(OUTCOMES), fill_value=0)
     table.insert(0, "runs", table.sum(axis=1))
     for outcome in OUTCOMES:
         table[f"{outcome}_rate"] = table[outcome] / table["runs"]
+    asked = runs.groupby(keys)["requested_opset"].agg(lambda s: ",".join(str(v) for v in sorted(set(s))))
+    table.insert(0, "requested_opsets", asked)
     table = table.reset_index()
     table.columns.name = None
-    if "node_count" in table:
-        table["node_count"] = table["node_count"].where(table["node_count"] >= 0)
+    for key in nullable:
+        table[key] = table[key].where(table[key] >= 0).astype("Int64")
     return table[columns]
+
+
+def opset_changes(engine: Engine, campaign: str | None = None) -> pd.DataFrame:
+    """Runs whose produced model has another default-domain opset than the converter was asked for, per
+    campaign × converter plug-in × requested × produced opset (torch 2.13's dynamo exporter: 11 → 18)."""
+    keys = [
+        Campaign.name.label("campaign"),
+        func.coalesce(ConversionRun.registry_name, ConversionRun.converter).label("converter"),
+        ConversionRun.exporter,
+        ConversionRun.opset.label("requested_opset"),
+        ConversionRun.produced_opset,
+    ]
+    stmt = (
+        select(*keys, func.count().label("runs"))
+        .join(Campaign, Campaign.id == ConversionRun.campaign_id)
+        .where(ConversionRun.produced_opset.is_not(None), ConversionRun.produced_opset != ConversionRun.opset)
+        .group_by(*keys)
+        .order_by(*keys)
+    )
+    if campaign is not None:
+        stmt = stmt.where(Campaign.name == campaign)
+    with engine.connect() as conn:
+        return pd.DataFrame(
+            conn.execute(stmt).mappings().all(),
+            columns=["campaign", "converter", "exporter", "requested_opset", "produced_opset", "runs"],
+        )
 
 
 def _operators_of(row: Any, level: str) -> set[str]:

@@ -34,6 +34,22 @@ class ModelSource:
     def display_name(self, params: dict[str, Any]) -> str:
         return "-".join(f"{k}{v}" for k, v in sorted(params.items()) if not isinstance(v, dict))
 
+    def build_settings(self, params: dict[str, Any]) -> dict[str, Any]:
+        """What `build` uses beyond `params` (defaults it fills in, fixed configurations), so a stored model says
+        exactly how it was made; plug-ins that have none keep this empty default."""
+        return {}
+
+    def resolved(self, params: dict[str, Any]) -> dict[str, Any]:
+        """A model's exact recipe: this source's name and plug-in module, its parameters, its build settings."""
+        return {
+            "source": self.name,
+            "module": type(self).__module__,
+            "framework": self.framework,
+            "kind": self.kind,
+            "params": params,
+            "settings": self.build_settings(params),
+        }
+
     def build(self, params: dict[str, Any], out_dir: Path) -> LoadedModel:
         """Generate the model (stage generate), saving its files under `out_dir` where it has any."""
         raise NotImplementedError

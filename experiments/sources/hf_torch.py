@@ -92,6 +92,16 @@ class TransformersFromConfig(ModelSource):
     def display_name(self, params: dict[str, Any]) -> str:
         return f"{params['arch']}-s{params['seed']}"
 
+    def build_settings(self, params: dict[str, Any]) -> dict[str, Any]:
+        model_type, overrides, input_name, shape, dtype = ARCHS[params["arch"]]
+        return {
+            "model_type": model_type,
+            "config": dict(overrides),
+            "input": {"name": input_name, "shape": list(shape), "dtype": dtype},
+            "output": "last_hidden_state",
+            "seed": int(params["seed"]),
+        }
+
     def build(self, params: dict[str, Any], out_dir: Path) -> LoadedModel:
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         import torch

@@ -44,6 +44,16 @@ class KerasApplications(ModelSource):
     def display_name(self, params: dict[str, Any]) -> str:
         return f"{params['arch']}-{params['input_size']}px-s{params['seed']}"
 
+    def build_settings(self, params: dict[str, Any]) -> dict[str, Any]:
+        size = int(params["input_size"])
+        return {
+            "constructor": f"keras.applications.{params['arch']}",
+            "weights": None,
+            "input_shape": [1, size, size, 3],
+            "input_dtype": "float32",
+            "seed": int(params["seed"]),
+        }
+
     def build(self, params: dict[str, Any], out_dir: Path) -> LoadedModel:
         import keras
         import tensorflow as tf

@@ -17,6 +17,7 @@ from experiments.core import LoadedModel, TensorSpec, hash_arrays
 from experiments.sources import ModelSource
 
 _OPSETS: dict[str, list[Any]] = {}
+TIMEOUT_MS = 10_000  # nnsmith's solver budget per model when the parameters name none
 
 
 def _seed_everything(seed: int) -> None:
@@ -70,6 +71,17 @@ class _NNSmithSource(ModelSource):
     def display_name(self, params: dict[str, Any]) -> str:
         return f"{self.name}-n{params['max_nodes']}-s{params['seed']}"
 
+    def build_settings(self, params: dict[str, Any]) -> dict[str, Any]:
+        return {
+            "model_type": self.model_type,
+            "method": params.get("method", "symbolic-cinit"),
+            "max_nodes": int(params["max_nodes"]),
+            "seed": int(params["seed"]),
+            "timeout_ms": int(params.get("timeout_ms", TIMEOUT_MS)),
+            "operator_set": "nnsmith.narrow_spec.auto_opset (probed once per framework, cached)",
+            "weights": "seeded initial weights (refine_weights skipped)",
+        }
+
     def _model_cls(self) -> Any:
         from experiments import nnsmith_compat
 
@@ -97,7 +109,7 @@ class _NNSmithSource(ModelSource):
             method=params.get("method", "symbolic-cinit"),
             seed=int(params["seed"]),
             max_nodes=int(params["max_nodes"]),
-            timeout_ms=int(params.get("timeout_ms", 10_000)),
+            timeout_ms=int(params.get("timeout_ms", TIMEOUT_MS)),
         )
         return gen.make_concrete()
 

@@ -1,9 +1,9 @@
-"""Experiments: campaigns, outcomes by converter × node count × opset, diffs at any tolerance, runs in detail."""
+"""Experiments: campaigns, outcomes by converter × node count × produced opset, diffs at any tolerance, runs in
+detail with how to re-run them."""
 
 from __future__ import annotations
 
 import math
-import shlex
 
 import altair as alt
 import pandas as pd
@@ -20,36 +20,25 @@ OUTCOME_COLORS = alt.Scale(
 )
 
 
-def reproduce_command(detail: dict) -> str | None:
-    """The `interop experiment run` line that redoes this one run (None for historical imports)."""
-    run, model, campaign = detail["run"], detail["model"], detail["campaign"]
-    if campaign.get("kind") == "historical" or not model:
-        return None
-    converter = run["converter"] if run["converter"] != "torch.onnx" else f"torch.onnx-{run['exporter']}"
-    args = [
-        "interop",
-        "experiment",
-        "run",
-        "--name",
-        f"repro-run-{run['id']}",
-        "--sources",
-        model["source"],
-        "--converters",
-        converter,
-        "--opsets",
-        str(run["opset"]),
-        "--input-seeds",
-        str(run["input_seed"]),
-    ]
-    if model.get("node_count") is not None:
-        args += ["--node-counts", str(model["node_count"])]
-    if model.get("seed") is not None:
-        args += ["--seeds", str(model["seed"])]
-    if run.get("n_inputs"):
-        args += ["--inputs", str(run["n_inputs"])]
-    if run.get("atol") is not None:
-        args += ["--atol", f"{run['atol']:g}", "--rtol", f"{run['rtol'] or 0:g}"]
-    return shlex.join(args)
+def reproduction(detail: dict) -> tuple[str, str] | str:
+    """(the `interop experiment repro` line, the equivalent campaign.toml) of a run, or why it has none."""
+    from experiments.repro import ReproError, recipe
+
+    try:
+        rec = recipe(detail)
+    except ReproError as exc:
+        return str(exc)
+    return f"interop experiment repro {rec.run_id}", rec.toml()
+
+
+def opset_text(run: dict) -> str:
+    """`opset 17`, or `opset 11 requested → 18 produced` when the converter did not produce what it was asked."""
+    asked, got = run.get("opset"), run.get("produced_opset")
+    if got is None:
+        return f"opset {asked} requested (no model produced, or not recorded)"
+    if got != asked:
+        return f"opset {asked} requested → **{got} produced**"
+    return f"opset {asked}"
 
 
 st.title("Experiments")
@@ -83,12 +72,26 @@ if counts.empty:
     st.caption(f"No runs in {scope}.")
 else:
     counts["node_count"] = counts["node_count"].astype("Int64")
+    counts["produced_opset"] = counts["produced_opset"].astype("Int64")
+    counts["opset"] = counts["produced_opset"].map(lambda o: "none" if pd.isna(o) else str(int(o)))
     counts["variant"] = counts["converter"] + " · " + counts["exporter"]
-    opsets = sorted(counts["opset"].dropna().unique().tolist())
+    opsets = sorted(counts["opset"].unique().tolist(), key=lambda o: (o == "none", int(o) if o != "none" else 0))
     opset = param("opset")
     if len(opsets) > 1:
-        opset = select_param("Opset", "opset", [str(o) for o in opsets], all_label="(every opset)")
-    shown = counts[counts["opset"] == int(opset)] if opset else counts
+        opset = select_param("Opset (of the produced model)", "opset", opsets, all_label="(every opset)")
+    shown = counts[counts["opset"] == str(opset)] if opset else counts
+    moved = shown[shown["produced_opset"].notna() & (shown["produced_opset"] != shown["requested_opset"])]
+    if not moved.empty:
+        pairs = moved.groupby(["variant", "requested_opset", "produced_opset"])["runs"].sum()
+        st.warning(
+            "Opsets are those of the produced ONNX models. Some converters produced another opset than asked: "
+            + "; ".join(f"{v}: {int(n):,} runs asked {a} got {g}" for (v, a, g), n in pairs.items())
+        )
+    if (shown["opset"] == "none").any():
+        st.caption(
+            '"none": runs that produced no readable ONNX model (failed at export) or whose produced opset was '
+            "never recorded (historical imports, runs stored before it was)."
+        )
     totals = shown.groupby("variant")["runs"].sum()
     st.caption(
         f"{int(shown['runs'].sum()):,} runs in {scope}; per variant: "
@@ -97,20 +100,24 @@ else:
     by_nodes = shown.assign(nodes=shown["node_count"].map(lambda n: "n/a" if pd.isna(n) else str(int(n))))
     node_order = sorted(by_nodes["nodes"].unique(), key=lambda v: (v == "n/a", int(v) if v != "n/a" else 0))
     chart = (
-        alt.Chart(by_nodes.drop(columns="node_count"))
+        alt.Chart(by_nodes.drop(columns=["node_count", "produced_opset"]))
         .mark_bar()
         .encode(
             x=alt.X("nodes:O", title="nodes per model", sort=node_order),
             y=alt.Y("sum(runs):Q", stack="normalize", title="share of runs", axis=alt.Axis(format="%")),
             color=alt.Color("status:N", scale=OUTCOME_COLORS, title="outcome"),
-            tooltip=["variant", "nodes", "opset", "status", "sum(runs):Q"],
+            tooltip=["variant", "nodes", "opset", "requested_opset", "status", "sum(runs):Q"],
         )
         .properties(height=220, width=max(160, min(28 * len(node_order), 760 // max(1, by_nodes["variant"].nunique()))))
         .facet(column=alt.Column("variant:N", title=None, header=alt.Header(labelLimit=400, labelFontSize=12)))
     )
     st.altair_chart(chart)
-    table = shown.pivot_table(
-        index=["variant", "node_count", "opset"], columns="status", values="runs", aggfunc="sum", fill_value=0
+    table = by_nodes.pivot_table(
+        index=["variant", "nodes", "opset", "requested_opset"],
+        columns="status",
+        values="runs",
+        aggfunc="sum",
+        fill_value=0,
     )
     table.insert(0, "runs", table.sum(axis=1))
     with st.expander("As a table"):
@@ -266,10 +273,17 @@ if picked != "(choose one)":
     else:
         run, model, camp = detail["run"], detail["model"], detail["campaign"]
         where = f" at stage `{run['stage']}`" if run["stage"] else ""
+        plugin = f" — plug-in `{run['registry_name']}`" if run.get("registry_name") else ""
         st.markdown(
-            f"**{run['converter']} · {run['exporter']}** (version {run['converter_version']}), opset "
-            f"{run['opset']}: **{run['status']}**{where}"
+            f"**{run['converter']} · {run['exporter']}** (version {run['converter_version']}){plugin}, "
+            f"{opset_text(run)}: **{run['status']}**{where}"
         )
+        if run.get("produced_opset") is not None:
+            st.caption(
+                f"Produced model: opset {run['produced_opset']}, IR version {run.get('onnx_ir_version') or '—'}, "
+                f"producer {run.get('onnx_producer') or '—'} {run.get('onnx_producer_version') or ''}"
+                + (f" · kept at `{run['onnx_path']}`" if run.get("onnx_path") else "")
+            )
         if run.get("error_class") or run.get("message"):
             st.error(f"{run.get('error_class') or ''}: {run.get('message') or ''}")
         if run.get("stderr_excerpt"):
@@ -291,10 +305,14 @@ if picked != "(choose one)":
                         "operators",
                         "location",
                         "content_hash",
+                        "resolved_params",
                     )
                 },
                 expanded=False,
             )
+            if run.get("parameters"):
+                st.markdown("**Run parameters**")
+                st.json(run["parameters"], expanded=False)
         with right:
             st.markdown("**Environment** (campaign `" + str(camp.get("name")) + "`)")
             st.json(
@@ -321,13 +339,16 @@ if picked != "(choose one)":
         if not detail["outputs"].empty:
             st.markdown("**Comparison numbers per input and output**")
             st.dataframe(detail["outputs"], hide_index=True, width="stretch")
-        command = reproduce_command(detail)
         st.markdown("**How to reproduce**")
-        if command:
+        how = reproduction(detail)
+        if isinstance(how, tuple):
+            command, toml = how
             st.code(command, language="bash", wrap_lines=True)
+            st.caption(
+                "Re-runs exactly this run in an isolated worker and compares the outcome (nothing is written to "
+                "the database). The equivalent campaign, to run with `interop experiment run repro.toml`:"
+            )
+            st.code(toml, language="toml")
         else:
             recorded = model.get("location") or model.get("name")
-            st.caption(
-                f"Imported from the study's results (historical): no model files here to re-run. "
-                f"Model as recorded: `{recorded}`."
-            )
+            st.caption(f"{how}. Model as recorded: `{recorded}`.")

@@ -7,6 +7,7 @@ log line or exception produced here ever contains a token.
 from __future__ import annotations
 
 import contextlib
+import json
 import re
 import time
 from collections.abc import Callable, Iterator
@@ -72,6 +73,25 @@ class Page:
     etag: str | None
     next_url: str | None
     not_modified: bool = False
+
+
+def _strict_json(body: str) -> Any:
+    """The JSON of a 200 body; an empty, cut-short or non-JSON body raises ValueError (PyGithub would wrap
+    text that does not start with { or [ in {"data": ...} and an empty body as None)."""
+    if not body or not body.strip():
+        raise ValueError("empty body")
+    try:
+        return json.loads(body)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{exc.msg} at character {exc.pos} of {len(body)}") from None
+
+
+def _error_body(body: str) -> Any:
+    """An error response's JSON for PyGithub's exception (its message), or the raw text when it is not JSON."""
+    try:
+        return json.loads(body) if body else None
+    except json.JSONDecodeError:
+        return {"data": body}
 
 
 def split_tokens(value: str | None) -> list[str]:
@@ -140,7 +160,11 @@ class GitHubClient:
     # -- public API -------------------------------------------------------------------------------
 
     def get(self, path_or_url: str, params: dict[str, Any] | None = None, etag: str | None = None) -> Page:
-        """One GET (retried as needed); `etag` makes it conditional (a 304 comes back as `not_modified`)."""
+        """One GET (retried as needed); `etag` makes it conditional (a 304 comes back as `not_modified`).
+
+        A 5xx, a network fault, and a 200 whose body is cut short or is not JSON are retried with backoff
+        (a proxy or GitHub itself sometimes truncates a page); a 4xx other than a rate limit is not.
+        """
         deadline = time.monotonic() + self.max_wait
         attempt = 0
         what = self._describe(path_or_url)
@@ -149,9 +173,11 @@ class GitHubClient:
             headers = {"If-None-Match": etag} if etag else None
             self.stats.requests += 1
             try:
-                resp_headers, data = token.github.requester.requestJsonAndCheck(
+                status, resp_headers, body = token.github.requester.requestJson(
                     "GET", path_or_url, parameters=params, headers=headers
                 )
+                if status >= 400:
+                    raise Requester.createException(status, resp_headers, _error_body(body))
             except GithubException as exc:
                 self._note_quota(token, exc.headers or {})
                 wait = self._rate_limit_wait(exc)
@@ -173,14 +199,20 @@ class GitHubClient:
                 raise GitHubUnavailable(
                     self._scrub(f"gave up on {what} after {attempt + 1} attempts: {type(exc).__name__}")
                 ) from None
-            except ValueError as exc:  # json.JSONDecodeError from the requester
-                raise GitHubResponseError(self._scrub(f"malformed JSON from GitHub for {what}: {exc}")) from None
             self._note_quota(token, resp_headers)
-            if data is None and etag:
+            if status == 304:
                 self.stats.not_modified += 1
                 return Page(None, etag, None, not_modified=True)
-            if isinstance(data, dict) and set(data) == {"data"} and isinstance(data["data"], str):
-                raise GitHubResponseError(self._scrub(f"GitHub answered non-JSON for {what}"))
+            try:
+                data = _strict_json(body)
+            except ValueError as exc:  # a truncated or garbled 200: as transient as a 5xx
+                if attempt + 1 < self.max_attempts:
+                    attempt += 1
+                    self._backoff(attempt, deadline, f"malformed JSON from GitHub for {what} ({exc})")
+                    continue
+                raise GitHubResponseError(
+                    self._scrub(f"malformed JSON from GitHub for {what} after {attempt + 1} attempts: {exc}")
+                ) from None
             match = _LINK_NEXT.search(resp_headers.get("link", "") or "")
             return Page(data, resp_headers.get("etag"), match.group(1) if match else None)
 

@@ -3,13 +3,15 @@ commit in batches (the cursor moves with each batch, so a killed run resumes whe
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy.engine import Engine
 
+from db import locks
 from db.ingest import recorded_run
 from db.types import utcnow
 from miners.github.client import GitHubClient, GitHubError, GitHubNotFound
@@ -18,6 +20,18 @@ from miners.github.loader import Fetched, IssueLoader
 from miners.github.source import GitHubIssueSource, IssueQuery, is_pull_request, issue_fields, label_names
 
 TIMELINE_CHOICES = ("all", "closed", "none")
+#: The lease every GitHub mining run of a database holds (in `scheduler_lock`, beside the scheduler's own).
+LOCK_NAME = "miner:github"
+
+
+@contextmanager
+def mining_lock(
+    engine: Engine, wait_seconds: float = 0.0, on_wait: Callable[[locks.Holder | None], None] | None = None
+) -> Iterator[str]:
+    """Hold the GitHub miner's lease on this database: a second run waits up to `wait_seconds`, then gets
+    `locks.LockBusy` naming the holder, instead of fetching everything again and counting the same issues new."""
+    with locks.held(engine, LOCK_NAME, wait_seconds=wait_seconds, on_wait=on_wait) as owner:
+        yield owner
 
 
 @dataclass

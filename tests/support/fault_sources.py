@@ -1,11 +1,15 @@
-"""Test-only model sources that misbehave on purpose; importing this module registers them.
+"""Test-only plug-ins that misbehave on purpose; importing this module registers them.
 
-Each builds a tiny torch model; `at` chooses whether the fault hits while generating or while exporting.
-Workers import this module through the campaign spec's `plugins`.
+Sources `fault-<kind>` each build a tiny torch model; `at` chooses whether the fault hits while generating or
+while exporting (`fault-none` is the well-behaved control). Converters: `fault-garbage-onnx` returns bytes
+that are no ONNX model, `fault-fixed-opset` exports with TorchScript at opset 18 whatever opset it is asked
+for. Workers import this module through the campaign spec's `plugins`.
 """
 
 from __future__ import annotations
 
+import ctypes
+import io
 import os
 import time
 from pathlib import Path
@@ -13,12 +17,17 @@ from typing import Any
 
 import numpy as np
 
-from experiments.core import LoadedModel, TensorSpec, hash_arrays
+from experiments.converters import CONVERTERS, Converter
+from experiments.core import LoadedModel, TensorSpec, hash_arrays, seeded_inputs
 from experiments.sources import SOURCES, ModelSource
 
 
 def _abort() -> None:
     os.abort()
+
+
+def _segfault() -> None:
+    ctypes.string_at(0)  # reads address 0: SIGSEGV
 
 
 def _hang() -> None:
@@ -32,7 +41,11 @@ def _blow_memory() -> None:
         time.sleep(0.05)
 
 
-FAULTS = {"abort": _abort, "hang": _hang, "oom": _blow_memory}
+def _nothing() -> None:
+    return None
+
+
+FAULTS = {"abort": _abort, "segv": _segfault, "hang": _hang, "oom": _blow_memory, "none": _nothing}
 
 
 class FaultSource(ModelSource):
@@ -81,10 +94,51 @@ class FaultSource(ModelSource):
         )
 
 
+class GarbageOnnx(Converter):
+    """Claims to convert, returns bytes no ONNX reader accepts."""
+
+    name, converter, framework = "fault-garbage-onnx", "garbage", "torch"
+
+    def exporter_for(self, kind: str) -> str:
+        return "bytes"
+
+    def version(self) -> str:
+        return "1"
+
+    def convert(self, model: LoadedModel, opset: int, kind: str) -> bytes:
+        return b"this is not an ONNX model"
+
+
+class FixedOpset(Converter):
+    """TorchScript export at opset 18 whatever opset is asked for (as torch 2.13's dynamo exporter does at 11)."""
+
+    name, converter, framework = "fault-fixed-opset", "torch.onnx", "torch"
+    OPSET = 18
+
+    def exporter_for(self, kind: str) -> str:
+        return "fixed-opset-18"
+
+    def version(self) -> str:
+        return "1"
+
+    def convert(self, model: LoadedModel, opset: int, kind: str) -> bytes:
+        import torch
+
+        sample = seeded_inputs(model.inputs, 0, 0)
+        args = tuple(torch.from_numpy(sample[s.name]) for s in model.inputs)
+        buf = io.BytesIO()
+        names = [s.name for s in model.inputs]
+        torch.onnx.export(model.native, args, buf, dynamo=False, opset_version=self.OPSET, input_names=names)
+        return buf.getvalue()
+
+
 def register() -> None:
     for fault in FAULTS:
         if f"fault-{fault}" not in SOURCES:
             SOURCES.register(f"fault-{fault}", lambda fault=fault: FaultSource(fault))
+    for cls in (GarbageOnnx, FixedOpset):
+        if cls.name not in CONVERTERS:
+            CONVERTERS.register(cls.name, cls)
 
 
 register()

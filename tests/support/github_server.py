@@ -9,10 +9,12 @@ JSON, primary/secondary rate limits, delays) so the miner's error handling is ex
 from __future__ import annotations
 
 import ast
+import contextlib
 import copy
 import hashlib
 import json
 import random
+import socket
 import threading
 import time
 from collections.abc import Callable
@@ -24,6 +26,8 @@ from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit
 
 REPLAY = ("data", "github-replay")
+CONTENT_LENGTH = "x-test-content-length"  # internal: the Content-Length to declare instead of the body's
+DROP_CONNECTION = "x-test-drop-connection"  # internal: close the socket right after the (short) body
 
 
 @dataclass
@@ -93,6 +97,11 @@ class Fault:
     delay: float = 0.0
     kind: str | None = None  # only requests of this kind: issues, timeline, repo, rate_limit
     skip: int = 0  # let this many matching requests through first
+    # Cut the real 200 answer after this many bytes instead of sending `status`/`body`: with `declare_full` the
+    # Content-Length still promises the whole body and the connection drops (a reset mid-transfer); without it
+    # the cut body is all there is (a proxy that truncated the page).
+    truncate: int | None = None
+    declare_full: bool = False
 
 
 @dataclass
@@ -350,10 +359,12 @@ class FakeGitHub:
             time.sleep(self.delay)
         return status, out_headers, body
 
-    def _dispatch(self, method: str, path: str, query: dict[str, str], token: str, headers: dict[str, str]):  # type: ignore[no-untyped-def]
+    def _dispatch(  # type: ignore[no-untyped-def]
+        self, method: str, path: str, query: dict[str, str], token: str, headers: dict[str, str], faults: bool = True
+    ):
         if self.tokens and token not in self.tokens:
             return 401, {}, b'{"message": "Bad credentials", "documentation_url": "https://docs.github.com/rest"}'
-        for fault in self.faults:
+        for fault in self.faults if faults else []:
             if (
                 fault.times > 0
                 and fault.path in path
@@ -366,6 +377,8 @@ class FakeGitHub:
                 fault.times -= 1
                 if fault.delay:
                     time.sleep(fault.delay)
+                if fault.truncate is not None:
+                    return self._truncated(fault, method, path, query, token, headers)
                 return fault.status, dict(fault.headers), fault.body.encode()
         if path == "/rate_limit":
             return 200, self._rate_headers(token, count=False), json.dumps(self._rate_body(token)).encode()
@@ -391,6 +404,17 @@ class FakeGitHub:
             out.pop("Link", None)
             return 304, out, b""
         return status, out, payload
+
+    def _truncated(
+        self, fault: Fault, method: str, path: str, query: dict[str, str], token: str, headers: dict[str, str]
+    ):  # type: ignore[no-untyped-def]
+        """The real answer, cut after `fault.truncate` bytes (see `Fault`)."""
+        plain = {k: v for k, v in headers.items() if k != "if-none-match"}
+        status, out, body = self._dispatch(method, path, query, token, plain, faults=False)
+        cut = body[: fault.truncate]
+        if fault.declare_full:
+            out = {**out, CONTENT_LENGTH: str(len(body)), DROP_CONNECTION: "1"}
+        return status, out, cut
 
     def _rate_headers(self, token: str, count: bool) -> dict[str, str] | None:
         now = time.time()
@@ -493,14 +517,21 @@ class _Handler(BaseHTTPRequestHandler):
     def do_GET(self) -> None:
         headers = {k.lower(): v for k, v in self.headers.items()}
         status, out, body = self.gh.handle("GET", self.path, headers)
+        declared = out.pop(CONTENT_LENGTH, None)
+        drop = out.pop(DROP_CONNECTION, None)
         self.send_response(status)
         out.setdefault("Content-Type", "application/json; charset=utf-8")
         for key, value in out.items():
             self.send_header(key, value)
-        self.send_header("Content-Length", str(len(body)))
+        self.send_header("Content-Length", declared or str(len(body)))
         self.end_headers()
         if body:
             self.wfile.write(body)
+        if drop:
+            self.wfile.flush()
+            self.close_connection = True
+            with contextlib.suppress(OSError):
+                self.connection.shutdown(socket.SHUT_RDWR)
 
     def log_message(self, format: str, *args: Any) -> None:  # silence per-request stderr lines
         return

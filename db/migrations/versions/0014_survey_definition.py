@@ -1,7 +1,7 @@
 """survey definitions (.qsf, versioned), definition facts per question, numeric answers, derived values
 
 Revision ID: 0014_survey_definition
-Revises: 0012_adjudication_history
+Revises: 0013_run_provenance
 Create Date: 2026-11-29 20:30:00.000000
 """
 
@@ -14,7 +14,7 @@ from alembic import op
 import db.types
 
 revision: str = "0014_survey_definition"
-down_revision: str | Sequence[str] | None = "0012_adjudication_history"
+down_revision: str | Sequence[str] | None = "0013_run_provenance"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
