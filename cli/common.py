@@ -21,10 +21,12 @@ class UserError(Exception):
 
 
 def fail(message: str, code: int = 2) -> NoReturn:
-    """Print one clear error line and exit non-zero."""
+    """Print one clear error line (credentials in any URL masked) and exit non-zero."""
     from rich.markup import escape
 
-    err_console.print(f"[bold red]error:[/] {escape(message)}", markup=True, soft_wrap=True)
+    from db.masking import mask_text
+
+    err_console.print(f"[bold red]error:[/] {escape(mask_text(message))}", markup=True, soft_wrap=True)
     raise typer.Exit(code)
 
 

@@ -73,15 +73,14 @@ def package_version(name: str) -> str:
 def info() -> None:
     """Show the database (password masked), its schema revision, and the converter stack's versions."""
     from rich.table import Table
-    from sqlalchemy.engine import make_url
     from sqlalchemy.exc import SQLAlchemyError
 
     from db.config import get_settings
-    from db.engine import make_engine, mask_url
+    from db.engine import make_engine, mask_url, normalize_url
     from db.migrate import current_revision, head_revision
 
     url = get_settings().database_url
-    parsed = make_url(url)
+    parsed = normalize_url(url)
     missing = (
         parsed.get_backend_name() == "sqlite"
         and parsed.database not in (None, "", ":memory:")

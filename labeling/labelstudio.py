@@ -198,7 +198,13 @@ def _date_recorder(dates: list[datetime]) -> Callable[[Any], None]:
 
 
 def describe_error(exc: BaseException, url: str) -> str:
-    """One line for any failure talking to Label Studio; never contains the API key."""
+    """One line for any failure talking to Label Studio; never contains the API key or URL credentials."""
+    from db.masking import mask_text, mask_url
+
+    return mask_text(_describe_error(exc, mask_url(url)))
+
+
+def _describe_error(exc: BaseException, url: str) -> str:
     import httpx
     from label_studio_sdk.core.api_error import ApiError
 
@@ -236,6 +242,7 @@ def connect(url: str | None = None, api_key: str | None = None) -> Connection:
     from label_studio_sdk import LabelStudio
 
     from db.config import get_settings
+    from db.masking import mask_url
 
     settings = get_settings()
     url = (url or settings.label_studio_url).rstrip("/")
@@ -250,7 +257,8 @@ def connect(url: str | None = None, api_key: str | None = None) -> Connection:
     dates: list[datetime] = []
     hooks = {"request": [_counter(box)], "response": [_date_recorder(dates)]}
     http = httpx.Client(timeout=TIMEOUT_S, event_hooks=hooks)
-    conn = Connection(LabelStudio(base_url=url, api_key=api_key, httpx_client=http), url, box, server_dates=dates)
-    with ls_errors(url):
+    shown = mask_url(url)  # what messages and reports say: the URL without its credentials
+    conn = Connection(LabelStudio(base_url=url, api_key=api_key, httpx_client=http), shown, box, server_dates=dates)
+    with ls_errors(shown):
         conn.me = conn.client.users.whoami()
     return conn
