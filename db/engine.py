@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from functools import lru_cache
 from pathlib import Path
 
@@ -33,10 +33,8 @@ def normalize_url(url: str | URL) -> URL:
 def mask_url(url: str | URL) -> str:
     """The URL with every credential (password, secret query parameters) replaced by ***, safe to print and log."""
     if isinstance(url, str):
-        try:
+        with suppress(ConfigError, ArgumentError):  # an unusable URL is still shown masked, as written
             url = normalize_url(url)
-        except (ConfigError, ArgumentError):
-            pass  # an unusable URL is still shown masked, as written
     return _mask(url)
 
 

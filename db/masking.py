@@ -20,7 +20,9 @@ _SCHEME = re.compile(r"^(?P<scheme>[A-Za-z][A-Za-z0-9+.\-]*)://(?P<rest>.*)$", r
 #: A URL inside free text: from its scheme up to white space or a closing quote/bracket.
 _URL_IN_TEXT = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*://[^\s'\"<>`]+")
 #: `name=value` pairs in free text (libpq-style DSNs, echoed options) with a secret name.
-_PAIR_IN_TEXT = re.compile(r"(?P<name>\b[A-Za-z_][A-Za-z0-9_.\-]*)(?P<eq>\s*=\s*)(?P<value>'[^']*'|\"[^\"]*\"|[^\s&;,)]+)")
+_PAIR_IN_TEXT = re.compile(
+    r"(?P<name>\b[A-Za-z_][A-Za-z0-9_.\-]*)(?P<eq>\s*=\s*)(?P<value>'[^']*'|\"[^\"]*\"|[^\s&;,)]+)"
+)
 #: Schemes whose userinfo without a password is itself a credential (`https://TOKEN@github.com`).
 _TOKEN_AS_USER = {"http", "https", "ws", "wss", "git", "ssh+git"}
 

@@ -129,5 +129,6 @@ def test_failed_runs_store_their_error_masked(tmp_path: Path) -> None:
     with Session(engine) as session:
         row = session.exec(select(IngestRun)).one()
     engine.dispose()
-    assert row.status == "failed" and SECRET not in (row.error or "") and "cannot reach http://h/?token=***" in row.error
+    assert row.status == "failed" and SECRET not in (row.error or "")
+    assert "cannot reach http://h/?token=*** (password=***)" in (row.error or "")
     assert row.parameters == {"server": "http://u:***@h"}
