@@ -120,17 +120,34 @@ def import_sheet(
     for r in result.rounds:
         extra = f", cross-checked {r['cross_checked']} cells" if r["cross_checked"] else ""
         where = f"round {r['round']!r} ({', '.join(r['sheets'])})"
-        if not (r["new"] or r["changed"] or r["removed"] or r["finals_changed"]):  # a re-run: say so plainly
+        rerun = not (r["new"] or r["changed"] or r["removed"] or r["finals_changed"])
+        if rerun:  # a re-run: say so plainly
             console.print(
                 f"{where}: nothing new: {r['items']} items already coded as in the sheet "
                 f"({r['codings']} codings by {', '.join(r['coders'])}){extra}"
             )
-            continue
-        console.print(
-            f"{where}: {r['items']} items, coders {', '.join(r['coders'])}, "
-            f"{r['codings']} codings ({r['new']} new, {r['changed']} changed, {r['unchanged']} unchanged, "
-            f"{r['removed']} removed){extra}"
-        )
+        else:
+            console.print(
+                f"{where}: {r['items']} items, coders {', '.join(r['coders'])}, "
+                f"{r['codings']} codings ({r['new']} new, {r['changed']} changed, {r['unchanged']} unchanged, "
+                f"{r['removed']} removed){extra}"
+            )
+        for sheet, stats in r["sheet_stats"].items():
+            if stats["cross_checked"]:
+                console.print(f"  {sheet}: {stats['rows']} rows read, {stats['cross_checked']} cells cross-checked")
+                continue
+            stored = "already stored" if rerun else "stored"
+            console.print(
+                f"  {sheet}: {stats['rows']} rows read, {stats['codes']} codes {stored} "
+                f"({', '.join(stats['dimensions'])})"
+            )
+        if r["required_absent"]:
+            console.print(
+                f"  note: the codebook's required {', '.join(r['required_absent'])} is in none of these sheets; "
+                f"the round codes {', '.join(r['dimensions'])}"
+            )
+    for sheet in result.skipped:
+        console.print(f"skipped sheet {sheet}: not a coding sheet")
 
 
 def _check_choices(
