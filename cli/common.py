@@ -68,6 +68,41 @@ def describe(exc: BaseException) -> str | None:
     return None
 
 
+def choices_of(param: Any) -> list[str]:
+    """The values an enumerated option or argument accepts (a Literal or an Enum, maybe optional or repeated)."""
+    import enum
+    import typing
+
+    descriptor = getattr(param, "type_descriptor", None)
+    pending = [getattr(descriptor, "annotation", None)]
+    while pending:
+        annotation = pending.pop()
+        if isinstance(annotation, type) and issubclass(annotation, enum.Enum):
+            return [str(m.value) for m in annotation]
+        if typing.get_origin(annotation) is typing.Literal:
+            return [str(v) for v in typing.get_args(annotation)]
+        pending.extend(a for a in typing.get_args(annotation) if a is not type(None))
+    return []
+
+
+def usage_error_line(exc: Any) -> str:
+    """A command-line mistake as one line: an unknown choice lists the choices; anything else points at --help."""
+    from typer._click.exceptions import BadParameter, MissingParameter
+
+    param = getattr(exc, "param", None)
+    choices = choices_of(param) if param is not None else []
+    if isinstance(exc, BadParameter) and not isinstance(exc, MissingParameter) and choices:
+        opts = [o for o in getattr(param, "opts", []) if o.startswith("--")] or [str(param.name)]
+        cause = exc.__cause__
+        errors = cause.errors() if hasattr(cause, "errors") else []
+        given = f" {errors[0]['input']!r}" if errors and "input" in errors[0] else ""
+        return f"unknown {opts[0]}{given}: choose one of {', '.join(choices)}"
+    path = exc.ctx.command_path.split()[1:] if getattr(exc, "ctx", None) is not None else []
+    command = " ".join(["interop", *path])  # the console script's name, however the CLI was started
+    message = " ".join(exc.format_message().split()).rstrip(".")
+    return f"{message} (see `{command} --help`)"
+
+
 class FriendlyGroup(TyperGroup):
     """The root command: errors a user can fix print one `error:` line (exit 2), never a traceback.
 
@@ -76,8 +111,12 @@ class FriendlyGroup(TyperGroup):
     def invoke(self, ctx: click.Context) -> Any:
         import os
 
+        from typer._click.exceptions import UsageError
+
         try:
             return super().invoke(ctx)
+        except UsageError as exc:  # a mistyped command line: one line too (click would draw a usage box)
+            fail(usage_error_line(exc), exc.exit_code)
         except KeyboardInterrupt as exc:
             from db.ingest import Terminated
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 import typer
 
@@ -182,7 +182,7 @@ def _fmt(value: object) -> str:
 def agreement(
     round_name: str = typer.Option(None, "--round", help="Only this round (default: every round with ≥ 2 coders)."),
     dimension: str = typer.Option(None, "--dimension", help="Only this dimension."),
-    fmt: str = typer.Option("table", "--format", help="table | json | csv"),
+    fmt: Literal["table", "json", "csv"] = typer.Option("table", "--format", help="Output format."),
     bootstrap: int = typer.Option(1000, "--bootstrap", min=0, help="Bootstrap resamples for the 95% intervals."),
     seed: int = typer.Option(0, "--seed", help="Seed of the bootstrap (same seed, same intervals)."),
     confusion: bool = typer.Option(False, "--confusion", help="Also print each coder pair's confusion matrix."),
@@ -403,7 +403,7 @@ def taxonomy(
     dimension: str = typer.Option("cause", "--dimension", help="Dimension to count per converter repository."),
     round_name: str = typer.Option(None, "--round", help="Only this round (default: newest final label per item)."),
     crosstab_with: str = typer.Option(None, "--crosstab", help="Also cross-tabulate DIMENSION × this dimension."),
-    fmt: str = typer.Option("table", "--format", help="table | csv"),
+    fmt: Literal["table", "csv"] = typer.Option("table", "--format", help="Output format."),
 ) -> None:
     """Distribution of final labels per converter (and a cross-tab, e.g. symptom × cause)."""
     from db.queries.labeling import crosstab, taxonomy_distribution
