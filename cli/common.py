@@ -97,8 +97,12 @@ def usage_error_line(exc: Any) -> str:
         errors = cause.errors() if hasattr(cause, "errors") else []
         given = f" {errors[0]['input']!r}" if errors and "input" in errors[0] else ""
         return f"unknown {opts[0]}{given}: choose one of {', '.join(choices)}"
-    path = exc.ctx.command_path.split()[1:] if getattr(exc, "ctx", None) is not None else []
-    command = " ".join(["interop", *path])  # the console script's name, however the CLI was started
+    names: list[str] = []
+    ctx = getattr(exc, "ctx", None)
+    while ctx is not None and ctx.parent is not None:  # the root's name depends on how the CLI was started
+        names.insert(0, str(ctx.info_name))
+        ctx = ctx.parent
+    command = " ".join(["interop", *names])
     message = " ".join(exc.format_message().split()).rstrip(".")
     return f"{message} (see `{command} --help`)"
 
