@@ -192,7 +192,13 @@ def agreement(
     import json
 
     from db.queries.labeling import ratings as load_ratings
-    from labeling.agreement import agreement_report, confusion_matrix, disagreements, landis_koch
+    from labeling.agreement import (
+        agreement_report,
+        confusion_matrix,
+        disagreements,
+        krippendorff_reading,
+        landis_koch,
+    )
     from labeling.store import LabelingError
     from labeling.summary import round_categories
 
@@ -242,7 +248,7 @@ def agreement(
             f"({r['items_complete']} coded by all)",
             title_justify="left",
         )
-        for col in ("statistic", "value", "95% CI", "Landis–Koch"):
+        for col in ("statistic", "value", "95% CI", "reading"):
             table.add_column(col)
         table.add_row("percent agreement", _fmt(r["percent_agreement"]), _fmt(r["percent_agreement_ci"]), "")
         for p in res.pairs:
@@ -250,15 +256,19 @@ def agreement(
                 f"Cohen's κ {p['coder_a']} × {p['coder_b']}",
                 _fmt(p["cohen_kappa"]),
                 _fmt(p["cohen_kappa_ci"]),
-                p["reading"],
+                f"{p['reading']} (Landis–Koch)",
             )
-        for key, name in (
-            ("fleiss_kappa", "Fleiss' κ"),
-            ("krippendorff_alpha", "Krippendorff's α"),
-            ("gwet_ac1", "Gwet's AC1"),
+        for key, name, scale, read in (
+            ("fleiss_kappa", "Fleiss' κ", "Landis–Koch", landis_koch),
+            ("krippendorff_alpha", "Krippendorff's α", "Krippendorff", krippendorff_reading),
+            ("gwet_ac1", "Gwet's AC1", "Landis–Koch", landis_koch),
         ):
-            table.add_row(name, _fmt(r[key]), _fmt(r[f"{key}_ci"]), landis_koch(r[key]))
+            table.add_row(name, _fmt(r[key]), _fmt(r[f"{key}_ci"]), f"{read(r[key])} ({scale})")
         console.print(table)
+    console.print(
+        "readings: κ and AC1 on the Landis–Koch (1977) scale; α on Krippendorff's (2004): ≥ 0.800 reliable, "
+        "≥ 0.667 tentative conclusions only, below that unreliable"
+    )
     for r in results:
         for w in r.warnings:
             console.print(f"[yellow]warning[/] {r.round}/{r.dimension}: {w}")
