@@ -74,8 +74,10 @@ def codebook_load(file: Path = typer.Argument(..., help="Codebook YAML file.")) 
         state = "it stays the current version" if current == book.version else f"version {current} stays current"
         console.print(f"codebook {book.name!r} not loaded: identical to version {book.version}; {state}")
         return
+    from rich.markup import escape
+
     for warning in spec.warnings:
-        err_console.print(f"[yellow]warning:[/] {warning}", soft_wrap=True)
+        err_console.print(f"[yellow]warning:[/] {escape(warning)}", soft_wrap=True)
     console.print(
         f"codebook {book.name!r} stored as version {book.version} (now current): "
         f"{len(spec.dimensions)} dimensions, {codes} codes"
@@ -124,30 +126,36 @@ def import_sheet(
         if rerun:  # a re-run: say so plainly
             console.print(
                 f"{where}: nothing new: {r['items']} items already coded as in the sheet "
-                f"({r['codings']} codings by {', '.join(r['coders'])}){extra}"
+                f"({r['codings']} codings by {', '.join(r['coders'])}){extra}",
+                markup=False,
             )
         else:
             console.print(
                 f"{where}: {r['items']} items, coders {', '.join(r['coders'])}, "
                 f"{r['codings']} codings ({r['new']} new, {r['changed']} changed, {r['unchanged']} unchanged, "
-                f"{r['removed']} removed){extra}"
+                f"{r['removed']} removed){extra}",
+                markup=False,
             )
         for sheet, stats in r["sheet_stats"].items():
             if stats["cross_checked"]:
-                console.print(f"  {sheet}: {stats['rows']} rows read, {stats['cross_checked']} cells cross-checked")
+                console.print(
+                    f"  {sheet}: {stats['rows']} rows read, {stats['cross_checked']} cells cross-checked", markup=False
+                )
                 continue
             stored = "already stored" if rerun else "stored"
             console.print(
                 f"  {sheet}: {stats['rows']} rows read, {stats['codes']} codes {stored} "
-                f"({', '.join(stats['dimensions'])})"
+                f"({', '.join(stats['dimensions'])})",
+                markup=False,
             )
         if r["required_absent"]:
             console.print(
                 f"  note: the codebook's required {', '.join(r['required_absent'])} is in none of these sheets; "
-                f"the round codes {', '.join(r['dimensions'])}"
+                f"the round codes {', '.join(r['dimensions'])}",
+                markup=False,
             )
     for sheet in result.skipped:
-        console.print(f"skipped sheet {sheet}: not a coding sheet")
+        console.print(f"skipped sheet {sheet}: not a coding sheet", markup=False)
 
 
 def _check_choices(
