@@ -184,6 +184,7 @@ def _read_raters(ws: Any, rows: list[tuple[Any, ...]], spec: CodebookSpec, file:
     cols = _header_map(header)
     by_column = {d.column.casefold(): d for d in spec.dimensions if d.column}
     out: list[SheetCoding] = []
+    blocks: dict[str, list[str]] = {}
     for n, (start, rater) in enumerate(raters):
         end = raters[n + 1][0] if n + 1 < len(raters) else len(header)
         block = {
@@ -194,6 +195,15 @@ def _read_raters(ws: Any, rows: list[tuple[Any, ...]], spec: CodebookSpec, file:
         if not block:
             raise SheetError(f"{file}!{ws.title} row 2: no codebook column under rater {rater!r}")
         _check_columns(f"{file}!{ws.title} row 2 ({rater})", set(), list(block.values()), spec)
+        blocks[rater] = [d.key for d in block.values()]
+        for other, keys in blocks.items():  # every rater codes the same dimensions
+            lost = [k for k in keys if k not in blocks[rater]] or [k for k in blocks[rater] if k not in keys]
+            if lost:
+                short, dim = (rater, spec.dimension(lost[0])) if lost[0] in keys else (other, spec.dimension(lost[0]))
+                raise SheetError(
+                    f"{file}!{ws.title} row 2 ({short}): no column {dim.column!r} for dimension {dim.key!r}, "
+                    "although the other rater's block has it (renamed?)"
+                )
         for r, row in enumerate(rows[2:], start=3):
             where = f"{file}!{ws.title} row {r}"
             issue = _issue_cells(row, cols, where)
@@ -366,35 +376,34 @@ def read_workbook(
                 if skipped is not None:
                     skipped.append(f"{name} (no 'URL' or code column in its first {HEADER_SCAN} rows)")
                 continue
-            if kind in ("single", "raters"):
-                read = (
-                    _read_raters(ws, rows, spec, file) if kind == "raters" else _read_single(ws, rows, spec, "", file)
-                )
-                if not read:
-                    header_row = 2 if kind == "raters" else 1
-                    raise SheetError(
-                        f"{file}!{name}: no data rows (no row below the header in row {header_row} has an "
-                        "issue URL in column 'URL')"
-                    )
-                header = _header_map(rows[1] if kind == "raters" else rows[0])
-                keys = [d.key for d in spec.dimensions if d.column and d.column.casefold() in header]
+            if kind == "interrater":
+                interrater.append((name, rows))
+                continue
+            coder_match = re.search(r"\s-\s*(\S+)\s*$", name)
             if kind == "single":
-                coder_match = re.search(r"\s-\s*(\S+)\s*$", name)
-                target = per_rater if coder_match else final
                 coder = coder_match.group(1) if coder_match else CONSENSUS_CODER
-                for coding in read:
-                    coding.coder = coder
+                read = _read_single(ws, rows, spec, coder, file)
+            else:
+                read = _read_raters(ws, rows, spec, file)
+            if not read:
+                header_row = 2 if kind == "raters" else 1
+                raise SheetError(
+                    f"{file}!{name}: no data rows (no row below the header in row {header_row} has an "
+                    "issue URL in column 'URL')"
+                )
+            header = _header_map(rows[1] if kind == "raters" else rows[0])
+            keys = [d.key for d in spec.dimensions if d.column and d.column.casefold() in header]
+            if kind == "single":
+                target = per_rater if coder_match else final
                 if target is final:
                     _check_final_columns(file, name, keys, spec)
                 columns[target.kind][name] = keys
                 target.codings.extend(read)
                 target.sheets.append(name)
                 target.stats[name] = _stats(read, spec, keys)
-            elif kind == "raters":
+            else:
                 columns["raters"][name] = keys
                 raters.append((name, read))
-            elif kind == "interrater":
-                interrater.append((name, rows))
     finally:
         wb.close()
     for kind, per_sheet in columns.items():

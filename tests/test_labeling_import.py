@@ -333,6 +333,11 @@ def _clear_urls(sheet: str):  # type: ignore[no-untyped-def]
             lambda wb: setattr(wb["TF Drift Testing"]["J2"], "value", "Cause"),
             ["FailureAnalysis.xlsx!TF Drift Testing row 2 (Rater B)", "no column 'Type By Number'"],
         ),
+        (
+            "FailureAnalysis.xlsx",
+            lambda wb: setattr(wb["PT Drift Testing"]["K2"], "value", "Symptom"),
+            ["PT Drift Testing row 2 (Rater B): no column 'Symptom by Number'", "the other rater's block has it"],
+        ),
         # the header shifted down: the whole sheet was skipped before
         (
             "FailureAnalysis.xlsx",
