@@ -21,10 +21,12 @@ class UserError(Exception):
 
 
 def fail(message: str, code: int = 2) -> NoReturn:
-    """Print one clear error line and exit non-zero."""
+    """Print one clear error line (credentials in any URL masked) and exit non-zero."""
     from rich.markup import escape
 
-    err_console.print(f"[bold red]error:[/] {escape(message)}", markup=True, soft_wrap=True)
+    from db.masking import mask_text
+
+    err_console.print(f"[bold red]error:[/] {escape(mask_text(message))}", markup=True, soft_wrap=True)
     raise typer.Exit(code)
 
 
@@ -66,6 +68,45 @@ def describe(exc: BaseException) -> str | None:
     return None
 
 
+def choices_of(param: Any) -> list[str]:
+    """The values an enumerated option or argument accepts (a Literal or an Enum, maybe optional or repeated)."""
+    import enum
+    import typing
+
+    descriptor = getattr(param, "type_descriptor", None)
+    pending = [getattr(descriptor, "annotation", None)]
+    while pending:
+        annotation = pending.pop()
+        if isinstance(annotation, type) and issubclass(annotation, enum.Enum):
+            return [str(m.value) for m in annotation]
+        if typing.get_origin(annotation) is typing.Literal:
+            return [str(v) for v in typing.get_args(annotation)]
+        pending.extend(a for a in typing.get_args(annotation) if a is not type(None))
+    return []
+
+
+def usage_error_line(exc: Any) -> str:
+    """A command-line mistake as one line: an unknown choice lists the choices; anything else points at --help."""
+    from typer._click.exceptions import BadParameter, MissingParameter
+
+    param = getattr(exc, "param", None)
+    choices = choices_of(param) if param is not None else []
+    if isinstance(exc, BadParameter) and not isinstance(exc, MissingParameter) and choices:
+        opts = [o for o in getattr(param, "opts", []) if o.startswith("--")] or [str(param.name)]
+        cause = exc.__cause__
+        errors = cause.errors() if hasattr(cause, "errors") else []
+        given = f" {errors[0]['input']!r}" if errors and "input" in errors[0] else ""
+        return f"unknown {opts[0]}{given}: choose one of {', '.join(choices)}"
+    names: list[str] = []
+    ctx = getattr(exc, "ctx", None)
+    while ctx is not None and ctx.parent is not None:  # the root's name depends on how the CLI was started
+        names.insert(0, str(ctx.info_name))
+        ctx = ctx.parent
+    command = " ".join(["interop", *names])
+    message = " ".join(exc.format_message().split()).rstrip(".")
+    return f"{message} (see `{command} --help`)"
+
+
 class FriendlyGroup(TyperGroup):
     """The root command: errors a user can fix print one `error:` line (exit 2), never a traceback.
 
@@ -74,8 +115,12 @@ class FriendlyGroup(TyperGroup):
     def invoke(self, ctx: click.Context) -> Any:
         import os
 
+        from typer._click.exceptions import UsageError
+
         try:
             return super().invoke(ctx)
+        except UsageError as exc:  # a mistyped command line: one line too (click would draw a usage box)
+            fail(usage_error_line(exc), exc.exit_code)
         except KeyboardInterrupt as exc:
             from db.ingest import Terminated
 

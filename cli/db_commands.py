@@ -39,12 +39,33 @@ def upgrade(revision: str = typer.Argument("head", help="Target revision.")) -> 
         eng.dispose()
 
 
+def _interactive() -> bool:
+    """Whether a person can answer a question (a terminal on both ends), not a script or cron."""
+    import sys
+
+    return sys.stdin.isatty() and sys.stdout.isatty()
+
+
 @app.command()
-def downgrade(revision: str = typer.Argument("-1", help="Target revision ('base' empties the schema).")) -> None:
-    """Migrate the database down to REVISION (default: one step)."""
+def downgrade(
+    revision: str = typer.Argument("-1", help="Target revision ('base' empties the schema)."),
+    yes: bool = typer.Option(False, "--yes", "-y", help="Drop the tables and columns listed without asking."),
+) -> None:
+    """Migrate the database down to REVISION (default: one step); says what it drops and asks first."""
     from db.engine import mask_url
     from db.migrate import downgrade as do_downgrade
+    from db.migrate import downgrade_plan
 
+    plan = downgrade_plan(_url(), revision)
+    if plan.drops and not yes:
+        what = f"`interop db downgrade {revision}` would drop {plan.summary()}"
+        if not _interactive():
+            fail(f"{what}; run it again with --yes to drop them")
+        console.print(what, markup=False)
+        if not typer.confirm("Drop them?", default=False):
+            fail("nothing dropped: the database is unchanged")
+    elif plan.drops:
+        console.print(f"dropping {plan.summary()}", markup=False)
     do_downgrade(_url(), revision)
     console.print(f"database {mask_url(_url())} downgraded to {revision}")
 

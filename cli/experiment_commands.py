@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import typer
 
@@ -28,7 +28,9 @@ def _csv(value: str | None) -> list[str] | None:
 @app.command("run")
 def run(
     spec_file: Path | None = typer.Argument(None, help="campaign.toml (top level or a \\[campaign] table)"),
-    preset: str | None = typer.Option(None, "--preset", help="quick (~2 min demo) or real (offline architectures)"),
+    preset: Literal["quick", "real"] | None = typer.Option(
+        None, "--preset", help="quick (~2 min demo) or real (offline architectures)"
+    ),
     name: str | None = typer.Option(None, help="campaign name (re-running a name resumes it)"),
     sources: str | None = typer.Option(None, help="comma-separated: nnsmith-torch,nnsmith-tensorflow,…"),
     converters: str | None = typer.Option(None, help="torch.onnx-torchscript,torch.onnx-dynamo,tf2onnx"),
@@ -296,9 +298,11 @@ def _print_reproduction(done: Any) -> None:
 
 @app.command("analyze")
 def analyze(
-    what: str = typer.Argument(..., help="outcomes | operators | sequences"),
+    analysis: Literal["outcomes", "operators", "sequences"] = typer.Argument(..., help="which analysis"),
     campaign: str | None = typer.Option(None, help="only this campaign"),
-    level: str = typer.Option("source", help="operators: source (framework ops) or onnx (ONNX node types)"),
+    level: Literal["source", "onnx"] = typer.Option(
+        "source", help="operators: source (framework ops) or onnx (ONNX node types)"
+    ),
     length: int = typer.Option(2, help="sequences: nodes per path"),
     top: int = typer.Option(20, min=1, help="rows to print"),
     csv: Path | None = typer.Option(None, "--csv", help="write the whole table to this CSV file"),
@@ -308,6 +312,7 @@ def analyze(
     Opsets are those of the produced ONNX models (read from the files); what was requested is beside them."""
     from db.queries.experiments import operator_rates, outcome_rates, sequence_comparison
 
+    what = analysis
     with user_errors():
         _check_campaign(campaign)
         if what == "outcomes":

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 import typer
 
@@ -14,6 +15,7 @@ app = typer.Typer(
 )
 
 FORMAT_HELP = "csv, parquet or sqlite (one file holding every exported table)."
+Format = Literal["csv", "parquet", "sqlite"]
 
 
 def _url() -> str:
@@ -30,7 +32,7 @@ def _split(values: list[str] | None) -> list[str] | None:
 @app.callback()
 def tables(
     ctx: typer.Context,
-    fmt: str = typer.Option("csv", "--format", "-f", help=FORMAT_HELP),
+    fmt: Format = typer.Option("csv", "--format", "-f", case_sensitive=False, help=FORMAT_HELP),
     tables: list[str] | None = typer.Option(
         None, "--tables", "-t", help="Table names (repeat or comma-separate); default: every table."
     ),
@@ -66,7 +68,7 @@ def tables(
 @app.command()
 def query(
     sql: str = typer.Argument(..., help="One read-only statement (SELECT / WITH / VALUES / EXPLAIN)."),
-    fmt: str = typer.Option("csv", "--format", "-f", help=FORMAT_HELP),
+    fmt: Format = typer.Option("csv", "--format", "-f", case_sensitive=False, help=FORMAT_HELP),
     out: Path = typer.Option(Path("exports"), "--out", "-o", help="Directory to write into."),
     name: str = typer.Option("query", "--name", "-n", help="File (and SQLite table) name, without extension."),
     timeout: float = typer.Option(

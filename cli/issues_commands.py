@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 import typer
 
 from cli.common import UserError, console, engine, user_errors
@@ -18,7 +20,7 @@ def sample(
     fixed_only: bool = typer.Option(False, "--fixed-only", help="Only fix-linked issues."),
     rule_version: str = typer.Option("study-v1", "--rule-version", help="Fix rule used by --fixed-only."),
     label: str | None = typer.Option(None, "--label", help="Only issues with this label."),
-    state: str | None = typer.Option(None, "--state", help="Only issues in this state (open/closed)."),
+    state: Literal["open", "closed"] | None = typer.Option(None, "--state", help="Only issues in this state."),
 ) -> None:
     """Draw and store a named reproducible sample; the same name and arguments again is a no-op."""
     from miners.github.samples import SampleError, draw_sample
@@ -50,7 +52,7 @@ def relink(
     rule_version: str = typer.Option(
         "study-v1",
         "--rule-version",
-        help="Built-in version or one defined under [fix_rules.<version>] in interop.toml.",
+        help="Built-in version or one defined under \\[fix_rules.NAME] in interop.toml.",
     ),
     repo: str | None = typer.Option(None, "--repo", help="Only this repository."),
 ) -> None:
@@ -74,7 +76,7 @@ def relink(
 def list_issues(
     repo: str | None = typer.Option(None, "--repo", help="Only this repository (owner/name, as mined)."),
     label: list[str] = typer.Option([], "--label", help="Issues having all these labels (repeatable)."),
-    state: str | None = typer.Option(None, "--state", help="open or closed (default: both)."),
+    state: Literal["open", "closed"] | None = typer.Option(None, "--state", help="Only this state (default: both)."),
     fixed_only: bool = typer.Option(False, "--fixed-only", help="Only issues linked to a fix by --rule-version."),
     rule_version: str = typer.Option("study-v1", "--rule-version", help="Fix rule whose verdicts are shown."),
     sample_name: str | None = typer.Option(None, "--sample", help="Members of this sample, in drawn order."),

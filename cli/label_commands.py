@@ -6,7 +6,7 @@ import json
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 import typer
 
@@ -75,8 +75,10 @@ def codebook_load(file: Path = typer.Argument(..., help="Codebook YAML file.")) 
         state = "it stays the current version" if current == book.version else f"version {current} stays current"
         console.print(f"codebook {book.name!r} not loaded: identical to version {book.version}; {state}")
         return
+    from rich.markup import escape
+
     for warning in spec.warnings:
-        err_console.print(f"[yellow]warning:[/] {warning}", soft_wrap=True)
+        err_console.print(f"[yellow]warning:[/] {escape(warning)}", soft_wrap=True)
     console.print(
         f"codebook {book.name!r} stored as version {book.version} (now current): "
         f"{len(spec.dimensions)} dimensions, {codes} codes"
@@ -121,17 +123,40 @@ def import_sheet(
     for r in result.rounds:
         extra = f", cross-checked {r['cross_checked']} cells" if r["cross_checked"] else ""
         where = f"round {r['round']!r} ({', '.join(r['sheets'])})"
-        if not (r["new"] or r["changed"] or r["removed"] or r["finals_changed"]):  # a re-run: say so plainly
+        rerun = not (r["new"] or r["changed"] or r["removed"] or r["finals_changed"])
+        if rerun:  # a re-run: say so plainly
             console.print(
                 f"{where}: nothing new: {r['items']} items already coded as in the sheet "
-                f"({r['codings']} codings by {', '.join(r['coders'])}){extra}"
+                f"({r['codings']} codings by {', '.join(r['coders'])}){extra}",
+                markup=False,
             )
-            continue
-        console.print(
-            f"{where}: {r['items']} items, coders {', '.join(r['coders'])}, "
-            f"{r['codings']} codings ({r['new']} new, {r['changed']} changed, {r['unchanged']} unchanged, "
-            f"{r['removed']} removed){extra}"
-        )
+        else:
+            console.print(
+                f"{where}: {r['items']} items, coders {', '.join(r['coders'])}, "
+                f"{r['codings']} codings ({r['new']} new, {r['changed']} changed, {r['unchanged']} unchanged, "
+                f"{r['removed']} removed){extra}",
+                markup=False,
+            )
+        for sheet, stats in r["sheet_stats"].items():
+            if stats["cross_checked"]:
+                console.print(
+                    f"  {sheet}: {stats['rows']} rows read, {stats['cross_checked']} cells cross-checked", markup=False
+                )
+                continue
+            stored = "already stored" if rerun else "stored"
+            console.print(
+                f"  {sheet}: {stats['rows']} rows read, {stats['codes']} codes {stored} "
+                f"({', '.join(stats['dimensions'])})",
+                markup=False,
+            )
+        if r["required_absent"]:
+            console.print(
+                f"  note: the codebook's required {', '.join(r['required_absent'])} is in none of these sheets; "
+                f"the round codes {', '.join(r['dimensions'])}",
+                markup=False,
+            )
+    for sheet in result.skipped:
+        console.print(f"skipped sheet {sheet}: not a coding sheet", markup=False)
 
 
 def _check_choices(
@@ -166,7 +191,7 @@ def _fmt(value: object) -> str:
 def agreement(
     round_name: str = typer.Option(None, "--round", help="Only this round (default: every round with ≥ 2 coders)."),
     dimension: str = typer.Option(None, "--dimension", help="Only this dimension."),
-    fmt: str = typer.Option("table", "--format", help="table | json | csv"),
+    fmt: Literal["table", "json", "csv"] = typer.Option("table", "--format", help="Output format."),
     bootstrap: int = typer.Option(1000, "--bootstrap", min=0, help="Bootstrap resamples for the 95% intervals."),
     seed: int = typer.Option(0, "--seed", help="Seed of the bootstrap (same seed, same intervals)."),
     confusion: bool = typer.Option(False, "--confusion", help="Also print each coder pair's confusion matrix."),
@@ -176,7 +201,13 @@ def agreement(
     import json
 
     from db.queries.labeling import ratings as load_ratings
-    from labeling.agreement import agreement_report, confusion_matrix, disagreements, landis_koch
+    from labeling.agreement import (
+        agreement_report,
+        confusion_matrix,
+        disagreements,
+        krippendorff_reading,
+        landis_koch,
+    )
     from labeling.store import LabelingError
     from labeling.summary import round_categories
 
@@ -226,7 +257,7 @@ def agreement(
             f"({r['items_complete']} coded by all)",
             title_justify="left",
         )
-        for col in ("statistic", "value", "95% CI", "Landis–Koch"):
+        for col in ("statistic", "value", "95% CI", "reading"):
             table.add_column(col)
         table.add_row("percent agreement", _fmt(r["percent_agreement"]), _fmt(r["percent_agreement_ci"]), "")
         for p in res.pairs:
@@ -234,15 +265,19 @@ def agreement(
                 f"Cohen's κ {p['coder_a']} × {p['coder_b']}",
                 _fmt(p["cohen_kappa"]),
                 _fmt(p["cohen_kappa_ci"]),
-                p["reading"],
+                f"{p['reading']} (Landis–Koch)",
             )
-        for key, name in (
-            ("fleiss_kappa", "Fleiss' κ"),
-            ("krippendorff_alpha", "Krippendorff's α"),
-            ("gwet_ac1", "Gwet's AC1"),
+        for key, name, scale, read in (
+            ("fleiss_kappa", "Fleiss' κ", "Landis–Koch", landis_koch),
+            ("krippendorff_alpha", "Krippendorff's α", "Krippendorff", krippendorff_reading),
+            ("gwet_ac1", "Gwet's AC1", "Landis–Koch", landis_koch),
         ):
-            table.add_row(name, _fmt(r[key]), _fmt(r[f"{key}_ci"]), landis_koch(r[key]))
+            table.add_row(name, _fmt(r[key]), _fmt(r[f"{key}_ci"]), f"{read(r[key])} ({scale})")
         console.print(table)
+    console.print(
+        "readings: κ and AC1 on the Landis–Koch (1977) scale; α on Krippendorff's (2004): ≥ 0.800 reliable, "
+        "≥ 0.667 tentative conclusions only, below that unreliable"
+    )
     for r in results:
         for w in r.warnings:
             console.print(f"[yellow]warning[/] {r.round}/{r.dimension}: {w}")
@@ -478,7 +513,7 @@ def taxonomy(
     dimension: str = typer.Option("cause", "--dimension", help="Dimension to count per converter repository."),
     round_name: str = typer.Option(None, "--round", help="Only this round (default: newest final label per item)."),
     crosstab_with: str = typer.Option(None, "--crosstab", help="Also cross-tabulate DIMENSION × this dimension."),
-    fmt: str = typer.Option("table", "--format", help="table | csv"),
+    fmt: Literal["table", "csv"] = typer.Option("table", "--format", help="Output format."),
 ) -> None:
     """Distribution of final labels per converter (and a cross-tab, e.g. symptom × cause)."""
     from db.queries.labeling import crosstab, taxonomy_distribution

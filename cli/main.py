@@ -73,16 +73,15 @@ def package_version(name: str) -> str:
 def info() -> None:
     """Show the database (password masked), its schema revision, and the converter stack's versions."""
     from rich.table import Table
-    from sqlalchemy.engine import make_url
     from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 
-    from db.config import get_settings
-    from db.engine import make_engine, mask_url
+    from db.config import ConfigError, get_settings
+    from db.engine import make_engine, mask_url, normalize_url
     from db.migrate import current_revision, head_revision
 
     settings = get_settings()
     url = settings.database_url
-    parsed = make_url(url)
+    parsed = normalize_url(url)
     missing = (
         parsed.get_backend_name() == "sqlite"
         and parsed.database not in (None, "", ":memory:")
@@ -102,8 +101,9 @@ def info() -> None:
     table.add_row("schema revision", f"{rev} (head {head_revision()})")
     if settings.reader_database_url:
         try:
+            normalize_url(settings.reader_database_url)
             reader = mask_url(settings.reader_database_url)
-        except ArgumentError:
+        except (ArgumentError, ConfigError):
             reader = "(INTEROP_READER_DATABASE_URL is not a usable database URL)"
     elif parsed.get_backend_name() == "sqlite":
         reader = "(not needed: SQLite is opened read-only)"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, Literal
 
 import typer
 
@@ -52,12 +52,12 @@ def github(
         help="Only issues with this label; repeat for several queries (each label is one query, results are unioned).",
     ),
     exclude_label: list[str] = typer.Option([], "--exclude-label", help="Skip issues carrying this label."),
-    state: str = typer.Option("all", "--state", help="open, closed or all."),
+    state: Literal["open", "closed", "all"] = typer.Option("all", "--state", help="Issues in this state."),
     all_entries: bool = typer.Option(False, "--all", help="Run every \\[\\[miners.github]] entry of interop.toml."),
     base_url: str | None = typer.Option(
         None, "--base-url", help="API base URL (GitHub Enterprise, a test server); default INTEROP_GITHUB_BASE_URL."
     ),
-    timelines: str = typer.Option(
+    timelines: Literal["all", "closed", "none"] = typer.Option(
         "all", "--timelines", help="Fetch timelines of all, closed or none of the changed issues."
     ),
     full: bool = typer.Option(

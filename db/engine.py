@@ -2,29 +2,40 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from functools import lru_cache
 from pathlib import Path
 
 from sqlalchemy import event
 from sqlalchemy.engine import URL, Engine, make_url
+from sqlalchemy.exc import ArgumentError
 from sqlmodel import Session, create_engine
 
-from db.config import get_settings
+from db.config import ConfigError, get_settings
+from db.masking import mask_url as _mask
 
 
 def normalize_url(url: str | URL) -> URL:
     """Route plain `postgresql://` URLs to psycopg 3 (SQLAlchemy's default driver is psycopg2)."""
-    parsed = make_url(url)
+    try:
+        parsed = make_url(url)
+    except ValueError as exc:  # SQLAlchemy's int(port) on `host:abc`; ArgumentError is handled by the CLI
+        port = re.search(r"invalid literal for int\(\) with base 10: ('.*')", str(exc))
+        what = f"port {port.group(1)} is not a number" if port else " ".join(str(exc).split())
+        raise ConfigError(f"the database URL {_mask(url)} cannot be used: {what}") from None
     if parsed.drivername in ("postgresql", "postgres"):
         parsed = parsed.set(drivername="postgresql+psycopg")
     return parsed
 
 
 def mask_url(url: str | URL) -> str:
-    """The URL with any password replaced by ***, safe to print and log."""
-    return normalize_url(url).render_as_string(hide_password=True)
+    """The URL with every credential (password, secret query parameters) replaced by ***, safe to print and log."""
+    if isinstance(url, str):
+        with suppress(ConfigError, ArgumentError):  # an unusable URL is still shown masked, as written
+            url = normalize_url(url)
+    return _mask(url)
 
 
 def _sqlite_pragmas(busy_timeout_ms: int):

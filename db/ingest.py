@@ -14,6 +14,7 @@ import psutil
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
+from db.masking import mask_text
 from db.models.ingest import IngestRun, RunStatus
 from db.types import utcnow
 
@@ -32,6 +33,17 @@ class RunLog:
 
     def add(self, key: str, n: int = 1) -> None:
         self.counts[key] = self.counts.get(key, 0) + n
+
+
+def _masked(value: Any) -> Any:
+    """Parameters as stored: credentials inside any text (a base URL with a token…) masked, at any depth."""
+    if isinstance(value, str):
+        return mask_text(value)
+    if isinstance(value, dict):
+        return {k: _masked(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_masked(v) for v in value]
+    return value
 
 
 def _one_line(exc: BaseException) -> str:
@@ -81,7 +93,7 @@ def recorded_run(engine: Engine, kind: str, parameters: dict[str, Any] | None = 
     """
     close_abandoned_runs(engine)
     with Session(engine) as session:
-        row = IngestRun(kind=kind, parameters=parameters or {}, host=socket.gethostname(), pid=os.getpid())
+        row = IngestRun(kind=kind, parameters=_masked(parameters or {}), host=socket.gethostname(), pid=os.getpid())
         session.add(row)
         session.commit()
         log = RunLog(id=row.id or 0, parameters=dict(parameters or {}))
@@ -92,7 +104,7 @@ def recorded_run(engine: Engine, kind: str, parameters: dict[str, Any] | None = 
         status, error = RunStatus.interrupted, str(exc) or "interrupted by the user"
         raise
     except BaseException as exc:
-        status, error = RunStatus.failed, _one_line(exc)
+        status, error = RunStatus.failed, mask_text(_one_line(exc))
         raise
     finally:
         with Session(engine) as session:
@@ -101,6 +113,6 @@ def recorded_run(engine: Engine, kind: str, parameters: dict[str, Any] | None = 
                 row.status, row.error = status, error
                 row.finished_at = utcnow()
                 row.counts = dict(log.counts)
-                row.parameters = dict(log.parameters)  # callers may add what they learn during the run
+                row.parameters = _masked(dict(log.parameters))  # callers may add what they learn during the run
                 session.add(row)
                 session.commit()

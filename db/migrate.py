@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from alembic import command
@@ -54,3 +55,122 @@ def new_revision(message: str, url: str | None = None, autogenerate: bool = True
 
 def engine_for(url: str | None) -> Engine:
     return make_engine(url)
+
+
+@dataclass
+class DowngradePlan:
+    """What `interop db downgrade` would undo, and the tables and columns (with their data) it would drop."""
+
+    current: str | None
+    target: str
+    revisions: list[str] = field(default_factory=list)
+    tables: dict[str, int] = field(default_factory=dict)  # table -> rows in it now
+    columns: dict[str, int] = field(default_factory=dict)  # table.column -> non-null values in it now
+
+    @property
+    def drops(self) -> bool:
+        return bool(self.tables or self.columns)
+
+    def summary(self) -> str:
+        """One line naming every table (with its rows) and column (with its values) that would go."""
+
+        def many(n: int, word: str) -> str:
+            return f"{n:,} {word}{'' if n == 1 else 's'}"
+
+        parts = []
+        if self.tables:
+            full = sorted(((n, t) for t, n in self.tables.items() if n), key=lambda x: (-x[0], x[1]))
+            empty = sorted(t for t, n in self.tables.items() if not n)
+            listed = [f"{t} ({many(n, 'row')})" for n, t in full]
+            if empty:
+                listed.append(f"{'and ' if full else ''}{len(empty)} empty ({', '.join(empty)})")
+            rows = many(sum(self.tables.values()), "row")
+            parts.append(f"{many(len(self.tables), 'table')} with {rows}: {', '.join(listed)}")
+        if self.columns:
+            listed = [f"{c} ({many(n, 'value')})" for c, n in self.columns.items()]
+            parts.append(f"{many(len(self.columns), 'column')}: {', '.join(listed)}")
+        return "; ".join(parts) if parts else "nothing (no table or column is dropped)"
+
+
+def _dropped_by(path: str) -> tuple[list[str], list[str]]:
+    """Tables and table.columns that a revision's `downgrade()` drops, read from its source (never run)."""
+    import ast
+
+    tree = ast.parse(Path(path).read_text(encoding="utf-8"))
+    func = next((n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name == "downgrade"), None)
+    tables: list[str] = []
+    columns: list[str] = []
+
+    def literal(node: ast.AST) -> str | None:
+        return node.value if isinstance(node, ast.Constant) and isinstance(node.value, str) else None
+
+    def visit(node: ast.AST, batch: dict[str, str]) -> None:
+        if isinstance(node, ast.With):
+            inner = dict(batch)
+            for item in node.items:
+                call = item.context_expr
+                if (
+                    isinstance(call, ast.Call)
+                    and isinstance(call.func, ast.Attribute)
+                    and call.func.attr == "batch_alter_table"
+                    and call.args
+                    and isinstance(item.optional_vars, ast.Name)
+                ):
+                    name = literal(call.args[0])
+                    if name:
+                        inner[item.optional_vars.id] = name
+            for child in node.body:
+                visit(child, inner)
+            return
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute):
+            args = [literal(a) for a in node.args]
+            owner = node.func.value.id if isinstance(node.func.value, ast.Name) else None
+            if node.func.attr == "drop_table" and args and args[0]:
+                tables.append(args[0])
+            elif node.func.attr == "drop_column":
+                if owner in batch and args and args[0]:
+                    columns.append(f"{batch[owner]}.{args[0]}")
+                elif len(args) >= 2 and args[0] and args[1]:
+                    columns.append(f"{args[0]}.{args[1]}")
+        for child in ast.iter_child_nodes(node):
+            visit(child, batch)
+
+    if func is not None:
+        for statement in func.body:
+            visit(statement, {})
+    return tables, columns
+
+
+def downgrade_plan(url: str | None, revision: str) -> DowngradePlan:
+    """What downgrading to `revision` (an id, `-N` or `base`) would undo and drop, with the data at stake now."""
+    from sqlalchemy import column, func, inspect, select, table
+
+    engine = make_engine(url)
+    try:
+        current = current_revision(engine)
+        plan = DowngradePlan(current, revision)
+        if current is None:
+            return plan
+        script = ScriptDirectory.from_config(alembic_config())
+        steps = script._downgrade_revs(revision, current)  # alembic's own resolution of ids, -N and base
+        dropped_tables: list[str] = []
+        dropped_columns: list[str] = []
+        for step in steps:
+            rev = step.revision
+            plan.revisions.append(rev.revision)
+            tables, columns = _dropped_by(rev.path)
+            dropped_tables += tables
+            dropped_columns += columns
+        with engine.connect() as conn:
+            present = set(inspect(conn).get_table_names())
+            for name in dict.fromkeys(dropped_tables):
+                if name in present:
+                    plan.tables[name] = int(conn.execute(select(func.count()).select_from(table(name))).scalar_one())
+            for qualified in dict.fromkeys(dropped_columns):
+                name, col = qualified.split(".", 1)
+                if name in present and name not in plan.tables:
+                    stmt = select(func.count(column(col))).select_from(table(name))
+                    plan.columns[qualified] = int(conn.execute(stmt).scalar_one())
+        return plan
+    finally:
+        engine.dispose()

@@ -1,5 +1,6 @@
 """Inter-rater agreement per round and dimension: κ (Cohen, Fleiss), Krippendorff's α, Gwet's AC1, with
-seeded bootstrap intervals, the Landis–Koch reading and warnings where a statistic is easy to misread."""
+seeded bootstrap intervals, readings (Landis–Koch for κ-type coefficients, Krippendorff's own for α) and
+warnings where a statistic is easy to misread."""
 
 from __future__ import annotations
 
@@ -35,6 +36,23 @@ def landis_koch(value: float | None) -> str:
         if value <= upper + 1e-12:
             return word
     return "almost perfect"
+
+
+#: Krippendorff (2004, Content Analysis, 2nd ed., p. 241): rely on data with α ≥ .800; consider data with
+#: .667 ≤ α < .800 only for drawing tentative conclusions; discard lower. α is not a κ: its own scale applies.
+KRIPPENDORFF = ((0.800, "reliable"), (0.667, "tentative conclusions"))
+KRIPPENDORFF_BELOW = "unreliable"
+
+
+def krippendorff_reading(value: float | None) -> str:
+    """Krippendorff's (2004) reading of α, on the value as shown (three decimals)."""
+    if value is None or math.isnan(value):
+        return "undefined"
+    shown = round(float(value), 3)
+    for lower, word in KRIPPENDORFF:
+        if shown >= lower:
+            return word
+    return KRIPPENDORFF_BELOW
 
 
 def _nan(x: float | None) -> float:
@@ -148,8 +166,14 @@ class DimensionAgreement:
 
     @property
     def reading(self) -> str:
+        """Landis–Koch reading of κ: Cohen's for two coders, Fleiss' for more."""
         kappa = self.fleiss_kappa if len(self.coders) > 2 or not self.pairs else self.pairs[0]["cohen_kappa"]
         return landis_koch(kappa)
+
+    @property
+    def alpha_reading(self) -> str:
+        """Krippendorff's reading of α (reliable / tentative conclusions / unreliable)."""
+        return krippendorff_reading(self.krippendorff_alpha)
 
     def as_row(self) -> dict[str, Any]:
         row: dict[str, Any] = {
@@ -168,6 +192,7 @@ class DimensionAgreement:
             row[f"{name}_ci"] = self.ci.get(name, (float("nan"), float("nan")))
         row["percent_agreement_ci"] = self.ci.get("percent_agreement", (float("nan"), float("nan")))
         row["reading"] = self.reading
+        row["krippendorff_alpha_reading"] = self.alpha_reading
         row["warnings"] = list(self.warnings)
         return row
 

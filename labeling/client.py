@@ -15,10 +15,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import TYPE_CHECKING, Any, TypeVar
-from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, TypeAdapter, ValidationError, field_validator
 
+from db.masking import mask_text, mask_url
 from labeling.store import LabelingError
 
 if TYPE_CHECKING:
@@ -40,7 +40,7 @@ class LabelStudioError(LabelingError):
     """Label Studio failed or answered something unexpected: one line naming the endpoint, never the API key."""
 
     def __init__(self, message: str, endpoint: str = "") -> None:
-        super().__init__(message)
+        super().__init__(mask_text(message))  # server bodies may echo URLs with credentials
         self.endpoint = endpoint
 
     def with_context(self, context: str) -> LabelStudioError:
@@ -62,14 +62,6 @@ class LabelStudioHTTPError(LabelStudioError):
 
 class LabelStudioResponseError(LabelStudioError):
     """A 2xx answer that is not the JSON shape the project reads (wrong type, missing field, inconsistent)."""
-
-
-def display_url(url: str) -> str:
-    """`url` without user:password@ and query string, fit for messages."""
-    parts = urlsplit(url)
-    host = parts.hostname or ""
-    netloc = host + (f":{parts.port}" if parts.port else "")
-    return parts._replace(netloc=netloc, query="", fragment="").geturl().rstrip("/")
 
 
 # --- the shapes the project reads ---------------------------------------------------------------------------------
@@ -181,7 +173,7 @@ class LabelStudioClient:
         import httpx
         from label_studio_sdk import LabelStudio
 
-        self.url = display_url(url)
+        self.url = mask_url(url).rstrip("/")
         self.timeout = timeout
         self.page_size = page_size or PAGE
         self.request_count = 0

@@ -1,4 +1,7 @@
-"""Codebook files: parse and check the YAML strictly, so every later step can trust codes and conditions."""
+"""Codebook files: parse and check the YAML strictly, so every later step can trust codes and conditions.
+
+The YAML is read with a loader that refuses duplicate keys and alias bombs before any object is built; the
+document is then checked by one typed model (pydantic) whose limits match the database columns."""
 
 from __future__ import annotations
 
@@ -7,7 +10,18 @@ import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
+
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StrictBool,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 TOP_KEYS = {"name", "version", "description", "dimensions"}
 DIMENSION_KEYS = {"key", "column", "label_column", "question", "required", "required_when", "codes", "description"}
@@ -137,48 +151,306 @@ def _norm(text: str) -> str:
     return " ".join(str(text).split()).casefold()
 
 
-def _text(value: Any, where: str, *, required: bool = False) -> str | None:
-    if value is None:
-        if required:
-            raise CodebookError(f"{where}: missing")
-        return None
-    if not isinstance(value, str | int | float) or isinstance(value, bool) or not str(value).strip():
-        raise CodebookError(f"{where}: expected a non-empty text, got {value!r}")
-    return str(value).strip()
+# --- the typed model: one pydantic model checks every field; limits follow the database columns --------------
+
+NAME_MAX, VERSION_MAX, KEY_MAX, COLUMN_MAX, LABEL_MAX, TEXT_MAX = 100, 50, 64, 200, 200, 10_000
+MAX_CODE = 2**31 - 1
 
 
-def _bool(value: Any, where: str) -> bool:
-    if value is None:
-        return False
-    if not isinstance(value, bool):
-        raise CodebookError(f"{where}: expected true or false, got {value!r}")
-    return value
+def _show(value: Any) -> str:
+    """A value for an error message: short, whatever its size."""
+    text = repr(value)
+    return text if len(text) <= 60 else f"{text[:50]}… ({len(text):,} characters)"
 
 
-def _code_number(value: Any, where: str) -> int:
+def _text_value(value: Any, limit: int) -> str:
+    if isinstance(value, bool) or not isinstance(value, str | int | float):
+        raise ValueError(f"expected a non-empty text, got {_show(value)}")
+    text = str(value).strip()
+    if not text:
+        raise ValueError(f"expected a non-empty text, got {_show(value)}")
+    if len(text) > limit:
+        raise ValueError(f"expected at most {limit:,} characters, got {len(text):,}")
+    return text
+
+
+def _text(limit: int) -> Any:
+    """A stripped, non-empty text of at most `limit` characters (numbers are read as their text)."""
+    return Annotated[str, BeforeValidator(lambda v: _text_value(v, limit))]
+
+
+def _code_number(value: Any) -> int:
     if isinstance(value, bool) or not isinstance(value, int | str):
-        raise CodebookError(f"{where}: codes must be whole numbers, got {value!r}")
+        raise ValueError(f"codes must be whole numbers, got {_show(value)}")
     try:
         number = int(value)
     except ValueError:
-        raise CodebookError(f"{where}: codes must be whole numbers, got {value!r}") from None
+        raise ValueError(f"codes must be whole numbers, got {_show(value)}") from None
     if number < 0:
-        raise CodebookError(f"{where}: codes must not be negative, got {number}")
+        raise ValueError(f"codes must not be negative, got {number}")
+    if number > MAX_CODE:
+        raise ValueError(f"codes must be at most {MAX_CODE}, got {number}")
     return number
 
 
-def _unknown(data: dict[str, Any], allowed: set[str], where: str) -> None:
-    extra = sorted(str(k) for k in data if k not in allowed)
-    if extra:
-        raise CodebookError(f"{where}: unknown key {extra[0]!r} (allowed: {', '.join(sorted(allowed))})")
+def _version_value(value: Any) -> str | None:
+    """`version` is a short scalar (1, 2.1, "2024-05", a date); never a list, a mapping or a long text."""
+    import datetime as dt
+
+    if value is None:
+        return None
+    if isinstance(value, dt.date):
+        value = value.isoformat()
+    if isinstance(value, bool) or not isinstance(value, str | int | float):
+        raise ValueError(f"expected a short scalar such as 1 or '2024-05', got {type(value).__name__} {_show(value)}")
+    return _text_value(value, VERSION_MAX)
 
 
-def _rejoin_commas(body: dict[str, Any], at: str, warnings: list[str]) -> dict[str, Any]:
+def _false_if_null(value: Any) -> Any:
+    return False if value is None else value
+
+
+Name, Label, Column, LongText = _text(NAME_MAX), _text(LABEL_MAX), _text(COLUMN_MAX), _text(TEXT_MAX)
+Flag = Annotated[StrictBool, BeforeValidator(_false_if_null)]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class CodeModel(_Strict):
+    """One code: `2: Incompatibility` or `2: {label: …, description: …, aliases: […], unused: true}`."""
+
+    label: Label
+    description: LongText | None = None
+    aliases: list[Label] = Field(default_factory=list)
+    unused: Flag = False
+
+    @model_validator(mode="before")
+    @classmethod
+    def _shorthand(cls, value: Any) -> Any:
+        if isinstance(value, str | int | float) and not isinstance(value, bool):
+            return {"label": value}
+        if not isinstance(value, dict):
+            raise ValueError(f"expected a mapping with 'label', got {_show(value)}")
+        return value
+
+    @field_validator("aliases", mode="before")
+    @classmethod
+    def _aliases(cls, value: Any) -> Any:
+        if value is None:
+            return []
+        if not isinstance(value, list):
+            raise ValueError(f"expected a list, got {_show(value)}")
+        return value
+
+
+class DimensionModel(_Strict):
+    """One question coders answer with exactly one code."""
+
+    key: str
+    codes: dict[int, CodeModel]
+    column: Column | None = None
+    label_column: Column | None = None
+    question: LongText | None = None
+    description: LongText | None = None
+    required: Flag = False
+    required_when: dict[str, tuple[int, ...]] | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _mapping(cls, value: Any) -> Any:
+        if not isinstance(value, dict):
+            raise ValueError(f"expected a mapping, got {_show(value)}")
+        return value
+
+    @field_validator("key", mode="before")
+    @classmethod
+    def _key(cls, value: Any) -> str:
+        key = _text_value(value, KEY_MAX)
+        if not KEY_PATTERN.match(key):
+            raise ValueError(f"{key!r} must be lower_snake_case (a-z, 0-9, _)")
+        return key
+
+    @field_validator("codes", mode="before")
+    @classmethod
+    def _codes(cls, value: Any) -> dict[int, Any]:
+        if not isinstance(value, dict) or not value:
+            raise ValueError("expected a non-empty mapping of numeric codes")
+        out: dict[int, Any] = {}
+        for key, body in value.items():
+            try:
+                number = _code_number(key)
+            except ValueError as exc:
+                raise ValueError(f"@{key}: {exc}") from None
+            if number in out:
+                raise ValueError(f"@{key}: code {number} appears twice")
+            out[number] = body
+        return out
+
+    @field_validator("required_when", mode="before")
+    @classmethod
+    def _when(cls, value: Any) -> Any:
+        if value is None:
+            return None
+        if not isinstance(value, dict) or not value:
+            raise ValueError("expected a mapping like {cause: 2}")
+        out: dict[Any, tuple[int, ...]] = {}
+        for other, codes in value.items():
+            values = codes if isinstance(codes, list) else [codes]
+            try:
+                out[other] = tuple(_code_number(v) for v in values)
+            except ValueError as exc:
+                raise ValueError(f"@{other}: {exc}") from None
+        return out
+
+    @model_validator(mode="after")
+    def _consistent(self) -> DimensionModel:
+        if self.required and self.required_when:
+            raise ValueError("give either 'required' or 'required_when', not both")
+        seen: dict[str, int] = {}
+        for number, code in self.codes.items():
+            for name in (code.label, *code.aliases):
+                if _norm(name) in seen:
+                    raise ValueError(
+                        f"@codes.{number}: label or alias {name!r} is already used by code {seen[_norm(name)]}"
+                    )
+                seen[_norm(name)] = number
+        return self
+
+
+class CodebookModel(_Strict):
+    """A whole codebook file."""
+
+    name: Name
+    version: Annotated[str | None, BeforeValidator(_version_value)] = None
+    description: LongText | None = None
+    dimensions: list[DimensionModel]
+
+    @model_validator(mode="before")
+    @classmethod
+    def _mapping(cls, value: Any) -> Any:
+        if not isinstance(value, dict):
+            raise ValueError("expected a mapping with 'name' and 'dimensions' at the top")
+        return value
+
+    @field_validator("dimensions", mode="before")
+    @classmethod
+    def _dimensions(cls, value: Any) -> Any:
+        if not isinstance(value, list) or not value:
+            raise ValueError("expected a non-empty list")
+        return value
+
+    @model_validator(mode="after")
+    def _conditions(self) -> CodebookModel:
+        by_key: dict[str, DimensionModel] = {}
+        for i, dim in enumerate(self.dimensions):
+            if dim.key in by_key:
+                raise ValueError(f"@dimensions[{i}] ({dim.key}).key: dimension {dim.key!r} appears twice")
+            by_key[dim.key] = dim
+        for dim in self.dimensions:
+            where = f"@dimensions ({dim.key}).required_when"
+            for other, numbers in (dim.required_when or {}).items():
+                if other not in by_key or other == dim.key:
+                    raise ValueError(f"{where}.{other}: no other dimension is called {other!r}")
+                for n in numbers:
+                    if n not in by_key[other].codes:
+                        raise ValueError(f"{where}.{other}: dimension {other!r} has no code {n}")
+        deps = {d.key: set(d.required_when or {}) for d in self.dimensions}
+
+        def visit(key: str, path: tuple[str, ...]) -> None:
+            for other in deps[key]:
+                if other in path:
+                    raise ValueError(f"@dimensions ({key}).required_when: circular condition via {other!r}")
+                visit(other, (*path, other))
+
+        for key in deps:
+            visit(key, (key,))
+        return self
+
+
+# --- errors: the first problem as one line naming the file and the key ------------------------------------------
+
+_ALLOWED = {1: TOP_KEYS, 3: DIMENSION_KEYS, 5: CODE_KEYS}
+_TYPE_MESSAGES = {
+    "bool_type": "expected true or false",
+    "list_type": "expected a list",
+    "dict_type": "expected a mapping",
+    "model_type": "expected a mapping",
+    "int_type": "expected a whole number",
+    "int_parsing": "expected a whole number",
+    "string_type": "expected a text",
+    "tuple_type": "expected a list",
+}
+
+
+def _path(loc: tuple[Any, ...], data: Any) -> str:
+    """`dimensions[0] (cause).codes.2.label` from pydantic's location, with the dimension's key when it has one."""
+    out = ""
+    node = data
+    for i, part in enumerate(loc):
+        if isinstance(part, int) and i > 0 and loc[i - 1] in ("dimensions", "aliases"):
+            out += f"[{part}]"
+            if loc[i - 1] == "dimensions" and isinstance(node, list) and part < len(node):
+                key = node[part].get("key") if isinstance(node[part], dict) else None
+                if isinstance(key, str) and KEY_PATTERN.match(key.strip()):
+                    out += f" ({key.strip()})"
+        else:
+            out += f"{'.' if out else ''}{part}"
+        if isinstance(node, dict):
+            node = next((v for k, v in node.items() if k == part or str(k) == str(part)), None)
+        elif isinstance(node, list) and isinstance(part, int) and part < len(node):
+            node = node[part]
+        else:
+            node = None
+    return out
+
+
+def _first(errors: list[Any]) -> Any:
+    """The error to report: the first, except that an unknown key explains a missing one beside it (a typo)."""
+    first = errors[0]
+    if first["type"] == "missing":
+        parent = tuple(first["loc"])[:-1]
+        typo = next((e for e in errors if e["type"] == "extra_forbidden" and tuple(e["loc"])[:-1] == parent), None)
+        return typo or first
+    return first
+
+
+def _message(error: dict[str, Any], data: Any, source: str) -> str:
+    loc = tuple(error["loc"])
+    kind = error["type"]
+    if kind == "extra_forbidden":
+        import difflib
+
+        allowed = sorted(_ALLOWED.get(len(loc), set()))
+        where = _path(loc[:-1], data)
+        close = difflib.get_close_matches(str(loc[-1]), allowed, n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        prefix = f"{source}: {where + ': ' if where else ''}"
+        return f"{prefix}unknown key {str(loc[-1])!r} (allowed: {', '.join(allowed)}{hint})"
+    if kind == "missing":
+        return f"{source}: {_path(loc, data)}: missing"
+    if kind == "value_error":
+        message = str(error["ctx"]["error"]) if "ctx" in error else error["msg"]
+        where = _path(loc, data)
+        if message.startswith("@"):  # a validator naming a place below its own
+            sub, _, message = message[1:].partition(": ")
+            where = f"{where}.{sub}" if where else sub
+        return f"{source}: {where + ': ' if where else ''}{message}"
+    text = _TYPE_MESSAGES.get(kind, error["msg"])
+    where = _path(loc, data)
+    return f"{source}: {where + ': ' if where else ''}{text}, got {_show(error.get('input'))}"
+
+
+# --- entry points --------------------------------------------------------------------------------------------------
+
+
+def _rejoin_commas(body: dict[Any, Any], at: str, warnings: list[str]) -> dict[Any, Any]:
     """Undo YAML's split of an unquoted comma in a flow mapping: `{description: a (b, c).}` reads as
     `{description: 'a (b', 'c).': None}`; glue such null keys back onto the text before them."""
-    fixed: dict[str, Any] = {}
-    last: str | None = None
-    glued: list[str] = []
+    fixed: dict[Any, Any] = {}
+    last: Any = None
+    glued: list[Any] = []
     for key, value in body.items():
         if key not in CODE_KEYS and value is None and last is not None and isinstance(fixed[last], str):
             fixed[last] = f"{fixed[last]}, {key}"
@@ -192,126 +464,60 @@ def _rejoin_commas(body: dict[str, Any], at: str, warnings: list[str]) -> dict[s
     return fixed
 
 
-def _parse_codes(raw: Any, where: str, warnings: list[str]) -> dict[int, CodeSpec]:
-    if not isinstance(raw, dict) or not raw:
-        raise CodebookError(f"{where}: expected a non-empty mapping of numeric codes")
-    codes: dict[int, CodeSpec] = {}
-    seen: dict[str, int] = {}
-    for key, body in raw.items():
-        at = f"{where}.{key}"
-        number = _code_number(key, at)
-        if number in codes:
-            raise CodebookError(f"{at}: code {number} appears twice")
-        if isinstance(body, str):
-            body = {"label": body}
-        if not isinstance(body, dict):
-            raise CodebookError(f"{at}: expected a mapping with 'label', got {body!r}")
-        body = _rejoin_commas(body, at, warnings)
-        _unknown(body, CODE_KEYS, at)
-        label = _text(body.get("label"), f"{at}.label", required=True) or ""
-        aliases_raw = body.get("aliases") or []
-        if not isinstance(aliases_raw, list):
-            raise CodebookError(f"{at}.aliases: expected a list, got {aliases_raw!r}")
-        aliases = tuple(_text(a, f"{at}.aliases", required=True) or "" for a in aliases_raw)
-        for name in (label, *aliases):
-            if _norm(name) in seen:
-                raise CodebookError(f"{at}: label or alias {name!r} is already used by code {seen[_norm(name)]}")
-            seen[_norm(name)] = number
-        codes[number] = CodeSpec(
-            number,
-            label,
-            _text(body.get("description"), f"{at}.description"),
-            aliases,
-            _bool(body.get("unused"), f"{at}.unused"),
-        )
-    return codes
+def _repair(data: Any, source: str, warnings: list[str]) -> Any:
+    """The comma repair on every code mapping, before the typed check sees them."""
+    if not isinstance(data, dict) or not isinstance(data.get("dimensions"), list):
+        return data
+    dims = []
+    for i, dim in enumerate(data["dimensions"]):
+        if isinstance(dim, dict) and isinstance(dim.get("codes"), dict):
+            key = dim.get("key")
+            name = f"dimensions[{i}] ({key})" if isinstance(key, str) else f"dimensions[{i}]"
+            codes = {
+                code: _rejoin_commas(body, f"{source}: {name}.codes.{code}", warnings)
+                if isinstance(body, dict)
+                else body
+                for code, body in dim["codes"].items()
+            }
+            dim = {**dim, "codes": codes}
+        dims.append(dim)
+    return {**data, "dimensions": dims}
 
 
 def parse_codebook(data: Any, source: str = "<codebook>") -> CodebookSpec:
     """Check a loaded YAML document; raises CodebookError naming `source` and the key at fault."""
-    if not isinstance(data, dict):
-        raise CodebookError(f"{source}: expected a mapping with 'name' and 'dimensions' at the top")
-    _unknown(data, TOP_KEYS, source)
-    name = _text(data.get("name"), f"{source}: name", required=True) or ""
-    dims_raw = data.get("dimensions")
-    if not isinstance(dims_raw, list) or not dims_raw:
-        raise CodebookError(f"{source}: dimensions: expected a non-empty list")
-    dims: list[DimensionSpec] = []
     warnings: list[str] = []
-    pending_conditions: list[tuple[str, dict[str, Any]]] = []
-    for i, raw in enumerate(dims_raw):
-        where = f"{source}: dimensions[{i}]"
-        if not isinstance(raw, dict):
-            raise CodebookError(f"{where}: expected a mapping")
-        key = _text(raw.get("key"), f"{where}.key", required=True) or ""
-        if not KEY_PATTERN.match(key):
-            raise CodebookError(f"{where}.key: {key!r} must be lower_snake_case (a-z, 0-9, _)")
-        where = f"{source}: dimensions[{i}] ({key})"
-        _unknown(raw, DIMENSION_KEYS, where)
-        if key in {d.key for d in dims}:
-            raise CodebookError(f"{where}.key: dimension {key!r} appears twice")
-        required = _bool(raw.get("required"), f"{where}.required")
-        when = raw.get("required_when")
-        if when is not None and (not isinstance(when, dict) or not when):
-            raise CodebookError(f"{where}.required_when: expected a mapping like {{cause: 2}}")
-        if required and when:
-            raise CodebookError(f"{where}: give either 'required' or 'required_when', not both")
-        if when:
-            pending_conditions.append((key, when))
-        dims.append(
-            DimensionSpec(
-                key=key,
-                codes=_parse_codes(raw.get("codes"), f"{where}.codes", warnings),
-                question=_text(raw.get("question"), f"{where}.question"),
-                column=_text(raw.get("column"), f"{where}.column"),
-                label_column=_text(raw.get("label_column"), f"{where}.label_column"),
-                required=required,
-            )
+    data = _repair(data, source, warnings)
+    try:
+        book = CodebookModel.model_validate(data)
+    except ValidationError as exc:
+        raise CodebookError(" ".join(_message(_first(exc.errors()), data, source).split())) from None
+    dims = tuple(
+        DimensionSpec(
+            key=d.key,
+            codes={n: CodeSpec(n, c.label, c.description, tuple(c.aliases), c.unused) for n, c in d.codes.items()},
+            question=d.question,
+            column=d.column,
+            label_column=d.label_column,
+            required=d.required,
+            required_when=dict(d.required_when or {}),
         )
-    by_key = {d.key: d for d in dims}
-    resolved: dict[str, dict[str, tuple[int, ...]]] = {}
-    for key, when in pending_conditions:
-        where = f"{source}: dimensions ({key}).required_when"
-        cond: dict[str, tuple[int, ...]] = {}
-        for other, codes in when.items():
-            if other not in by_key or other == key:
-                raise CodebookError(f"{where}.{other}: no other dimension is called {other!r}")
-            values = codes if isinstance(codes, list) else [codes]
-            numbers = tuple(_code_number(v, f"{where}.{other}") for v in values)
-            for n in numbers:
-                if n not in by_key[other].codes:
-                    raise CodebookError(f"{where}.{other}: dimension {other!r} has no code {n}")
-            cond[other] = numbers
-        resolved[key] = cond
-    dims = [DimensionSpec(**{**d.__dict__, "required_when": resolved.get(d.key, {})}) for d in dims]
-    _check_acyclic(dims, source)
-    version = data.get("version")
+        for d in book.dimensions
+    )
     return CodebookSpec(
-        name=name,
-        dimensions=tuple(dims),
-        declared_version=None if version is None else str(version),
-        description=_text(data.get("description"), f"{source}: description"),
+        name=book.name,
+        dimensions=dims,
+        declared_version=book.version,
+        description=book.description,
         warnings=tuple(warnings),
     )
-
-
-def _check_acyclic(dims: list[DimensionSpec], source: str) -> None:
-    """A condition must not depend (through others) on its own dimension."""
-    deps = {d.key: set(d.required_when) for d in dims}
-
-    def visit(key: str, path: tuple[str, ...]) -> None:
-        for other in deps[key]:
-            if other in path:
-                raise CodebookError(f"{source}: dimensions ({key}).required_when: circular condition via {other!r}")
-            visit(other, (*path, other))
-
-    for key in deps:
-        visit(key, (key,))
 
 
 def read_codebook(path: str | Path) -> CodebookSpec:
     """Read and check a codebook file; every problem becomes one CodebookError line."""
     import yaml
+
+    from labeling.strict_yaml import StrictYamlError, load
 
     path = Path(path)
     try:
@@ -324,7 +530,12 @@ def read_codebook(path: str | Path) -> CodebookSpec:
             "a codebook is a YAML text file"
         ) from None
     try:
-        data = yaml.safe_load(text)
+        data = load(text)
+    except RecursionError:
+        raise CodebookError(f"{path}: not a usable codebook: nested too deeply") from None
+    except StrictYamlError as exc:  # valid YAML, but a duplicate key or an alias bomb
+        where = f" line {exc.problem_mark.line + 1}:" if exc.problem_mark is not None else ""
+        raise CodebookError(f"{path}:{where} {exc.problem}") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" line {mark.line + 1}" if mark is not None else ""

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from sqlalchemy.engine import Engine
@@ -32,6 +32,7 @@ class ImportResult:
     """What one import did, per round (for the CLI summary and the ingest_run row)."""
 
     rounds: list[dict[str, object]] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)  # sheets that are not coding sheets at all
 
 
 def _store_round(session: Session, book: LoadedCodebook, sheet_round: SheetRound, file: Path) -> dict[str, object]:
@@ -78,21 +79,39 @@ def _store_round(session: Session, book: LoadedCodebook, sheet_round: SheetRound
         "codings": len(sheet_round.codings),
         "cross_checked": sheet_round.cross_checked,
         "finals_changed": finals_changed,
+        "sheet_stats": {name: asdict(stats) for name, stats in sheet_round.stats.items()},
+        "dimensions": sorted(
+            {k for stats in sheet_round.stats.values() for k in stats.dimensions}, key=book.spec.keys.index
+        ),
+        "required_absent": [
+            d.key
+            for d in book.spec.dimensions
+            if d.required and not any(d.key in s.dimensions for s in sheet_round.stats.values())
+        ],
         **counts,
     }
 
 
 def _rounds_on_their_codebooks(
-    session: Session, path: Path, book: LoadedCodebook, sheets: list[str] | None, round_name: str | None
+    session: Session,
+    path: Path,
+    book: LoadedCodebook,
+    sheets: list[str] | None,
+    round_name: str | None,
+    skipped: list[str] | None = None,
 ) -> list[tuple[SheetRound, LoadedCodebook]]:
     """Each round of the workbook read with the codebook version it was started with (an existing round keeps
     its own, even after a newer version was loaded); new rounds take `book`."""
     read: dict[int, list[SheetRound] | SheetError] = {}
+    not_coding: dict[int, list[str]] = {}
 
     def rounds_with(version: LoadedCodebook) -> list[SheetRound] | SheetError:
         if version.version_id not in read:
+            not_coding[version.version_id] = []
             try:
-                read[version.version_id] = read_workbook(path, version.spec, sheets, round_name)
+                read[version.version_id] = read_workbook(
+                    path, version.spec, sheets, round_name, not_coding[version.version_id]
+                )
             except SheetError as exc:
                 read[version.version_id] = exc
         return read[version.version_id]
@@ -131,6 +150,8 @@ def _rounds_on_their_codebooks(
                 f"v{own.version}; import into a new round with --round"
             )
         out.append((match, own))
+    if skipped is not None:
+        skipped.extend(not_coding.get(book.version_id) or next(iter(not_coding.values()), []))
     return out
 
 
@@ -143,10 +164,10 @@ def import_workbook(
 ) -> ImportResult:
     """Read the whole workbook first, then write every round in one transaction (all or nothing)."""
     path = Path(path)
+    result = ImportResult()
     with Session(engine) as session:
         book = codebook_version(session, codebook)
-        rounds = _rounds_on_their_codebooks(session, path, book, sheets, round_name)
-    result = ImportResult()
+        rounds = _rounds_on_their_codebooks(session, path, book, sheets, round_name, result.skipped)
     params = {
         "file": str(path),
         "codebook": book.name,
@@ -159,4 +180,14 @@ def import_workbook(
             result.rounds.append(summary)
             for key in ("codings", "new", "changed", "unchanged", "removed"):
                 log.add(key, int(summary[key]))  # type: ignore[call-overload]
+            stats = summary["sheet_stats"].values()  # type: ignore[attr-defined]
+            log.add("rows_read", sum(int(s["rows"]) for s in stats))
+            log.add("codes_stored", sum(int(s["codes"]) for s in stats))
+        log.parameters["sheets_read"] = {
+            name: stats
+            for summary in result.rounds
+            for name, stats in summary["sheet_stats"].items()  # type: ignore[attr-defined]
+        }
+        if result.skipped:
+            log.parameters["sheets_skipped"] = list(result.skipped)
     return result

@@ -13,6 +13,8 @@ from labeling.store import parse_issue_url
 
 CONSENSUS_CODER = "study"
 EMPTY_LABELS = {"", "#n/a", "n/a", "na", "-"}
+#: How far down a misplaced header row is looked for (to name it instead of skipping the sheet).
+HEADER_SCAN = 20
 
 
 class SheetError(ValueError):
@@ -35,6 +37,16 @@ class SheetCoding:
 
 
 @dataclass
+class SheetStats:
+    """What one sheet yielded: data rows read, codes read (all stored by the import), dimensions it codes."""
+
+    rows: int = 0
+    codes: int = 0
+    dimensions: list[str] = field(default_factory=list)
+    cross_checked: int = 0
+
+
+@dataclass
 class SheetRound:
     """Codings of one round as read from a workbook, plus the sheets they came from."""
 
@@ -43,6 +55,7 @@ class SheetRound:
     sheets: list[str] = field(default_factory=list)
     codings: list[SheetCoding] = field(default_factory=list)
     cross_checked: int = 0
+    stats: dict[str, SheetStats] = field(default_factory=dict)
 
     @property
     def coders(self) -> list[str]:
@@ -123,6 +136,7 @@ def _read_single(ws: Any, rows: list[tuple[Any, ...]], spec: CodebookSpec, coder
     """A sheet with one header row, one issue per row, the codebook's `column`s (and `label_column`s)."""
     cols = _header_map(rows[0])
     dims = [d for d in spec.dimensions if d.column and d.column.casefold() in cols]
+    _check_columns(f"{file}!{ws.title} row 1", set(cols), dims, spec)
     out: list[SheetCoding] = []
     for r, row in enumerate(rows[1:], start=2):
         where = f"{file}!{ws.title} row {r}"
@@ -170,6 +184,7 @@ def _read_raters(ws: Any, rows: list[tuple[Any, ...]], spec: CodebookSpec, file:
     cols = _header_map(header)
     by_column = {d.column.casefold(): d for d in spec.dimensions if d.column}
     out: list[SheetCoding] = []
+    blocks: dict[str, list[str]] = {}
     for n, (start, rater) in enumerate(raters):
         end = raters[n + 1][0] if n + 1 < len(raters) else len(header)
         block = {
@@ -179,6 +194,16 @@ def _read_raters(ws: Any, rows: list[tuple[Any, ...]], spec: CodebookSpec, file:
         }
         if not block:
             raise SheetError(f"{file}!{ws.title} row 2: no codebook column under rater {rater!r}")
+        _check_columns(f"{file}!{ws.title} row 2 ({rater})", set(), list(block.values()), spec)
+        blocks[rater] = [d.key for d in block.values()]
+        for other, keys in blocks.items():  # every rater codes the same dimensions
+            lost = [k for k in keys if k not in blocks[rater]] or [k for k in blocks[rater] if k not in keys]
+            if lost:
+                short, dim = (rater, spec.dimension(lost[0])) if lost[0] in keys else (other, spec.dimension(lost[0]))
+                raise SheetError(
+                    f"{file}!{ws.title} row 2 ({short}): no column {dim.column!r} for dimension {dim.key!r}, "
+                    "although the other rater's block has it (renamed?)"
+                )
         for r, row in enumerate(rows[2:], start=3):
             where = f"{file}!{ws.title} row {r}"
             issue = _issue_cells(row, cols, where)
@@ -196,6 +221,75 @@ def _read_raters(ws: Any, rows: list[tuple[Any, ...]], spec: CodebookSpec, file:
                 )
             )
     return out
+
+
+def _check_columns(where: str, headers: set[str], dims: list[DimensionSpec], spec: CodebookSpec) -> None:
+    """A header that lost a code column (renamed, deleted) must not silently drop that dimension: its label
+    column without it, or a conditional dimension without the dimension it depends on, is a broken layout."""
+    present = {d.key for d in dims}
+    for dim in spec.dimensions:
+        if dim.key in present or not dim.column:
+            continue
+        if dim.label_column and dim.label_column.casefold() in headers:
+            raise SheetError(
+                f"{where}: no column {dim.column!r} for dimension {dim.key!r}, although its label column "
+                f"{dim.label_column!r} is there (renamed?)"
+            )
+    for dim in dims:
+        for other in dim.required_when:
+            if other not in present:
+                needed = spec.dimension(other)
+                raise SheetError(
+                    f"{where}: column {dim.column!r} ({dim.key}, coded when {other} is "
+                    f"{' or '.join(map(str, dim.required_when[other]))}) is there, but no column "
+                    f"{needed.column or needed.key!r} for dimension {other!r} (renamed?)"
+                )
+
+
+def _check_same_columns(file: str, kind: str, per_sheet: dict[str, list[str]], spec: CodebookSpec) -> None:
+    """Sheets of one round code the same dimensions: a column missing from one of them was renamed or lost."""
+    for sheet, keys in per_sheet.items():
+        for other, other_keys in per_sheet.items():
+            missing = [k for k in other_keys if k not in keys]
+            if missing:
+                dim = spec.dimension(missing[0])
+                raise SheetError(
+                    f"{file}!{sheet}: no column {dim.column or dim.key!r} for dimension {dim.key!r}, although "
+                    f"{other!r} of the same round ({kind}) has it (renamed?)"
+                )
+
+
+def _check_final_columns(file: str, sheet: str, keys: list[str], spec: CodebookSpec) -> None:
+    """The study's final codes carry every required dimension the codebook gives a column."""
+    for dim in spec.dimensions:
+        if dim.required and dim.column and dim.key not in keys:
+            raise SheetError(
+                f"{file}!{sheet} row 1: no column {dim.column!r} for the required dimension {dim.key!r} "
+                "(a sheet of final codes needs every required dimension; renamed?)"
+            )
+
+
+def _misplaced_header(rows: list[tuple[Any, ...]], spec: CodebookSpec, where: str) -> str | None:
+    """Why a sheet that looks like a coding sheet is not one of the known layouts (None: not a coding sheet)."""
+    columns = {d.column.casefold(): d.column for d in spec.dimensions if d.column}
+    for i, row in enumerate(rows[:HEADER_SCAN], start=1):
+        cells = _header_map(row)
+        codes = [columns[c] for c in cells if c in columns]
+        if "url" in cells and codes:
+            return (
+                f"{where} row {i}: the header ('URL' and the code columns) must be row 1 (row 2 under the "
+                f"raters' names); remove the {i - 1} row(s) above it"
+            )
+        if "url" in cells:
+            return (
+                f"{where} row {i}: a 'URL' column but none of the codebook's code columns "
+                f"({', '.join(columns.values())}); renamed?"
+            )
+        if codes:
+            return f"{where} row {i}: code columns ({', '.join(codes)}) but no 'URL' column to find the issues by"
+        if any(re.match(r"^r\d+ ", k) for k in cells):
+            return f"{where} row {i}: an inter-rater table must have its header ('id', 'R1 …') in row 2"
+    return None
 
 
 def _sheet_kind(rows: list[tuple[Any, ...]], spec: CodebookSpec) -> str | None:
@@ -226,10 +320,25 @@ def _common_suffix(names: list[str]) -> str:
     return " ".join(common)
 
 
+def _stats(codings: list[SheetCoding], spec: CodebookSpec, keys: list[str]) -> SheetStats:
+    return SheetStats(
+        rows=len({c.where.removesuffix(f" ({c.coder})") for c in codings}),  # raters share a row
+        codes=sum(len(c.codes) for c in codings),
+        dimensions=[d.key for d in spec.dimensions if d.key in keys],
+    )
+
+
 def read_workbook(
-    path: str | Path, spec: CodebookSpec, sheets: list[str] | None = None, round_name: str | None = None
+    path: str | Path,
+    spec: CodebookSpec,
+    sheets: list[str] | None = None,
+    round_name: str | None = None,
+    skipped: list[str] | None = None,
 ) -> list[SheetRound]:
-    """All rounds a workbook holds; the summary tables right of the data are ignored (only named columns count)."""
+    """All rounds a workbook holds; the summary tables right of the data are ignored (only named columns count).
+
+    Every sheet is of a known layout and yields rows with all its round's columns, or the read stops naming
+    the sheet and the column; sheets that are not coding sheets at all are listed in `skipped`."""
     import openpyxl
 
     path = Path(path)
@@ -248,24 +357,57 @@ def read_workbook(
         per_rater = SheetRound(stem, "per-rater")
         raters: list[tuple[str, list[SheetCoding]]] = []
         interrater: list[tuple[str, list[tuple[Any, ...]]]] = []
+        columns: dict[str, dict[str, list[str]]] = {"final": {}, "per-rater": {}, "raters": {}}
         for name in names:
             if sheets and name not in sheets:
                 continue
             ws = wb[name]
             rows = [tuple(r) for r in ws.iter_rows(values_only=True)]
             kind = _sheet_kind(rows, spec)
-            if kind == "single":
-                coder_match = re.search(r"\s-\s*(\S+)\s*$", name)
-                target = per_rater if coder_match else final
-                coder = coder_match.group(1) if coder_match else CONSENSUS_CODER
-                target.codings.extend(_read_single(ws, rows, spec, coder, file))
-                target.sheets.append(name)
-            elif kind == "raters":
-                raters.append((name, _read_raters(ws, rows, spec, file)))
-            elif kind == "interrater":
+            if kind is None:
+                problem = _misplaced_header(rows, spec, f"{file}!{name}")
+                if problem:
+                    raise SheetError(problem)
+                if sheets:
+                    raise SheetError(
+                        f"{file}!{name}: not a coding sheet (no 'URL' column beside the codebook's code columns "
+                        f"in row 1, or in row 2 under the raters' names)"
+                    )
+                if skipped is not None:
+                    skipped.append(f"{name} (no 'URL' or code column in its first {HEADER_SCAN} rows)")
+                continue
+            if kind == "interrater":
                 interrater.append((name, rows))
+                continue
+            coder_match = re.search(r"\s-\s*(\S+)\s*$", name)
+            if kind == "single":
+                coder = coder_match.group(1) if coder_match else CONSENSUS_CODER
+                read = _read_single(ws, rows, spec, coder, file)
+            else:
+                read = _read_raters(ws, rows, spec, file)
+            if not read:
+                header_row = 2 if kind == "raters" else 1
+                raise SheetError(
+                    f"{file}!{name}: no data rows (no row below the header in row {header_row} has an "
+                    "issue URL in column 'URL')"
+                )
+            header = _header_map(rows[1] if kind == "raters" else rows[0])
+            keys = [d.key for d in spec.dimensions if d.column and d.column.casefold() in header]
+            if kind == "single":
+                target = per_rater if coder_match else final
+                if target is final:
+                    _check_final_columns(file, name, keys, spec)
+                columns[target.kind][name] = keys
+                target.codings.extend(read)
+                target.sheets.append(name)
+                target.stats[name] = _stats(read, spec, keys)
+            else:
+                columns["raters"][name] = keys
+                raters.append((name, read))
     finally:
         wb.close()
+    for kind, per_sheet in columns.items():
+        _check_same_columns(file, kind, per_sheet, spec)
     rounds = [r for r in (final, per_rater) if r.codings]
     if raters:
         suffix = _common_suffix([n for n, _ in raters]) if len(raters) > 1 else raters[0][0]
@@ -273,12 +415,19 @@ def read_workbook(
         for name, codings in raters:
             group.sheets.append(name)
             group.codings.extend(codings)
+            group.stats[name] = _stats(codings, spec, columns["raters"][name])
         rounds.append(group)
     for name, rows in interrater:
         if not per_rater.codings:
             raise SheetError(f"{file}!{name}: inter-rater table without the per-rater sheets it summarizes")
-        per_rater.cross_checked += _cross_check(file, name, rows, per_rater, spec)
+        checked = _cross_check(file, name, rows, per_rater, spec)
+        if not checked:
+            raise SheetError(f"{file}!{name}: an inter-rater table without a single cell to check (layout changed?)")
+        per_rater.cross_checked += checked
         per_rater.sheets.append(name)
+        per_rater.stats[name] = SheetStats(
+            rows=sum(1 for r in rows[2:] if any(v is not None for v in r)), cross_checked=checked
+        )
     if not rounds:
         raise SheetError(f"{file}: no sheet with an 'URL' column and the codebook's code columns")
     if round_name:

@@ -188,7 +188,8 @@ def _agreement(engine: Engine) -> pd.DataFrame:
         out[name] = frame[name].astype(float).round(3)
         lo_hi = frame[f"{name}_ci"].map(lambda ci: ci if isinstance(ci, tuple | list) else (math.nan, math.nan))
         out[f"{name} 95% CI"] = lo_hi.map(lambda ci: "" if math.isnan(ci[0]) else f"[{ci[0]:.3f}, {ci[1]:.3f}]")
-    out["reading"] = frame["reading"]
+    out["κ reading (Landis–Koch)"] = frame["reading"]
+    out["α reading (Krippendorff)"] = frame["krippendorff_alpha_reading"]
     out["warnings"] = frame["warnings"].map(lambda w: "; ".join(w))
     order = {ROUND_PILOT: 0, ROUND_DRIFT: 1}
     return out.sort_values(
@@ -312,8 +313,9 @@ def build_report(engine: Engine, survey: str = SURVEY) -> PaperReport:
     report.choices.append(
         f"Agreement: rounds `{ROUND_PILOT}` (PilotStudy.xlsx, two raters, 30 + 30 issues) and `{ROUND_DRIFT}` "
         "(the drift-testing sheets). Nominal coefficients over the items both raters coded; 95% intervals by a "
-        "seeded bootstrap over items (1,000 resamples); Gwet's AC1 over the codebook's full scale; readings by "
-        "Landis & Koch."
+        "seeded bootstrap over items (1,000 resamples); Gwet's AC1 over the codebook's full scale; κ read on the "
+        "Landis & Koch (1977) scale, Krippendorff's α on its own (Krippendorff 2004: ≥ 0.800 reliable, ≥ 0.667 "
+        "tentative conclusions only, below that unreliable)."
     )
     report.tables.append(
         Table(

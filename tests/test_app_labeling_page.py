@@ -46,6 +46,9 @@ def test_labeling_page_agreement_progress_taxonomy(labeled: None) -> None:
     assert set(agreement.index) == {"symptom", "cause"}
     assert agreement.loc["symptom", "Cohen's κ"].startswith("0.953 [")
     assert agreement.loc["cause", "percent agreement"].startswith("0.917 [")
+    assert agreement.loc["cause", "Krippendorff's α"].startswith("0.904 [")
+    assert agreement.loc["cause", "α reading (Krippendorff)"] == "reliable"
+    assert "Krippendorff 2004" in body
     assert "item × dimension pairs with different codes" in body
     charts = at.get("vega_lite_chart")
     assert len(charts) >= 3  # coefficients, taxonomy per converter, symptom × cause heatmap

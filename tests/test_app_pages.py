@@ -147,15 +147,20 @@ def test_database_without_schema_says_upgrade(empty_db_url: str, monkeypatch: py
     assert "interop db upgrade" in texts(at)
 
 
-def test_unreachable_database_is_one_clear_error(monkeypatch: pytest.MonkeyPatch, backend: str, tmp_path: Path) -> None:
-    url = (
-        f"sqlite:///{tmp_path}/no-such-dir/x.db"
-        if backend == "sqlite"
-        else "postgresql://interop:secret-pw@127.0.0.1:1/nowhere"
-    )
-    if backend == "sqlite":
+@pytest.mark.parametrize(
+    "url",
+    [
+        "sqlite",  # a file that is not a database
+        "postgresql://interop:secret-pw@127.0.0.1:1/nowhere",
+        "postgresql+psycopg://interop@127.0.0.1:1/nowhere?password=secret-pw&sslmode=disable",
+        "postgresql://interop:secret-pw@127.0.0.1:port/nowhere",  # a port that is not a number
+    ],
+)
+def test_unreachable_database_is_one_clear_error(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, url: str) -> None:
+    if url == "sqlite":
         (tmp_path / "no-such-dir").mkdir()
         (tmp_path / "no-such-dir" / "x.db").write_bytes(b"this is not a database" * 100)
+        url = f"sqlite:///{tmp_path}/no-such-dir/x.db"
     monkeypatch.setenv("INTEROP_DATABASE_URL", url)
     st.cache_data.clear()
     at = AppTest.from_file(APP, default_timeout=60).run()
@@ -163,6 +168,10 @@ def test_unreachable_database_is_one_clear_error(monkeypatch: pytest.MonkeyPatch
     message = " ".join(e.value for e in at.error)
     assert "Cannot read the database" in message
     assert "secret-pw" not in message and "secret-pw" not in texts(at)
+    sidebar = " ".join(c.value for c in at.sidebar.caption)
+    assert "Database: `" in sidebar and "secret-pw" not in sidebar
+    if url.startswith("postgresql"):
+        assert "***" in sidebar and "interop" in sidebar
 
 
 @pytest.fixture

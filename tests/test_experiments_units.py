@@ -80,6 +80,38 @@ def test_spec_errors_name_the_file_and_field(tmp_path: Path) -> None:
         load_spec(overrides={"seeds": [-1]})
 
 
+@pytest.mark.parametrize(
+    ("toml", "message"),
+    [
+        ("sources = []\n", "field 'sources': must not be empty"),
+        ("converters = []\n", "field 'converters': must not be empty"),
+        ("opsets = []\n", "field 'opsets': must not be empty"),
+        ("seeds = []\n", "field 'seeds': must not be empty"),
+        ("memory_mb = -5\n", "field 'memory_mb': must be at least 0 MB (0: no limit) (got -5)"),
+        ("timeout_s = 0\n", "field 'timeout_s': must be more than 0"),
+        ("workers = 0\n", "field 'workers': must be at least 1"),
+        ('opsets = ["17"]\n', "field 'opsets' item 1: Input should be a valid integer (got '17')"),
+        ("opsets = [17, 17]\n", "field 'opsets': 17 is listed twice"),
+        ('sources = ["nnsmith-torch", "nnsmith-torch"]\n', "'nnsmith-torch' is listed twice"),
+        ('name = "my campaign"\n', "field 'name': must be letters, digits"),
+        ('dask = "localhost"\n', "field 'dask': must be 'local' or a scheduler address"),
+        ("atol = nan\n", "field 'atol'"),
+        ('plugins = ["my plugins"]\n', "not a module name"),
+        (
+            '[campaign]\nsources = ["nnsmith-torch"]\n[campaign.source_options.keras-applications]\ninput_size = 64\n',
+            "field 'source_options': 'keras-applications' is not one of the campaign's sources (nnsmith-torch)",
+        ),
+        ("colour = 1\n", "unknown field 'colour' (known: atol,"),
+    ],
+)
+def test_the_whole_spec_is_checked_with_one_line_naming_the_field(tmp_path: Path, toml: str, message: str) -> None:
+    path = tmp_path / "campaign.toml"
+    path.write_text(toml)
+    with pytest.raises(SpecError) as info:
+        load_spec(path)
+    assert str(info.value).startswith(f"{path}: ") and message in str(info.value), str(info.value)
+
+
 def test_a_source_without_a_converter_of_its_framework_is_refused() -> None:
     from experiments.campaign import plan
 

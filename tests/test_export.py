@@ -111,7 +111,7 @@ def test_cli_export_and_its_errors(cli, configured_reader: str, engine: Engine, 
     assert cli("export", "--tables", "nosuch", "--out", str(tmp_path / "kept")).exit_code == 2
     assert (tmp_path / "kept").is_dir(), "but leaves a folder that was already there"
     fmt = cli("export", "--format", "xlsx", "--out", str(tmp_path / "c"))
-    assert fmt.exit_code == 2 and "unknown format" in fmt.output
+    assert fmt.exit_code == 2 and "unknown --format 'xlsx'" in fmt.output
     q = cli("export", "query", "SELECT number FROM issue", "--format", "csv", "--out", str(tmp_path / "q"))
     assert q.exit_code == 0, q.output
     assert len(pd.read_csv(tmp_path / "q" / "query.csv")) == seeded.issues

@@ -19,6 +19,7 @@ from labeling.agreement import (
     fleiss_kappa,
     gwet_ac1,
     krippendorff_alpha,
+    krippendorff_reading,
     landis_koch,
     percent_agreement,
 )
@@ -137,6 +138,26 @@ def test_landis_koch_bands() -> None:
     ]
 
 
+def test_krippendorffs_alpha_has_its_own_reading_not_the_kappa_scale() -> None:
+    values = (0.95, 0.8, 0.7996, 0.7, 0.667, 0.6664, 0.615, -0.2, float("nan"))
+    assert [krippendorff_reading(v) for v in values] == [
+        "reliable",
+        "reliable",
+        "reliable",  # shown as 0.800
+        "tentative conclusions",
+        "tentative conclusions",
+        "unreliable",  # shown as 0.666
+        "unreliable",  # "substantial" on the Landis–Koch scale
+        "unreliable",
+        "undefined",
+    ]
+    # p_o = 41/50, both coders say "yes" half the time or so: κ ≈ 0.64 (substantial), α ≈ 0.64 (unreliable)
+    res = agreement_for(two_coders({(1, 1): 21, (0, 0): 20, (1, 0): 5, (0, 1): 4}), ["a", "b"], "r", "d", n_boot=20)
+    assert 0.6 < res.krippendorff_alpha < 0.667 and 0.6 < res.pairs[0]["cohen_kappa"] < 0.8
+    assert res.reading == "substantial" and res.alpha_reading == "unreliable"
+    assert res.as_row()["krippendorff_alpha_reading"] == "unreliable"
+
+
 def test_undefined_when_one_category_only() -> None:
     m = np.ones((5, 2))
     assert math.isnan(cohen_kappa(m[:, 0], m[:, 1])) and math.isnan(krippendorff_alpha(m))
@@ -196,6 +217,11 @@ def test_pilot_agreement_matches_an_independent_computation_from_the_sheet(cli, 
         assert lo <= summary[dim]["cohen_kappa"] <= hi
     table = cli("label", "agreement", "--round", "pilotstudy", "--bootstrap", "50", "--disagreements", "--confusion")
     assert "7 disagreements" in table.output and "Gwet's AC1" in table.output
+    text = " ".join(table.output.split())
+    assert "Krippendorff's α │ 0.904 │" in text and "│ reliable (Krippendorff) │" in text
+    assert "almost perfect (Landis–Koch)" in text and "α on Krippendorff's (2004): ≥ 0.800 reliable" in text
+    assert "almost perfect (Krippendorff)" not in text
+    assert summary["cause"]["krippendorff_alpha_reading"] == "reliable"
     csv = cli("label", "agreement", "--format", "csv", "--bootstrap", "0", "--dimension", "cause")
     assert csv.output.splitlines()[0].startswith("round,dimension,coders,items")
     missing = cli("label", "agreement", "--round", "nope")

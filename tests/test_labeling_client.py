@@ -146,7 +146,7 @@ def test_not_json_a_timeout_and_a_dead_server_are_one_line_each(fake: FaultProxy
     dead = LabelStudioClient(url, "key-123")
     with pytest.raises(LabelStudioUnreachable) as err:
         dead.whoami()
-    assert "cannot reach Label Studio at http://127.0.0.1:" in str(err.value)
+    assert "cannot reach Label Studio at http://user:***@127.0.0.1:" in str(err.value)  # masked like every URL
     assert "s3cret" not in str(err.value) and "key-123" not in str(err.value)
 
 

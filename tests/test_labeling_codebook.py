@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import tracemalloc
 from pathlib import Path
 
 import pytest
@@ -55,21 +56,22 @@ def test_shared_codebook_parses_with_every_dimension_and_code(shared_dir: Path) 
     assert spec.dimension("component").lookup("not dis.").code == 6
     assert spec.dimension("symptom").codes[4].unused
     assert spec.dimension("cause").codes[6].description == "A wrong value is assigned (constant, attribute, metadata)."
-    assert not spec.warnings  # the shared file quotes its descriptions
+    assert spec.declared_version == "1"
 
 
-def unquoted_copy(shared_dir: Path, tmp_path: Path) -> Path:
-    """The shared codebook as it first came, descriptions unquoted, so YAML splits them at commas."""
+def unquoted(shared_dir: Path) -> str:
+    """The shared codebook with the quotes around its descriptions removed, as it was first written."""
     text = (shared_dir / "codebook" / "onnx-converter-failures.yaml").read_text()
-    path = tmp_path / "unquoted.yaml"
-    path.write_text(re.sub(r'description: "([^"]*)"', r"description: \1", text))
-    return path
+    return re.sub(r'description: "([^"]*)"', r"description: \1", text)
 
 
 def test_unquoted_commas_in_flow_mappings_are_glued_back_and_reported(shared_dir: Path, tmp_path: Path) -> None:
-    spec = read_codebook(unquoted_copy(shared_dir, tmp_path))
+    quoted = read_codebook(shared_dir / "codebook" / "onnx-converter-failures.yaml")
+    spec = read_codebook(write(tmp_path, unquoted(shared_dir)))
+    # unquoted commas inside {…} split a description into stray keys; they are glued back and reported
+    assert spec.content_hash() == quoted.content_hash()
     assert spec.dimension("cause").codes[6].description == "A wrong value is assigned (constant, attribute, metadata)."
-    assert any("unquoted comma" in w for w in spec.warnings)
+    assert any("unquoted comma" in w for w in spec.warnings) and not quoted.warnings
 
 
 @pytest.mark.parametrize(
@@ -77,7 +79,8 @@ def test_unquoted_commas_in_flow_mappings_are_glued_back_and_reported(shared_dir
     [
         ("name: x\ndimensions: [\n", "line"),
         ("- a\n- b\n", "expected a mapping"),
-        ("name: x\n", "dimensions: expected a non-empty list"),
+        ("name: x\n", "dimensions: missing"),
+        ("name: x\ndimensions: []\n", "dimensions: expected a non-empty list"),
         ("name: x\ndimensions:\n  - key: Bad Key\n    codes: {1: A}\n", "lower_snake_case"),
         ("name: x\ndimensions:\n  - key: a\n    codes: {one: A}\n", "dimensions[0] (a).codes.one"),
         ("name: x\ndimensions:\n  - key: a\n    codes: {1: {description: d}}\n", "codes.1.label: missing"),
@@ -163,7 +166,7 @@ def test_comma_warnings_come_once_per_description_and_not_on_a_no_op_load(
 ) -> None:  # type: ignore[no-untyped-def]
     import yaml
 
-    path = unquoted_copy(shared_dir, tmp_path)
+    path = write(tmp_path, unquoted(shared_dir))
     # independently: the code mappings YAML split into stray keys (one per unquoted comma)
     raw = yaml.safe_load(path.read_text())
     split = [
@@ -214,3 +217,90 @@ def test_a_file_that_is_not_a_yaml_codebook_is_one_error_line_naming_it(
     assert len(lines) == 1 and lines[0].startswith(f"error: {path}: "), result.output
     with engine.connect() as conn:
         assert conn.execute(select(CodebookVersion.id)).first() is None
+
+
+DIM = "dimensions:\n  - key: a\n    codes: {1: A}\n"
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        # duplicate keys, at any depth: YAML would silently keep the last one
+        (
+            "name: x\ndimensions:\n  - key: a\n    codes: {1: {label: A}, 1: {label: B}}\n",
+            "line 4: duplicate key 1 (first at line 4, column 13)",
+        ),
+        (
+            "name: x\ndimensions:\n  - key: a\n    codes:\n      1: A\n      2: B\n      1: C\n",
+            "line 7: duplicate key 1",
+        ),
+        (
+            "name: x\ndimensions:\n  - key: a\n    column: C1\n    column: C2\n    codes: {1: A}\n",
+            "duplicate key 'column'",
+        ),
+        ("name: x\ndimensions:\n  - key: a\n    key: b\n    codes: {1: A}\n", "duplicate key 'key' (first at line 3)"),
+        ("name: x\nname: y\n" + DIM, "line 2: duplicate key 'name'"),
+        ("name: x\ndimensions:\n  - key: a\n    codes: {1: {label: A, label: B}}\n", "duplicate key 'label'"),
+        ("name: x\ndimensions:\n  - key: a\n    codes: {1: {label: A, description: x, y, y}}\n", "quote the text"),
+        # the same code written twice in two spellings
+        ("name: x\ndimensions:\n  - key: a\n    codes: {1: A, '1': B}\n", "code 1 appears twice"),
+        # every field typed: version is a short scalar, texts are texts, codes fit the database
+        ("name: x\nversion: [1, 2]\n" + DIM, "version: expected a short scalar"),
+        ("name: x\nversion: {major: 1}\n" + DIM, "version: expected a short scalar"),
+        ("name: x\nversion: " + "9" * 60 + "\n" + DIM, "version: expected at most 50 characters"),
+        ("name: [x]\n" + DIM, "name: expected a non-empty text"),
+        ("name: x\ndimensions:\n  - key: a\n    codes: {1: {label: true}}\n", "codes.1.label: expected a non-empty"),
+        ("name: x\ndimensions:\n  - key: a\n    codes: {1: " + "L" * 201 + "}\n", "at most 200 characters"),
+        ("name: x\ndimensions:\n  - key: a\n    codes: {99999999999: A}\n", "codes.99999999999: codes must be at most"),
+        ("name: x\ndimensions:\n  - key: a\n    codes: {-1: A}\n", "must not be negative"),
+        ("name: x\ndimensions:\n  - key: a\n    question: [q]\n    codes: {1: A}\n", "question: expected a non-empty"),
+        ("name: x\ndimensions:\n  - key: a\n    codes: {1: {label: A, aliases: B}}\n", "aliases: expected a list"),
+        ("name: x\ndimensions:\n  - key: a\n    codes: {1: {labl: A}}\n", "did you mean 'label'?"),
+        ("name: x\ndimensions:\n  - key: a\n    codes: {1: A}\n  - key: a\n    codes: {1: A}\n", "appears twice"),
+        ("name: x\ndimensions:\n  - a\n", "dimensions[0]: expected a mapping"),
+        # aliases that refer to themselves, and nesting deeper than a codebook ever needs
+        ("name: x\nversion: &v [1, *v]\n" + DIM, "recursive alias"),
+        ("name: " + "[" * 3000 + "]" * 3000 + "\n" + DIM, "nested too deeply"),
+    ],
+)
+def test_duplicate_keys_wrong_types_and_odd_yaml_are_refused(tmp_path: Path, text: str, message: str) -> None:
+    path = write(tmp_path, text)
+    with pytest.raises(CodebookError) as info:
+        read_codebook(path)
+    assert str(info.value).startswith(f"{path}: ") and "\n" not in str(info.value)
+    assert message in str(info.value)
+
+
+def billion_laughs() -> str:
+    """Nine levels of nine aliases under `version:` (under 400 bytes; written out, billions of scalars)."""
+    levels = ["&a [lol,lol,lol,lol,lol,lol,lol,lol,lol]"]
+    for prev, name in zip("abcdefgh", "bcdefghi", strict=True):
+        levels.append(f"&{name} [{','.join([f'*{prev}'] * 9)}]")
+    return "name: x\nversion: [" + ",\n  ".join(levels) + "]\n" + DIM
+
+
+def test_alias_bomb_under_version_is_refused_while_loading_with_little_memory(tmp_path: Path) -> None:
+    path = write(tmp_path, billion_laughs())
+    assert path.stat().st_size < 500
+    tracemalloc.start()
+    try:
+        with pytest.raises(CodebookError, match="aliases would expand the document by 1,797,873,156"):
+            read_codebook(path)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 5_000_000  # the document itself, never its expansion (which was 628 MB for a smaller bomb)
+
+
+def test_anchors_and_merge_keys_within_the_bound_still_load(tmp_path: Path) -> None:
+    text = (
+        "name: x\nversion: 2024-05-01\ndimensions:\n"
+        "  - key: a\n    codes:\n      1: &base {label: A, description: shared words}\n"
+        "      2: {<<: *base, label: B}\n"
+        "  - key: b\n    required_when: {a: [1, 2]}\n    codes: {1: {label: C, aliases: &al [c1, c2]}}\n"
+    )
+    spec = read_codebook(write(tmp_path, text))
+    assert spec.declared_version == "2024-05-01"
+    assert spec.dimension("a").codes[2].label == "B" and spec.dimension("a").codes[2].description == "shared words"
+    assert spec.dimension("b").codes[1].aliases == ("c1", "c2")
+    assert spec.dimension("b").required_when == {"a": (1, 2)}

@@ -269,3 +269,147 @@ def test_reimport_of_a_changed_sheet_counts_what_changed(loaded, engine, study: 
     number = int(str(ws.cell(row=3, column=header.index("URL") + 1).value).rstrip("/").rsplit("/", 1)[1])
     labels = final_labels(engine, "failureanalysis").set_index(["item", "dimension"])
     assert labels.loc[(f"pytorch/pytorch#{number}", "symptom"), "code"] == code_cell.value
+
+
+def _rename(sheet: str, *pairs: tuple[str, str]):  # type: ignore[no-untyped-def]
+    """A change to a workbook: rename header cells of `sheet` (row 1, or row 2 under raters' names)."""
+
+    def change(wb) -> None:  # type: ignore[no-untyped-def]
+        ws = wb[sheet]
+        for row in (1, 2):
+            for cell in ws[row]:
+                for old, new in pairs:
+                    if cell.value == old:
+                        cell.value = new
+
+    return change
+
+
+def _shift(sheet: str, n: int):  # type: ignore[no-untyped-def]
+    return lambda wb: wb[sheet].insert_rows(1, n)
+
+
+def _clear_urls(sheet: str):  # type: ignore[no-untyped-def]
+    def change(wb) -> None:  # type: ignore[no-untyped-def]
+        ws = wb[sheet]
+        col = [c.value for c in ws[1]].index("URL") + 1
+        for row in range(2, ws.max_row + 1):
+            ws.cell(row=row, column=col).value = None
+            ws.cell(row=row, column=1).value = None  # ids too: rows without both are legends
+
+    return change
+
+
+@pytest.mark.parametrize(
+    ("workbook", "change", "fragments"),
+    [
+        # the code column renamed: its label column is still there
+        (
+            "FailureAnalysis.xlsx",
+            _rename("PyTorch", ("Type By Number", "Type By Num")),
+            ["FailureAnalysis.xlsx!PyTorch row 1: no column 'Type By Number' for dimension 'cause'", "'Type'"],
+        ),
+        # code and label column renamed: the conditional dimension that depends on it gives it away
+        (
+            "FailureAnalysis.xlsx",
+            _rename("PyTorch", ("Type By Number", "Cause #"), ("Type", "Cause")),
+            ["FailureAnalysis.xlsx!PyTorch row 1: column 'Incomp. Type by Number'", "no column 'Type By Number'"],
+        ),
+        # a required dimension gone from a sheet of final codes
+        (
+            "FailureAnalysis.xlsx",
+            _rename("tf2onnx", ("Symptom by Number", "S#"), ("Symptoms", "S")),
+            ["FailureAnalysis.xlsx!tf2onnx row 1: no column 'Symptom by Number' for the required dimension 'symptom'"],
+        ),
+        # one per-rater sheet lost a column the others of its round have
+        (
+            "PilotStudy.xlsx",
+            _rename("tf2onnx Issues - R2", ("Type By Number", "T"), ("Type", "TT")),
+            ["PilotStudy.xlsx!tf2onnx Issues - R2: no column 'Type By Number' for dimension 'cause'", "R1"],
+        ),
+        # a rater's block lost a column
+        (
+            "FailureAnalysis.xlsx",
+            lambda wb: setattr(wb["TF Drift Testing"]["J2"], "value", "Cause"),
+            ["FailureAnalysis.xlsx!TF Drift Testing row 2 (Rater B)", "no column 'Type By Number'"],
+        ),
+        (
+            "FailureAnalysis.xlsx",
+            lambda wb: setattr(wb["PT Drift Testing"]["K2"], "value", "Symptom"),
+            ["PT Drift Testing row 2 (Rater B): no column 'Symptom by Number'", "the other rater's block has it"],
+        ),
+        # the header shifted down: the whole sheet was skipped before
+        (
+            "FailureAnalysis.xlsx",
+            _shift("PyTorch", 3),
+            ["FailureAnalysis.xlsx!PyTorch row 4: the header", "must be row 1", "remove the 3 row(s) above it"],
+        ),
+        ("FailureAnalysis.xlsx", _shift("PT Drift Testing", 2), ["PT Drift Testing row 4: the header"]),
+        ("PilotStudy.xlsx", _shift("Interrater", 1), ["PilotStudy.xlsx!Interrater row 3: an inter-rater table"]),
+        ("FailureAnalysis.xlsx", _rename("PyTorch", ("URL", "Link")), ["PyTorch row 1: code columns", "no 'URL'"]),
+        (
+            "FailureAnalysis.xlsx",
+            _rename(
+                "PyTorch",
+                *[(c, c + "!") for c in ("Type By Number", "Symptom by Number", "Component by number")],
+                *[(c, c + "!") for c in ("Incomp. Type by Number", "Type Prob. Type by Number")],
+            ),
+            ["PyTorch row 1: a 'URL' column but none of the codebook's code columns"],
+        ),
+        ("FailureAnalysis.xlsx", _clear_urls("tf2onnx"), ["FailureAnalysis.xlsx!tf2onnx: no data rows"]),
+    ],
+)
+def test_a_broken_layout_stops_the_import_naming_sheet_and_column(  # type: ignore[no-untyped-def]
+    loaded, engine, study: Path, tmp_path: Path, workbook: str, change, fragments: list[str]
+) -> None:
+    from tests.support.snapshot import last_ingest_run_id, table_digests
+    from tests.test_cli_errors import assert_one_error_line
+
+    path = tmp_path / workbook
+    shutil.copy(study / workbook, path)
+    wb = openpyxl.load_workbook(path)
+    change(wb)
+    wb.save(path)
+    before, runs = table_digests(engine), last_ingest_run_id(engine)
+    result = loaded("label", "import-sheet", str(path))
+    assert result.exit_code == 2
+    assert_one_error_line(result.output, *fragments)
+    assert table_digests(engine) == before and last_ingest_run_id(engine) == runs
+
+
+def test_sheets_that_are_no_coding_sheets_are_named_not_silently_dropped(  # type: ignore[no-untyped-def]
+    loaded, engine, study: Path, tmp_path: Path
+) -> None:
+    path = tmp_path / "fa.xlsx"
+    shutil.copy(study / "FailureAnalysis.xlsx", path)
+    wb = openpyxl.load_workbook(path)
+    wb.create_sheet("Notes")["A1"] = "who coded what, and when"
+    wb.save(path)
+    result = loaded("label", "import-sheet", str(path), "--sheet", "PyTorch", "--sheet", "Notes")
+    assert result.exit_code == 2 and "fa.xlsx!Notes: not a coding sheet" in " ".join(result.output.split())
+    ok = loaded("label", "import-sheet", str(path))
+    assert ok.exit_code == 0, ok.output
+    text = " ".join(ok.output.split())
+    assert "skipped sheet Notes (no 'URL' or code column in its first 20 rows): not a coding sheet" in text
+    assert "PyTorch: 100 rows read, " in text and "tf2onnx: 100 rows read, " in text
+
+
+def test_rows_read_and_codes_stored_are_reported_per_sheet(loaded, engine, study: Path) -> None:  # type: ignore[no-untyped-def]
+    from db.models.ingest import IngestRun
+
+    result = loaded("label", "import-sheet", str(study / "FailureAnalysis.xlsx"))
+    assert result.exit_code == 0, result.output
+    text = " ".join(result.output.split())
+    with Session(engine) as s:
+        stored = s.exec(select(func.count()).select_from(CodingValue)).one()
+        run = s.exec(select(IngestRun).where(IngestRun.kind == "label-import-sheet")).one()
+    # independently from the workbook: non-empty code cells of the rows with a URL, per sheet
+    expected = {}
+    for sheet, header_row in (("PyTorch", 1), ("tf2onnx", 1), ("PT Drift Testing", 2), ("TF Drift Testing", 2)):
+        counts = sheet_counts(study / "FailureAnalysis.xlsx", sheet, header_row)
+        expected[sheet] = sum(sum(c.values()) for c in counts.values())
+        rows = 100 if header_row == 1 else 9
+        assert f"{sheet}: {rows} rows read, {expected[sheet]} codes stored (symptom, cause," in text
+    assert stored == sum(expected.values()) == run.counts["codes_stored"]
+    assert run.counts["rows_read"] == 218
+    assert run.parameters["sheets_read"]["PyTorch"]["rows"] == 100

@@ -141,6 +141,11 @@ def test_report_paper_matches_the_files(report_dir: Path, shared_dir: Path, cli)
             sum(a == b for a, b in zip(r1, r2, strict=True)) / 60, abs=1e-3
         )
         assert pilot.loc[dimension, "cohen_kappa"] == pytest.approx(cohen_kappa_score(r1, r2), abs=1e-3)
+        # α is read on Krippendorff's scale, κ on Landis–Koch's
+        alpha = pilot.loc[dimension, "krippendorff_alpha"]
+        expected = "reliable" if alpha >= 0.8 else "tentative conclusions" if alpha >= 0.667 else "unreliable"
+        assert pilot.loc[dimension, "α reading (Krippendorff)"] == expected
+        assert pilot.loc[dimension, "κ reading (Landis–Koch)"] in ("substantial", "almost perfect")
 
     # synthetic models: outcome per converter and node count
     synthetic = pd.read_csv(report_dir / "synthetic_outcomes.csv")

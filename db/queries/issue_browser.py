@@ -255,6 +255,7 @@ def issue_detail(engine: Engine, repository: str, number: int) -> dict[str, Any]
     timeline = pd.DataFrame([dict(e) for e in events])
     if not timeline.empty:
         timeline["created_at"] = pd.to_datetime(timeline["created_at"], utc=True)
+        timeline["source_number"] = timeline["source_number"].astype("Int64")  # not 902.0 beside NULLs
     fix_columns = ["rule_version", "fix_linked", "evidence", "evaluated_at"]
     fixes = pd.DataFrame([dict(v) for v in verdicts], columns=fix_columns)
     return {"issue": dict(row), "timeline": timeline, "samples": list(samples), "fix_verdicts": fixes}

@@ -153,6 +153,8 @@ def issue_detail(engine: Engine, repo: str, number: int) -> tuple[dict[str, Any]
             "event_key",
         ],
     )
+    # a column with some NULLs would turn into floats (acme/other#902.0): keep issue numbers whole
+    timeline["source_number"] = timeline["source_number"].astype("Int64")
     verdicts = pd.DataFrame(
         [tuple(x) for x in links], columns=["rule_version", "fix_linked", "evidence", "evaluated_at"]
     )

@@ -104,10 +104,15 @@ else:
                 if k in table
             },
             "reading (Landis–Koch)": table["reading"],
+            "α reading (Krippendorff)": table["krippendorff_alpha_reading"],
         }
     )
     st.dataframe(shown, hide_index=True, width="stretch")
-    st.caption("95% intervals: seeded bootstrap over items (1,000 resamples). Readings follow Landis & Koch (1977).")
+    st.caption(
+        "95% intervals: seeded bootstrap over items (1,000 resamples). κ is read on the Landis & Koch (1977) "
+        "scale (of Cohen's κ for two coders, Fleiss' κ for more); Krippendorff's α on its own (Krippendorff 2004): "
+        "≥ 0.800 reliable, ≥ 0.667 tentative conclusions only, below that unreliable."
+    )
     for row in table.itertuples():
         for warning in row.warnings:
             st.warning(f"**{row.dimension}**: {warning}")

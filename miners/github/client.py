@@ -100,13 +100,11 @@ def split_tokens(value: str | None) -> list[str]:
 
 
 def safe_url(url: str) -> str:
-    """`url` without any user:password@ part, fit for logs and the database."""
-    parts = urlsplit(url)
-    if parts.username or parts.password:
-        host = parts.hostname or ""
-        netloc = host + (f":{parts.port}" if parts.port else "")
-        return parts._replace(netloc=netloc).geturl()
-    return url
+    """`url` with its credentials (user:password@, a token as user, ?access_token=…) masked, fit for logs and
+    the database."""
+    from db.masking import mask_url
+
+    return mask_url(url)
 
 
 class GitHubClient:
@@ -350,7 +348,9 @@ class GitHubClient:
 
     def _describe(self, path_or_url: str) -> str:
         parts = urlsplit(path_or_url)
-        return f"GET {parts.path or path_or_url}" + (f"?{parts.query}" if parts.query else "")
+        from db.masking import mask_text
+
+        return mask_text(f"GET {parts.path or path_or_url}" + (f"?{parts.query}" if parts.query else ""))
 
     def _scrub(self, text: str) -> str:
         for token in self._tokens:
