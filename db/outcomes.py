@@ -48,3 +48,11 @@ OUTCOMES: tuple[str, ...] = tuple(o.value for o in RunOutcome)
 JUDGED: frozenset[RunOutcome] = frozenset({RunOutcome.passed, RunOutcome.mismatch})
 #: the outcomes of a run that got no verdict
 FAILURES: tuple[str, ...] = tuple(o.value for o in RunOutcome if o not in JUDGED)
+
+#: rtol values whose exact verdict can be recomputed for any atol (each output stores `needed_atol[rtol_key]`)
+RTOL_GRID: tuple[float, ...] = (0.0, 1e-7, 1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 1e-1)
+
+
+def rtol_key(rtol: float) -> str:
+    """The key of `rtol` in a stored output's `needed_atol` object ("0.0", "1e-05", …)."""
+    return repr(float(rtol))

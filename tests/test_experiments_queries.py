@@ -12,7 +12,7 @@ from db.queries.experiments import (
     operator_rates,
     operator_sequences,
     outcome_rates,
-    runs_frame,
+    runs,
     sequence_comparison,
 )
 from experiments.compare import compare_output
@@ -87,8 +87,7 @@ def test_outcome_rates_by_converter_node_count_and_produced_opset(stored) -> Non
 def test_a_run_at_another_opset_than_requested_is_analysed_at_the_produced_one_and_flagged(
     stored, cli, wide_console
 ) -> None:  # type: ignore[no-untyped-def]
-    from db.queries.experiment_browser import outcome_counts
-    from db.queries.experiments import opset_changes
+    from db.queries.experiments import opset_changes, outcome_counts
 
     store = CampaignStore(stored)
     cid = store.campaign("q", {"x": 1}, {})
@@ -122,7 +121,7 @@ def test_a_run_at_another_opset_than_requested_is_analysed_at_the_produced_one_a
         ).one()
     assert tuple(row) == (11, 18, 10, "pytorch", "2.13.0+cpu", "torch.onnx-dynamo")
 
-    frame = runs_frame(stored)
+    frame = runs(stored)
     assert frame.loc[frame["exporter"] == "dynamo", "opset_differs"].tolist() == [True]
     assert frame["opset_differs"].isna().sum() == 1 and (~frame["opset_differs"].dropna()).sum() == 2  # type: ignore[operator]
     rates = outcome_rates(stored)
@@ -150,7 +149,7 @@ def test_a_run_at_another_opset_than_requested_is_analysed_at_the_produced_one_a
 
 
 def test_runs_carry_their_models_node_count_for_the_breakdown(stored) -> None:  # type: ignore[no-untyped-def]
-    from db.queries.experiment_browser import outcome_counts
+    from db.queries.experiments import outcome_counts
 
     with stored.connect() as conn:
         pairs = conn.execute(
@@ -190,6 +189,7 @@ def test_per_operator_failure_and_mismatch_rates(stored) -> None:  # type: ignor
     assert rates.loc["Tan", "runs"] == 2 and rates.loc["Tan", "failure_rate"] == 0.5
     assert rates.loc["Tan", "mismatch_rate"] == 1.0 and rates.loc["Add", "mismatch_rate"] == 0.0
     onnx = operator_rates(stored, level="onnx").set_index("operator")
+    assert set(rates["exporter"]) == {"torchscript"}
     assert set(onnx.index) == {"Add", "Relu", "Tan"} and onnx.loc["Relu", "runs"] == 2
 
 
