@@ -3,6 +3,8 @@ answers are known by construction (both backends)."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -15,6 +17,8 @@ from experiments.compare import compare_output
 from experiments.results import ModelInfo, Produced, RunResult
 from experiments.store import CampaignStore
 from tests.support.seed import seed_experiments
+
+README = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
 
 
 def expected_rates(needed: dict[str, list[float]], atol: float, rtol: float) -> dict[str, tuple[int, int]]:
@@ -192,6 +196,10 @@ def test_run_outcomes_view_is_one_row_per_run_with_model_converter_opsets_outcom
     )
     per_outcome = rows[rows["campaign"] == seeded.name]["outcome"].value_counts().to_dict()
     assert per_outcome.get("failed") == seeded.failed and sum(per_outcome.values()) == seeded.runs
+    example = README.split("```sql\n", 1)[1].split("```", 1)[0].replace("'quick'", "'typed'")
+    with engine.connect() as conn:
+        grouped = conn.execute(text(example)).all()
+    assert sorted((r.outcome, r.runs) for r in grouped) == [("crash", 1), ("mismatch", 1)]
     # the read model's `runs` is the view, filtered
     assert xq.runs(engine, "typed")["run_id"].tolist() == sorted(typed["run_id"], reverse=True)
 
