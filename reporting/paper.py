@@ -198,6 +198,7 @@ def _agreement(engine: Engine) -> pd.DataFrame:
 
 
 def _synthetic(engine: Engine) -> tuple[pd.DataFrame, dict[str, Any]]:
+    from db.outcomes import FAILURES
     from db.queries import experiments as xq
 
     counts = xq.outcome_counts(engine, xq.RunFilter(campaign=CAMPAIGN))
@@ -208,7 +209,7 @@ def _synthetic(engine: Engine) -> tuple[pd.DataFrame, dict[str, Any]]:
         index=["converter", "node_count"], columns="status", values="runs", aggfunc="sum", fill_value=0
     ).reindex(columns=outcomes, fill_value=0)
     table.insert(0, "models", table.sum(axis=1))
-    failed = [o for o in outcomes if o not in ("passed", "mismatch")]
+    failed = [o for o in outcomes if o in FAILURES]
     table["failure %"] = (100.0 * table[failed].sum(axis=1) / table["models"]).round(1)
     compared = table.get("passed", 0) + table.get("mismatch", 0)
     table["mismatch % of converted"] = (100.0 * table.get("mismatch", 0) / compared.where(compared > 0)).round(1)
