@@ -389,7 +389,7 @@ def page_cases(engine: Engine) -> list[tuple[str, str, Callable[[], Any], str | 
             summary_sql.format(where=f"WHERE {label_any}"),
         ),
     ]
-    from db.queries import experiment_browser as xq
+    from db.queries import experiments as xq
 
     done = "('passed','mismatch')"
     needed = (
@@ -453,23 +453,17 @@ def page_cases(engine: Engine) -> list[tuple[str, str, Callable[[], Any], str | 
             "Experiments (on demand)",
             "per operator",
             lambda: xq.operator_rates(engine),
-            [
-                "SELECT DISTINCT converter FROM conversion_run ORDER BY converter",
-                "SELECT o.operator, "
-                + ", ".join(
-                    f"sum(CASE WHEN r.converter = '{c}' THEN 1 ELSE 0 END), sum(CASE WHEN r.converter = '{c}' AND "
-                    f"r.status NOT IN {done} THEN 1 ELSE 0 END), sum(CASE WHEN r.converter = '{c}' AND "
-                    f"r.status = 'mismatch' THEN 1 ELSE 0 END)"
-                    for c in sorted({c for c, _, _ in CONVERTERS})
-                )
-                + " FROM model_operator o JOIN conversion_run r ON r.model_id = o.model_id GROUP BY o.operator",
-            ],
+            "SELECT o.operator, r.converter, r.exporter, count(*), "
+            f"sum(CASE WHEN r.status NOT IN {done} THEN 1 ELSE 0 END), "
+            "sum(CASE WHEN r.status = 'mismatch' THEN 1 ELSE 0 END) "
+            "FROM model_operator o JOIN conversion_run r ON r.model_id = o.model_id "
+            "GROUP BY o.operator, r.converter, r.exporter",
         ),
         (
             "Experiments",
             "run picker",
-            lambda: xq.run_ids(engine),
-            "SELECT id FROM conversion_run ORDER BY id DESC LIMIT 200",
+            lambda: xq.runs(engine, limit=200),
+            "SELECT * FROM run_outcomes ORDER BY run_id DESC LIMIT 200",
         ),
     ]
     return cases

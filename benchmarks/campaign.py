@@ -89,6 +89,7 @@ def check_one(framework: str, location: Path, onnx_path: Path | None) -> dict[st
 
 def floor_loop(framework: str, n: int, out: Path) -> dict[str, int]:
     """The floor: generate, convert and check every model of one framework in this one process."""
+    from experiments.messages import ModelFailed, RunFinished
     from experiments.pipeline import run_job
 
     name = "nnsmith-torch" if framework == "torch" else "nnsmith-tensorflow"
@@ -116,11 +117,11 @@ def floor_loop(framework: str, n: int, out: Path) -> dict[str, int]:
             "rtol": 1e-3,
             "runs": p["runs"],
         }
-        events: list[tuple[Any, ...]] = []
+        events: list[Any] = []
         run_job(job, events.append)
         for e in events:
-            if e[0] in ("run", "model_failed"):
-                status = (e[2] if e[0] == "run" else e[1])["status"]
+            if isinstance(e, RunFinished | ModelFailed):
+                status = e.result.outcome.value
                 counts[status] = counts.get(status, 0) + 1
     return counts
 

@@ -95,13 +95,8 @@ def run(
         ) as bar:
             task = bar.add_task("runs", total=None)
 
-            def progress(done: int, total: int, last: dict) -> None:
-                bar.update(
-                    task,
-                    completed=done,
-                    total=total,
-                    description=f"runs ({last.get('status', 'resuming')})" if last else "runs",
-                )
+            def progress(done: int, total: int, last: Any) -> None:
+                bar.update(task, completed=done, total=total, description=f"runs ({last})" if last else "runs")
                 if not console.is_terminal and last and (done % 10 == 0 or done == total):
                     console.print(f"  {done}/{total} runs")  # logs and pipes get plain progress lines
 
@@ -149,19 +144,19 @@ def _check_campaign(name: str | None) -> None:
 def _print_status(name: str | None) -> None:
     from rich.table import Table
 
-    from db.queries.experiments import campaign_summary, campaigns_frame, opset_changes
+    from db.queries.experiments import campaign_summary, campaigns, opset_changes
 
-    campaigns = campaigns_frame(engine())
-    if campaigns.empty:
+    listed = campaigns(engine()).iloc[::-1]  # oldest first
+    if listed.empty:
         console.print("no campaigns yet")
         return
-    for c in campaigns.itertuples(index=False):
-        if name is not None and c.name != name:
+    for c in listed.itertuples(index=False):
+        if name is not None and c.campaign != name:
             continue
         planned = _planned_runs(c.spec) if c.kind == "live" else str(c.runs)
         finished = c.finished_at is not None and str(c.finished_at) != "NaT"
         state = f"finished {c.finished_at:%Y-%m-%d %H:%M} UTC" if finished else "not finished"
-        console.print(f"[bold]{c.name}[/] ({c.kind}): {c.runs}/{planned} runs stored, {c.models} models, {state}")
+        console.print(f"[bold]{c.campaign}[/] ({c.kind}): {c.runs}/{planned} runs stored, {c.models} models, {state}")
     table = Table(title="conversion runs by campaign, converter and status")
     for col in ("campaign", "converter", "exporter", "status", "runs"):
         table.add_column(col)
@@ -320,11 +315,11 @@ def analyze(
         elif what == "operators":
             if level not in ("source", "onnx"):
                 raise UserError("--level must be 'source' or 'onnx'")
-            frame = operator_rates(engine(), campaign, level)
+            frame = operator_rates(engine(), campaign, level=level)
         elif what == "sequences":
             if length < 1:
                 raise UserError("--length must be at least 1")
-            frame = sequence_comparison(engine(), campaign, length)
+            frame = sequence_comparison(engine(), campaign, length=length)
         else:
             raise UserError(f"unknown analysis {what!r}: choose outcomes, operators or sequences")
     if csv is not None:

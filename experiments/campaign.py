@@ -15,10 +15,12 @@ from typing import Any
 from sqlalchemy.engine import Engine
 
 from db.ingest import recorded_run
+from db.outcomes import RunOutcome
 from experiments.converters import CONVERTERS
 from experiments.core import model_key
 from experiments.environment import fingerprint
 from experiments.isolation import WorkerOptions
+from experiments.messages import Event, ModelEvent, ModelFailedEvent
 from experiments.sources import SOURCES
 from experiments.spec import CampaignSpec, SpecError
 from experiments.store import CampaignStore, run_key
@@ -80,6 +82,7 @@ def plan(spec: CampaignSpec) -> list[dict[str, Any]]:
                     "params": params,
                     "resolved": source.resolved(params),
                     "name": source.display_name(params),
+                    "node_count": source.node_count(params),
                     "model_key": model_key(source_name, params),
                     "runs": runs,
                 }
@@ -154,7 +157,7 @@ def run_campaign(
     engine: Engine,
     spec: CampaignSpec,
     data_dir: Path,
-    progress: Callable[[int, int, dict[str, Any]], None] | None = None,
+    progress: Callable[[int, int, RunOutcome | None], None] | None = None,
     planned: list[dict[str, Any]] | None = None,
 ) -> CampaignResult:
     """Plan (unless `prepare` already did), resume, execute (locally or on Dask) and store a campaign."""
@@ -193,44 +196,36 @@ def run_campaign(
     hashes: dict[int, str | None] = {int(r.id or 0): r.content_hash for r in rows.values()}
     finished = [skipped]
 
-    def on_event(event: tuple[Any, ...]) -> None:
-        kind, job = event[0], event[1]
+    def on_event(event: Event) -> None:
+        job = event.job
         model_id = int(job["model_id"])
-        if kind == "model":
-            new_hash, old_hash = event[2].get("content_hash"), hashes.get(model_id)
+        if isinstance(event, ModelEvent):
+            new_hash, old_hash = event.info.content_hash, hashes.get(model_id)
             if old_hash and new_hash and new_hash != old_hash:
                 result.warnings.append(
                     f"model {job['model_key'][:12]} ({job['source']}) reloaded with content hash "
                     f"{new_hash[:12]}, stored {old_hash[:12]}: it is not reproducible"
                 )
-            store.record_model(model_id, event[2])
-            hashes[model_id] = event[2].get("content_hash") or hashes.get(model_id)
+            store.record_model(model_id, event.info)
+            hashes[model_id] = new_hash or hashes.get(model_id)
             return
-        specs = job["runs"] if kind == "model_failed" else [event[2]]
-        outcome = event[2] if kind == "model_failed" else event[3]
+        specs = job["runs"] if isinstance(event, ModelFailedEvent) else [event.run]
+        outcome = event.result
         for run_spec in specs:
-            status = store.record_run(
-                campaign_id,
-                model_id,
-                run_spec,
-                outcome,
-                spec.atol,
-                spec.rtol,
-                hashes.get(model_id),
-                parameters=run_parameters(spec, run_spec),
-            )
+            parameters = run_parameters(spec, run_spec)
+            status = store.record_run(campaign_id, model_id, run_spec, outcome, hashes.get(model_id), parameters)
             if status is not None:
-                result.counts[status] = result.counts.get(status, 0) + 1
-                produced = (outcome.get("produced") or {}).get("opset")
+                result.counts[status.value] = result.counts.get(status.value, 0) + 1
+                produced = outcome.produced.opset if outcome.produced else None
                 if produced is not None and produced != int(run_spec["opset"]):
                     pair = (run_spec["converter"], int(run_spec["opset"]), int(produced))
                     result.opset_changes[pair] = result.opset_changes.get(pair, 0) + 1
             finished[0] += 1
             if progress:
-                progress(finished[0], total, {**outcome, "status": status or outcome["status"]})
+                progress(finished[0], total, status or outcome.outcome)
 
     if progress:
-        progress(skipped, total, {})
+        progress(skipped, total, None)
     executor = make_executor(spec, worker_options(spec, data_dir))
     with recorded_run(engine, "experiment-campaign", {"campaign": spec.name, **spec.identity()}) as log:
         log.add("planned_runs", total)

@@ -12,12 +12,9 @@ from typing import Any
 
 import numpy as np
 
-#: rtol values whose exact verdict can be recomputed for any atol
-RTOL_GRID: tuple[float, ...] = (0.0, 1e-7, 1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 1e-1)
+from db.outcomes import RTOL_GRID, rtol_key
 
-
-def rtol_key(rtol: float) -> str:
-    return repr(float(rtol))
+__all__ = ["RTOL_GRID", "compare_output", "output_passes", "rtol_key", "run_passes"]
 
 
 def compare_output(ref: Any, got: Any, atol: float, rtol: float) -> dict[str, Any]:

@@ -81,14 +81,3 @@ def onnx_file_name(registry_name: str, converter_version: str, opset: int) -> st
     """File name a run's produced ONNX model is kept under, in its model's `onnx/` folder (one per converter
     plug-in, version and requested opset: the input seed does not change the export)."""
     return re.sub(r"[^A-Za-z0-9._+-]", "_", f"{registry_name}-{converter_version}-opset{int(opset)}") + ".onnx"
-
-
-def onnx_provenance(proto: Any) -> dict[str, Any]:
-    """What a produced ONNX model says about itself: default-domain opset, IR version, producer name/version."""
-    opset = next((int(o.version) for o in proto.opset_import if o.domain in ("", "ai.onnx")), None)
-    return {
-        "opset": opset,
-        "ir_version": int(proto.ir_version) or None,
-        "producer_name": proto.producer_name[:100] or None,
-        "producer_version": proto.producer_version[:64] or None,
-    }

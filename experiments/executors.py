@@ -1,6 +1,7 @@
 """Where model jobs execute: a local pool of isolated workers, or Dask workers that each keep their own.
 
-Either way results come back to the driver as events; Dask workers never see the database.
+Either way results come back to the driver as typed events (`experiments.messages`); Dask workers never see the
+database.
 """
 
 from __future__ import annotations
@@ -8,7 +9,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from experiments.isolation import Event, WorkerOptions, WorkerPool
+from experiments.isolation import WorkerOptions, WorkerPool
+from experiments.messages import Event
 from experiments.spec import CampaignSpec
 
 

@@ -3,8 +3,10 @@
 The pool turns a worker's segfault/abort into a `crash` result, a run past its time limit into `timeout` and a
 worker past its memory limit (RSS, sampled every 0.1 s by psutil) into `oom`, each charged to the stage the
 worker last reported; the worker is replaced and the model's remaining conversions go to the next worker.
-Results leave through `emit` as events: ("model", job, info), ("model_failed", job, error),
-("run", job, run_spec, result). The pool never touches the database.
+A run's time is the worker's own: time it spent waiting for a CPU held by other processes (a loaded machine)
+is not charged to it, so a model blowing up memory slowly on a busy machine still ends as `oom`, not `timeout`.
+Results leave through `emit` as typed events (`experiments.messages`): ModelEvent, ModelFailedEvent, RunEvent.
+The pool never touches the database.
 """
 
 from __future__ import annotations
@@ -24,7 +26,25 @@ from typing import Any
 
 import psutil
 
-Event = tuple[Any, ...]
+from db.outcomes import RunOutcome, Stage
+from experiments.messages import (
+    MODEL,
+    Event,
+    JobDone,
+    ModelEvent,
+    ModelFailed,
+    ModelFailedEvent,
+    ModelReady,
+    Ready,
+    RunEvent,
+    RunFinished,
+    StageStarted,
+    StartJob,
+    Stop,
+    WorkerMessage,
+)
+from experiments.results import ModelInfo, RunResult
+
 Emit = Callable[[Event], None]
 POLL_SECONDS = 0.1
 RECYCLE_FRACTION = 0.6  # of the memory limit: an idle worker above it is restarted before its next job
@@ -104,6 +124,15 @@ class IsolatedWorker:
                 self.last_rss_mb = rss
         return self.last_rss_mb
 
+    def queued_s(self) -> float:
+        """Seconds the worker's main thread has spent runnable but waiting for a CPU (Linux schedstat; 0 when
+        unknown): a loaded machine's delay, which the run's time limit does not count."""
+        try:
+            with open(f"/proc/{self.proc.pid}/schedstat", encoding="ascii") as fh:
+                return int(fh.read().split()[1]) / 1e9
+        except (OSError, ValueError, IndexError):
+            return 0.0
+
     def log_size(self) -> int:
         try:
             return os.path.getsize(self.log_path)
@@ -128,7 +157,7 @@ class IsolatedWorker:
 
     def stop(self) -> None:
         try:
-            self.inbox.send(("stop",))
+            self.inbox.send(Stop())
             self.proc.wait(timeout=10)
         except (OSError, subprocess.TimeoutExpired):
             pass
@@ -147,14 +176,28 @@ class _Slot:
     index: int
     worker: IsolatedWorker | None = None
     job: dict[str, Any] | None = None
-    run: int = -1
-    stage: str | None = None
+    run: int = MODEL
+    stage: Stage | None = None
     deadline: float = 0.0
+    #: the worker's CPU-queue wait when the current deadline was set (waiting for a CPU extends the deadline)
+    queued_at: float = 0.0
     peak_mb: float = 0.0
     log_offset: int = 0
     ready: bool = False
-    model_info: dict[str, Any] | None = None
+    model_info: ModelInfo | None = None
     finished: set[int] = field(default_factory=set)
+
+    def start_clock(self, seconds: float) -> None:
+        """The current run (or the worker's start-up) gets `seconds` of the worker's own time from now."""
+        self.deadline = time.monotonic() + seconds
+        self.queued_at = self.worker.queued_s() if self.worker is not None else 0.0
+
+    def overdue(self, now: float) -> bool:
+        """Past the deadline once the time the worker waited for a CPU since the clock started is given back."""
+        if now <= self.deadline:
+            return False
+        waited = (self.worker.queued_s() - self.queued_at) if self.worker is not None else 0.0
+        return now > self.deadline + max(waited, 0.0)
 
 
 def _signal_name(code: int | None) -> str:
@@ -202,7 +245,7 @@ class WorkerPool:
                     while slot.job is not None and conn.poll():
                         self._handle(slot, conn.recv(), emit)
                 except (EOFError, OSError):
-                    self._lost(slot, "crash", None, emit, queue)
+                    self._lost(slot, RunOutcome.crash, None, emit, queue)
             self._watch(emit, queue)
 
     def _pick(self, slot: _Slot, queue: deque[dict[str, Any]]) -> dict[str, Any]:
@@ -236,39 +279,35 @@ class WorkerPool:
                 slot.worker.stop() if alive else slot.worker.close()
             slot.worker = IsolatedWorker(self.options, slot.index, job["framework"])
             slot.ready = False
-        slot.job, slot.run, slot.stage, slot.model_info, slot.finished = job, -1, None, None, set()
+        slot.job, slot.run, slot.stage, slot.model_info, slot.finished = job, MODEL, None, None, set()
         slot.peak_mb, slot.log_offset = slot.worker.rss_mb(), slot.worker.log_size()
-        now = time.monotonic()
-        slot.deadline = now + (self.options.timeout_s if slot.ready else self.options.startup_timeout_s)
+        slot.start_clock(self.options.timeout_s if slot.ready else self.options.startup_timeout_s)
         with contextlib.suppress(OSError):  # a dead worker is noticed by the next wait()
-            slot.worker.inbox.send(("job", job))
+            slot.worker.inbox.send(StartJob(job))
 
-    def _handle(self, slot: _Slot, message: Event, emit: Emit) -> None:
-        kind = message[0]
+    def _handle(self, slot: _Slot, message: WorkerMessage, emit: Emit) -> None:
         job = slot.job
         assert job is not None
-        if kind == "ready":
+        if isinstance(message, Ready):
             slot.ready = True
-            slot.deadline = time.monotonic() + self.options.timeout_s
+            slot.start_clock(self.options.timeout_s)
             slot.peak_mb = max(slot.peak_mb, slot.worker.rss_mb() if slot.worker else 0.0)
-        elif kind == "stage":
-            _, run, stage = message
-            if run != slot.run:
-                slot.deadline = time.monotonic() + self.options.timeout_s
+        elif isinstance(message, StageStarted):
+            if message.run != slot.run:
+                slot.start_clock(self.options.timeout_s)
                 slot.peak_mb = slot.worker.rss_mb() if slot.worker else 0.0
                 slot.log_offset = slot.worker.log_size() if slot.worker else 0
-            slot.run, slot.stage = run, stage
-        elif kind == "model":
-            slot.model_info = message[1]
-            emit(("model", job, message[1]))
-        elif kind == "model_failed":
-            emit(("model_failed", job, message[1]))
-        elif kind == "run":
-            _, index, result = message
-            result["peak_rss_mb"] = round(slot.peak_mb, 1)
-            slot.finished.add(index)
-            emit(("run", job, job["runs"][index], result))
-        elif kind == "done":
+            slot.run, slot.stage = message.run, message.stage
+        elif isinstance(message, ModelReady):
+            slot.model_info = message.info
+            emit(ModelEvent(job, message.info))
+        elif isinstance(message, ModelFailed):
+            emit(ModelFailedEvent(job, message.result))
+        elif isinstance(message, RunFinished):
+            message.result.peak_rss_mb = round(slot.peak_mb, 1)
+            slot.finished.add(message.run)
+            emit(RunEvent(job, job["runs"][message.run], message.result))
+        elif isinstance(message, JobDone):
             slot.job = None
 
     def _watch(self, emit: Emit, queue: deque[dict[str, Any]]) -> None:
@@ -279,16 +318,15 @@ class WorkerPool:
             rss = slot.worker.rss_mb()
             slot.peak_mb = max(slot.peak_mb, rss)
             if self.options.memory_mb and rss > self.options.memory_mb:
-                self._lost(
-                    slot, "oom", f"worker RSS {rss:.0f} MB exceeded the {self.options.memory_mb} MB limit", emit, queue
-                )
-            elif now > slot.deadline:
+                why = f"worker RSS {rss:.0f} MB exceeded the {self.options.memory_mb} MB limit"
+                self._lost(slot, RunOutcome.oom, why, emit, queue)
+            elif slot.overdue(now):
                 limit = self.options.timeout_s if slot.ready else self.options.startup_timeout_s
-                self._lost(slot, "timeout", f"no result within {limit:g} s", emit, queue)
+                self._lost(slot, RunOutcome.timeout, f"no result within {limit:g} s", emit, queue)
             elif slot.worker.proc.poll() is not None and not slot.worker.outbox.poll():
-                self._lost(slot, "crash", None, emit, queue)
+                self._lost(slot, RunOutcome.crash, None, emit, queue)
 
-    def _lost(self, slot: _Slot, status: str, why: str | None, emit: Emit, queue: deque[dict[str, Any]]) -> None:
+    def _lost(self, slot: _Slot, status: RunOutcome, why: str | None, emit: Emit, queue: deque[dict[str, Any]]) -> None:
         """The worker died or was killed: charge the current run (or the model), requeue the rest, replace it."""
         job, worker = slot.job, slot.worker
         assert job is not None and worker is not None
@@ -305,32 +343,23 @@ class WorkerPool:
                 f"its log {worker.log_path} ends with:\n{tail}"
             )
         self.replaced += 1
-        stage = slot.stage or ("load" if job.get("content_hash") else "generate")
-        error = {
-            "status": status,
-            "stage": stage,
-            "error_class": f"worker.{status}",
-            "message": why or f"worker {_signal_name(code)} during {stage}",
-            "stderr_excerpt": excerpt,
-            "durations": {},
-            "outputs": [],
-            "onnx_graph": None,
-            "peak_rss_mb": round(slot.peak_mb, 1),
-        }
+        stage = slot.stage or Stage.of_model(job.get("content_hash"))
+        message = why or f"worker {_signal_name(code)} during {stage}"
+        error = RunResult.lost(status, stage, message, excerpt, round(slot.peak_mb, 1))
         slot.worker, slot.job, slot.ready = None, None, False
-        if slot.run < 0:
-            emit(("model_failed", job, error))
+        if slot.run == MODEL:
+            emit(ModelFailedEvent(job, error))
             return
         if slot.run not in slot.finished:  # it may have died after reporting this run
-            emit(("run", job, job["runs"][slot.run], error))
+            emit(RunEvent(job, job["runs"][slot.run], error))
         rest = [r for i, r in enumerate(job["runs"]) if i > slot.run and i not in slot.finished]
         if rest:
-            info = slot.model_info or {}
+            info = slot.model_info or ModelInfo()
             queue.appendleft(
                 {
                     **job,
                     "runs": rest,
-                    "content_hash": info.get("content_hash") or job.get("content_hash"),
-                    "location": info.get("location") or job.get("location"),
+                    "content_hash": info.content_hash or job.get("content_hash"),
+                    "location": info.location or job.get("location"),
                 }
             )

@@ -1,24 +1,24 @@
 """One model job inside a worker: generate or load the model, then each requested conversion run, stage by stage.
 
-Progress goes out through `emit` as it happens, so the driver knows the stage a crashed worker was in:
-("stage", run_index, stage) — run_index -1 is the model itself; ("model", info); ("run", run_index, result).
+Progress goes out through `emit` as typed messages (`experiments.messages`) as it happens, so the driver knows
+the stage a crashed worker was in: StageStarted, then ModelReady or ModelFailed, then one RunFinished per run.
 """
 
 from __future__ import annotations
 
 import os
-import re
 import time
-import traceback
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from db.outcomes import Stage
 from experiments.compare import compare_output
-from experiments.core import LoadedModel, onnx_file_name, onnx_provenance, seeded_inputs
+from experiments.core import LoadedModel, onnx_file_name, seeded_inputs
+from experiments.messages import MODEL, ModelFailed, ModelReady, RunFinished, StageStarted, WorkerMessage
+from experiments.results import ModelInfo, Produced, RunResult
 
-Emit = Callable[[tuple[Any, ...]], None]
-_ANSI = re.compile(r"\x1b\[[0-9;]*m")  # the dynamo exporter colours its error messages
+Emit = Callable[[WorkerMessage], None]
 
 
 class StderrTail:
@@ -48,20 +48,6 @@ class StderrTail:
         return text[-limit:] or None
 
 
-def _error(stage: str, exc: BaseException, tail: StderrTail) -> dict[str, Any]:
-    status = "oom" if isinstance(exc, MemoryError) else "failed"
-    message = _ANSI.sub("", f"{exc}").strip() or type(exc).__name__
-    trace = "".join(traceback.format_exception(exc)[-3:])
-    excerpt = tail.excerpt()
-    return {
-        "status": status,
-        "stage": stage,
-        "error_class": f"{type(exc).__module__}.{type(exc).__qualname__}",
-        "message": message[:20_000],
-        "stderr_excerpt": ((excerpt + "\n") if excerpt else "") + trace[-4000:],
-    }
-
-
 def onnx_graph(proto: Any) -> list[Any]:
     """[[op_type, [predecessor node indices]], ...] of the ONNX main graph (a ModelProto), in node order."""
     producer: dict[str, int] = {}
@@ -89,20 +75,15 @@ def keep_onnx(onnx_bytes: bytes, folder: str | None, spec: dict[str, Any]) -> st
     return str(path)
 
 
-def _model_stage(job: dict[str, Any]) -> str:
-    """A model generated before (it has a content hash) is loaded; otherwise it is generated."""
-    return "load" if job.get("content_hash") else "generate"
-
-
 def _get_model(job: dict[str, Any], emit: Emit, tail: StderrTail, durations: dict[str, float]) -> LoadedModel:
     from experiments.sources import SOURCES
 
     source = SOURCES.get(job["source"])
-    stage = _model_stage(job)
-    emit(("stage", -1, stage))
+    stage = Stage.of_model(job.get("content_hash"))
+    emit(StageStarted(MODEL, stage))
     tail.mark()
     start = time.perf_counter()
-    if stage == "load":
+    if stage == Stage.load:
         model = source.load(job["params"], job.get("location"))
     else:
         model = source.build(job["params"], Path(job["model_dir"]))
@@ -122,21 +103,18 @@ def run_job(job: dict[str, Any], emit: Emit, stderr_path: str | None = None, thr
     except BaseException as exc:
         if isinstance(exc, KeyboardInterrupt | SystemExit):
             raise
-        emit(("model_failed", _error(_model_stage(job), exc, tail) | {"durations": model_durations}))
+        stage = Stage.of_model(job.get("content_hash"))
+        emit(ModelFailed(RunResult.failure(stage, exc, tail.excerpt(), durations=model_durations)))
         return
-    emit(
-        (
-            "model",
-            {
-                "content_hash": model.content_hash,
-                "location": model.location,
-                "operators": model.operators,
-                "graph": model.graph,
-                "input_specs": [s.as_json() for s in model.inputs],
-                "durations": model_durations,
-            },
-        )
+    info = ModelInfo(
+        content_hash=model.content_hash,
+        location=model.location,
+        operators=model.operators,
+        graph=model.graph,
+        input_specs=[s.as_json() for s in model.inputs],
+        durations=model_durations,
     )
+    emit(ModelReady(info))
     from experiments.sources import SOURCES
 
     kind = SOURCES.get(job["source"]).kind
@@ -144,8 +122,9 @@ def run_job(job: dict[str, Any], emit: Emit, stderr_path: str | None = None, thr
     for index, spec in enumerate(job["runs"]):
         converter = CONVERTERS.get(spec["converter"])
         result = _one_run(model, converter, runtime, spec, kind, job, emit, index, tail, threads)
-        result["durations"] = {**model_durations, **result["durations"]} if index == 0 else result["durations"]
-        emit(("run", index, result))
+        if index == 0:
+            result.durations = {**model_durations, **result.durations}
+        emit(RunFinished(index, result))
 
 
 def _one_run(
@@ -159,48 +138,46 @@ def _one_run(
     index: int,
     tail: StderrTail,
     threads: int,
-) -> dict[str, Any]:
+) -> RunResult:
     durations: dict[str, float] = {}
-    result: dict[str, Any] = {"status": None, "durations": durations, "outputs": [], "onnx_graph": None}
+    kept: dict[str, Any] = {"durations": durations, "onnx_graph": None, "produced": None, "onnx_path": None}
     atol, rtol = float(job["atol"]), float(job["rtol"])
-    stage = "export"
+    stage = Stage.export
+
+    def enter(next_stage: Stage) -> float:
+        nonlocal stage
+        stage = next_stage
+        emit(StageStarted(index, stage))
+        return time.perf_counter()
+
     try:
         tail.mark()
-        emit(("stage", index, "export"))
-        start = time.perf_counter()
+        start = enter(Stage.export)
         onnx_bytes = converter.convert(model, int(spec["opset"]), kind)
-        durations["export"] = time.perf_counter() - start
-        result["onnx_path"] = keep_onnx(onnx_bytes, job.get("onnx_dir"), spec)
+        durations[stage] = time.perf_counter() - start
+        kept["onnx_path"] = keep_onnx(onnx_bytes, job.get("onnx_dir"), spec)
 
         # Everything read from the produced bytes belongs to checking them: garbage fails here, not at export.
-        stage = "onnx_check"
-        emit(("stage", index, stage))
-        start = time.perf_counter()
+        start = enter(Stage.onnx_check)
         import onnx
 
         proto = onnx.load_from_string(onnx_bytes)
-        result["produced"] = onnx_provenance(proto)
-        result["onnx_graph"] = onnx_graph(proto)
+        kept["produced"] = Produced.of(proto)
+        kept["onnx_graph"] = onnx_graph(proto)
         onnx.checker.check_model(proto)
         durations[stage] = time.perf_counter() - start
 
-        stage = "ort_session"
-        emit(("stage", index, stage))
-        start = time.perf_counter()
+        start = enter(Stage.ort_session)
         session = runtime.session(onnx_bytes, threads=threads)
         durations[stage] = time.perf_counter() - start
 
-        stage = "ort_run"
-        emit(("stage", index, stage))
-        start = time.perf_counter()
+        start = enter(Stage.ort_run)
         feeds = [seeded_inputs(model.inputs, int(spec["input_seed"]), k) for k in range(int(spec["n_inputs"]))]
         got_all = [runtime.run(session, f) for f in feeds]
         durations[stage] = time.perf_counter() - start
 
         # The source framework's reference outputs are part of comparing: its failures are `compare` failures.
-        stage = "compare"
-        emit(("stage", index, stage))
-        start = time.perf_counter()
+        start = enter(Stage.compare)
         outputs = []
         for k, got in enumerate(got_all):
             ref = model.run(feeds[k])
@@ -212,10 +189,8 @@ def _one_run(
                     {"input_index": k, "output_index": j, "output_name": name, **compare_output(r, g, atol, rtol)}
                 )
         durations[stage] = time.perf_counter() - start
-        result["outputs"] = outputs
-        result["status"] = "compared"
+        return RunResult.judged(outputs, atol, rtol, **kept)
     except BaseException as exc:
         if isinstance(exc, KeyboardInterrupt | SystemExit):
             raise
-        result.update(_error(stage, exc, tail))
-    return result
+        return RunResult.failure(stage, exc, tail.excerpt(), **kept)

@@ -75,7 +75,7 @@ SPEC_FIELDS = {
 
 
 def recipe(detail: dict[str, Any]) -> Recipe:
-    """The one-run spec of a stored run, from `db.queries.experiment_browser.run_detail` (no plug-in imported)."""
+    """The one-run spec of a stored run, from `db.queries.experiments.run_detail` (no plug-in imported)."""
     run, model, campaign = detail["run"], detail["model"], detail["campaign"]
     run_id = int(run["id"])
     if campaign.get("kind") == "historical":
@@ -131,7 +131,7 @@ def recipe(detail: dict[str, Any]) -> Recipe:
 
 
 def load_recipe(engine: Engine, run_id: int) -> Recipe:
-    from db.queries.experiment_browser import run_detail
+    from db.queries.experiments import run_detail
 
     detail = run_detail(engine, run_id)
     if detail is None:
@@ -165,8 +165,8 @@ def reproduce(engine: Engine, run_id: int, out_dir: Path) -> Reproduction:
     """Write OUT/campaign.toml, re-run the run in one isolated worker (nothing is written to the database),
     keep its ONNX file, worker log and OUT/result.json, and return it beside the stored outcome."""
     from experiments.campaign import RUNTIME, plan, worker_options
-    from experiments.compare import run_passes
     from experiments.executors import LocalExecutor
+    from experiments.messages import Event, ModelEvent
 
     rec = load_recipe(engine, run_id)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -211,32 +211,29 @@ def reproduce(engine: Engine, run_id: int, out_dir: Path) -> Reproduction:
         "rtol": rec.spec.rtol,
         "runs": [run],
     }
-    events: list[tuple[Any, ...]] = []
+    events: list[Event] = []
     LocalExecutor(1, worker_options(rec.spec, out_dir)).run([job], events.append)
     now: dict[str, Any] = {"model_hash": None}  # only what the worker reports
     for event in events:
-        if event[0] == "model":
-            now["model_hash"] = event[2].get("content_hash")
-        elif event[0] in ("model_failed", "run"):
-            result = event[2] if event[0] == "model_failed" else event[3]
-            status = result["status"]
-            if status == "compared":
-                status = "passed" if run_passes(result["outputs"], rec.spec.atol, rec.spec.rtol) else "mismatch"
-            produced = result.get("produced") or {}
-            now.update(
-                status=status,
-                stage=result.get("stage"),
-                error_class=result.get("error_class"),
-                message=result.get("message"),
-                produced_opset=produced.get("opset"),
-                onnx_ir_version=produced.get("ir_version"),
-                onnx_producer=produced.get("producer_name"),
-                onnx_producer_version=produced.get("producer_version"),
-                onnx_path=result.get("onnx_path"),
-                peak_rss_mb=result.get("peak_rss_mb"),
-                durations=result.get("durations"),
-                outputs=result.get("outputs"),
-            )
+        if isinstance(event, ModelEvent):
+            now["model_hash"] = event.info.content_hash
+            continue
+        result = event.result  # judged by the pipeline at the recipe's tolerance, as the stored run was
+        produced = result.produced
+        now.update(
+            status=result.outcome.value,
+            stage=result.stage.value if result.stage else None,
+            error_class=result.error_class,
+            message=result.message,
+            produced_opset=produced.opset if produced else None,
+            onnx_ir_version=produced.ir_version if produced else None,
+            onnx_producer=produced.producer_name if produced else None,
+            onnx_producer_version=produced.producer_version if produced else None,
+            onnx_path=result.onnx_path,
+            peak_rss_mb=result.peak_rss_mb,
+            durations=result.durations,
+            outputs=result.outputs,
+        )
     result_path = out_dir / "result.json"
     result_path.write_text(
         json.dumps({"run_id": run_id, "stored": rec.stored, "now": now, "notes": notes}, indent=2, default=str),

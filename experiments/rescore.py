@@ -9,6 +9,7 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
 from db.models.experiments import Campaign, ConversionRun, RunOutcome, RunOutput
+from db.outcomes import JUDGED
 from experiments.compare import RTOL_GRID, output_passes
 
 #: the kind of campaign run here (the others are historical imports)
@@ -27,7 +28,7 @@ def rescore(engine: Engine, atol: float, rtol: float, campaign: str | None = Non
         stmt = (
             select(ConversionRun)
             .join(Campaign, Campaign.id == ConversionRun.campaign_id)
-            .where(ConversionRun.status.in_([RunOutcome.passed, RunOutcome.mismatch]))
+            .where(ConversionRun.status.in_(sorted(JUDGED)))
         )
         if campaign is not None:
             if s.exec(select(Campaign.id).where(Campaign.name == campaign)).first() is None:

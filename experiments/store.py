@@ -17,7 +17,7 @@ from db.models.experiments import (
     RunOutput,
 )
 from db.types import utcnow
-from experiments.compare import run_passes
+from experiments.results import ModelInfo, RunResult
 
 RunKey = tuple[int, str, str, str, int, int]
 
@@ -101,7 +101,7 @@ class CampaignStore:
                         name=p["name"],
                         params=p["params"],
                         seed=p["params"].get("seed"),
-                        node_count=p["params"].get("max_nodes"),
+                        node_count=p.get("node_count"),
                         resolved_params=p.get("resolved"),
                         campaign_id=campaign_id,
                     )
@@ -128,20 +128,21 @@ class CampaignStore:
             ).all()
         return {(int(r[0]), r[1], r[2], r[3], int(r[4]), int(r[5])) for r in rows}
 
-    def record_model(self, model_id: int, info: dict[str, Any]) -> None:
+    def record_model(self, model_id: int, info: ModelInfo) -> None:
+        """What generating or loading the model told about it (fields it did not tell are kept)."""
         with Session(self.engine) as s:
             row = s.get(ModelUnderTest, model_id)
             if row is None:
                 return
-            for field in ("content_hash", "location", "operators", "graph", "input_specs"):
-                if info.get(field) is not None:
-                    setattr(row, field, info[field])
+            for name in ("content_hash", "location", "operators", "graph", "input_specs"):
+                if getattr(info, name) is not None:
+                    setattr(row, name, getattr(info, name))
             s.add(row)
-            if info.get("operators") is not None:  # the same list as rows, for per-operator analyses
+            if info.operators is not None:  # the same list as rows, for per-operator analyses
                 for old in s.exec(select(ModelOperator).where(ModelOperator.model_id == model_id)):
                     s.delete(old)
                 s.flush()
-                s.add_all(ModelOperator(model_id=model_id, operator=op) for op in operator_set(info["operators"]))
+                s.add_all(ModelOperator(model_id=model_id, operator=op) for op in operator_set(info.operators))
             s.commit()
 
     def record_run(
@@ -149,22 +150,13 @@ class CampaignStore:
         campaign_id: int,
         model_id: int,
         spec: dict[str, Any],
-        result: dict[str, Any],
-        atol: float,
-        rtol: float,
+        result: RunResult,
         model_hash: str | None,
         parameters: dict[str, Any] | None = None,
-    ) -> str | None:
-        """Insert one run and its outputs in one transaction; its status, or None if this campaign already has it.
-
-        What the produced model says about itself (opset, IR version, producer) is stored as read by the worker;
-        a run that produced nothing readable keeps them None.
-        """
-        status = result["status"]
-        if status == "compared":
-            status = RunOutcome.passed if run_passes(result["outputs"], atol, rtol) else RunOutcome.mismatch
-        judged = status in (RunOutcome.passed, RunOutcome.mismatch)
-        produced = result.get("produced") or {}
+    ) -> RunOutcome | None:
+        """Insert one run (a planned `spec` and how it ended) and its outputs in one transaction; its outcome, or
+        None if this campaign already has it. The result is stored as built: verdict and tolerance included."""
+        produced = result.produced
         run = ConversionRun(
             campaign_id=campaign_id,
             model_id=model_id,
@@ -172,38 +164,36 @@ class CampaignStore:
             converter=spec["converter_name"],
             converter_version=spec["converter_version"],
             exporter=spec["exporter"],
-            registry_name=spec.get("converter"),
+            registry_name=spec["converter"],
             opset=int(spec["opset"]),
-            produced_opset=produced.get("opset"),
-            onnx_ir_version=produced.get("ir_version"),
-            onnx_producer=produced.get("producer_name"),
-            onnx_producer_version=produced.get("producer_version"),
-            onnx_path=(result.get("onnx_path") or None) and str(result["onnx_path"])[:500],
+            produced_opset=produced.opset if produced else None,
+            onnx_ir_version=produced.ir_version if produced else None,
+            onnx_producer=produced.producer_name if produced else None,
+            onnx_producer_version=produced.producer_version if produced else None,
+            onnx_path=result.onnx_path[:500] if result.onnx_path else None,
             parameters=parameters,
             input_seed=int(spec["input_seed"]),
             n_inputs=int(spec["n_inputs"]),
-            status=str(status),
-            stage=result.get("stage"),
-            error_class=(result.get("error_class") or None),
-            message=result.get("message"),
-            stderr_excerpt=result.get("stderr_excerpt"),
-            durations={k: round(float(v), 6) for k, v in (result.get("durations") or {}).items()},
-            peak_rss_mb=result.get("peak_rss_mb"),
-            onnx_graph=result.get("onnx_graph"),
-            atol=atol if judged else None,
-            rtol=rtol if judged else None,
+            status=result.outcome.value,
+            stage=result.stage.value if result.stage else None,
+            error_class=result.error_class[:200] if result.error_class else None,
+            message=result.message,
+            stderr_excerpt=result.stderr_excerpt,
+            durations={k: round(float(v), 6) for k, v in result.durations.items()},
+            peak_rss_mb=result.peak_rss_mb,
+            onnx_graph=result.onnx_graph,
+            atol=result.atol if result.outcome.judged else None,
+            rtol=result.rtol if result.outcome.judged else None,
         )
-        if run.error_class:
-            run.error_class = run.error_class[:200]
         with Session(self.engine) as s:
             run.node_count = s.exec(select(ModelUnderTest.node_count).where(ModelUnderTest.id == model_id)).first()
             try:
                 s.add(run)
                 s.flush()
-                for out in result.get("outputs") or []:
+                for out in result.outputs:
                     s.add(RunOutput(run_id=run.id, **out))
                 s.commit()
             except IntegrityError:
                 s.rollback()
                 return None
-        return str(status)
+        return result.outcome

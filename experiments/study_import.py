@@ -159,7 +159,7 @@ def import_exporter_results(engine: Engine, directory: Path, name: str = "study-
                     if (model.id, converter, exporter, opset) in done:
                         continue
                     status, stage, error_class, mad = _outcome(fw, rec)
-                    judged = status in (RunOutcome.passed, RunOutcome.mismatch)
+                    judged = RunOutcome(status).judged
                     run = ConversionRun(
                         campaign_id=campaign.id,
                         model_id=model.id,

@@ -14,7 +14,6 @@ import os
 import signal
 import sys
 from multiprocessing.connection import Connection
-from typing import Any
 
 
 def _die_with_parent() -> None:
@@ -68,11 +67,12 @@ def main(argv: list[str] | None = None) -> int:
     for module in filter(None, args.plugins.split(",")):
         importlib.import_module(module)
     _preload([f for f in args.preload.split(",") if f], args.threads)
+    from experiments.messages import JobDone, Ready, StartJob, WorkerMessage
     from experiments.pipeline import run_job
 
-    outbox.send(("ready", os.getpid()))
+    outbox.send(Ready(os.getpid()))
 
-    def emit(message: tuple[Any, ...]) -> None:
+    def emit(message: WorkerMessage) -> None:
         outbox.send(message)
         sys.stderr.flush()
 
@@ -81,11 +81,11 @@ def main(argv: list[str] | None = None) -> int:
             message = inbox.recv()
         except EOFError:
             return 0
-        if message[0] == "stop":
+        if not isinstance(message, StartJob):  # Stop
             return 0
-        run_job(message[1], emit, stderr_path=args.stderr, threads=args.threads)
+        run_job(message.job, emit, stderr_path=args.stderr, threads=args.threads)
         _release()
-        outbox.send(("done",))
+        outbox.send(JobDone())
 
 
 if __name__ == "__main__":

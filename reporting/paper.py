@@ -198,9 +198,10 @@ def _agreement(engine: Engine) -> pd.DataFrame:
 
 
 def _synthetic(engine: Engine) -> tuple[pd.DataFrame, dict[str, Any]]:
-    from db.queries import experiment_browser as xq
+    from db.outcomes import FAILURES
+    from db.queries import experiments as xq
 
-    counts = xq.outcome_counts(engine, campaign=CAMPAIGN)
+    counts = xq.outcome_counts(engine, xq.RunFilter(campaign=CAMPAIGN))
     if counts.empty:
         raise ReportError(f"campaign {CAMPAIGN!r} has no runs: run `interop experiment import-results DIR`")
     outcomes = [o for o in xq.OUTCOMES if o in set(counts["status"])]
@@ -208,18 +209,17 @@ def _synthetic(engine: Engine) -> tuple[pd.DataFrame, dict[str, Any]]:
         index=["converter", "node_count"], columns="status", values="runs", aggfunc="sum", fill_value=0
     ).reindex(columns=outcomes, fill_value=0)
     table.insert(0, "models", table.sum(axis=1))
-    failed = [o for o in outcomes if o not in ("passed", "mismatch")]
+    failed = [o for o in outcomes if o in FAILURES]
     table["failure %"] = (100.0 * table[failed].sum(axis=1) / table["models"]).round(1)
     compared = table.get("passed", 0) + table.get("mismatch", 0)
     table["mismatch % of converted"] = (100.0 * table.get("mismatch", 0) / compared.where(compared > 0)).round(1)
     table = table.reset_index()
     table.columns.name = None
     totals = counts.groupby(["converter", "status"])["runs"].sum().unstack(fill_value=0)
-    from db.queries.experiments import campaigns_frame, judged_tolerances
-
-    campaigns = campaigns_frame(engine).set_index("name")
+    campaigns = xq.campaigns(engine).set_index("campaign")
     campaign = campaigns.loc[CAMPAIGN].to_dict() if CAMPAIGN in campaigns.index else {}
-    return table, {"totals": totals, "campaign": campaign, "tolerances": judged_tolerances(engine, CAMPAIGN)}
+    tolerances = xq.judged_tolerances(engine, xq.RunFilter(campaign=CAMPAIGN))
+    return table, {"totals": totals, "campaign": campaign, "tolerances": tolerances}
 
 
 def judged_at(tolerances: pd.DataFrame, study: dict[str, Any] | None) -> str:

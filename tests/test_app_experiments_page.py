@@ -31,13 +31,36 @@ def campaigns(cli, shared_dir: Path, engine: Engine) -> Iterator[SeededCampaign]
     st.cache_data.clear()
 
 
-def test_experiments_page_outcomes_tolerance_operators_detail(campaigns: SeededCampaign) -> None:
+def test_experiments_page_opens_on_the_newest_live_campaign_and_switches_with_its_selector(
+    campaigns: SeededCampaign,
+) -> None:
     at = open_page("experiments")
-    frames = [d.value for d in at.dataframe]
-    listed = frames[0].set_index("campaign")
-    assert listed.loc["study-exporter-results", "runs"] == 3544
-    assert listed.loc["seeded", "runs"] == campaigns.runs
+    picker = at.selectbox(key="param_campaign")
+    assert picker.value == "seeded"  # the live campaign, not the study's historical import created after it
+    assert metrics(at)["Runs"] == f"{campaigns.runs:,}"
+    assert "live campaign, started 2023-01-01 00:00 UTC" in texts(at) and "finished after 2 min" in texts(at)
+    listed = next(d.value for d in at.dataframe if "kind" in d.value.columns).set_index("campaign")
+    assert listed.loc["study-exporter-results", "runs"] == 3544 and listed.loc["seeded", "runs"] == campaigns.runs
+    assert (listed.loc["seeded", "cpu"], listed.loc["seeded", "tensorflow"]) == ("—", "—")  # missing: a dash
 
+    picker.set_value("study-exporter-results").run()
+    assert not at.exception
+    assert metrics(at)["Runs"] == "3,544" and at.query_params["campaign"] == "study-exporter-results"
+    assert "historical campaign" in texts(at)
+    counts = chart_data(at.get("vega_lite_chart")[0])
+    assert int(counts["runs"].sum()) == 3544  # the headline chart covers this campaign only
+
+
+def test_runs_are_picked_by_model_and_converter_and_durations_are_formatted(campaigns: SeededCampaign) -> None:
+    at = open_page("experiments", campaign="seeded")
+    options = at.selectbox(key="param_run").options
+    first = next(o for o in options if o.endswith(f"#{campaigns.first_run_id}"))
+    assert first.startswith("model1 · torch.onnx (torchscript) · opset 17 · passed")
+    at = open_page("experiments", campaign="seeded", run=str(campaigns.first_run_id))
+    assert "**Time per stage:** —" in texts(at) and "**peak memory** —" in texts(at)
+
+
+def test_experiments_page_outcomes_tolerance_operators_detail(campaigns: SeededCampaign) -> None:
     at = open_page("experiments", campaign="seeded", ops="1")
     figures = metrics(at)
     assert figures["torch.onnx: mismatch at atol=1e-05, rtol=0"] == "40.0%"  # 2 of 5 need more than 1e-5

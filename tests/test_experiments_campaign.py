@@ -23,6 +23,7 @@ from db.engine import make_engine
 from db.models.experiments import Campaign, ConversionRun, ModelUnderTest, RunOutput
 from db.models.ingest import IngestRun
 from experiments.campaign import plan, run_campaign
+from experiments.messages import Event, RunEvent
 from experiments.rescore import rescore
 from experiments.spec import load_spec
 
@@ -391,15 +392,15 @@ def test_a_dask_scheduler_address_runs_jobs_on_its_workers_with_isolation(tmp_pa
         }
         for i, p in enumerate(plan(spec))
     ]
-    events: list[tuple[Any, ...]] = []
+    events: list[Event] = []
     with LocalCluster(
         n_workers=1, threads_per_worker=1, processes=True, dashboard_address=None, host="127.0.0.1"
     ) as cluster:
         address = cluster.scheduler_address
         assert address.startswith("tcp://")
         replaced = DaskExecutor(address, 1, worker_options(spec, tmp_path)).run(jobs, events.append)
-    results = {e[1]["source"]: e[3]["status"] for e in events if e[0] == "run"}
-    assert results["fault-abort"] == "crash" and results["nnsmith-torch"] == "compared" and replaced == 1
+    results = {e.job["source"]: e.result.outcome for e in events if isinstance(e, RunEvent)}
+    assert results["fault-abort"] == "crash" and results["nnsmith-torch"].judged and replaced == 1
 
 
 def test_setup_problems_stop_the_campaign_with_one_error_and_no_runs(cli, engine) -> None:  # type: ignore[no-untyped-def]

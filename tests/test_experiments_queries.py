@@ -12,10 +12,11 @@ from db.queries.experiments import (
     operator_rates,
     operator_sequences,
     outcome_rates,
-    runs_frame,
+    runs,
     sequence_comparison,
 )
 from experiments.compare import compare_output
+from experiments.results import ModelInfo, Produced, RunResult
 from experiments.store import CampaignStore
 
 
@@ -43,31 +44,34 @@ def stored(engine):  # type: ignore[no-untyped-def]
             "framework": "torch",
             "name": f"m{i}",
             "params": {"seed": i, "max_nodes": 5},
+            "node_count": 5,
         }
         for i in range(3)
     ]
     models = store.models(cid, planned)
     ops = {"k0": ["Add", "Relu"], "k1": ["Relu", "Tan"], "k2": ["Add", "Tan"]}
     for key, info in ops.items():
-        store.record_model(int(models[key].id), {"operators": info, "content_hash": key})
+        store.record_model(int(models[key].id), ModelInfo(operators=info, content_hash=key))
     a = np.ones(4, np.float32)
-    produced = {"opset": 17, "ir_version": 8, "producer_name": "pytorch", "producer_version": "2.13.0"}
-    ok = {
-        "status": "compared",
-        "produced": produced,
-        "onnx_graph": [["Add", []], ["Relu", [0]]],
-        "outputs": [{"input_index": 0, "output_index": 0, **compare_output(a, a, 1e-4, 0)}],
-    }
-    bad = {
-        "status": "compared",
-        "produced": produced,
-        "onnx_graph": [["Relu", []], ["Tan", [0]]],
-        "outputs": [{"input_index": 0, "output_index": 0, **compare_output(a, a + 1, 1e-4, 0)}],
-    }
-    failed = {"status": "failed", "stage": "export", "error_class": "RuntimeError", "message": "no"}
+    produced = Produced(opset=17, ir_version=8, producer_name="pytorch", producer_version="2.13.0")
+    ok = RunResult.judged(
+        [{"input_index": 0, "output_index": 0, **compare_output(a, a, 1e-4, 0)}],
+        1e-4,
+        0.0,
+        produced=produced,
+        onnx_graph=[["Add", []], ["Relu", [0]]],
+    )
+    bad = RunResult.judged(
+        [{"input_index": 0, "output_index": 0, **compare_output(a, a + 1, 1e-4, 0)}],
+        1e-4,
+        0.0,
+        produced=produced,
+        onnx_graph=[["Relu", []], ["Tan", [0]]],
+    )
+    failed = RunResult("failed", stage="export", error_class="RuntimeError", message="no")
     for key, result in (("k0", ok), ("k1", bad), ("k2", failed)):
-        assert store.record_run(cid, int(models[key].id), _spec(), result, 1e-4, 0.0, key)
-    assert not store.record_run(cid, int(models["k0"].id), _spec(), ok, 1e-4, 0.0, "k0")  # the run key is unique
+        assert store.record_run(cid, int(models[key].id), _spec(), result, key)
+    assert not store.record_run(cid, int(models["k0"].id), _spec(), ok, "k0")  # the run key is unique
     return engine
 
 
@@ -83,8 +87,7 @@ def test_outcome_rates_by_converter_node_count_and_produced_opset(stored) -> Non
 def test_a_run_at_another_opset_than_requested_is_analysed_at_the_produced_one_and_flagged(
     stored, cli, wide_console
 ) -> None:  # type: ignore[no-untyped-def]
-    from db.queries.experiment_browser import outcome_counts
-    from db.queries.experiments import opset_changes
+    from db.queries.experiments import opset_changes, outcome_counts
 
     store = CampaignStore(stored)
     cid = store.campaign("q", {"x": 1}, {})
@@ -95,17 +98,19 @@ def test_a_run_at_another_opset_than_requested_is_analysed_at_the_produced_one_a
             "framework": "torch",
             "name": "m3",
             "params": {"seed": 3, "max_nodes": 5},
+            "node_count": 5,
         }
     ]
     model = store.models(cid, planned)["k3"]
     dynamo = {**_spec(11), "converter": "torch.onnx-dynamo", "exporter": "dynamo"}
     a = np.ones(4, np.float32)
-    result = {
-        "status": "compared",
-        "produced": {"opset": 18, "ir_version": 10, "producer_name": "pytorch", "producer_version": "2.13.0+cpu"},
-        "outputs": [{"input_index": 0, "output_index": 0, **compare_output(a, a, 1e-4, 0)}],
-    }
-    assert store.record_run(cid, int(model.id), dynamo, result, 1e-4, 0.0, "k3", parameters={"registry_name": "x"})
+    result = RunResult.judged(
+        [{"input_index": 0, "output_index": 0, **compare_output(a, a, 1e-4, 0)}],
+        1e-4,
+        0.0,
+        produced=Produced(opset=18, ir_version=10, producer_name="pytorch", producer_version="2.13.0+cpu"),
+    )
+    assert store.record_run(cid, int(model.id), dynamo, result, "k3", parameters={"registry_name": "x"})
     with stored.connect() as conn:
         row = conn.execute(
             text(
@@ -116,7 +121,7 @@ def test_a_run_at_another_opset_than_requested_is_analysed_at_the_produced_one_a
         ).one()
     assert tuple(row) == (11, 18, 10, "pytorch", "2.13.0+cpu", "torch.onnx-dynamo")
 
-    frame = runs_frame(stored)
+    frame = runs(stored)
     assert frame.loc[frame["exporter"] == "dynamo", "opset_differs"].tolist() == [True]
     assert frame["opset_differs"].isna().sum() == 1 and (~frame["opset_differs"].dropna()).sum() == 2  # type: ignore[operator]
     rates = outcome_rates(stored)
@@ -144,7 +149,7 @@ def test_a_run_at_another_opset_than_requested_is_analysed_at_the_produced_one_a
 
 
 def test_runs_carry_their_models_node_count_for_the_breakdown(stored) -> None:  # type: ignore[no-untyped-def]
-    from db.queries.experiment_browser import outcome_counts
+    from db.queries.experiments import outcome_counts
 
     with stored.connect() as conn:
         pairs = conn.execute(
@@ -169,7 +174,7 @@ def test_model_operator_rows_follow_each_models_operator_list(stored) -> None:  
         ("k2", "Add"),
         ("k2", "Tan"),
     ]
-    CampaignStore(stored).record_model(k0, {"operators": ["Mul", "Mul", "Add"]})  # a re-probe replaces them
+    CampaignStore(stored).record_model(k0, ModelInfo(operators=["Mul", "Mul", "Add"]))  # a re-probe replaces them
     with stored.connect() as conn:
         again = (
             conn.execute(text("SELECT operator FROM model_operator WHERE model_id = :m ORDER BY 1"), {"m": k0})
@@ -184,6 +189,7 @@ def test_per_operator_failure_and_mismatch_rates(stored) -> None:  # type: ignor
     assert rates.loc["Tan", "runs"] == 2 and rates.loc["Tan", "failure_rate"] == 0.5
     assert rates.loc["Tan", "mismatch_rate"] == 1.0 and rates.loc["Add", "mismatch_rate"] == 0.0
     onnx = operator_rates(stored, level="onnx").set_index("operator")
+    assert set(rates["exporter"]) == {"torchscript"}
     assert set(onnx.index) == {"Add", "Relu", "Tan"} and onnx.loc["Relu", "runs"] == 2
 
 
@@ -261,15 +267,13 @@ def test_rescore_rejudges_live_campaigns_unless_one_is_named_and_unknown_names_a
                 "framework": "torch",
                 "name": "h0",
                 "params": {"seed": 0, "max_nodes": 5},
+                "node_count": 5,
             }
         ],
     )["h0"]
     a = np.ones(4, np.float32)
-    close = {
-        "status": "compared",
-        "outputs": [{"input_index": 0, "output_index": 0, **compare_output(a, a + 1e-3, 1e-4, 0)}],
-    }
-    assert store.record_run(old, int(model.id), _spec(), close, 1e-4, 0.0, None) == "mismatch"
+    close = RunResult.judged([{"input_index": 0, "output_index": 0, **compare_output(a, a + 1e-3, 1e-4, 0)}], 1e-4, 0)
+    assert store.record_run(old, int(model.id), _spec(), close, None) == "mismatch"
 
     def verdicts() -> dict[str, list[tuple[str, float]]]:
         with stored.connect() as conn:

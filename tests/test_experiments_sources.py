@@ -9,6 +9,7 @@ import pytest
 
 from experiments.campaign import plan
 from experiments.isolation import WorkerOptions, WorkerPool
+from experiments.messages import Event, ModelEvent, RunEvent
 from experiments.spec import load_spec
 
 
@@ -31,8 +32,8 @@ def _jobs(tmp_path: Path, **overrides: Any) -> list[dict[str, Any]]:
     ]
 
 
-def _run(jobs: list[dict[str, Any]], tmp_path: Path) -> list[tuple[Any, ...]]:
-    events: list[tuple[Any, ...]] = []
+def _run(jobs: list[dict[str, Any]], tmp_path: Path) -> list[Event]:
+    events: list[Event] = []
     with WorkerPool(2, WorkerOptions(timeout_s=300, memory_mb=6000, log_dir=str(tmp_path / "logs"))) as pool:
         pool.run(jobs, events.append)
     return events
@@ -48,22 +49,22 @@ def test_nnsmith_models_reload_from_their_files_with_the_same_hash_and_results(t
         converters=["torch.onnx-torchscript", "tf2onnx"],
     )
     first = _run(jobs, tmp_path)
-    infos = {e[1]["model_id"]: e[2] for e in first if e[0] == "model"}
-    assert len(infos) == 2 and all(i["durations"].get("generate") for i in infos.values())
+    infos = {e.job["model_id"]: e.info for e in first if isinstance(e, ModelEvent)}
+    assert len(infos) == 2 and all(i.durations.get("generate") for i in infos.values())
     reload_jobs = [
-        {**j, "content_hash": infos[j["model_id"]]["content_hash"], "location": infos[j["model_id"]]["location"]}
+        {**j, "content_hash": infos[j["model_id"]].content_hash, "location": infos[j["model_id"]].location}
         for j in jobs
     ]
     second = _run(reload_jobs, tmp_path)
-    again = {e[1]["model_id"]: e[2] for e in second if e[0] == "model"}
+    again = {e.job["model_id"]: e.info for e in second if isinstance(e, ModelEvent)}
     for key, info in infos.items():
-        assert again[key]["content_hash"] == info["content_hash"] and "load" in again[key]["durations"]
+        assert again[key].content_hash == info.content_hash and "load" in again[key].durations
 
-    def outputs(events: list[tuple[Any, ...]]) -> dict[Any, Any]:
+    def outputs(events: list[Event]) -> dict[Any, Any]:
         return {
-            e[1]["model_id"]: [(o["max_abs_diff"], o["ref_shape"]) for o in e[3]["outputs"]]
+            e.job["model_id"]: [(o["max_abs_diff"], o["ref_shape"]) for o in e.result.outputs]
             for e in events
-            if e[0] == "run"
+            if isinstance(e, RunEvent)
         }
 
     assert outputs(first) == outputs(second)
@@ -80,8 +81,9 @@ def test_real_architectures_build_offline_and_convert(tmp_path: Path) -> None:
             "keras-applications": {"archs": ["MobileNetV3Small"], "input_size": 64},
         },
     )
-    runs = {(e[1]["params"]["arch"], e[2]["exporter"]): e[3] for e in _run(jobs, tmp_path) if e[0] == "run"}
+    events = _run(jobs, tmp_path)
+    runs = {(e.job["params"]["arch"], e.run["exporter"]): e.result for e in events if isinstance(e, RunEvent)}
     assert set(runs) == {("bert", "torchscript"), ("MobileNetV3Small", "from_keras")}
     for result in runs.values():
-        assert result["status"] == "compared", result.get("message")
-        assert all(o["shape_match"] and o["max_abs_diff"] < 1e-3 for o in result["outputs"])
+        assert result.outcome.judged and result.stage is None, result.message
+        assert all(o["shape_match"] and o["max_abs_diff"] < 1e-3 for o in result.outputs)

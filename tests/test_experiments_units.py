@@ -173,3 +173,23 @@ def test_broken_probe_caches_are_deleted_and_good_ones_kept(tmp_path: Path) -> N
 )
 def test_study_failure_messages_are_classified_by_stage(message: str, stage: str, error_class: str) -> None:
     assert classify(message) == (stage, error_class)
+
+
+@pytest.mark.parametrize(
+    ("seconds", "shown"),
+    [(0.123, "0.12 s"), (1.23, "1.2 s"), (42.4, "42 s"), (184, "3 min 4 s"), (120, "2 min"), (7500, "2 h 5 min")],
+)
+def test_durations_read_at_a_glance(seconds: float, shown: str) -> None:
+    from explorer.formatting import format_duration
+
+    assert format_duration(seconds) == shown
+
+
+def test_missing_values_read_as_a_dash() -> None:
+    import pandas as pd
+
+    from explorer.formatting import dashed, format_duration
+
+    assert format_duration(None) == format_duration(float("nan")) == "—"
+    frame = dashed(pd.DataFrame({"n": [5.0, None], "name": ["a", None], "ok": [1, 2]}))
+    assert frame.to_dict("list") == {"n": ["5", "—"], "name": ["a", "—"], "ok": [1, 2]}

@@ -252,7 +252,9 @@ def test_survey_definition_revision_keeps_stored_kinds_and_refuses_to_drop_defin
             )
         with pytest.raises(CommandError, match="surveys imported with a definition"):
             downgrade(empty_db_url, "0011_run_key_per_campaign")
-        assert current_revision(eng) == head_revision()
+        # Refused at 0014: it stays applied. Later revisions (views) may already be undone on SQLite, whose DDL
+        # pysqlite runs outside the downgrade's transaction; PostgreSQL rolls the whole downgrade back.
+        assert current_revision(eng) in (head_revision(), "0014_survey_definition")
         with eng.begin() as conn:
             conn.execute(text("DELETE FROM survey_definition"))
         downgrade(empty_db_url, "0011_run_key_per_campaign")
@@ -287,3 +289,18 @@ def test_adjudication_history_starts_with_the_final_labels_already_stored(empty_
     assert str(rows[0][6]).startswith("2026-02-03 04:05:06")
     downgrade(empty_db_url, "0011_run_key_per_campaign")
     assert "adjudication_history" not in _tables(empty_db_url)
+
+
+def test_run_outcomes_view_is_created_by_its_revision_and_dropped_by_its_downgrade(empty_db_url: str) -> None:
+    upgrade(empty_db_url, "head")
+    eng = make_engine(empty_db_url)
+    try:
+        assert "run_outcomes" in inspect(eng).get_view_names()
+        with eng.connect() as conn:
+            assert conn.execute(text("SELECT count(*) FROM run_outcomes")).scalar_one() == 0
+        downgrade(empty_db_url, "0014_survey_definition")
+        assert "run_outcomes" not in inspect(eng).get_view_names()
+        upgrade(empty_db_url, "head")
+        assert "run_outcomes" in inspect(eng).get_view_names()
+    finally:
+        eng.dispose()

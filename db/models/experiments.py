@@ -3,36 +3,15 @@
 from __future__ import annotations
 
 from datetime import datetime
-from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import BigInteger, Column, Index, Text, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 from db.models.base import json_field, utc_field
+from db.outcomes import RunOutcome, Stage
 
-
-class RunOutcome(StrEnum):
-    """How a conversion run ended; `passed`/`mismatch` are verdicts recomputed by `rescore`."""
-
-    passed = "passed"
-    mismatch = "mismatch"
-    failed = "failed"  # a Python exception at `stage`
-    crash = "crash"  # the worker died (segfault, abort) during `stage`
-    timeout = "timeout"  # the driver killed the worker after the per-run time limit
-    oom = "oom"  # the worker went past the memory limit
-
-
-class Stage(StrEnum):
-    """The pipeline of one conversion run, in order; a failed run names the stage it stopped in."""
-
-    generate = "generate"
-    load = "load"
-    export = "export"
-    onnx_check = "onnx_check"
-    ort_session = "ort_session"
-    ort_run = "ort_run"
-    compare = "compare"
+__all__ = ["Campaign", "ConversionRun", "ModelOperator", "ModelUnderTest", "RunOutcome", "RunOutput", "Stage"]
 
 
 class Campaign(SQLModel, table=True):

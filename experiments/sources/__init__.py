@@ -34,6 +34,11 @@ class ModelSource:
     def display_name(self, params: dict[str, Any]) -> str:
         return "-".join(f"{k}{v}" for k, v in sorted(params.items()) if not isinstance(v, dict))
 
+    def node_count(self, params: dict[str, Any]) -> int | None:
+        """How many operators the model of `params` has, where the source knows it before building (a generator's
+        requested node count); None where it does not. Breakdowns by node count read it."""
+        return None
+
     def build_settings(self, params: dict[str, Any]) -> dict[str, Any]:
         """What `build` uses beyond `params` (defaults it fills in, fixed configurations), so a stored model says
         exactly how it was made; plug-ins that have none keep this empty default."""

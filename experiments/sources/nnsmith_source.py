@@ -71,6 +71,9 @@ class _NNSmithSource(ModelSource):
     def display_name(self, params: dict[str, Any]) -> str:
         return f"{self.name}-n{params['max_nodes']}-s{params['seed']}"
 
+    def node_count(self, params: dict[str, Any]) -> int | None:
+        return int(params["max_nodes"])
+
     def build_settings(self, params: dict[str, Any]) -> dict[str, Any]:
         return {
             "model_type": self.model_type,

@@ -1,5 +1,5 @@
-"""Experiments: campaigns, outcomes by converter × node count × produced opset, diffs at any tolerance, runs in
-detail with how to re-run them."""
+"""Experiments: one campaign at a time (the newest live one first), outcomes by converter × node count × produced
+opset, time per stage, diffs at any tolerance, runs in detail with how to re-run them."""
 
 from __future__ import annotations
 
@@ -9,15 +9,29 @@ import altair as alt
 import pandas as pd
 import streamlit as st
 
-from db.queries import experiment_browser as xq
+from db.queries import experiments as xq
 from explorer.common import empty_state, param, query, select_param, set_params
+from explorer.formatting import MISSING, dashed, format_duration
 
-RTOL_GRID = (0.0, 1e-7, 1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 1e-1)
 ATOL_CHOICES = [0.0, *(10.0**d for d in range(-12, 4))]
 OUTCOME_COLORS = alt.Scale(
-    domain=["passed", "mismatch", "failed", "crash", "timeout", "oom"],
-    range=["#4c9f70", "#e3a32b", "#d1495b", "#7b2d26", "#8d6a9f", "#4a4e69"],
+    domain=list(xq.OUTCOMES), range=["#4c9f70", "#e3a32b", "#d1495b", "#7b2d26", "#8d6a9f", "#4a4e69"]
 )
+
+
+def default_campaign(listed: pd.DataFrame) -> str:
+    """The newest live campaign (the list is newest first), else the newest of any kind."""
+    live = listed[listed["kind"] == "live"]
+    return str((live if not live.empty else listed)["campaign"].iloc[0])
+
+
+def run_label(run: dict) -> str:
+    """How the run picker names a run: model · converter plug-in (exporter) · opset · outcome, then its id."""
+    converter = run.get("registry_name") or run.get("converter")
+    return (
+        f"{run['model']} · {converter} ({run['exporter']}) · opset {run['requested_opset']} · {run['outcome']}"
+        f"  #{run['run_id']}"
+    )
 
 
 def reproduction(detail: dict) -> tuple[str, str] | str:
@@ -52,22 +66,51 @@ if campaigns.empty:
     )
     st.stop()
 
-st.dataframe(
-    campaigns,
-    hide_index=True,
-    width="stretch",
-    column_config={
-        "created_at": st.column_config.DatetimeColumn("created (UTC)", format="YYYY-MM-DD HH:mm"),
-        "finished_at": st.column_config.DatetimeColumn("finished (UTC)", format="YYYY-MM-DD HH:mm"),
-    },
-)
 names = campaigns["campaign"].tolist()
-campaign = select_param("Campaign", "campaign", names, all_label="(all campaigns)") or None
-scope = f"campaign `{campaign}`" if campaign else "all campaigns"
+kinds = dict(zip(campaigns["campaign"], campaigns["kind"], strict=True))
+wanted = param("campaign") or default_campaign(campaigns)
+campaign = st.selectbox(
+    "Campaign",
+    names,
+    index=names.index(wanted) if wanted in names else names.index(default_campaign(campaigns)),
+    format_func=lambda n: f"{n} ({kinds[n]})",
+    key="param_campaign",
+    help="Each view covers one campaign: the newest live one first; historical imports are the study's results",
+)
+set_params(campaign="" if campaign == default_campaign(campaigns) else campaign)
+filters = xq.RunFilter(campaign=campaign).as_dict()
+scope = f"campaign `{campaign}`"
+this = campaigns.set_index("campaign").loc[campaign]
+cols = st.columns(4)
+cols[0].metric("Runs", f"{int(this['runs']):,}")
+cols[1].metric("Models", f"{int(this['models']):,}")
+judged = int(this["passed"]) + int(this["mismatch"])
+cols[2].metric("Compared", f"{judged / this['runs']:.1%}" if this["runs"] else MISSING, help="passed or mismatch")
+cols[3].metric("Mismatch of compared", f"{int(this['mismatch']) / judged:.1%}" if judged else MISSING)
+started, finished = this["created_at"], this["finished_at"]
+took = format_duration((finished - started).total_seconds()) if not pd.isna(finished) else "not finished"
+st.caption(
+    f"{this['kind']} campaign, started {started:%Y-%m-%d %H:%M} UTC, "
+    + (f"finished after {took}" if not pd.isna(finished) else took)
+    + " · "
+    + ", ".join(f"{k} {this[k]}" for k in ("torch", "tensorflow", "onnxruntime") if not pd.isna(this[k]))
+)
+with st.expander(f"All {len(campaigns)} campaigns"):
+    st.dataframe(
+        dashed(campaigns.drop(columns=["spec"])),
+        hide_index=True,
+        width="stretch",
+        column_config={
+            "campaign": st.column_config.TextColumn("campaign", width="large"),
+            "created_at": st.column_config.DatetimeColumn("created (UTC)", format="YYYY-MM-DD HH:mm"),
+            "finished_at": st.column_config.TextColumn("finished (UTC)"),
+            "cpu": st.column_config.TextColumn("cpu", width="large"),
+        },
+    )
 
 # --- outcomes ------------------------------------------------------------------------------------------
 st.subheader("Outcomes by converter × node count × opset")
-counts = query(xq.outcome_counts, version=version, campaign=campaign)
+counts = query(xq.outcome_counts, version=version, filters=filters)
 if counts.empty:
     st.caption(f"No runs in {scope}.")
 else:
@@ -123,7 +166,7 @@ else:
     with st.expander("As a table"):
         st.dataframe(table.reset_index(), hide_index=True, width="stretch")
 
-    stages = query(xq.failure_stages, version=version, campaign=campaign)
+    stages = query(xq.failure_stages, version=version, filters=filters)
     if not stages.empty:
         st.markdown("**Where runs fail** (stage and error class)")
         stage_chart = (
@@ -142,7 +185,38 @@ else:
         )
         st.altair_chart(stage_chart)
         with st.expander("Failures by error class"):
-            st.dataframe(stages, hide_index=True, width="stretch")
+            st.dataframe(
+                dashed(stages),
+                hide_index=True,
+                width="stretch",
+                column_config={"error_class": st.column_config.TextColumn("error class", width="large")},
+            )
+
+# --- time ----------------------------------------------------------------------------------------------
+times = query(xq.stage_durations, version=version, filters=filters)
+if not times.empty:
+    st.subheader("Time per stage")
+    order = [s for s in xq.Stage if s in set(times["stage"])]
+    timing = times.assign(mean=times["mean_s"].map(format_duration), longest=times["max_s"].map(format_duration))
+    st.altair_chart(
+        alt.Chart(timing)
+        .mark_bar()
+        .encode(
+            x=alt.X("mean_s:Q", title="mean seconds per run"),
+            y=alt.Y("stage:N", sort=[s.value for s in order], title=None),
+            color=alt.Color("converter:N"),
+            yOffset="converter:N",
+            tooltip=["converter", "stage", "runs", "mean", "longest"],
+        )
+        .properties(height=alt.Step(14)),
+        width="stretch",
+    )
+    with st.expander("As a table"):
+        st.dataframe(
+            timing[["converter", "stage", "runs", "mean", "longest"]],
+            hide_index=True,
+            width="stretch",
+        )
 
 # --- tolerance -----------------------------------------------------------------------------------------
 st.subheader("Differences and tolerance")
@@ -154,8 +228,8 @@ a, b = st.columns(2)
 rtol_now = float(param("rtol", "0") or 0)
 rtol = a.selectbox(
     "rtol",
-    RTOL_GRID,
-    index=RTOL_GRID.index(rtol_now) if rtol_now in RTOL_GRID else 0,
+    xq.RTOL_GRID,
+    index=xq.RTOL_GRID.index(rtol_now) if rtol_now in xq.RTOL_GRID else 0,
     format_func=lambda v: f"{v:g}",
     key="param_rtol",
 )
@@ -169,14 +243,14 @@ atol = b.select_slider(
 )
 set_params(rtol="" if rtol == 0 else f"{rtol:g}", atol="" if atol == 1e-5 else f"{atol:g}")
 # one scan per rtol gives every atol of the slider
-buckets = query(xq.tolerance_buckets, version=version, rtol=rtol, campaign=campaign)
+buckets = query(xq.tolerance_buckets, version=version, rtol=rtol, filters=filters)
 judged = xq.rejudge(buckets, atol) if not buckets.empty else buckets
 if judged.empty or int(judged["compared"].sum()) == 0:
     st.caption(f"No compared runs in {scope}.")
 else:
     cols = st.columns(max(len(judged), 1))
     for col, row in zip(cols, judged.itertuples(), strict=False):
-        rate = f"{row.mismatch_rate:.1%}" if pd.notna(row.mismatch_rate) else "n/a"
+        rate = f"{row.mismatch_rate:.1%}" if pd.notna(row.mismatch_rate) else MISSING
         delta = int(row.mismatch) - int(row.stored_mismatch)
         why = (
             f"{int(row.passed)} pass, {int(row.mismatch)} mismatch; {int(row.not_judgeable)} without numbers "
@@ -189,8 +263,8 @@ else:
             delta_color="inverse" if delta else "off",
             help=why,
         )
-    st.dataframe(judged, hide_index=True, width="stretch")
-    order = ["0", *(xq.bucket_label(d) for d in xq.DECADES), f">1e{xq.DECADES[-1]}", "cannot pass"]
+    st.dataframe(dashed(judged), hide_index=True, width="stretch")
+    order = xq.BUCKETS
     hist = buckets[buckets["bucket"].isin(order)].groupby(["converter", "bucket"], as_index=False)["runs"].sum()
     if not hist.empty:
         bars = (
@@ -222,7 +296,7 @@ show_ops = st.toggle(
     help="Joins every run with its model's operator list: seconds on millions of runs",
 )
 set_params(ops="1" if show_ops else "")
-ops = query(xq.operator_rates, version=version, campaign=campaign) if show_ops else None
+ops = query(xq.operator_rates, version=version, filters=filters) if show_ops else None
 if ops is None:
     st.caption("Switch on to see, per source operator, how many runs contain it and their failure and mismatch rates.")
 elif ops.empty:
@@ -231,7 +305,7 @@ else:
     minimum = st.number_input("Only operators in at least N runs", min_value=1, value=1, key="ops_min")
     frame = ops[ops["runs"] >= minimum]
     st.dataframe(
-        frame,
+        dashed(frame),
         hide_index=True,
         width="stretch",
         column_config={
@@ -242,27 +316,28 @@ else:
 with st.expander("Operator sequences in mismatching vs. correct models (study H2)"):
     length = st.number_input("Sequence length (nodes)", min_value=1, max_value=4, value=2, key="seq_len")
     if st.button("Compare sequences", help="Reads every compared run's ONNX graph of the chosen campaign"):
-        from db.queries import experiments as experiments_q
-
-        seqs = query(experiments_q.sequence_comparison, campaign=campaign, length=int(length))
+        seqs = query(xq.sequence_comparison, filters=filters, length=int(length))
         if seqs.empty:
             st.caption("No compared runs with stored ONNX graphs.")
         else:
-            st.dataframe(seqs, hide_index=True, width="stretch")
+            st.dataframe(dashed(seqs), hide_index=True, width="stretch")
 
 # --- one run -------------------------------------------------------------------------------------------
 st.subheader("Run detail")
-c1, c2 = st.columns([1, 2])
+c1, c2 = st.columns([1, 3])
 status = c1.selectbox("Outcome", ["(any)", *xq.OUTCOMES], key="run_status")
-ids = query(xq.run_ids, campaign=campaign, status=None if status == "(any)" else status)
+outcomes = () if status == "(any)" else (status,)
+picker = query(xq.runs, filters={**filters, "outcomes": outcomes}, limit=500)
+labels = {str(r["run_id"]): run_label(r) for r in picker.to_dict("records")}
 current = param("run")
-options = [str(i) for i in ids]
+options = list(labels)
 if current and current not in options:
     options.insert(0, current)
 picked = c2.selectbox(
-    "Run id (newest first)",
+    "Run (model · converter · opset · outcome, newest first)",
     ["(choose one)", *options],
     index=options.index(current) + 1 if current else 0,
+    format_func=lambda v: labels.get(v, f"run #{v}") if v != "(choose one)" else v,
     key="param_run",
 )
 set_params(run="" if picked == "(choose one)" else picked)
@@ -280,8 +355,8 @@ if picked != "(choose one)":
         )
         if run.get("produced_opset") is not None:
             st.caption(
-                f"Produced model: opset {run['produced_opset']}, IR version {run.get('onnx_ir_version') or '—'}, "
-                f"producer {run.get('onnx_producer') or '—'} {run.get('onnx_producer_version') or ''}"
+                f"Produced model: opset {run['produced_opset']}, IR version {run.get('onnx_ir_version') or MISSING}, "
+                f"producer {run.get('onnx_producer') or MISSING} {run.get('onnx_producer_version') or ''}"
                 + (f" · kept at `{run['onnx_path']}`" if run.get("onnx_path") else "")
             )
         if run.get("error_class") or run.get("message"):
@@ -332,13 +407,17 @@ if picked != "(choose one)":
                 },
                 expanded=False,
             )
+        durations = run.get("durations") or {}
+        peak = run.get("peak_rss_mb")
         st.markdown(
-            "**Durations per stage (s)** and peak memory: "
-            f"{run.get('durations') or {}} · {run.get('peak_rss_mb') or '?'} MB"
+            "**Time per stage:** "
+            + (" · ".join(f"{k} {format_duration(v)}" for k, v in durations.items()) or MISSING)
+            + (f" (total {format_duration(sum(durations.values()))})" if durations else "")
+            + f" · **peak memory** {f'{peak:,.0f} MB' if peak is not None else MISSING}"
         )
         if not detail["outputs"].empty:
             st.markdown("**Comparison numbers per input and output**")
-            st.dataframe(detail["outputs"], hide_index=True, width="stretch")
+            st.dataframe(dashed(detail["outputs"]), hide_index=True, width="stretch")
         st.markdown("**How to reproduce**")
         how = reproduction(detail)
         if isinstance(how, tuple):
