@@ -48,7 +48,7 @@ denominator = st.radio(
 )
 set_params(denom="" if denominator == "answered" else denominator)
 
-questions = query(survey_q.list_questions, survey=chosen)
+questions = query(survey_q.list_questions, flt=survey_q.SurveyFilter(chosen))
 kinds = {"single": "single choice", "multi": "multi-select", "text": "free text"}
 labels = {r.qid: f"{r.qid} ({kinds.get(r.kind, r.kind)}): {str(r.text)[:90]}" for r in questions.itertuples()}
 preset = [q for q in param("q").split(",") if q in labels]
@@ -57,14 +57,14 @@ picked = st.multiselect(
 )
 set_params(q=",".join(picked))
 shown = questions[questions["qid"].isin(picked)] if picked else questions
-counts = query(survey_q.survey_counts, survey=chosen)
+counts = query(survey_q.survey_counts, flt=survey_q.SurveyFilter(chosen, kinds=survey_q.CHOICE_KINDS))
 pct_column = f"pct_of_{denominator}"
 
 for row in shown.itertuples():
     st.markdown(f"#### {row.qid} · {kinds.get(row.kind, row.kind)}")
     st.markdown(str(row.text))
     if row.kind == "text":
-        texts = query(survey_q.question_counts, survey=chosen, qid=row.qid)
+        texts = query(survey_q.question_counts, flt=survey_q.SurveyFilter(chosen, row.qid))
         st.caption(f"{int(row.n_answered)} of {int(info['included'])} included respondents wrote an answer")
         st.dataframe(
             texts[["choice", "count"]].rename(columns={"choice": "answer"}),

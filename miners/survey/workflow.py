@@ -126,9 +126,9 @@ class ImportOutcome:
 
 def _definition_version(engine: Engine, survey: str, spec: SurveyDefinition) -> tuple[int, bool]:
     """The version `spec` has (or will get) in the survey's definitions, and whether it is new."""
-    from db.queries.survey import definitions
+    from db.queries.survey import SurveyFilter, definitions
 
-    stored = definitions(engine, survey)
+    stored = definitions(engine, SurveyFilter(survey))
     digest = spec.content_hash()
     same = next((d for d in stored if d["content_hash"] == digest), None)
     if same is not None:
@@ -140,13 +140,13 @@ def _choose_definition(
     engine: Engine, request: ImportRequest
 ) -> tuple[SurveyDefinition | None, str | None, int | None, bool]:
     """(definition, source label, version, new): the file given, else the survey's current stored one."""
-    from db.queries.survey import definitions
+    from db.queries.survey import SurveyFilter, definitions
 
     if request.definition is not None:
         spec = read_definition(request.definition)
         version, new = _definition_version(engine, request.survey, spec)
         return spec, request.definition.name, version, new
-    stored = definitions(engine, request.survey)
+    stored = definitions(engine, SurveyFilter(request.survey))
     if not stored:
         return None, None, None, False
     current = stored[-1]
@@ -231,7 +231,7 @@ class SurveyImport:
 
     def fetch(self, run: RunLog) -> Iterator[Batch[PlannedExport, None]]:
         """Read the export, recognise its layout and plan every column; refuse what cannot be read as asked."""
-        from db.queries.survey import stored_questions
+        from db.queries.survey import SurveyFilter, stored_questions
         from miners.survey.overrides import load_overrides
         from miners.survey.plan import build_plan
         from miners.survey.reader import read_export
@@ -254,9 +254,10 @@ class SurveyImport:
             plan, layout = _plan_with_definition(export, spec, name, version, ignore)
         else:
             layout = recognise_layout(export)
+            known = stored_questions(engine, SurveyFilter(request.survey))
             stored = {
                 qid: StoredQuestion(kind, reason, tuple(choices), origin)
-                for qid, (kind, reason, choices, origin) in stored_questions(engine, request.survey).items()
+                for qid, (kind, reason, choices, origin) in known.items()
             }
             plan = build_plan(export, overrides, stored, layout)
         recognition = Recognition(
