@@ -133,7 +133,7 @@ def test_every_page_renders_in_chromium(browser: Chromium, server: tuple[Streaml
             if missing:
                 problems.append(f"sql after Run: {missing} not shown; page text starts {state['text'][:300]!r}")
             continue
-        if name in ("overview", "issues") and not state["dataframes"]:
+        if name in ("overview", "issues") and not (state["dataframes"] or state["tables"]):
             missing.append("a table")
         if name in ("issues", "survey", "labeling", "experiments") and not state["charts"]:
             missing.append("a chart")
@@ -156,7 +156,7 @@ def test_overview_opens_at_the_root_and_at_slash_overview(
             assert not state["dialogs"], f"{path}: {state['dialogs']}"
             assert not state["exceptions"], f"{path}: {state['exceptions']}"
             assert state["path"] == path, f"{path} was redirected to {state['path']}"
-            assert "Freshness" in state["text"] and "Recent runs" in state["text"] and state["dataframes"] >= 2
+            assert "Freshness" in state["text"] and "Recent runs" in state["text"] and state["tables"] >= 2
     finally:
         app.stop()
 

@@ -167,6 +167,7 @@ PAGE_STATE_JS = """
     dialogs: Array.from(document.querySelectorAll('[role="dialog"]')).map(e => e.innerText),
     path: location.pathname,
     dataframes: document.querySelectorAll('[data-testid="stDataFrame"]').length,
+    tables: document.querySelectorAll('[data-testid="stTable"]').length,
     charts: document.querySelectorAll('[data-testid="stVegaLiteChart"]').length,
     skeleton: document.querySelectorAll('[data-testid="stSkeleton"]').length,
     title: (document.querySelector('h1') || {}).innerText || '',
