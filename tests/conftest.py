@@ -156,7 +156,8 @@ def shared_dir() -> Path:
     for cand in candidates:
         if cand and (Path(cand) / "data" / "paper-artifact").is_dir():
             return Path(cand)
-    pytest.skip("../shared (study data) is not beside this checkout; set INTEROP_SHARED_DIR")
+    skip_or_fail("../shared (study data) is not beside this checkout; set INTEROP_SHARED_DIR")
+    raise AssertionError("unreachable")
 
 
 @pytest.fixture(scope="session")

@@ -473,7 +473,18 @@ def test_switches_token_when_one_runs_low(env: FakeGitHub) -> None:
 def test_killed_run_resumes_without_loss_or_duplicates(
     env: FakeGitHub, cli, engine: Engine, db_url: str, sig: signal.Signals
 ) -> None:
-    env.delay = 0.01
+    import threading
+
+    # The 70th timeline request is held until the signal has been sent, so the miner is stopped at the same
+    # place however loaded the machine is (69 issues fully fetched, the 70th in flight).
+    held, release = threading.Event(), threading.Event()
+
+    def hold_seventieth(rec: object) -> None:
+        if str(getattr(rec, "path", "")).endswith("/timeline") and len(env.requests("timeline")) == 70:
+            held.set()
+            release.wait(60)
+
+    env.on_request = hold_seventieth
     child_env = {**os.environ, "INTEROP_DATABASE_URL": db_url, "PYTHONPATH": str(ROOT)}
     proc = subprocess.Popen(
         [sys.executable, "-m", "cli.main", "mine", "github", "--repo", REPO, "--batch-size", "20"],
@@ -482,12 +493,16 @@ def test_killed_run_resumes_without_loss_or_duplicates(
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
-    deadline = time.time() + 60
-    while len(env.requests("timeline")) < 70 and time.time() < deadline and proc.poll() is None:
-        time.sleep(0.01)
-    assert proc.poll() is None, "the miner finished before it could be stopped"
-    os.kill(proc.pid, sig)
-    assert proc.wait(timeout=30) != 0
+    try:
+        deadline = time.time() + 120
+        while not held.is_set() and time.time() < deadline and proc.poll() is None:
+            time.sleep(0.01)
+        assert held.is_set() and proc.poll() is None, "the miner never reached the 70th timeline request"
+        os.kill(proc.pid, sig)
+        assert proc.wait(timeout=30) != 0
+    finally:
+        env.on_request = None
+        release.set()
     stored = count(engine, Issue)
     assert 20 <= stored < len(issues_expected())  # some batches committed, not all
     run = last_run(engine)
