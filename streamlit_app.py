@@ -25,11 +25,16 @@ PAGES = [
 
 st.set_page_config(page_title="Interop Lab", page_icon=":material/hub:", layout="wide")
 pages = [
-    st.Page(f"explorer/pages/{name}.py", title=title, icon=icon, url_path=name, default=(name == "overview"))
-    for name, title, icon in PAGES
+    st.Page(f"explorer/pages/{name}.py", title=title, icon=icon, url_path=name)
+    for name, title, icon in PAGES[1:]
     if (ROOT / "explorer" / "pages" / f"{name}.py").exists()
 ]
-navigation = st.navigation(pages)
+# A default page is served at `/` only (its url_path just names it), so `/overview` is a second, hidden page
+# running the same script: a link to either opens the Overview instead of a "Page not found" notice.
+name, title, icon = PAGES[0]
+home = st.Page(f"explorer/pages/{name}.py", title=title, icon=icon, url_path="home", default=True)
+alias = st.Page(f"explorer/pages/{name}.py", title=title, icon=icon, url_path=name, visibility="hidden")
+navigation = st.navigation([home, *pages, alias])
 with st.sidebar:
     st.caption(f"Database: `{masked_url()}`")
     if st.button("Refresh data", icon=":material/refresh:", help="Forget cached query results (kept 60 s)"):

@@ -28,8 +28,9 @@ from labeling.client import connect  # noqa: E402
 from labeling.codebook import read_codebook  # noqa: E402
 from labeling.labelstudio import choice_value  # noqa: E402
 from labeling.projects import task_data  # noqa: E402
+from labeling.pull import pull  # noqa: E402
 from labeling.store import store_codebook  # noqa: E402
-from labeling.sync import pull, push  # noqa: E402
+from labeling.sync import push  # noqa: E402
 from tests.support.labeling import make_sample  # noqa: E402
 from tests.support.labelstudio import LabelStudioServer  # noqa: E402
 

@@ -349,7 +349,7 @@ def pull(
 
     Any answer of an unexpected shape stops the pull with one error: nothing is stored and no cursor moves."""
     from labeling.client import connect
-    from labeling.sync import pull as do_pull
+    from labeling.pull import pull as do_pull
 
     with _labeling_errors():
         client = connect()

@@ -151,11 +151,11 @@ def questions_(survey: str = typer.Argument(..., help="Survey name.")) -> None:
     """The survey's questions: kind and where it comes from (definition, overrides, or guessed), answers."""
     from rich.table import Table
 
-    from db.queries.survey import SurveyLookupError, list_questions
+    from db.queries.survey import SurveyFilter, SurveyLookupError, list_questions
 
     with user_errors():
         try:
-            frame = list_questions(engine(), survey)
+            frame = list_questions(engine(), SurveyFilter(survey))
         except SurveyLookupError as exc:
             raise UserError(str(exc)) from exc
     table = Table("qid", "type", "kind", "choices", "answered", "question", "kind from")
@@ -191,7 +191,7 @@ def definitions_(survey: str = typer.Argument(..., help="Survey name.")) -> None
     """The survey's stored definitions (.qsf), one version per distinct file; the last one is current."""
     from rich.table import Table
 
-    from db.queries.survey import definitions, list_surveys
+    from db.queries.survey import SurveyFilter, definitions, list_surveys
 
     eng = engine()
     frame = list_surveys(eng)
@@ -199,7 +199,7 @@ def definitions_(survey: str = typer.Argument(..., help="Survey name.")) -> None
         if survey not in set(frame["survey"]):
             known = ", ".join(frame["survey"]) or "none imported yet"
             raise UserError(f"no survey named {survey!r} (surveys: {known})")
-    rows = definitions(eng, survey)
+    rows = definitions(eng, SurveyFilter(survey))
     if not rows:
         console.print(
             f"survey {survey!r} has no definition: its question kinds were guessed from the answers "
@@ -231,11 +231,11 @@ def counts(
     """Counts per choice with both denominators: respondents who answered, and all included respondents."""
     from rich.table import Table
 
-    from db.queries.survey import SurveyLookupError, question_counts
+    from db.queries.survey import SurveyFilter, SurveyLookupError, question_counts
 
     with user_errors():
         try:
-            frame = question_counts(engine(), survey, qid, include_excluded=include_excluded)
+            frame = question_counts(engine(), SurveyFilter(survey, qid, include_excluded=include_excluded))
         except SurveyLookupError as exc:
             raise UserError(str(exc)) from exc
     if csv is not None:

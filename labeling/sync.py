@@ -1,7 +1,7 @@
-"""Push a sample to Label Studio (one project per coder and round: blind coding) and pull codings back.
+"""Push a sample to Label Studio: one project per coder and round (blind coding); labeling/pull.py pulls back.
 
-Every request goes through `LabelStudioClient` (shapes checked); each command is one database transaction, so a
-failure stores nothing: a round exists once its push succeeded, and a pull's cursors move only with its data."""
+Every request goes through `LabelStudioClient` (shapes checked); a push is one database transaction, so a
+failure stores nothing: a round exists once its push succeeded."""
 
 from __future__ import annotations
 
@@ -10,8 +10,6 @@ import random
 import uuid
 from collections import defaultdict
 from dataclasses import dataclass, field
-from datetime import timedelta
-from typing import Any
 
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
@@ -20,27 +18,20 @@ from db.engine import session_scope
 from db.ingest import RunLog, recorded_run
 from db.models.github import Issue, IssueSample, IssueSampleMember, Repository
 from db.models.ingest import IngestRun
-from db.models.labeling import Coder, Coding, LabelItem, LabelRound, LsProject, LsTask
-from labeling.client import LabelStudioClient, LabelStudioError, User, newest
-from labeling.labelstudio import check_result, instructions, labeling_config
+from db.models.labeling import Coder, LabelRound
+from labeling.client import LabelStudioClient, LabelStudioError, User
+from labeling.labelstudio import instructions, labeling_config
 from labeling.projects import ProjectSync, task_data
 from labeling.store import (
-    CodingEntry,
     LabelingError,
     LoadedCodebook,
-    bulk_upsert_codings,
     codebook_for_round,
     ensure_coder,
     ensure_issue_item,
     ensure_round,
-    get_round,
-    round_codebook,
 )
 
 CODER_EMAIL_DOMAIN = "coders.interop.local"
-# A pull sees every write committed before its first request; the next pull re-reads tasks updated after
-# (server time of that request − slack): the slack covers writes in flight and the Date header's 1 s resolution.
-WATERMARK_SLACK = timedelta(seconds=2)
 
 
 @dataclass
@@ -58,14 +49,6 @@ class PushReport:
     created_users: list[str] = field(default_factory=list)
     removed_projects: list[int] = field(default_factory=list)  # left by a failed push with other coders
     kept_projects: list[str] = field(default_factory=list)  # such projects someone annotated in: not deleted
-
-
-@dataclass
-class PullReport:
-    rounds: list[str] = field(default_factory=list)
-    counts: dict[str, int] = field(default_factory=lambda: defaultdict(int))
-    invalid: list[dict[str, Any]] = field(default_factory=list)
-    requests: int = 0
 
 
 # --- push ---------------------------------------------------------------------------------------------------------
@@ -261,127 +244,3 @@ def _push_round(
         log.add("tasks_new", len(todo))
     report.created_projects, report.updated_configs = projects.created, projects.updated
     report.adopted = projects.adopted_tasks
-
-
-# --- pull ---------------------------------------------------------------------------------------------------------
-
-
-def pull(engine: Engine, client: LabelStudioClient, round_name: str | None = None, full: bool = False) -> PullReport:
-    """Fetch tasks changed since the last pull (all with `full`), check every annotation against the round's
-    codebook, and upsert codings; invalid ones are kept as invalid with their problems. One transaction: an
-    answer the client cannot vouch for stores nothing and leaves every "last pulled" time where it was."""
-    report = PullReport()
-    start = client.request_count
-    with recorded_run(engine, "label-pull", {"round": round_name, "full": full}) as log:
-        try:
-            with session_scope(engine) as session:
-                rounds = (
-                    [get_round(session, round_name)]
-                    if round_name
-                    else list(session.exec(select(LabelRound).where(LabelRound.source == "labelstudio")).all())
-                )
-                if not rounds:
-                    raise LabelingError("no Label Studio round yet: push one with `interop label push`")
-                for rnd in rounds:
-                    report.rounds.append(rnd.name)
-                    book = round_codebook(session, rnd)
-                    projects = session.exec(
-                        select(LsProject).where(LsProject.round_id == rnd.id, LsProject.purpose == "coding")
-                    ).all()
-                    for project in projects:
-                        _pull_project(client, session, rnd, book, project, full, report)
-        except LabelStudioError as exc:
-            raise exc.with_context("nothing was stored and no last-pulled time moved") from None
-        for key, n in report.counts.items():
-            log.add(key, n)
-    report.requests = client.request_count - start
-    return report
-
-
-def _pull_project(
-    client: LabelStudioClient,
-    session: Session,
-    rnd: LabelRound,
-    book: LoadedCodebook,
-    project: LsProject,
-    full: bool,
-    report: PullReport,
-) -> None:
-    coder = session.get(Coder, project.coder_id)
-    if coder is None:
-        return
-    task_items = {
-        t.ls_task_id: t.item_id for t in session.exec(select(LsTask).where(LsTask.project_id == project.id)).all()
-    }
-    listing = client.tasks(project.ls_project_id, None if full else project.last_pulled_at)
-    current = {
-        c.item_id: c
-        for c in session.exec(select(Coding).where(Coding.round_id == rnd.id, Coding.coder_id == coder.id)).all()
-    }
-    entries: list[CodingEntry] = []
-    for task in listing.tasks:
-        report.counts["tasks_read"] += 1
-        item_id = task_items.get(task.id)
-        if item_id is None:
-            report.counts["tasks_unknown"] += 1
-            continue
-        live = task.live_annotations
-        report.counts["skipped"] += len(task.annotations) - len(live)
-        ann = newest(live)
-        if ann is None:
-            existing = current.get(item_id)
-            if existing is not None and existing.ls_annotation_id is not None:
-                session.delete(existing)
-                report.counts["removed"] += 1
-            continue
-        report.counts["superseded"] += len(live) - 1
-        checked = check_result(ann.result, book.spec)
-        problems = list(checked.problems)
-        author = ann.completed_by
-        if coder.ls_user_id is not None and author not in (coder.ls_user_id, None):
-            problems.insert(
-                0,
-                f"completed by Label Studio user {author}, not {coder.name} "
-                f"(user {coder.ls_user_id}) whose project this is",
-            )
-        valid = not problems
-        values = {book.dimension_ids[k]: book.code_ids[(k, v)] for k, v in checked.codes.items()} if valid else {}
-        entries.append(
-            CodingEntry(
-                item_id,
-                values,
-                valid,
-                problems,
-                dict(
-                    note=checked.note,
-                    ls_task_id=task.id,
-                    ls_annotation_id=ann.id,
-                    result=ann.result,
-                    created_at=ann.created_at,
-                    updated_at=ann.updated_at,
-                    source_ref=f"labelstudio project {project.ls_project_id} task {task.id} annotation {ann.id}",
-                ),
-            )
-        )
-        if not valid:
-            report.counts["invalid"] += 1
-            item = session.get(LabelItem, item_id)
-            report.invalid.append(
-                {
-                    "round": rnd.name,
-                    "coder": coder.name,
-                    "item": item.ref if item else item_id,
-                    "ls_task_id": task.id,
-                    "ls_annotation_id": ann.id,
-                    "problems": problems,
-                }
-            )
-    session.flush()
-    for state in bulk_upsert_codings(session, rnd.id or 0, coder.id or 0, entries).values():
-        report.counts[state] += 1
-    if listing.server_time is not None:
-        # not past the newest write seen: a server clock behind the tasks' stamps must not skip them
-        candidate = listing.server_time - WATERMARK_SLACK
-        newest_seen = max((t.updated_at for t in listing.tasks), default=None)
-        project.last_pulled_at = min(candidate, newest_seen) if newest_seen is not None else candidate
-        session.add(project)

@@ -73,13 +73,13 @@ def import_survey_export(engine: Engine, export: Path, survey: str = SURVEY) -> 
 def _survey_table(engine: Engine, survey: str, qids: tuple[str, ...]) -> pd.DataFrame:
     from db.queries import survey as survey_q
 
-    questions = survey_q.list_questions(engine, survey).set_index("qid")
+    questions = survey_q.list_questions(engine, survey_q.SurveyFilter(survey)).set_index("qid")
     frames = []
     for qid in qids:
         if qid not in questions.index:
             continue
         q = questions.loc[qid]
-        counts = survey_q.question_counts(engine, survey, qid)
+        counts = survey_q.question_counts(engine, survey_q.SurveyFilter(survey, qid))
         if q["kind"] == "text":
             counts = pd.DataFrame(
                 [

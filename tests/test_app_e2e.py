@@ -118,6 +118,8 @@ def test_every_page_renders_in_chromium(browser: Chromium, server: tuple[Streaml
         browser.screenshot(ARTIFACTS / f"e2e-{backend}-{name}.png")
         if state["exceptions"]:
             problems.append(f"{name}: exception shown in the page: {state['exceptions'][0][:500]}")
+        if state["dialogs"]:
+            problems.append(f"{name}: a dialog covers the page: {state['dialogs'][0][:200]!r}")
         missing = [text for text in expected if text not in state["text"]]
         if name == "sql":
             if state["dataframes"]:
@@ -131,13 +133,32 @@ def test_every_page_renders_in_chromium(browser: Chromium, server: tuple[Streaml
             if missing:
                 problems.append(f"sql after Run: {missing} not shown; page text starts {state['text'][:300]!r}")
             continue
-        if name in ("overview", "issues") and not state["dataframes"]:
+        if name in ("overview", "issues") and not (state["dataframes"] or state["tables"]):
             missing.append("a table")
         if name in ("issues", "survey", "labeling", "experiments") and not state["charts"]:
             missing.append("a chart")
         if missing:
             problems.append(f"{name}: {missing} not shown; page text starts {state['text'][:300]!r}")
     assert not problems, "\n".join(problems)
+
+
+def test_overview_opens_at_the_root_and_at_slash_overview(
+    browser: Chromium, db_url: str, engine: Engine, tmp_path: Path
+) -> None:
+    """`/` and `/overview` both show the Overview (a default page alone is served at `/` only), no dialog."""
+    seed_github(engine)
+    app = StreamlitServer(ROOT / "streamlit_app.py", {"INTEROP_DATABASE_URL": db_url}, tmp_path / "streamlit.log")
+    try:
+        app.wait()
+        for path in ("/", "/overview"):
+            browser.navigate(f"{app.url}{path}")
+            state = wait_for_page(browser, "Overview")
+            assert not state["dialogs"], f"{path}: {state['dialogs']}"
+            assert not state["exceptions"], f"{path}: {state['exceptions']}"
+            assert state["path"] == path, f"{path} was redirected to {state['path']}"
+            assert "Freshness" in state["text"] and "Recent runs" in state["text"] and state["tables"] >= 2
+    finally:
+        app.stop()
 
 
 def test_interop_app_prints_the_url_serves_and_stops(db_url: str, tmp_path: Path) -> None:

@@ -36,12 +36,13 @@ def test_overview_counts_freshness_and_runs(seeded: Seeded) -> None:
     assert figures["GitHub issues"] == f"{github_rows:,}"
     assert figures["Bookkeeping"] == str(seeded.ingest_runs)
     assert any(seeded.failed_error in w.value for w in at.warning)  # github-mine failed last
-    frames = [d.value for d in at.dataframe]
-    fresh = next(f for f in frames if "last_error" in f.columns)
-    assert set(fresh["kind"]) == {"github-mine", "survey-import"}
-    assert fresh.set_index("kind").loc["github-mine", "runs"] == 2
-    assert fresh.set_index("kind").loc["github-mine", "since last success"].endswith(" h")  # years ago: "N d M h"
-    runs = next(f for f in frames if "duration_s" in f.columns)
+    frames = [t.value for t in at.table]
+    fresh = next(f for f in frames if "error of the last failure" in f.columns).set_index("what ran")
+    assert set(fresh.index) == {"github-mine", "survey-import"}
+    assert fresh.loc["github-mine", "runs"] == 2
+    assert fresh.loc["github-mine", "since last success"].endswith(" h")  # years ago: "N d M h"
+    assert fresh.loc["survey-import", "last failure (UTC)"] == "—"  # never failed: no NaT, no None
+    runs = next(f for f in frames if "seconds" in f.columns)
     assert len(runs) == seeded.ingest_runs
 
 

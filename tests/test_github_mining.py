@@ -360,6 +360,26 @@ def test_malformed_json_is_a_clear_error_and_progress_is_kept(
     assert len(env.requests("timeline")) == len(issues_expected()) - kept  # nothing fetched twice
 
 
+def test_an_issue_the_miner_cannot_read_stops_the_cursor_before_it(env: FakeGitHub, cli, engine: Engine) -> None:
+    """The Miner contract: what was understood is stored, the cursor never moves past the unreadable item."""
+    issue = env.repos[REPO].issues[30]
+    good = issue["created_at"]
+    issue["created_at"] = "not a time"
+    try:
+        result = mine(cli, "--batch-size", "10")
+        assert result.exit_code == 2
+        assert "issue 30 listed by GET /repos/pytorch/pytorch/issues cannot be read" in result.output
+        kept = count(engine, Issue)
+        assert kept == len([n for n in issues_expected() if n < 30])
+        assert last_run(engine).status == "failed"
+    finally:
+        issue["created_at"] = good
+    env.reset_log()
+    assert mine(cli).exit_code == 0
+    assert count(engine, Issue) == len(issues_expected())
+    assert len(env.requests("timeline")) == len(issues_expected()) - kept  # resumed at issue 30, nothing twice
+
+
 def test_unknown_repository_is_one_line_and_writes_nothing(env: FakeGitHub, cli, engine: Engine) -> None:
     result = cli("mine", "github", "--repo", "nope/nope")
     assert result.exit_code == 2 and "not found on GitHub: GET /repos/nope/nope" in result.output

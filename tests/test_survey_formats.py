@@ -23,7 +23,15 @@ from db.models.survey import (
     SurveyQuestion,
     SurveyResponse,
 )
-from db.queries.survey import answers, definitions, derived_values, list_questions, list_surveys, question_counts
+from db.queries.survey import (
+    SurveyFilter,
+    answers,
+    definitions,
+    derived_values,
+    list_questions,
+    list_surveys,
+    question_counts,
+)
 from tests.support.qualtrics_exports import ALL_VARIANTS, DEFINITION, Variant, build_rows, write_export
 
 TABLES = (Survey, SurveyDefinition, SurveyQuestion, SurveyResponse, SurveyAnswer, SurveyDerivedValue, IngestRun)
@@ -38,7 +46,7 @@ def table_counts(engine: Engine) -> dict[str, int]:
 
 
 def canonical(engine: Engine, survey: str) -> list[tuple]:
-    frame = answers(engine, survey).drop(columns="excluded")
+    frame = answers(engine, SurveyFilter(survey)).drop(columns="excluded")
     return sorted(tuple(None if v != v else v for v in row) for row in frame.itertuples(index=False))
 
 
@@ -58,7 +66,7 @@ def test_every_layout_imports_the_same_answers(cli, engine: Engine, tmp_path: Pa
         reference = reference or got
         assert got == reference, variant.name
     assert len(reference or []) == 58
-    q = list_questions(engine, "s0").set_index("qid")
+    q = list_questions(engine, SurveyFilter("s0")).set_index("qid")
     assert q.loc["Q9_1", ["kind", "qtype", "parent_qid", "kind_source"]].tolist() == [
         "number",
         "slider",
@@ -82,7 +90,7 @@ def test_the_import_says_what_it_recognised(cli, engine: Engine, tmp_path: Path)
     assert stored["definition_version"] == 1
     assert stored["export_layout"]["value_format"] == "numeric" and stored["export_layout"]["language"] == "DE"
     assert stored["export_layout"]["response_id"] == "Antwort-ID"
-    counts = question_counts(engine, "de", "Q3").set_index("choice")["count"].to_dict()
+    counts = question_counts(engine, SurveyFilter("de", "Q3")).set_index("choice")["count"].to_dict()
     assert counts == {"Other (please specify)": 1, "Researcher": 1, "ML engineer": 1, "Student": 1}
     with Session(engine) as session:
         run = session.exec(select(IngestRun)).one()
@@ -93,14 +101,14 @@ def test_the_import_says_what_it_recognised(cli, engine: Engine, tmp_path: Path)
 def test_derived_text_iq_values_are_stored_with_their_question(cli, engine: Engine, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     path = write_export(tmp_path / "iq.csv", Variant())
     assert cli("survey", "import", str(path), "-s", "iq", "-d", str(DEFINITION)).exit_code == 0
-    frame = derived_values(engine, "iq", "Q8")
+    frame = derived_values(engine, SurveyFilter("iq", "Q8"))
     assert sorted(map(tuple, frame[["response_key", "name", "value"]].values.tolist())) == [
         ("R_1a2B3c4D5e6F7g8", "Sentiment Score", "-0.6"),
         ("R_1a2B3c4D5e6F7g8", "Topics", "Shapes, Crashes"),
         ("R_4dE5f6G7h8I9j0K", "Sentiment Score", "0.8"),
         ("R_4dE5f6G7h8I9j0K", "Topics", "Success"),
     ]
-    assert "Q8 - Topics" not in set(list_questions(engine, "iq")["qid"])
+    assert "Q8 - Topics" not in set(list_questions(engine, SurveyFilter("iq"))["qid"])
     again = cli("survey", "import", str(path), "-s", "iq", "-d", str(DEFINITION))
     assert "nothing new" in again.stdout and table_counts(engine)["survey_derived_value"] == 4
 
@@ -123,8 +131,8 @@ def test_the_definition_is_versioned_and_reused(cli, engine: Engine, tmp_path: P
     result = cli("survey", "import", str(export2), "-s", "v", "-d", str(v2))
     assert result.exit_code == 0, result.output
     assert "v2.qsf, stored as version 2" in result.stdout and "4 updated" in result.stdout
-    assert [d["version"] for d in definitions(engine, "v")] == [1, 2]
-    q = list_questions(engine, "v").set_index("qid")
+    assert [d["version"] for d in definitions(engine, SurveyFilter("v"))] == [1, 2]
+    q = list_questions(engine, SurveyFilter("v")).set_index("qid")
     assert q.loc["Q2", "choices"] == ["Yes, I agree", "No"] and q.loc["Q2", "kind_reason"].startswith("definition v2:")
     reuse = cli("survey", "import", str(export2), "-s", "v")  # no --definition: the stored current one
     assert "definition: 10 questions (version 2, stored with the survey)" in reuse.stdout
@@ -139,7 +147,7 @@ def test_without_a_definition_kinds_are_guessed_and_said_so(cli, engine: Engine,
     result = cli("survey", "import", str(legacy), "-s", "old")
     assert result.exit_code == 0, result.output
     assert "legacy (V1 … V10)" in result.stdout and "no definition: question kinds guessed" in result.stdout
-    stored = list_questions(engine, "old")
+    stored = list_questions(engine, SurveyFilter("old"))
     assert not any(qid.startswith("V") or qid.startswith("Location") for qid in stored["qid"])
     with Session(engine) as session:
         keys = session.exec(select(SurveyResponse.response_key, SurveyResponse.key_source)).all()
@@ -158,13 +166,13 @@ def test_a_definition_turns_a_guessed_survey_into_the_definitions_questions(
 ) -> None:  # type: ignore[no-untyped-def]
     split = write_export(tmp_path / "split.csv", Variant(split=True))
     assert cli("survey", "import", str(split), "-s", "g", "-x", "Q2!=Yes, I consent").exit_code == 0
-    assert {"Q4_1", "Q4_2"} <= set(list_questions(engine, "g")["qid"])
+    assert {"Q4_1", "Q4_2"} <= set(list_questions(engine, SurveyFilter("g"))["qid"])
     result = cli("survey", "import", str(split), "-s", "g", "-d", str(DEFINITION))
     assert result.exit_code == 0, result.output
-    qids = set(list_questions(engine, "g")["qid"])
+    qids = set(list_questions(engine, SurveyFilter("g"))["qid"])
     assert "Q4" in qids and not {"Q4_1", "Q4_2", "Q4_4_TEXT"} & qids
     assert "dropped" in result.stdout and "respondents: 4 included, 1 excluded" in result.stdout
-    counts = question_counts(engine, "g", "Q4").set_index("choice")["count"].to_dict()
+    counts = question_counts(engine, SurveyFilter("g", "Q4")).set_index("choice")["count"].to_dict()
     assert counts["TensorFlow, Keras"] == 2 and counts["PyTorch"] == 2
 
 
@@ -293,7 +301,7 @@ def test_the_study_export_imports_exactly_as_before(cli, engine: Engine, shared_
     path = shared_dir / "data/paper-artifact/survey/interopSurvey.xlsx"
     result = cli("survey", "import", str(path), "-s", "study")
     assert result.exit_code == 0, result.output
-    frame = answers(engine, "study")
+    frame = answers(engine, SurveyFilter("study"))
     rows = sorted(
         [r.response_key, r.qid, int(r.position), r.choice, r.text, bool(r.known)]
         for r in frame.astype(object).where(frame.notna(), None).itertuples()
@@ -301,7 +309,7 @@ def test_the_study_export_imports_exactly_as_before(cli, engine: Engine, shared_
     digest = hashlib.sha256(json.dumps(rows, ensure_ascii=False, separators=(",", ":")).encode()).hexdigest()
     assert len(rows) == 2419
     assert digest == "3c6e9192017306aeb0ba58ccbdcdac962b26910f730af4d620750638af687984"
-    questions = list_questions(engine, "study")
+    questions = list_questions(engine, SurveyFilter("study"))
     spec = [(q.qid, q.kind, list(q.choices)) for q in questions.itertuples()]
     digest = hashlib.sha256(json.dumps(spec, ensure_ascii=False, separators=(",", ":")).encode()).hexdigest()
     assert digest == "d4235115fb12c1e371905595c50af6e41d83aa72f290bedbb0b7fb60684576de"

@@ -15,6 +15,8 @@ from sqlmodel import Session, select
 from db.models.ingest import IngestRun
 from db.models.survey import Survey, SurveyAnswer, SurveyQuestion, SurveyResponse
 from db.queries.survey import (
+    CHOICE_KINDS,
+    SurveyFilter,
     answers,
     list_questions,
     list_surveys,
@@ -85,12 +87,12 @@ def test_import_matches_counts_derived_from_the_file(cli, engine: Engine, export
     assert "92 responses in interopSurvey.xlsx: 92 new" in result.stdout
     assert "ignored 18 'AnswerDisplayOrder' fragment(s)" in result.stdout
     assert len(frame) == 92
-    assert respondent_count(engine, "interop") == 92
-    questions = list_questions(engine, "interop")
+    assert respondent_count(engine, SurveyFilter("interop")) == 92
+    questions = list_questions(engine, SurveyFilter("interop"))
     assert len(questions) == len([c for c in frame.columns if not c.endswith("_TEXT")])
     checked = 0
     for q in questions.itertuples():
-        counts = question_counts(engine, "interop", q.qid)
+        counts = question_counts(engine, SurveyFilter("interop", q.qid))
         expected, n_answered = expected_counts(frame, q.qid, q.kind)
         stored = {row.choice: row.count for row in counts.itertuples() if row.count}
         assert stored == expected, q.qid
@@ -99,9 +101,9 @@ def test_import_matches_counts_derived_from_the_file(cli, engine: Engine, export
         assert q.n_answered == n_answered
         checked += 1
     assert checked == 22
-    stacked = survey_counts(engine, "interop")
+    stacked = survey_counts(engine, SurveyFilter("interop", kinds=CHOICE_KINDS))
     assert set(stacked["qid"]) == set(questions.loc[questions["kind"] != "text", "qid"])
-    q61 = question_counts(engine, "interop", "Q61")
+    q61 = question_counts(engine, SurveyFilter("interop", "Q61"))
     pd.testing.assert_frame_equal(
         stacked[stacked["qid"] == "Q61"].drop(columns="qid").reset_index(drop=True), q61, check_like=False
     )
@@ -109,7 +111,7 @@ def test_import_matches_counts_derived_from_the_file(cli, engine: Engine, export
 
 def test_commas_inside_choices_are_not_split(cli, engine: Engine, export_path: Path, frame) -> None:  # type: ignore[no-untyped-def]
     assert cli("survey", "import", str(export_path), "--survey", "interop").exit_code == 0
-    counts = question_counts(engine, "interop", "Q63").set_index("choice")
+    counts = question_counts(engine, SurveyFilter("interop", "Q63")).set_index("choice")
     for choice in (
         "Framework-to-framework Model Conversion (e.g., converting models from TensorFlow to PyTorch)",
         "Model conversion for deployment (e.g., converting to ONNX for deployment using ONNXRuntime or TensorRT)",
@@ -120,15 +122,15 @@ def test_commas_inside_choices_are_not_split(cli, engine: Engine, export_path: P
     # What naive comma splitting would have produced never became a choice.
     assert all(c.count("(") == c.count(")") and not c.startswith("converting") for c in counts.index)
     assert counts["n_answered"].iloc[0] == frame["Q63"].dropna().map(lambda c: bool(fragments(c))).sum()
-    q23 = list_questions(engine, "interop").set_index("qid").loc["Q23", "choices"]
+    q23 = list_questions(engine, SurveyFilter("interop")).set_index("qid").loc["Q23", "choices"]
     assert "Model size (e.g. base, large, 50, 101)" in q23
     assert not any(c.strip() in {"large", "50", "101)"} for c in q23)
 
 
 def test_text_columns_attach_to_their_choice(cli, engine: Engine, export_path: Path, frame) -> None:  # type: ignore[no-untyped-def]
     assert cli("survey", "import", str(export_path), "--survey", "interop").exit_code == 0
-    stored = answers(engine, "interop")
-    questions = list_questions(engine, "interop").set_index("qid")
+    stored = answers(engine, SurveyFilter("interop"))
+    questions = list_questions(engine, SurveyFilter("interop")).set_index("qid")
     text_columns = [c for c in frame.columns if c.endswith("_TEXT")]
     assert len(text_columns) == 9
     for column in text_columns:
@@ -199,15 +201,15 @@ def test_newer_export_adds_and_updates_by_response_id(cli, engine: Engine, tmp_p
     result = cli("survey", "import", str(v2), "--survey", "s")
     assert result.exit_code == 0, result.output
     assert "3 responses in v2.csv: 1 new, 1 updated, 1 unchanged" in result.stdout
-    stored = answers(engine, "s")
+    stored = answers(engine, SurveyFilter("s"))
     assert sorted(stored[(stored["response_key"] == "R_b") & (stored["qid"] == "Q2")]["choice"]) == ["NNEF", "ONNX"]
-    assert list(responses(engine, "s")["response_key"]) == ["R_a", "R_b", "R_c"]
-    counts = question_counts(engine, "s", "Q2").set_index("choice")
+    assert list(responses(engine, SurveyFilter("s", include_excluded=True))["response_key"]) == ["R_a", "R_b", "R_c"]
+    counts = question_counts(engine, SurveyFilter("s", "Q2")).set_index("choice")
     assert counts.loc["ONNX", "count"] == 2 and counts.loc["ONNX", "n_answered"] == 2
     assert counts.loc["ONNX", "n_respondents"] == 3
     assert counts.loc["ONNX", "pct_of_answered"] == pytest.approx(100.0)
     assert counts.loc["ONNX", "pct_of_respondents"] == pytest.approx(200 / 3)
-    chosen = question_counts(engine, "s", "Q2", denominator="respondents")
+    chosen = question_counts(engine, SurveyFilter("s", "Q2", denominator="respondents"))
     assert chosen.attrs["denominator"] == "respondents"
     assert list(chosen["pct"]) == list(chosen["pct_of_respondents"])
 
@@ -262,15 +264,15 @@ def test_exclusion_flags_without_deleting(cli, engine: Engine, export_path: Path
     )
     assert result.exit_code == 0, result.output
     assert "respondents: 91 included, 1 excluded" in result.stdout
-    assert respondent_count(engine, "interop") == 91
-    assert respondent_count(engine, "interop", include_excluded=True) == 92
-    flagged = responses(engine, "interop")
+    assert respondent_count(engine, SurveyFilter("interop")) == 91
+    assert respondent_count(engine, SurveyFilter("interop", include_excluded=True)) == 92
+    flagged = responses(engine, SurveyFilter("interop", include_excluded=True))
     assert list(flagged.loc[flagged["excluded"], "exclusion_reason"]) == ["no consent"]
     excluded_row = int(flagged.loc[flagged["excluded"], "row_number"].iloc[0])
     assert pd.isna(frame["Q52"].iloc[excluded_row - 3])  # file row 3 is the first respondent
-    counts = question_counts(engine, "interop", "Q61")
+    counts = question_counts(engine, SurveyFilter("interop", "Q61"))
     assert set(counts["n_respondents"]) == {91}
-    everyone = question_counts(engine, "interop", "Q61", include_excluded=True)
+    everyone = question_counts(engine, SurveyFilter("interop", "Q61", include_excluded=True))
     assert everyone["count"].sum() == frame["Q61"].notna().sum()
     assert list_surveys(engine).iloc[0]["exclusion_rules"] == ["Q52!=Yes, I consent"]
 
@@ -282,7 +284,7 @@ def test_exclusion_flags_without_deleting(cli, engine: Engine, export_path: Path
     assert "respondents: 90 included, 2 excluded" in cli("survey", "import", str(export_path), "-s", "interop").stdout
     cleared = cli("survey", "exclude", "interop", "--clear")
     assert cleared.exit_code == 0 and "2 response(s) included again" in cleared.stdout
-    assert respondent_count(engine, "interop") == 92
+    assert respondent_count(engine, SurveyFilter("interop")) == 92
     assert table_counts(engine)["survey_response"] == 92
 
 
@@ -308,7 +310,7 @@ def test_strict_mode_and_unknown_fragments(cli, engine: Engine, export_path: Pat
     lenient = cli("survey", "import", str(export_path), "-s", "interop", "-q", str(overrides))
     assert lenient.exit_code == 0
     assert "unknown fragment(s):" in lenient.stderr and "Q60 (column T): fragment 'MLX'" in lenient.stderr
-    stored = answers(engine, "interop")
+    stored = answers(engine, SurveyFilter("interop"))
     mlx = stored[(stored["qid"] == "Q60") & (stored["choice"] == "MLX")]
     assert len(mlx) == 5 and not mlx["known"].any()
 
@@ -345,14 +347,14 @@ def test_reimport_keeps_the_kind_the_first_import_chose(cli, engine: Engine, tmp
 
     assert infer_kind("Which runtime?", ["ORT", "ORT", "TVM", "TensorRT"])[0] == "text"  # alone, b.csv reads as text
     assert cli("survey", "import", str(first), "-s", "s").exit_code == 0
-    before = list_questions(engine, "s").iloc[0]
+    before = list_questions(engine, SurveyFilter("s")).iloc[0]
     assert before["kind"] == "single"
     result = cli("survey", "import", str(later), "-s", "s")
     assert "2 new, 0 updated, 2 unchanged" in result.stdout
-    after = list_questions(engine, "s").iloc[0]
+    after = list_questions(engine, SurveyFilter("s")).iloc[0]
     assert (after["kind"], after["kind_reason"]) == (before["kind"], before["kind_reason"])
     assert after["choices"] == ["ORT", "TVM", "TensorRT"]
-    assert question_counts(engine, "s", "Q1").set_index("choice")["count"].to_dict() == {
+    assert question_counts(engine, SurveyFilter("s", "Q1")).set_index("choice")["count"].to_dict() == {
         "ORT": 2,
         "TVM": 1,
         "TensorRT": 1,
@@ -388,15 +390,16 @@ def test_newer_export_with_importid_row(cli, engine: Engine, tmp_path: Path) -> 
     ]
     result = cli("survey", "import", str(_write(tmp_path / "new.csv", rows)), "-s", "new")
     assert result.exit_code == 0, result.output
-    questions = list_questions(engine, "new")
+    questions = list_questions(engine, SurveyFilter("new"))
     assert list(questions["qid"]) == ["Q1", "Q2"]
     with Session(engine) as session:
         import_ids = dict(session.exec(select(SurveyQuestion.qid, SurveyQuestion.import_id)).all())
         raw = session.exec(select(SurveyResponse.raw).where(SurveyResponse.response_key == "R_a")).one()
     assert import_ids == {"Q1": "QID1", "Q2": "QID2"}
     assert raw["StartDate"] == "2024-03-01 10:00:00" and raw["Q2_4_TEXT"] == "TVM"
-    assert list(responses(engine, "new")["key_source"]) == ["ResponseId", "ResponseId"]
-    stored = answers(engine, "new")
+    keys = responses(engine, SurveyFilter("new", include_excluded=True))["key_source"]
+    assert list(keys) == ["ResponseId", "ResponseId"]
+    stored = answers(engine, SurveyFilter("new"))
     assert stored[stored["qid"] == "Q2"][["choice", "text"]].fillna("").values.tolist() == [
         ["ONNX", ""],
         ["Other", "TVM"],

@@ -1,9 +1,15 @@
-"""What the Overview page shows: rows per table grouped by area, and how fresh each miner's data is."""
+"""The overview read model: rows per table grouped by area, how fresh each miner's data is, the latest runs.
+
+Every function takes one `OverviewFilter`; the app's Overview and SQL pages (and the tests' expectations) call
+these, in SQL."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Any
+
 import pandas as pd
-from sqlalchemy import and_, func, inspect, literal, select, union_all
+from sqlalchemy import and_, func, inspect, literal, select, true, union_all
 from sqlalchemy.engine import Engine
 from sqlmodel import SQLModel
 
@@ -21,6 +27,15 @@ AREAS = {
 }
 
 
+@dataclass(frozen=True)
+class OverviewFilter:
+    """Which tables and runs: areas (empty: all), run kinds (empty: all), and how many recent runs."""
+
+    areas: tuple[str, ...] = ()
+    kinds: tuple[str, ...] = ()
+    limit: int = 20
+
+
 def table_areas() -> dict[str, str]:
     """Table name → area, from the module each model lives in (db/models/<area>.py)."""
     out: dict[str, str] = {}
@@ -33,11 +48,16 @@ def table_areas() -> dict[str, str]:
     return out
 
 
-def area_counts(engine: Engine) -> pd.DataFrame:
-    """One row per table present in the database: area, table, rows (exact counts)."""
+def area_counts(engine: Engine, flt: OverviewFilter | None = None) -> pd.DataFrame:
+    """One row per table present in the database (of the filter's areas): area, table, rows (exact counts)."""
+    flt = flt or OverviewFilter()
     present = set(inspect(engine).get_table_names())
     areas = table_areas()
-    tables = [t for t in SQLModel.metadata.sorted_tables if t.name in present]
+    tables = [
+        t
+        for t in SQLModel.metadata.sorted_tables
+        if t.name in present and (not flt.areas or areas.get(t.name, "Other") in flt.areas)
+    ]
     rows = []
     with engine.connect() as conn:
         if engine.dialect.name == "sqlite":  # SQLite's count(*) fast path needs a bare count: no literal, no union
@@ -53,16 +73,15 @@ def area_counts(engine: Engine) -> pd.DataFrame:
     return frame.sort_values(["area", "table"], kind="stable").reset_index(drop=True)
 
 
-def area_totals(engine: Engine) -> pd.DataFrame:
-    """Rows per area (sum over its tables)."""
-    counts = area_counts(engine)
-    return counts.groupby("area", as_index=False)["rows"].sum()
+def _kinds(run: Any, flt: OverviewFilter) -> Any:
+    return run.c.kind.in_(list(flt.kinds)) if flt.kinds else true()
 
 
-def miner_freshness(engine: Engine) -> pd.DataFrame:
+def miner_freshness(engine: Engine, flt: OverviewFilter | None = None) -> pd.DataFrame:
     """Per run kind: runs, last successful finish, last failure with its error, and runs still going.
 
     A run whose process died without closing it (`abandoned`) counts as a failure at the time it started."""
+    flt = flt or OverviewFilter()
     run = IngestRun.__table__  # type: ignore[attr-defined]
     failure = run.c.status.in_([RunStatus.failed.value, RunStatus.abandoned.value])
     summary = (
@@ -74,6 +93,7 @@ def miner_freshness(engine: Engine) -> pd.DataFrame:
             func.count().filter(run.c.status == RunStatus.running.value).label("running"),
             func.max(run.c.started_at).label("last_started_at"),
         )
+        .where(_kinds(run, flt))
         .group_by(run.c.kind)
         .subquery()
     )
@@ -107,17 +127,18 @@ def miner_freshness(engine: Engine) -> pd.DataFrame:
 RUN_COLUMNS = ["id", "kind", "status", "started_at", "finished_at", "duration_s", "counts", "error"]
 
 
-def recent_runs(engine: Engine, limit: int = 20) -> pd.DataFrame:
-    """The newest ingest_run rows: kind, status, when, how long, counts and error."""
+def recent_runs(engine: Engine, flt: OverviewFilter | None = None) -> pd.DataFrame:
+    """The newest `flt.limit` ingest_run rows (of the filter's kinds): kind, status, when, how long, counts, error."""
+    flt = flt or OverviewFilter()
     run = IngestRun.__table__  # type: ignore[attr-defined]
-    stmt = select(run).order_by(run.c.started_at.desc(), run.c.id.desc()).limit(limit)
+    stmt = select(run).where(_kinds(run, flt)).order_by(run.c.started_at.desc(), run.c.id.desc()).limit(flt.limit)
     with engine.connect() as conn:
         rows = conn.execute(stmt).mappings().all()
     records = [
         {
             **{k: r[k] for k in ("id", "kind", "status", "started_at", "finished_at", "error")},
             "duration_s": (r["finished_at"] - r["started_at"]).total_seconds() if r["finished_at"] else None,
-            "counts": ", ".join(f"{k}={v}" for k, v in sorted((r["counts"] or {}).items())),
+            "counts": ", ".join(f"{k}={v}" for k, v in sorted((r["counts"] or {}).items())) or None,
         }
         for r in rows
     ]
@@ -127,12 +148,15 @@ def recent_runs(engine: Engine, limit: int = 20) -> pd.DataFrame:
     return frame
 
 
-def table_columns(engine: Engine) -> pd.DataFrame:
-    """Every table and its columns with their SQL types, for writing console queries."""
+def table_columns(engine: Engine, flt: OverviewFilter | None = None) -> pd.DataFrame:
+    """Every table (of the filter's areas) and its columns with their SQL types, for writing console queries."""
+    flt = flt or OverviewFilter()
     inspector = inspect(engine)
+    areas = table_areas()
     rows = [
         {"table": name, "column": col["name"], "type": str(col["type"]), "nullable": bool(col.get("nullable", True))}
         for name in sorted(inspector.get_table_names())
+        if not flt.areas or areas.get(name, "Other") in flt.areas
         for col in inspector.get_columns(name)
     ]
     return pd.DataFrame(rows, columns=["table", "column", "type", "nullable"])

@@ -1,15 +1,17 @@
-"""Survey read-side: surveys, questions and per-question counts with an explicit denominator, as DataFrames.
+"""The survey read model: surveys, questions, answers and per-question counts, in SQL, as DataFrames.
 
-Two denominators are always given side by side, because papers mix them up:
+Every function takes one `SurveyFilter`; the CLI (`interop survey`), the app's Survey page and `report paper`
+call these and nothing else. Two denominators are always given side by side, because papers mix them up:
 `n_answered` (included respondents with at least one answer to the question) and `n_respondents`
 (all included respondents of the survey). Excluded respondents count only with `include_excluded=True`.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
-from sqlalchemy import func
+from sqlalchemy import case, func
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
@@ -26,10 +28,31 @@ if TYPE_CHECKING:
     import pandas as pd
 
 COUNT_COLUMNS = ["choice", "count", "n_answered", "n_respondents", "pct_of_answered", "pct_of_respondents"]
+#: Question kinds answered by picking choices (the others are free text and numbers, counted per distinct text).
+CHOICE_KINDS = ("single", "multi")
+TEXT_KINDS = ("text", "number")
 
 
 class SurveyLookupError(LookupError):
     """No survey or question by that name."""
+
+
+@dataclass(frozen=True)
+class SurveyFilter:
+    """What to read: one survey (None: every survey), optionally one question and only some question kinds
+    (empty: all), whether excluded respondents count, and which denominator `pct` copies (None: no `pct`)."""
+
+    survey: str | None = None
+    qid: str | None = None
+    kinds: tuple[str, ...] = ()
+    include_excluded: bool = False
+    denominator: Literal["answered", "respondents"] | None = None
+
+    def named(self) -> str:
+        """The survey's name; a function reading one survey's data refuses a filter without one."""
+        if not self.survey:
+            raise SurveyLookupError("name a survey (SurveyFilter(survey=...))")
+        return self.survey
 
 
 def _survey(session: Session, name: str) -> Survey:
@@ -53,39 +76,55 @@ def _included(include_excluded: bool) -> Any:
     return True if include_excluded else SurveyResponse.excluded.is_(False)  # type: ignore[attr-defined]
 
 
-def list_surveys(engine: Engine) -> pd.DataFrame:
-    """One row per survey: respondents (included/excluded), questions, last source file."""
+def _questions(srv: Survey, flt: SurveyFilter) -> list[Any]:
+    """WHERE clauses for the survey's questions the filter keeps (one qid, some kinds)."""
+    where = [SurveyQuestion.survey_id == srv.id]
+    if flt.qid is not None:
+        where.append(SurveyQuestion.qid == flt.qid)
+    if flt.kinds:
+        where.append(SurveyQuestion.kind.in_(list(flt.kinds)))  # type: ignore[attr-defined]
+    return where
+
+
+def list_surveys(engine: Engine, flt: SurveyFilter | None = None) -> pd.DataFrame:
+    """One row per survey (only `flt.survey` when given): respondents (included/excluded), questions, current
+    definition version, last source file and its layout."""
     import pandas as pd
 
+    flt = flt or SurveyFilter()
+    response = select(func.count(SurveyResponse.id)).where(SurveyResponse.survey_id == Survey.id)
+    stmt = select(
+        Survey,
+        response.scalar_subquery().label("respondents"),
+        response.where(SurveyResponse.excluded.is_(True)).scalar_subquery().label("excluded"),  # type: ignore[attr-defined]
+        select(func.count(SurveyQuestion.id))
+        .where(SurveyQuestion.survey_id == Survey.id)
+        .scalar_subquery()
+        .label("questions"),
+        select(func.max(SurveyDefinition.version))
+        .where(SurveyDefinition.survey_id == Survey.id)
+        .scalar_subquery()
+        .label("definition_version"),
+    ).order_by(Survey.name)
+    if flt.survey is not None:
+        stmt = stmt.where(Survey.name == flt.survey)
     with Session(engine) as session:
-        rows = []
-        for survey in session.exec(select(Survey).order_by(Survey.name)):
-            total, excluded = session.exec(
-                select(
-                    func.count(SurveyResponse.id), func.count(SurveyResponse.id).filter(SurveyResponse.excluded)
-                ).where(SurveyResponse.survey_id == survey.id)
-            ).one()
-            n_questions = session.exec(
-                select(func.count(SurveyQuestion.id)).where(SurveyQuestion.survey_id == survey.id)
-            ).one()
-            definition = session.exec(
-                select(func.max(SurveyDefinition.version)).where(SurveyDefinition.survey_id == survey.id)
-            ).one()
-            rows.append(
-                {
-                    "survey": survey.name,
-                    "respondents": total,
-                    "included": total - excluded,
-                    "excluded": excluded,
-                    "questions": n_questions,
-                    "source_file": survey.source_file,
-                    "source_format": survey.source_format,
-                    "exclusion_rules": [r["rule"] for r in survey.exclusion_rules],
-                    "definition_version": definition,
-                    "export_layout": survey.export_layout or {},
-                    "updated_at": survey.updated_at,
-                }
-            )
+        rows = [
+            {
+                "survey": survey.name,
+                "respondents": int(total),
+                "included": int(total) - int(excluded),
+                "excluded": int(excluded),
+                "questions": int(questions),
+                "source_file": survey.source_file,
+                "source_format": survey.source_format,
+                "exclusion_rules": [r["rule"] for r in survey.exclusion_rules],
+                "definition_version": version,
+                "export_layout": survey.export_layout or {},
+                "updated_at": survey.updated_at,
+            }
+            for survey, total, excluded, questions, version in session.exec(stmt)
+        ]
     columns = [
         "survey",
         "respondents",
@@ -102,25 +141,26 @@ def list_surveys(engine: Engine) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=columns)
 
 
-def list_questions(engine: Engine, survey: str, include_excluded: bool = False) -> pd.DataFrame:
+def list_questions(engine: Engine, flt: SurveyFilter) -> pd.DataFrame:
     """The survey's questions in export order: kind (and why, and whether the definition gave it or it was
     guessed from the answers), the definition's type, choices, and how many respondents answered."""
     import pandas as pd
 
     with Session(engine) as session:
-        srv = _survey(session, survey)
-        versions = dict(
-            session.exec(
-                select(SurveyDefinition.id, SurveyDefinition.version).where(SurveyDefinition.survey_id == srv.id)
-            ).all()
+        srv = _survey(session, flt.named())
+        answered = (
+            select(SurveyAnswer.question_id, func.count(func.distinct(SurveyAnswer.response_id)).label("n"))
+            .join(SurveyResponse, SurveyResponse.id == SurveyAnswer.response_id)
+            .where(SurveyResponse.survey_id == srv.id, _included(flt.include_excluded))
+            .group_by(SurveyAnswer.question_id)
+            .subquery()
         )
-        answered = dict(
-            session.exec(
-                select(SurveyAnswer.question_id, func.count(func.distinct(SurveyAnswer.response_id)))
-                .join(SurveyResponse, SurveyResponse.id == SurveyAnswer.response_id)
-                .where(SurveyResponse.survey_id == srv.id, _included(include_excluded))
-                .group_by(SurveyAnswer.question_id)
-            ).all()
+        stmt = (
+            select(SurveyQuestion, answered.c.n, SurveyDefinition.version)
+            .outerjoin(answered, answered.c.question_id == SurveyQuestion.id)
+            .outerjoin(SurveyDefinition, SurveyDefinition.id == SurveyQuestion.definition_id)
+            .where(*_questions(srv, flt))
+            .order_by(SurveyQuestion.position)
         )
         rows = [
             {
@@ -129,18 +169,16 @@ def list_questions(engine: Engine, survey: str, include_excluded: bool = False) 
                 "text": q.text,
                 "n_choices": len(q.choices),
                 "choices": list(q.choices),
-                "n_answered": answered.get(q.id, 0),
+                "n_answered": int(n or 0),
                 "kind_reason": q.kind_reason,
                 "text_columns": dict(q.text_columns),
                 "kind_source": q.kind_source,
                 "qtype": q.qtype,
                 "parent_qid": q.parent_qid,
-                "definition_version": versions.get(q.definition_id) if q.definition_id is not None else None,
+                "definition_version": version,
                 "details": dict(q.details),
             }
-            for q in session.exec(
-                select(SurveyQuestion).where(SurveyQuestion.survey_id == srv.id).order_by(SurveyQuestion.position)
-            )
+            for q, n, version in session.exec(stmt)
         ]
     columns = [
         "qid",
@@ -160,34 +198,37 @@ def list_questions(engine: Engine, survey: str, include_excluded: bool = False) 
     return pd.DataFrame(rows, columns=columns)
 
 
-def stored_questions(engine: Engine, survey: str) -> dict[str, tuple[str, str, list[str], str]]:
+def stored_questions(engine: Engine, flt: SurveyFilter) -> dict[str, tuple[str, str, list[str], str]]:
     """qid -> (kind, kind_reason, choices, kind_source) as stored by earlier imports; empty for a new survey."""
     with Session(engine) as session:
-        srv = session.exec(select(Survey).where(Survey.name == survey)).first()
+        srv = session.exec(select(Survey).where(Survey.name == flt.named())).first()
         if srv is None:
             return {}
         return {
             q.qid: (q.kind, q.kind_reason, list(q.choices), q.kind_source)
-            for q in session.exec(select(SurveyQuestion).where(SurveyQuestion.survey_id == srv.id))
+            for q in session.exec(select(SurveyQuestion).where(*_questions(srv, flt)))
         }
 
 
-def definitions(engine: Engine, survey: str) -> list[dict[str, Any]]:
-    """The survey's stored definition versions, oldest first (the last one is current), with their content."""
+def definitions(engine: Engine, flt: SurveyFilter) -> list[dict[str, Any]]:
+    """The survey's stored definition versions, oldest first (the last one is current), with their content;
+    empty for a survey not imported yet."""
     with Session(engine) as session:
-        srv = session.exec(select(Survey).where(Survey.name == survey)).first()
+        srv = session.exec(select(Survey).where(Survey.name == flt.named())).first()
         if srv is None:
             return []
-        rows = session.exec(
-            select(SurveyDefinition).where(SurveyDefinition.survey_id == srv.id).order_by(SurveyDefinition.version)
-        ).all()
-        used = dict(
-            session.exec(
-                select(SurveyQuestion.definition_id, func.count(SurveyQuestion.id))
-                .where(SurveyQuestion.survey_id == srv.id)
-                .group_by(SurveyQuestion.definition_id)
-            ).all()
+        used = (
+            select(SurveyQuestion.definition_id, func.count(SurveyQuestion.id).label("n"))
+            .where(SurveyQuestion.survey_id == srv.id)
+            .group_by(SurveyQuestion.definition_id)
+            .subquery()
         )
+        rows = session.exec(
+            select(SurveyDefinition, used.c.n)
+            .outerjoin(used, used.c.definition_id == SurveyDefinition.id)
+            .where(SurveyDefinition.survey_id == srv.id)
+            .order_by(SurveyDefinition.version)
+        ).all()
         return [
             {
                 "version": d.version,
@@ -197,20 +238,23 @@ def definitions(engine: Engine, survey: str) -> list[dict[str, Any]]:
                 "title": d.title,
                 "language": d.language,
                 "questions": d.questions,
-                "stored_questions": int(used.get(d.id, 0)),
+                "stored_questions": int(n or 0),
                 "loaded_at": d.loaded_at,
                 "spec": d.spec,
             }
-            for d in rows
+            for d, n in rows
         ]
 
 
-def derived_values(engine: Engine, survey: str, qid: str | None = None) -> pd.DataFrame:
-    """Values Qualtrics derived from answers (Text iQ topics and sentiment, NPS group), one row per value."""
+def derived_values(engine: Engine, flt: SurveyFilter) -> pd.DataFrame:
+    """Values Qualtrics derived from answers (Text iQ topics and sentiment, NPS group), one row per value;
+    excluded respondents' values too, flagged (the filter's `qid` narrows to one question)."""
     import pandas as pd
 
     with Session(engine) as session:
-        srv = _survey(session, survey)
+        srv = _survey(session, flt.named())
+        if flt.qid is not None:
+            _question(session, srv, flt.qid)
         query = (
             select(
                 SurveyResponse.response_key,
@@ -221,110 +265,125 @@ def derived_values(engine: Engine, survey: str, qid: str | None = None) -> pd.Da
             )
             .join(SurveyResponse, SurveyResponse.id == SurveyDerivedValue.response_id)
             .join(SurveyQuestion, SurveyQuestion.id == SurveyDerivedValue.question_id)
-            .where(SurveyResponse.survey_id == srv.id)
+            .where(SurveyResponse.survey_id == srv.id, *_questions(srv, flt))
             .order_by(SurveyResponse.row_number, SurveyQuestion.position, SurveyDerivedValue.name)
         )
-        if qid is not None:
-            _question(session, srv, qid)
-            query = query.where(SurveyQuestion.qid == qid)
         rows = session.exec(query).all()
     columns = ["response_key", "qid", "name", "value", "excluded"]
     return pd.DataFrame([tuple(r) for r in rows], columns=columns)
 
 
-def respondent_count(engine: Engine, survey: str, include_excluded: bool = False) -> int:
+def respondent_count(engine: Engine, flt: SurveyFilter) -> int:
     """Respondents of the survey (only included ones unless `include_excluded`)."""
     with Session(engine) as session:
-        srv = _survey(session, survey)
+        srv = _survey(session, flt.named())
         return int(
             session.exec(
                 select(func.count(SurveyResponse.id)).where(
-                    SurveyResponse.survey_id == srv.id, _included(include_excluded)
+                    SurveyResponse.survey_id == srv.id, _included(flt.include_excluded)
                 )
             ).one()
         )
 
 
-def question_counts(
-    engine: Engine,
-    survey: str,
-    qid: str,
-    include_excluded: bool = False,
-    denominator: Literal["answered", "respondents"] | None = None,
-) -> pd.DataFrame:
-    """Counts per choice (per distinct text for free-text questions) with both denominators.
+def survey_counts(engine: Engine, flt: SurveyFilter) -> pd.DataFrame:
+    """Counts per choice (per distinct text for free-text and number questions) of every question the filter
+    keeps, stacked in export order with a leading `qid` column and both denominators.
 
-    Columns: choice, count, n_answered, n_respondents, pct_of_answered, pct_of_respondents, and with
-    `denominator` also `pct` (a copy of the chosen one; `frame.attrs["denominator"]` names it). Known
-    choices nobody selected appear with count 0. Multi-select percentages add up to more than 100.
-    """
+    Known choices nobody selected appear with count 0; within a question rows go by count, then the choices'
+    order. Multi-select percentages add up to more than 100."""
     import pandas as pd
 
     with Session(engine) as session:
-        srv = _survey(session, survey)
-        question = _question(session, srv, qid)
-        included = _included(include_excluded)
-        n_respondents = session.exec(
-            select(func.count(SurveyResponse.id)).where(SurveyResponse.survey_id == srv.id, included)
-        ).one()
-        n_answered = session.exec(
-            select(func.count(func.distinct(SurveyAnswer.response_id)))
-            .join(SurveyResponse, SurveyResponse.id == SurveyAnswer.response_id)
-            .where(SurveyAnswer.question_id == question.id, included)
-        ).one()
-        value = SurveyAnswer.text if question.kind in ("text", "number") else SurveyAnswer.choice
-        counted = dict(
+        srv = _survey(session, flt.named())
+        if flt.qid is not None:
+            _question(session, srv, flt.qid)
+        included = _included(flt.include_excluded)
+        questions = session.exec(
+            select(SurveyQuestion).where(*_questions(srv, flt)).order_by(SurveyQuestion.position)
+        ).all()
+        n_respondents = int(
             session.exec(
-                select(value, func.count(func.distinct(SurveyAnswer.response_id)))
-                .join(SurveyResponse, SurveyResponse.id == SurveyAnswer.response_id)
-                .where(SurveyAnswer.question_id == question.id, included)
-                .group_by(value)
-            ).all()
+                select(func.count(SurveyResponse.id)).where(SurveyResponse.survey_id == srv.id, included)
+            ).one()
         )
-        order = {c: i for i, c in enumerate(question.choices)}
-    for choice in question.choices:
-        counted.setdefault(choice, 0)
-    frame = pd.DataFrame([{"choice": c, "count": int(n)} for c, n in counted.items()], columns=["choice", "count"])
-    frame["n_answered"] = int(n_answered)
-    frame["n_respondents"] = int(n_respondents)
-    frame["pct_of_answered"] = frame["count"] * 100.0 / n_answered if n_answered else float("nan")
-    frame["pct_of_respondents"] = frame["count"] * 100.0 / n_respondents if n_respondents else float("nan")
-    frame["_order"] = frame["choice"].map(lambda c: order.get(c, len(order)))
-    frame = frame.sort_values(["count", "_order", "choice"], ascending=[False, True, True], kind="stable")
-    frame = frame.drop(columns="_order").reset_index(drop=True)
-    frame = frame[COUNT_COLUMNS]
-    frame.attrs.update({"survey": survey, "qid": qid, "kind": question.kind, "text": question.text})
-    if denominator is not None:
-        if denominator not in ("answered", "respondents"):
-            raise ValueError(f"denominator must be 'answered' or 'respondents', not {denominator!r}")
-        frame = frame.assign(pct=frame[f"pct_of_{denominator}"])
-        frame.attrs["denominator"] = denominator
+        # one row per (question, respondent, value): free text and numbers count by text, the rest by choice
+        value = case((SurveyQuestion.kind.in_(TEXT_KINDS), SurveyAnswer.text), else_=SurveyAnswer.choice)  # type: ignore[attr-defined]
+        given = (
+            select(SurveyAnswer.question_id, SurveyAnswer.response_id, value.label("value"))
+            .join(SurveyResponse, SurveyResponse.id == SurveyAnswer.response_id)
+            .join(SurveyQuestion, SurveyQuestion.id == SurveyAnswer.question_id)
+            .where(*_questions(srv, flt), included)
+            .subquery()
+        )
+        respondents = func.count(func.distinct(given.c.response_id))
+        n_answered = dict(session.exec(select(given.c.question_id, respondents).group_by(given.c.question_id)).all())
+        counted = session.exec(
+            select(given.c.question_id, given.c.value, respondents).group_by(given.c.question_id, given.c.value)
+        ).all()
+    per_question: dict[int, dict[Any, int]] = {q.id or 0: {} for q in questions}
+    for question_id, choice, n in counted:
+        per_question[question_id][choice] = int(n)
+    rows = []
+    for position, q in enumerate(questions):
+        counts = per_question[q.id or 0]
+        for choice in q.choices:
+            counts.setdefault(choice, 0)
+        order = {c: i for i, c in enumerate(q.choices)}
+        answered = int(n_answered.get(q.id, 0))
+        rows.extend(
+            {
+                "qid": q.qid,
+                "choice": choice,
+                "count": n,
+                "n_answered": answered,
+                "n_respondents": n_respondents,
+                "_position": position,
+                "_order": order.get(choice, len(order)),
+            }
+            for choice, n in counts.items()
+        )
+    frame = pd.DataFrame(rows, columns=["qid", "choice", "count", "n_answered", "n_respondents", "_position", "_order"])
+    frame = frame.astype({"count": "int64", "n_answered": "int64", "n_respondents": "int64"})
+    answered_base = frame["n_answered"].where(frame["n_answered"] > 0)
+    respondent_base = frame["n_respondents"].where(frame["n_respondents"] > 0)
+    frame["pct_of_answered"] = (frame["count"] * 100.0 / answered_base).astype("float64")
+    frame["pct_of_respondents"] = (frame["count"] * 100.0 / respondent_base).astype("float64")
+    frame = frame.sort_values(
+        ["_position", "count", "_order", "choice"], ascending=[True, False, True, True], kind="stable"
+    )
+    frame = frame[["qid", *COUNT_COLUMNS]].reset_index(drop=True)
+    if flt.denominator is not None:
+        if flt.denominator not in ("answered", "respondents"):
+            raise ValueError(f"denominator must be 'answered' or 'respondents', not {flt.denominator!r}")
+        frame = frame.assign(pct=frame[f"pct_of_{flt.denominator}"])
+        frame.attrs["denominator"] = flt.denominator
     return frame
 
 
-def survey_counts(
-    engine: Engine, survey: str, include_excluded: bool = False, kinds: tuple[str, ...] = ("single", "multi")
-) -> pd.DataFrame:
-    """`question_counts` of every question of the given kinds, stacked with a leading `qid` column."""
-    import pandas as pd
+def question_counts(engine: Engine, flt: SurveyFilter) -> pd.DataFrame:
+    """`survey_counts` of the filter's one question (`qid` is required), without the `qid` column.
 
-    questions = list_questions(engine, survey, include_excluded)
-    frames = []
-    for qid in questions.loc[questions["kind"].isin(kinds), "qid"]:
-        frame = question_counts(engine, survey, qid, include_excluded)
-        frame.insert(0, "qid", qid)
-        frames.append(frame)
-    if not frames:
-        return pd.DataFrame(columns=["qid", *COUNT_COLUMNS])
-    return pd.concat(frames, ignore_index=True)
+    Columns: choice, count, n_answered, n_respondents, pct_of_answered, pct_of_respondents, and with
+    `denominator` also `pct` (a copy of the chosen one; `frame.attrs["denominator"]` names it); `frame.attrs`
+    also give the survey, qid, kind and question text."""
+    if flt.qid is None:
+        raise SurveyLookupError("name a question (SurveyFilter(qid=...))")
+    with Session(engine) as session:
+        question = _question(session, _survey(session, flt.named()), flt.qid)
+        kind, text = question.kind, question.text
+    stacked = survey_counts(engine, SurveyFilter(flt.survey, flt.qid, (), flt.include_excluded, flt.denominator))
+    frame = stacked.drop(columns="qid")
+    frame.attrs.update({"survey": flt.survey, "qid": flt.qid, "kind": kind, "text": text, **stacked.attrs})
+    return frame
 
 
-def answers(engine: Engine, survey: str, include_excluded: bool = False) -> pd.DataFrame:
+def answers(engine: Engine, flt: SurveyFilter) -> pd.DataFrame:
     """Every answer in long form (response_key, qid, position, choice, text, known, value, excluded)."""
     import pandas as pd
 
     with Session(engine) as session:
-        srv = _survey(session, survey)
+        srv = _survey(session, flt.named())
         rows = session.exec(
             select(
                 SurveyResponse.response_key,
@@ -338,19 +397,19 @@ def answers(engine: Engine, survey: str, include_excluded: bool = False) -> pd.D
             )
             .join(SurveyResponse, SurveyResponse.id == SurveyAnswer.response_id)
             .join(SurveyQuestion, SurveyQuestion.id == SurveyAnswer.question_id)
-            .where(SurveyResponse.survey_id == srv.id, _included(include_excluded))
+            .where(*_questions(srv, flt), _included(flt.include_excluded))
             .order_by(SurveyResponse.row_number, SurveyQuestion.position, SurveyAnswer.position)
         ).all()
     columns = ["response_key", "qid", "position", "choice", "text", "known", "value", "excluded"]
     return pd.DataFrame([tuple(r) for r in rows], columns=columns)
 
 
-def responses(engine: Engine, survey: str, include_excluded: bool = True) -> pd.DataFrame:
-    """One row per response: key, file row, excluded flag and reason (all responses by default)."""
+def responses(engine: Engine, flt: SurveyFilter) -> pd.DataFrame:
+    """One row per response: key, file row, excluded flag and reason (excluded ones with `include_excluded`)."""
     import pandas as pd
 
     with Session(engine) as session:
-        srv = _survey(session, survey)
+        srv = _survey(session, flt.named())
         rows = session.exec(
             select(
                 SurveyResponse.response_key,
@@ -359,7 +418,7 @@ def responses(engine: Engine, survey: str, include_excluded: bool = True) -> pd.
                 SurveyResponse.excluded,
                 SurveyResponse.exclusion_reason,
             )
-            .where(SurveyResponse.survey_id == srv.id, _included(include_excluded))
+            .where(SurveyResponse.survey_id == srv.id, _included(flt.include_excluded))
             .order_by(SurveyResponse.row_number)
         ).all()
     columns = ["response_key", "key_source", "row_number", "excluded", "exclusion_reason"]

@@ -2,11 +2,27 @@
 
 from __future__ import annotations
 
+import re
+
 import pandas as pd
 import streamlit as st
 
 from db.queries import overview
-from explorer.common import empty_state, query, schema_missing
+from explorer.common import empty_state, for_display, query, schema_missing
+
+FRESHNESS = {
+    "kind": "what ran",
+    "last_success_at": "last success (UTC)",
+    "last_failure_at": "last failure (UTC)",
+    "last_started_at": "last start (UTC)",
+    "last_error": "error of the last failure",
+}
+RUNS = {"started_at": "started (UTC)", "finished_at": "finished (UTC)", "duration_s": "seconds"}
+
+
+def plain(frame: pd.DataFrame) -> pd.DataFrame:
+    """Text cells shown literally: st.table reads cells as Markdown, and an error message is not Markdown."""
+    return frame.map(lambda v: re.sub(r"([\\`*_{}\[\]<>#|~])", r"\\\1", v) if isinstance(v, str) else v)
 
 
 def age(delta: pd.Timedelta) -> str:
@@ -34,7 +50,7 @@ columns = st.columns(max(len(totals), 1))
 for column, row in zip(columns, totals.itertuples(index=False), strict=False):
     column.metric(str(row.area), f"{int(row.rows):,}", help="rows over all tables of this area")
 with st.expander("Rows per table", expanded=False):
-    st.dataframe(counts, hide_index=True, width="stretch")
+    st.table(counts.set_index(["area", "table"]), border="horizontal")
 
 st.subheader("Freshness")
 fresh = query(overview.miner_freshness)
@@ -49,18 +65,8 @@ else:
     now = pd.Timestamp.now(tz="UTC")
     since = fresh["last_success_at"].map(lambda t: age(now - t) if pd.notna(t) else "never")
     fresh.insert(1, "since last success", since)
-    st.dataframe(
-        fresh,
-        hide_index=True,
-        width="stretch",
-        column_config={
-            "kind": "what ran",
-            "last_success_at": st.column_config.DatetimeColumn("last success (UTC)", format="YYYY-MM-DD HH:mm"),
-            "last_failure_at": st.column_config.DatetimeColumn("last failure (UTC)", format="YYYY-MM-DD HH:mm"),
-            "last_started_at": st.column_config.DatetimeColumn("last start (UTC)", format="YYYY-MM-DD HH:mm"),
-            "last_error": st.column_config.TextColumn("error of the last failure", width="large"),
-        },
-    )
+    # st.table wraps long errors instead of cutting columns off at the page's edge
+    st.table(plain(for_display(fresh)).rename(columns=FRESHNESS), border="horizontal", hide_index=True)
     failing = fresh[
         fresh["last_failure_at"].notna()
         & (fresh["last_success_at"].isna() | (fresh["last_failure_at"] > fresh["last_success_at"]))
@@ -69,18 +75,11 @@ else:
         st.warning(f"`{row.kind}` failed last ({row.last_failure_at:%Y-%m-%d %H:%M} UTC): {row.last_error}")
 
 st.subheader("Recent runs")
-runs = query(overview.recent_runs, limit=int(st.session_state.get("recent_limit", 20)))
+limit = int(st.session_state.get("recent_limit", 20))
+runs = query(overview.recent_runs, flt=overview.OverviewFilter(limit=limit))
 if runs.empty:
     st.caption("No runs recorded yet.")
 else:
-    st.dataframe(
-        runs,
-        hide_index=True,
-        width="stretch",
-        column_config={
-            "started_at": st.column_config.DatetimeColumn("started (UTC)", format="YYYY-MM-DD HH:mm:ss"),
-            "finished_at": st.column_config.DatetimeColumn("finished (UTC)", format="YYYY-MM-DD HH:mm:ss"),
-            "duration_s": st.column_config.NumberColumn("seconds", format="%.1f"),
-        },
-    )
+    runs["duration_s"] = runs["duration_s"].map(lambda s: f"{s:.1f}" if pd.notna(s) else None)
+    st.table(plain(for_display(runs)).rename(columns=RUNS), border="horizontal", hide_index=True)
     st.number_input("rows shown", min_value=5, max_value=500, step=5, value=20, key="recent_limit")

@@ -7,7 +7,7 @@ import pandas as pd
 import streamlit as st
 
 from db.queries import survey as survey_q
-from explorer.common import empty_state, param, query, select_param, set_params
+from explorer.common import MISSING, empty_state, for_display, param, query, select_param, set_params
 
 DENOMINATORS = {
     "answered": "respondents who answered the question",
@@ -34,7 +34,8 @@ a.metric("Respondents", int(info["respondents"]))
 b.metric("Included", int(info["included"]))
 c.metric("Excluded", int(info["excluded"]), help="by the survey's exclusion rules (consent, screening)")
 d.metric("Questions", int(info["questions"]))
-st.caption(f"Imported from `{info['source_file']}`; exclusion rules: {info['exclusion_rules'] or 'none'}")
+source = info["source_file"] if isinstance(info["source_file"], str) else MISSING
+st.caption(f"Imported from `{source}`; exclusion rules: {', '.join(info['exclusion_rules']) or 'none'}")
 
 denominator = param("denom", "answered")
 denominator = denominator if denominator in DENOMINATORS else "answered"
@@ -48,26 +49,26 @@ denominator = st.radio(
 )
 set_params(denom="" if denominator == "answered" else denominator)
 
-questions = query(survey_q.list_questions, survey=chosen)
+questions = query(survey_q.list_questions, flt=survey_q.SurveyFilter(chosen))
 kinds = {"single": "single choice", "multi": "multi-select", "text": "free text"}
-labels = {r.qid: f"{r.qid} ({kinds.get(r.kind, r.kind)}): {str(r.text)[:90]}" for r in questions.itertuples()}
+labels = {r.qid: f"{r.qid} ({kinds.get(r.kind, r.kind)}): {(r.text or MISSING)[:90]}" for r in questions.itertuples()}
 preset = [q for q in param("q").split(",") if q in labels]
 picked = st.multiselect(
     "Questions (none chosen: all)", list(labels), default=preset, format_func=lambda q: labels[q], key="param_q"
 )
 set_params(q=",".join(picked))
 shown = questions[questions["qid"].isin(picked)] if picked else questions
-counts = query(survey_q.survey_counts, survey=chosen)
+counts = query(survey_q.survey_counts, flt=survey_q.SurveyFilter(chosen, kinds=survey_q.CHOICE_KINDS))
 pct_column = f"pct_of_{denominator}"
 
 for row in shown.itertuples():
     st.markdown(f"#### {row.qid} · {kinds.get(row.kind, row.kind)}")
-    st.markdown(str(row.text))
+    st.markdown(row.text or MISSING)
     if row.kind == "text":
-        texts = query(survey_q.question_counts, survey=chosen, qid=row.qid)
+        texts = query(survey_q.question_counts, flt=survey_q.SurveyFilter(chosen, row.qid))
         st.caption(f"{int(row.n_answered)} of {int(info['included'])} included respondents wrote an answer")
         st.dataframe(
-            texts[["choice", "count"]].rename(columns={"choice": "answer"}),
+            for_display(texts[["choice", "count"]].rename(columns={"choice": "answer"})),
             hide_index=True,
             width="stretch",
             height=min(35 * (len(texts) + 1) + 3, 300),
@@ -98,4 +99,9 @@ for row in shown.itertuples():
 
 if not picked:
     with st.expander("All counts as a table"):
-        st.dataframe(pd.DataFrame(counts), hide_index=True, width="stretch")
+        st.dataframe(
+            for_display(pd.DataFrame(counts)),
+            hide_index=True,
+            width="stretch",
+            column_config={"choice": st.column_config.TextColumn(width="large")},
+        )

@@ -12,9 +12,10 @@ from typing import Any
 from sqlalchemy.engine import Engine
 
 from db import locks
-from db.ingest import recorded_run
+from db.ingest import RunLog
+from db.mining import Batch, mine
 from db.types import utcnow
-from miners.github.client import GitHubClient, GitHubError, GitHubNotFound
+from miners.github.client import GitHubClient, GitHubError, GitHubNotFound, GitHubResponseError
 from miners.github.fixrule import FixRule
 from miners.github.loader import Fetched, IssueLoader
 from miners.github.source import GitHubIssueSource, IssueQuery, is_pull_request, issue_fields, label_names
@@ -53,6 +54,16 @@ def _wanted(query: IssueQuery, raw: dict[str, Any]) -> str | None:
     return None
 
 
+def _understood(repo: str, raw: dict[str, Any]) -> dict[str, Any]:
+    """The issue's fields, or a GitHubResponseError: the cursor must not move past an item it cannot read."""
+    try:
+        return issue_fields(raw)
+    except (KeyError, TypeError, ValueError) as exc:
+        number = raw.get("number", "without a number")
+        where = f"GET /repos/{repo}/issues"
+        raise GitHubResponseError(f"issue {number} listed by {where} cannot be read ({exc!r})") from exc
+
+
 def mine_query(
     engine: Engine,
     client: GitHubClient,
@@ -63,126 +74,157 @@ def mine_query(
     parameters: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Mine one query into the store, recorded as an `ingest_run` of kind github-mine; returns its counts."""
-    options = options or MineOptions()
-    source = GitHubIssueSource(client)
-    loader = IssueLoader(engine, rule)
-    params = {
-        **query.as_dict(),
-        "timelines": options.timelines,
-        "full": options.full,
-        "rule_version": rule.version,
-        **(parameters or {}),
-    }
-    with recorded_run(engine, "github-mine", params) as run:
-        start = client.stats.__dict__.copy()
+    run = mine(engine, GitHubMiner(engine, client, query, rule, options, on_progress, parameters))
+    return dict(run.counts)
 
-        def account() -> None:
+
+@dataclass(frozen=True)
+class Position:
+    """The issue query's cursor: every issue updated up to `since` is stored; `etag` of an unchanged listing."""
+
+    since: datetime | None
+    etag: str | None = None
+    completed: bool | None = None  # True once a fetch went through to the end
+
+
+class GitHubMiner:
+    """The `db.mining.Miner` of one issue query: pages of changed issues (and their timelines) in batches."""
+
+    kind = "github-mine"
+
+    def __init__(
+        self,
+        engine: Engine,
+        client: GitHubClient,
+        query: IssueQuery,
+        rule: FixRule,
+        options: MineOptions | None = None,
+        on_progress: Callable[[int], None] | None = None,
+        parameters: dict[str, Any] | None = None,
+    ) -> None:
+        self.client, self.query, self.rule = client, query, rule
+        self.options = options or MineOptions()
+        self.on_progress = on_progress
+        self.extra = parameters or {}
+        self.source = GitHubIssueSource(client)
+        self.loader = IssueLoader(engine, rule)
+        self.repo_id = 0
+
+    def parameters(self) -> dict[str, Any]:
+        return {
+            **self.query.as_dict(),
+            "timelines": self.options.timelines,
+            "full": self.options.full,
+            "rule_version": self.rule.version,
+            **self.extra,
+        }
+
+    @contextmanager
+    def opened(self, run: RunLog) -> Iterator[None]:
+        """The client's requests, retries and waits during the run are added to its counts, however it ends."""
+        start = self.client.stats.__dict__.copy()
+        for key in COUNTS:
+            run.counts.setdefault(key, 0)
+        try:
+            yield
+        finally:
             for key in ("requests", "retries", "rate_limit_waits", "not_modified"):
-                run.counts[key] = getattr(client.stats, key) - start[key]
-            run.counts["rate_limit_wait_seconds"] = round(client.stats.waited_seconds - start["waited_seconds"], 1)
+                run.counts[key] = getattr(self.client.stats, key) - start[key]
+            run.counts["rate_limit_wait_seconds"] = round(self.client.stats.waited_seconds - start["waited_seconds"], 1)
+
+    def load(self, batch: Batch[Fetched, Position], run: RunLog) -> None:
+        cursor = batch.cursor or Position(None)
+        result = self.loader.write_batch(
+            self.repo_id, self.query.repo, self.query, batch.items, cursor.since, cursor.etag, cursor.completed
+        )
+        for key, value in result.items():
+            run.counts[key] += value
+
+    def fetch(self, run: RunLog) -> Iterator[Batch[Fetched, Position]]:
+        """Issues changed since the cursor, oldest change first, with their timelines; a batch every
+        `batch_size` issues. A GitHub error or Ctrl-C first yields what was fully fetched, then ends the run."""
+        query, options, loader, source, counts = self.query, self.options, self.loader, self.source, run.counts
+        loader.register_rule()
+        repo_id, has_meta = loader.repository(query.repo)
+        if repo_id is None or not has_meta or options.refresh_repo:
+            # fetched before anything is written: an unknown repository leaves no row behind
+            repo_id = loader.store_repository(query.repo, source.repository(query.repo))
+        self.repo_id = repo_id
+        cursor = loader.cursor(repo_id, query)
+        since = None if options.full else cursor.since
+        etag = cursor.etag if since is not None else None
+        batch: list[Fetched] = []
+        high: datetime | None = since  # newest updated_at examined; everything up to it is handled
+        first_etag: str | None = None
+        not_modified = False
+        handled: dict[int, datetime | None] = {}
+
+        def needs_timeline(state: str | None) -> bool:
+            return options.timelines == "all" or (options.timelines == "closed" and state == "closed")
 
         try:
-            _mine(engine, source, loader, query, options, run.counts, on_progress)
-        finally:
-            account()
-        return dict(run.counts)
-
-
-def _mine(
-    engine: Engine,
-    source: GitHubIssueSource,
-    loader: IssueLoader,
-    query: IssueQuery,
-    options: MineOptions,
-    counts: dict[str, Any],
-    on_progress: Callable[[int], None] | None,
-) -> None:
-    for key in (
-        "issues_seen",
-        "issues_new",
-        "issues_updated",
-        "issues_unchanged",
-        "prs_skipped",
-        "skipped_state",
-        "skipped_excluded",
-        "timelines",
-        "timelines_missing",
-        "events",
-    ):
-        counts.setdefault(key, 0)
-    loader.register_rule()
-    repo_id, has_meta = loader.repository(query.repo)
-    if repo_id is None or not has_meta or options.refresh_repo:
-        # fetched before anything is written: an unknown repository leaves no row behind
-        repo_id = loader.store_repository(query.repo, source.repository(query.repo))
-    cursor = loader.cursor(repo_id, query)
-    since = None if options.full else cursor.since
-    etag = cursor.etag if since is not None else None
-    batch: list[Fetched] = []
-    high: datetime | None = since  # newest updated_at examined; everything up to it is handled
-    first_etag: str | None = None
-    not_modified = False
-    handled: dict[int, datetime | None] = {}
-
-    def flush(completed: bool | None = None, keep_etag: str | None = None) -> None:
-        nonlocal batch
-        if not batch and completed is None:
-            return
-        result = loader.write_batch(repo_id, query.repo, query, batch, high, etag=keep_etag, completed=completed)
-        for key, value in result.items():
-            counts[key] += value
-        batch = []
-
-    def needs_timeline(state: str | None) -> bool:
-        return options.timelines == "all" or (options.timelines == "closed" and state == "closed")
-
-    try:
-        for index, page in enumerate(source.issue_pages(query, since, etag)):
-            if page.not_modified:
-                not_modified = True
-                break
-            if index == 0:
-                first_etag = page.etag
-            known = loader.known(repo_id, [int(r["number"]) for r in page.data if "number" in r])
-            for raw in page.data:
-                fields = issue_fields(raw)
-                upd = fields["updated_at"]
-                if handled.get(fields["number"]) == upd:
-                    continue  # the overlap of keyset paging: already handled in this run
-                handled[fields["number"]] = upd
-                counts["issues_seen"] += 1
-                if on_progress:
-                    on_progress(1)
-                if is_pull_request(raw):
-                    counts["prs_skipped"] += 1
+            for index, page in enumerate(source.issue_pages(query, since, etag)):
+                if page.not_modified:
+                    not_modified = True
+                    break
+                if index == 0:
+                    first_etag = page.etag
+                known = loader.known(repo_id, [int(r["number"]) for r in page.data if "number" in r])
+                for raw in page.data:
+                    fields = _understood(query.repo, raw)
+                    upd = fields["updated_at"]
+                    if handled.get(fields["number"]) == upd:
+                        continue  # the overlap of keyset paging: already handled in this run
+                    handled[fields["number"]] = upd
+                    counts["issues_seen"] += 1
+                    if self.on_progress:
+                        self.on_progress(1)
+                    if is_pull_request(raw):
+                        counts["prs_skipped"] += 1
+                        high = max(high, upd) if high and upd else (upd or high)
+                        continue
+                    have = known.get(fields["number"])
+                    want_tl = needs_timeline(fields["state"])
+                    if (
+                        have is not None
+                        and have.updated_at == fields["updated_at"]
+                        and (not want_tl or have.timeline_fetched_at is not None)
+                    ):
+                        counts["issues_unchanged"] += 1
+                    elif have is None and (why := _wanted(query, raw)):
+                        counts[why] += 1
+                    else:
+                        timeline, gone = None, False
+                        if want_tl:
+                            try:
+                                timeline = source.timeline(query.repo, fields["number"])
+                            except GitHubNotFound:  # deleted or transferred since it was listed: not retried
+                                timeline, gone = [], True  # until the issue changes again
+                                counts["timelines_missing"] += 1
+                        batch.append(Fetched(fields, timeline, utcnow(), gone))
                     high = max(high, upd) if high and upd else (upd or high)
-                    continue
-                have = known.get(fields["number"])
-                want_tl = needs_timeline(fields["state"])
-                if (
-                    have is not None
-                    and have.updated_at == fields["updated_at"]
-                    and (not want_tl or have.timeline_fetched_at is not None)
-                ):
-                    counts["issues_unchanged"] += 1
-                elif have is None and (why := _wanted(query, raw)):
-                    counts[why] += 1
-                else:
-                    timeline, gone = None, False
-                    if want_tl:
-                        try:
-                            timeline = source.timeline(query.repo, fields["number"])
-                        except GitHubNotFound:  # deleted or transferred since it was listed: not retried
-                            timeline, gone = [], True  # until the issue changes again
-                            counts["timelines_missing"] += 1
-                    batch.append(Fetched(fields, timeline, utcnow(), gone))
-                high = max(high, upd) if high and upd else (upd or high)
-                if len(batch) >= options.batch_size:
-                    flush()
-    except (GitHubError, KeyboardInterrupt):
-        flush()  # everything fully fetched so far is kept; the cursor covers exactly that
-        raise
-    # A run that changed nothing keeps the first page's ETag, so the next identical query can be a 304.
-    unchanged_run = since is not None and high == since and not batch
-    keep = (etag if not_modified else first_etag) if unchanged_run else None
-    flush(completed=True, keep_etag=keep)
+                    if len(batch) >= options.batch_size:
+                        yield Batch(batch, Position(high))
+                        batch = []
+        except (GitHubError, KeyboardInterrupt):
+            if batch:  # everything fully fetched so far is kept; the cursor covers exactly that
+                yield Batch(batch, Position(high))
+            raise
+        # A run that changed nothing keeps the first page's ETag, so the next identical query can be a 304.
+        unchanged_run = since is not None and high == since and not batch
+        keep = (etag if not_modified else first_etag) if unchanged_run else None
+        yield Batch(batch, Position(high, keep, completed=True), final=True)
+
+
+COUNTS = (
+    "issues_seen",
+    "issues_new",
+    "issues_updated",
+    "issues_unchanged",
+    "prs_skipped",
+    "skipped_state",
+    "skipped_excluded",
+    "timelines",
+    "timelines_missing",
+    "events",
+)

@@ -6,7 +6,8 @@ The CLI and `report paper` call these and only print what they return; every use
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -14,7 +15,10 @@ from typing import Any
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
+from db.ingest import RunLog
+from db.mining import Batch
 from miners.survey.definition import SurveyDefinition
+from miners.survey.exclusion import ExclusionRule
 from miners.survey.layout import ExportLayout, recognise_layout
 from miners.survey.loader import ImportResult
 from miners.survey.plan import StoredQuestion, SurveyPlan
@@ -122,9 +126,9 @@ class ImportOutcome:
 
 def _definition_version(engine: Engine, survey: str, spec: SurveyDefinition) -> tuple[int, bool]:
     """The version `spec` has (or will get) in the survey's definitions, and whether it is new."""
-    from db.queries.survey import definitions
+    from db.queries.survey import SurveyFilter, definitions
 
-    stored = definitions(engine, survey)
+    stored = definitions(engine, SurveyFilter(survey))
     digest = spec.content_hash()
     same = next((d for d in stored if d["content_hash"] == digest), None)
     if same is not None:
@@ -136,13 +140,13 @@ def _choose_definition(
     engine: Engine, request: ImportRequest
 ) -> tuple[SurveyDefinition | None, str | None, int | None, bool]:
     """(definition, source label, version, new): the file given, else the survey's current stored one."""
-    from db.queries.survey import definitions
+    from db.queries.survey import SurveyFilter, definitions
 
     if request.definition is not None:
         spec = read_definition(request.definition)
         version, new = _definition_version(engine, request.survey, spec)
         return spec, request.definition.name, version, new
-    stored = definitions(engine, request.survey)
+    stored = definitions(engine, SurveyFilter(request.survey))
     if not stored:
         return None, None, None, False
     current = stored[-1]
@@ -183,67 +187,113 @@ def import_survey(engine: Engine, request: ImportRequest) -> ImportOutcome:
     With a definition (given, or stored by an earlier import) questions, kinds and choices are the
     definition's; without one, today's heuristics decide and say so.
     """
-    from db.engine import session_scope
-    from db.ingest import recorded_run
-    from db.queries.survey import stored_questions
-    from miners.survey.exclusion import ExclusionRule
-    from miners.survey.loader import load_plan
-    from miners.survey.overrides import load_overrides
-    from miners.survey.plan import build_plan
-    from miners.survey.reader import read_export
+    from db.mining import mine
 
     if not request.survey.strip() or len(request.survey) > 100:
         raise SurveyImportError("--survey must be a non-empty name of at most 100 characters")
+    miner = SurveyImport(engine, request)
     try:
         # The run is recorded from the start, so an unreadable export shows on the Overview as a failure.
-        with recorded_run(engine, "survey-import", request.parameters()) as run:
-            export = read_export(request.file, sheet=request.sheet)
-            run.parameters.update(sha256=export.sha256, format=export.format)
-            overrides = load_overrides(request.questions)
-            rules = [ExclusionRule.parse(rule, request.reason) for rule in request.exclude]
-            spec, source, version, new = _choose_definition(engine, request)
-            ignore = set(overrides.ignore_fragments)
-            if spec is not None:
-                if overrides.questions:
-                    raise SurveyImportError(
-                        f"{request.questions}: sets kinds and choices of {', '.join(sorted(overrides.questions))}, "
-                        "which the survey's definition already gives; drop the questions from the overrides file"
-                    )
-                assert version is not None
-                name = str(source) if source != "stored" else f"v{version} (stored with survey {request.survey!r})"
-                plan, layout = _plan_with_definition(export, spec, name, version, ignore)
-            else:
-                layout = recognise_layout(export)
-                stored = {
-                    qid: StoredQuestion(kind, reason, tuple(choices), origin)
-                    for qid, (kind, reason, choices, origin) in stored_questions(engine, request.survey).items()
-                }
-                plan = build_plan(export, overrides, stored, layout)
-            recognition = Recognition(
-                layout,
-                plan.value_format,
-                plan.value_evidence,
-                definition_source=source,
-                definition_version=version,
-                definition_new=new,
-                definition_questions=len(spec.answered) if spec is not None else 0,
-            )
-            run.parameters.update(recognised=recognition.to_json())
-            if request.strict and plan.unknown_fragments:
-                raise SurveyImportError(
-                    f"{request.file.name}: {len(plan.unknown_fragments)} fragment(s) match no known choice, first: "
-                    f"{plan.unknown_fragments[0]} (--strict); "
-                    + ("check the export against the definition" if spec else "add the choice to the --questions file")
-                )
-            with session_scope(engine) as session:
-                definition = (spec, str(request.definition) if request.definition else None) if spec else None
-                result = load_plan(session, request.survey, export, plan, rules, definition, recognition.to_json())
-            run.counts.update(result.counts())
-            run.add("unknown_fragments", len(plan.unknown_fragments))
-            run.add("ignored_fragments", sum(plan.ignored_fragments.values()))
-            return ImportOutcome(request, recognition, plan, result, run.id, list(plan.warnings))
+        mine(engine, miner)
     except SQLAlchemyError as exc:
         raise database_error(exc) from exc
+    if miner.outcome is None:
+        raise RuntimeError("the survey import loaded nothing")
+    return miner.outcome
+
+
+@dataclass
+class PlannedExport:
+    """An export as read and understood: how each column is read (the plan), its exclusion rules, its definition."""
+
+    export: QualtricsExport
+    plan: SurveyPlan
+    rules: list[ExclusionRule]
+    spec: SurveyDefinition | None
+    recognition: Recognition
+
+
+class SurveyImport:
+    """The `db.mining.Miner` of one Qualtrics export: a single batch, the whole planned file, and no cursor
+    (a file is imported whole and idempotently: responses are keyed, so a re-import adds nothing)."""
+
+    kind = "survey-import"
+
+    def __init__(self, engine: Engine, request: ImportRequest) -> None:
+        self.engine, self.request = engine, request
+        self.outcome: ImportOutcome | None = None
+
+    def parameters(self) -> dict[str, Any]:
+        return self.request.parameters()
+
+    def opened(self, run: RunLog) -> AbstractContextManager[None]:
+        return nullcontext()
+
+    def fetch(self, run: RunLog) -> Iterator[Batch[PlannedExport, None]]:
+        """Read the export, recognise its layout and plan every column; refuse what cannot be read as asked."""
+        from db.queries.survey import SurveyFilter, stored_questions
+        from miners.survey.overrides import load_overrides
+        from miners.survey.plan import build_plan
+        from miners.survey.reader import read_export
+
+        engine, request = self.engine, self.request
+        export = read_export(request.file, sheet=request.sheet)
+        run.parameters.update(sha256=export.sha256, format=export.format)
+        overrides = load_overrides(request.questions)
+        rules = [ExclusionRule.parse(rule, request.reason) for rule in request.exclude]
+        spec, source, version, new = _choose_definition(engine, request)
+        ignore = set(overrides.ignore_fragments)
+        if spec is not None:
+            if overrides.questions:
+                raise SurveyImportError(
+                    f"{request.questions}: sets kinds and choices of {', '.join(sorted(overrides.questions))}, "
+                    "which the survey's definition already gives; drop the questions from the overrides file"
+                )
+            assert version is not None
+            name = str(source) if source != "stored" else f"v{version} (stored with survey {request.survey!r})"
+            plan, layout = _plan_with_definition(export, spec, name, version, ignore)
+        else:
+            layout = recognise_layout(export)
+            known = stored_questions(engine, SurveyFilter(request.survey))
+            stored = {
+                qid: StoredQuestion(kind, reason, tuple(choices), origin)
+                for qid, (kind, reason, choices, origin) in known.items()
+            }
+            plan = build_plan(export, overrides, stored, layout)
+        recognition = Recognition(
+            layout,
+            plan.value_format,
+            plan.value_evidence,
+            definition_source=source,
+            definition_version=version,
+            definition_new=new,
+            definition_questions=len(spec.answered) if spec is not None else 0,
+        )
+        run.parameters.update(recognised=recognition.to_json())
+        if request.strict and plan.unknown_fragments:
+            raise SurveyImportError(
+                f"{request.file.name}: {len(plan.unknown_fragments)} fragment(s) match no known choice, first: "
+                f"{plan.unknown_fragments[0]} (--strict); "
+                + ("check the export against the definition" if spec else "add the choice to the --questions file")
+            )
+        yield Batch([PlannedExport(export, plan, rules, spec, recognition)], final=True)
+
+    def load(self, batch: Batch[PlannedExport, None], run: RunLog) -> None:
+        """Write the planned export in one transaction."""
+        from db.engine import session_scope
+        from miners.survey.loader import load_plan
+
+        request = self.request
+        for item in batch.items:
+            with session_scope(self.engine) as session:
+                definition = (item.spec, str(request.definition) if request.definition else None) if item.spec else None
+                result = load_plan(
+                    session, request.survey, item.export, item.plan, item.rules, definition, item.recognition.to_json()
+                )
+            run.counts.update(result.counts())
+            run.add("unknown_fragments", len(item.plan.unknown_fragments))
+            run.add("ignored_fragments", sum(item.plan.ignored_fragments.values()))
+            self.outcome = ImportOutcome(request, item.recognition, item.plan, result, run.id, list(item.plan.warnings))
 
 
 @dataclass
@@ -263,7 +313,6 @@ def exclude_respondents(
 
     from db.engine import session_scope
     from db.models.survey import Survey
-    from miners.survey.exclusion import ExclusionRule
     from miners.survey.loader import apply_exclusions, clear_exclusions
 
     try:

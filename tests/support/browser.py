@@ -154,7 +154,8 @@ class Chromium:
             shutil.rmtree(self.profile, ignore_errors=True)
 
 
-#: Evaluated in the page: the script's state, uncaught exceptions shown, the page title, and visible text.
+#: Evaluated in the page: the script's state, uncaught exceptions and dialogs shown ("Page not found"), the URL path,
+#: the page title, and visible text.
 PAGE_STATE_JS = """
 (() => {
   const app = document.querySelector('[data-testid="stApp"]');
@@ -163,7 +164,10 @@ PAGE_STATE_JS = """
     state: app ? app.getAttribute('data-test-script-state') : null,
     connection: app ? app.getAttribute('data-test-connection-state') : null,
     exceptions: Array.from(document.querySelectorAll('[data-testid="stException"]')).map(e => e.innerText),
+    dialogs: Array.from(document.querySelectorAll('[role="dialog"]')).map(e => e.innerText),
+    path: location.pathname,
     dataframes: document.querySelectorAll('[data-testid="stDataFrame"]').length,
+    tables: document.querySelectorAll('[data-testid="stTable"]').length,
     charts: document.querySelectorAll('[data-testid="stVegaLiteChart"]').length,
     skeleton: document.querySelectorAll('[data-testid="stSkeleton"]').length,
     title: (document.querySelector('h1') || {}).innerText || '',
