@@ -128,30 +128,34 @@ def _rows(conn: Connection, table: Table, batch: int) -> Iterator[list[dict[str,
 
 def _norm(value: Any) -> Any:
     """A value in a backend-independent form (aware UTC times, floats by their exact bits, JSON canonical)."""
-    if value is None or isinstance(value, bool | int | str):
+    kind = type(value)
+    if kind in _PLAIN:
         return value
-    if value is JSON.NULL:
-        return {"json": None}
-    if isinstance(value, float):
+    if kind is float:
         return {"float": "nan"} if math.isnan(value) else {"float": value.hex()}
-    if isinstance(value, decimal.Decimal):
-        return {"decimal": str(value)}
-    if isinstance(value, dt.datetime):
+    if kind is dt.datetime:
         aware = value if value.tzinfo else value.replace(tzinfo=dt.UTC)
         return {"ts": aware.astimezone(dt.UTC).isoformat(timespec="microseconds")}
-    if isinstance(value, dt.date | dt.time):
-        return {"t": value.isoformat()}
+    if kind is dict or kind is list:
+        return {"json": value}  # the row's json.dumps(sort_keys=True) makes it canonical
+    if value is JSON.NULL:
+        return {"json": None}
     if isinstance(value, enum.Enum):
         return _norm(value.value)
+    if isinstance(value, decimal.Decimal):
+        return {"decimal": str(value)}
+    if isinstance(value, dt.date | dt.time):
+        return {"t": value.isoformat()}
     if isinstance(value, bytes | memoryview):
         return {"bytes": bytes(value).hex()}
-    if isinstance(value, dict | list):
-        return {"json": json.loads(json.dumps(value, sort_keys=True, default=str))}
     return {"other": str(value)}
 
 
+_PLAIN = frozenset({type(None), bool, int, str})
+
+
 def _row_digest(row: dict[str, Any], names: list[str]) -> int:
-    payload = json.dumps([_norm(row[n]) for n in names], sort_keys=True, separators=(",", ":"))
+    payload = json.dumps([_norm(row[n]) for n in names], sort_keys=True, separators=(",", ":"), default=str)
     return int.from_bytes(hashlib.sha256(payload.encode()).digest()[:16], "big")
 
 
