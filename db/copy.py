@@ -31,7 +31,17 @@ BOOKKEEPING = frozenset({"alembic_version"})
 #: (table, rows copied so far in it, rows it holds in the source)
 Progress = Callable[[str, int, int], None]
 
-__all__ = ["BATCH_ROWS", "CopyError", "CopyReport", "TableCopy", "copy_database", "table_checksums"]
+__all__ = [
+    "BATCH_ROWS",
+    "CopyError",
+    "CopyReport",
+    "TableCopy",
+    "copy_database",
+    "json_columns",
+    "row_batches",
+    "table_checksums",
+    "typed_tables",
+]
 
 
 class CopyError(Exception):
@@ -76,13 +86,13 @@ def _is_json(column: Column[Any]) -> bool:
     return isinstance(typ, JSON) or any(isinstance(v, JSON) for v in getattr(typ, "_variant_mapping", {}).values())
 
 
-def _copy_tables() -> list[Table]:
+def typed_tables() -> list[Table]:
     """The models' tables in dependency order, with JSON columns that keep SQL NULL apart from JSON `null`."""
     from sqlmodel import SQLModel
 
-    import db.models  # noqa: F401  (registers every table)
+    from db.models import NAMING_CONVENTION  # importing db.models registers every table
 
-    meta = MetaData()
+    meta = MetaData(naming_convention=NAMING_CONVENTION)
     tables = []
     for table in SQLModel.metadata.sorted_tables:
         copy = table.to_metadata(meta)
@@ -93,7 +103,7 @@ def _copy_tables() -> list[Table]:
     return tables
 
 
-def _json_columns(table: Table) -> list[str]:
+def json_columns(table: Table) -> list[str]:
     return [c.name for c in table.columns if _is_json(c)]
 
 
@@ -103,14 +113,14 @@ def _order(table: Table) -> list[Column[Any]]:
 
 def _select(table: Table) -> Any:
     """Every column, plus `col IS NULL` for each JSON column (reading alone cannot tell SQL NULL from `null`)."""
-    flags = [table.c[name].is_(None).label(f"__null_{name}") for name in _json_columns(table)]
+    flags = [table.c[name].is_(None).label(f"__null_{name}") for name in json_columns(table)]
     return select(*table.columns, *flags).order_by(*_order(table))
 
 
-def _rows(conn: Connection, table: Table, batch: int) -> Iterator[list[dict[str, Any]]]:
+def row_batches(conn: Connection, table: Table, batch: int) -> Iterator[list[dict[str, Any]]]:
     """The table's rows as insert parameters, batch by batch; JSON `null` marked as JSON.NULL."""
     names = [c.name for c in table.columns]
-    json_cols = _json_columns(table)
+    json_cols = json_columns(table)
     result = conn.execution_options(stream_results=True, yield_per=batch).execute(_select(table))
     for part in result.partitions(batch):
         rows = []
@@ -177,7 +187,7 @@ class _Checksum:
 def _checksum(conn: Connection, table: Table, batch: int) -> tuple[int, str]:
     names = [c.name for c in table.columns]
     digest = _Checksum()
-    for rows in _rows(conn, table, batch):
+    for rows in row_batches(conn, table, batch):
         for row in rows:
             digest.add(row, names)
     return digest.rows, digest.hexdigest()
@@ -189,7 +199,7 @@ def table_checksums(url: str | URL, batch: int = BATCH_ROWS) -> dict[str, tuple[
     try:
         present = set(inspect(engine).get_table_names())
         with engine.connect() as conn:
-            return {t.name: _checksum(conn, t, batch) for t in _copy_tables() if t.name in present}
+            return {t.name: _checksum(conn, t, batch) for t in typed_tables() if t.name in present}
     finally:
         engine.dispose()
 
@@ -283,7 +293,7 @@ def copy_database(
         raise CopyError("the source and the target are the same database")
     label = mask_url(target_url)
     source, target = make_engine(source_url), make_engine(target_url)
-    tables = _copy_tables()
+    tables = typed_tables()
     started = time.perf_counter()
     try:
         revision, totals = _check(source, target, tables, label)
@@ -299,7 +309,7 @@ def copy_database(
                     progress(table.name, 0, total)
                 copied.append(table)
                 with source.connect() as reading, target.begin() as writing:
-                    for rows in _rows(reading, table, batch):
+                    for rows in row_batches(reading, table, batch):
                         writing.execute(table.insert(), rows)
                         for row in rows:
                             digest.add(row, names)

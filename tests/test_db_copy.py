@@ -6,13 +6,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from sqlalchemy import inspect, select, text
-from sqlalchemy.engine import Engine
-from sqlmodel import SQLModel
+from sqlalchemy import inspect, text
 
 from db.engine import make_engine
 from tests.support.databases import copy_sqlite, postgres_problem, scratch_postgres_database
 from tests.support.services import skip_or_fail
+from tests.support.snapshot import sql_nulls, table_rows
 
 
 @pytest.fixture
@@ -39,53 +38,12 @@ def _invoke(url: str, *args: str):  # type: ignore[no-untyped-def]
 
 @pytest.fixture
 def seeded(sqlite_template: Path, tmp_path: Path, shared_dir: Path) -> str:
-    """A SQLite database with every kind of data: a survey with its definition, issues with events and a sample,
-    coded rounds with final labels and their history, a campaign's runs with outputs, ingest runs."""
-    from tests.support.qualtrics_exports import DEFINITION, Variant, write_export
-    from tests.support.seed import seed_experiments, seed_github
+    """A SQLite database holding every kind of data (tests.support.seed.seed_every_kind)."""
+    from tests.support.seed import seed_every_kind
 
     url = copy_sqlite(sqlite_template, tmp_path / "source.db")
-    engine = make_engine(url)
-    seed_github(engine)
-    seed_experiments(engine)
-    engine.dispose()
-    export = write_export(tmp_path / "export.csv", Variant())
-    steps = [
-        ("survey", "import", str(export), "--survey", "s1", "--definition", str(DEFINITION)),
-        ("label", "codebook", "load", str(shared_dir / "codebook" / "onnx-converter-failures.yaml")),
-        ("label", "import-sheet", str(shared_dir / "data/paper-artifact/failure-analysis/PilotStudy.xlsx")),
-        ("label", "adjudicate", "--round", "pilotstudy", "--prefer-coder", "R1"),
-    ]
-    for step in steps:
-        result = _invoke(url, *step)
-        assert result.exit_code == 0, (step, result.output)
+    seed_every_kind(url, shared_dir, tmp_path)
     return url
-
-
-def _rows(engine: Engine) -> dict[str, list[tuple[object, ...]]]:
-    """Every table's rows in primary-key order, read through the models' types (aware times, parsed JSON)."""
-    import db.models  # noqa: F401
-
-    out = {}
-    with engine.connect() as conn:
-        for table in SQLModel.metadata.sorted_tables:
-            order = list(table.primary_key.columns) or list(table.columns)
-            out[table.name] = [tuple(r) for r in conn.execute(select(table).order_by(*order))]
-    return out
-
-
-def _sql_nulls(engine: Engine) -> dict[str, int]:
-    """Per JSON column, how many rows hold SQL NULL (as opposed to JSON `null`)."""
-    from db.copy import _copy_tables, _json_columns
-
-    out = {}
-    with engine.connect() as conn:
-        for table in _copy_tables():
-            for name in _json_columns(table):
-                out[f"{table.name}.{name}"] = conn.execute(
-                    text(f'SELECT count(*) FROM "{table.name}" WHERE "{name}" IS NULL')
-                ).scalar_one()
-    return out
 
 
 def test_sqlite_to_postgresql_to_sqlite_keeps_every_table_equal(
@@ -102,14 +60,14 @@ def test_sqlite_to_postgresql_to_sqlite_keeps_every_table_equal(
 
     source, pg, final = (make_engine(u) for u in (seeded, postgres_target, back_url))
     try:
-        original = _rows(source)
+        original = table_rows(source)
         filled = {name for name, rows in original.items() if rows}
         kinds = {"survey_answer", "survey_definition", "issue_event", "coding_value", "final_label"}
         kinds |= {"adjudication_history", "conversion_run", "run_output", "ingest_run"}
         assert kinds <= filled, kinds - filled
-        assert _rows(pg) == original
-        assert _rows(final) == original
-        assert _sql_nulls(final) == _sql_nulls(source) == _sql_nulls(pg)
+        assert table_rows(pg) == original
+        assert table_rows(final) == original
+        assert sql_nulls(final) == sql_nulls(source) == sql_nulls(pg)
         assert table_checksums(seeded) == table_checksums(postgres_target) == table_checksums(back_url)
 
         # the sequences were moved past the copied ids: a new row takes the next id
