@@ -12,6 +12,7 @@ if str(ROOT) not in sys.path:  # page scripts import db/ and explorer/ from this
     sys.path.insert(0, str(ROOT))
 
 from db.queries import overview  # noqa: E402
+from explorer import signin  # noqa: E402
 from explorer.common import masked_url, query  # noqa: E402
 
 PAGES = [
@@ -24,6 +25,7 @@ PAGES = [
 ]
 
 st.set_page_config(page_title="Interop Lab", page_icon=":material/hub:", layout="wide")
+signin.gate()  # served beyond localhost: nothing below runs (no page, no query) until someone signs in
 pages = [
     st.Page(f"explorer/pages/{name}.py", title=title, icon=icon, url_path=name, default=(name == "overview"))
     for name, title, icon in PAGES
