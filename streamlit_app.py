@@ -25,13 +25,15 @@ PAGES = [
 ]
 
 st.set_page_config(page_title="Interop Lab", page_icon=":material/hub:", layout="wide")
-signin.gate()  # served beyond localhost: nothing below runs (no page, no query) until someone signs in
 pages = [
     st.Page(f"explorer/pages/{name}.py", title=title, icon=icon, url_path=name, default=(name == "overview"))
     for name, title, icon in PAGES
     if (ROOT / "explorer" / "pages" / f"{name}.py").exists()
 ]
-navigation = st.navigation(pages)
+# Served beyond localhost, nothing but the sign-in shows (no page list, no page, no query) until someone signs
+# in; the page asked for is registered first, so signing in lands on it.
+navigation = st.navigation(pages, position="hidden" if signin.waiting() else "sidebar")
+signin.gate()
 with st.sidebar:
     st.caption(f"Database: `{masked_url()}`")
     if st.button("Refresh data", icon=":material/refresh:", help="Forget cached query results (kept 60 s)"):

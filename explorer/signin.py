@@ -58,6 +58,15 @@ def _signed_out_page(providers: list[str | None], builtin: bool) -> None:
             st.error(outcome.message, icon=":material/lock:")
 
 
+def waiting() -> bool:
+    """Whether this session still has to sign in (checked before any page is shown)."""
+    if not required():
+        return False
+    if st.session_state.get(SESSION_KEY) in _builtin_users():
+        return False
+    return not (_secrets_auth() and st.user.get("is_logged_in", False))
+
+
 def gate() -> str | None:
     """Return who is signed in (None when sign-in is not needed); otherwise show the sign-in and stop the run."""
     if not required():

@@ -4,6 +4,7 @@ constant-time checks, lockout) managed by `interop app users`; OIDC offered when
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -193,3 +194,72 @@ def test_localhost_needs_no_sign_in(configured_reader: str, users: Path) -> None
     os.environ.pop("INTEROP_APP_SIGNIN", None)
     at = _start()
     assert "sign in to continue" not in texts(at) and at.metric
+
+
+# --- the browser -----------------------------------------------------------------------------------------
+
+
+def _type(browser, label: str, text: str) -> None:  # type: ignore[no-untyped-def]
+    """Focus the input labelled LABEL and type TEXT into it, as a person would."""
+    found = browser.evaluate(
+        f"(() => {{ const i = document.querySelector('input[aria-label={json.dumps(label)}]');"
+        " if (i) { i.focus(); i.select(); } return !!i; })()"
+    )
+    assert found, f"no input labelled {label}"
+    browser.call("Input.insertText", text=text)
+
+
+def test_browser_sign_in_guards_the_sql_page(  # type: ignore[no-untyped-def]
+    configured_reader: str, backend: str, db_url: str, reader_url: str, users: Path, tmp_path: Path
+) -> None:
+    from tests.support.browser import CHROMIUM, Chromium, StreamlitServer, click_and_wait, wait_for_page
+    from tests.support.services import skip_or_fail
+
+    if not CHROMIUM.exists():
+        skip_or_fail("headless Chromium is missing: apt-get install -y chromium chromium-driver")
+    from explorer.access import add_user
+
+    add_user("alice", PASSWORD)
+    env = {
+        "INTEROP_DATABASE_URL": db_url,
+        "INTEROP_APP_SIGNIN": "required",  # what `interop app --address 0.0.0.0` sets
+        "INTEROP_APP_USERS_FILE": str(users),
+        "INTEROP_APP_LOCKOUT_ATTEMPTS": "2",
+    }
+    if backend == "postgresql":
+        env["INTEROP_READER_DATABASE_URL"] = reader_url
+    server = StreamlitServer(Path(APP), env, tmp_path / "streamlit.log")
+    browser = Chromium()
+    try:
+        server.wait()
+        browser.connect()
+        browser.navigate(f"{server.url}/sql?sql=SELECT%201")
+        state = wait_for_page(browser, "Interop Lab")
+        assert "sign in to continue" in state["text"] and "Row cap" not in state["text"], state["text"]
+        assert not state["exceptions"] and state["dataframes"] == 0
+
+        _type(browser, "User name", "alice")
+        _type(browser, "Password", "wrong password")
+        state = click_and_wait(browser, "Sign in", "Wrong user name or password.")
+        assert "Row cap" not in state["text"]
+
+        _type(browser, "User name", "alice")
+        _type(browser, "Password", PASSWORD)
+        state = click_and_wait(browser, "Sign in", "Row cap")  # straight on to the page that was asked for
+        assert state["title"].startswith("SQL") and not state["exceptions"]
+        browser.screenshot(tmp_path / "signed-in.png")
+
+        # a second browser session: two failures lock the name out, then even the right password fails
+        browser.navigate(f"{server.url}/sql")
+        wait_for_page(browser, "Interop Lab")
+        for shows in ("Wrong user name or password.", "Too many failed sign-ins"):
+            _type(browser, "User name", "alice")
+            _type(browser, "Password", "wrong password")
+            click_and_wait(browser, "Sign in", shows)
+        _type(browser, "User name", "alice")
+        _type(browser, "Password", PASSWORD)
+        state = click_and_wait(browser, "Sign in", "Too many failed sign-ins")
+        assert "Row cap" not in state["text"]
+    finally:
+        browser.close()
+        server.stop()
