@@ -15,6 +15,7 @@ import hashlib
 import json
 import math
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -272,6 +273,56 @@ def _reset_sequences(conn: Connection, tables: list[Table]) -> int:
     return done
 
 
+@contextmanager
+def _snapshot(engine: Engine) -> Iterator[Connection]:
+    """One read transaction over the whole copy (REPEATABLE READ, read-only on PostgreSQL; a WAL snapshot on
+    SQLite), so rows written meanwhile by a miner cannot leave a child without its parent."""
+    with engine.connect() as conn:
+        if engine.dialect.name == "postgresql":
+            conn = conn.execution_options(isolation_level="REPEATABLE READ", postgresql_readonly=True)
+        with conn.begin():
+            if engine.dialect.name == "sqlite":  # pysqlite begins only before writes: begin the read here
+                conn.exec_driver_sql("BEGIN")
+            yield conn
+
+
+def _copy_table(
+    reading: Connection,
+    target: Engine,
+    table: Table,
+    batch: int,
+    totals: dict[str, int],
+    progress: Progress | None,
+    report: CopyReport,
+) -> TableCopy:
+    """Copy one table in batches inside one target transaction, then verify its count and checksum there."""
+    import time
+
+    t0 = time.perf_counter()
+    names = [c.name for c in table.columns]
+    digest = _Checksum()
+    total = totals.get(table.name, 0)
+    if progress:
+        progress(table.name, 0, total)
+    with target.begin() as writing:
+        for rows in row_batches(reading, table, batch):
+            writing.execute(table.insert(), rows)
+            for row in rows:
+                digest.add(row, names)
+            if progress:
+                progress(table.name, digest.rows, total)
+        if target.dialect.name == "postgresql":
+            report.sequences += _reset_sequences(writing, [table])
+    with target.connect() as check:
+        rows_there, sum_there = _checksum(check, table, batch)
+    if (rows_there, sum_there) != (digest.rows, digest.hexdigest()):
+        raise CopyError(
+            f"table {table.name} did not verify: {digest.rows:,} rows read (checksum "
+            f"{digest.hexdigest()[:12]}), {rows_there:,} in the target (checksum {sum_there[:12]})"
+        )
+    return TableCopy(table.name, digest.rows, digest.hexdigest(), time.perf_counter() - t0)
+
+
 def _empty(target: Engine, tables: list[Table]) -> None:
     """Take back what a failed copy committed, so the target is empty again and a re-run can start."""
     with target.begin() as conn:
@@ -300,31 +351,10 @@ def copy_database(
         report = CopyReport(mask_url(source_url), label, revision)
         copied: list[Table] = []
         try:
-            for table in tables:
-                t0 = time.perf_counter()
-                names = [c.name for c in table.columns]
-                digest = _Checksum()
-                total = totals.get(table.name, 0)
-                if progress:
-                    progress(table.name, 0, total)
-                copied.append(table)
-                with source.connect() as reading, target.begin() as writing:
-                    for rows in row_batches(reading, table, batch):
-                        writing.execute(table.insert(), rows)
-                        for row in rows:
-                            digest.add(row, names)
-                        if progress:
-                            progress(table.name, digest.rows, total)
-                    if target.dialect.name == "postgresql":
-                        report.sequences += _reset_sequences(writing, [table])
-                with target.connect() as check:
-                    rows_there, sum_there = _checksum(check, table, batch)
-                if (rows_there, sum_there) != (digest.rows, digest.hexdigest()):
-                    raise CopyError(
-                        f"table {table.name} did not verify: {digest.rows:,} rows read (checksum "
-                        f"{digest.hexdigest()[:12]}), {rows_there:,} in the target (checksum {sum_there[:12]})"
-                    )
-                report.tables.append(TableCopy(table.name, digest.rows, digest.hexdigest(), time.perf_counter() - t0))
+            with _snapshot(source) as reading:  # one consistent view of the source for every table
+                for table in tables:
+                    copied.append(table)
+                    report.tables.append(_copy_table(reading, target, table, batch, totals, progress, report))
         except BaseException:
             _empty(target, copied)
             raise
