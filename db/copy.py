@@ -249,7 +249,7 @@ def _check(source: Engine, target: Engine, tables: list[Table], target_label: st
         raise CopyError(f"the target database {target_label} lacks table(s) {', '.join(missing)}")
     filled = {name: n for name, n in _counts(target, tables).items() if n}
     if filled:
-        listed = ", ".join(f"{name} ({n:,} rows)" for name, n in sorted(filled.items()))
+        listed = ", ".join(f"{name} ({n:,} row{'' if n == 1 else 's'})" for name, n in sorted(filled.items()))
         raise CopyError(f"the target database {target_label} is not empty: {listed}; copy only into an empty database")
     return src_rev, _counts(source, tables)
 
