@@ -12,6 +12,7 @@ if str(ROOT) not in sys.path:  # page scripts import db/ and explorer/ from this
     sys.path.insert(0, str(ROOT))
 
 from db.queries import overview  # noqa: E402
+from explorer import signin  # noqa: E402
 from explorer.common import masked_url, query  # noqa: E402
 
 PAGES = [
@@ -34,7 +35,10 @@ pages = [
 name, title, icon = PAGES[0]
 home = st.Page(f"explorer/pages/{name}.py", title=title, icon=icon, url_path="home", default=True)
 alias = st.Page(f"explorer/pages/{name}.py", title=title, icon=icon, url_path=name, visibility="hidden")
-navigation = st.navigation([home, *pages, alias])
+# Served beyond localhost, nothing but the sign-in shows (no page list, no page, no query) until someone signs
+# in; the page asked for stays in the URL, so signing in lands on it.
+navigation = st.navigation([home, *pages, alias], position="hidden" if signin.waiting() else "sidebar")
+signin.gate()
 with st.sidebar:
     st.caption(f"Database: `{masked_url()}`")
     if st.button("Refresh data", icon=":material/refresh:", help="Forget cached query results (kept 60 s)"):

@@ -15,7 +15,13 @@ app = typer.Typer(
 )
 
 FORMAT_HELP = "csv, parquet or sqlite (one file holding every exported table)."
+TABLE_FORMAT_HELP = (
+    "csv, parquet, sqlite (one file holding every exported table) or sql (a dump of CREATE TABLE and INSERT "
+    "statements for --dialect, loaded with `sqlite3 new.db < FILE` or `psql -d NEWDB -f FILE`)."
+)
 Format = Literal["csv", "parquet", "sqlite"]
+TableFormat = Literal["csv", "parquet", "sqlite", "sql"]
+Dialect = Literal["sqlite", "postgresql"]
 
 
 def _url() -> str:
@@ -32,7 +38,10 @@ def _split(values: list[str] | None) -> list[str] | None:
 @app.callback()
 def tables(
     ctx: typer.Context,
-    fmt: Format = typer.Option("csv", "--format", "-f", case_sensitive=False, help=FORMAT_HELP),
+    fmt: TableFormat = typer.Option("csv", "--format", "-f", case_sensitive=False, help=TABLE_FORMAT_HELP),
+    dialect: Dialect | None = typer.Option(
+        None, "--dialect", case_sensitive=False, help="--format sql: the database it loads into (default: this one's)."
+    ),
     tables: list[str] | None = typer.Option(
         None, "--tables", "-t", help="Table names (repeat or comma-separate); default: every table."
     ),
@@ -45,6 +54,8 @@ def tables(
 
     from db.export import ExportError, export_tables
 
+    if dialect is not None and fmt.lower() != "sql":
+        fail("--dialect goes with --format sql")
     if tables is not None and not _split(tables):
         fail("--tables names no table; leave it out to export every table")
     counts: dict[str, int] = {}
@@ -55,7 +66,9 @@ def tables(
                 counts[table] = counts.get(table, 0) + n
                 status.update(f"exporting {table}: {counts[table]:,} rows")
 
-            done = export_tables(_url(), out, fmt.lower(), _split(tables), progress=progress)
+            done = export_tables(
+                _url(), out, fmt.lower(), _split(tables), progress=progress, dialect=dialect and dialect.lower()
+            )
     except ExportError as exc:
         fail(str(exc))
     except SQLAlchemyError as exc:
@@ -63,6 +76,10 @@ def tables(
     for item in done:
         console.print(f"{item.name}: {item.rows:,} rows → {item.path}")
     console.print(f"exported {len(done)} table(s) as {fmt.lower()} into {out}")
+    if fmt.lower() == "sql" and done:
+        sqlite = done[0].path.name.endswith(".sqlite.sql")
+        load = "sqlite3 -bail NEW.db <" if sqlite else "psql -v ON_ERROR_STOP=1 -d NEWDB -f"
+        console.print(f"load it into an empty database with: {load} {done[0].path}")
 
 
 @app.command()

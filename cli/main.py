@@ -122,7 +122,7 @@ def _register_explorer() -> None:
 
     app.add_typer(export_commands.app, name="export")
     app.add_typer(report_commands.app, name="report")
-    app.command(name="app")(app_commands.run_app)
+    app.add_typer(app_commands.app, name="app")
 
 
 _register_explorer()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import Field, SecretStr
 from pydantic_settings import (
@@ -49,6 +49,19 @@ class Settings(BaseSettings):
     label_studio_url: str = Field("http://127.0.0.1:8080", description="Label Studio server URL.")
     label_studio_api_key: SecretStr | None = Field(None, description="Label Studio API token.")
     data_dir: Path = Field(Path("artifacts"), description="Where campaigns keep model files.")
+    app_users_file: Path = Field(
+        Path("app-users.json"), description="The app's built-in users (`interop app users add`): salted hashes."
+    )
+    app_lockout_attempts: int = Field(5, ge=1, description="Failed sign-ins that lock a user name out.")
+    app_lockout_seconds: float = Field(900.0, gt=0, description="How long a lockout lasts (and its counting window).")
+    app_allowed_emails: str | None = Field(
+        None, description="OIDC sign-in: comma-separated addresses or @domains let in (default: every signed-in user)."
+    )
+    app_signin: Literal["auto", "required"] = Field(
+        "auto",
+        description="`required`: the app asks everyone to sign in; `auto`: only when bound beyond localhost "
+        "(`interop app` sets it for such addresses).",
+    )
 
     @classmethod
     def settings_customise_sources(

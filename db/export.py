@@ -29,8 +29,11 @@ from db.engine import make_engine, normalize_url
 from db.readonly import DEFAULT_TIMEOUT_S, QueryError, read_only_rows, unique_columns
 
 FORMATS = ("csv", "parquet", "sqlite")
+#: Whole tables can also go to a plain SQL dump (db.sqldump) for a dialect.
+TABLE_FORMATS = (*FORMATS, "sql")
 CHUNK_ROWS = 50_000
 SQLITE_EXPORT_FILE = "interop-export.sqlite"
+SQL_EXPORT_FILE = "interop-export.{dialect}.sql"
 #: Bookkeeping of the schema tool, left out unless asked for by name.
 SKIPPED_BY_DEFAULT = frozenset({"alembic_version"})
 
@@ -289,9 +292,12 @@ def export_tables(
     tables: list[str] | None = None,
     chunk: int = CHUNK_ROWS,
     progress: Progress | None = None,
+    dialect: str | None = None,
 ) -> list[Exported]:
-    """Write each table (default: all but alembic_version) to OUT_DIR as <table>.csv/.parquet or one SQLite file."""
-    _check_format(fmt)
+    """Write each table (default: all but alembic_version) to OUT_DIR as <table>.csv/.parquet, one SQLite file,
+    or one SQL dump for DIALECT (default: the database's own; alembic_version included when all are dumped)."""
+    if fmt != "sql":
+        _check_format(fmt)
     engine = make_engine(normalize_url(url))
     made = None
     try:
@@ -301,6 +307,8 @@ def export_tables(
         if unknown:
             raise ExportError(f"no such table: {', '.join(unknown)} (tables: {', '.join(available)})")
         made = _made_dir(out_dir)
+        if fmt == "sql":
+            return _export_sql(engine, out_dir, dialect or engine.dialect.name, tables, progress)
         done: list[Exported] = []
         sqlite_file = out_dir / SQLITE_EXPORT_FILE
         if fmt == "sqlite":
@@ -324,6 +332,19 @@ def export_tables(
         raise
     finally:
         engine.dispose()
+
+
+def _export_sql(
+    engine: Engine, out_dir: Path, dialect: str, tables: list[str] | None, progress: Progress | None
+) -> list[Exported]:
+    from db.sqldump import DumpError, dump_file
+
+    path = out_dir / SQL_EXPORT_FILE.format(dialect=dialect)
+    try:
+        counts = dump_file(engine, path, dialect, tables=tables, progress=progress)
+    except DumpError as exc:
+        raise ExportError(str(exc)) from None
+    return [Exported(name, rows, path) for name, rows in counts.items()]
 
 
 # --- one query -----------------------------------------------------------------------------------------

@@ -67,15 +67,16 @@ def _versioned_call(target: str, url: str, kwargs_json: str, version: str) -> An
     return _call(target, url, kwargs_json)
 
 
-def query(fn: Callable[..., T], *, version: Any = None, **kwargs: Any) -> T:
+def query(fn: Callable[..., T], *, version: Any = None, url: str | None = None, **kwargs: Any) -> T:
     """Call a db/queries function `fn(engine, **kwargs)` through the cache: for CACHE_TTL_S, or, with a data
     `version` (e.g. the number and newest id of conversion runs), until that version changes. A typed filter
-    (a frozen dataclass such as IssueFilter) is passed by keyword and rebuilt from its fields."""
+    (a frozen dataclass such as IssueFilter) is passed by keyword and rebuilt from its fields. `url` picks another
+    connection than the configured database (the SQL page reads only through the reader's)."""
     target = f"{fn.__module__}:{fn.__name__}"
     arguments = json.dumps(kwargs, sort_keys=True, default=_encode)
     if version is not None:
-        return _versioned_call(target, database_url(), arguments, str(version))  # type: ignore[no-any-return]
-    return _cached_call(target, database_url(), arguments)  # type: ignore[no-any-return]
+        return _versioned_call(target, url or database_url(), arguments, str(version))  # type: ignore[no-any-return]
+    return _cached_call(target, url or database_url(), arguments)  # type: ignore[no-any-return]
 
 
 # --- filters in the URL --------------------------------------------------------------------------------

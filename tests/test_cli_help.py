@@ -45,7 +45,8 @@ ENUMERATED = {
     ("interop issues list", "state"): ["open", "closed"],
     ("interop mine github", "state"): ["open", "closed", "all"],
     ("interop mine github", "timelines"): ["all", "closed", "none"],
-    ("interop export", "fmt"): ["csv", "parquet", "sqlite"],
+    ("interop export", "fmt"): ["csv", "parquet", "sqlite", "sql"],
+    ("interop export", "dialect"): ["sqlite", "postgresql"],
     ("interop export query", "fmt"): ["csv", "parquet", "sqlite"],
     ("interop label agreement", "fmt"): ["table", "json", "csv"],
     ("interop label taxonomy", "fmt"): ["table", "csv"],
@@ -68,6 +69,11 @@ def test_enumerations_match_the_code_that_uses_them() -> None:
     assert sorted(ENUMERATED[("interop mine github", "state")]) == sorted(STATES)
     assert sorted(ENUMERATED[("interop mine github", "timelines")]) == sorted(TIMELINE_CHOICES)
     assert sorted(ENUMERATED[("interop experiment run", "preset")]) == sorted(PRESETS)
+    from db.export import TABLE_FORMATS
+    from db.sqldump import DIALECTS
+
+    assert ENUMERATED[("interop export", "fmt")] == list(TABLE_FORMATS)
+    assert ENUMERATED[("interop export", "dialect")] == list(DIALECTS)
 
 
 @pytest.mark.parametrize(("command", "param"), sorted(ENUMERATED))

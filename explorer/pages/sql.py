@@ -35,7 +35,9 @@ except QueryError as exc:  # no reader on PostgreSQL (UnsafeReader), or a reader
 
 with st.sidebar.expander("Tables and columns", expanded=False):
     try:
-        cols = query(overview.table_columns)
+        if url is None:
+            raise QueryError("no reader connection")
+        cols = query(overview.table_columns, url=url)  # what the reader can see, through the reader itself
         for table, group in cols.groupby("table", sort=True):
             st.markdown(f"**{table}**: " + ", ".join(f"`{c}`" for c in group["column"]))
     except Exception as exc:  # the schema browser is a help, never a blocker

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
@@ -217,3 +218,29 @@ def seed_experiments(engine: Engine) -> SeededCampaign:
                     )
         session.commit()
     return out
+
+
+def seed_every_kind(url: str, shared_dir: Path, work: Path) -> None:
+    """Every kind of data, as the commands write it: a survey with its definition, issues with events and a
+    sample, a coded pilot round with final labels and their history, a campaign's runs with outputs, ingest runs."""
+    from typer.testing import CliRunner
+
+    from cli.main import app
+    from db.engine import make_engine
+    from tests.support.qualtrics_exports import DEFINITION, Variant, write_export
+
+    engine = make_engine(url)
+    seed_github(engine)
+    seed_experiments(engine)
+    engine.dispose()
+    export = write_export(work / "export.csv", Variant())
+    study = shared_dir / "data" / "paper-artifact" / "failure-analysis"
+    steps = [
+        ("survey", "import", str(export), "--survey", "s1", "--definition", str(DEFINITION)),
+        ("label", "codebook", "load", str(shared_dir / "codebook" / "onnx-converter-failures.yaml")),
+        ("label", "import-sheet", str(study / "PilotStudy.xlsx")),
+        ("label", "adjudicate", "--round", "pilotstudy", "--prefer-coder", "R1"),
+    ]
+    for step in steps:
+        result = CliRunner().invoke(app, list(step), env={"INTEROP_DATABASE_URL": url}, catch_exceptions=False)
+        assert result.exit_code == 0, (step, result.output)
