@@ -308,13 +308,16 @@ class WorkerPool:
         return WorkerStartupError(f"{why}; its log {log_path} ends with:\n{tail}")
 
     def _new_worker(self, slot: _Slot, framework: str) -> IsolatedWorker:
+        asked = time.monotonic()  # a worker's start includes waiting for its zygote's imports
         zygote = self._zygote(framework)
         try:
-            return IsolatedWorker(self.options, slot.index, framework, zygote)
+            worker = IsolatedWorker(self.options, slot.index, framework, zygote)
         except ZygoteError:  # the zygote died since it was ready: one more try with a new one
             assert zygote is not None
             self.zygotes.pop(framework).close()
-            return IsolatedWorker(self.options, slot.index, framework, self._zygote(framework))
+            worker = IsolatedWorker(self.options, slot.index, framework, self._zygote(framework))
+        worker.created = asked
+        return worker
 
     def run(self, jobs: list[dict[str, Any]], emit: Emit) -> None:
         queue: deque[dict[str, Any]] = deque(jobs)
