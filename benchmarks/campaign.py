@@ -6,12 +6,16 @@ torch.onnx TorchScript, opset 17) and checked in onnxruntime on K seeded inputs:
 (a) the study's way, sequentially: a `python -m tf2onnx.convert --saved-model` process per TF model (its check
     runs in this process, which already imported TensorFlow: generous to the study), and a fresh interpreter
     per torch model that loads, exports and checks it. Models are generated beforehand, untimed.
-(b) our runner (`run_campaign`): 2 isolated workers, with one injected crash (os.abort) and one injected hang
-    (killed after --hang-timeout s) added to the workload; generation is included in its time.
-(c) the floor: one plain in-process loop per framework, no isolation, generation included.
+(b) our runner (`run_campaign`, 2 isolated workers forked from warm zygotes), on the same workload fault-free,
+    and again with one injected crash (os.abort) and one injected hang (killed after --hang-timeout s) added;
+    generation is included in its time. For the fault-free run: where the 2 workers' time went.
+(c) the floor: one plain in-process loop per framework, no isolation, generation included; the ideal for N
+    workers is floor / N.
+(d) with `--dask local` (or a scheduler address): (b) fault-free through Dask, and its overhead over (b).
 
-Prints models/minute for each and the ratios. Run from the repository root:
-    python -m benchmarks.campaign --models 30
+Prints models/minute for each, the ratios against the issue's targets, and the verdicts of the paths compared
+model by model. Run from the repository root:
+    python -m benchmarks.campaign --models 30 [--skip-study] [--dask local]
 """
 
 from __future__ import annotations
@@ -23,11 +27,19 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
-OPSET, NODES, K = 17, 10, 3
+OPSET, NODES, K, WORKERS = 17, 10, 3, 2
+#: the benchmark's parts of a run's time, by pipeline stage
+STAGE_GROUPS = {
+    "generation": ("generate", "load"),
+    "conversion": ("export", "onnx_check"),
+    "onnxruntime": ("ort_session", "ort_run"),
+    "comparison": ("compare",),
+}
 ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONPATH": str(ROOT)}
 
 
@@ -47,13 +59,18 @@ def prepare(framework: str, n: int, out: Path) -> None:
     from experiments.sources import SOURCES
 
     source = SOURCES.get("nnsmith-torch" if framework == "torch" else "nnsmith-tensorflow")
-    for seed in range(n):
-        model = source.build(_params(seed), out / f"{framework}-{seed}")
-        if framework == "tensorflow":
-            import tensorflow as tf
+    for seed in range(n):  # a model that cannot be built or saved is left without files: the study fails it
+        try:
+            model = source.build(_params(seed), out / f"{framework}-{seed}")
+            if framework == "tensorflow":
+                import tensorflow as tf
 
-            fn = model.native.__call__.get_concrete_function(*model.extra["signature"])
-            tf.saved_model.save(model.native, str(out / f"{framework}-{seed}" / "saved"), signatures=fn)
+                fn = model.native.__call__.get_concrete_function(*model.extra["signature"])
+                tf.saved_model.save(model.native, str(out / f"{framework}-{seed}" / "saved"), signatures=fn)
+        except Exception as exc:
+            print(f"{framework} seed {seed}: not generated ({type(exc).__name__})", file=sys.stderr)
+            (out / f"{framework}-{seed}" / "saved").mkdir(parents=True, exist_ok=True)
+            (out / f"{framework}-{seed}" / "NOT-GENERATED").write_text(type(exc).__name__)
 
 
 def check_one(framework: str, location: Path, onnx_path: Path | None) -> dict[str, Any]:
@@ -87,7 +104,7 @@ def check_one(framework: str, location: Path, onnx_path: Path | None) -> dict[st
         return {"status": "failed", "error": type(exc).__name__}
 
 
-def floor_loop(framework: str, n: int, out: Path) -> dict[str, int]:
+def floor_loop(framework: str, n: int, out: Path) -> dict[str, str]:
     """The floor: generate, convert and check every model of one framework in this one process."""
     from experiments.messages import ModelFailed, RunFinished
     from experiments.pipeline import run_job
@@ -107,7 +124,7 @@ def floor_loop(framework: str, n: int, out: Path) -> dict[str, int]:
             "inputs_per_model": K,
         }
     )
-    counts: dict[str, int] = {}
+    verdicts: dict[str, str] = {}
     for p in plan(spec):
         job = {
             "source": name,
@@ -121,19 +138,25 @@ def floor_loop(framework: str, n: int, out: Path) -> dict[str, int]:
         run_job(job, events.append)
         for e in events:
             if isinstance(e, RunFinished | ModelFailed):
-                status = e.result.outcome.value
-                counts[status] = counts.get(status, 0) + 1
-    return counts
+                verdicts[f"{framework}-{p['params']['seed']}"] = e.result.outcome.value
+    return verdicts
 
 
 # --- the three measurements ------------------------------------------------------------------------------------
 
 
-def study_way(n: int, work: Path) -> tuple[float, dict[str, int]]:
+def _counts(verdicts: dict[str, str]) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for v in verdicts.values():
+        counts[v] = counts.get(v, 0) + 1
+    return dict(sorted(counts.items()))
+
+
+def study_way(n: int, work: Path) -> tuple[float, dict[str, str]]:
     for fw in ("torch", "tensorflow"):
         done = _python("-m", "benchmarks.campaign", "--prepare", fw, "--models", str(n), "--dir", str(work))
         assert done.returncode == 0, done.stderr[-3000:]
-    counts: dict[str, int] = {}
+    verdicts: dict[str, str] = {}
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     from experiments import nnsmith_compat
 
@@ -141,6 +164,9 @@ def study_way(n: int, work: Path) -> tuple[float, dict[str, int]]:
     start = time.perf_counter()
     for seed in range(n):  # TensorFlow: one tf2onnx.convert process per model, then the check
         loc = work / f"tensorflow-{seed}"
+        if (loc / "NOT-GENERATED").exists():
+            verdicts[loc.name] = "failed"
+            continue
         conv = _python(
             "-m",
             "tf2onnx.convert",
@@ -151,53 +177,127 @@ def study_way(n: int, work: Path) -> tuple[float, dict[str, int]]:
             "--opset",
             str(OPSET),
         )
-        status = check_one("tensorflow", loc, loc / "model.onnx")["status"] if conv.returncode == 0 else "failed"
-        counts[status] = counts.get(status, 0) + 1
+        verdicts[loc.name] = (
+            check_one("tensorflow", loc, loc / "model.onnx")["status"] if conv.returncode == 0 else "failed"
+        )
     for seed in range(n):  # torch: a fresh interpreter per model
-        one = _python("-m", "benchmarks.campaign", "--check-torch", str(work / f"torch-{seed}"))
-        status = json.loads(one.stdout.strip().splitlines()[-1])["status"] if one.returncode == 0 else "crash"
-        counts[status] = counts.get(status, 0) + 1
-    return time.perf_counter() - start, counts
+        loc = work / f"torch-{seed}"
+        if (loc / "NOT-GENERATED").exists():
+            verdicts[loc.name] = "failed"
+            continue
+        one = _python("-m", "benchmarks.campaign", "--check-torch", str(loc))
+        verdicts[loc.name] = (
+            json.loads(one.stdout.strip().splitlines()[-1])["status"] if one.returncode == 0 else "crash"
+        )
+    return time.perf_counter() - start, verdicts
 
 
-def ours(n: int, work: Path, hang_timeout: float) -> tuple[float, dict[str, int]]:
+@dataclass
+class Ours:
+    """One run of our runner: wall time, per-model verdicts, stage seconds summed over runs, driver timings."""
+
+    seconds: float
+    verdicts: dict[str, str]
+    stages: dict[str, float]
+    timings: dict[str, float]
+    replaced: int
+
+
+def ours(n: int, work: Path, hang_timeout: float, faults: bool, dask: str | None = None) -> Ours:
     from db.engine import make_engine
     from db.migrate import upgrade
+    from db.queries.experiments import runs
     from experiments.campaign import run_campaign
     from experiments.spec import load_spec
 
-    url = f"sqlite:///{work / 'bench.db'}"
+    label = ("faults" if faults else "clean") + ("-dask" if dask else "")
+    url = f"sqlite:///{work / f'bench-{label}.db'}"
     upgrade(url)
     import tests.support.fault_sources  # noqa: F401  (the injected crash and hang)
 
+    sources = ["nnsmith-torch", "nnsmith-tensorflow"] + (["fault-abort", "fault-hang"] if faults else [])
     spec = load_spec(
         overrides={
             "name": "bench",
-            "sources": ["nnsmith-torch", "nnsmith-tensorflow", "fault-abort", "fault-hang"],
+            "sources": sources,
             "converters": ["torch.onnx-torchscript", "tf2onnx"],
             "node_counts": [NODES],
             "seeds": list(range(n)),
             "opsets": [OPSET],
             "inputs_per_model": K,
-            "workers": 2,
+            "workers": WORKERS,
             "timeout_s": hang_timeout,
             "plugins": ["tests.support.fault_sources"],
+            **({"dask": dask} if dask else {}),
         }
     )
+    engine = make_engine(url)
     start = time.perf_counter()
-    result = run_campaign(make_engine(url), spec, work / "ours")
-    return time.perf_counter() - start, result.counts
+    result = run_campaign(engine, spec, work / f"ours-{label}")
+    seconds = time.perf_counter() - start
+    frame = runs(engine, "bench")
+    engine.dispose()
+    verdicts: dict[str, str] = {}
+    stages = {stage: 0.0 for stage in STAGE_GROUPS}
+    for row in frame.itertuples():
+        if not str(row.source).startswith("nnsmith"):
+            verdicts[str(row.model)] = str(row.outcome)
+            continue
+        fw = "torch" if row.framework == "torch" else "tensorflow"
+        verdicts[f"{fw}-{str(row.model).rsplit('-s', 1)[1]}"] = str(row.outcome)
+        for group, members in STAGE_GROUPS.items():
+            stages[group] += sum(
+                float(getattr(row, f"{m}_s") or 0.0) for m in members if _finite(getattr(row, f"{m}_s"))
+            )
+    return Ours(seconds, verdicts, stages, result.timings, result.replaced_workers)
 
 
-def floor(n: int, work: Path) -> tuple[float, dict[str, int]]:
-    counts: dict[str, int] = {}
+def _finite(value: Any) -> bool:
+    return value is not None and value == value  # NaN from pandas for a stage that did not run
+
+
+def floor(n: int, work: Path) -> tuple[float, dict[str, str]]:
+    verdicts: dict[str, str] = {}
     start = time.perf_counter()
     for fw in ("torch", "tensorflow"):
         done = _python("-m", "benchmarks.campaign", "--floor", fw, "--models", str(n), "--dir", str(work / "floor"))
         assert done.returncode == 0, done.stderr[-3000:]
-        for k, v in json.loads(done.stdout.strip().splitlines()[-1]).items():
-            counts[k] = counts.get(k, 0) + v
-    return time.perf_counter() - start, counts
+        verdicts.update(json.loads(done.stdout.strip().splitlines()[-1]))
+    return time.perf_counter() - start, verdicts
+
+
+def breakdown(run: Ours) -> str:
+    """Where the workers' time went in `run`: worker-seconds per part, against workers × wall time."""
+    budget = WORKERS * run.timings.get("executor_s", run.seconds)
+    parts = {"worker start": run.timings.get("worker_start_s", 0.0), **run.stages}
+    busy = sum(parts.values())
+    lines = [f"  where the time went ({WORKERS} workers x {budget / WORKERS:.1f} s = {budget:.1f} worker-seconds):"]
+    for name, value in parts.items():
+        lines.append(f"    {name:<13} {value:7.1f} s  {100 * value / budget:5.1f} %")
+    lines.append(f"    {'idle/other':<13} {budget - busy:7.1f} s  {100 * (budget - busy) / budget:5.1f} %")
+    db, started = run.timings.get("database_s", 0.0), run.timings.get("workers_started", 0)
+    lines.append(f"    (comparison includes the source framework's reference run; driver: {db:.1f} s storing")
+    lines.append(f"     results in batches, on the same cores; {started:.0f} workers started)")
+    return "\n".join(lines)
+
+
+def compare_verdicts(paths: dict[str, dict[str, str]]) -> str:
+    """Model by model: how many models every path judged alike, and each model where they differ (and why)."""
+    names = list(paths)
+    keys = sorted(k for k in set().union(*(set(v) for v in paths.values())) if not k.startswith("fault-"))
+    differ = [k for k in keys if len({paths[p].get(k, "-") for p in names}) > 1]
+    lines = [f"verdicts model by model ({', '.join(names)}): {len(keys) - len(differ)} of {len(keys)} models alike"]
+    for k in differ:
+        seen = ", ".join(f"{p}={paths[p].get(k, '-')}" for p in names)
+        why = ""
+        if (
+            k.startswith("tensorflow")
+            and "study" in paths
+            and len({paths[p].get(k) for p in names if p != "study"}) == 1
+        ):
+            why = "  (the study converts a SavedModel with the tf2onnx CLI, ours the in-memory tf.function)"
+        lines.append(f"  {k}: {seen}{why}")
+    return "\n".join(lines)
 
 
 def main() -> None:
@@ -205,6 +305,7 @@ def main() -> None:
     parser.add_argument("--models", type=int, default=30, help="models per framework")
     parser.add_argument("--hang-timeout", type=float, default=10.0)
     parser.add_argument("--skip-study", action="store_true", help="skip the (slow) study-way measurement")
+    parser.add_argument("--dask", default=None, help="also run ours fault-free through Dask ('local' or tcp://...)")
     parser.add_argument("--prepare", choices=["torch", "tensorflow"], help=argparse.SUPPRESS)
     parser.add_argument("--check-torch", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--floor", choices=["torch", "tensorflow"], help=argparse.SUPPRESS)
@@ -228,32 +329,52 @@ def main() -> None:
 
     n = args.models
     total = 2 * n
+
+    def line(what: str, seconds: float, verdicts: dict[str, str] | None = None) -> None:
+        counts = f"  {_counts(verdicts)}" if verdicts is not None else ""
+        print(f"{what:<44} {seconds:7.1f} s  {60 * total / seconds:7.1f} models/min{counts}", flush=True)
+
     with tempfile.TemporaryDirectory(prefix="interop-bench-") as tmp:
         work = Path(tmp)
+        load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
         print(
-            f"{n} TensorFlow + {n} torch NNSmith models ({NODES} nodes), opset {OPSET}, K={K}, {os.cpu_count()} cores",
+            f"{time.strftime('%Y-%m-%d %H:%M')}: {n} TensorFlow + {n} torch NNSmith models ({NODES} nodes), "
+            f"opset {OPSET}, K={K}, {os.cpu_count()} cores, load average {load:.1f} at start",
             flush=True,
         )
-        t_floor, c_floor = floor(n, work)
+        t_floor, v_floor = floor(n, work)
+        line("floor (one in-process loop, no isolation)", t_floor, v_floor)
+        ideal = t_floor / WORKERS
+        line(f"ideal for {WORKERS} workers (floor / {WORKERS})", ideal)
+        clean = ours(n, work, args.hang_timeout, faults=False)
+        line(f"ours, fault-free ({WORKERS} isolated workers)", clean.seconds, clean.verdicts)
+        print(breakdown(clean), flush=True)
+        faulty = ours(n, work, args.hang_timeout, faults=True)
+        line("ours, +1 crash +1 hang", faulty.seconds, {k: v for k, v in faulty.verdicts.items()})
+        r1 = clean.seconds / ideal
+        print(f"ours fault-free / ideal: {r1:.2f}x (target <= 1.25x: {'met' if r1 <= 1.25 else 'NOT met'})")
+        extra, allowed = faulty.seconds - clean.seconds, args.hang_timeout + 2
         print(
-            f"floor (in-process loop, no isolation): {t_floor:7.1f} s  {60 * total / t_floor:7.1f} models/min  "
-            f"{c_floor}",
+            f"crash + hang cost: {extra:+.1f} s (target <= hang timeout + 2 s = {allowed:.0f} s: "
+            f"{'met' if extra <= allowed else 'NOT met'}); {faulty.replaced} workers replaced",
             flush=True,
         )
-        t_ours, c_ours = ours(n, work, args.hang_timeout)
-        print(
-            f"ours (2 isolated workers, +1 crash +1 hang): {t_ours:7.1f} s  {60 * total / t_ours:7.1f} models/min  "
-            f"{c_ours}",
-            flush=True,
-        )
-        print(f"ours / floor time: {t_ours / t_floor:.2f}x (target <= 1.5x)", flush=True)
+        paths = {"floor": v_floor, "ours": clean.verdicts, "ours+faults": faulty.verdicts}
+        if args.dask:
+            on_dask = ours(n, work, args.hang_timeout, faults=False, dask=args.dask)
+            line(f"ours, fault-free, on Dask ({args.dask})", on_dask.seconds, on_dask.verdicts)
+            print(f"Dask overhead over the local executor: {on_dask.seconds - clean.seconds:+.1f} s", flush=True)
+            paths["dask"] = on_dask.verdicts
         if not args.skip_study:
-            t_study, c_study = study_way(n, work)
+            t_study, v_study = study_way(n, work)
+            line("study's way (process per model)", t_study, v_study)
+            speed = t_study / faulty.seconds
             print(
-                f"study's way (process per model): {t_study:7.1f} s  {60 * total / t_study:7.1f} models/min  {c_study}",
-                flush=True,
+                f"ours (+1 crash +1 hang) vs the study's way: {speed:.1f}x faster (target >= 10x: "
+                f"{'met' if speed >= 10 else 'NOT met'})"
             )
-            print(f"speed-up of ours over the study's way: {t_study / t_ours:.1f}x (target >= 10x)")
+            paths["study"] = v_study
+        print(compare_verdicts(paths), flush=True)
 
 
 if __name__ == "__main__":

@@ -1,12 +1,14 @@
 """The campaign driver: plan the runs of a spec, skip the finished ones, execute the rest, store every result.
 
-Only this process writes to the database; results arrive as events from the executor and are committed one
-run per transaction, so `kill -9` loses at most the runs in flight and a re-run resumes where it stopped.
+Only this process writes to the database; results arrive as events from the executor and are committed in small
+batches (at most `BATCH_RUNS` runs or `BATCH_SECONDS` s of results per transaction), so `kill -9` loses at most
+the runs in flight and the last second of results, and a re-run resumes where it stopped.
 """
 
 from __future__ import annotations
 
 import importlib
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,9 +25,10 @@ from experiments.isolation import WorkerOptions
 from experiments.messages import Event, ModelEvent, ModelFailedEvent
 from experiments.sources import SOURCES
 from experiments.spec import CampaignSpec, SpecError
-from experiments.store import CampaignStore, run_key
+from experiments.store import BatchItem, CampaignStore, ModelItem, RunItem, run_key
 
 RUNTIME = "onnxruntime-cpu"
+BATCH_RUNS, BATCH_SECONDS = 64, 1.0
 
 
 @dataclass
@@ -40,6 +43,9 @@ class CampaignResult:
     warnings: list[str] = field(default_factory=list)
     #: (converter, requested opset, produced opset) -> runs whose model came out at another opset than asked
     opset_changes: dict[tuple[str, int, int], int] = field(default_factory=dict)
+    #: where the driver's time went: database_s (storing results), worker_start_s and workers_started (local
+    #: pool: from asking for a worker to its Ready, summed), executor_s (wall time of the execution)
+    timings: dict[str, float] = field(default_factory=dict)
 
 
 def plan(spec: CampaignSpec) -> list[dict[str, Any]]:
@@ -196,6 +202,32 @@ def run_campaign(
     hashes: dict[int, str | None] = {int(r.id or 0): r.content_hash for r in rows.values()}
     finished = [skipped]
 
+    batch: list[BatchItem] = []
+    flushed = [time.monotonic()]
+    result.timings["database_s"] = 0.0
+
+    def flush() -> None:
+        if not batch:
+            return
+        start = time.monotonic()
+        outcomes = store.record_batch(campaign_id, batch)
+        result.timings["database_s"] += time.monotonic() - start
+        for item, status in zip(batch, outcomes, strict=True):
+            if not isinstance(item, RunItem):
+                continue
+            outcome, run_spec = item.result, item.spec
+            if status is not None:
+                result.counts[status.value] = result.counts.get(status.value, 0) + 1
+                produced = outcome.produced.opset if outcome.produced else None
+                if produced is not None and produced != int(run_spec["opset"]):
+                    pair = (run_spec["converter"], int(run_spec["opset"]), int(produced))
+                    result.opset_changes[pair] = result.opset_changes.get(pair, 0) + 1
+            finished[0] += 1
+            if progress:
+                progress(finished[0], total, status or outcome.outcome)
+        batch.clear()
+        flushed[0] = time.monotonic()
+
     def on_event(event: Event) -> None:
         job = event.job
         model_id = int(job["model_id"])
@@ -206,23 +238,15 @@ def run_campaign(
                     f"model {job['model_key'][:12]} ({job['source']}) reloaded with content hash "
                     f"{new_hash[:12]}, stored {old_hash[:12]}: it is not reproducible"
                 )
-            store.record_model(model_id, event.info)
+            batch.append(ModelItem(model_id, event.info))
             hashes[model_id] = new_hash or hashes.get(model_id)
-            return
-        specs = job["runs"] if isinstance(event, ModelFailedEvent) else [event.run]
-        outcome = event.result
-        for run_spec in specs:
-            parameters = run_parameters(spec, run_spec)
-            status = store.record_run(campaign_id, model_id, run_spec, outcome, hashes.get(model_id), parameters)
-            if status is not None:
-                result.counts[status.value] = result.counts.get(status.value, 0) + 1
-                produced = outcome.produced.opset if outcome.produced else None
-                if produced is not None and produced != int(run_spec["opset"]):
-                    pair = (run_spec["converter"], int(run_spec["opset"]), int(produced))
-                    result.opset_changes[pair] = result.opset_changes.get(pair, 0) + 1
-            finished[0] += 1
-            if progress:
-                progress(finished[0], total, status or outcome.outcome)
+        else:
+            specs = job["runs"] if isinstance(event, ModelFailedEvent) else [event.run]
+            for run_spec in specs:
+                parameters = run_parameters(spec, run_spec)
+                batch.append(RunItem(model_id, run_spec, event.result, hashes.get(model_id), parameters))
+        if len(batch) >= BATCH_RUNS or time.monotonic() - flushed[0] >= BATCH_SECONDS:
+            flush()
 
     if progress:
         progress(skipped, total, None)
@@ -230,7 +254,16 @@ def run_campaign(
     with recorded_run(engine, "experiment-campaign", {"campaign": spec.name, **spec.identity()}) as log:
         log.add("planned_runs", total)
         log.add("skipped_runs", skipped)
-        result.replaced_workers = executor.run(jobs, on_event)
+        start = time.monotonic()
+        try:
+            result.replaced_workers = executor.run(jobs, on_event)
+        finally:
+            flush()  # what finished before a failure (or Ctrl-C) is kept
+        result.timings["executor_s"] = time.monotonic() - start
+        stats = getattr(executor, "stats", None)
+        if stats is not None:
+            result.timings["worker_start_s"] = stats.worker_start_s
+            result.timings["workers_started"] = float(stats.workers_started)
         for status, n in result.counts.items():
             log.add(status, n)
         log.add("replaced_workers", result.replaced_workers)

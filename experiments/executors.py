@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from experiments.isolation import WorkerOptions, WorkerPool
+from experiments.isolation import PoolStats, WorkerOptions, WorkerPool
 from experiments.messages import Event
 from experiments.spec import CampaignSpec
 
@@ -19,11 +19,13 @@ class LocalExecutor:
 
     def __init__(self, workers: int, options: WorkerOptions) -> None:
         self.workers, self.options = workers, options
+        self.stats = PoolStats()
 
     def run(self, jobs: list[dict[str, Any]], on_event: Callable[[Event], None]) -> int:
         if not jobs:
             return 0
         with WorkerPool(min(self.workers, len(jobs)), self.options) as pool:
+            self.stats = pool.stats
             pool.run(jobs, on_event)
             return pool.replaced
 

@@ -6,7 +6,9 @@ worker last reported; the worker is replaced and the model's remaining conversio
 A run's time is the worker's own: time it spent waiting for a CPU held by other processes (a loaded machine)
 is not charged to it, so a model blowing up memory slowly on a busy machine still ends as `oom`, not `timeout`.
 Results leave through `emit` as typed events (`experiments.messages`): ModelEvent, ModelFailedEvent, RunEvent.
-The pool never touches the database.
+The pool never touches the database. Workers are forked from a warm zygote per framework (`experiments.zygote`),
+so replacing one costs milliseconds, not an import of torch or TensorFlow; each worker gets its next job while
+it runs the current one, so it never waits for the driver between jobs.
 """
 
 from __future__ import annotations
@@ -44,6 +46,7 @@ from experiments.messages import (
     WorkerMessage,
 )
 from experiments.results import ModelInfo, RunResult
+from experiments.zygote import ForkedProcess, Zygote, ZygoteError
 
 Emit = Callable[[Event], None]
 POLL_SECONDS = 0.1
@@ -64,22 +67,40 @@ class WorkerOptions:
     plugins: tuple[str, ...] = ()
     log_dir: str = "artifacts/logs"
     startup_timeout_s: float = 300.0
+    #: fork workers from a warm zygote per framework (`experiments.zygote`); False: a fresh interpreter each
+    warm: bool = True
+
+
+def worker_env(options: WorkerOptions) -> dict[str, str]:
+    """The environment of fresh workers and zygotes: quiet TensorFlow, offline hubs, one OpenMP thread each."""
+    env = dict(os.environ)
+    env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    env.setdefault("HF_HUB_OFFLINE", "1")
+    env.setdefault("OMP_NUM_THREADS", str(options.threads))
+    env["PYTHONPATH"] = os.pathsep.join(p for p in sys.path if p and os.path.isdir(p))
+    return env
 
 
 class IsolatedWorker:
-    """One `python -m experiments.worker` process and its two pipes."""
+    """One worker process (forked from a zygote, or a fresh `python -m experiments.worker`) and its two pipes."""
 
-    def __init__(self, options: WorkerOptions, slot: int, framework: str) -> None:
+    def __init__(self, options: WorkerOptions, slot: int, framework: str, zygote: Zygote | None = None) -> None:
         self.options, self.framework = options, framework
+        self.created = time.monotonic()
         Path(options.log_dir).mkdir(parents=True, exist_ok=True)
         self.log_path = str(Path(options.log_dir) / f"worker-{slot}-{os.getpid()}-{time.time_ns()}.log")
+        self.proc: subprocess.Popen[bytes] | ForkedProcess
+        if zygote is not None:
+            self.proc, self.inbox, self.outbox = zygote.spawn(self.log_path)
+        else:
+            self._start_fresh(slot, framework)
+        self.ps = psutil.Process(self.proc.pid)
+        self.last_rss_mb = 0.0
+
+    def _start_fresh(self, slot: int, framework: str) -> None:
+        options = self.options
         to_worker_r, to_worker_w = os.pipe()
         from_worker_r, from_worker_w = os.pipe()
-        env = dict(os.environ)
-        env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-        env.setdefault("HF_HUB_OFFLINE", "1")
-        env.setdefault("OMP_NUM_THREADS", str(options.threads))
-        env["PYTHONPATH"] = os.pathsep.join(p for p in sys.path if p and os.path.isdir(p))
         cmd = [
             sys.executable,
             "-m",
@@ -104,15 +125,13 @@ class IsolatedWorker:
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=log,
-                env=env,
+                env=worker_env(options),
                 start_new_session=True,
             )
         os.close(to_worker_r)
         os.close(from_worker_w)
         self.inbox = Connection(to_worker_w, readable=False)
         self.outbox = Connection(from_worker_r, writable=False)
-        self.ps = psutil.Process(self.proc.pid)
-        self.last_rss_mb = 0.0
 
     def rss_mb(self) -> float:
         """The worker's RSS now; once it is gone (crashed, killed), the last value sampled while it lived."""
@@ -152,6 +171,8 @@ class IsolatedWorker:
         if self.proc.poll() is None:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(self.proc.pid, signal.SIGKILL)
+            with contextlib.suppress(ProcessLookupError):  # a forked worker killed before its setsid()
+                os.kill(self.proc.pid, signal.SIGKILL)
         self.proc.wait()
         self.close()
 
@@ -186,6 +207,8 @@ class _Slot:
     ready: bool = False
     model_info: ModelInfo | None = None
     finished: set[int] = field(default_factory=set)
+    #: the job already sent to the worker, queued in its pipe behind `job` (no round trip between jobs)
+    next: dict[str, Any] | None = None
 
     def start_clock(self, seconds: float) -> None:
         """The current run (or the worker's start-up) gets `seconds` of the worker's own time from now."""
@@ -211,6 +234,17 @@ def _signal_name(code: int | None) -> str:
     return f"exited with code {code}"
 
 
+@dataclass
+class PoolStats:
+    """Where the pool's time went that the runs' own stage durations do not show."""
+
+    #: seconds from asking for a worker to its Ready, summed over workers (zygote imports included)
+    worker_start_s: float = 0.0
+    workers_started: int = 0
+    #: the zygotes' threads when they were ready, per framework (what a fork leaves behind)
+    zygote_threads: dict[str, list[str]] = field(default_factory=dict)
+
+
 class WorkerPool:
     """N isolated workers; `run(jobs, emit)` returns when every job has produced a result for every run."""
 
@@ -218,13 +252,18 @@ class WorkerPool:
         self.options = options
         self.slots = [_Slot(i) for i in range(max(1, size))]
         self.replaced = 0
+        self.stats = PoolStats()
+        self.zygotes: dict[str, Zygote] = {}
 
     def close(self) -> None:
-        """Stop idle workers politely; kill busy ones (we are leaving mid-job, e.g. on Ctrl-C)."""
+        """Stop idle workers politely; kill busy ones (we are leaving mid-job, e.g. on Ctrl-C); then the zygotes."""
         for slot in self.slots:
             if slot.worker is not None:
                 slot.worker.kill() if slot.job is not None else slot.worker.stop()
                 slot.worker = None
+        for zygote in self.zygotes.values():
+            zygote.close()
+        self.zygotes.clear()
 
     def __enter__(self) -> WorkerPool:
         return self
@@ -232,12 +271,63 @@ class WorkerPool:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+    def start_zygotes(self, frameworks: set[str]) -> None:
+        """Start the zygotes of these frameworks now, side by side, so their imports overlap."""
+        if not self.options.warm:
+            return
+        for framework in sorted(frameworks):
+            zygote = self.zygotes.get(framework)
+            if zygote is None or not zygote.alive():
+                o = self.options
+                self.zygotes[framework] = Zygote(framework, o.threads, o.plugins, o.log_dir, worker_env(o))
+
+    def _zygote(self, framework: str) -> Zygote | None:
+        """The ready zygote of `framework` (restarted if it died); a WorkerStartupError if it cannot get ready."""
+        if not self.options.warm:
+            return None
+        self.start_zygotes({framework})
+        zygote = self.zygotes[framework]
+        try:
+            zygote.wait_ready(self.options.startup_timeout_s)
+        except ZygoteError as exc:
+            self.zygotes.pop(framework).close()
+            raise self._startup_error(framework, str(exc), zygote.log_path) from exc
+        if zygote.rss_mb is not None and self.options.memory_mb and zygote.rss_mb > self.options.memory_mb:
+            why = f"it needs {zygote.rss_mb:.0f} MB before any model, over the {self.options.memory_mb} MB limit"
+            raise self._startup_error(framework, why, zygote.log_path)
+        self.stats.zygote_threads[framework] = zygote.threads
+        return zygote
+
+    @staticmethod
+    def _startup_error(framework: str, why: str, log_path: str) -> WorkerStartupError:
+        try:
+            tail = "\n".join(Path(log_path).read_text(errors="replace").splitlines()[-5:])
+        except OSError:
+            tail = ""
+        why = f"a {framework} worker could not start ({why})"
+        return WorkerStartupError(f"{why}; its log {log_path} ends with:\n{tail}")
+
+    def _new_worker(self, slot: _Slot, framework: str) -> IsolatedWorker:
+        asked = time.monotonic()  # a worker's start includes waiting for its zygote's imports
+        zygote = self._zygote(framework)
+        try:
+            worker = IsolatedWorker(self.options, slot.index, framework, zygote)
+        except ZygoteError:  # the zygote died since it was ready: one more try with a new one
+            assert zygote is not None
+            self.zygotes.pop(framework).close()
+            worker = IsolatedWorker(self.options, slot.index, framework, self._zygote(framework))
+        worker.created = asked
+        return worker
+
     def run(self, jobs: list[dict[str, Any]], emit: Emit) -> None:
         queue: deque[dict[str, Any]] = deque(jobs)
+        self.start_zygotes({j["framework"] for j in jobs})
         while queue or any(s.job is not None for s in self.slots):
             for slot in self.slots:
                 if slot.job is None and queue:
                     self._assign(slot, self._pick(slot, queue))
+                elif slot.job is not None and slot.next is None and slot.ready and queue:
+                    self._prefetch(slot, queue)
             busy = {s.worker.outbox: s for s in self.slots if s.job is not None and s.worker is not None}
             for conn in wait(list(busy), timeout=POLL_SECONDS):
                 slot = busy[conn]  # type: ignore[index]
@@ -266,30 +356,52 @@ class WorkerPool:
         queue.remove(job)
         return job
 
+    def _bloated(self, worker: IsolatedWorker) -> bool:
+        """A worker that kept much memory from earlier models: recycled before it could cause a spurious oom."""
+        return bool(self.options.memory_mb) and worker.rss_mb() > RECYCLE_FRACTION * self.options.memory_mb  # type: ignore[operator]
+
+    def _prefetch(self, slot: _Slot, queue: deque[dict[str, Any]]) -> None:
+        """Send the worker its next job (of its framework) now: it starts it the moment the current one ends."""
+        worker = slot.worker
+        if worker is None or self._bloated(worker):
+            return  # it goes idle after this job and is recycled by `_assign`
+        job = next((j for j in queue if j["framework"] == worker.framework), None)
+        if job is None:
+            return
+        try:
+            worker.inbox.send(StartJob(job))
+        except OSError:
+            return  # a dead worker is noticed by the next wait()
+        queue.remove(job)
+        slot.next = job
+
     def _assign(self, slot: _Slot, job: dict[str, Any]) -> None:
         alive = slot.worker is not None and slot.worker.proc.poll() is None
-        # A worker that kept much memory from earlier models is recycled before it could cause a spurious oom.
-        bloated = (
-            alive
-            and bool(self.options.memory_mb)
-            and (slot.worker.rss_mb() > RECYCLE_FRACTION * self.options.memory_mb)
-        )  # type: ignore[union-attr, operator]
-        if not alive or bloated or slot.worker.framework != job["framework"]:  # type: ignore[union-attr]
+        if not alive or self._bloated(slot.worker) or slot.worker.framework != job["framework"]:  # type: ignore[union-attr, arg-type]
             if slot.worker is not None:
                 slot.worker.stop() if alive else slot.worker.close()
-            slot.worker = IsolatedWorker(self.options, slot.index, job["framework"])
+                slot.worker = None
+            slot.worker = self._new_worker(slot, job["framework"])
             slot.ready = False
+        self._begin(slot, job)
+        with contextlib.suppress(OSError):  # a dead worker is noticed by the next wait()
+            slot.worker.inbox.send(StartJob(job))  # type: ignore[union-attr]
+
+    def _begin(self, slot: _Slot, job: dict[str, Any]) -> None:
+        """`job` is now the one the slot's worker runs (or will run first)."""
+        assert slot.worker is not None
         slot.job, slot.run, slot.stage, slot.model_info, slot.finished = job, MODEL, None, None, set()
         slot.peak_mb, slot.log_offset = slot.worker.rss_mb(), slot.worker.log_size()
         slot.start_clock(self.options.timeout_s if slot.ready else self.options.startup_timeout_s)
-        with contextlib.suppress(OSError):  # a dead worker is noticed by the next wait()
-            slot.worker.inbox.send(StartJob(job))
 
     def _handle(self, slot: _Slot, message: WorkerMessage, emit: Emit) -> None:
         job = slot.job
         assert job is not None
         if isinstance(message, Ready):
             slot.ready = True
+            if slot.worker is not None:
+                self.stats.worker_start_s += time.monotonic() - slot.worker.created
+                self.stats.workers_started += 1
             slot.start_clock(self.options.timeout_s)
             slot.peak_mb = max(slot.peak_mb, slot.worker.rss_mb() if slot.worker else 0.0)
         elif isinstance(message, StageStarted):
@@ -309,6 +421,9 @@ class WorkerPool:
             emit(RunEvent(job, job["runs"][message.run], message.result))
         elif isinstance(message, JobDone):
             slot.job = None
+            if slot.next is not None:
+                self._begin(slot, slot.next)
+                slot.next = None
 
     def _watch(self, emit: Emit, queue: deque[dict[str, Any]]) -> None:
         now = time.monotonic()
@@ -333,15 +448,14 @@ class WorkerPool:
         worker.kill()
         code = worker.proc.returncode
         excerpt = worker.log_since(slot.log_offset)
+        if slot.next is not None:  # sent but never started: it goes back, uncharged
+            queue.appendleft(slot.next)
+            slot.next = None
         if not slot.ready:
             # Not the model's fault: the environment cannot start a worker. Stop rather than record every run
             # as crashed (which a resume would then skip).
             slot.worker, slot.job = None, None
-            tail = "\n".join((worker.log_since(0) or "").splitlines()[-5:])
-            raise WorkerStartupError(
-                f"a {worker.framework} worker could not start ({why or _signal_name(code)}); "
-                f"its log {worker.log_path} ends with:\n{tail}"
-            )
+            raise self._startup_error(worker.framework, why or _signal_name(code), worker.log_path)
         self.replaced += 1
         stage = slot.stage or Stage.of_model(job.get("content_hash"))
         message = why or f"worker {_signal_name(code)} during {stage}"

@@ -83,12 +83,12 @@ def _get_model(job: dict[str, Any], emit: Emit, tail: StderrTail, durations: dic
     emit(StageStarted(MODEL, stage))
     tail.mark()
     start = time.perf_counter()
-    if stage == Stage.load:
-        model = source.load(job["params"], job.get("location"))
-    else:
-        model = source.build(job["params"], Path(job["model_dir"]))
-    durations[stage] = time.perf_counter() - start
-    return model
+    try:
+        if stage == Stage.load:
+            return source.load(job["params"], job.get("location"))
+        return source.build(job["params"], Path(job["model_dir"]))
+    finally:  # a failed generation took time too
+        durations[stage] = time.perf_counter() - start
 
 
 def run_job(job: dict[str, Any], emit: Emit, stderr_path: str | None = None, threads: int = 1) -> None:
@@ -143,6 +143,7 @@ def _one_run(
     kept: dict[str, Any] = {"durations": durations, "onnx_graph": None, "produced": None, "onnx_path": None}
     atol, rtol = float(job["atol"]), float(job["rtol"])
     stage = Stage.export
+    start = time.perf_counter()
 
     def enter(next_stage: Stage) -> float:
         nonlocal stage
@@ -193,4 +194,5 @@ def _one_run(
     except BaseException as exc:
         if isinstance(exc, KeyboardInterrupt | SystemExit):
             raise
+        durations[stage] = time.perf_counter() - start  # the time the failing stage took before it failed
         return RunResult.failure(stage, exc, tail.excerpt(), **kept)

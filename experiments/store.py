@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy.engine import Engine
@@ -20,6 +21,28 @@ from db.types import utcnow
 from experiments.results import ModelInfo, RunResult
 
 RunKey = tuple[int, str, str, str, int, int]
+
+
+@dataclass(frozen=True)
+class ModelItem:
+    """A model's generate/load report, waiting in a batch."""
+
+    model_id: int
+    info: ModelInfo
+
+
+@dataclass(frozen=True)
+class RunItem:
+    """A finished run waiting in a batch: its planned spec, result, model hash and resolved parameters."""
+
+    model_id: int
+    spec: dict[str, Any]
+    result: RunResult
+    model_hash: str | None
+    parameters: dict[str, Any] | None = None
+
+
+BatchItem = ModelItem | RunItem
 
 
 def operator_set(operators: list[str]) -> list[str]:
@@ -131,19 +154,86 @@ class CampaignStore:
     def record_model(self, model_id: int, info: ModelInfo) -> None:
         """What generating or loading the model told about it (fields it did not tell are kept)."""
         with Session(self.engine) as s:
-            row = s.get(ModelUnderTest, model_id)
-            if row is None:
-                return
-            for name in ("content_hash", "location", "operators", "graph", "input_specs"):
-                if getattr(info, name) is not None:
-                    setattr(row, name, getattr(info, name))
-            s.add(row)
-            if info.operators is not None:  # the same list as rows, for per-operator analyses
-                for old in s.exec(select(ModelOperator).where(ModelOperator.model_id == model_id)):
-                    s.delete(old)
-                s.flush()
-                s.add_all(ModelOperator(model_id=model_id, operator=op) for op in operator_set(info.operators))
+            self._model_into(s, model_id, info)
             s.commit()
+
+    @staticmethod
+    def _model_into(s: Session, model_id: int, info: ModelInfo) -> None:
+        row = s.get(ModelUnderTest, model_id)
+        if row is None:
+            return
+        for name in ("content_hash", "location", "operators", "graph", "input_specs"):
+            if getattr(info, name) is not None:
+                setattr(row, name, getattr(info, name))
+        s.add(row)
+        if info.operators is not None:  # the same list as rows, for per-operator analyses
+            for old in s.exec(select(ModelOperator).where(ModelOperator.model_id == model_id)):
+                s.delete(old)
+            s.flush()
+            s.add_all(ModelOperator(model_id=model_id, operator=op) for op in operator_set(info.operators))
+
+    def record_batch(self, campaign_id: int, items: list[BatchItem]) -> list[RunOutcome | None]:
+        """Models and runs, in order, in one transaction (a run this campaign already has is skipped: None);
+        one outcome per item (None for models). Falls back to one transaction per item if another writer
+        stored one of the runs meanwhile."""
+        runs = [i for i in items if isinstance(i, RunItem)]
+        model_ids = {i.model_id for i in runs}
+        try:
+            with Session(self.engine) as s:
+                nodes = dict(
+                    s.exec(
+                        select(ModelUnderTest.id, ModelUnderTest.node_count).where(ModelUnderTest.id.in_(model_ids))
+                    ).all()
+                )
+                have = self._keys(s, campaign_id, model_ids)
+                out: list[RunOutcome | None] = []
+                for item in items:
+                    if isinstance(item, ModelItem):
+                        self._model_into(s, item.model_id, item.info)
+                        out.append(None)
+                        continue
+                    key = run_key(item.model_id, item.spec)
+                    if key in have:
+                        out.append(None)
+                        continue
+                    have.add(key)
+                    run = self._run_row(campaign_id, item)
+                    run.node_count = nodes.get(item.model_id)
+                    s.add(run)
+                    s.flush()
+                    s.add_all(RunOutput(run_id=run.id, **o) for o in item.result.outputs)
+                    out.append(item.result.outcome)
+                s.commit()
+                return out
+        except IntegrityError:
+            out = []
+            for item in items:
+                if isinstance(item, ModelItem):
+                    self.record_model(item.model_id, item.info)
+                    out.append(None)
+                else:
+                    out.append(
+                        self.record_run(
+                            campaign_id, item.model_id, item.spec, item.result, item.model_hash, item.parameters
+                        )
+                    )
+            return out
+
+    @staticmethod
+    def _keys(s: Session, campaign_id: int, model_ids: set[int]) -> set[RunKey]:
+        if not model_ids:
+            return set()
+        rows = s.exec(
+            select(
+                ConversionRun.model_id,
+                ConversionRun.converter,
+                ConversionRun.converter_version,
+                ConversionRun.exporter,
+                ConversionRun.opset,
+                ConversionRun.input_seed,
+            ).where(ConversionRun.campaign_id == campaign_id, ConversionRun.model_id.in_(model_ids))
+        ).all()
+        return {(int(r[0]), r[1], r[2], r[3], int(r[4]), int(r[5])) for r in rows}
 
     def record_run(
         self,
@@ -156,11 +246,29 @@ class CampaignStore:
     ) -> RunOutcome | None:
         """Insert one run (a planned `spec` and how it ended) and its outputs in one transaction; its outcome, or
         None if this campaign already has it. The result is stored as built: verdict and tolerance included."""
+        run = self._run_row(campaign_id, RunItem(model_id, spec, result, model_hash, parameters))
+        with Session(self.engine) as s:
+            run.node_count = s.exec(select(ModelUnderTest.node_count).where(ModelUnderTest.id == model_id)).first()
+            try:
+                s.add(run)
+                s.flush()
+                for out in result.outputs:
+                    s.add(RunOutput(run_id=run.id, **out))
+                s.commit()
+            except IntegrityError:
+                s.rollback()
+                return None
+        return result.outcome
+
+    @staticmethod
+    def _run_row(campaign_id: int, item: RunItem) -> ConversionRun:
+        """The `conversion_run` row of one run, as built (verdict and tolerance included)."""
+        spec, result = item.spec, item.result
         produced = result.produced
-        run = ConversionRun(
+        return ConversionRun(
             campaign_id=campaign_id,
-            model_id=model_id,
-            model_hash=model_hash,
+            model_id=item.model_id,
+            model_hash=item.model_hash,
             converter=spec["converter_name"],
             converter_version=spec["converter_version"],
             exporter=spec["exporter"],
@@ -171,7 +279,7 @@ class CampaignStore:
             onnx_producer=produced.producer_name if produced else None,
             onnx_producer_version=produced.producer_version if produced else None,
             onnx_path=result.onnx_path[:500] if result.onnx_path else None,
-            parameters=parameters,
+            parameters=item.parameters,
             input_seed=int(spec["input_seed"]),
             n_inputs=int(spec["n_inputs"]),
             status=result.outcome.value,
@@ -185,15 +293,3 @@ class CampaignStore:
             atol=result.atol if result.outcome.judged else None,
             rtol=result.rtol if result.outcome.judged else None,
         )
-        with Session(self.engine) as s:
-            run.node_count = s.exec(select(ModelUnderTest.node_count).where(ModelUnderTest.id == model_id)).first()
-            try:
-                s.add(run)
-                s.flush()
-                for out in result.outputs:
-                    s.add(RunOutput(run_id=run.id, **out))
-                s.commit()
-            except IntegrityError:
-                s.rollback()
-                return None
-        return result.outcome

@@ -1,7 +1,8 @@
 """The long-lived conversion worker: imports the frameworks once, then runs model jobs sent over a pipe.
 
-Started by `experiments.isolation` as `python -m experiments.worker`; everything a bad model can do to it
-(segfault, abort, hang, memory blow-up) only costs this process, which the driver then replaces.
+Started by `experiments.isolation`, either forked from a warm zygote (`experiments.zygote`, the default) or as
+`python -m experiments.worker` (a fresh interpreter); everything a bad model can do to it (segfault, abort,
+hang, memory blow-up) only costs this process, which the driver then replaces.
 """
 
 from __future__ import annotations
@@ -16,8 +17,8 @@ import sys
 from multiprocessing.connection import Connection
 
 
-def _die_with_parent() -> None:
-    """Linux: get SIGKILL when the driver dies (e.g. `kill -9`), so no orphan keeps converting."""
+def die_with_parent() -> None:
+    """Linux: get SIGKILL when the parent dies (e.g. the driver's `kill -9`), so no orphan keeps converting."""
     try:
         libc = ctypes.CDLL("libc.so.6", use_errno=True)
         libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
@@ -25,8 +26,11 @@ def _die_with_parent() -> None:
         pass
 
 
-def _preload(frameworks: list[str], threads: int) -> None:
-    """Import the frameworks a campaign needs before the first job, with one compute thread each."""
+def preload(frameworks: list[str], threads: int) -> None:
+    """Import the frameworks a campaign needs before the first job, with one compute thread each.
+
+    Imports and settings only, no computation: a zygote runs this before forking (see `experiments.zygote`).
+    """
     if "torch" in frameworks:
         import torch
 
@@ -53,20 +57,8 @@ def _release() -> None:
     gc.collect()
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="experiments.worker")
-    parser.add_argument("--rfd", type=int, required=True)
-    parser.add_argument("--wfd", type=int, required=True)
-    parser.add_argument("--stderr", default=None)
-    parser.add_argument("--preload", default="")
-    parser.add_argument("--plugins", default="")
-    parser.add_argument("--threads", type=int, default=1)
-    args = parser.parse_args(argv)
-    _die_with_parent()
-    inbox, outbox = Connection(args.rfd, writable=False), Connection(args.wfd, readable=False)
-    for module in filter(None, args.plugins.split(",")):
-        importlib.import_module(module)
-    _preload([f for f in args.preload.split(",") if f], args.threads)
+def serve(inbox: Connection, outbox: Connection, stderr_path: str | None, threads: int) -> int:
+    """Say Ready, then run StartJob messages until Stop or the driver's end of the pipe closes."""
     from experiments.messages import JobDone, Ready, StartJob, WorkerMessage
     from experiments.pipeline import run_job
 
@@ -83,9 +75,26 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         if not isinstance(message, StartJob):  # Stop
             return 0
-        run_job(message.job, emit, stderr_path=args.stderr, threads=args.threads)
+        run_job(message.job, emit, stderr_path=stderr_path, threads=threads)
         _release()
         outbox.send(JobDone())
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="experiments.worker")
+    parser.add_argument("--rfd", type=int, required=True)
+    parser.add_argument("--wfd", type=int, required=True)
+    parser.add_argument("--stderr", default=None)
+    parser.add_argument("--preload", default="")
+    parser.add_argument("--plugins", default="")
+    parser.add_argument("--threads", type=int, default=1)
+    args = parser.parse_args(argv)
+    die_with_parent()
+    inbox, outbox = Connection(args.rfd, writable=False), Connection(args.wfd, readable=False)
+    for module in filter(None, args.plugins.split(",")):
+        importlib.import_module(module)
+    preload([f for f in args.preload.split(",") if f], args.threads)
+    return serve(inbox, outbox, args.stderr, args.threads)
 
 
 if __name__ == "__main__":
