@@ -21,6 +21,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
 
+from db.errors import InteropError
 from db.models.github_mining import SchedulerLock
 from db.types import utcnow
 
@@ -62,7 +63,7 @@ class Holder:
         )
 
 
-class LockBusy(Exception):
+class LockBusy(InteropError):
     """Another owner holds the lease (after waiting as long as allowed)."""
 
     def __init__(self, holder: Holder | None, name: str) -> None:

@@ -24,13 +24,15 @@ from typing import Any
 
 import psutil
 
+from db.errors import InteropError
+
 Event = tuple[Any, ...]
 Emit = Callable[[Event], None]
 POLL_SECONDS = 0.1
 RECYCLE_FRACTION = 0.6  # of the memory limit: an idle worker above it is restarted before its next job
 
 
-class WorkerStartupError(RuntimeError):
+class WorkerStartupError(InteropError):
     """A worker died or hung before it was ready: a setup problem, not a model's."""
 
 

@@ -18,6 +18,7 @@ from db.models.experiments import (
 )
 from db.types import utcnow
 from experiments.compare import run_passes
+from experiments.spec import SpecError
 
 RunKey = tuple[int, str, str, str, int, int]
 
@@ -50,7 +51,7 @@ class CampaignStore:
         with Session(self.engine) as s:
             stored = s.exec(select(Campaign.spec).where(Campaign.name == name)).first()
         if stored is not None and stored != spec:
-            raise ValueError(f"campaign {name!r} exists with a different spec; choose another name")
+            raise SpecError(f"campaign {name!r} exists with a different spec; choose another name")
 
     def campaign(self, name: str, spec: dict[str, Any], env: dict[str, Any], kind: str = "live") -> int:
         """The campaign row for `name`, created on first use; a different spec under the same name is refused."""

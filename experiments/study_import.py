@@ -17,6 +17,7 @@ from typing import Any
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
+from db.errors import InteropError
 from db.ingest import recorded_run
 from db.models.experiments import Campaign, ConversionRun, ModelUnderTest, RunOutcome, RunOutput
 from db.types import utcnow
@@ -31,7 +32,7 @@ IMPORT_ATOL = 1e-5
 _ORT = re.compile(r"\[ONNXRuntimeError\] : (?P<code>\d+) : (?P<name>[A-Z_]+) : (?P<text>.*)", re.S)
 
 
-class StudyImportError(ValueError):
+class StudyImportError(InteropError):
     """Bad input: the message names the file and record."""
 
 

@@ -23,13 +23,15 @@ from pydantic import (
     model_validator,
 )
 
+from db.errors import InteropError
+
 TOP_KEYS = {"name", "version", "description", "dimensions"}
 DIMENSION_KEYS = {"key", "column", "label_column", "question", "required", "required_when", "codes", "description"}
 CODE_KEYS = {"label", "description", "aliases", "unused"}
 KEY_PATTERN = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
 
 
-class CodebookError(ValueError):
+class CodebookError(InteropError):
     """A malformed codebook: the message names the file and the offending key."""
 
 

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from db.errors import InteropError
 from labeling.codebook import CodebookSpec, DimensionSpec
 from labeling.store import parse_issue_url
 
@@ -17,7 +18,7 @@ EMPTY_LABELS = {"", "#n/a", "n/a", "na", "-"}
 HEADER_SCAN = 20
 
 
-class SheetError(ValueError):
+class SheetError(InteropError):
     """A cell or layout the importer cannot accept: names file, sheet, row and column."""
 
 

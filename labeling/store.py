@@ -9,6 +9,7 @@ from typing import Any
 from sqlalchemy import func
 from sqlmodel import Session, select
 
+from db.errors import InteropError
 from db.models.github import Issue, Repository
 from db.models.labeling import (
     Codebook,
@@ -26,7 +27,7 @@ from labeling.codebook import CodebookSpec
 ISSUE_URL = re.compile(r"^https?://github\.com/([A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+)/(?:issues|pull)/(\d+)/?(?:[#?].*)?$")
 
 
-class LabelingError(ValueError):
+class LabelingError(InteropError):
     """A problem the user can fix (unknown round, codebook mismatch, …); one line, no secrets."""
 
 

@@ -11,13 +11,15 @@ from typing import Any
 import yaml
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
+from db.errors import InteropError
+
 #: How much aliases may add to a document (scalar characters plus nodes, counted as if every alias were
 #: written out). Anchors that reuse a list of aliases stay far below; a "billion laughs" file goes far above.
 MAX_ALIAS_EXPANSION = 10_000
 MERGE_TAG = "tag:yaml.org,2002:merge"
 
 
-class StrictYamlError(yaml.YAMLError):
+class StrictYamlError(InteropError, yaml.YAMLError):
     """A document this loader refuses; `problem` says why and `problem_mark` where (like PyYAML's errors)."""
 
     def __init__(self, problem: str, mark: Any = None, context: str | None = None) -> None:

@@ -13,6 +13,7 @@ from sqlalchemy import func
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
+from db.errors import InteropError
 from db.models.survey import (
     Survey,
     SurveyAnswer,
@@ -28,7 +29,7 @@ if TYPE_CHECKING:
 COUNT_COLUMNS = ["choice", "count", "n_answered", "n_respondents", "pct_of_answered", "pct_of_respondents"]
 
 
-class SurveyLookupError(LookupError):
+class SurveyLookupError(InteropError):
     """No survey or question by that name."""
 
 

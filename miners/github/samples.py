@@ -10,11 +10,12 @@ from typing import Any
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
+from db.errors import InteropError
 from db.models.github import Issue, IssueSample, IssueSampleMember, Repository
 from db.models.github_mining import IssueFixLink
 
 
-class SampleError(ValueError):
+class SampleError(InteropError):
     """A sample cannot be drawn as asked (unknown repository, too few issues, name taken by other args)."""
 
 

@@ -13,6 +13,8 @@ from datetime import date, datetime, time
 from pathlib import Path
 from typing import Any
 
+from db.errors import ExportError
+
 #: A question column as Qualtrics names it by default: Q12, Q12_3, Q12_3_TEXT, QID12, Q12#1_2 …
 QID_PATTERN = re.compile(r"^Q(?:ID)?\d+([_#.]\w+)*$", re.IGNORECASE)
 #: Legacy exports name every column V1, V2, … in row 1 for the ten metadata fields (ResponseID first).
@@ -56,10 +58,6 @@ METADATA_COLUMNS = frozenset(
 RESPONSE_ID_COLUMNS = ("ResponseId", "ResponseID", "_recordId")
 _IDENTIFIER = re.compile(r"^[A-Za-z_][\w .#()-]*$")
 _COLUMN_LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
-
-
-class ExportError(ValueError):
-    """The file is not a usable Qualtrics export; the message names the file, row and field."""
 
 
 @dataclass(frozen=True)
