@@ -10,7 +10,8 @@ from pathlib import Path
 
 import typer
 
-from cli.common import console, fail
+from cli.common import console
+from db.errors import InteropError
 
 SCRIPT = Path(__file__).resolve().parents[1] / "streamlit_app.py"
 
@@ -57,9 +58,9 @@ def run_app(
     from db.engine import mask_url
 
     if not SCRIPT.exists():
-        fail(f"{SCRIPT} is missing: run `interop app` from a checkout of Interop Lab")
+        raise InteropError(f"{SCRIPT} is missing: run `interop app` from a checkout of Interop Lab")
     if port_in_use(address, port):
-        fail(f"port {port} is already in use: pick another with --port")
+        raise InteropError(f"port {port} is already in use: pick another with --port")
     url = get_settings().database_url
     shown = "localhost" if address in ("0.0.0.0", "") else address
     console.print(f"Interop Lab explorer on http://{shown}:{port}  (database {mask_url(url)}; Ctrl-C stops it)")

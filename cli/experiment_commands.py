@@ -7,7 +7,8 @@ from typing import Any, Literal
 
 import typer
 
-from cli.common import UserError, console, engine, user_errors
+from cli.common import console, engine
+from db.errors import InteropError
 
 app = typer.Typer(help="Conversion campaigns: models through converters, checked in onnxruntime.", no_args_is_help=True)
 
@@ -18,7 +19,7 @@ def _csv_ints(value: str | None) -> list[int] | None:
     try:
         return [int(v) for v in value.split(",") if v.strip()]
     except ValueError as exc:
-        raise UserError(f"expected comma-separated integers, got {value!r}") from exc
+        raise InteropError(f"expected comma-separated integers, got {value!r}") from exc
 
 
 def _csv(value: str | None) -> list[str] | None:
@@ -52,8 +53,7 @@ def run(
 
     from db.config import get_settings
     from experiments.campaign import prepare, run_campaign
-    from experiments.isolation import WorkerStartupError
-    from experiments.spec import SpecError, load_spec
+    from experiments.spec import load_spec
 
     overrides = {
         "name": name,
@@ -72,43 +72,36 @@ def run(
         "dask": dask,
         "plugins": _csv(plugins),
     }
-    with user_errors():
-        if spec_file is None and preset is None and not any(v is not None for v in overrides.values()):
-            raise UserError("give a campaign.toml, --preset quick, or flags such as --sources")
-        try:
-            spec = load_spec(spec_file, preset, overrides)
-            planned = prepare(engine(), spec)  # a spec that cannot run is one error line, before any output
-        except (SpecError, ValueError) as exc:
-            raise UserError(str(exc)) from exc
-        data_dir = Path(get_settings().data_dir)
-        console.print(
-            f"campaign [bold]{spec.name}[/]: {', '.join(spec.sources)} -> {', '.join(spec.converters)}, "
-            f"opsets {spec.opsets}, {spec.workers} worker(s){' on Dask ' + spec.dask if spec.dask else ''}"
-        )
-        with Progress(
-            TextColumn("{task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeElapsedColumn(),
-            console=console,
-            transient=False,
-        ) as bar:
-            task = bar.add_task("runs", total=None)
+    if spec_file is None and preset is None and not any(v is not None for v in overrides.values()):
+        raise InteropError("give a campaign.toml, --preset quick, or flags such as --sources")
+    spec = load_spec(spec_file, preset, overrides)
+    planned = prepare(engine(), spec)  # a spec that cannot run is one error line, before any output
+    data_dir = Path(get_settings().data_dir)
+    console.print(
+        f"campaign [bold]{spec.name}[/]: {', '.join(spec.sources)} -> {', '.join(spec.converters)}, "
+        f"opsets {spec.opsets}, {spec.workers} worker(s){' on Dask ' + spec.dask if spec.dask else ''}"
+    )
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+        transient=False,
+    ) as bar:
+        task = bar.add_task("runs", total=None)
 
-            def progress(done: int, total: int, last: dict) -> None:
-                bar.update(
-                    task,
-                    completed=done,
-                    total=total,
-                    description=f"runs ({last.get('status', 'resuming')})" if last else "runs",
-                )
-                if not console.is_terminal and last and (done % 10 == 0 or done == total):
-                    console.print(f"  {done}/{total} runs")  # logs and pipes get plain progress lines
+        def progress(done: int, total: int, last: dict) -> None:
+            bar.update(
+                task,
+                completed=done,
+                total=total,
+                description=f"runs ({last.get('status', 'resuming')})" if last else "runs",
+            )
+            if not console.is_terminal and last and (done % 10 == 0 or done == total):
+                console.print(f"  {done}/{total} runs")  # logs and pipes get plain progress lines
 
-            try:
-                result = run_campaign(engine(), spec, data_dir, progress, planned)
-            except (SpecError, ValueError, WorkerStartupError) as exc:
-                raise UserError(str(exc)) from exc
+        result = run_campaign(engine(), spec, data_dir, progress, planned)
     for warning in result.warnings:
         console.print(f"[yellow]warning:[/] {warning}")
     for (converter, asked, got), n in sorted(result.opset_changes.items()):
@@ -143,7 +136,7 @@ def _check_campaign(name: str | None) -> None:
 
     known = campaign_names(engine())
     if name is not None and name not in known:
-        raise UserError(f"no campaign named {name!r} (known: {', '.join(known) or 'none yet'})")
+        raise InteropError(f"no campaign named {name!r} (known: {', '.join(known) or 'none yet'})")
 
 
 def _print_status(name: str | None) -> None:
@@ -183,8 +176,7 @@ def _print_status(name: str | None) -> None:
 @app.command("status")
 def status(name: str | None = typer.Argument(None, help="one campaign (default: all)")) -> None:
     """Runs per campaign, converter and outcome; campaigns without runs too."""
-    with user_errors():
-        _check_campaign(name)
+    _check_campaign(name)
     _print_status(name)
 
 
@@ -197,12 +189,8 @@ def rescore(
     """Re-judge the live campaigns' stored runs at a new tolerance from their raw numbers; nothing is re-run."""
     from experiments.rescore import rescore as do_rescore
 
-    with user_errors():
-        _check_campaign(campaign)
-        try:
-            changed = do_rescore(engine(), atol, rtol, campaign)
-        except ValueError as exc:
-            raise UserError(str(exc)) from exc
+    _check_campaign(campaign)
+    changed = do_rescore(engine(), atol, rtol, campaign)
     scope = f"campaign {campaign!r}" if campaign else "live campaigns (historical imports: name one with --campaign)"
     console.print(
         f"re-judged {changed['judged']} runs at atol={atol:g} rtol={rtol:g} in {scope}: "
@@ -217,13 +205,9 @@ def import_results(
     name: str = typer.Option("study-exporter-results", help="name of the historical campaign"),
 ) -> None:
     """Load the study's exporter results as a historical campaign (idempotent)."""
-    from experiments.study_import import StudyImportError, import_exporter_results
+    from experiments.study_import import import_exporter_results
 
-    with user_errors():
-        try:
-            counts = import_exporter_results(engine(), directory, name)
-        except StudyImportError as exc:
-            raise UserError(str(exc)) from exc
+    counts = import_exporter_results(engine(), directory, name)
     if counts["new_runs"]:
         console.print(
             f"imported {counts['models']:,} models, {counts['runs']:,} runs "
@@ -250,19 +234,14 @@ def repro(
 
     Exit code 0 when the outcome (status, stage, error class) is the same, 1 when it differs."""
     from db.config import get_settings
-    from experiments.isolation import WorkerStartupError
-    from experiments.repro import ReproError, load_recipe, reproduce
+    from experiments.repro import load_recipe, reproduce
 
-    with user_errors():
-        try:
-            if show:
-                console.print(load_recipe(engine(), run_id).toml(), markup=False, end="")
-                return
-            folder = out or Path(get_settings().data_dir) / "repro" / f"run-{run_id}"
-            console.print(f"re-running run {run_id} in {folder} …", markup=False)
-            done = reproduce(engine(), run_id, folder)
-        except (ReproError, WorkerStartupError) as exc:
-            raise UserError(str(exc)) from exc
+    if show:
+        console.print(load_recipe(engine(), run_id).toml(), markup=False, end="")
+        return
+    folder = out or Path(get_settings().data_dir) / "repro" / f"run-{run_id}"
+    console.print(f"re-running run {run_id} in {folder} …", markup=False)
+    done = reproduce(engine(), run_id, folder)
     for note in done.notes:
         console.print(f"note: {note}", style="yellow", markup=False)
     _print_reproduction(done)
@@ -313,20 +292,19 @@ def analyze(
     from db.queries.experiments import operator_rates, outcome_rates, sequence_comparison
 
     what = analysis
-    with user_errors():
-        _check_campaign(campaign)
-        if what == "outcomes":
-            frame = outcome_rates(engine(), campaign)
-        elif what == "operators":
-            if level not in ("source", "onnx"):
-                raise UserError("--level must be 'source' or 'onnx'")
-            frame = operator_rates(engine(), campaign, level)
-        elif what == "sequences":
-            if length < 1:
-                raise UserError("--length must be at least 1")
-            frame = sequence_comparison(engine(), campaign, length)
-        else:
-            raise UserError(f"unknown analysis {what!r}: choose outcomes, operators or sequences")
+    _check_campaign(campaign)
+    if what == "outcomes":
+        frame = outcome_rates(engine(), campaign)
+    elif what == "operators":
+        if level not in ("source", "onnx"):
+            raise InteropError("--level must be 'source' or 'onnx'")
+        frame = operator_rates(engine(), campaign, level)
+    elif what == "sequences":
+        if length < 1:
+            raise InteropError("--length must be at least 1")
+        frame = sequence_comparison(engine(), campaign, length)
+    else:
+        raise InteropError(f"unknown analysis {what!r}: choose outcomes, operators or sequences")
     if csv is not None:
         frame.to_csv(csv, index=False)
         console.print(f"wrote {len(frame)} rows to {csv}")

@@ -7,7 +7,8 @@ from typing import Literal
 
 import typer
 
-from cli.common import console, fail
+from cli.common import console
+from db.errors import InteropError, first_line
 
 app = typer.Typer(
     help="Export tables (whole, streamed) or one read-only query as CSV, Parquet or SQLite.",
@@ -43,10 +44,10 @@ def tables(
         return
     from sqlalchemy.exc import SQLAlchemyError
 
-    from db.export import ExportError, export_tables
+    from db.export import export_tables
 
     if tables is not None and not _split(tables):
-        fail("--tables names no table; leave it out to export every table")
+        raise InteropError("--tables names no table; leave it out to export every table")
     counts: dict[str, int] = {}
     try:
         with console.status("exporting…") as status:
@@ -56,10 +57,8 @@ def tables(
                 status.update(f"exporting {table}: {counts[table]:,} rows")
 
             done = export_tables(_url(), out, fmt.lower(), _split(tables), progress=progress)
-    except ExportError as exc:
-        fail(str(exc))
     except SQLAlchemyError as exc:
-        fail(f"database error: {str(getattr(exc, 'orig', exc)).strip().splitlines()[0]}")
+        raise InteropError(f"database error: {first_line(exc)}") from None
     for item in done:
         console.print(f"{item.name}: {item.rows:,} rows → {item.path}")
     console.print(f"exported {len(done)} table(s) as {fmt.lower()} into {out}")
@@ -80,16 +79,13 @@ def query(
 ) -> None:
     """Export the result of one read-only query, run like the app's SQL console (on PostgreSQL only as the
     reader role of INTEROP_READER_DATABASE_URL)."""
-    from db.export import ExportError, export_query
-    from db.readonly import QueryError, QueryTimeout, ReadOnlyViolation, console_url
+    from db.export import export_query
+    from db.readonly import console_url
 
     if timeout < 0:
-        fail(f"--timeout must be 0 (no limit) or a number of seconds, not {timeout:g}")
+        raise InteropError(f"--timeout must be 0 (no limit) or a number of seconds, not {timeout:g}")
 
-    try:
-        url = console_url()
-        with console.status("running the query…"):
-            done = export_query(url, sql, out, fmt.lower(), name=name, timeout_s=timeout or None)
-    except (ExportError, QueryError, QueryTimeout, ReadOnlyViolation) as exc:
-        fail(str(exc))
+    url = console_url()
+    with console.status("running the query…"):
+        done = export_query(url, sql, out, fmt.lower(), name=name, timeout_s=timeout or None)
     console.print(f"{done.rows:,} rows → {done.path}")

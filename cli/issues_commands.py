@@ -6,7 +6,8 @@ from typing import Literal
 
 import typer
 
-from cli.common import UserError, console, engine, user_errors
+from cli.common import console, engine
+from db.errors import InteropError
 
 app = typer.Typer(help="Mined GitHub issues: samples, fix-link rule, listing.", no_args_is_help=True)
 
@@ -23,23 +24,19 @@ def sample(
     state: Literal["open", "closed"] | None = typer.Option(None, "--state", help="Only issues in this state."),
 ) -> None:
     """Draw and store a named reproducible sample; the same name and arguments again is a no-op."""
-    from miners.github.samples import SampleError, draw_sample
+    from miners.github.samples import draw_sample
 
-    with user_errors():
-        try:
-            result = draw_sample(
-                engine(),
-                name=name,
-                repo=repo,
-                n=n,
-                seed=seed,
-                fixed_only=fixed_only,
-                rule_version=rule_version,
-                label=label,
-                state=state,
-            )
-        except SampleError as exc:
-            raise UserError(str(exc)) from None
+    result = draw_sample(
+        engine(),
+        name=name,
+        repo=repo,
+        n=n,
+        seed=seed,
+        fixed_only=fixed_only,
+        rule_version=rule_version,
+        label=label,
+        state=state,
+    )
     if result.created:
         console.print(f"sample {name!r}: {len(result.numbers)} of {result.population} issues of {repo} stored")
     else:
@@ -58,15 +55,11 @@ def relink(
 ) -> None:
     """Re-evaluate the fix-link rule on stored timelines (no GitHub requests)."""
     from db.config import load_toml
-    from miners.github.fixrule import RuleError, load_rule
+    from miners.github.fixrule import load_rule
     from miners.github.loader import relink as do_relink
 
-    with user_errors():
-        try:
-            rule = load_rule(rule_version, load_toml().get("fix_rules") or {})
-            counts = do_relink(engine(), rule, repo)
-        except RuleError as exc:
-            raise UserError(str(exc)) from None
+    rule = load_rule(rule_version, load_toml().get("fix_rules") or {})
+    counts = do_relink(engine(), rule, repo)
     console.print(
         f"rule {rule_version}: {counts['fix_linked']} of {counts['issues']} issues with timelines are fix-linked"
     )
@@ -89,13 +82,12 @@ def list_issues(
     from db.queries.issues import issue_list, known_only_by_url
 
     options = filter_options(engine())
-    with user_errors():
-        for value, kind, known in (
-            (repo, "repository", options["repositories"]),
-            (sample_name, "sample", options["samples"]),
-        ):
-            if value and value not in known:
-                raise UserError(f"no {kind} named {value!r} in the store (known: {', '.join(known) or 'none'})")
+    for value, kind, known in (
+        (repo, "repository", options["repositories"]),
+        (sample_name, "sample", options["samples"]),
+    ):
+        if value and value not in known:
+            raise InteropError(f"no {kind} named {value!r} in the store (known: {', '.join(known) or 'none'})")
     frame = issue_list(
         engine(),
         repo=repo,
@@ -128,13 +120,12 @@ def show(ref: str = typer.Argument(..., help="owner/name#number")) -> None:
     """One issue with its timeline and fix verdicts."""
     from db.queries.issues import issue_detail
 
-    with user_errors():
-        repo, _, num = ref.partition("#")
-        if not num.isdigit():
-            raise UserError(f"expected owner/name#number, got {ref!r}")
-        detail = issue_detail(engine(), repo, int(num))
-        if detail is None:
-            raise UserError(f"{ref} is not in the store")
+    repo, _, num = ref.partition("#")
+    if not num.isdigit():
+        raise InteropError(f"expected owner/name#number, got {ref!r}")
+    detail = issue_detail(engine(), repo, int(num))
+    if detail is None:
+        raise InteropError(f"{ref} is not in the store")
     fields, timeline, verdicts = detail
     if not fields.get("hydrated", True):
         console.print(

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
 import typer
 
-from cli.common import console, engine, err_console, fail
+from cli.common import console, engine, err_console
+from db.errors import InteropError
 
 if TYPE_CHECKING:
     from rich.table import Table
@@ -45,19 +44,6 @@ def _when(value: object) -> str:
     return (stamp.tz_convert("UTC") if stamp.tzinfo else stamp).strftime("%Y-%m-%d %H:%M")
 
 
-@contextmanager
-def _labeling_errors() -> Iterator[None]:
-    """Every expected failure becomes one red line naming what to fix."""
-    from labeling.codebook import CodebookError
-    from labeling.sheets import SheetError
-    from labeling.store import LabelingError
-
-    try:
-        yield
-    except (CodebookError, SheetError, LabelingError) as exc:
-        fail(str(exc))
-
-
 @codebook_app.command("load")
 def codebook_load(file: Path = typer.Argument(..., help="Codebook YAML file.")) -> None:
     """Store FILE as a codebook version (an identical file is a no-op; a changed one is the next version)."""
@@ -65,11 +51,10 @@ def codebook_load(file: Path = typer.Argument(..., help="Codebook YAML file.")) 
     from labeling.codebook import read_codebook
     from labeling.store import codebook_version, store_codebook
 
-    with _labeling_errors():
-        spec = read_codebook(file)
-        with session_scope(engine()) as session:
-            book = store_codebook(session, spec, str(file))
-            current = codebook_version(session, book.name).version
+    spec = read_codebook(file)
+    with session_scope(engine()) as session:
+        book = store_codebook(session, spec, str(file))
+        current = codebook_version(session, book.name).version
     codes = sum(len(d.codes) for d in spec.dimensions)
     if not book.created:  # a no-op: nothing stored, so nothing to warn about either
         state = "it stays the current version" if current == book.version else f"version {current} stays current"
@@ -118,8 +103,7 @@ def import_sheet(
     """Import the study's coding: each group of sheets is one round with its coders (re-running changes nothing)."""
     from labeling.importer import import_workbook
 
-    with _labeling_errors():
-        result = import_workbook(engine(), file, codebook, sheet or None, round_name)
+    result = import_workbook(engine(), file, codebook, sheet or None, round_name)
     for r in result.rounds:
         extra = f", cross-checked {r['cross_checked']} cells" if r["cross_checked"] else ""
         where = f"round {r['round']!r} ({', '.join(r['sheets'])})"
@@ -167,13 +151,14 @@ def _check_choices(
     from labeling.summary import dimension_keys
 
     if fmt not in formats:
-        fail(f"unknown --format {fmt!r}: choose one of {', '.join(formats)}")
-    with _labeling_errors():
-        keys = dimension_keys(engine(), round_name)
+        raise InteropError(f"unknown --format {fmt!r}: choose one of {', '.join(formats)}")
+    keys = dimension_keys(engine(), round_name)
     where = f" in round {round_name!r}" if round_name else ""
     for option, value in dimensions.items():
         if value is not None and value not in keys:
-            fail(f"unknown {option} {value!r}{where}: choose one of {', '.join(keys) or 'none (no codebook loaded)'}")
+            raise InteropError(
+                f"unknown {option} {value!r}{where}: choose one of {', '.join(keys) or 'none (no codebook loaded)'}"
+            )
     return keys
 
 
@@ -213,17 +198,16 @@ def agreement(
 
     _check_choices(fmt, ("table", "json", "csv"), round_name, {"--dimension": dimension})
     eng = engine()
-    with _labeling_errors():
-        frame = load_ratings(eng, round_name, dimension)
-        if frame.empty:
-            raise LabelingError(
-                "no valid codings"
-                + (f" in round {round_name!r}" if round_name else "")
-                + (f" for dimension {dimension!r}" if dimension else "")
-            )
-        results = agreement_report(frame, round_categories(eng), n_boot=bootstrap, seed=seed)
-        if not results:
-            raise LabelingError("agreement needs at least two coders per round and dimension")
+    frame = load_ratings(eng, round_name, dimension)
+    if frame.empty:
+        raise LabelingError(
+            "no valid codings"
+            + (f" in round {round_name!r}" if round_name else "")
+            + (f" for dimension {dimension!r}" if dimension else "")
+        )
+    results = agreement_report(frame, round_categories(eng), n_boot=bootstrap, seed=seed)
+    if not results:
+        raise LabelingError("agreement needs at least two coders per round and dimension")
     rows = [r.as_row() for r in results]
     pairs = [p for r in results for p in r.pairs]
     if fmt == "json":
@@ -310,9 +294,8 @@ def push(
     from labeling.client import connect
     from labeling.sync import push as do_push
 
-    with _labeling_errors():
-        client = connect()
-        report = do_push(engine(), client, sample, round_name, coders, overlap, per_item, seed, codebook)
+    client = connect()
+    report = do_push(engine(), client, sample, round_name, coders, overlap, per_item, seed, codebook)
     console.print(
         f"round {report.round!r}: {report.items} items, {report.overlap_items} coded by several coders; "
         f"{report.created_projects} projects created, {report.updated_configs} updated, "
@@ -351,9 +334,8 @@ def pull(
     from labeling.client import connect
     from labeling.sync import pull as do_pull
 
-    with _labeling_errors():
-        client = connect()
-        report = do_pull(engine(), client, round_name, full)
+    client = connect()
+    report = do_pull(engine(), client, round_name, full)
     c = report.counts
     console.print(
         f"pulled {', '.join(report.rounds)}: {c['tasks_read']} tasks read, {c['new']} new, "
@@ -389,10 +371,9 @@ def adjudicate(
     from labeling.client import connect
 
     if prefer_coder and majority:
-        fail("choose one rule: --prefer-coder or --majority")
-    with _labeling_errors():
-        client = connect() if review else None
-        report = do_adjudicate(engine(), round_name, prefer_coder, majority, client)
+        raise InteropError("choose one rule: --prefer-coder or --majority")
+    client = connect() if review else None
+    report = do_adjudicate(engine(), round_name, prefer_coder, majority, client)
     c = report.counts
     console.print(
         f"round {report.round!r}: final labels {c['final_new']} new, {c['final_changed']} changed, "
@@ -446,7 +427,7 @@ def finals(
         if item:
             frame = frame[frame["item"] == item]
     if frame.empty:
-        fail(
+        raise InteropError(
             f"no {'decisions' if history else 'final labels'} in round {round_name!r}"
             + (f" for {item}" if item else "")
         )
@@ -521,11 +502,11 @@ def taxonomy(
     keys = _check_choices(fmt, ("table", "csv"), round_name, {"--dimension": dimension, "--crosstab": crosstab_with})
     if crosstab_with == dimension:
         others = ", ".join(k for k in keys if k != dimension)
-        fail(f"--crosstab {crosstab_with!r} is the --dimension itself: choose one of {others}")
+        raise InteropError(f"--crosstab {crosstab_with!r} is the --dimension itself: choose one of {others}")
     eng = engine()
     dist = taxonomy_distribution(eng, dimension, round_name)
     if dist.empty:
-        fail(
+        raise InteropError(
             f"no final labels for dimension {dimension!r}"
             + (f" in round {round_name!r}" if round_name else "")
             + ": run `interop label adjudicate` first"

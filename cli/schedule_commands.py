@@ -4,21 +4,19 @@ from __future__ import annotations
 
 import typer
 
-from cli.common import UserError, console, engine, user_errors
+from cli.common import console, engine
+from db.errors import InteropError
 
 app = typer.Typer(help="Scheduled miner runs (the \\[\\[schedule]] entries of interop.toml).", no_args_is_help=True)
 
 
 def _entries():  # type: ignore[no-untyped-def]
     from db.config import load_toml
-    from miners.schedule import ScheduleError, load_entries
+    from miners.schedule import load_entries
 
-    try:
-        entries = load_entries(load_toml())
-    except ScheduleError as exc:
-        raise UserError(str(exc)) from None
+    entries = load_entries(load_toml())
     if not entries:
-        raise UserError("interop.toml has no [[schedule]] entries")
+        raise InteropError("interop.toml has no [[schedule]] entries")
     return entries
 
 
@@ -29,8 +27,7 @@ def list_jobs() -> None:
 
     from miners.schedule import next_run
 
-    with user_errors():
-        entries = _entries()
+    entries = _entries()
     table = Table("name", "cron", "timezone", "command", "next run")
     for entry in entries:
         when = next_run(entry)
@@ -53,12 +50,11 @@ def run(
     """Run the schedule until Ctrl-C (or `--once`); a database lease stops two schedulers running a job twice."""
     from miners.schedule import build_scheduler, next_run, owner_id, run_job
 
-    with user_errors():
-        entries = _entries()
-        if job:
-            entries = [e for e in entries if e.name == job]
-            if not entries:
-                raise UserError(f"no [[schedule]] entry named {job!r}")
+    entries = _entries()
+    if job:
+        entries = [e for e in entries if e.name == job]
+        if not entries:
+            raise InteropError(f"no [[schedule]] entry named {job!r}")
     eng = engine()
     owner = owner_id()
 

@@ -8,7 +8,8 @@ from typing import TYPE_CHECKING
 import typer
 from rich.markup import escape
 
-from cli.common import UserError, console, engine, err_console, user_errors
+from cli.common import console, engine, err_console
+from db.errors import InteropError
 
 if TYPE_CHECKING:
     from miners.survey.workflow import ImportOutcome
@@ -42,15 +43,10 @@ def import_(
     strict: bool = typer.Option(False, help="Fail on answers that match no known choice."),
 ) -> None:
     """Import a Qualtrics export into SURVEY; idempotent (re-importing the same file adds nothing)."""
-    from miners.survey.reader import ExportError
     from miners.survey.workflow import ImportRequest, import_survey
 
     request = ImportRequest(file, survey, sheet, questions, definition, tuple(exclude), reason, strict)
-    with user_errors():
-        try:
-            outcome = import_survey(engine(), request)
-        except ExportError as exc:  # the export, the definition, an overrides file, a rule, the database
-            raise UserError(str(exc)) from exc
+    outcome = import_survey(engine(), request)
     print_import(outcome)
 
 
@@ -102,14 +98,9 @@ def exclude(
     clear: bool = typer.Option(False, help="Drop every rule and include everyone again."),
 ) -> None:
     """Flag respondents as excluded by rule (never deleting them); without options, show the rules."""
-    from miners.survey.reader import ExportError
     from miners.survey.workflow import exclude_respondents
 
-    with user_errors():
-        try:
-            outcome = exclude_respondents(engine(), survey, where, response, reason, clear)
-        except ExportError as exc:
-            raise UserError(str(exc)) from exc
+    outcome = exclude_respondents(engine(), survey, where, response, reason, clear)
     if outcome.cleared is not None:
         console.print(f"survey {survey!r}: all exclusion rules dropped, {outcome.cleared} response(s) included again")
         return
@@ -151,13 +142,9 @@ def questions_(survey: str = typer.Argument(..., help="Survey name.")) -> None:
     """The survey's questions: kind and where it comes from (definition, overrides, or guessed), answers."""
     from rich.table import Table
 
-    from db.queries.survey import SurveyLookupError, list_questions
+    from db.queries.survey import list_questions
 
-    with user_errors():
-        try:
-            frame = list_questions(engine(), survey)
-        except SurveyLookupError as exc:
-            raise UserError(str(exc)) from exc
+    frame = list_questions(engine(), survey)
     table = Table("qid", "type", "kind", "choices", "answered", "question", "kind from")
     for row in frame.itertuples():
         if row.kind_source == "definition":
@@ -195,10 +182,9 @@ def definitions_(survey: str = typer.Argument(..., help="Survey name.")) -> None
 
     eng = engine()
     frame = list_surveys(eng)
-    with user_errors():
-        if survey not in set(frame["survey"]):
-            known = ", ".join(frame["survey"]) or "none imported yet"
-            raise UserError(f"no survey named {survey!r} (surveys: {known})")
+    if survey not in set(frame["survey"]):
+        known = ", ".join(frame["survey"]) or "none imported yet"
+        raise InteropError(f"no survey named {survey!r} (surveys: {known})")
     rows = definitions(eng, survey)
     if not rows:
         console.print(
@@ -231,13 +217,9 @@ def counts(
     """Counts per choice with both denominators: respondents who answered, and all included respondents."""
     from rich.table import Table
 
-    from db.queries.survey import SurveyLookupError, question_counts
+    from db.queries.survey import question_counts
 
-    with user_errors():
-        try:
-            frame = question_counts(engine(), survey, qid, include_excluded=include_excluded)
-        except SurveyLookupError as exc:
-            raise UserError(str(exc)) from exc
+    frame = question_counts(engine(), survey, qid, include_excluded=include_excluded)
     if csv is not None:
         frame.to_csv(csv, index=False)
     n_answered = int(frame["n_answered"].iloc[0]) if len(frame) else 0

@@ -7,14 +7,16 @@ from __future__ import annotations
 
 
 class InteropError(Exception):
-    """A problem the user can fix (bad file, option, setting, missing data): one line, exit code `exit_code`."""
+    """A problem the user can fix (bad file, option, setting, missing data): one line, exit code `exit_code`;
+    `hint` is an optional second line saying what it means (e.g. what stays done)."""
 
     exit_code: int = 2
 
-    def __init__(self, message: str = "", *, exit_code: int | None = None) -> None:
+    def __init__(self, message: str = "", *, exit_code: int | None = None, hint: str | None = None) -> None:
         super().__init__(message)
         if exit_code is not None:
             self.exit_code = exit_code
+        self.hint = hint
 
     @property
     def message(self) -> str:

@@ -53,10 +53,6 @@ def new_revision(message: str, url: str | None = None, autogenerate: bool = True
     return ", ".join(str(s.path) for s in scripts if s is not None)
 
 
-def engine_for(url: str | None) -> Engine:
-    return make_engine(url)
-
-
 @dataclass
 class DowngradePlan:
     """What `interop db downgrade` would undo, and the tables and columns (with their data) it would drop."""

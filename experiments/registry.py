@@ -22,10 +22,6 @@ class Registry(Generic[T]):
         self._factories[name] = factory
         self._cache.pop(name, None)
 
-    def unregister(self, name: str) -> None:
-        self._factories.pop(name, None)
-        self._cache.pop(name, None)
-
     def get(self, name: str) -> T:
         if name not in self._factories:
             known = ", ".join(sorted(self._factories)) or "none"

@@ -117,10 +117,6 @@ def empty_state(what: str, *commands: str) -> None:
     st.info(f"No {what} in this database yet. Fill it with:\n\n{lines}", icon=":material/info:")
 
 
-def error_box(exc: Exception) -> None:
-    st.error(f"{type(exc).__name__}: {exc}")
-
-
 def schema_missing(exc: Exception) -> bool:
     """True when the database has no tables yet (the app opened before `interop db upgrade`)."""
     text = str(getattr(exc, "orig", exc)).lower()
