@@ -102,7 +102,8 @@ class FriendlyGroup(TyperGroup):
     def invoke(self, ctx: click.Context) -> Any:
         import os
 
-        from typer._click.exceptions import UsageError
+        from typer._click.exceptions import ClickException, UsageError
+        from typer.exceptions import Abort, Exit
 
         try:
             return super().invoke(ctx)
@@ -116,7 +117,7 @@ class FriendlyGroup(TyperGroup):
                 error_line(str(exc))
                 raise typer.Exit(143) from None
             raise
-        except (click.exceptions.Exit, click.ClickException, click.exceptions.Abort):
+        except (Exit, Abort, ClickException, click.exceptions.Exit, click.ClickException, click.exceptions.Abort):
             raise
         except Exception as exc:
             if os.environ.get("INTEROP_DEBUG"):
