@@ -10,9 +10,11 @@ from rich.console import Console
 from sqlalchemy.engine import Engine
 from typer.core import TyperGroup
 
+from cli.output import make_console
 from db.errors import InteropError
 
-console = Console(stderr=False, highlight=False, soft_wrap=True)
+#: Command output: unlimited width when stdout is a pipe or file, so nothing a user copies is ever wrapped or cut.
+console = make_console()
 err_console = Console(stderr=True, highlight=False)
 
 

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import typer
 
 from cli.common import console, engine
+from cli.output import Format, emit, format_option, new_table, out_option, records
 from db.errors import InteropError
+
+if TYPE_CHECKING:
+    from rich.console import Console
 
 app = typer.Typer(help="Conversion campaigns: models through converters, checked in onnxruntime.", no_args_is_help=True)
 
@@ -139,45 +143,63 @@ def _check_campaign(name: str | None) -> None:
         raise InteropError(f"no campaign named {name!r} (known: {', '.join(known) or 'none yet'})")
 
 
-def _print_status(name: str | None) -> None:
-    from rich.table import Table
-
+def _print_status(name: str | None, fmt: str = "table", out: Path | None = None) -> None:
     from db.queries.experiments import campaign_summary, campaigns_frame, opset_changes
 
     campaigns = campaigns_frame(engine())
-    if campaigns.empty:
+    if campaigns.empty and fmt == "table" and out is None:
         console.print("no campaigns yet")
         return
-    for c in campaigns.itertuples(index=False):
-        if name is not None and c.name != name:
-            continue
-        planned = _planned_runs(c.spec) if c.kind == "live" else str(c.runs)
-        finished = c.finished_at is not None and str(c.finished_at) != "NaT"
-        state = f"finished {c.finished_at:%Y-%m-%d %H:%M} UTC" if finished else "not finished"
-        console.print(f"[bold]{c.name}[/] ({c.kind}): {c.runs}/{planned} runs stored, {c.models} models, {state}")
-    table = Table(title="conversion runs by campaign, converter and status")
-    for col in ("campaign", "converter", "exporter", "status", "runs"):
-        table.add_column(col)
-    for row in campaign_summary(engine(), name).itertuples(index=False):
-        if row.runs == 0:
-            table.add_row(row.campaign, "", "", "(no runs yet)", "0")
-        else:
-            table.add_row(row.campaign, row.converter, row.exporter, row.status, str(row.runs))
-    console.print(table)
-    for row in opset_changes(engine(), name).itertuples(index=False):
-        console.print(
-            f"note: {row.campaign}: {row.runs} {row.converter} ({row.exporter}) run(s) asked for opset "
-            f"{row.requested_opset} produced opset {row.produced_opset}",
-            style="yellow",
-            markup=False,
+    if name is not None:
+        campaigns = campaigns[campaigns["name"] == name]
+    planned = [_planned_runs(c.spec) if c.kind == "live" else str(c.runs) for c in campaigns.itertuples(index=False)]
+    campaigns = campaigns.assign(planned_runs=[int(p) if p.isdigit() else None for p in planned])
+    summary = campaign_summary(engine(), name)
+    changes = opset_changes(engine(), name)
+    document = {"campaigns": records(campaigns), "runs": records(summary), "opset_changes": records(changes)}
+
+    def render(to: Console) -> None:
+        for c, plan in zip(campaigns.itertuples(index=False), planned, strict=True):
+            finished = c.finished_at is not None and str(c.finished_at) != "NaT"
+            state = f"finished {c.finished_at:%Y-%m-%d %H:%M} UTC" if finished else "not finished"
+            to.print(f"[bold]{c.name}[/] ({c.kind}): {c.runs}/{plan} runs stored, {c.models} models, {state}")
+        table = new_table(
+            "campaign",
+            "converter",
+            "exporter",
+            "status",
+            "runs",
+            numeric=("runs",),
+            title="conversion runs by campaign, converter and status",
         )
+        for row in summary.itertuples(index=False):
+            if row.runs == 0:
+                table.add_row(row.campaign, "", "", "(no runs yet)", "0")
+            else:
+                table.add_row(row.campaign, row.converter, row.exporter, row.status, str(row.runs))
+        to.print(table)
+        for row in changes.itertuples(index=False):
+            to.print(
+                f"note: {row.campaign}: {row.runs} {row.converter} ({row.exporter}) run(s) asked for opset "
+                f"{row.requested_opset} produced opset {row.produced_opset}",
+                style="yellow",
+                markup=False,
+            )
+
+    emit(fmt, out, summary, document=document, render=render)
 
 
 @app.command("status")
-def status(name: str | None = typer.Argument(None, help="one campaign (default: all)")) -> None:
-    """Runs per campaign, converter and outcome; campaigns without runs too."""
-    _check_campaign(name)
-    _print_status(name)
+def status(
+    campaign: str | None = typer.Option(None, "--campaign", help="Only this campaign (default: every campaign)."),
+    fmt: Format = format_option(),
+    out: Path | None = out_option(),
+) -> None:
+    """Runs per campaign, converter and outcome; campaigns without runs too.
+
+    JSON: {"campaigns": [...], "runs": [...], "opset_changes": [...]}; CSV: the runs table."""
+    _check_campaign(campaign)
+    _print_status(campaign, fmt, out)
 
 
 @app.command("rescore")
@@ -283,8 +305,9 @@ def analyze(
         "source", help="operators: source (framework ops) or onnx (ONNX node types)"
     ),
     length: int = typer.Option(2, help="sequences: nodes per path"),
-    top: int = typer.Option(20, min=1, help="rows to print"),
-    csv: Path | None = typer.Option(None, "--csv", help="write the whole table to this CSV file"),
+    top: int = typer.Option(20, min=1, help="table: rows to print (json and csv hold every row)"),
+    fmt: Format = format_option(),
+    out: Path | None = out_option(),
 ) -> None:
     """Outcome rates (converter × node count × produced opset), per-operator rates (H1), operator sequences (H2).
 
@@ -305,21 +328,16 @@ def analyze(
         frame = sequence_comparison(engine(), campaign, length)
     else:
         raise InteropError(f"unknown analysis {what!r}: choose outcomes, operators or sequences")
-    if csv is not None:
-        frame.to_csv(csv, index=False)
-        console.print(f"wrote {len(frame)} rows to {csv}")
-    if frame.empty:
+    if frame.empty and fmt == "table" and out is None:
         console.print("no runs to analyse")
         return
-    console.print(_terminal_table(frame, what, top))
+    emit(fmt, out, frame, render=lambda to: to.print(_terminal_table(frame, what, top)))
 
 
 def _terminal_table(frame: Any, what: str, top: int) -> Any:
     """The analysis as a table that fits a terminal: `n (p%)` instead of a count and a rate column, no all-zero
-    count columns (named in the caption instead); the --csv file keeps every column."""
+    count columns (named in the caption instead); json and csv keep every column."""
     import pandas as pd
-    from rich import box
-    from rich.table import Table
 
     columns = list(frame.columns)
     rate_of = {}
@@ -337,16 +355,11 @@ def _terminal_table(frame: Any, what: str, top: int) -> Any:
         notes.append(f"none in any row: {', '.join(zero)}")
     caption = "\n".join(notes) or None
     title = f"{what} ({len(frame)} rows{', first ' + str(top) if len(frame) > top else ''})"
-    table = Table(title=title, caption=caption, box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True)
     headers = {"node_count": "nodes", "produced_opset": "opset", "requested_opsets": "requested"}
-    for col in shown:
-        numeric = frame[col].dtype.kind in "iuf" or col in rate_of
-        table.add_column(
-            headers.get(col, col.replace("_", " ")),
-            justify="right" if numeric else "left",
-            no_wrap=numeric,
-            overflow="fold",
-        )
+    names = [headers.get(col, col.replace("_", " ")) for col in shown]
+    numeric = [n for col, n in zip(shown, names, strict=True) if frame[col].dtype.kind in "iuf" or col in rate_of]
+    table = new_table(*names, numeric=numeric, title=title)
+    table.caption = caption
 
     def cell(row: Any, col: str) -> str:
         value = row[col]

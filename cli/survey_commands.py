@@ -9,9 +9,12 @@ import typer
 from rich.markup import escape
 
 from cli.common import console, engine, err_console
+from cli.output import Format, emit, format_option, new_table, out_option
 from db.errors import InteropError
 
 if TYPE_CHECKING:
+    from rich.console import Console
+
     from miners.survey.workflow import ImportOutcome
 
 app = typer.Typer(
@@ -112,29 +115,32 @@ def exclude(
 
 
 @app.command("list")
-def list_() -> None:
+def list_(fmt: Format = format_option(), out: Path | None = out_option()) -> None:
     """The imported surveys with their respondent and question counts."""
-    from rich.table import Table
-
     from db.queries.survey import list_surveys
 
     frame = list_surveys(engine())
-    if frame.empty:
+    if frame.empty and fmt == "table" and out is None:
         console.print("no surveys imported yet")
         return
-    table = Table("survey", "respondents", "included", "excluded", "questions", "definition", "source file")
-    for row in frame.itertuples():
-        version = row.definition_version
-        table.add_row(
-            row.survey,
-            str(row.respondents),
-            str(row.included),
-            str(row.excluded),
-            str(row.questions),
-            "—" if version is None or version != version else f"v{int(version)}",
-            str(row.source_file),
-        )
-    console.print(table)
+
+    def render(to: Console) -> None:
+        numbers = ("respondents", "included", "excluded", "questions")
+        table = new_table("survey", *numbers, "definition", "source file", numeric=numbers)
+        for row in frame.itertuples():
+            version = row.definition_version
+            table.add_row(
+                row.survey,
+                str(row.respondents),
+                str(row.included),
+                str(row.excluded),
+                str(row.questions),
+                "—" if version is None or version != version else f"v{int(version)}",
+                str(row.source_file),
+            )
+        to.print(table)
+
+    emit(fmt, out, frame, render=render)
 
 
 @app.command("questions")
@@ -211,25 +217,27 @@ def definitions_(survey: str = typer.Argument(..., help="Survey name.")) -> None
 def counts(
     survey: str = typer.Argument(..., help="Survey name."),
     qid: str = typer.Argument(..., help="Question id, e.g. Q63."),
-    include_excluded: bool = typer.Option(False, help="Count excluded respondents too."),
-    csv: Path | None = typer.Option(None, help="Also write the table to this CSV file."),
+    include_excluded: bool = typer.Option(False, "--include-excluded", help="Count excluded respondents too."),
+    fmt: Format = format_option(),
+    out: Path | None = out_option(),
 ) -> None:
     """Counts per choice with both denominators: respondents who answered, and all included respondents."""
-    from rich.table import Table
-
     from db.queries.survey import question_counts
 
     frame = question_counts(engine(), survey, qid, include_excluded=include_excluded)
-    if csv is not None:
-        frame.to_csv(csv, index=False)
     n_answered = int(frame["n_answered"].iloc[0]) if len(frame) else 0
     n_respondents = int(frame["n_respondents"].iloc[0]) if len(frame) else 0
     who = "respondents" if include_excluded else "included respondents"
-    console.print(f"{qid} ({frame.attrs.get('kind')}): {frame.attrs.get('text')}")
-    console.print(f"denominators: answered n={n_answered}, all {who} n={n_respondents}")
-    table = Table("choice", "count", "% of answered", "% of respondents")
-    for row in frame.itertuples():
-        table.add_row(
-            str(row.choice)[:90], str(row.count), f"{row.pct_of_answered:.1f}", f"{row.pct_of_respondents:.1f}"
-        )
-    console.print(table)
+
+    def render(to: Console) -> None:
+        to.print(f"{qid} ({frame.attrs.get('kind')}): {frame.attrs.get('text')}", markup=False)
+        to.print(f"denominators: answered n={n_answered}, all {who} n={n_respondents}")
+        numbers = ("count", "% of answered", "% of respondents")
+        table = new_table("choice", *numbers, numeric=numbers)
+        for row in frame.itertuples():
+            table.add_row(
+                str(row.choice), str(row.count), f"{row.pct_of_answered:.1f}", f"{row.pct_of_respondents:.1f}"
+            )
+        to.print(table)
+
+    emit(fmt, out, frame, render=render)
