@@ -8,6 +8,7 @@ from typing import Literal
 import typer
 
 from cli.common import console
+from cli.output import emit
 from db.errors import InteropError, first_line
 
 app = typer.Typer(
@@ -64,12 +65,27 @@ def tables(
     console.print(f"exported {len(done)} table(s) as {fmt.lower()} into {out}")
 
 
+QueryFormat = Literal["table", "json", "csv", "parquet", "sqlite"]
+
+
 @app.command()
 def query(
     sql: str = typer.Argument(..., help="One read-only statement (SELECT / WITH / VALUES / EXPLAIN)."),
-    fmt: Format = typer.Option("csv", "--format", "-f", case_sensitive=False, help=FORMAT_HELP),
-    out: Path = typer.Option(Path("exports"), "--out", "-o", help="Directory to write into."),
-    name: str = typer.Option("query", "--name", "-n", help="File (and SQLite table) name, without extension."),
+    fmt: QueryFormat = typer.Option(
+        "csv",
+        "--format",
+        "-f",
+        case_sensitive=False,
+        help="table, json or csv to stdout (or --out); parquet and sqlite need --out.",
+    ),
+    out: Path | None = typer.Option(
+        None,
+        "--out",
+        "-o",
+        help="A file (q.csv: its suffix must be the format's) or a directory to write NAME.FORMAT into; "
+        "default: stdout.",
+    ),
+    name: str = typer.Option("query", "--name", "-n", help="File (and SQLite table) name in an --out directory."),
     timeout: float = typer.Option(
         300.0,
         "--timeout",
@@ -77,15 +93,31 @@ def query(
         "statement_timeout still applies).",
     ),
 ) -> None:
-    """Export the result of one read-only query, run like the app's SQL console (on PostgreSQL only as the
-    reader role of INTEROP_READER_DATABASE_URL)."""
+    """Run one read-only query like the app's SQL console (on PostgreSQL only as the reader role of
+    INTEROP_READER_DATABASE_URL), with no row cap: to stdout, a file, or a directory (streamed)."""
     from db.export import export_query
-    from db.readonly import console_url
+    from db.readonly import console_url, run_read_only
 
+    form = fmt.lower()
     if timeout < 0:
         raise InteropError(f"--timeout must be 0 (no limit) or a number of seconds, not {timeout:g}")
-
+    suffix = ".txt" if form == "table" else f".{form}"
+    to_file = out is not None and out.suffix != ""
+    if out is not None and out.suffix not in ("", suffix):
+        raise InteropError(f"--out {out}: a {form} file must end in {suffix} (or give a directory)")
+    if out is None and form in ("parquet", "sqlite"):
+        raise InteropError(f"--format {form} writes a file: give --out FILE{suffix} or a directory")
+    if out is not None and not to_file and form in ("table", "json"):
+        raise InteropError(f"--format {form} writes one file: give --out FILE{suffix}")
     url = console_url()
+    if form in ("table", "json") or out is None:
+        result = run_read_only(url, sql, row_cap=None, timeout_s=timeout or None)
+        emit(form, out, result.frame)
+        if out is not None:
+            console.print(f"{result.row_count:,} rows → {out}")
+        return
+    assert out is not None
+    folder, stem = (out.parent, out.stem) if to_file else (out, name)
     with console.status("running the query…"):
-        done = export_query(url, sql, out, fmt.lower(), name=name, timeout_s=timeout or None)
+        done = export_query(url, sql, folder, form, name=stem, timeout_s=timeout or None)
     console.print(f"{done.rows:,} rows → {done.path}")
