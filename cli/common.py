@@ -96,10 +96,29 @@ def usage_error_line(exc: Any) -> str:
     return f"{message} (see `{command} --help`)"
 
 
+def hide_flag_types(command: Any) -> None:
+    """Flags (`--yes`, `--full`, `--help`) take no value: show no `<bool>` type for them in any command's --help."""
+    from typer._click.core import Context
+
+    for param in [*command.params, command.get_help_option(Context(command))]:
+        if param is not None and getattr(param, "is_flag", False):
+            param.metavar = ""
+    for sub in getattr(command, "commands", {}).values():
+        hide_flag_types(sub)
+
+
 class FriendlyGroup(TyperGroup):
     """The root command and the one place errors become output: an `InteropError` (or an error from outside the
     program, see `environment_error`) is one `error:` line and its exit code; anything else is a bug: one line,
     exit code 1. `INTEROP_DEBUG=1` shows the full traceback instead. The process's engine is disposed at the end."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        hide_flag_types(self)
+
+    def format_help(self, ctx: Any, formatter: Any) -> None:
+        hide_flag_types(self)  # the completion options are added after __init__
+        super().format_help(ctx, formatter)
 
     def invoke(self, ctx: click.Context) -> Any:
         import os

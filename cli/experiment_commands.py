@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import typer
 
 from cli.common import console, engine
-from cli.output import Format, emit, format_option, new_table, out_option, records
+from cli.output import Format, emit, format_option, new_table, out_option, records, split_list
 from db.errors import InteropError
 
 if TYPE_CHECKING:
@@ -17,17 +17,17 @@ if TYPE_CHECKING:
 app = typer.Typer(help="Conversion campaigns: models through converters, checked in onnxruntime.", no_args_is_help=True)
 
 
-def _csv_ints(value: str | None) -> list[int] | None:
-    if value is None:
+def _csv_ints(values: list[str] | None) -> list[int] | None:
+    if values is None:
         return None
     try:
-        return [int(v) for v in value.split(",") if v.strip()]
+        return [int(v) for v in split_list(values)]
     except ValueError as exc:
-        raise InteropError(f"expected comma-separated integers, got {value!r}") from exc
+        raise InteropError(f"expected integers (repeat the option or comma-separate), got {values!r}") from exc
 
 
-def _csv(value: str | None) -> list[str] | None:
-    return None if value is None else [v.strip() for v in value.split(",") if v.strip()]
+def _csv(values: list[str] | None) -> list[str] | None:
+    return None if values is None else split_list(values)
 
 
 @app.command("run")
@@ -37,12 +37,12 @@ def run(
         None, "--preset", help="quick (~2 min demo) or real (offline architectures)"
     ),
     name: str | None = typer.Option(None, help="campaign name (re-running a name resumes it)"),
-    sources: str | None = typer.Option(None, help="comma-separated: nnsmith-torch,nnsmith-tensorflow,…"),
-    converters: str | None = typer.Option(None, help="torch.onnx-torchscript,torch.onnx-dynamo,tf2onnx"),
-    opsets: str | None = typer.Option(None, help="comma-separated opsets, e.g. 14,17"),
-    node_counts: str | None = typer.Option(None, help="NNSmith node counts, e.g. 5,10,20"),
-    seeds: str | None = typer.Option(None, help="model seeds, e.g. 0,1,2"),
-    input_seeds: str | None = typer.Option(None, help="seeds of the random inputs"),
+    sources: list[str] | None = typer.Option(None, help="sources, repeated or comma-separated: nnsmith-torch,…"),
+    converters: list[str] | None = typer.Option(None, help="torch.onnx-torchscript,torch.onnx-dynamo,tf2onnx"),
+    opsets: list[str] | None = typer.Option(None, help="opsets, e.g. 14,17"),
+    node_counts: list[str] | None = typer.Option(None, help="NNSmith node counts, e.g. 5,10,20"),
+    seeds: list[str] | None = typer.Option(None, help="model seeds, e.g. 0,1,2"),
+    input_seeds: list[str] | None = typer.Option(None, help="seeds of the random inputs"),
     inputs: int | None = typer.Option(None, "--inputs", help="K random inputs per run"),
     atol: float | None = typer.Option(None, help="absolute tolerance"),
     rtol: float | None = typer.Option(None, help="relative tolerance"),
@@ -50,7 +50,9 @@ def run(
     memory_mb: int | None = typer.Option(None, help="RSS limit per worker (MB)"),
     workers: int | None = typer.Option(None, help="parallel workers (default: CPU cores)"),
     dask: str | None = typer.Option(None, help="'local' (LocalCluster) or tcp://HOST:8786"),
-    plugins: str | None = typer.Option(None, help="modules that register extra sources/converters (comma-separated)"),
+    plugins: list[str] | None = typer.Option(
+        None, help="modules that register extra sources/converters (comma-separated)"
+    ),
 ) -> None:
     """Run (or resume) a campaign; finished runs are skipped, so re-running is safe."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 import typer
 
 from cli.common import console, engine, err_console
-from cli.output import Format, emit, format_option, frame_table, new_table, out_option, records
+from cli.output import Format, emit, format_option, frame_table, new_table, out_option, records, split_list
 from db.errors import InteropError
 
 if TYPE_CHECKING:
@@ -87,14 +87,14 @@ def codebook_list() -> None:
 @app.command("import-sheet")
 def import_sheet(
     file: Path = typer.Argument(..., help="FailureAnalysis.xlsx, PilotStudy.xlsx or a workbook laid out like them."),
-    sheet: list[str] = typer.Option(None, "--sheet", help="Only these sheets (repeatable)."),
+    sheet: list[str] = typer.Option(None, "--sheet", help="Only these sheets (repeated or comma-separated)."),
     round_name: str = typer.Option(None, "--round", help="Round name (when the sheets hold one round)."),
     codebook: str = typer.Option(None, "--codebook", help="Codebook name (default: the only one loaded)."),
 ) -> None:
     """Import the study's coding: each group of sheets is one round with its coders (re-running changes nothing)."""
     from labeling.importer import import_workbook
 
-    result = import_workbook(engine(), file, codebook, sheet or None, round_name)
+    result = import_workbook(engine(), file, codebook, split_list(sheet) or None, round_name)
     for r in result.rounds:
         extra = f", cross-checked {r['cross_checked']} cells" if r["cross_checked"] else ""
         where = f"round {r['round']!r} ({', '.join(r['sheets'])})"
@@ -271,7 +271,9 @@ def agreement(
 def push(
     sample: str = typer.Option(..., "--sample", help="Name of the issue sample to code."),
     round_name: str = typer.Option(..., "--round", help="Round name, e.g. pilot or main."),
-    coders: str = typer.Option(..., "--coders", help="Coders, comma-separated: alice,bob (or alice=alice@lab.org)."),
+    coders: list[str] = typer.Option(
+        ..., "--coders", help="Coders, repeated or comma-separated: alice,bob (or alice=alice@lab.org)."
+    ),
     overlap: float = typer.Option(1.0, "--overlap", help="Share of items coded by several coders (1.0 in a pilot)."),
     per_item: int = typer.Option(None, "--per-item", help="Coders per overlapping item (default: all)."),
     seed: int = typer.Option(None, "--seed", help="Seed of the assignment (default: the sample's seed)."),
@@ -285,7 +287,9 @@ def push(
     from labeling.sync import push as do_push
 
     client = connect()
-    report = do_push(engine(), client, sample, round_name, coders, overlap, per_item, seed, codebook)
+    report = do_push(
+        engine(), client, sample, round_name, ",".join(split_list(coders)), overlap, per_item, seed, codebook
+    )
     console.print(
         f"round {report.round!r}: {report.items} items, {report.overlap_items} coded by several coders; "
         f"{report.created_projects} projects created, {report.updated_configs} updated, "

@@ -119,3 +119,28 @@ def test_choices_are_case_insensitive_where_they_were_before(tmp_path: Path, mon
     code, output = run(["export", "--format", "CSV", "--tables", "survey", "--out", "out"], tmp_path, monkeypatch)
     assert code == 0, output
     assert (tmp_path / "out" / "survey.csv").exists()
+
+
+def test_every_help_text_is_its_own_and_shows_no_type_of_a_flag() -> None:
+    """Walks every command: --help works, no `<bool>` beside a flag, every command and parameter has help of its
+    own (no text copied from another command, no two options of one command with the same help)."""
+    problems = []
+    seen: dict[str, str] = {}
+    for path, cmd in commands():
+        name = " ".join(path)
+        result = CliRunner().invoke(app, [*path[1:], "--help"], env={"COLUMNS": "200"})
+        if result.exit_code != 0 or "<bool>" in result.output:
+            problems.append(f"{name}: exit {result.exit_code}, <bool> shown: {'<bool>' in result.output}")
+        summary = (cmd.help or "").strip()
+        if not summary:
+            problems.append(f"{name}: no help")
+        elif summary in seen:
+            problems.append(f"{name}: the same help as {seen[summary]}")
+        seen.setdefault(summary, name)
+        helps = [getattr(p, "help", None) for p in cmd.params]
+        if any(not h for h in helps) and path[-1] != "interop":
+            problems.append(f"{name}: parameter(s) without help: {[p.name for p in cmd.params if not p.help]}")
+        repeated = {h for h in helps if h and helps.count(h) > 1}
+        if repeated:
+            problems.append(f"{name}: options share help {sorted(repeated)}")
+    assert not problems, problems
