@@ -198,8 +198,11 @@ class WorkerPool:
                 if slot.job is None and queue:
                     self._assign(slot, self._pick(slot, queue))
             busy = {s.worker.outbox: s for s in self.slots if s.job is not None and s.worker is not None}
-            for conn in wait(list(busy), timeout=POLL_SECONDS):
-                slot = busy[conn]  # type: ignore[index]
+            for ready in wait(list(busy), timeout=POLL_SECONDS):
+                slot = next(s for c, s in busy.items() if c is ready)
+                conn = slot.worker.outbox if slot.worker is not None else None
+                if conn is None:
+                    continue
                 try:
                     while slot.job is not None and conn.poll():
                         self._handle(slot, conn.recv(), emit)
@@ -226,24 +229,22 @@ class WorkerPool:
         return job
 
     def _assign(self, slot: _Slot, job: dict[str, Any]) -> None:
-        alive = slot.worker is not None and slot.worker.proc.poll() is None
+        worker = slot.worker
+        alive = worker is not None and worker.proc.poll() is None
         # A worker that kept much memory from earlier models is recycled before it could cause a spurious oom.
-        bloated = (
-            alive
-            and bool(self.options.memory_mb)
-            and (slot.worker.rss_mb() > RECYCLE_FRACTION * self.options.memory_mb)
-        )  # type: ignore[union-attr, operator]
-        if not alive or bloated or slot.worker.framework != job["framework"]:  # type: ignore[union-attr]
-            if slot.worker is not None:
-                slot.worker.stop() if alive else slot.worker.close()
-            slot.worker = IsolatedWorker(self.options, slot.index, job["framework"])
+        limit = self.options.memory_mb
+        bloated = worker is not None and alive and bool(limit) and worker.rss_mb() > RECYCLE_FRACTION * (limit or 0)
+        if worker is None or not alive or bloated or worker.framework != job["framework"]:
+            if worker is not None:
+                worker.stop() if alive else worker.close()
+            worker = slot.worker = IsolatedWorker(self.options, slot.index, job["framework"])
             slot.ready = False
         slot.job, slot.run, slot.stage, slot.model_info, slot.finished = job, -1, None, None, set()
-        slot.peak_mb, slot.log_offset = slot.worker.rss_mb(), slot.worker.log_size()
+        slot.peak_mb, slot.log_offset = worker.rss_mb(), worker.log_size()
         now = time.monotonic()
         slot.deadline = now + (self.options.timeout_s if slot.ready else self.options.startup_timeout_s)
         with contextlib.suppress(OSError):  # a dead worker is noticed by the next wait()
-            slot.worker.inbox.send(("job", job))
+            worker.inbox.send(("job", job))
 
     def _handle(self, slot: _Slot, message: Event, emit: Emit) -> None:
         kind = message[0]
@@ -308,7 +309,7 @@ class WorkerPool:
             )
         self.replaced += 1
         stage = slot.stage or ("load" if job.get("content_hash") else "generate")
-        error = {
+        error: dict[str, Any] = {
             "status": status,
             "stage": stage,
             "error_class": f"worker.{status}",

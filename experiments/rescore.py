@@ -6,7 +6,7 @@ from collections import defaultdict
 from typing import Any
 
 from sqlalchemy.engine import Engine
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from db.errors import InteropError
 from db.models.experiments import Campaign, ConversionRun, RunOutcome, RunOutput
@@ -32,8 +32,8 @@ def rescore(engine: Engine, atol: float, rtol: float, campaign: str | None = Non
     with Session(engine) as s:
         stmt = (
             select(ConversionRun)
-            .join(Campaign, Campaign.id == ConversionRun.campaign_id)
-            .where(ConversionRun.status.in_([RunOutcome.passed, RunOutcome.mismatch]))
+            .join(Campaign, col(Campaign.id) == col(ConversionRun.campaign_id))
+            .where(col(ConversionRun.status).in_([RunOutcome.passed, RunOutcome.mismatch]))
         )
         if campaign is not None:
             if s.exec(select(Campaign.id).where(Campaign.name == campaign)).first() is None:
@@ -45,7 +45,7 @@ def rescore(engine: Engine, atol: float, rtol: float, campaign: str | None = Non
         outputs: dict[int, list[dict[str, Any]]] = defaultdict(list)
         ids = [r.id for r in runs]
         for start in range(0, len(ids), 500):
-            for out in s.exec(select(RunOutput).where(RunOutput.run_id.in_(ids[start : start + 500]))):
+            for out in s.exec(select(RunOutput).where(col(RunOutput.run_id).in_(ids[start : start + 500]))):
                 outputs[out.run_id].append(out.model_dump())
         for run in runs:
             rows = outputs.get(int(run.id or 0), [])

@@ -6,7 +6,7 @@ from typing import Any
 
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from db.models.experiments import (
     Campaign,
@@ -92,7 +92,9 @@ class CampaignStore:
         """Model rows for every planned model (inserted once, in one transaction), by model key."""
         keys = [p["model_key"] for p in planned]
         with Session(self.engine) as s:
-            rows = {m.model_key: m for m in s.exec(select(ModelUnderTest).where(ModelUnderTest.model_key.in_(keys)))}
+            rows = {
+                m.model_key: m for m in s.exec(select(ModelUnderTest).where(col(ModelUnderTest.model_key).in_(keys)))
+            }
             for p in planned:
                 if p["model_key"] not in rows:
                     row = ModelUnderTest(
@@ -119,13 +121,13 @@ class CampaignStore:
         with Session(self.engine) as s:
             rows = s.exec(
                 select(
-                    ConversionRun.model_id,
-                    ConversionRun.converter,
-                    ConversionRun.converter_version,
-                    ConversionRun.exporter,
-                    ConversionRun.opset,
-                    ConversionRun.input_seed,
-                ).where(ConversionRun.campaign_id == campaign_id)
+                    col(ConversionRun.model_id),
+                    col(ConversionRun.converter),
+                    col(ConversionRun.converter_version),
+                    col(ConversionRun.exporter),
+                    col(ConversionRun.opset),
+                    col(ConversionRun.input_seed),
+                ).where(col(ConversionRun.campaign_id) == campaign_id)
             ).all()
         return {(int(r[0]), r[1], r[2], r[3], int(r[4]), int(r[5])) for r in rows}
 

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy.engine import Engine
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from db.errors import InteropError
 from db.ingest import recorded_run
@@ -120,7 +120,7 @@ def import_exporter_results(engine: Engine, directory: Path, name: str = "study-
                 campaign = Campaign(name=name, kind="historical", spec=spec, environment={"source": str(directory)})
                 s.add(campaign)
                 s.flush()
-            study_models = select(ModelUnderTest).where(ModelUnderTest.source.like("study-%"))
+            study_models = select(ModelUnderTest).where(col(ModelUnderTest.source).like("study-%"))
             models = {m.model_key: m for m in s.exec(study_models)}
             done = {
                 (r.model_id, r.converter, r.exporter, r.opset)

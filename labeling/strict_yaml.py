@@ -80,13 +80,13 @@ def check_alias_expansion(root: Node, limit: int = MAX_ALIAS_EXPANSION) -> None:
 class StrictLoader(yaml.SafeLoader):
     """SafeLoader that refuses duplicate mapping keys (at any depth) and alias bombs."""
 
-    def get_single_node(self) -> Node | None:  # type: ignore[override]
+    def get_single_node(self) -> Node | None:
         node = super().get_single_node()
         if node is not None:
             check_alias_expansion(node)
         return node
 
-    def construct_mapping(self, node: MappingNode, deep: bool = False) -> dict[Any, Any]:  # type: ignore[override]
+    def construct_mapping(self, node: MappingNode, deep: bool = False) -> dict[Any, Any]:
         seen: dict[Any, Any] = {}
         if isinstance(node, MappingNode):
             for key_node, value_node in node.value:

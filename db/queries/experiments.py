@@ -7,6 +7,7 @@ from typing import Any
 import pandas as pd
 from sqlalchemy import func, select
 from sqlalchemy.engine import Engine
+from sqlmodel import col
 
 from db.models.experiments import Campaign, ConversionRun, ModelUnderTest
 
@@ -15,19 +16,19 @@ def campaign_summary(engine: Engine, campaign: str | None = None) -> pd.DataFram
     """Runs per campaign × converter × exporter × status; a campaign without runs is one row with 0 runs."""
     stmt = (
         select(
-            Campaign.name.label("campaign"),
-            ConversionRun.converter,
-            ConversionRun.exporter,
-            ConversionRun.status,
-            func.count(ConversionRun.id).label("runs"),
+            col(Campaign.name).label("campaign"),
+            col(ConversionRun.converter),
+            col(ConversionRun.exporter),
+            col(ConversionRun.status),
+            func.count(col(ConversionRun.id)).label("runs"),
         )
         .select_from(Campaign)
-        .outerjoin(ConversionRun, ConversionRun.campaign_id == Campaign.id)
+        .outerjoin(ConversionRun, col(ConversionRun.campaign_id) == col(Campaign.id))
         .group_by(Campaign.name, ConversionRun.converter, ConversionRun.exporter, ConversionRun.status)
         .order_by(Campaign.name, ConversionRun.converter, ConversionRun.exporter, ConversionRun.status)
     )
     if campaign is not None:
-        stmt = stmt.where(Campaign.name == campaign)
+        stmt = stmt.where(col(Campaign.name) == campaign)
     with engine.connect() as conn:
         return pd.DataFrame(
             conn.execute(stmt).mappings().all(), columns=["campaign", "converter", "exporter", "status", "runs"]
@@ -37,33 +38,33 @@ def campaign_summary(engine: Engine, campaign: str | None = None) -> pd.DataFram
 def campaign_names(engine: Engine) -> list[str]:
     """Every campaign's name, oldest first: what a `--campaign` option may name."""
     with engine.connect() as conn:
-        return list(conn.execute(select(Campaign.name).order_by(Campaign.id)).scalars())
+        return list(conn.execute(select(col(Campaign.name)).order_by(col(Campaign.id))).scalars())
 
 
 def campaigns_frame(engine: Engine) -> pd.DataFrame:
     """One row per campaign: kind, spec, when it started/finished, and how many runs and models it stored."""
     runs = (
         select(
-            ConversionRun.campaign_id,
+            col(ConversionRun.campaign_id),
             func.count().label("runs"),
             func.count(func.distinct(ConversionRun.model_id)).label("models"),
         )
-        .group_by(ConversionRun.campaign_id)
+        .group_by(col(ConversionRun.campaign_id))
         .subquery()
     )
     stmt = (
         select(
-            Campaign.id,
-            Campaign.name,
-            Campaign.kind,
-            Campaign.spec,
-            Campaign.created_at,
-            Campaign.finished_at,
+            col(Campaign.id),
+            col(Campaign.name),
+            col(Campaign.kind),
+            col(Campaign.spec),
+            col(Campaign.created_at),
+            col(Campaign.finished_at),
             func.coalesce(runs.c.runs, 0).label("runs"),
             func.coalesce(runs.c.models, 0).label("models"),
         )
         .outerjoin(runs, runs.c.campaign_id == Campaign.id)
-        .order_by(Campaign.id)
+        .order_by(col(Campaign.id))
     )
     with engine.connect() as conn:
         return pd.DataFrame(
@@ -78,7 +79,7 @@ def judged_tolerances(engine: Engine, campaign: str | None = None) -> pd.DataFra
     stmt = (
         select(*keys, func.count().label("runs"))
         .join(Campaign, Campaign.id == ConversionRun.campaign_id)
-        .where(ConversionRun.status.in_(["passed", "mismatch"]), ConversionRun.atol.is_not(None))
+        .where(col(ConversionRun.status).in_(["passed", "mismatch"]), col(ConversionRun.atol).is_not(None))
         .group_by(*keys)
         .order_by(*keys)
     )
@@ -93,22 +94,22 @@ def runs_frame(engine: Engine, campaign: str | None = None) -> pd.DataFrame:
     the converter was asked for, `produced_opset` what the produced model has (`opset_differs` flags the two)."""
     stmt = (
         select(
-            ConversionRun.id.label("run_id"),
-            Campaign.name.label("campaign"),
-            ModelUnderTest.id.label("model_id"),
-            ModelUnderTest.source,
-            ModelUnderTest.framework,
-            ModelUnderTest.name.label("model"),
-            ModelUnderTest.node_count,
-            ModelUnderTest.operators,
-            ConversionRun.converter,
-            ConversionRun.converter_version,
-            ConversionRun.exporter,
-            ConversionRun.registry_name,
-            ConversionRun.opset.label("requested_opset"),
-            ConversionRun.produced_opset,
-            ConversionRun.input_seed,
-            ConversionRun.status,
+            col(ConversionRun.id).label("run_id"),
+            col(Campaign.name).label("campaign"),
+            col(ModelUnderTest.id).label("model_id"),
+            col(ModelUnderTest.source),
+            col(ModelUnderTest.framework),
+            col(ModelUnderTest.name).label("model"),
+            col(ModelUnderTest.node_count),
+            col(ModelUnderTest.operators),
+            col(ConversionRun.converter),
+            col(ConversionRun.converter_version),
+            col(ConversionRun.exporter),
+            col(ConversionRun.registry_name),
+            col(ConversionRun.opset).label("requested_opset"),
+            col(ConversionRun.produced_opset),
+            col(ConversionRun.input_seed),
+            col(ConversionRun.status),
             ConversionRun.stage,
             ConversionRun.error_class,
             ConversionRun.message,
@@ -170,21 +171,24 @@ def opset_changes(engine: Engine, campaign: str | None = None) -> pd.DataFrame:
     """Runs whose produced model has another default-domain opset than the converter was asked for, per
     campaign × converter plug-in × requested × produced opset (torch 2.13's dynamo exporter: 11 → 18)."""
     keys = [
-        Campaign.name.label("campaign"),
+        col(Campaign.name).label("campaign"),
         func.coalesce(ConversionRun.registry_name, ConversionRun.converter).label("converter"),
         ConversionRun.exporter,
-        ConversionRun.opset.label("requested_opset"),
+        col(ConversionRun.opset).label("requested_opset"),
         ConversionRun.produced_opset,
     ]
     stmt = (
         select(*keys, func.count().label("runs"))
-        .join(Campaign, Campaign.id == ConversionRun.campaign_id)
-        .where(ConversionRun.produced_opset.is_not(None), ConversionRun.produced_opset != ConversionRun.opset)
+        .join(Campaign, col(Campaign.id) == col(ConversionRun.campaign_id))
+        .where(
+            col(ConversionRun.produced_opset).is_not(None),
+            col(ConversionRun.produced_opset) != col(ConversionRun.opset),
+        )
         .group_by(*keys)
         .order_by(*keys)
     )
     if campaign is not None:
-        stmt = stmt.where(Campaign.name == campaign)
+        stmt = stmt.where(col(Campaign.name) == campaign)
     with engine.connect() as conn:
         return pd.DataFrame(
             conn.execute(stmt).mappings().all(),

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from sqlalchemy import func
 from sqlalchemy.engine import Engine
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from db.errors import InteropError
 from db.models.survey import (
@@ -63,11 +63,12 @@ def list_surveys(engine: Engine) -> pd.DataFrame:
         for survey in session.exec(select(Survey).order_by(Survey.name)):
             total, excluded = session.exec(
                 select(
-                    func.count(SurveyResponse.id), func.count(SurveyResponse.id).filter(SurveyResponse.excluded)
+                    func.count(col(SurveyResponse.id)),
+                    func.count(col(SurveyResponse.id)).filter(col(SurveyResponse.excluded)),
                 ).where(SurveyResponse.survey_id == survey.id)
             ).one()
             n_questions = session.exec(
-                select(func.count(SurveyQuestion.id)).where(SurveyQuestion.survey_id == survey.id)
+                select(func.count(col(SurveyQuestion.id))).where(col(SurveyQuestion.survey_id) == survey.id)
             ).one()
             definition = session.exec(
                 select(func.max(SurveyDefinition.version)).where(SurveyDefinition.survey_id == survey.id)
@@ -118,9 +119,9 @@ def list_questions(engine: Engine, survey: str, include_excluded: bool = False) 
         answered = dict(
             session.exec(
                 select(SurveyAnswer.question_id, func.count(func.distinct(SurveyAnswer.response_id)))
-                .join(SurveyResponse, SurveyResponse.id == SurveyAnswer.response_id)
+                .join(SurveyResponse, col(SurveyResponse.id) == col(SurveyAnswer.response_id))
                 .where(SurveyResponse.survey_id == srv.id, _included(include_excluded))
-                .group_by(SurveyAnswer.question_id)
+                .group_by(col(SurveyAnswer.question_id))
             ).all()
         )
         rows = [
@@ -140,7 +141,9 @@ def list_questions(engine: Engine, survey: str, include_excluded: bool = False) 
                 "details": dict(q.details),
             }
             for q in session.exec(
-                select(SurveyQuestion).where(SurveyQuestion.survey_id == srv.id).order_by(SurveyQuestion.position)
+                select(SurveyQuestion)
+                .where(col(SurveyQuestion.survey_id) == srv.id)
+                .order_by(col(SurveyQuestion.position))
             )
         ]
     columns = [
@@ -180,13 +183,15 @@ def definitions(engine: Engine, survey: str) -> list[dict[str, Any]]:
         if srv is None:
             return []
         rows = session.exec(
-            select(SurveyDefinition).where(SurveyDefinition.survey_id == srv.id).order_by(SurveyDefinition.version)
+            select(SurveyDefinition)
+            .where(col(SurveyDefinition.survey_id) == srv.id)
+            .order_by(col(SurveyDefinition.version))
         ).all()
         used = dict(
             session.exec(
-                select(SurveyQuestion.definition_id, func.count(SurveyQuestion.id))
+                select(col(SurveyQuestion.definition_id), func.count(col(SurveyQuestion.id)))
                 .where(SurveyQuestion.survey_id == srv.id)
-                .group_by(SurveyQuestion.definition_id)
+                .group_by(col(SurveyQuestion.definition_id))
             ).all()
         )
         return [
@@ -214,11 +219,11 @@ def derived_values(engine: Engine, survey: str, qid: str | None = None) -> pd.Da
         srv = _survey(session, survey)
         query = (
             select(
-                SurveyResponse.response_key,
-                SurveyQuestion.qid,
-                SurveyDerivedValue.name,
-                SurveyDerivedValue.value,
-                SurveyResponse.excluded,
+                col(SurveyResponse.response_key),
+                col(SurveyQuestion.qid),
+                col(SurveyDerivedValue.name),
+                col(SurveyDerivedValue.value),
+                col(SurveyResponse.excluded),
             )
             .join(SurveyResponse, SurveyResponse.id == SurveyDerivedValue.response_id)
             .join(SurveyQuestion, SurveyQuestion.id == SurveyDerivedValue.question_id)
@@ -239,8 +244,8 @@ def respondent_count(engine: Engine, survey: str, include_excluded: bool = False
         srv = _survey(session, survey)
         return int(
             session.exec(
-                select(func.count(SurveyResponse.id)).where(
-                    SurveyResponse.survey_id == srv.id, _included(include_excluded)
+                select(func.count(col(SurveyResponse.id))).where(
+                    col(SurveyResponse.survey_id) == srv.id, _included(include_excluded)
                 )
             ).one()
         )
@@ -266,18 +271,18 @@ def question_counts(
         question = _question(session, srv, qid)
         included = _included(include_excluded)
         n_respondents = session.exec(
-            select(func.count(SurveyResponse.id)).where(SurveyResponse.survey_id == srv.id, included)
+            select(func.count(col(SurveyResponse.id))).where(col(SurveyResponse.survey_id) == srv.id, included)
         ).one()
         n_answered = session.exec(
             select(func.count(func.distinct(SurveyAnswer.response_id)))
-            .join(SurveyResponse, SurveyResponse.id == SurveyAnswer.response_id)
+            .join(SurveyResponse, col(SurveyResponse.id) == col(SurveyAnswer.response_id))
             .where(SurveyAnswer.question_id == question.id, included)
         ).one()
         value = SurveyAnswer.text if question.kind in ("text", "number") else SurveyAnswer.choice
         counted = dict(
             session.exec(
                 select(value, func.count(func.distinct(SurveyAnswer.response_id)))
-                .join(SurveyResponse, SurveyResponse.id == SurveyAnswer.response_id)
+                .join(SurveyResponse, col(SurveyResponse.id) == col(SurveyAnswer.response_id))
                 .where(SurveyAnswer.question_id == question.id, included)
                 .group_by(value)
             ).all()
@@ -328,14 +333,14 @@ def answers(engine: Engine, survey: str, include_excluded: bool = False) -> pd.D
         srv = _survey(session, survey)
         rows = session.exec(
             select(
-                SurveyResponse.response_key,
-                SurveyQuestion.qid,
-                SurveyAnswer.position,
-                SurveyAnswer.choice,
-                SurveyAnswer.text,
-                SurveyAnswer.known,
-                SurveyAnswer.value,
-                SurveyResponse.excluded,
+                col(SurveyResponse.response_key),
+                col(SurveyQuestion.qid),
+                col(SurveyAnswer.position),
+                col(SurveyAnswer.choice),
+                col(SurveyAnswer.text),
+                col(SurveyAnswer.known),
+                col(SurveyAnswer.value),
+                col(SurveyResponse.excluded),
             )
             .join(SurveyResponse, SurveyResponse.id == SurveyAnswer.response_id)
             .join(SurveyQuestion, SurveyQuestion.id == SurveyAnswer.question_id)
@@ -354,11 +359,11 @@ def responses(engine: Engine, survey: str, include_excluded: bool = True) -> pd.
         srv = _survey(session, survey)
         rows = session.exec(
             select(
-                SurveyResponse.response_key,
-                SurveyResponse.key_source,
-                SurveyResponse.row_number,
-                SurveyResponse.excluded,
-                SurveyResponse.exclusion_reason,
+                col(SurveyResponse.response_key),
+                col(SurveyResponse.key_source),
+                col(SurveyResponse.row_number),
+                col(SurveyResponse.excluded),
+                col(SurveyResponse.exclusion_reason),
             )
             .where(SurveyResponse.survey_id == srv.id, _included(include_excluded))
             .order_by(SurveyResponse.row_number)

@@ -296,8 +296,9 @@ def _check_text_row(path: Path, texts: list[str | None], below: list[list[str | 
     answers_below: dict[int, set[str]] = {i: set() for i, _ in filled}
     for row in below:
         for i, values in answers_below.items():
-            if i < len(row) and row[i] is not None:
-                values.add(row[i])
+            cell = row[i] if i < len(row) else None
+            if cell is not None:
+                values.add(cell)
     repeated = [i for i, t in filled if t in answers_below[i]]
     if len(repeated) * 2 > len(filled):
         raise ExportError(
