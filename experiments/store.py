@@ -8,6 +8,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
+from db.columns import many_columns
 from db.models.experiments import (
     Campaign,
     ConversionRun,
@@ -121,12 +122,14 @@ class CampaignStore:
         with Session(self.engine) as s:
             rows = s.exec(
                 select(
-                    col(ConversionRun.model_id),
-                    col(ConversionRun.converter),
-                    col(ConversionRun.converter_version),
-                    col(ConversionRun.exporter),
-                    col(ConversionRun.opset),
-                    col(ConversionRun.input_seed),
+                    *many_columns(
+                        col(ConversionRun.model_id),
+                        col(ConversionRun.converter),
+                        col(ConversionRun.converter_version),
+                        col(ConversionRun.exporter),
+                        col(ConversionRun.opset),
+                        col(ConversionRun.input_seed),
+                    )
                 ).where(col(ConversionRun.campaign_id) == campaign_id)
             ).all()
         return {(int(r[0]), r[1], r[2], r[3], int(r[4]), int(r[5])) for r in rows}

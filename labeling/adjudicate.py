@@ -12,6 +12,7 @@ from typing import Any
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
+from db.columns import many_columns
 from db.engine import session_scope
 from db.ingest import recorded_run
 from db.models.github import Issue, Repository
@@ -128,11 +129,13 @@ def _codings(session: Session, round_id: int, book: LoadedCodebook) -> RoundCodi
     out = RoundCodings()
     rows = session.exec(
         select(
-            col(Coding.item_id),
-            col(Coding.id),
-            col(Coder.name),
-            col(CodingValue.dimension_id),
-            col(CodingValue.code_id),
+            *many_columns(
+                col(Coding.item_id),
+                col(Coding.id),
+                col(Coder.name),
+                col(CodingValue.dimension_id),
+                col(CodingValue.code_id),
+            )
         )
         .join(Coder, Coder.id == Coding.coder_id)
         .join(CodingValue, CodingValue.coding_id == Coding.id, isouter=True)

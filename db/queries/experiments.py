@@ -9,6 +9,7 @@ from sqlalchemy import func, select
 from sqlalchemy.engine import Engine
 from sqlmodel import col
 
+from db.columns import many_columns
 from db.models.experiments import Campaign, ConversionRun, ModelUnderTest
 
 
@@ -94,35 +95,37 @@ def runs_frame(engine: Engine, campaign: str | None = None) -> pd.DataFrame:
     the converter was asked for, `produced_opset` what the produced model has (`opset_differs` flags the two)."""
     stmt = (
         select(
-            col(ConversionRun.id).label("run_id"),
-            col(Campaign.name).label("campaign"),
-            col(ModelUnderTest.id).label("model_id"),
-            col(ModelUnderTest.source),
-            col(ModelUnderTest.framework),
-            col(ModelUnderTest.name).label("model"),
-            col(ModelUnderTest.node_count),
-            col(ModelUnderTest.operators),
-            col(ConversionRun.converter),
-            col(ConversionRun.converter_version),
-            col(ConversionRun.exporter),
-            col(ConversionRun.registry_name),
-            col(ConversionRun.opset).label("requested_opset"),
-            col(ConversionRun.produced_opset),
-            col(ConversionRun.input_seed),
-            col(ConversionRun.status),
-            ConversionRun.stage,
-            ConversionRun.error_class,
-            ConversionRun.message,
-            ConversionRun.onnx_graph,
-            ConversionRun.durations,
-            ConversionRun.peak_rss_mb,
+            *many_columns(
+                col(ConversionRun.id).label("run_id"),
+                col(Campaign.name).label("campaign"),
+                col(ModelUnderTest.id).label("model_id"),
+                col(ModelUnderTest.source),
+                col(ModelUnderTest.framework),
+                col(ModelUnderTest.name).label("model"),
+                col(ModelUnderTest.node_count),
+                col(ModelUnderTest.operators),
+                col(ConversionRun.converter),
+                col(ConversionRun.converter_version),
+                col(ConversionRun.exporter),
+                col(ConversionRun.registry_name),
+                col(ConversionRun.opset).label("requested_opset"),
+                col(ConversionRun.produced_opset),
+                col(ConversionRun.input_seed),
+                col(ConversionRun.status),
+                ConversionRun.stage,
+                ConversionRun.error_class,
+                ConversionRun.message,
+                ConversionRun.onnx_graph,
+                ConversionRun.durations,
+                ConversionRun.peak_rss_mb,
+            )
         )
-        .join(Campaign, Campaign.id == ConversionRun.campaign_id)
-        .join(ModelUnderTest, ModelUnderTest.id == ConversionRun.model_id)
-        .order_by(ConversionRun.id)
+        .join(Campaign, col(Campaign.id) == col(ConversionRun.campaign_id))
+        .join(ModelUnderTest, col(ModelUnderTest.id) == col(ConversionRun.model_id))
+        .order_by(col(ConversionRun.id))
     )
     if campaign is not None:
-        stmt = stmt.where(Campaign.name == campaign)
+        stmt = stmt.where(col(Campaign.name) == campaign)
     with engine.connect() as conn:
         rows: list[Any] = list(conn.execute(stmt).mappings().all())
     frame = pd.DataFrame(rows, columns=list(stmt.selected_columns.keys()))

@@ -8,6 +8,7 @@ from sqlalchemy import select
 from sqlalchemy.engine import Engine
 from sqlmodel import col
 
+from db.columns import many_columns
 from db.models.github import Issue, Repository
 from db.models.labeling import (
     AdjudicationHistory,
@@ -225,33 +226,37 @@ def adjudication_history(engine: Engine, round_name: str | None = None, item: st
     new_code, old_code = aliased(CodebookCode), aliased(CodebookCode)
     q = (
         select(
-            col(LabelRound.name),
-            col(LabelItem.ref),
-            col(CodebookDimension.key),
-            col(AdjudicationHistory.action),
-            old_code.code,
-            old_code.label,
-            col(AdjudicationHistory.previous_decided_by),
-            new_code.code,
-            new_code.label,
-            col(AdjudicationHistory.decided_by),
-            col(AdjudicationHistory.note),
-            col(AdjudicationHistory.detail),
-            col(AdjudicationHistory.run_id),
-            col(AdjudicationHistory.decided_at),
+            *many_columns(
+                col(LabelRound.name),
+                col(LabelItem.ref),
+                col(CodebookDimension.key),
+                col(AdjudicationHistory.action),
+                old_code.code,
+                old_code.label,
+                col(AdjudicationHistory.previous_decided_by),
+                new_code.code,
+                new_code.label,
+                col(AdjudicationHistory.decided_by),
+                col(AdjudicationHistory.note),
+                col(AdjudicationHistory.detail),
+                col(AdjudicationHistory.run_id),
+                col(AdjudicationHistory.decided_at),
+            )
         )
         .select_from(AdjudicationHistory)
-        .join(LabelRound, LabelRound.id == AdjudicationHistory.round_id)
-        .join(LabelItem, LabelItem.id == AdjudicationHistory.item_id)
-        .join(CodebookDimension, CodebookDimension.id == AdjudicationHistory.dimension_id)
-        .outerjoin(new_code, new_code.id == AdjudicationHistory.code_id)
-        .outerjoin(old_code, old_code.id == AdjudicationHistory.previous_code_id)
-        .order_by(LabelRound.name, LabelItem.ref, CodebookDimension.position, AdjudicationHistory.id)
+        .join(LabelRound, col(LabelRound.id) == col(AdjudicationHistory.round_id))
+        .join(LabelItem, col(LabelItem.id) == col(AdjudicationHistory.item_id))
+        .join(CodebookDimension, col(CodebookDimension.id) == col(AdjudicationHistory.dimension_id))
+        .outerjoin(new_code, new_code.id == col(AdjudicationHistory.code_id))
+        .outerjoin(old_code, old_code.id == col(AdjudicationHistory.previous_code_id))
+        .order_by(
+            col(LabelRound.name), col(LabelItem.ref), col(CodebookDimension.position), col(AdjudicationHistory.id)
+        )
     )
     if round_name:
-        q = q.where(LabelRound.name == round_name)
+        q = q.where(col(LabelRound.name) == round_name)
     if item:
-        q = q.where(LabelItem.ref == item)
+        q = q.where(col(LabelItem.ref) == item)
     return _frame(
         engine,
         q,

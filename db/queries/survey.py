@@ -13,6 +13,7 @@ from sqlalchemy import func
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
+from db.columns import many_columns
 from db.errors import InteropError
 from db.models.survey import (
     Survey,
@@ -219,11 +220,13 @@ def derived_values(engine: Engine, survey: str, qid: str | None = None) -> pd.Da
         srv = _survey(session, survey)
         query = (
             select(
-                col(SurveyResponse.response_key),
-                col(SurveyQuestion.qid),
-                col(SurveyDerivedValue.name),
-                col(SurveyDerivedValue.value),
-                col(SurveyResponse.excluded),
+                *many_columns(
+                    col(SurveyResponse.response_key),
+                    col(SurveyQuestion.qid),
+                    col(SurveyDerivedValue.name),
+                    col(SurveyDerivedValue.value),
+                    col(SurveyResponse.excluded),
+                )
             )
             .join(SurveyResponse, SurveyResponse.id == SurveyDerivedValue.response_id)
             .join(SurveyQuestion, SurveyQuestion.id == SurveyDerivedValue.question_id)
@@ -333,14 +336,16 @@ def answers(engine: Engine, survey: str, include_excluded: bool = False) -> pd.D
         srv = _survey(session, survey)
         rows = session.exec(
             select(
-                col(SurveyResponse.response_key),
-                col(SurveyQuestion.qid),
-                col(SurveyAnswer.position),
-                col(SurveyAnswer.choice),
-                col(SurveyAnswer.text),
-                col(SurveyAnswer.known),
-                col(SurveyAnswer.value),
-                col(SurveyResponse.excluded),
+                *many_columns(
+                    col(SurveyResponse.response_key),
+                    col(SurveyQuestion.qid),
+                    col(SurveyAnswer.position),
+                    col(SurveyAnswer.choice),
+                    col(SurveyAnswer.text),
+                    col(SurveyAnswer.known),
+                    col(SurveyAnswer.value),
+                    col(SurveyResponse.excluded),
+                )
             )
             .join(SurveyResponse, SurveyResponse.id == SurveyAnswer.response_id)
             .join(SurveyQuestion, SurveyQuestion.id == SurveyAnswer.question_id)
@@ -359,11 +364,13 @@ def responses(engine: Engine, survey: str, include_excluded: bool = True) -> pd.
         srv = _survey(session, survey)
         rows = session.exec(
             select(
-                col(SurveyResponse.response_key),
-                col(SurveyResponse.key_source),
-                col(SurveyResponse.row_number),
-                col(SurveyResponse.excluded),
-                col(SurveyResponse.exclusion_reason),
+                *many_columns(
+                    col(SurveyResponse.response_key),
+                    col(SurveyResponse.key_source),
+                    col(SurveyResponse.row_number),
+                    col(SurveyResponse.excluded),
+                    col(SurveyResponse.exclusion_reason),
+                )
             )
             .where(SurveyResponse.survey_id == srv.id, _included(include_excluded))
             .order_by(SurveyResponse.row_number)

@@ -9,6 +9,7 @@ from typing import Any
 from sqlalchemy import delete, func, insert
 from sqlmodel import Session, col, select
 
+from db.columns import many_columns
 from db.models.survey import (
     Survey,
     SurveyAnswer,
@@ -139,13 +140,15 @@ def _stored_answers(session: Session, survey_id: int) -> dict[int, list[AnswerKe
     """response id -> its answers as comparable tuples, in a stable order."""
     query = (
         select(
-            col(SurveyAnswer.response_id),
-            col(SurveyQuestion.qid),
-            col(SurveyAnswer.position),
-            col(SurveyAnswer.choice),
-            col(SurveyAnswer.text),
-            col(SurveyAnswer.known),
-            col(SurveyAnswer.value),
+            *many_columns(
+                col(SurveyAnswer.response_id),
+                col(SurveyQuestion.qid),
+                col(SurveyAnswer.position),
+                col(SurveyAnswer.choice),
+                col(SurveyAnswer.text),
+                col(SurveyAnswer.known),
+                col(SurveyAnswer.value),
+            )
         )
         .join(SurveyQuestion, SurveyQuestion.id == SurveyAnswer.question_id)
         .where(SurveyQuestion.survey_id == survey_id)
