@@ -115,8 +115,8 @@ def _dropped_by(path: str) -> tuple[list[str], list[str]]:
                     name = literal(call.args[0])
                     if name:
                         inner[item.optional_vars.id] = name
-            for child in node.body:
-                visit(child, inner)
+            for statement in node.body:
+                visit(statement, inner)
             return
         if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute):
             args = [literal(a) for a in node.args]

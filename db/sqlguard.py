@@ -180,7 +180,7 @@ def _refused_call(tokens: list[Token]) -> str | None:
     return None
 
 
-def _check_query(tree: exp.Expression) -> None:
+def _check_query(tree: exp.Query | exp.Values) -> None:
     """Refuse what a read-looking query can hide: writing CTEs, SELECT … INTO, row locks."""
     for node in tree.walk():
         if isinstance(node, _WRITE_NODES):

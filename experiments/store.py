@@ -8,7 +8,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
-from db.columns import many_columns
+from db.columns import many_columns, stored_id
 from db.models.experiments import (
     Campaign,
     ConversionRun,
@@ -207,7 +207,7 @@ class CampaignStore:
                 s.add(run)
                 s.flush()
                 for out in result.get("outputs") or []:
-                    s.add(RunOutput(run_id=run.id, **out))
+                    s.add(RunOutput(run_id=stored_id(run), **out))
                 s.commit()
             except IntegrityError:
                 s.rollback()

@@ -17,6 +17,7 @@ from typing import Any
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
+from db.columns import stored_id
 from db.errors import InteropError
 from db.ingest import recorded_run
 from db.models.experiments import Campaign, ConversionRun, ModelUnderTest, RunOutcome, RunOutput
@@ -162,8 +163,8 @@ def import_exporter_results(engine: Engine, directory: Path, name: str = "study-
                     status, stage, error_class, mad = _outcome(fw, rec)
                     judged = status in (RunOutcome.passed, RunOutcome.mismatch)
                     run = ConversionRun(
-                        campaign_id=campaign.id,
-                        model_id=model.id,
+                        campaign_id=stored_id(campaign),
+                        model_id=stored_id(model),
                         converter=converter,
                         converter_version=STUDY_VERSION,
                         exporter=exporter,
@@ -184,7 +185,7 @@ def import_exporter_results(engine: Engine, directory: Path, name: str = "study-
                         finite = math.isfinite(mad)
                         s.add(
                             RunOutput(
-                                run_id=run.id,
+                                run_id=stored_id(run),
                                 input_index=0,
                                 output_index=0,
                                 shape_match=True,
@@ -194,7 +195,7 @@ def import_exporter_results(engine: Engine, directory: Path, name: str = "study-
                                 nonfinite_mismatch=0 if finite else 1,
                             )
                         )
-                    done.add((model.id, converter, exporter, opset))
+                    done.add((stored_id(model), converter, exporter, opset))
                     counts["new_runs"] += 1
                     log.add(str(status))
             if counts["new_runs"] or campaign.finished_at is None:  # a re-import that adds nothing changes nothing

@@ -13,7 +13,7 @@ from sqlalchemy import func
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
-from db.columns import many_columns
+from db.columns import many_columns, stored_id
 from db.errors import InteropError
 from db.models.survey import (
     Survey,
@@ -132,7 +132,7 @@ def list_questions(engine: Engine, survey: str, include_excluded: bool = False) 
                 "text": q.text,
                 "n_choices": len(q.choices),
                 "choices": list(q.choices),
-                "n_answered": answered.get(q.id, 0),
+                "n_answered": answered.get(stored_id(q), 0),
                 "kind_reason": q.kind_reason,
                 "text_columns": dict(q.text_columns),
                 "kind_source": q.kind_source,

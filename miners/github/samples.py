@@ -10,6 +10,7 @@ from typing import Any
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
+from db.columns import stored_id
 from db.errors import InteropError
 from db.models.github import Issue, IssueSample, IssueSampleMember, Repository
 from db.models.github_mining import IssueFixLink
@@ -87,7 +88,7 @@ def draw_sample(
         session.add(sample)
         session.flush()
         for position, (issue_id, _num) in enumerate(picked):
-            session.add(IssueSampleMember(sample_id=sample.id or 0, issue_id=issue_id, position=position))
+            session.add(IssueSampleMember(sample_id=stored_id(sample), issue_id=issue_id, position=position))
         session.commit()
         return SampleResult(name, True, [num for _, num in picked], len(rows))
 

@@ -9,7 +9,7 @@ from typing import Any
 from sqlalchemy import delete, func, insert
 from sqlmodel import Session, col, select
 
-from db.columns import many_columns
+from db.columns import many_columns, stored_id
 from db.models.survey import (
     Survey,
     SurveyAnswer,
@@ -123,7 +123,7 @@ def _upsert_questions(
         fields = _question_fields(qplan, definition_id)
         row = existing.get(qplan.qid)
         if row is None:
-            row = SurveyQuestion(survey_id=survey.id, qid=qplan.qid, **fields)
+            row = SurveyQuestion(survey_id=stored_id(survey), qid=qplan.qid, **fields)
             session.add(row)
             existing[qplan.qid] = row
             result.questions_new += 1
