@@ -13,6 +13,7 @@ from typing import Any
 import pandas as pd
 from sqlalchemy import Float, Text, and_, case, cast, func, literal, or_, select, type_coerce
 from sqlalchemy.engine import Engine
+from sqlalchemy.sql.elements import ColumnElement
 
 from db.models.experiments import Campaign, ConversionRun, ModelOperator, ModelUnderTest, RunOutcome, RunOutput
 
@@ -125,12 +126,15 @@ def _per_run_worst(engine: Engine, rtol: float, campaign: str | None) -> Any:
     bad = case((and_(OUTPUT.c.shape_match, OUTPUT.c.dtype_match, OUTPUT.c.nonfinite_mismatch == 0), 0), else_=1)
     # Outputs are aggregated per run first (one pass in run_id order), then joined to their run by primary key:
     # much cheaper on SQLite than grouping the run × output join by run id.
+    worst: ColumnElement[Any]
+    unknown: ColumnElement[Any]
     if engine.dialect.name == "sqlite":
         # SQLite does not reuse a repeated expression, and reading JSON dominates: extract it once. Text sorts
         # above every number in SQLite, so max() is 'u' exactly when some output has no number for this rtol.
         top = func.max(func.coalesce(needed, literal("u", Text)))
-        per_output = select(OUTPUT.c.run_id, top.label("top"), func.max(bad).label("bad"))
-        per_output = per_output.group_by(OUTPUT.c.run_id).subquery()
+        per_output = (
+            select(OUTPUT.c.run_id, top.label("top"), func.max(bad).label("bad")).group_by(OUTPUT.c.run_id).subquery()
+        )
         unknown_flag = func.typeof(per_output.c.top) == "text"
         worst = case((unknown_flag, None), else_=per_output.c.top)
         unknown = case((unknown_flag, 1), else_=0)

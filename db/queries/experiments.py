@@ -15,18 +15,23 @@ from db.models.experiments import Campaign, ConversionRun, ModelUnderTest
 
 def campaign_summary(engine: Engine, campaign: str | None = None) -> pd.DataFrame:
     """Runs per campaign × converter × exporter × status; a campaign without runs is one row with 0 runs."""
+    keys = many_columns(
+        col(Campaign.name), col(ConversionRun.converter), col(ConversionRun.exporter), col(ConversionRun.status)
+    )
     stmt = (
         select(
-            col(Campaign.name).label("campaign"),
-            col(ConversionRun.converter),
-            col(ConversionRun.exporter),
-            col(ConversionRun.status),
-            func.count(col(ConversionRun.id)).label("runs"),
+            *many_columns(
+                col(Campaign.name).label("campaign"),
+                col(ConversionRun.converter),
+                col(ConversionRun.exporter),
+                col(ConversionRun.status),
+                func.count(col(ConversionRun.id)).label("runs"),
+            )
         )
         .select_from(Campaign)
         .outerjoin(ConversionRun, col(ConversionRun.campaign_id) == col(Campaign.id))
-        .group_by(Campaign.name, ConversionRun.converter, ConversionRun.exporter, ConversionRun.status)
-        .order_by(Campaign.name, ConversionRun.converter, ConversionRun.exporter, ConversionRun.status)
+        .group_by(*keys)
+        .order_by(*keys)
     )
     if campaign is not None:
         stmt = stmt.where(col(Campaign.name) == campaign)
@@ -76,16 +81,16 @@ def campaigns_frame(engine: Engine) -> pd.DataFrame:
 
 def judged_tolerances(engine: Engine, campaign: str | None = None) -> pd.DataFrame:
     """Runs per converter × (atol, rtol) their stored passed/mismatch verdict was judged at (runs without one: none)."""
-    keys = [ConversionRun.converter, ConversionRun.atol, ConversionRun.rtol]
+    keys = many_columns(col(ConversionRun.converter), col(ConversionRun.atol), col(ConversionRun.rtol))
     stmt = (
         select(*keys, func.count().label("runs"))
-        .join(Campaign, Campaign.id == ConversionRun.campaign_id)
+        .join(Campaign, col(Campaign.id) == col(ConversionRun.campaign_id))
         .where(col(ConversionRun.status).in_(["passed", "mismatch"]), col(ConversionRun.atol).is_not(None))
         .group_by(*keys)
         .order_by(*keys)
     )
     if campaign is not None:
-        stmt = stmt.where(Campaign.name == campaign)
+        stmt = stmt.where(col(Campaign.name) == campaign)
     with engine.connect() as conn:
         return pd.DataFrame(conn.execute(stmt).mappings().all(), columns=["converter", "atol", "rtol", "runs"])
 
@@ -173,13 +178,13 @@ def outcome_rates(
 def opset_changes(engine: Engine, campaign: str | None = None) -> pd.DataFrame:
     """Runs whose produced model has another default-domain opset than the converter was asked for, per
     campaign × converter plug-in × requested × produced opset (torch 2.13's dynamo exporter: 11 → 18)."""
-    keys = [
+    keys = many_columns(
         col(Campaign.name).label("campaign"),
-        func.coalesce(ConversionRun.registry_name, ConversionRun.converter).label("converter"),
-        ConversionRun.exporter,
+        func.coalesce(col(ConversionRun.registry_name), col(ConversionRun.converter)).label("converter"),
+        col(ConversionRun.exporter),
         col(ConversionRun.opset).label("requested_opset"),
-        ConversionRun.produced_opset,
-    ]
+        col(ConversionRun.produced_opset),
+    )
     stmt = (
         select(*keys, func.count().label("runs"))
         .join(Campaign, col(Campaign.id) == col(ConversionRun.campaign_id))

@@ -247,8 +247,8 @@ def adjudication_history(engine: Engine, round_name: str | None = None, item: st
         .join(LabelRound, col(LabelRound.id) == col(AdjudicationHistory.round_id))
         .join(LabelItem, col(LabelItem.id) == col(AdjudicationHistory.item_id))
         .join(CodebookDimension, col(CodebookDimension.id) == col(AdjudicationHistory.dimension_id))
-        .outerjoin(new_code, new_code.id == col(AdjudicationHistory.code_id))
-        .outerjoin(old_code, old_code.id == col(AdjudicationHistory.previous_code_id))
+        .outerjoin(new_code, col(new_code.id) == col(AdjudicationHistory.code_id))
+        .outerjoin(old_code, col(old_code.id) == col(AdjudicationHistory.previous_code_id))
         .order_by(
             col(LabelRound.name), col(LabelItem.ref), col(CodebookDimension.position), col(AdjudicationHistory.id)
         )

@@ -78,7 +78,7 @@ def draw_sample(
         rows = [
             (i, num)
             for i, num, labels in session.exec(stmt.order_by(col(Issue.number))).all()
-            if label is None or label in (labels or [])
+            if i is not None and (label is None or label in (labels or []))
         ]
         if len(rows) < n:
             raise SampleError(f"only {len(rows)} issue(s) match ({_describe(rule, seed)}); lower --n")
