@@ -5,6 +5,7 @@ from __future__ import annotations
 import typer
 
 from cli.common import console, engine
+from cli.output import new_table
 from db.errors import InteropError
 
 app = typer.Typer(help="Scheduled miner runs (the \\[\\[schedule]] entries of interop.toml).", no_args_is_help=True)
@@ -23,12 +24,11 @@ def _entries():  # type: ignore[no-untyped-def]
 @app.command("list")
 def list_jobs() -> None:
     """Each scheduled job with its cron expression, command and next run time."""
-    from rich.table import Table
 
     from miners.schedule import next_run
 
     entries = _entries()
-    table = Table("name", "cron", "timezone", "command", "next run")
+    table = new_table("name", "cron", "timezone", "command", "next run")
     for entry in entries:
         when = next_run(entry)
         table.add_row(

@@ -146,12 +146,13 @@ def list_(fmt: Format = format_option(), out: Path | None = out_option()) -> Non
 @app.command("questions")
 def questions_(survey: str = typer.Argument(..., help="Survey name.")) -> None:
     """The survey's questions: kind and where it comes from (definition, overrides, or guessed), answers."""
-    from rich.table import Table
 
     from db.queries.survey import list_questions
 
     frame = list_questions(engine(), survey)
-    table = Table("qid", "type", "kind", "choices", "answered", "question", "kind from")
+    table = new_table(
+        "qid", "type", "kind", "choices", "answered", "question", "kind from", numeric=("choices", "answered")
+    )
     for row in frame.itertuples():
         if row.kind_source == "definition":
             origin = f"definition v{int(row.definition_version)}"
@@ -165,7 +166,7 @@ def questions_(survey: str = typer.Argument(..., help="Survey name.")) -> None:
             row.kind,
             str(row.n_choices),
             str(row.n_answered),
-            row.text[:70],
+            row.text,
             origin,
         )
     console.print(table)
@@ -182,7 +183,6 @@ def questions_(survey: str = typer.Argument(..., help="Survey name.")) -> None:
 @app.command("definitions")
 def definitions_(survey: str = typer.Argument(..., help="Survey name.")) -> None:
     """The survey's stored definitions (.qsf), one version per distinct file; the last one is current."""
-    from rich.table import Table
 
     from db.queries.survey import definitions, list_surveys
 
@@ -199,7 +199,16 @@ def definitions_(survey: str = typer.Argument(..., help="Survey name.")) -> None
             markup=False,
         )
         return
-    table = Table("version", "questions", "stored questions", "survey id", "language", "file", "loaded (UTC)")
+    table = new_table(
+        "version",
+        "questions",
+        "stored questions",
+        "survey id",
+        "language",
+        "file",
+        "loaded (UTC)",
+        numeric=("version", "questions", "stored questions"),
+    )
     for row in rows:
         table.add_row(
             str(row["version"]),
