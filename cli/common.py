@@ -11,7 +11,7 @@ from sqlalchemy.engine import Engine
 from typer.core import TyperGroup
 
 from cli.output import make_console
-from db.errors import InteropError
+from db.errors import InteropError, first_line
 
 #: Command output: unlimited width when stdout is a pipe or file, so nothing a user copies is ever wrapped or cut.
 console = make_console()
@@ -30,8 +30,6 @@ def error_line(message: str) -> None:
 def environment_error(exc: BaseException) -> InteropError | None:
     """An error from outside the program (a bad path, file, database URL or revision; an unreachable server) as the
     user error it is; None for anything else, which is a bug."""
-    from db.errors import first_line
-
     if isinstance(exc, UnicodeDecodeError):
         return InteropError(
             f"cannot read the input as UTF-8 text ({exc.reason} at byte {exc.start}): is it the right file?"
@@ -149,8 +147,6 @@ class FriendlyGroup(TyperGroup):
                 if error.hint:
                     err_console.print(error.hint, markup=False, soft_wrap=True)
                 raise typer.Exit(error.exit_code) from None
-            from db.errors import first_line
-
             error_line(
                 f"internal error ({type(exc).__name__}: {first_line(exc)}); this is a bug in interop: "
                 "INTEROP_DEBUG=1 shows the traceback"
