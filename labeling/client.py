@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from pydantic import BaseModel, ConfigDict, TypeAdapter, ValidationError, field_validator
 
@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     import httpx
     from label_studio_sdk import LabelStudio
     from label_studio_sdk.core.request_options import RequestOptions
+    from label_studio_sdk.types.import_api_request import ImportApiRequest
 
 TIMEOUT_S = 60.0  # one request; an import of 1,000 tasks takes a few seconds
 IMPORT_TIMEOUT_S = 300.0
@@ -357,14 +358,13 @@ class LabelStudioClient:
 
     def import_tasks(self, project_id: int, tasks: Sequence[dict[str, Any]]) -> list[int]:
         """Create tasks in one request; their ids in the order given (an answer with other counts is refused)."""
-        from label_studio_sdk.types.import_api_request import ImportApiRequest
-
         endpoint = f"POST /api/projects/{project_id}/import"
         answer: ImportAnswer = self._call(
             endpoint,
             lambda o: self._sdk.projects.import_tasks(
                 id=project_id,
-                request=[ImportApiRequest.model_validate(task) for task in tasks],
+                # The SDK types the body as its pydantic model but sends JSON: our tasks are that JSON already.
+                request=cast("list[ImportApiRequest]", list(tasks)),
                 return_task_ids=True,
                 request_options=o,
             ),
