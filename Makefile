@@ -34,10 +34,12 @@ run: setup
 	$(BIN)/interop experiment run --preset quick
 	$(BIN)/interop app --port 8501
 
-## Lint and the whole test suite (slow ML tests and real services included).
+## Lint (ruff, and mypy over db/ miners/ labeling/ experiments/) and the whole test suite (slow ML tests and real
+## services included).
 test: setup labelstudio
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/python -m mypy
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 ## Everything but the tests marked slow.
@@ -47,6 +49,7 @@ test-fast: setup
 lint: setup
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/python -m mypy
 
 clean:
 	rm -rf $(VENV) $(LS_VENV) .pytest_cache .ruff_cache

@@ -46,10 +46,10 @@ with st.sidebar:
 try:
     schema = query(overview.schema_state)
 except Exception as exc:  # unreachable server, bad URL, unreadable file: say so instead of a traceback
+    from db.errors import first_line
     from db.masking import mask_text
 
-    reason = str(getattr(exc, "orig", exc)).strip().splitlines()
-    st.error(mask_text(f"Cannot read the database `{masked_url()}`: {reason[0] if reason else type(exc).__name__}"))
+    st.error(mask_text(f"Cannot read the database `{masked_url()}`: {first_line(exc)}"))
     st.stop()
 if schema["current"] is None:
     st.warning("This database has no schema yet: run `interop db upgrade` (then the commands each page names).")

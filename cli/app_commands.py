@@ -11,7 +11,8 @@ from pathlib import Path
 
 import typer
 
-from cli.common import console, fail
+from cli.common import console
+from db.errors import InteropError
 
 SCRIPT = Path(__file__).resolve().parents[1] / "streamlit_app.py"
 
@@ -78,18 +79,18 @@ def run_app(
     from explorer.access import SETUP_HELP, AccessError, is_loopback, list_users, oidc_configured
 
     if not SCRIPT.exists():
-        fail(f"{SCRIPT} is missing: run `interop app` from a checkout of Interop Lab")
+        raise InteropError(f"{SCRIPT} is missing: run `interop app` from a checkout of Interop Lab")
     env = dict(os.environ)
     if not is_loopback(address):
         try:
             users = list_users()
         except AccessError as exc:
-            fail(str(exc))
+            raise InteropError(str(exc)) from None
         if not users and not oidc_configured():
-            fail(f"--address {address} serves other machines, so the app needs sign-in: {SETUP_HELP}")
+            raise InteropError(f"--address {address} serves other machines, so the app needs sign-in: {SETUP_HELP}")
         env["INTEROP_APP_SIGNIN"] = "required"
     if port_in_use(address, port):
-        fail(f"port {port} is already in use: pick another with --port")
+        raise InteropError(f"port {port} is already in use: pick another with --port")
     url = get_settings().database_url
     shown = "localhost" if address in ("0.0.0.0", "") else address
     signin = "" if is_loopback(address) else "; sign-in required"
@@ -104,10 +105,10 @@ def _read_password(stdin: bool) -> str:
     if stdin:
         password = sys.stdin.readline().rstrip("\r\n")
         if not password:
-            fail("--password-stdin: no password on stdin")
+            raise InteropError("--password-stdin: no password on stdin")
         return password
     if not sys.stdin.isatty():
-        fail("no terminal to type the password at: pass --password-stdin and pipe it in")
+        raise InteropError("no terminal to type the password at: pass --password-stdin and pipe it in")
     return str(typer.prompt("Password", hide_input=True, confirmation_prompt=True))
 
 
@@ -124,7 +125,7 @@ def users_add(
     try:
         new = add_user(name, password, replace=replace)
     except AccessError as exc:
-        fail(str(exc))
+        raise InteropError(str(exc)) from None
     console.print(f"user {name} {'added to' if new else 'has a new password in'} {users_file()}")
 
 
@@ -136,7 +137,7 @@ def users_remove(name: str = typer.Argument(..., help="User name.")) -> None:
     try:
         remove_user(name)
     except AccessError as exc:
-        fail(str(exc))
+        raise InteropError(str(exc)) from None
     console.print(f"user {name} removed from {users_file()}")
 
 
@@ -148,7 +149,7 @@ def users_list() -> None:
     try:
         names = list_users()
     except AccessError as exc:
-        fail(str(exc))
+        raise InteropError(str(exc)) from None
     console.print("\n".join(names) if names else f"no users in {users_file()}")
 
 

@@ -6,7 +6,8 @@ from pathlib import Path
 
 import typer
 
-from cli.common import console, fail
+from cli.common import console, engine
+from db.errors import InteropError, first_line
 
 app = typer.Typer(help="Create and migrate the database schema (Alembic).", no_args_is_help=True)
 
@@ -28,15 +29,10 @@ def upgrade(revision: str = typer.Argument("head", help="Target revision.")) -> 
     try:
         do_upgrade(_url(), revision)
     except OperationalError as exc:
-        fail(f"cannot reach the database {mask_url(_url())}: {str(exc.orig).strip().splitlines()[0]}")
-    from db.engine import make_engine
+        raise InteropError(f"cannot reach the database {mask_url(_url())}: {first_line(exc)}") from None
     from db.migrate import current_revision
 
-    eng = make_engine(_url())
-    try:
-        console.print(f"database {mask_url(_url())} is at revision {current_revision(eng)}")
-    finally:
-        eng.dispose()
+    console.print(f"database {mask_url(_url())} is at revision {current_revision(engine())}")
 
 
 def _interactive() -> bool:
@@ -60,10 +56,10 @@ def downgrade(
     if plan.drops and not yes:
         what = f"`interop db downgrade {revision}` would drop {plan.summary()}"
         if not _interactive():
-            fail(f"{what}; run it again with --yes to drop them")
+            raise InteropError(f"{what}; run it again with --yes to drop them")
         console.print(what, markup=False)
         if not typer.confirm("Drop them?", default=False):
-            fail("nothing dropped: the database is unchanged")
+            raise InteropError("nothing dropped: the database is unchanged")
     elif plan.drops:
         console.print(f"dropping {plan.summary()}", markup=False)
     do_downgrade(_url(), revision)
@@ -73,10 +69,9 @@ def downgrade(
 @app.command()
 def current() -> None:
     """Print the database's schema revision and the newest one available."""
-    from db.engine import make_engine
     from db.migrate import current_revision, head_revision
 
-    rev = current_revision(make_engine(_url()))
+    rev = current_revision(engine())
     head = head_revision()
     state = "up to date" if rev == head else "needs `interop db upgrade`"
     console.print(f"current: {rev or '(empty database)'}  head: {head}  ({state})")
@@ -116,22 +111,19 @@ def create_reader(
     import sys
 
     from db.engine import mask_url, normalize_url
-    from db.reader import ReaderError, default_passfile
     from db.reader import create_reader as make_reader
+    from db.reader import default_passfile
 
     url = normalize_url(_url())
     if url.get_backend_name() != "postgresql":
-        fail("create-reader is for PostgreSQL: on SQLite the console already opens the file read-only")
+        raise InteropError("create-reader is for PostgreSQL: on SQLite the console already opens the file read-only")
     password = None
     if password_stdin:
         password = sys.stdin.readline().rstrip("\r\n")
         if not password:
-            fail("--password-stdin: no password on stdin")
+            raise InteropError("--password-stdin: no password on stdin")
     target = passfile.expanduser() if passfile else default_passfile()
-    try:
-        setup = make_reader(url, name, schema, statement_timeout, password, keep_password, target)
-    except ReaderError as exc:
-        fail(str(exc))
+    setup = make_reader(url, name, schema, statement_timeout, password, keep_password, target)
     verb = "created" if setup.created else "updated"
     console.print(
         f"reader role {setup.role} {verb} on {mask_url(url)}: SELECT on {setup.tables} tables and views of schema "
@@ -164,24 +156,23 @@ def copy(
     are compared at the end. The target must be migrated (`interop db upgrade`) and hold no rows."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-    from db.copy import CopyError, copy_database
+    from db.copy import copy_database
 
     if to is None and source is None:
-        fail("name the other database with --to URL (copy the configured one there) or --from URL (copy it here)")
+        raise InteropError(
+            "name the other database with --to URL (copy the configured one there) or --from URL (copy it here)"
+        )
     src, dst = source or _url(), to or _url()
     columns = (TextColumn("{task.description:<24}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
-    try:
-        with Progress(*columns, console=console, transient=True) as bar:
-            tasks: dict[str, object] = {}
+    with Progress(*columns, console=console, transient=True) as bar:
+        tasks: dict[str, object] = {}
 
-            def progress(table: str, done: int, total: int) -> None:
-                if table not in tasks:
-                    tasks[table] = bar.add_task(table, total=max(total, done) or None)
-                bar.update(tasks[table], completed=done, total=max(total, done) or None)  # type: ignore[arg-type]
+        def progress(table: str, done: int, total: int) -> None:
+            if table not in tasks:
+                tasks[table] = bar.add_task(table, total=max(total, done) or None)
+            bar.update(tasks[table], completed=done, total=max(total, done) or None)  # type: ignore[arg-type]
 
-            report = copy_database(src, dst, batch=batch, progress=progress)
-    except CopyError as exc:
-        fail(str(exc))
+        report = copy_database(src, dst, batch=batch, progress=progress)  # a CopyError is one error line
     console.print(
         f"copied {report.rows:,} rows in {len(report.tables)} tables from {report.source} to {report.target} "
         f"at revision {report.revision} in {report.seconds:.1f} s ({report.rows_per_second:,.0f} rows/s); "

@@ -3,26 +3,31 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import typer
 
-from cli.common import UserError, console, engine, user_errors
+from cli.common import console, engine
+from cli.output import Format, emit, format_option, new_table, out_option, records, split_list
+from db.errors import InteropError
+
+if TYPE_CHECKING:
+    from rich.console import Console
 
 app = typer.Typer(help="Conversion campaigns: models through converters, checked in onnxruntime.", no_args_is_help=True)
 
 
-def _csv_ints(value: str | None) -> list[int] | None:
-    if value is None:
+def _csv_ints(values: list[str] | None) -> list[int] | None:
+    if values is None:
         return None
     try:
-        return [int(v) for v in value.split(",") if v.strip()]
+        return [int(v) for v in split_list(values)]
     except ValueError as exc:
-        raise UserError(f"expected comma-separated integers, got {value!r}") from exc
+        raise InteropError(f"expected integers (repeat the option or comma-separate), got {values!r}") from exc
 
 
-def _csv(value: str | None) -> list[str] | None:
-    return None if value is None else [v.strip() for v in value.split(",") if v.strip()]
+def _csv(values: list[str] | None) -> list[str] | None:
+    return None if values is None else split_list(values)
 
 
 @app.command("run")
@@ -32,12 +37,12 @@ def run(
         None, "--preset", help="quick (~2 min demo) or real (offline architectures)"
     ),
     name: str | None = typer.Option(None, help="campaign name (re-running a name resumes it)"),
-    sources: str | None = typer.Option(None, help="comma-separated: nnsmith-torch,nnsmith-tensorflow,…"),
-    converters: str | None = typer.Option(None, help="torch.onnx-torchscript,torch.onnx-dynamo,tf2onnx"),
-    opsets: str | None = typer.Option(None, help="comma-separated opsets, e.g. 14,17"),
-    node_counts: str | None = typer.Option(None, help="NNSmith node counts, e.g. 5,10,20"),
-    seeds: str | None = typer.Option(None, help="model seeds, e.g. 0,1,2"),
-    input_seeds: str | None = typer.Option(None, help="seeds of the random inputs"),
+    sources: list[str] | None = typer.Option(None, help="sources, repeated or comma-separated: nnsmith-torch,…"),
+    converters: list[str] | None = typer.Option(None, help="torch.onnx-torchscript,torch.onnx-dynamo,tf2onnx"),
+    opsets: list[str] | None = typer.Option(None, help="opsets, e.g. 14,17"),
+    node_counts: list[str] | None = typer.Option(None, help="NNSmith node counts, e.g. 5,10,20"),
+    seeds: list[str] | None = typer.Option(None, help="model seeds, e.g. 0,1,2"),
+    input_seeds: list[str] | None = typer.Option(None, help="seeds of the random inputs"),
     inputs: int | None = typer.Option(None, "--inputs", help="K random inputs per run"),
     atol: float | None = typer.Option(None, help="absolute tolerance"),
     rtol: float | None = typer.Option(None, help="relative tolerance"),
@@ -45,15 +50,16 @@ def run(
     memory_mb: int | None = typer.Option(None, help="RSS limit per worker (MB)"),
     workers: int | None = typer.Option(None, help="parallel workers (default: CPU cores)"),
     dask: str | None = typer.Option(None, help="'local' (LocalCluster) or tcp://HOST:8786"),
-    plugins: str | None = typer.Option(None, help="modules that register extra sources/converters (comma-separated)"),
+    plugins: list[str] | None = typer.Option(
+        None, help="modules that register extra sources/converters (comma-separated)"
+    ),
 ) -> None:
     """Run (or resume) a campaign; finished runs are skipped, so re-running is safe."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from db.config import get_settings
     from experiments.campaign import prepare, run_campaign
-    from experiments.isolation import WorkerStartupError
-    from experiments.spec import SpecError, load_spec
+    from experiments.spec import load_spec
 
     overrides = {
         "name": name,
@@ -72,38 +78,31 @@ def run(
         "dask": dask,
         "plugins": _csv(plugins),
     }
-    with user_errors():
-        if spec_file is None and preset is None and not any(v is not None for v in overrides.values()):
-            raise UserError("give a campaign.toml, --preset quick, or flags such as --sources")
-        try:
-            spec = load_spec(spec_file, preset, overrides)
-            planned = prepare(engine(), spec)  # a spec that cannot run is one error line, before any output
-        except (SpecError, ValueError) as exc:
-            raise UserError(str(exc)) from exc
-        data_dir = Path(get_settings().data_dir)
-        console.print(
-            f"campaign [bold]{spec.name}[/]: {', '.join(spec.sources)} -> {', '.join(spec.converters)}, "
-            f"opsets {spec.opsets}, {spec.workers} worker(s){' on Dask ' + spec.dask if spec.dask else ''}"
-        )
-        with Progress(
-            TextColumn("{task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeElapsedColumn(),
-            console=console,
-            transient=False,
-        ) as bar:
-            task = bar.add_task("runs", total=None)
+    if spec_file is None and preset is None and not any(v is not None for v in overrides.values()):
+        raise InteropError("give a campaign.toml, --preset quick, or flags such as --sources")
+    spec = load_spec(spec_file, preset, overrides)
+    planned = prepare(engine(), spec)  # a spec that cannot run is one error line, before any output
+    data_dir = Path(get_settings().data_dir)
+    console.print(
+        f"campaign [bold]{spec.name}[/]: {', '.join(spec.sources)} -> {', '.join(spec.converters)}, "
+        f"opsets {spec.opsets}, {spec.workers} worker(s){' on Dask ' + spec.dask if spec.dask else ''}"
+    )
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+        transient=False,
+    ) as bar:
+        task = bar.add_task("runs", total=None)
 
-            def progress(done: int, total: int, last: Any) -> None:
-                bar.update(task, completed=done, total=total, description=f"runs ({last})" if last else "runs")
-                if not console.is_terminal and last and (done % 10 == 0 or done == total):
-                    console.print(f"  {done}/{total} runs")  # logs and pipes get plain progress lines
+        def progress(done: int, total: int, last: Any) -> None:
+            bar.update(task, completed=done, total=total, description=f"runs ({last})" if last else "runs")
+            if not console.is_terminal and last and (done % 10 == 0 or done == total):
+                console.print(f"  {done}/{total} runs")  # logs and pipes get plain progress lines
 
-            try:
-                result = run_campaign(engine(), spec, data_dir, progress, planned)
-            except (SpecError, ValueError, WorkerStartupError) as exc:
-                raise UserError(str(exc)) from exc
+        result = run_campaign(engine(), spec, data_dir, progress, planned)
     for warning in result.warnings:
         console.print(f"[yellow]warning:[/] {warning}")
     for (converter, asked, got), n in sorted(result.opset_changes.items()):
@@ -138,49 +137,67 @@ def _check_campaign(name: str | None) -> None:
 
     known = campaign_names(engine())
     if name is not None and name not in known:
-        raise UserError(f"no campaign named {name!r} (known: {', '.join(known) or 'none yet'})")
+        raise InteropError(f"no campaign named {name!r} (known: {', '.join(known) or 'none yet'})")
 
 
-def _print_status(name: str | None) -> None:
-    from rich.table import Table
+def _print_status(name: str | None, fmt: str = "table", out: Path | None = None) -> None:
+    from db.queries.experiments import campaign_summary, opset_changes
+    from db.queries.experiments import campaigns as campaign_list
 
-    from db.queries.experiments import campaign_summary, campaigns, opset_changes
-
-    listed = campaigns(engine()).iloc[::-1]  # oldest first
-    if listed.empty:
+    campaigns = campaign_list(engine()).iloc[::-1]  # oldest first
+    if campaigns.empty and fmt == "table" and out is None:
         console.print("no campaigns yet")
         return
-    for c in listed.itertuples(index=False):
-        if name is not None and c.campaign != name:
-            continue
-        planned = _planned_runs(c.spec) if c.kind == "live" else str(c.runs)
-        finished = c.finished_at is not None and str(c.finished_at) != "NaT"
-        state = f"finished {c.finished_at:%Y-%m-%d %H:%M} UTC" if finished else "not finished"
-        console.print(f"[bold]{c.campaign}[/] ({c.kind}): {c.runs}/{planned} runs stored, {c.models} models, {state}")
-    table = Table(title="conversion runs by campaign, converter and status")
-    for col in ("campaign", "converter", "exporter", "status", "runs"):
-        table.add_column(col)
-    for row in campaign_summary(engine(), name).itertuples(index=False):
-        if row.runs == 0:
-            table.add_row(row.campaign, "", "", "(no runs yet)", "0")
-        else:
-            table.add_row(row.campaign, row.converter, row.exporter, row.status, str(row.runs))
-    console.print(table)
-    for row in opset_changes(engine(), name).itertuples(index=False):
-        console.print(
-            f"note: {row.campaign}: {row.runs} {row.converter} ({row.exporter}) run(s) asked for opset "
-            f"{row.requested_opset} produced opset {row.produced_opset}",
-            style="yellow",
-            markup=False,
+    if name is not None:
+        campaigns = campaigns[campaigns["campaign"] == name]
+    planned = [_planned_runs(c.spec) if c.kind == "live" else str(c.runs) for c in campaigns.itertuples(index=False)]
+    campaigns = campaigns.assign(planned_runs=[int(p) if p.isdigit() else None for p in planned])
+    summary = campaign_summary(engine(), name)
+    changes = opset_changes(engine(), name)
+    document = {"campaigns": records(campaigns), "runs": records(summary), "opset_changes": records(changes)}
+
+    def render(to: Console) -> None:
+        for c, plan in zip(campaigns.itertuples(index=False), planned, strict=True):
+            finished = c.finished_at is not None and str(c.finished_at) != "NaT"
+            state = f"finished {c.finished_at:%Y-%m-%d %H:%M} UTC" if finished else "not finished"
+            to.print(f"[bold]{c.campaign}[/] ({c.kind}): {c.runs}/{plan} runs stored, {c.models} models, {state}")
+        table = new_table(
+            "campaign",
+            "converter",
+            "exporter",
+            "status",
+            "runs",
+            numeric=("runs",),
+            title="conversion runs by campaign, converter and status",
         )
+        for row in summary.itertuples(index=False):
+            if row.runs == 0:
+                table.add_row(row.campaign, "", "", "(no runs yet)", "0")
+            else:
+                table.add_row(row.campaign, row.converter, row.exporter, row.status, str(row.runs))
+        to.print(table)
+        for row in changes.itertuples(index=False):
+            to.print(
+                f"note: {row.campaign}: {row.runs} {row.converter} ({row.exporter}) run(s) asked for opset "
+                f"{row.requested_opset} produced opset {row.produced_opset}",
+                style="yellow",
+                markup=False,
+            )
+
+    emit(fmt, out, summary, document=document, render=render)
 
 
 @app.command("status")
-def status(name: str | None = typer.Argument(None, help="one campaign (default: all)")) -> None:
-    """Runs per campaign, converter and outcome; campaigns without runs too."""
-    with user_errors():
-        _check_campaign(name)
-    _print_status(name)
+def status(
+    campaign: str | None = typer.Option(None, "--campaign", help="Only this campaign (default: every campaign)."),
+    fmt: Format = format_option(),
+    out: Path | None = out_option(),
+) -> None:
+    """Runs per campaign, converter and outcome; campaigns without runs too.
+
+    JSON: {"campaigns": [...], "runs": [...], "opset_changes": [...]}; CSV: the runs table."""
+    _check_campaign(campaign)
+    _print_status(campaign, fmt, out)
 
 
 @app.command("rescore")
@@ -192,12 +209,8 @@ def rescore(
     """Re-judge the live campaigns' stored runs at a new tolerance from their raw numbers; nothing is re-run."""
     from experiments.rescore import rescore as do_rescore
 
-    with user_errors():
-        _check_campaign(campaign)
-        try:
-            changed = do_rescore(engine(), atol, rtol, campaign)
-        except ValueError as exc:
-            raise UserError(str(exc)) from exc
+    _check_campaign(campaign)
+    changed = do_rescore(engine(), atol, rtol, campaign)
     scope = f"campaign {campaign!r}" if campaign else "live campaigns (historical imports: name one with --campaign)"
     console.print(
         f"re-judged {changed['judged']} runs at atol={atol:g} rtol={rtol:g} in {scope}: "
@@ -212,13 +225,9 @@ def import_results(
     name: str = typer.Option("study-exporter-results", help="name of the historical campaign"),
 ) -> None:
     """Load the study's exporter results as a historical campaign (idempotent)."""
-    from experiments.study_import import StudyImportError, import_exporter_results
+    from experiments.study_import import import_exporter_results
 
-    with user_errors():
-        try:
-            counts = import_exporter_results(engine(), directory, name)
-        except StudyImportError as exc:
-            raise UserError(str(exc)) from exc
+    counts = import_exporter_results(engine(), directory, name)
     if counts["new_runs"]:
         console.print(
             f"imported {counts['models']:,} models, {counts['runs']:,} runs "
@@ -245,19 +254,14 @@ def repro(
 
     Exit code 0 when the outcome (status, stage, error class) is the same, 1 when it differs."""
     from db.config import get_settings
-    from experiments.isolation import WorkerStartupError
-    from experiments.repro import ReproError, load_recipe, reproduce
+    from experiments.repro import load_recipe, reproduce
 
-    with user_errors():
-        try:
-            if show:
-                console.print(load_recipe(engine(), run_id).toml(), markup=False, end="")
-                return
-            folder = out or Path(get_settings().data_dir) / "repro" / f"run-{run_id}"
-            console.print(f"re-running run {run_id} in {folder} …", markup=False)
-            done = reproduce(engine(), run_id, folder)
-        except (ReproError, WorkerStartupError) as exc:
-            raise UserError(str(exc)) from exc
+    if show:
+        console.print(load_recipe(engine(), run_id).toml(), markup=False, end="")
+        return
+    folder = out or Path(get_settings().data_dir) / "repro" / f"run-{run_id}"
+    console.print(f"re-running run {run_id} in {folder} …", markup=False)
+    done = reproduce(engine(), run_id, folder)
     for note in done.notes:
         console.print(f"note: {note}", style="yellow", markup=False)
     _print_reproduction(done)
@@ -299,8 +303,9 @@ def analyze(
         "source", help="operators: source (framework ops) or onnx (ONNX node types)"
     ),
     length: int = typer.Option(2, help="sequences: nodes per path"),
-    top: int = typer.Option(20, min=1, help="rows to print"),
-    csv: Path | None = typer.Option(None, "--csv", help="write the whole table to this CSV file"),
+    top: int = typer.Option(20, min=1, help="table: rows to print (json and csv hold every row)"),
+    fmt: Format = format_option(),
+    out: Path | None = out_option(),
 ) -> None:
     """Outcome rates (converter × node count × produced opset), per-operator rates (H1), operator sequences (H2).
 
@@ -308,35 +313,29 @@ def analyze(
     from db.queries.experiments import operator_rates, outcome_rates, sequence_comparison
 
     what = analysis
-    with user_errors():
-        _check_campaign(campaign)
-        if what == "outcomes":
-            frame = outcome_rates(engine(), campaign)
-        elif what == "operators":
-            if level not in ("source", "onnx"):
-                raise UserError("--level must be 'source' or 'onnx'")
-            frame = operator_rates(engine(), campaign, level=level)
-        elif what == "sequences":
-            if length < 1:
-                raise UserError("--length must be at least 1")
-            frame = sequence_comparison(engine(), campaign, length=length)
-        else:
-            raise UserError(f"unknown analysis {what!r}: choose outcomes, operators or sequences")
-    if csv is not None:
-        frame.to_csv(csv, index=False)
-        console.print(f"wrote {len(frame)} rows to {csv}")
-    if frame.empty:
+    _check_campaign(campaign)
+    if what == "outcomes":
+        frame = outcome_rates(engine(), campaign)
+    elif what == "operators":
+        if level not in ("source", "onnx"):
+            raise InteropError("--level must be 'source' or 'onnx'")
+        frame = operator_rates(engine(), campaign, level=level)
+    elif what == "sequences":
+        if length < 1:
+            raise InteropError("--length must be at least 1")
+        frame = sequence_comparison(engine(), campaign, length=length)
+    else:
+        raise InteropError(f"unknown analysis {what!r}: choose outcomes, operators or sequences")
+    if frame.empty and fmt == "table" and out is None:
         console.print("no runs to analyse")
         return
-    console.print(_terminal_table(frame, what, top))
+    emit(fmt, out, frame, render=lambda to: to.print(_terminal_table(frame, what, top)))
 
 
 def _terminal_table(frame: Any, what: str, top: int) -> Any:
     """The analysis as a table that fits a terminal: `n (p%)` instead of a count and a rate column, no all-zero
-    count columns (named in the caption instead); the --csv file keeps every column."""
+    count columns (named in the caption instead); json and csv keep every column."""
     import pandas as pd
-    from rich import box
-    from rich.table import Table
 
     columns = list(frame.columns)
     rate_of = {}
@@ -354,16 +353,11 @@ def _terminal_table(frame: Any, what: str, top: int) -> Any:
         notes.append(f"none in any row: {', '.join(zero)}")
     caption = "\n".join(notes) or None
     title = f"{what} ({len(frame)} rows{', first ' + str(top) if len(frame) > top else ''})"
-    table = Table(title=title, caption=caption, box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True)
     headers = {"node_count": "nodes", "produced_opset": "opset", "requested_opsets": "requested"}
-    for col in shown:
-        numeric = frame[col].dtype.kind in "iuf" or col in rate_of
-        table.add_column(
-            headers.get(col, col.replace("_", " ")),
-            justify="right" if numeric else "left",
-            no_wrap=numeric,
-            overflow="fold",
-        )
+    names = [headers.get(col, col.replace("_", " ")) for col in shown]
+    numeric = [n for col, n in zip(shown, names, strict=True) if frame[col].dtype.kind in "iuf" or col in rate_of]
+    table = new_table(*names, numeric=numeric, title=title)
+    table.caption = caption
 
     def cell(row: Any, col: str) -> str:
         value = row[col]

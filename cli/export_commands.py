@@ -7,7 +7,9 @@ from typing import Literal
 
 import typer
 
-from cli.common import console, fail
+from cli.common import console
+from cli.output import emit
+from db.errors import InteropError, first_line
 
 app = typer.Typer(
     help="Export tables (whole, streamed) or one read-only query as CSV, Parquet or SQLite.",
@@ -52,12 +54,12 @@ def tables(
         return
     from sqlalchemy.exc import SQLAlchemyError
 
-    from db.export import ExportError, export_tables
+    from db.export import export_tables
 
     if dialect is not None and fmt.lower() != "sql":
-        fail("--dialect goes with --format sql")
+        raise InteropError("--dialect goes with --format sql")
     if tables is not None and not _split(tables):
-        fail("--tables names no table; leave it out to export every table")
+        raise InteropError("--tables names no table; leave it out to export every table")
     counts: dict[str, int] = {}
     try:
         with console.status("exporting…") as status:
@@ -69,10 +71,8 @@ def tables(
             done = export_tables(
                 _url(), out, fmt.lower(), _split(tables), progress=progress, dialect=dialect and dialect.lower()
             )
-    except ExportError as exc:
-        fail(str(exc))
     except SQLAlchemyError as exc:
-        fail(f"database error: {str(getattr(exc, 'orig', exc)).strip().splitlines()[0]}")
+        raise InteropError(f"database error: {first_line(exc)}") from None
     for item in done:
         console.print(f"{item.name}: {item.rows:,} rows → {item.path}")
     console.print(f"exported {len(done)} table(s) as {fmt.lower()} into {out}")
@@ -82,12 +82,27 @@ def tables(
         console.print(f"load it into an empty database with: {load} {done[0].path}")
 
 
+QueryFormat = Literal["table", "json", "csv", "parquet", "sqlite"]
+
+
 @app.command()
 def query(
     sql: str = typer.Argument(..., help="One read-only statement (SELECT / WITH / VALUES / EXPLAIN)."),
-    fmt: Format = typer.Option("csv", "--format", "-f", case_sensitive=False, help=FORMAT_HELP),
-    out: Path = typer.Option(Path("exports"), "--out", "-o", help="Directory to write into."),
-    name: str = typer.Option("query", "--name", "-n", help="File (and SQLite table) name, without extension."),
+    fmt: QueryFormat = typer.Option(
+        "csv",
+        "--format",
+        "-f",
+        case_sensitive=False,
+        help="table, json or csv to stdout (or --out); parquet and sqlite need --out.",
+    ),
+    out: Path | None = typer.Option(
+        None,
+        "--out",
+        "-o",
+        help="A file (q.csv: its suffix must be the format's) or a directory to write NAME.FORMAT into; "
+        "default: stdout.",
+    ),
+    name: str = typer.Option("query", "--name", "-n", help="File (and SQLite table) name in an --out directory."),
     timeout: float = typer.Option(
         300.0,
         "--timeout",
@@ -95,18 +110,31 @@ def query(
         "statement_timeout still applies).",
     ),
 ) -> None:
-    """Export the result of one read-only query, run like the app's SQL console (on PostgreSQL only as the
-    reader role of INTEROP_READER_DATABASE_URL)."""
-    from db.export import ExportError, export_query
-    from db.readonly import QueryError, QueryTimeout, ReadOnlyViolation, console_url
+    """Run one read-only query like the app's SQL console (on PostgreSQL only as the reader role of
+    INTEROP_READER_DATABASE_URL), with no row cap: to stdout, a file, or a directory (streamed)."""
+    from db.export import export_query
+    from db.readonly import console_url, run_read_only
 
+    form = fmt.lower()
     if timeout < 0:
-        fail(f"--timeout must be 0 (no limit) or a number of seconds, not {timeout:g}")
-
-    try:
-        url = console_url()
-        with console.status("running the query…"):
-            done = export_query(url, sql, out, fmt.lower(), name=name, timeout_s=timeout or None)
-    except (ExportError, QueryError, QueryTimeout, ReadOnlyViolation) as exc:
-        fail(str(exc))
+        raise InteropError(f"--timeout must be 0 (no limit) or a number of seconds, not {timeout:g}")
+    suffix = ".txt" if form == "table" else f".{form}"
+    to_file = out is not None and out.suffix != ""
+    if out is not None and out.suffix not in ("", suffix):
+        raise InteropError(f"--out {out}: a {form} file must end in {suffix} (or give a directory)")
+    if out is None and form in ("parquet", "sqlite"):
+        raise InteropError(f"--format {form} writes a file: give --out FILE{suffix} or a directory")
+    if out is not None and not to_file and form in ("table", "json"):
+        raise InteropError(f"--format {form} writes one file: give --out FILE{suffix}")
+    url = console_url()
+    if form in ("table", "json") or out is None:
+        result = run_read_only(url, sql, row_cap=None, timeout_s=timeout or None)
+        emit(form, out, result.frame)
+        if out is not None:
+            console.print(f"{result.row_count:,} rows → {out}")
+        return
+    assert out is not None
+    folder, stem = (out.parent, out.stem) if to_file else (out, name)
+    with console.status("running the query…"):
+        done = export_query(url, sql, folder, form, name=stem, timeout_s=timeout or None)
     console.print(f"{done.rows:,} rows → {done.path}")

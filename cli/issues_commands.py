@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
-from typing import Literal
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
 
 import typer
 
-from cli.common import UserError, console, engine, user_errors
+from cli.common import console, engine
+from cli.output import Format, emit, format_option, new_table, out_option, records
+from db.errors import InteropError
+
+if TYPE_CHECKING:
+    from rich.console import Console
 
 app = typer.Typer(help="Mined GitHub issues: samples, fix-link rule, listing.", no_args_is_help=True)
 
@@ -23,23 +31,19 @@ def sample(
     state: Literal["open", "closed"] | None = typer.Option(None, "--state", help="Only issues in this state."),
 ) -> None:
     """Draw and store a named reproducible sample; the same name and arguments again is a no-op."""
-    from miners.github.samples import SampleError, draw_sample
+    from miners.github.samples import draw_sample
 
-    with user_errors():
-        try:
-            result = draw_sample(
-                engine(),
-                name=name,
-                repo=repo,
-                n=n,
-                seed=seed,
-                fixed_only=fixed_only,
-                rule_version=rule_version,
-                label=label,
-                state=state,
-            )
-        except SampleError as exc:
-            raise UserError(str(exc)) from None
+    result = draw_sample(
+        engine(),
+        name=name,
+        repo=repo,
+        n=n,
+        seed=seed,
+        fixed_only=fixed_only,
+        rule_version=rule_version,
+        label=label,
+        state=state,
+    )
     if result.created:
         console.print(f"sample {name!r}: {len(result.numbers)} of {result.population} issues of {repo} stored")
     else:
@@ -58,15 +62,11 @@ def relink(
 ) -> None:
     """Re-evaluate the fix-link rule on stored timelines (no GitHub requests)."""
     from db.config import load_toml
-    from miners.github.fixrule import RuleError, load_rule
+    from miners.github.fixrule import load_rule
     from miners.github.loader import relink as do_relink
 
-    with user_errors():
-        try:
-            rule = load_rule(rule_version, load_toml().get("fix_rules") or {})
-            counts = do_relink(engine(), rule, repo)
-        except RuleError as exc:
-            raise UserError(str(exc)) from None
+    rule = load_rule(rule_version, load_toml().get("fix_rules") or {})
+    counts = do_relink(engine(), rule, repo)
     console.print(
         f"rule {rule_version}: {counts['fix_linked']} of {counts['issues']} issues with timelines are fix-linked"
     )
@@ -81,21 +81,20 @@ def list_issues(
     rule_version: str = typer.Option("study-v1", "--rule-version", help="Fix rule whose verdicts are shown."),
     sample_name: str | None = typer.Option(None, "--sample", help="Members of this sample, in drawn order."),
     limit: int = typer.Option(50, "--limit", min=1, help="Show at most this many issues."),
+    fmt: Format = format_option(),
+    out: Path | None = out_option(),
 ) -> None:
     """List mined issues (newest first) with their fix-link verdict."""
-    from rich.table import Table
-
     from db.queries.issue_browser import filter_options
     from db.queries.issues import issue_list, known_only_by_url
 
     options = filter_options(engine())
-    with user_errors():
-        for value, kind, known in (
-            (repo, "repository", options["repositories"]),
-            (sample_name, "sample", options["samples"]),
-        ):
-            if value and value not in known:
-                raise UserError(f"no {kind} named {value!r} in the store (known: {', '.join(known) or 'none'})")
+    for value, kind, known in (
+        (repo, "repository", options["repositories"]),
+        (sample_name, "sample", options["samples"]),
+    ):
+        if value and value not in known:
+            raise InteropError(f"no {kind} named {value!r} in the store (known: {', '.join(known) or 'none'})")
     frame = issue_list(
         engine(),
         repo=repo,
@@ -106,14 +105,22 @@ def list_issues(
         sample=sample_name,
         limit=limit,
     )
-    table = Table("repo", "#", "state", "fixed", "labels", "title")
-    for row in frame.itertuples():
-        fixed = "?" if row.fix_linked is None or str(row.fix_linked) == "<NA>" else ("yes" if row.fix_linked else "no")
-        table.add_row(
-            row.repo, str(row.number), row.state or "", fixed, ", ".join(row.labels or []), (row.title or "")[:70]
-        )
-    console.print(table)
-    console.print(f"{len(frame)} issue(s)")
+
+    def render(to: Console) -> None:
+        table = new_table("repo", "#", "state", "fixed", "labels", "title", numeric=("#",))
+        for row in frame.itertuples():
+            fixed = (
+                "?" if row.fix_linked is None or str(row.fix_linked) == "<NA>" else ("yes" if row.fix_linked else "no")
+            )
+            table.add_row(
+                row.repo, str(row.number), row.state or "", fixed, ", ".join(row.labels or []), row.title or ""
+            )
+        to.print(table)
+        to.print(f"{len(frame)} issue(s)")
+
+    emit(fmt, out, frame, render=render)
+    if fmt != "table":
+        return
     unmined = known_only_by_url(engine(), repo)
     if unmined:
         where = ", ".join(f"{n} of {name}" for name, n in sorted(unmined.items()))
@@ -124,41 +131,64 @@ def list_issues(
 
 
 @app.command("show")
-def show(ref: str = typer.Argument(..., help="owner/name#number")) -> None:
+def show(
+    ref: str = typer.Argument(..., help="owner/name#number"),
+    fmt: Format = format_option(),
+    out: Path | None = out_option(),
+) -> None:
     """One issue with its timeline and fix verdicts."""
     from db.queries.issues import issue_detail
 
-    with user_errors():
-        repo, _, num = ref.partition("#")
-        if not num.isdigit():
-            raise UserError(f"expected owner/name#number, got {ref!r}")
-        detail = issue_detail(engine(), repo, int(num))
-        if detail is None:
-            raise UserError(f"{ref} is not in the store")
+    repo, _, num = ref.partition("#")
+    if not num.isdigit():
+        raise InteropError(f"expected owner/name#number, got {ref!r}")
+    detail = issue_detail(engine(), repo, int(num))
+    if detail is None:
+        raise InteropError(f"{ref} is not in the store")
     fields, timeline, verdicts = detail
-    if not fields.get("hydrated", True):
-        console.print(
-            f"{repo}#{num} is known only by its URL ({fields['html_url']}), from a coding sheet; its title, "
-            f"state and timeline come with `interop mine github --repo {repo}`",
-            markup=False,
+    if fmt != "table" or out is not None:
+        document = {"issue": fields, "timeline": records(timeline), "verdicts": records(verdicts)}
+        emit(
+            fmt,
+            out,
+            timeline,
+            document=json.loads(json.dumps(document, default=str)),
+            render=_show_table(detail, repo, num),
         )
         return
-    console.print(f"{repo}#{num} {fields['title']}  ({fields['state']}, {fields['html_url']})", markup=False)
-    console.print(
-        f"labels: {', '.join(fields['labels'] or [])}; author {fields['author']}; "
-        f"created {fields['created_at']}; closed {fields['closed_at']}"
-    )
-    for ev in timeline.itertuples():
-        extra = (
-            ev.commit_id
-            if isinstance(ev.commit_id, str)
-            else (
-                f"{ev.source_repository}#{ev.source_number} ({ev.source_state})"
-                if isinstance(ev.source_repository, str)
-                else ""
+    _show_table(detail, repo, num)(console)
+
+
+def _show_table(detail: Any, repo: str, num: str) -> Callable[[Console], None]:
+    """`issues show` for reading: the issue, its timeline and its fix verdicts."""
+    fields, timeline, verdicts = detail
+
+    def render(console: Console) -> None:
+        if not fields.get("hydrated", True):
+            console.print(
+                f"{repo}#{num} is known only by its URL ({fields['html_url']}), from a coding sheet; its title, "
+                f"state and timeline come with `interop mine github --repo {repo}`",
+                markup=False,
             )
+            return
+        console.print(f"{repo}#{num} {fields['title']}  ({fields['state']}, {fields['html_url']})", markup=False)
+        console.print(
+            f"labels: {', '.join(fields['labels'] or [])}; author {fields['author']}; "
+            f"created {fields['created_at']}; closed {fields['closed_at']}"
         )
-        console.print(f"  {ev.created_at}  {ev.event:<18} {ev.actor or '':<16} {extra}", markup=False)
-    for v in verdicts.itertuples():
-        why = "; ".join(e.get("why", "") for e in v.evidence or [])
-        console.print(f"rule {v.rule_version}: {'fix-linked' if v.fix_linked else 'not fix-linked'} {why}")
+        for ev in timeline.itertuples():
+            extra = (
+                ev.commit_id
+                if isinstance(ev.commit_id, str)
+                else (
+                    f"{ev.source_repository}#{ev.source_number} ({ev.source_state})"
+                    if isinstance(ev.source_repository, str)
+                    else ""
+                )
+            )
+            console.print(f"  {ev.created_at}  {ev.event:<18} {ev.actor or '':<16} {extra}", markup=False)
+        for v in verdicts.itertuples():
+            why = "; ".join(e.get("why", "") for e in v.evidence or [])
+            console.print(f"rule {v.rule_version}: {'fix-linked' if v.fix_linked else 'not fix-linked'} {why}")
+
+    return render

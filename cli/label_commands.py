@@ -3,17 +3,17 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING
 
 import typer
 
-from cli.common import console, engine, err_console, fail
+from cli.common import console, engine, err_console
+from cli.output import Format, emit, format_option, frame_table, new_table, out_option, records, split_list
+from db.errors import InteropError
 
 if TYPE_CHECKING:
-    from rich.table import Table
+    from rich.console import Console
 
 app = typer.Typer(
     help="Code items (GitHub issues, …) with a codebook; measure agreement; adjudicate.", no_args_is_help=True
@@ -23,16 +23,6 @@ app.add_typer(codebook_app, name="codebook")
 
 
 SOURCES = {"sheet": "coding sheet", "labelstudio": "Label Studio"}
-
-
-def _table(*headers: str) -> Table:
-    """A rich table whose cells wrap instead of being cut: names and paths stay whole on narrow terminals."""
-    from rich.table import Table as RichTable
-
-    table = RichTable(*headers)
-    for column in table.columns:
-        column.overflow = "fold"
-    return table
 
 
 def _when(value: object) -> str:
@@ -45,19 +35,6 @@ def _when(value: object) -> str:
     return (stamp.tz_convert("UTC") if stamp.tzinfo else stamp).strftime("%Y-%m-%d %H:%M")
 
 
-@contextmanager
-def _labeling_errors() -> Iterator[None]:
-    """Every expected failure becomes one red line naming what to fix."""
-    from labeling.codebook import CodebookError
-    from labeling.sheets import SheetError
-    from labeling.store import LabelingError
-
-    try:
-        yield
-    except (CodebookError, SheetError, LabelingError) as exc:
-        fail(str(exc))
-
-
 @codebook_app.command("load")
 def codebook_load(file: Path = typer.Argument(..., help="Codebook YAML file.")) -> None:
     """Store FILE as a codebook version (an identical file is a no-op; a changed one is the next version)."""
@@ -65,11 +42,10 @@ def codebook_load(file: Path = typer.Argument(..., help="Codebook YAML file.")) 
     from labeling.codebook import read_codebook
     from labeling.store import codebook_version, store_codebook
 
-    with _labeling_errors():
-        spec = read_codebook(file)
-        with session_scope(engine()) as session:
-            book = store_codebook(session, spec, str(file))
-            current = codebook_version(session, book.name).version
+    spec = read_codebook(file)
+    with session_scope(engine()) as session:
+        book = store_codebook(session, spec, str(file))
+        current = codebook_version(session, book.name).version
     codes = sum(len(d.codes) for d in spec.dimensions)
     if not book.created:  # a no-op: nothing stored, so nothing to warn about either
         state = "it stays the current version" if current == book.version else f"version {current} stays current"
@@ -95,7 +71,7 @@ def codebook_list() -> None:
         console.print("no codebook loaded")
         return
     newest = frame.groupby("codebook")["version"].transform("max")
-    table = _table("codebook", "version", "current", "declared", "loaded (UTC)", "source file")
+    table = new_table("codebook", "version", "current", "declared", "loaded (UTC)", "source file", numeric=("version",))
     for row, last in zip(frame.itertuples(index=False), newest, strict=True):
         table.add_row(
             row.codebook,
@@ -111,15 +87,14 @@ def codebook_list() -> None:
 @app.command("import-sheet")
 def import_sheet(
     file: Path = typer.Argument(..., help="FailureAnalysis.xlsx, PilotStudy.xlsx or a workbook laid out like them."),
-    sheet: list[str] = typer.Option(None, "--sheet", help="Only these sheets (repeatable)."),
+    sheet: list[str] = typer.Option(None, "--sheet", help="Only these sheets (repeated or comma-separated)."),
     round_name: str = typer.Option(None, "--round", help="Round name (when the sheets hold one round)."),
     codebook: str = typer.Option(None, "--codebook", help="Codebook name (default: the only one loaded)."),
 ) -> None:
     """Import the study's coding: each group of sheets is one round with its coders (re-running changes nothing)."""
     from labeling.importer import import_workbook
 
-    with _labeling_errors():
-        result = import_workbook(engine(), file, codebook, sheet or None, round_name)
+    result = import_workbook(engine(), file, codebook, split_list(sheet) or None, round_name)
     for r in result.rounds:
         extra = f", cross-checked {r['cross_checked']} cells" if r["cross_checked"] else ""
         where = f"round {r['round']!r} ({', '.join(r['sheets'])})"
@@ -159,21 +134,18 @@ def import_sheet(
         console.print(f"skipped sheet {sheet}: not a coding sheet", markup=False)
 
 
-def _check_choices(
-    fmt: str, formats: tuple[str, ...], round_name: str | None, dimensions: dict[str, str | None]
-) -> list[str]:
-    """An unknown --format, round or dimension is one error line listing the valid choices (not an empty result);
+def _check_choices(round_name: str | None, dimensions: dict[str, str | None]) -> list[str]:
+    """An unknown round or dimension is one error line listing the valid choices (not an empty result);
     returns the valid dimensions."""
     from labeling.summary import dimension_keys
 
-    if fmt not in formats:
-        fail(f"unknown --format {fmt!r}: choose one of {', '.join(formats)}")
-    with _labeling_errors():
-        keys = dimension_keys(engine(), round_name)
+    keys = dimension_keys(engine(), round_name)
     where = f" in round {round_name!r}" if round_name else ""
     for option, value in dimensions.items():
         if value is not None and value not in keys:
-            fail(f"unknown {option} {value!r}{where}: choose one of {', '.join(keys) or 'none (no codebook loaded)'}")
+            raise InteropError(
+                f"unknown {option} {value!r}{where}: choose one of {', '.join(keys) or 'none (no codebook loaded)'}"
+            )
     return keys
 
 
@@ -191,14 +163,14 @@ def _fmt(value: object) -> str:
 def agreement(
     round_name: str = typer.Option(None, "--round", help="Only this round (default: every round with ≥ 2 coders)."),
     dimension: str = typer.Option(None, "--dimension", help="Only this dimension."),
-    fmt: Literal["table", "json", "csv"] = typer.Option("table", "--format", help="Output format."),
+    fmt: Format = format_option(),
+    out: Path | None = out_option(),
     bootstrap: int = typer.Option(1000, "--bootstrap", min=0, help="Bootstrap resamples for the 95% intervals."),
     seed: int = typer.Option(0, "--seed", help="Seed of the bootstrap (same seed, same intervals)."),
     confusion: bool = typer.Option(False, "--confusion", help="Also print each coder pair's confusion matrix."),
     show_disagreements: bool = typer.Option(False, "--disagreements", help="Also list the items coders disagree on."),
 ) -> None:
     """Percent agreement, Cohen's κ per pair, Fleiss' κ, Krippendorff's α, Gwet's AC1 with 95% bootstrap CIs."""
-    import json
 
     from db.queries.labeling import ratings as load_ratings
     from labeling.agreement import (
@@ -207,23 +179,23 @@ def agreement(
         disagreements,
         krippendorff_reading,
         landis_koch,
+        summary_frame,
     )
     from labeling.store import LabelingError
     from labeling.summary import round_categories
 
-    _check_choices(fmt, ("table", "json", "csv"), round_name, {"--dimension": dimension})
+    _check_choices(round_name, {"--dimension": dimension})
     eng = engine()
-    with _labeling_errors():
-        frame = load_ratings(eng, round_name, dimension)
-        if frame.empty:
-            raise LabelingError(
-                "no valid codings"
-                + (f" in round {round_name!r}" if round_name else "")
-                + (f" for dimension {dimension!r}" if dimension else "")
-            )
-        results = agreement_report(frame, round_categories(eng), n_boot=bootstrap, seed=seed)
-        if not results:
-            raise LabelingError("agreement needs at least two coders per round and dimension")
+    frame = load_ratings(eng, round_name, dimension)
+    if frame.empty:
+        raise LabelingError(
+            "no valid codings"
+            + (f" in round {round_name!r}" if round_name else "")
+            + (f" for dimension {dimension!r}" if dimension else "")
+        )
+    results = agreement_report(frame, round_categories(eng), n_boot=bootstrap, seed=seed)
+    if not results:
+        raise LabelingError("agreement needs at least two coders per round and dimension")
     rows = [r.as_row() for r in results]
     pairs = [p for r in results for p in r.pairs]
     if fmt == "json":
@@ -238,66 +210,70 @@ def agreement(
                 return {k: clean(x) for k, x in v.items()}
             return v
 
-        out = {"summary": clean(rows), "pairs": clean(pairs), "bootstrap": bootstrap, "seed": seed}
+        document = {"summary": clean(rows), "pairs": clean(pairs), "bootstrap": bootstrap, "seed": seed}
         if show_disagreements:
-            out["disagreements"] = json.loads(disagreements(frame).to_json(orient="records"))
-        typer.echo(json.dumps(out, indent=2))
+            document["disagreements"] = json.loads(disagreements(frame).to_json(orient="records"))
+        emit(fmt, out, summary_frame(results), document=document)
         return
     if fmt == "csv":
-        from labeling.agreement import summary_frame
-
-        typer.echo(summary_frame(results).to_csv(index=False), nl=False)
+        emit(fmt, out, summary_frame(results))
         return
-    from rich.table import Table
 
-    console.print(f"Agreement with 95% bootstrap intervals ({bootstrap} resamples over items, seed {seed})")
-    for res, r in zip(results, rows, strict=True):
-        table = Table(
-            title=f"{r['round']} / {r['dimension']}: coders {', '.join(res.coders)}; {r['items']} items "
-            f"({r['items_complete']} coded by all)",
-            title_justify="left",
-        )
-        for col in ("statistic", "value", "95% CI", "reading"):
-            table.add_column(col)
-        table.add_row("percent agreement", _fmt(r["percent_agreement"]), _fmt(r["percent_agreement_ci"]), "")
-        for p in res.pairs:
-            table.add_row(
-                f"Cohen's κ {p['coder_a']} × {p['coder_b']}",
-                _fmt(p["cohen_kappa"]),
-                _fmt(p["cohen_kappa_ci"]),
-                f"{p['reading']} (Landis–Koch)",
+    def render(to: Console) -> None:
+        to.print(f"Agreement with 95% bootstrap intervals ({bootstrap} resamples over items, seed {seed})")
+        for res, r in zip(results, rows, strict=True):
+            table = new_table(
+                "statistic",
+                "value",
+                "95% CI",
+                "reading",
+                numeric=("value",),
+                title=f"{r['round']} / {r['dimension']}: coders {', '.join(res.coders)}; {r['items']} items "
+                f"({r['items_complete']} coded by all)",
             )
-        for key, name, scale, read in (
-            ("fleiss_kappa", "Fleiss' κ", "Landis–Koch", landis_koch),
-            ("krippendorff_alpha", "Krippendorff's α", "Krippendorff", krippendorff_reading),
-            ("gwet_ac1", "Gwet's AC1", "Landis–Koch", landis_koch),
-        ):
-            table.add_row(name, _fmt(r[key]), _fmt(r[f"{key}_ci"]), f"{read(r[key])} ({scale})")
-        console.print(table)
-    console.print(
-        "readings: κ and AC1 on the Landis–Koch (1977) scale; α on Krippendorff's (2004): ≥ 0.800 reliable, "
-        "≥ 0.667 tentative conclusions only, below that unreliable"
-    )
-    for r in results:
-        for w in r.warnings:
-            console.print(f"[yellow]warning[/] {r.round}/{r.dimension}: {w}")
-    if confusion:
+            table.add_row("percent agreement", _fmt(r["percent_agreement"]), _fmt(r["percent_agreement_ci"]), "")
+            for p in res.pairs:
+                table.add_row(
+                    f"Cohen's κ {p['coder_a']} × {p['coder_b']}",
+                    _fmt(p["cohen_kappa"]),
+                    _fmt(p["cohen_kappa_ci"]),
+                    f"{p['reading']} (Landis–Koch)",
+                )
+            for key, name, scale, read in (
+                ("fleiss_kappa", "Fleiss' κ", "Landis–Koch", landis_koch),
+                ("krippendorff_alpha", "Krippendorff's α", "Krippendorff", krippendorff_reading),
+                ("gwet_ac1", "Gwet's AC1", "Landis–Koch", landis_koch),
+            ):
+                table.add_row(name, _fmt(r[key]), _fmt(r[f"{key}_ci"]), f"{read(r[key])} ({scale})")
+            to.print(table)
+        to.print(
+            "readings: κ and AC1 on the Landis–Koch (1977) scale; α on Krippendorff's (2004): ≥ 0.800 reliable, "
+            "≥ 0.667 tentative conclusions only, below that unreliable"
+        )
         for r in results:
-            for p in r.pairs:
-                console.print(f"\n[bold]{r.round} / {r.dimension}: {p['coder_a']} (rows) × {p['coder_b']} (columns)")
-                console.print(confusion_matrix(frame, r.round, r.dimension, p["coder_a"], p["coder_b"]).to_string())
-    if show_disagreements:
-        table_d = disagreements(frame)
-        console.print(f"\n[bold]{len(table_d)} disagreements")
-        if not table_d.empty:
-            console.print(table_d.drop(columns=["item_id"]).to_string(index=False))
+            for w in r.warnings:
+                to.print(f"[yellow]warning[/] {r.round}/{r.dimension}: {w}")
+        if confusion:
+            for r in results:
+                for p in r.pairs:
+                    to.print(f"\n[bold]{r.round} / {r.dimension}: {p['coder_a']} (rows) × {p['coder_b']} (columns)")
+                    to.print(confusion_matrix(frame, r.round, r.dimension, p["coder_a"], p["coder_b"]).to_string())
+        if show_disagreements:
+            table_d = disagreements(frame)
+            to.print(f"\n[bold]{len(table_d)} disagreements")
+            if not table_d.empty:
+                to.print(table_d.drop(columns=["item_id"]).to_string(index=False))
+
+    emit(fmt, out, summary_frame(results), render=render)
 
 
 @app.command()
 def push(
     sample: str = typer.Option(..., "--sample", help="Name of the issue sample to code."),
     round_name: str = typer.Option(..., "--round", help="Round name, e.g. pilot or main."),
-    coders: str = typer.Option(..., "--coders", help="Coders, comma-separated: alice,bob (or alice=alice@lab.org)."),
+    coders: list[str] = typer.Option(
+        ..., "--coders", help="Coders, repeated or comma-separated: alice,bob (or alice=alice@lab.org)."
+    ),
     overlap: float = typer.Option(1.0, "--overlap", help="Share of items coded by several coders (1.0 in a pilot)."),
     per_item: int = typer.Option(None, "--per-item", help="Coders per overlapping item (default: all)."),
     seed: int = typer.Option(None, "--seed", help="Seed of the assignment (default: the sample's seed)."),
@@ -310,9 +286,10 @@ def push(
     from labeling.client import connect
     from labeling.sync import push as do_push
 
-    with _labeling_errors():
-        client = connect()
-        report = do_push(engine(), client, sample, round_name, coders, overlap, per_item, seed, codebook)
+    client = connect()
+    report = do_push(
+        engine(), client, sample, round_name, ",".join(split_list(coders)), overlap, per_item, seed, codebook
+    )
     console.print(
         f"round {report.round!r}: {report.items} items, {report.overlap_items} coded by several coders; "
         f"{report.created_projects} projects created, {report.updated_configs} updated, "
@@ -351,9 +328,8 @@ def pull(
     from labeling.client import connect
     from labeling.pull import pull as do_pull
 
-    with _labeling_errors():
-        client = connect()
-        report = do_pull(engine(), client, round_name, full)
+    client = connect()
+    report = do_pull(engine(), client, round_name, full)
     c = report.counts
     console.print(
         f"pulled {', '.join(report.rounds)}: {c['tasks_read']} tasks read, {c['new']} new, "
@@ -389,10 +365,9 @@ def adjudicate(
     from labeling.client import connect
 
     if prefer_coder and majority:
-        fail("choose one rule: --prefer-coder or --majority")
-    with _labeling_errors():
-        client = connect() if review else None
-        report = do_adjudicate(engine(), round_name, prefer_coder, majority, client)
+        raise InteropError("choose one rule: --prefer-coder or --majority")
+    client = connect() if review else None
+    report = do_adjudicate(engine(), round_name, prefer_coder, majority, client)
     c = report.counts
     console.print(
         f"round {report.round!r}: final labels {c['final_new']} new, {c['final_changed']} changed, "
@@ -431,13 +406,14 @@ def finals(
     round_name: str = typer.Option(..., "--round", help="The round whose final labels to show."),
     item: str = typer.Option(None, "--item", help="Only this item, e.g. pytorch/pytorch#49403."),
     history: bool = typer.Option(False, "--history", help="Every decision instead: before, after, who, when, why."),
-    fmt: str = typer.Option("table", "--format", help="table | json | csv"),
+    fmt: Format = format_option(),
+    out: Path | None = out_option(),
 ) -> None:
     """Final labels with who decided, the reviewer's note and the codings weighed (or their whole history)."""
     from db.queries.labeling import adjudication_history, final_labels
     from labeling.finals import evidence_text
 
-    _check_choices(fmt, ("table", "json", "csv"), round_name, {})
+    _check_choices(round_name, {})
     eng = engine()
     if history:
         frame = adjudication_history(eng, round_name, item)
@@ -446,19 +422,15 @@ def finals(
         if item:
             frame = frame[frame["item"] == item]
     if frame.empty:
-        fail(
+        raise InteropError(
             f"no {'decisions' if history else 'final labels'} in round {round_name!r}"
             + (f" for {item}" if item else "")
         )
     if fmt in ("json", "csv"):
-        frame = frame.drop(columns=[c for c in ("item_id", "kind") if c in frame])
-        if fmt == "json":
-            typer.echo(frame.to_json(orient="records", date_format="iso", indent=2))
-        else:
-            typer.echo(frame.assign(detail=frame["detail"].map(json.dumps)).to_csv(index=False), nl=False)
+        emit(fmt, out, frame.drop(columns=[c for c in ("item_id", "kind") if c in frame]))
         return
     if history:
-        table = _table("item", "dimension", "action", "from", "to", "decided by", "at (UTC)", "note", "evidence")
+        table = new_table("item", "dimension", "action", "from", "to", "decided by", "at (UTC)", "note", "evidence")
         for row in frame.itertuples(index=False):
             table.add_row(
                 row.item,
@@ -472,7 +444,7 @@ def finals(
                 evidence_text(row.detail),
             )
     else:
-        table = _table("item", "dimension", "code", "decided by", "at (UTC)", "note", "evidence")
+        table = new_table("item", "dimension", "code", "decided by", "at (UTC)", "note", "evidence")
         for row in frame.itertuples(index=False):
             table.add_row(
                 row.item,
@@ -483,29 +455,35 @@ def finals(
                 _text(row.note),
                 evidence_text(row.detail),
             )
-    console.print(table)
+    emit(fmt, out, frame, render=lambda to: to.print(table))
 
 
 @app.command()
-def rounds() -> None:
+def rounds(fmt: Format = format_option(), out: Path | None = out_option()) -> None:
     """List the rounds: source, codebook version and number of codings."""
     from db.queries.labeling import rounds as load_rounds
 
     frame = load_rounds(engine())
-    if frame.empty:
+    if frame.empty and fmt == "table" and out is None:
         console.print("no rounds yet")
         return
-    table = _table("round", "coded in", "codebook", "version", "codings", "created (UTC)")
-    for row in frame.itertuples(index=False):
-        table.add_row(
-            row.round,
-            SOURCES.get(row.source, row.source),
-            row.codebook,
-            str(row.codebook_version),
-            str(row.codings),
-            _when(row.created_at),
+
+    def render(to: Console) -> None:
+        table = new_table(
+            "round", "coded in", "codebook", "version", "codings", "created (UTC)", numeric=("version", "codings")
         )
-    console.print(table)
+        for row in frame.itertuples(index=False):
+            table.add_row(
+                row.round,
+                SOURCES.get(row.source, row.source),
+                row.codebook,
+                str(row.codebook_version),
+                str(row.codings),
+                _when(row.created_at),
+            )
+        to.print(table)
+
+    emit(fmt, out, frame, render=render)
 
 
 @app.command()
@@ -513,28 +491,32 @@ def taxonomy(
     dimension: str = typer.Option("cause", "--dimension", help="Dimension to count per converter repository."),
     round_name: str = typer.Option(None, "--round", help="Only this round (default: newest final label per item)."),
     crosstab_with: str = typer.Option(None, "--crosstab", help="Also cross-tabulate DIMENSION × this dimension."),
-    fmt: Literal["table", "csv"] = typer.Option("table", "--format", help="Output format."),
+    fmt: Format = format_option(),
+    out: Path | None = out_option(),
 ) -> None:
-    """Distribution of final labels per converter (and a cross-tab, e.g. symptom × cause)."""
+    """Distribution of final labels per converter (and a cross-tab, e.g. symptom × cause).
+
+    CSV holds the distribution, or with --crosstab the cross-tab; JSON holds both."""
     from db.queries.labeling import crosstab, taxonomy_distribution
 
-    keys = _check_choices(fmt, ("table", "csv"), round_name, {"--dimension": dimension, "--crosstab": crosstab_with})
+    keys = _check_choices(round_name, {"--dimension": dimension, "--crosstab": crosstab_with})
     if crosstab_with == dimension:
         others = ", ".join(k for k in keys if k != dimension)
-        fail(f"--crosstab {crosstab_with!r} is the --dimension itself: choose one of {others}")
+        raise InteropError(f"--crosstab {crosstab_with!r} is the --dimension itself: choose one of {others}")
     eng = engine()
     dist = taxonomy_distribution(eng, dimension, round_name)
     if dist.empty:
-        fail(
+        raise InteropError(
             f"no final labels for dimension {dimension!r}"
             + (f" in round {round_name!r}" if round_name else "")
             + ": run `interop label adjudicate` first"
         )
-    if fmt == "csv":
-        typer.echo(dist.to_csv(index=False), nl=False)
-    else:
-        shown = dist.assign(share=dist["share"].map(lambda v: f"{v:.1%}"))
-        console.print(shown.to_string(index=False))
-    if crosstab_with:
-        table = crosstab(eng, dimension, crosstab_with, round_name)
-        typer.echo(table.to_csv() if fmt == "csv" else f"\n{table.to_string()}")
+    table = crosstab(eng, dimension, crosstab_with, round_name).reset_index() if crosstab_with else None
+    document = {"distribution": records(dist), "crosstab": records(table)} if table is not None else None
+
+    def render(to: Console) -> None:
+        to.print(frame_table(dist.assign(share=dist["share"].map(lambda v: f"{v:.1%}"))))
+        if table is not None:
+            to.print(frame_table(table, title=f"{dimension} × {crosstab_with}"))
+
+    emit(fmt, out, table if table is not None and fmt == "csv" else dist, document=document, render=render)

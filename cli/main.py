@@ -20,7 +20,7 @@ from cli import (
     schedule_commands,
     survey_commands,
 )
-from cli.common import FriendlyGroup, console
+from cli.common import FriendlyGroup, console, engine
 
 app = typer.Typer(
     cls=FriendlyGroup,
@@ -76,7 +76,7 @@ def info() -> None:
     from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 
     from db.config import ConfigError, get_settings
-    from db.engine import make_engine, mask_url, normalize_url
+    from db.engine import mask_url, normalize_url
     from db.migrate import current_revision, head_revision
 
     settings = get_settings()
@@ -91,7 +91,7 @@ def info() -> None:
         rev = (
             "(no database file yet: run `interop db upgrade`)"
             if missing
-            else current_revision(make_engine(url)) or "(empty: run `interop db upgrade`)"
+            else current_revision(engine()) or "(empty: run `interop db upgrade`)"
         )
     except SQLAlchemyError as exc:
         rev = f"unreachable ({type(exc).__name__})"

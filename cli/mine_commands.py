@@ -8,7 +8,8 @@ from typing import Any, Literal
 
 import typer
 
-from cli.common import UserError, console, engine, fail, user_errors
+from cli.common import console, engine
+from db.errors import InteropError
 from db.locks import BUSY_EXIT_CODE
 
 app = typer.Typer(help="Mine data sources into the store.", no_args_is_help=True)
@@ -22,14 +23,14 @@ def _entries_from_toml() -> list[dict[str, Any]]:
 
     entries = (load_toml().get("miners") or {}).get("github") or []
     if not isinstance(entries, list) or not entries:
-        raise UserError("interop.toml has no [[miners.github]] entries (needed by --all)")
+        raise InteropError("interop.toml has no [[miners.github]] entries (needed by --all)")
     for i, entry in enumerate(entries, 1):
         where = f"interop.toml [[miners.github]] entry {i}"
         if not isinstance(entry, dict) or not isinstance(entry.get("repo"), str) or "/" not in entry["repo"]:
-            raise UserError(f'{where}: `repo = "owner/name"` is required')
+            raise InteropError(f'{where}: `repo = "owner/name"` is required')
         unknown = set(entry) - ENTRY_KEYS
         if unknown:
-            raise UserError(f"{where}: unknown key(s) {', '.join(sorted(unknown))}")
+            raise InteropError(f"{where}: unknown key(s) {', '.join(sorted(unknown))}")
     return entries
 
 
@@ -37,9 +38,9 @@ def _queries(repo: str, labels: list[str], exclude: list[str], state: str) -> li
     from miners.github.source import STATES, IssueQuery
 
     if "/" not in repo or repo.count("/") != 1:
-        raise UserError(f"--repo must be owner/name, got {repo!r}")
+        raise InteropError(f"--repo must be owner/name, got {repo!r}")
     if state not in STATES:
-        raise UserError(f"--state must be one of {', '.join(STATES)}, got {state!r}")
+        raise InteropError(f"--state must be one of {', '.join(STATES)}, got {state!r}")
     return [IssueQuery(repo, state, label, tuple(exclude)) for label in (labels or [None])]
 
 
@@ -77,44 +78,40 @@ def github(
     """Mine GitHub issues with their timelines, incrementally (only what changed since the last run)."""
     from db.config import get_settings, load_toml
     from miners.github.client import split_tokens
-    from miners.github.fixrule import RuleError, load_rule
+    from miners.github.fixrule import load_rule
     from miners.github.miner import TIMELINE_CHOICES
 
-    with user_errors():
-        if all_entries == bool(repo):
-            raise UserError("give either --repo owner/name or --all")
-        if timelines not in TIMELINE_CHOICES:
-            raise UserError(f"--timelines must be one of {', '.join(TIMELINE_CHOICES)}")
-        plan: list[tuple[Any, str]] = []
-        if all_entries:
-            for entry in _entries_from_toml():
-                labels = entry.get("labels") or ([entry["label"]] if entry.get("label") else [])
-                for q in _queries(
-                    entry["repo"], list(labels), list(entry.get("exclude_labels") or []), entry.get("state", "all")
-                ):
-                    plan.append((q, entry.get("timelines", timelines)))
-        else:
-            plan = [(q, timelines) for q in _queries(repo or "", label, exclude_label, state)]
-        settings = get_settings()
-        try:
-            rule = load_rule(rule_version, load_toml().get("fix_rules") or {})
-        except RuleError as exc:
-            raise UserError(str(exc)) from None
-        tokens = split_tokens(settings.github_token.get_secret_value() if settings.github_token else None)
-        if not tokens:
-            console.print("no INTEROP_GITHUB_TOKEN: anonymous requests (60 per hour on github.com)", style="yellow")
-        url = base_url or settings.github_base_url
-        eng = engine()
-        with _miner_lock(eng, wait):
-            _mine_plan(
-                eng,
-                plan,
-                tokens,
-                url,
-                settings,
-                rule,
-                {"batch_size": batch_size, "full": full, "refresh_repo": refresh_repo},
-            )
+    if all_entries == bool(repo):
+        raise InteropError("give either --repo owner/name or --all")
+    if timelines not in TIMELINE_CHOICES:
+        raise InteropError(f"--timelines must be one of {', '.join(TIMELINE_CHOICES)}")
+    plan: list[tuple[Any, str]] = []
+    if all_entries:
+        for entry in _entries_from_toml():
+            labels = entry.get("labels") or ([entry["label"]] if entry.get("label") else [])
+            for q in _queries(
+                entry["repo"], list(labels), list(entry.get("exclude_labels") or []), entry.get("state", "all")
+            ):
+                plan.append((q, entry.get("timelines", timelines)))
+    else:
+        plan = [(q, timelines) for q in _queries(repo or "", label, exclude_label, state)]
+    settings = get_settings()
+    rule = load_rule(rule_version, load_toml().get("fix_rules") or {})
+    tokens = split_tokens(settings.github_token.get_secret_value() if settings.github_token else None)
+    if not tokens:
+        console.print("no INTEROP_GITHUB_TOKEN: anonymous requests (60 per hour on github.com)", style="yellow")
+    url = base_url or settings.github_base_url
+    eng = engine()
+    with _miner_lock(eng, wait):
+        _mine_plan(
+            eng,
+            plan,
+            tokens,
+            url,
+            settings,
+            rule,
+            {"batch_size": batch_size, "full": full, "refresh_repo": refresh_repo},
+        )
 
 
 @contextmanager
@@ -133,27 +130,25 @@ def _miner_lock(eng: Any, wait: float) -> Iterator[None]:
     except LockBusy as exc:
         who = exc.holder.describe() if exc.holder else "another run"
         hint = "try again later" + ("" if wait else " or pass --wait SECONDS")
-        fail(f"another `interop mine github` run is mining this database: {who}; {hint}", code=BUSY_EXIT_CODE)
+        raise InteropError(
+            f"another `interop mine github` run is mining this database: {who}; {hint}", exit_code=BUSY_EXIT_CODE
+        ) from None
 
 
 def _mine_plan(
     eng: Any, plan: list[tuple[Any, str]], tokens: list[str], url: str, settings: Any, rule: Any, opts: dict[str, Any]
 ) -> None:
     """Every query of the plan with one client (its quota and retry budget shared)."""
-    from miners.github.client import GitHubClient, GitHubError
-    from miners.github.fixrule import RuleError
+    from miners.github.client import GitHubClient
     from miners.github.miner import MineOptions
 
-    try:
-        client = GitHubClient(
-            tokens,
-            url,
-            min_interval=settings.github_min_request_interval,
-            max_wait=settings.github_max_wait,
-            notify=lambda msg: console.print(msg, style="yellow", markup=False),
-        )
-    except GitHubError as exc:
-        fail(str(exc))
+    client = GitHubClient(
+        tokens,
+        url,
+        min_interval=settings.github_min_request_interval,
+        max_wait=settings.github_max_wait,
+        notify=lambda msg: console.print(msg, style="yellow", markup=False),
+    )
     try:
         for query, tl in plan:
             _run_one(
@@ -164,10 +159,6 @@ def _mine_plan(
                 MineOptions(timelines=tl, **opts),
                 url,
             )
-    except GitHubError as exc:
-        fail(f"{exc}")
-    except RuleError as exc:
-        fail(str(exc))
     finally:
         client.close()
 

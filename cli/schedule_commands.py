@@ -4,34 +4,31 @@ from __future__ import annotations
 
 import typer
 
-from cli.common import UserError, console, engine, user_errors
+from cli.common import console, engine
+from cli.output import new_table
+from db.errors import InteropError
 
 app = typer.Typer(help="Scheduled miner runs (the \\[\\[schedule]] entries of interop.toml).", no_args_is_help=True)
 
 
 def _entries():  # type: ignore[no-untyped-def]
     from db.config import load_toml
-    from miners.schedule import ScheduleError, load_entries
+    from miners.schedule import load_entries
 
-    try:
-        entries = load_entries(load_toml())
-    except ScheduleError as exc:
-        raise UserError(str(exc)) from None
+    entries = load_entries(load_toml())
     if not entries:
-        raise UserError("interop.toml has no [[schedule]] entries")
+        raise InteropError("interop.toml has no [[schedule]] entries")
     return entries
 
 
 @app.command("list")
 def list_jobs() -> None:
     """Each scheduled job with its cron expression, command and next run time."""
-    from rich.table import Table
 
     from miners.schedule import next_run
 
-    with user_errors():
-        entries = _entries()
-    table = Table("name", "cron", "timezone", "command", "next run")
+    entries = _entries()
+    table = new_table("name", "cron", "timezone", "command", "next run")
     for entry in entries:
         when = next_run(entry)
         table.add_row(
@@ -53,12 +50,11 @@ def run(
     """Run the schedule until Ctrl-C (or `--once`); a database lease stops two schedulers running a job twice."""
     from miners.schedule import build_scheduler, next_run, owner_id, run_job
 
-    with user_errors():
-        entries = _entries()
-        if job:
-            entries = [e for e in entries if e.name == job]
-            if not entries:
-                raise UserError(f"no [[schedule]] entry named {job!r}")
+    entries = _entries()
+    if job:
+        entries = [e for e in entries if e.name == job]
+        if not entries:
+            raise InteropError(f"no [[schedule]] entry named {job!r}")
     eng = engine()
     owner = owner_id()
 

@@ -8,9 +8,13 @@ from typing import TYPE_CHECKING
 import typer
 from rich.markup import escape
 
-from cli.common import UserError, console, engine, err_console, user_errors
+from cli.common import console, engine, err_console
+from cli.output import Format, emit, format_option, new_table, out_option
+from db.errors import InteropError
 
 if TYPE_CHECKING:
+    from rich.console import Console
+
     from miners.survey.workflow import ImportOutcome
 
 app = typer.Typer(
@@ -42,15 +46,10 @@ def import_(
     strict: bool = typer.Option(False, help="Fail on answers that match no known choice."),
 ) -> None:
     """Import a Qualtrics export into SURVEY; idempotent (re-importing the same file adds nothing)."""
-    from miners.survey.reader import ExportError
     from miners.survey.workflow import ImportRequest, import_survey
 
     request = ImportRequest(file, survey, sheet, questions, definition, tuple(exclude), reason, strict)
-    with user_errors():
-        try:
-            outcome = import_survey(engine(), request)
-        except ExportError as exc:  # the export, the definition, an overrides file, a rule, the database
-            raise UserError(str(exc)) from exc
+    outcome = import_survey(engine(), request)
     print_import(outcome)
 
 
@@ -102,14 +101,9 @@ def exclude(
     clear: bool = typer.Option(False, help="Drop every rule and include everyone again."),
 ) -> None:
     """Flag respondents as excluded by rule (never deleting them); without options, show the rules."""
-    from miners.survey.reader import ExportError
     from miners.survey.workflow import exclude_respondents
 
-    with user_errors():
-        try:
-            outcome = exclude_respondents(engine(), survey, where, response, reason, clear)
-        except ExportError as exc:
-            raise UserError(str(exc)) from exc
+    outcome = exclude_respondents(engine(), survey, where, response, reason, clear)
     if outcome.cleared is not None:
         console.print(f"survey {survey!r}: all exclusion rules dropped, {outcome.cleared} response(s) included again")
         return
@@ -121,44 +115,44 @@ def exclude(
 
 
 @app.command("list")
-def list_() -> None:
+def list_(fmt: Format = format_option(), out: Path | None = out_option()) -> None:
     """The imported surveys with their respondent and question counts."""
-    from rich.table import Table
-
     from db.queries.survey import list_surveys
 
     frame = list_surveys(engine())
-    if frame.empty:
+    if frame.empty and fmt == "table" and out is None:
         console.print("no surveys imported yet")
         return
-    table = Table("survey", "respondents", "included", "excluded", "questions", "definition", "source file")
-    for row in frame.itertuples():
-        version = row.definition_version
-        table.add_row(
-            row.survey,
-            str(row.respondents),
-            str(row.included),
-            str(row.excluded),
-            str(row.questions),
-            "—" if version is None or version != version else f"v{int(version)}",
-            str(row.source_file),
-        )
-    console.print(table)
+
+    def render(to: Console) -> None:
+        numbers = ("respondents", "included", "excluded", "questions")
+        table = new_table("survey", *numbers, "definition", "source file", numeric=numbers)
+        for row in frame.itertuples():
+            version = row.definition_version
+            table.add_row(
+                row.survey,
+                str(row.respondents),
+                str(row.included),
+                str(row.excluded),
+                str(row.questions),
+                "—" if version is None or version != version else f"v{int(version)}",
+                str(row.source_file),
+            )
+        to.print(table)
+
+    emit(fmt, out, frame, render=render)
 
 
 @app.command("questions")
 def questions_(survey: str = typer.Argument(..., help="Survey name.")) -> None:
     """The survey's questions: kind and where it comes from (definition, overrides, or guessed), answers."""
-    from rich.table import Table
 
-    from db.queries.survey import SurveyFilter, SurveyLookupError, list_questions
+    from db.queries.survey import SurveyFilter, list_questions
 
-    with user_errors():
-        try:
-            frame = list_questions(engine(), SurveyFilter(survey))
-        except SurveyLookupError as exc:
-            raise UserError(str(exc)) from exc
-    table = Table("qid", "type", "kind", "choices", "answered", "question", "kind from")
+    frame = list_questions(engine(), SurveyFilter(survey))
+    table = new_table(
+        "qid", "type", "kind", "choices", "answered", "question", "kind from", numeric=("choices", "answered")
+    )
     for row in frame.itertuples():
         if row.kind_source == "definition":
             origin = f"definition v{int(row.definition_version)}"
@@ -172,7 +166,7 @@ def questions_(survey: str = typer.Argument(..., help="Survey name.")) -> None:
             row.kind,
             str(row.n_choices),
             str(row.n_answered),
-            row.text[:70],
+            row.text,
             origin,
         )
     console.print(table)
@@ -189,16 +183,14 @@ def questions_(survey: str = typer.Argument(..., help="Survey name.")) -> None:
 @app.command("definitions")
 def definitions_(survey: str = typer.Argument(..., help="Survey name.")) -> None:
     """The survey's stored definitions (.qsf), one version per distinct file; the last one is current."""
-    from rich.table import Table
 
     from db.queries.survey import SurveyFilter, definitions, list_surveys
 
     eng = engine()
     frame = list_surveys(eng)
-    with user_errors():
-        if survey not in set(frame["survey"]):
-            known = ", ".join(frame["survey"]) or "none imported yet"
-            raise UserError(f"no survey named {survey!r} (surveys: {known})")
+    if survey not in set(frame["survey"]):
+        known = ", ".join(frame["survey"]) or "none imported yet"
+        raise InteropError(f"no survey named {survey!r} (surveys: {known})")
     rows = definitions(eng, SurveyFilter(survey))
     if not rows:
         console.print(
@@ -207,7 +199,16 @@ def definitions_(survey: str = typer.Argument(..., help="Survey name.")) -> None
             markup=False,
         )
         return
-    table = Table("version", "questions", "stored questions", "survey id", "language", "file", "loaded (UTC)")
+    table = new_table(
+        "version",
+        "questions",
+        "stored questions",
+        "survey id",
+        "language",
+        "file",
+        "loaded (UTC)",
+        numeric=("version", "questions", "stored questions"),
+    )
     for row in rows:
         table.add_row(
             str(row["version"]),
@@ -225,29 +226,27 @@ def definitions_(survey: str = typer.Argument(..., help="Survey name.")) -> None
 def counts(
     survey: str = typer.Argument(..., help="Survey name."),
     qid: str = typer.Argument(..., help="Question id, e.g. Q63."),
-    include_excluded: bool = typer.Option(False, help="Count excluded respondents too."),
-    csv: Path | None = typer.Option(None, help="Also write the table to this CSV file."),
+    include_excluded: bool = typer.Option(False, "--include-excluded", help="Count excluded respondents too."),
+    fmt: Format = format_option(),
+    out: Path | None = out_option(),
 ) -> None:
     """Counts per choice with both denominators: respondents who answered, and all included respondents."""
-    from rich.table import Table
+    from db.queries.survey import SurveyFilter, question_counts
 
-    from db.queries.survey import SurveyFilter, SurveyLookupError, question_counts
-
-    with user_errors():
-        try:
-            frame = question_counts(engine(), SurveyFilter(survey, qid, include_excluded=include_excluded))
-        except SurveyLookupError as exc:
-            raise UserError(str(exc)) from exc
-    if csv is not None:
-        frame.to_csv(csv, index=False)
+    frame = question_counts(engine(), SurveyFilter(survey, qid, include_excluded=include_excluded))
     n_answered = int(frame["n_answered"].iloc[0]) if len(frame) else 0
     n_respondents = int(frame["n_respondents"].iloc[0]) if len(frame) else 0
     who = "respondents" if include_excluded else "included respondents"
-    console.print(f"{qid} ({frame.attrs.get('kind')}): {frame.attrs.get('text')}")
-    console.print(f"denominators: answered n={n_answered}, all {who} n={n_respondents}")
-    table = Table("choice", "count", "% of answered", "% of respondents")
-    for row in frame.itertuples():
-        table.add_row(
-            str(row.choice)[:90], str(row.count), f"{row.pct_of_answered:.1f}", f"{row.pct_of_respondents:.1f}"
-        )
-    console.print(table)
+
+    def render(to: Console) -> None:
+        to.print(f"{qid} ({frame.attrs.get('kind')}): {frame.attrs.get('text')}", markup=False)
+        to.print(f"denominators: answered n={n_answered}, all {who} n={n_respondents}")
+        numbers = ("count", "% of answered", "% of respondents")
+        table = new_table("choice", *numbers, numeric=numbers)
+        for row in frame.itertuples():
+            table.add_row(
+                str(row.choice), str(row.count), f"{row.pct_of_answered:.1f}", f"{row.pct_of_respondents:.1f}"
+            )
+        to.print(table)
+
+    emit(fmt, out, frame, render=render)

@@ -14,6 +14,8 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from db.errors import InteropError
+
 DEFAULT_DATABASE_FILE = "interop.db"
 
 
@@ -77,7 +79,7 @@ class Settings(BaseSettings):
         return (init_settings, env_settings, dotenv_settings, toml, file_secret_settings)
 
 
-class ConfigError(ValueError):
+class ConfigError(InteropError):
     """A configuration problem the user must fix, told in one line that names the file or variable."""
 
 

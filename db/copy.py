@@ -24,6 +24,7 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import URL, Connection, Engine
 
 from db.engine import make_engine, mask_url, normalize_url
+from db.errors import InteropError
 
 BATCH_ROWS = 10_000
 #: Schema bookkeeping: the target's own migration sets it, so it is compared rather than copied.
@@ -45,7 +46,7 @@ __all__ = [
 ]
 
 
-class CopyError(Exception):
+class CopyError(InteropError):
     """The copy cannot start or did not verify (non-empty target, revision mismatch, different rows)."""
 
 

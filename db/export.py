@@ -26,6 +26,7 @@ from sqlalchemy.engine import URL, Engine
 from sqlalchemy.types import DateTime, TypeDecorator, TypeEngine
 
 from db.engine import make_engine, normalize_url
+from db.errors import ExportError
 from db.readonly import DEFAULT_TIMEOUT_S, QueryError, read_only_rows, unique_columns
 
 FORMATS = ("csv", "parquet", "sqlite")
@@ -38,10 +39,6 @@ SQL_EXPORT_FILE = "interop-export.{dialect}.sql"
 SKIPPED_BY_DEFAULT = frozenset({"alembic_version"})
 
 Progress = Callable[[str, int], None]
-
-
-class ExportError(Exception):
-    """The export cannot be done as asked (unknown table, unknown format, a column changing type)."""
 
 
 @dataclass(frozen=True)

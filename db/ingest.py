@@ -108,11 +108,11 @@ def recorded_run(engine: Engine, kind: str, parameters: dict[str, Any] | None = 
         raise
     finally:
         with Session(engine) as session:
-            row = session.get(IngestRun, log.id)
-            if row is not None:
-                row.status, row.error = status, error
-                row.finished_at = utcnow()
-                row.counts = dict(log.counts)
-                row.parameters = _masked(dict(log.parameters))  # callers may add what they learn during the run
-                session.add(row)
+            stored = session.get(IngestRun, log.id)
+            if stored is not None:
+                stored.status, stored.error = status, error
+                stored.finished_at = utcnow()
+                stored.counts = dict(log.counts)
+                stored.parameters = _masked(dict(log.parameters))  # callers may add what they learn during the run
+                session.add(stored)
                 session.commit()

@@ -21,6 +21,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
 
+from db.errors import InteropError
 from db.models.github_mining import SchedulerLock
 from db.types import utcnow
 
@@ -62,7 +63,7 @@ class Holder:
         )
 
 
-class LockBusy(Exception):
+class LockBusy(InteropError):
     """Another owner holds the lease (after waiting as long as allowed)."""
 
     def __init__(self, holder: Holder | None, name: str) -> None:
@@ -96,18 +97,17 @@ def acquire(engine: Engine, name: str, owner: str, lease_seconds: float) -> bool
     expires = now + timedelta(seconds=lease_seconds)
     table = SchedulerLock.__table__  # type: ignore[attr-defined]
     with Session(engine) as session:
-        renewed = session.execute(
+        renewed = session.exec(
             update(table).where(table.c.name == name, table.c.owner == owner).values(expires_at=expires)
         )
         if renewed.rowcount == 1:
             session.commit()
             return True
         current = session.exec(select(SchedulerLock).where(SchedulerLock.name == name)).first()
-        stale = current is not None and (current.expires_at < now or _holder_is_dead(current))
-        if stale:
-            took = session.execute(
+        if current is not None and (current.expires_at < now or _holder_is_dead(current)):
+            took = session.exec(
                 update(table)
-                .where(table.c.name == name, table.c.owner == current.owner)  # type: ignore[union-attr]
+                .where(table.c.name == name, table.c.owner == current.owner)
                 .values(owner=owner, acquired_at=now, expires_at=expires)
             )
             if took.rowcount == 1:

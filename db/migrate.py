@@ -53,10 +53,6 @@ def new_revision(message: str, url: str | None = None, autogenerate: bool = True
     return ", ".join(str(s.path) for s in scripts if s is not None)
 
 
-def engine_for(url: str | None) -> Engine:
-    return make_engine(url)
-
-
 @dataclass
 class DowngradePlan:
     """What `interop db downgrade` would undo, and the tables and columns (with their data) it would drop."""
@@ -119,8 +115,8 @@ def _dropped_by(path: str) -> tuple[list[str], list[str]]:
                     name = literal(call.args[0])
                     if name:
                         inner[item.optional_vars.id] = name
-            for child in node.body:
-                visit(child, inner)
+            for statement in node.body:
+                visit(statement, inner)
             return
         if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute):
             args = [literal(a) for a in node.args]

@@ -17,6 +17,8 @@ from typing import Any
 
 from sqlalchemy.engine import URL
 
+from db.errors import InteropError, first_line
+
 __all__ = [
     "ReaderError",
     "ReaderSetup",
@@ -73,7 +75,7 @@ COLUMN_WRITES = ("INSERT", "UPDATE", "REFERENCES")
 ROLE_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 
 
-class ReaderError(Exception):
+class ReaderError(InteropError):
     """The reader role cannot be made or is not safe; one line the user can act on (no secrets)."""
 
 
@@ -265,7 +267,7 @@ def create_reader(
     try:
         conn = psycopg.connect(pg_conninfo(admin_url), connect_timeout=10, application_name="interop-create-reader")
     except psycopg.Error as exc:
-        raise ReaderError(f"cannot connect with INTEROP_DATABASE_URL: {_first_line(exc)}") from None
+        raise ReaderError(f"cannot connect with INTEROP_DATABASE_URL: {first_line(exc)}") from None
     ident = sql.Identifier(role)
     try:
         with conn.transaction(), conn.cursor() as cur:
@@ -336,11 +338,11 @@ def create_reader(
             tables = int(cur.fetchone()[0])  # type: ignore[index]
     except psycopg.errors.InsufficientPrivilege as exc:
         raise ReaderError(
-            f"the role of INTEROP_DATABASE_URL may not set up a reader ({_first_line(exc)}): run this with a role "
+            f"the role of INTEROP_DATABASE_URL may not set up a reader ({first_line(exc)}): run this with a role "
             "that owns the tables and may create roles (CREATEROLE), or as a superuser"
         ) from None
     except psycopg.Error as exc:
-        raise ReaderError(f"cannot set up reader {role!r}: {_first_line(exc)}") from None
+        raise ReaderError(f"cannot set up reader {role!r}: {first_line(exc)}") from None
     finally:
         conn.close()
 
@@ -398,8 +400,3 @@ def drop_reader(admin_url: URL, role: str) -> None:
         if exists:
             conn.execute(sql.SQL("DROP OWNED BY {}").format(sql.Identifier(role)))
             conn.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(role)))
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__

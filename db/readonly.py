@@ -33,6 +33,7 @@ from sqlalchemy.engine import URL
 
 from db import sqlite_worker
 from db.engine import mask_url, normalize_url
+from db.errors import InteropError, first_line
 from db.reader import pg_conninfo, reader_problems
 from db.sqlguard import ReadOnlyViolation, Statement, check_read_only, dialect_of
 
@@ -62,11 +63,11 @@ __all__ = [
 ]
 
 
-class QueryTimeout(Exception):
+class QueryTimeout(InteropError):
     """The query ran past its time limit and was stopped."""
 
 
-class QueryError(Exception):
+class QueryError(InteropError):
     """The database rejected the query (syntax, unknown table, …); one line, no secrets."""
 
 
@@ -131,12 +132,6 @@ def console_url(database_url: str | None = None, reader_url: str | None = None) 
     if normalize_url(database_url).get_backend_name() == "sqlite":
         return database_url
     raise UnsafeReader(f"refused: the SQL console needs a read-only PostgreSQL role: {READER_HELP}")
-
-
-def _one_line(exc: BaseException) -> str:
-    text = str(getattr(exc, "orig", None) or exc).strip()
-    first = text.splitlines()[0] if text else type(exc).__name__
-    return first[:500]
 
 
 def _timeout_message(timeout_s: float | None) -> str:
@@ -257,10 +252,10 @@ def _pg_error(exc: Exception, timeout_s: float | None, cancelled: bool) -> Excep
     if cancelled or isinstance(exc, errors.QueryCanceled):
         return QueryTimeout(_timeout_message(timeout_s))
     if isinstance(exc, errors.ReadOnlySqlTransaction | errors.InsufficientPrivilege):
-        return ReadOnlyViolation(f"refused by the database: {_one_line(exc)} (the console only reads)")
+        return ReadOnlyViolation(f"refused by the database: {first_line(exc)} (the console only reads)")
     if "cannot insert multiple commands" in str(exc):
-        return ReadOnlyViolation(f"refused by the database: {_one_line(exc)} (the console runs exactly one statement)")
-    return QueryError(_one_line(exc))
+        return ReadOnlyViolation(f"refused by the database: {first_line(exc)} (the console runs exactly one statement)")
+    return QueryError(first_line(exc))
 
 
 def _unsafe_message(role: str, problems: list[str]) -> str:
@@ -279,7 +274,7 @@ def _pg_connect(url: URL, timeout_s: float | None) -> Any:
             pg_conninfo(url), connect_timeout=10, application_name="interop-sql-console", options=options
         )
     except psycopg.Error as exc:
-        raise QueryError(f"cannot connect as the reader {mask_url(url)}: {_one_line(exc)}") from None
+        raise QueryError(f"cannot connect as the reader {mask_url(url)}: {first_line(exc)}") from None
     conn.read_only = True  # BEGIN READ ONLY; never committed (closing the connection rolls back)
     return conn
 

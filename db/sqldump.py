@@ -19,13 +19,15 @@ from sqlalchemy import Column, Float, MetaData, String, Table, inspect
 from sqlalchemy.engine import Dialect, Engine
 from sqlalchemy.schema import CreateIndex, CreateTable
 
+from db.errors import InteropError
+
 DIALECTS = ("sqlite", "postgresql")
 ROWS_PER_INSERT = 500
 
 __all__ = ["DIALECTS", "DumpError", "dialect_for", "write_dump"]
 
 
-class DumpError(Exception):
+class DumpError(InteropError):
     """The dump cannot be written as asked (unknown dialect)."""
 
 

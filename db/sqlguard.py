@@ -18,6 +18,7 @@ from sqlglot.dialects.dialect import Dialect
 from sqlglot.errors import ParseError, TokenError
 from sqlglot.tokens import Token, TokenType
 
+from db.errors import InteropError
 from db.sqlite_worker import READ_PRAGMAS
 
 # sqlglot logs a warning for every statement it keeps as an opaque Command; the console says why instead.
@@ -26,7 +27,7 @@ logging.getLogger("sqlglot").setLevel(logging.ERROR)
 __all__ = ["READ_PRAGMAS", "ReadOnlyViolation", "Statement", "check_read_only", "dialect_of"]
 
 
-class ReadOnlyViolation(ValueError):
+class ReadOnlyViolation(InteropError):
     """The statement would write, or is not a single read-only statement."""
 
 
@@ -179,7 +180,7 @@ def _refused_call(tokens: list[Token]) -> str | None:
     return None
 
 
-def _check_query(tree: exp.Expression) -> None:
+def _check_query(tree: exp.Query | exp.Values) -> None:
     """Refuse what a read-looking query can hide: writing CTEs, SELECT … INTO, row locks."""
     for node in tree.walk():
         if isinstance(node, _WRITE_NODES):

@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy.orm import Session
+from sqlalchemy.sql.expression import Executable
 
 CHUNK = 500
 
@@ -17,17 +18,30 @@ def upsert_rows(
     if not rows:
         return
     dialect = session.get_bind().dialect.name
-    if dialect == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert
-    elif dialect == "sqlite":
-        from sqlalchemy.dialects.sqlite import insert
-    else:  # pragma: no cover - only the two supported backends
+    if dialect not in ("postgresql", "sqlite"):  # pragma: no cover - only the two supported backends
         raise NotImplementedError(f"upsert on {dialect}")
     table = model.__table__
     for start in range(0, len(rows), CHUNK):
-        stmt = insert(table).values(list(rows[start : start + CHUNK]))
-        if update:
-            stmt = stmt.on_conflict_do_update(index_elements=list(keys), set_={c: stmt.excluded[c] for c in update})
-        else:
-            stmt = stmt.on_conflict_do_nothing(index_elements=list(keys))
+        chunk = list(rows[start : start + CHUNK])
+        stmt = (
+            _postgresql(table, chunk, keys, update) if dialect == "postgresql" else _sqlite(table, chunk, keys, update)
+        )
         session.execute(stmt)
+
+
+def _postgresql(table: Any, rows: list[dict[str, Any]], keys: Sequence[str], update: Sequence[str]) -> Executable:
+    from sqlalchemy.dialects.postgresql import insert
+
+    stmt = insert(table).values(rows)
+    if update:
+        return stmt.on_conflict_do_update(index_elements=list(keys), set_={c: stmt.excluded[c] for c in update})
+    return stmt.on_conflict_do_nothing(index_elements=list(keys))
+
+
+def _sqlite(table: Any, rows: list[dict[str, Any]], keys: Sequence[str], update: Sequence[str]) -> Executable:
+    from sqlalchemy.dialects.sqlite import insert
+
+    stmt = insert(table).values(rows)
+    if update:
+        return stmt.on_conflict_do_update(index_elements=list(keys), set_={c: stmt.excluded[c] for c in update})
+    return stmt.on_conflict_do_nothing(index_elements=list(keys))

@@ -65,6 +65,7 @@ def seeded_inputs(specs: Sequence[TensorSpec], input_seed: int, index: int) -> d
     out: dict[str, np.ndarray] = {}
     for spec in specs:
         dtype = np.dtype(spec.dtype)
+        arr: np.ndarray
         if dtype == np.bool_:
             arr = rng.random(spec.shape) < 0.5
         elif np.issubdtype(dtype, np.integer):

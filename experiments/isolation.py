@@ -28,6 +28,7 @@ from typing import Any
 
 import psutil
 
+from db.errors import InteropError
 from db.outcomes import RunOutcome, Stage
 from experiments.messages import (
     MODEL,
@@ -53,7 +54,7 @@ POLL_SECONDS = 0.1
 RECYCLE_FRACTION = 0.6  # of the memory limit: an idle worker above it is restarted before its next job
 
 
-class WorkerStartupError(RuntimeError):
+class WorkerStartupError(InteropError):
     """A worker died or hung before it was ready: a setup problem, not a model's."""
 
 
@@ -329,8 +330,11 @@ class WorkerPool:
                 elif slot.job is not None and slot.next is None and slot.ready and queue:
                     self._prefetch(slot, queue)
             busy = {s.worker.outbox: s for s in self.slots if s.job is not None and s.worker is not None}
-            for conn in wait(list(busy), timeout=POLL_SECONDS):
-                slot = busy[conn]  # type: ignore[index]
+            for ready in wait(list(busy), timeout=POLL_SECONDS):
+                slot = next(s for c, s in busy.items() if c is ready)
+                conn = slot.worker.outbox if slot.worker is not None else None
+                if conn is None:
+                    continue
                 try:
                     while slot.job is not None and conn.poll():
                         self._handle(slot, conn.recv(), emit)

@@ -60,7 +60,7 @@ def force_torchscript_export() -> None:
     import nnsmith.materialize.onnx as nnsmith_onnx
     import torch
 
-    nnsmith_onnx.torch = _TorchNamespace(torch)  # type: ignore[attr-defined]
+    nnsmith_onnx.torch = _TorchNamespace(torch)
     _PATCHED.add("torchscript")
 
 
@@ -73,7 +73,7 @@ def skip_numeric_guard() -> None:
     def debug_numeric(self: Any, tensor_map: Any) -> None:
         return None
 
-    SymbolNet.debug_numeric = debug_numeric  # type: ignore[method-assign]
+    SymbolNet.debug_numeric = debug_numeric
     _PATCHED.add("numeric")
 
 
@@ -90,7 +90,7 @@ def track_keras_layers() -> None:
         original_init(self, ir)
         self.keras_layers = [ins.fwd_fn for ins in self.instructions if isinstance(ins.fwd_fn, keras.layers.Layer)]
 
-    TFNet.__init__ = __init__  # type: ignore[method-assign]
+    TFNet.__init__ = __init__
     _PATCHED.add("keras")
 
 
@@ -104,7 +104,7 @@ def probe_cache_dir() -> Path:
 
 def invalidate_broken_probe_cache(cache_dir: Path | None = None) -> list[Path]:
     """Fix 3: delete probe caches that are unreadable or list no operators; returns what was deleted."""
-    from omegaconf import OmegaConf
+    from omegaconf import DictConfig, OmegaConf
 
     cache_dir = cache_dir or probe_cache_dir()
     removed: list[Path] = []
@@ -112,7 +112,8 @@ def invalidate_broken_probe_cache(cache_dir: Path | None = None) -> list[Path]:
         return removed
     for path in sorted(cache_dir.glob("*.yaml")):
         try:
-            topset = OmegaConf.load(path).get("topset")
+            conf = OmegaConf.load(path)
+            topset = conf.get("topset") if isinstance(conf, DictConfig) else None
             broken = not topset
         except Exception:
             broken = True

@@ -16,7 +16,8 @@ from typing import Any
 
 from sqlalchemy.engine import Engine
 
-from experiments.spec import CampaignSpec
+from db.errors import InteropError
+from experiments.spec import CampaignSpec, SpecError
 
 #: the built-in converters' registry names, for runs stored before the registry name was (0013_run_provenance)
 _BUILT_IN = {
@@ -29,7 +30,7 @@ _BUILT_IN = {
 COMPARED_FIELDS = ("status", "stage", "error_class", "produced_opset", "model_hash")
 
 
-class ReproError(ValueError):
+class ReproError(InteropError):
     """The run cannot be reproduced here (the message says why)."""
 
 
@@ -179,7 +180,7 @@ def reproduce(engine: Engine, run_id: int, out_dir: Path) -> Reproduction:
             raise ReproError(f"the run's plug-in {module!r} cannot be imported here ({exc})") from exc
     try:
         planned = plan(rec.spec)
-    except (KeyError, ValueError) as exc:
+    except (KeyError, SpecError) as exc:
         raise ReproError(f"run {run_id} cannot be planned here: {exc}") from exc
     notes = list(rec.notes)
     if len(planned) != 1 or len(planned[0]["runs"]) != 1:

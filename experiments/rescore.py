@@ -6,11 +6,17 @@ from collections import defaultdict
 from typing import Any
 
 from sqlalchemy.engine import Engine
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
+from db.errors import InteropError
 from db.models.experiments import Campaign, ConversionRun, RunOutcome, RunOutput
 from db.outcomes import JUDGED
 from experiments.compare import RTOL_GRID, output_passes
+
+
+class RescoreError(InteropError):
+    """The runs cannot be re-judged as asked (negative tolerance, unknown campaign, an rtol that is not stored)."""
+
 
 #: the kind of campaign run here (the others are historical imports)
 LIVE = "live"
@@ -22,7 +28,7 @@ def rescore(engine: Engine, atol: float, rtol: float, campaign: str | None = Non
     Without `campaign` only live campaigns are re-judged: a historical import keeps the study's verdicts
     unless it is named."""
     if atol < 0 or rtol < 0:
-        raise ValueError("tolerances must be >= 0")
+        raise RescoreError("tolerances must be >= 0")
     counts = {"judged": 0, "passed": 0, "mismatch": 0, "changed": 0}
     with Session(engine) as s:
         stmt = (
@@ -32,7 +38,7 @@ def rescore(engine: Engine, atol: float, rtol: float, campaign: str | None = Non
         )
         if campaign is not None:
             if s.exec(select(Campaign.id).where(Campaign.name == campaign)).first() is None:
-                raise ValueError(f"no campaign named {campaign!r}")
+                raise RescoreError(f"no campaign named {campaign!r}")
             stmt = stmt.where(Campaign.name == campaign)
         else:
             stmt = stmt.where(Campaign.kind == LIVE)
@@ -40,7 +46,7 @@ def rescore(engine: Engine, atol: float, rtol: float, campaign: str | None = Non
         outputs: dict[int, list[dict[str, Any]]] = defaultdict(list)
         ids = [r.id for r in runs]
         for start in range(0, len(ids), 500):
-            for out in s.exec(select(RunOutput).where(RunOutput.run_id.in_(ids[start : start + 500]))):
+            for out in s.exec(select(RunOutput).where(col(RunOutput.run_id).in_(ids[start : start + 500]))):
                 outputs[out.run_id].append(out.model_dump())
         for run in runs:
             rows = outputs.get(int(run.id or 0), [])
@@ -51,7 +57,7 @@ def rescore(engine: Engine, atol: float, rtol: float, campaign: str | None = Non
             except ValueError as exc:
                 grid = ", ".join(f"{g:g}" for g in RTOL_GRID)
                 name = s.get(Campaign, run.campaign_id).name  # type: ignore[union-attr]
-                raise ValueError(
+                raise RescoreError(
                     f"run {run.id} of campaign {name!r} stores no numbers for rtol {rtol:g}; exact "
                     f"rescoring needs rtol in {{{grid}}} or the campaign's own rtol (historical "
                     f"imports: 0), or choose campaigns with --campaign"

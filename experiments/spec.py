@@ -9,8 +9,10 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from db.errors import InteropError
 
-class SpecError(ValueError):
+
+class SpecError(InteropError):
     """A campaign spec the user must fix; the message names the file and field."""
 
 

@@ -7,8 +7,9 @@ from typing import Any
 
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
+from db.columns import many_columns, stored_id
 from db.models.experiments import (
     Campaign,
     ConversionRun,
@@ -19,6 +20,7 @@ from db.models.experiments import (
 )
 from db.types import utcnow
 from experiments.results import ModelInfo, RunResult
+from experiments.spec import SpecError
 
 RunKey = tuple[int, str, str, str, int, int]
 
@@ -73,7 +75,7 @@ class CampaignStore:
         with Session(self.engine) as s:
             stored = s.exec(select(Campaign.spec).where(Campaign.name == name)).first()
         if stored is not None and stored != spec:
-            raise ValueError(f"campaign {name!r} exists with a different spec; choose another name")
+            raise SpecError(f"campaign {name!r} exists with a different spec; choose another name")
 
     def campaign(self, name: str, spec: dict[str, Any], env: dict[str, Any], kind: str = "live") -> int:
         """The campaign row for `name`, created on first use; a different spec under the same name is refused."""
@@ -114,7 +116,9 @@ class CampaignStore:
         """Model rows for every planned model (inserted once, in one transaction), by model key."""
         keys = [p["model_key"] for p in planned]
         with Session(self.engine) as s:
-            rows = {m.model_key: m for m in s.exec(select(ModelUnderTest).where(ModelUnderTest.model_key.in_(keys)))}
+            rows = {
+                m.model_key: m for m in s.exec(select(ModelUnderTest).where(col(ModelUnderTest.model_key).in_(keys)))
+            }
             for p in planned:
                 if p["model_key"] not in rows:
                     row = ModelUnderTest(
@@ -141,13 +145,15 @@ class CampaignStore:
         with Session(self.engine) as s:
             rows = s.exec(
                 select(
-                    ConversionRun.model_id,
-                    ConversionRun.converter,
-                    ConversionRun.converter_version,
-                    ConversionRun.exporter,
-                    ConversionRun.opset,
-                    ConversionRun.input_seed,
-                ).where(ConversionRun.campaign_id == campaign_id)
+                    *many_columns(
+                        col(ConversionRun.model_id),
+                        col(ConversionRun.converter),
+                        col(ConversionRun.converter_version),
+                        col(ConversionRun.exporter),
+                        col(ConversionRun.opset),
+                        col(ConversionRun.input_seed),
+                    )
+                ).where(col(ConversionRun.campaign_id) == campaign_id)
             ).all()
         return {(int(r[0]), r[1], r[2], r[3], int(r[4]), int(r[5])) for r in rows}
 
@@ -201,7 +207,7 @@ class CampaignStore:
                     run.node_count = nodes.get(item.model_id)
                     s.add(run)
                     s.flush()
-                    s.add_all(RunOutput(run_id=run.id, **o) for o in item.result.outputs)
+                    s.add_all(RunOutput(run_id=stored_id(run), **o) for o in item.result.outputs)
                     out.append(item.result.outcome)
                 s.commit()
                 return out
@@ -253,7 +259,7 @@ class CampaignStore:
                 s.add(run)
                 s.flush()
                 for out in result.outputs:
-                    s.add(RunOutput(run_id=run.id, **out))
+                    s.add(RunOutput(run_id=stored_id(run), **out))
                 s.commit()
             except IntegrityError:
                 s.rollback()

@@ -15,8 +15,10 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy.engine import Engine
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
+from db.columns import stored_id
+from db.errors import InteropError
 from db.ingest import recorded_run
 from db.models.experiments import Campaign, ConversionRun, ModelUnderTest, RunOutcome, RunOutput
 from db.types import utcnow
@@ -31,7 +33,7 @@ IMPORT_ATOL = 1e-5
 _ORT = re.compile(r"\[ONNXRuntimeError\] : (?P<code>\d+) : (?P<name>[A-Z_]+) : (?P<text>.*)", re.S)
 
 
-class StudyImportError(ValueError):
+class StudyImportError(InteropError):
     """Bad input: the message names the file and record."""
 
 
@@ -119,7 +121,7 @@ def import_exporter_results(engine: Engine, directory: Path, name: str = "study-
                 campaign = Campaign(name=name, kind="historical", spec=spec, environment={"source": str(directory)})
                 s.add(campaign)
                 s.flush()
-            study_models = select(ModelUnderTest).where(ModelUnderTest.source.like("study-%"))
+            study_models = select(ModelUnderTest).where(col(ModelUnderTest.source).like("study-%"))
             models = {m.model_key: m for m in s.exec(study_models)}
             done = {
                 (r.model_id, r.converter, r.exporter, r.opset)
@@ -161,8 +163,8 @@ def import_exporter_results(engine: Engine, directory: Path, name: str = "study-
                     status, stage, error_class, mad = _outcome(fw, rec)
                     judged = RunOutcome(status).judged
                     run = ConversionRun(
-                        campaign_id=campaign.id,
-                        model_id=model.id,
+                        campaign_id=stored_id(campaign),
+                        model_id=stored_id(model),
                         converter=converter,
                         converter_version=STUDY_VERSION,
                         exporter=exporter,
@@ -183,7 +185,7 @@ def import_exporter_results(engine: Engine, directory: Path, name: str = "study-
                         finite = math.isfinite(mad)
                         s.add(
                             RunOutput(
-                                run_id=run.id,
+                                run_id=stored_id(run),
                                 input_index=0,
                                 output_index=0,
                                 shape_match=True,
@@ -193,7 +195,7 @@ def import_exporter_results(engine: Engine, directory: Path, name: str = "study-
                                 nonfinite_mismatch=0 if finite else 1,
                             )
                         )
-                    done.add((model.id, converter, exporter, opset))
+                    done.add((stored_id(model), converter, exporter, opset))
                     counts["new_runs"] += 1
                     log.add(str(status))
             if counts["new_runs"] or campaign.finished_at is None:  # a re-import that adds nothing changes nothing

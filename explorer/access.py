@@ -22,6 +22,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from db.errors import InteropError
+
 #: scrypt cost (RFC 7914): 2^14 × 8 × 128 B = 16 MiB and ~50 ms per check, the interactive-login setting.
 SCRYPT_N, SCRYPT_R, SCRYPT_P, KEY_BYTES = 2**14, 8, 1, 32
 MIN_PASSWORD_LENGTH = 8
@@ -47,7 +49,7 @@ __all__ = [
 ]
 
 
-class AccessError(ValueError):
+class AccessError(InteropError):
     """A user-management request that cannot be done (bad name, short password, unknown user, broken file)."""
 
 

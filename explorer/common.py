@@ -169,10 +169,6 @@ def for_display(frame: Any, *, dates: Sequence[str] = ()) -> Any:
     return out
 
 
-def error_box(exc: Exception) -> None:
-    st.error(f"{type(exc).__name__}: {exc}")
-
-
 def schema_missing(exc: Exception) -> bool:
     """True when the database has no tables yet (the app opened before `interop db upgrade`)."""
     text = str(getattr(exc, "orig", exc)).lower()

@@ -10,8 +10,9 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy.engine import Engine
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
+from db.columns import many_columns
 from db.engine import session_scope
 from db.ingest import recorded_run
 from db.models.github import Issue, Repository
@@ -127,10 +128,18 @@ def _codings(session: Session, round_id: int, book: LoadedCodebook) -> RoundCodi
     code_by_id = book.code_by_id
     out = RoundCodings()
     rows = session.exec(
-        select(Coding.item_id, Coding.id, Coder.name, CodingValue.dimension_id, CodingValue.code_id)
+        select(
+            *many_columns(
+                col(Coding.item_id),
+                col(Coding.id),
+                col(Coder.name),
+                col(CodingValue.dimension_id),
+                col(CodingValue.code_id),
+            )
+        )
         .join(Coder, Coder.id == Coding.coder_id)
         .join(CodingValue, CodingValue.coding_id == Coding.id, isouter=True)
-        .where(Coding.round_id == round_id, Coding.valid.is_(True))
+        .where(Coding.round_id == round_id, col(Coding.valid).is_(True))
     ).all()
     for item_id, coding_id, coder, dim_id, code_id in rows:
         codes = out.codes[item_id].setdefault(coder, {})
@@ -144,8 +153,8 @@ def _assigned(session: Session, round_id: int) -> dict[int, set[str]]:
     """item → coders it was pushed to (Label Studio rounds); an item waits until each has a valid coding."""
     rows = session.exec(
         select(LsTask.item_id, Coder.name)
-        .join(LsProject, LsProject.id == LsTask.project_id)
-        .join(Coder, Coder.id == LsProject.coder_id)
+        .join(LsProject, col(LsProject.id) == col(LsTask.project_id))
+        .join(Coder, col(Coder.id) == col(LsProject.coder_id))
         .where(LsProject.round_id == round_id, LsProject.purpose == "coding")
     ).all()
     out: dict[int, set[str]] = defaultdict(set)
@@ -338,7 +347,9 @@ def _send_to_review(
 ) -> int:
     """Import the open items not yet in the review project (tasks a failed run left there are adopted)."""
     session = projects.session
-    refs = session.exec(select(LabelItem.ref, LabelItem.id).where(LabelItem.id.in_(list(codings.codes)))).all()
+    refs = session.exec(
+        select(col(LabelItem.ref), col(LabelItem.id)).where(col(LabelItem.id).in_(list(codings.codes)))
+    ).all()
     known = projects.known_tasks(project, {ref: item_id or 0 for ref, item_id in refs})
     todo = [(i, _review_data(session, i, codings.codes[i], spec, dims)) for i, dims in to_review if i not in known]
     return projects.import_tasks(project, todo, known)

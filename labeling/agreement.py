@@ -376,13 +376,3 @@ def summary_frame(results: list[DimensionAgreement]) -> pd.DataFrame:
         table[f"{col}_high"] = table[col].map(lambda t: t[1] if isinstance(t, tuple) else float("nan"))
         del table[col]
     return table
-
-
-def pairs_frame(results: list[DimensionAgreement]) -> pd.DataFrame:
-    """Cohen's κ of every coder pair, one row per round, dimension and pair."""
-    table = pd.DataFrame([p for r in results for p in r.pairs])
-    if table.empty:
-        return table
-    table["cohen_kappa_ci_low"] = table["cohen_kappa_ci"].map(lambda t: t[0])
-    table["cohen_kappa_ci_high"] = table["cohen_kappa_ci"].map(lambda t: t[1])
-    return table.drop(columns=["cohen_kappa_ci"])

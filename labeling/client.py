@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from pydantic import BaseModel, ConfigDict, TypeAdapter, ValidationError, field_validator
 
@@ -24,6 +24,8 @@ from labeling.store import LabelingError
 if TYPE_CHECKING:
     import httpx
     from label_studio_sdk import LabelStudio
+    from label_studio_sdk.core.request_options import RequestOptions
+    from label_studio_sdk.types.import_api_request import ImportApiRequest
 
 TIMEOUT_S = 60.0  # one request; an import of 1,000 tasks takes a few seconds
 IMPORT_TIMEOUT_S = 300.0
@@ -197,7 +199,7 @@ class LabelStudioClient:
     def _call(
         self,
         endpoint: str,
-        call: Callable[[dict[str, Any]], object],
+        call: Callable[[RequestOptions], object],
         shape: Any,
         *,
         write: bool = False,
@@ -208,7 +210,7 @@ class LabelStudioClient:
         from label_studio_sdk.core.api_error import ApiError
         from label_studio_sdk.core.parse_error import ParsingError
 
-        options: dict[str, Any] = {
+        options: RequestOptions = {
             "timeout": timeout or self.timeout,
             "max_retries": 0 if write else READ_RETRIES,
         }
@@ -308,10 +310,12 @@ class LabelStudioClient:
         out: list[Project] = []
         page = 1
         while True:
+
+            def listing(o: RequestOptions, p: int = page) -> object:
+                return self._sdk.projects.list(title=fragment, page=p, page_size=100, request_options=o)
+
             answer: ProjectPage = self._call(
-                f"GET /api/projects/ (title {fragment!r}, page {page})",
-                lambda o, p=page: self._sdk.projects.list(title=fragment, page=p, page_size=100, request_options=o),
-                ProjectPage,
+                f"GET /api/projects/ (title {fragment!r}, page {page})", listing, ProjectPage
             )
             out += answer.results
             if not answer.results or len(out) >= answer.count:
@@ -358,7 +362,11 @@ class LabelStudioClient:
         answer: ImportAnswer = self._call(
             endpoint,
             lambda o: self._sdk.projects.import_tasks(
-                id=project_id, request=list(tasks), return_task_ids=True, request_options=o
+                id=project_id,
+                # The SDK types the body as its pydantic model but sends JSON: our tasks are that JSON already.
+                request=cast("list[ImportApiRequest]", list(tasks)),
+                return_task_ids=True,
+                request_options=o,
             ),
             ImportAnswer,
             write=True,
@@ -387,13 +395,13 @@ class LabelStudioClient:
         page = 1
         while True:
             endpoint = f"GET /api/tasks/ (project {project_id}, page {page})"
-            answer: TaskPage = self._call(
-                endpoint,
-                lambda o, p=page: self._sdk.tasks.list(
+
+            def listing(o: RequestOptions, p: int = page) -> object:
+                return self._sdk.tasks.list(
                     project=project_id, fields="all", page=p, page_size=self.page_size, query=query, request_options=o
-                ),
-                TaskPage,
-            )
+                )
+
+            answer: TaskPage = self._call(endpoint, listing, TaskPage)
             if page == 1:
                 server_time = self._server_time()
             listed += len(answer.tasks)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any
@@ -23,13 +24,15 @@ from pydantic import (
     model_validator,
 )
 
+from db.errors import InteropError
+
 TOP_KEYS = {"name", "version", "description", "dimensions"}
 DIMENSION_KEYS = {"key", "column", "label_column", "question", "required", "required_when", "codes", "description"}
 CODE_KEYS = {"label", "description", "aliases", "unused"}
 KEY_PATTERN = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
 
 
-class CodebookError(ValueError):
+class CodebookError(InteropError):
     """A malformed codebook: the message names the file and the offending key."""
 
 
@@ -60,7 +63,7 @@ class DimensionSpec:
                 return code
         return None
 
-    def applies(self, values: dict[str, int | None]) -> bool:
+    def applies(self, values: Mapping[str, int | None]) -> bool:
         """Whether the dimension must be answered given the other dimensions' codes."""
         if self.required:
             return True
@@ -174,9 +177,9 @@ def _text_value(value: Any, limit: int) -> str:
     return text
 
 
-def _text(limit: int) -> Any:
+def _text(limit: int) -> BeforeValidator:
     """A stripped, non-empty text of at most `limit` characters (numbers are read as their text)."""
-    return Annotated[str, BeforeValidator(lambda v: _text_value(v, limit))]
+    return BeforeValidator(lambda v: _text_value(v, limit))
 
 
 def _code_number(value: Any) -> int:
@@ -210,7 +213,10 @@ def _false_if_null(value: Any) -> Any:
     return False if value is None else value
 
 
-Name, Label, Column, LongText = _text(NAME_MAX), _text(LABEL_MAX), _text(COLUMN_MAX), _text(TEXT_MAX)
+Name = Annotated[str, _text(NAME_MAX)]
+Label = Annotated[str, _text(LABEL_MAX)]
+Column = Annotated[str, _text(COLUMN_MAX)]
+LongText = Annotated[str, _text(TEXT_MAX)]
 Flag = Annotated[StrictBool, BeforeValidator(_false_if_null)]
 
 

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from db.errors import InteropError
 from labeling.codebook import CodebookSpec, DimensionSpec
 from labeling.store import parse_issue_url
 
@@ -17,7 +18,7 @@ EMPTY_LABELS = {"", "#n/a", "n/a", "na", "-"}
 HEADER_SCAN = 20
 
 
-class SheetError(ValueError):
+class SheetError(InteropError):
     """A cell or layout the importer cannot accept: names file, sheet, row and column."""
 
 
@@ -462,8 +463,8 @@ def _cross_check(file: str, sheet: str, rows: list[tuple[Any, ...]], per_rater: 
     for n, start in enumerate(starts):
         end = starts[n + 1] if n + 1 < len(starts) else len(header)
         block_title = str(titles[start] or "").strip().casefold()
-        family = next((f for f in families if block_title.startswith(f) or f.startswith(block_title)), None)
-        if family is None:
+        matched = next((f for f in families if block_title.startswith(f) or f.startswith(block_title)), None)
+        if matched is None:
             raise SheetError(f"{file}!{sheet} row 1: block {titles[start]!r} matches no per-rater sheet")
         columns: list[tuple[int, str, str]] = []
         for i in range(start + 1, end):
@@ -475,10 +476,10 @@ def _cross_check(file: str, sheet: str, rows: list[tuple[Any, ...]], per_rater: 
             if sheet_id is None:
                 continue
             for i, coder, key in columns:
-                codes = families[family].get((coder, sheet_id))
+                codes = families[matched].get((coder, sheet_id))
                 where = f"{file}!{sheet} row {r} column {header[i]!r}"
                 if codes is None:
-                    raise SheetError(f"{where}: id {sheet_id} is not in {coder}'s {family} sheet")
+                    raise SheetError(f"{where}: id {sheet_id} is not in {coder}'s {matched} sheet")
                 if codes.get(key) != row[i]:
                     raise SheetError(f"{where}: {row[i]!r} differs from {coder}'s sheet ({codes.get(key)!r})")
                 checked += 1

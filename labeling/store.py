@@ -7,8 +7,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import func
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
+from db.errors import InteropError
 from db.models.github import Issue, Repository
 from db.models.labeling import (
     Codebook,
@@ -26,7 +27,7 @@ from labeling.codebook import CodebookSpec
 ISSUE_URL = re.compile(r"^https?://github\.com/([A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+)/(?:issues|pull)/(\d+)/?(?:[#?].*)?$")
 
 
-class LabelingError(ValueError):
+class LabelingError(InteropError):
     """A problem the user can fix (unknown round, codebook mismatch, …); one line, no secrets."""
 
 
@@ -51,7 +52,7 @@ def _loaded(session: Session, version: CodebookVersion, name: str, created: bool
     dims = session.exec(select(CodebookDimension).where(CodebookDimension.version_id == version.id)).all()
     dim_ids = {d.key: d.id or 0 for d in dims}
     key_by_dim = {d.id: d.key for d in dims}
-    codes = session.exec(select(CodebookCode).where(CodebookCode.dimension_id.in_(list(key_by_dim)))).all()
+    codes = session.exec(select(CodebookCode).where(col(CodebookCode.dimension_id).in_(list(key_by_dim)))).all()
     code_ids = {(key_by_dim[c.dimension_id], c.code): c.id or 0 for c in codes}
     return LoadedCodebook(
         version.id or 0, version.version, name, CodebookSpec.from_json(version.spec), dim_ids, code_ids, created
@@ -127,7 +128,9 @@ def codebook_version(session: Session, name: str | None = None, version: int | N
         book = found[0]
     query = select(CodebookVersion).where(CodebookVersion.codebook_id == book.id)
     query = (
-        query.where(CodebookVersion.version == version) if version else query.order_by(CodebookVersion.version.desc())
+        query.where(col(CodebookVersion.version) == version)
+        if version
+        else query.order_by(col(CodebookVersion.version).desc())
     )
     row = session.exec(query).first()
     if row is None:
@@ -319,7 +322,7 @@ def bulk_upsert_codings(session: Session, round_id: int, coder_id: int, entries:
     old: dict[int, dict[int, int]] = {}
     for coding_id, dim_id, code_id in session.exec(
         select(CodingValue.coding_id, CodingValue.dimension_id, CodingValue.code_id)
-        .join(Coding, Coding.id == CodingValue.coding_id)
+        .join(Coding, col(Coding.id) == col(CodingValue.coding_id))
         .where(Coding.round_id == round_id, Coding.coder_id == coder_id)
     ).all():
         old.setdefault(coding_id, {})[dim_id] = code_id
@@ -354,7 +357,7 @@ def bulk_upsert_codings(session: Session, round_id: int, coder_id: int, entries:
         pending.append((coding, e.values))
         states[e.item_id] = "changed"
     if replaced:
-        session.execute(delete(CodingValue).where(CodingValue.coding_id.in_(replaced)))
+        session.execute(delete(CodingValue).where(col(CodingValue.coding_id).in_(replaced)))
     session.flush()
     session.add_all(
         [

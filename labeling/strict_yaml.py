@@ -11,13 +11,15 @@ from typing import Any
 import yaml
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
+from db.errors import InteropError
+
 #: How much aliases may add to a document (scalar characters plus nodes, counted as if every alias were
 #: written out). Anchors that reuse a list of aliases stay far below; a "billion laughs" file goes far above.
 MAX_ALIAS_EXPANSION = 10_000
 MERGE_TAG = "tag:yaml.org,2002:merge"
 
 
-class StrictYamlError(yaml.YAMLError):
+class StrictYamlError(InteropError, yaml.YAMLError):
     """A document this loader refuses; `problem` says why and `problem_mark` where (like PyYAML's errors)."""
 
     def __init__(self, problem: str, mark: Any = None, context: str | None = None) -> None:
@@ -78,13 +80,13 @@ def check_alias_expansion(root: Node, limit: int = MAX_ALIAS_EXPANSION) -> None:
 class StrictLoader(yaml.SafeLoader):
     """SafeLoader that refuses duplicate mapping keys (at any depth) and alias bombs."""
 
-    def get_single_node(self) -> Node | None:  # type: ignore[override]
+    def get_single_node(self) -> Node | None:
         node = super().get_single_node()
         if node is not None:
             check_alias_expansion(node)
         return node
 
-    def construct_mapping(self, node: MappingNode, deep: bool = False) -> dict[Any, Any]:  # type: ignore[override]
+    def construct_mapping(self, node: MappingNode, deep: bool = False) -> dict[Any, Any]:
         seen: dict[Any, Any] = {}
         if isinstance(node, MappingNode):
             for key_node, value_node in node.value:

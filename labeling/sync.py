@@ -12,7 +12,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 
 from sqlalchemy.engine import Engine
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from db.engine import session_scope
 from db.ingest import RunLog, recorded_run
@@ -75,10 +75,10 @@ def _sample_issues(session: Session, sample: str) -> tuple[IssueSample, list[tup
         raise LabelingError(f"no issue sample named {sample!r} (samples: {known})")
     rows = session.exec(
         select(Issue, Repository.full_name)
-        .join(IssueSampleMember, IssueSampleMember.issue_id == Issue.id)
-        .join(Repository, Repository.id == Issue.repository_id)
+        .join(IssueSampleMember, col(IssueSampleMember.issue_id) == col(Issue.id))
+        .join(Repository, col(Repository.id) == col(Issue.repository_id))
         .where(IssueSampleMember.sample_id == row.id)
-        .order_by(IssueSampleMember.position)
+        .order_by(col(IssueSampleMember.position))
     ).all()
     if not rows:
         raise LabelingError(f"issue sample {sample!r} has no members")
@@ -137,7 +137,9 @@ def _round_uid(engine: Engine, round_name: str) -> tuple[str, bool]:
         if rnd is not None:
             return str(rnd.params.get("uid", rnd.id)), True
         runs = session.exec(
-            select(IngestRun.parameters).where(IngestRun.kind == "label-push").order_by(IngestRun.id.desc())
+            select(col(IngestRun.parameters))
+            .where(col(IngestRun.kind) == "label-push")
+            .order_by(col(IngestRun.id).desc())
         ).all()
     for params in runs:
         if params.get("round") == round_name and params.get("uid"):

@@ -18,13 +18,14 @@ from typing import Any
 from sqlalchemy.engine import Engine
 
 from db import locks
+from db.errors import InteropError
 from db.types import utcnow
 
 DEFAULT_LEASE_SECONDS = locks.DEFAULT_LEASE_SECONDS
 owner_id = locks.owner_id  # who holds a lease: host, process and a random part
 
 
-class ScheduleError(ValueError):
+class ScheduleError(InteropError):
     """A `[[schedule]]` entry that cannot be used (named in the message)."""
 
 

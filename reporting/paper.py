@@ -14,6 +14,8 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 from sqlalchemy.engine import Engine
 
+from db.errors import InteropError
+
 if TYPE_CHECKING:
     from miners.survey.workflow import ImportOutcome
 
@@ -36,7 +38,7 @@ DIMENSIONS = {
 }
 
 
-class ReportError(Exception):
+class ReportError(InteropError):
     """The database lacks what a table needs (say which import fills it)."""
 
 

@@ -45,11 +45,18 @@ ENUMERATED = {
     ("interop issues list", "state"): ["open", "closed"],
     ("interop mine github", "state"): ["open", "closed", "all"],
     ("interop mine github", "timelines"): ["all", "closed", "none"],
-    ("interop export", "fmt"): ["csv", "parquet", "sqlite", "sql"],
-    ("interop export", "dialect"): ["sqlite", "postgresql"],
-    ("interop export query", "fmt"): ["csv", "parquet", "sqlite"],
+    ("interop export", "fmt"): ["csv", "parquet", "sqlite"],
+    ("interop export query", "fmt"): ["table", "json", "csv", "parquet", "sqlite"],
     ("interop label agreement", "fmt"): ["table", "json", "csv"],
-    ("interop label taxonomy", "fmt"): ["table", "csv"],
+    ("interop label taxonomy", "fmt"): ["table", "json", "csv"],
+    ("interop label finals", "fmt"): ["table", "json", "csv"],
+    ("interop label rounds", "fmt"): ["table", "json", "csv"],
+    ("interop issues list", "fmt"): ["table", "json", "csv"],
+    ("interop issues show", "fmt"): ["table", "json", "csv"],
+    ("interop survey list", "fmt"): ["table", "json", "csv"],
+    ("interop survey counts", "fmt"): ["table", "json", "csv"],
+    ("interop experiment status", "fmt"): ["table", "json", "csv"],
+    ("interop experiment analyze", "fmt"): ["table", "json", "csv"],
     ("interop experiment run", "preset"): ["quick", "real"],
     ("interop experiment analyze", "analysis"): ["outcomes", "operators", "sequences"],
     ("interop experiment analyze", "level"): ["source", "onnx"],
@@ -91,9 +98,9 @@ def test_help_lists_the_choices(command: str, param: str) -> None:
         (["mine", "github", "--repo", "a/b", "--state", "merged"], ["unknown --state 'merged'", "open, closed, all"]),
         (["mine", "github", "--repo", "a/b", "--timelines", "some"], ["unknown --timelines 'some'", "none"]),
         (["export", "--format", "xlsx", "--out", "fresh"], ["unknown --format 'xlsx'", "csv, parquet, sqlite"]),
-        (["export", "query", "SELECT 1", "-f", "json", "--out", "fresh"], ["unknown --format 'json'"]),
+        (["export", "query", "SELECT 1", "-f", "xlsx", "--out", "fresh"], ["unknown --format 'xlsx'"]),
         (["label", "agreement", "--format", "xml"], ["unknown --format 'xml': choose one of table, json, csv"]),
-        (["label", "taxonomy", "--format", "json"], ["unknown --format 'json': choose one of table, csv"]),
+        (["label", "taxonomy", "--format", "xml"], ["unknown --format 'xml': choose one of table, json, csv"]),
         (["experiment", "run", "--preset", "huge"], ["unknown --preset 'huge': choose one of quick, real"]),
         (["experiment", "analyze", "everything"], ["unknown analysis 'everything'", "outcomes, operators, sequences"]),
         (["experiment", "analyze", "operators", "--level", "ir"], ["unknown --level 'ir': choose one of source, onnx"]),
@@ -117,3 +124,28 @@ def test_choices_are_case_insensitive_where_they_were_before(tmp_path: Path, mon
     code, output = run(["export", "--format", "CSV", "--tables", "survey", "--out", "out"], tmp_path, monkeypatch)
     assert code == 0, output
     assert (tmp_path / "out" / "survey.csv").exists()
+
+
+def test_every_help_text_is_its_own_and_shows_no_type_of_a_flag() -> None:
+    """Walks every command: --help works, no `<bool>` beside a flag, every command and parameter has help of its
+    own (no text copied from another command, no two options of one command with the same help)."""
+    problems = []
+    seen: dict[str, str] = {}
+    for path, cmd in commands():
+        name = " ".join(path)
+        result = CliRunner().invoke(app, [*path[1:], "--help"], env={"COLUMNS": "200"})
+        if result.exit_code != 0 or "<bool>" in result.output:
+            problems.append(f"{name}: exit {result.exit_code}, <bool> shown: {'<bool>' in result.output}")
+        summary = (cmd.help or "").strip()
+        if not summary:
+            problems.append(f"{name}: no help")
+        elif summary in seen:
+            problems.append(f"{name}: the same help as {seen[summary]}")
+        seen.setdefault(summary, name)
+        helps = [getattr(p, "help", None) for p in cmd.params]
+        if any(not h for h in helps) and path[-1] != "interop":
+            problems.append(f"{name}: parameter(s) without help: {[p.name for p in cmd.params if not p.help]}")
+        repeated = {h for h in helps if h and helps.count(h) > 1}
+        if repeated:
+            problems.append(f"{name}: options share help {sorted(repeated)}")
+    assert not problems, problems

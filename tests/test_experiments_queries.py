@@ -140,12 +140,12 @@ def test_a_run_at_another_opset_than_requested_is_analysed_at_the_produced_one_a
             "runs": 1,
         }
     ]
-    status = cli("experiment", "status", "q")
+    status = cli("experiment", "status", "--campaign", "q")
     assert "q: 1 torch.onnx-dynamo (dynamo) run(s) asked for opset 11 produced opset 18" in status.output
     analyzed = cli("experiment", "analyze", "outcomes")
     assert analyzed.exit_code == 0 and "opset: of the produced ONNX model" in analyzed.output
     dynamo_line = next(line for line in analyzed.output.splitlines() if " dynamo " in line)
-    assert dynamo_line.split()[:5] == ["torch.onnx", "dynamo", "5", "18", "11"]
+    assert dynamo_line.replace("│", " ").split()[:5] == ["torch.onnx", "dynamo", "5", "18", "11"]
 
 
 def test_runs_carry_their_models_node_count_for_the_breakdown(stored) -> None:  # type: ignore[no-untyped-def]
@@ -215,7 +215,7 @@ def test_analyze_command_prints_and_exports_each_analysis(stored, cli, tmp_path)
 
     for what in ("outcomes", "operators", "sequences"):
         out = tmp_path / f"{what}.csv"
-        result = cli("experiment", "analyze", what, "--csv", str(out))
+        result = cli("experiment", "analyze", what, "--format", "csv", "--out", str(out))
         assert result.exit_code == 0, result.output
         assert len(pd.read_csv(out)) >= 1
     assert "Relu > Tan" in set(pd.read_csv(tmp_path / "sequences.csv")["sequence"])
@@ -241,13 +241,13 @@ def test_status_lists_campaigns_without_runs_and_refuses_an_unknown_name(stored,
     assert summary.loc[summary["campaign"] == "empty", "runs"].tolist() == [0]
     assert summary.loc[summary["campaign"] == "q", "runs"].sum() == 3
 
-    one = cli("experiment", "status", "empty")
+    one = cli("experiment", "status", "--campaign", "empty")
     assert one.exit_code == 0, one.output
     assert "empty (live): 0/1 runs stored" in one.output and "(no runs yet)" in one.output
     assert "no campaign" not in one.output and "q (live)" not in one.output
     everything = cli("experiment", "status").output
     assert "(no runs yet)" in everything and "q (live): 3/" in everything and "no campaigns yet" not in everything
-    unknown = cli("experiment", "status", "nope")
+    unknown = cli("experiment", "status", "--campaign", "nope")
     assert unknown.exit_code == 2
     assert_one_error_line(unknown.output, "no campaign named 'nope'", "known: q, empty")
 

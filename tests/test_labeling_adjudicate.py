@@ -110,22 +110,18 @@ def test_rounds_and_taxonomy_commands(cli, shared_dir: Path, wide_console) -> No
         ["failureanalysis", "coding sheet", book, "1", "200", "<time>"],
         ["failureanalysis-drift-testing", "coding sheet", book, "1", "36", "<time>"],
     ]
-    out = cli(
-        "label",
-        "taxonomy",
-        "--round",
-        "failureanalysis",
-        "--dimension",
-        "cause",
-        "--format",
-        "csv",
-        "--crosstab",
-        "symptom",
-    )
+    taxonomy = ("label", "taxonomy", "--round", "failureanalysis", "--dimension", "cause")
+    out = cli(*taxonomy, "--format", "csv")
     frame = pd.read_excel(study / "FailureAnalysis.xlsx", sheet_name="PyTorch", usecols="A:N").dropna(subset=["URL"])
     incompat = int((frame["Type By Number"] == 2).sum())
     assert f"pytorch/pytorch,2,Incompatibility,{incompat},{incompat / 100}" in out.output
-    assert "cause,Bad Performance,Build Failure,Crash,Unreported,Wrong Model" in out.output
+    crossed = cli(*taxonomy, "--format", "csv", "--crosstab", "symptom")  # CSV is one table: the cross-tab
+    assert crossed.output.startswith("cause,Bad Performance,Build Failure,Crash,Unreported,Wrong Model")
+    both = json.loads(cli(*taxonomy, "--format", "json", "--crosstab", "symptom").output)
+    assert {"repository": "pytorch/pytorch", "code": 2, "label": "Incompatibility"}.items() <= next(
+        r for r in both["distribution"] if r["repository"] == "pytorch/pytorch" and r["code"] == 2
+    ).items()
+    assert [r["cause"] for r in both["crosstab"]][:1] and "Crash" in both["crosstab"][0]
 
 
 def test_taxonomy_unknown_format_round_dimension_or_crosstab_lists_the_choices(cli, shared_dir: Path) -> None:  # type: ignore[no-untyped-def]
@@ -141,7 +137,7 @@ def test_taxonomy_unknown_format_round_dimension_or_crosstab_lists_the_choices(c
     dims = "symptom, cause, incompatibility_type, type_problem_type, component"
     one_error_line(["--dimension", "colour"], "unknown --dimension 'colour'", dims)  # before any round too
     cli("label", "import-sheet", str(study / "FailureAnalysis.xlsx"))
-    one_error_line(["--format", "json"], "unknown --format 'json'", "table, csv")
+    one_error_line(["--format", "xml"], "unknown --format 'xml'", "table, json, csv")
     one_error_line(["--round", "final"], "no round named 'final'", "failureanalysis, failureanalysis-drift-testing")
     one_error_line(
         ["--round", "failureanalysis", "--dimension", "colour"],

@@ -322,9 +322,10 @@ def test_list_questions_and_counts_commands(cli, export_path: Path, tmp_path: Pa
     assert "interop" in listed.stdout and "92" in listed.stdout
     assert "Q63" in cli("survey", "questions", "interop").stdout
     out = tmp_path / "q60.csv"
-    shown = cli("survey", "counts", "interop", "Q60", "--csv", str(out))
+    shown = cli("survey", "counts", "interop", "Q60")
     assert shown.exit_code == 0, shown.output
     assert "denominators: answered n=89, all included respondents n=92" in shown.stdout
+    assert cli("survey", "counts", "interop", "Q60", "--format", "csv", "--out", str(out)).exit_code == 0
     written = pd.read_csv(out)
     assert list(written.columns) == [
         "choice",

@@ -43,7 +43,7 @@ def _has_any_label(engine: Engine, labels: list[str]) -> ColumnElement[bool]:
     if engine.dialect.name == "postgresql":
         from sqlalchemy.dialects.postgresql import ARRAY, TEXT
 
-        return ISSUE.c.labels.op("?|", return_type=Boolean)(literal(labels, ARRAY(TEXT)))  # type: ignore[no-any-return]
+        return ISSUE.c.labels.op("?|", return_type=Boolean)(literal(labels, ARRAY(TEXT)))
     each = func.json_each(ISSUE.c.labels).table_valued("value")
     return exists(select(literal(1)).select_from(each).where(each.c.value.in_(labels)))
 

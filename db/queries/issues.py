@@ -44,19 +44,19 @@ def issue_list(
     named sample's members in drawn order; `fix_linked` is the verdict of `rule_version` (NA: not evaluated)."""
     stmt = (
         select(
-            Repository.full_name,
-            Issue.number,
-            Issue.title,
-            Issue.state,
-            Issue.state_reason,
-            Issue.labels,
-            Issue.author,
-            Issue.created_at,
-            Issue.updated_at,
-            Issue.closed_at,
-            Issue.comment_count,
-            IssueFixLink.fix_linked,
-            Issue.html_url,
+            col(Repository.full_name),
+            col(Issue.number),
+            col(Issue.title),
+            col(Issue.state),
+            col(Issue.state_reason),
+            col(Issue.labels),
+            col(Issue.author),
+            col(Issue.created_at),
+            col(Issue.updated_at),
+            col(Issue.closed_at),
+            col(Issue.comment_count),
+            col(IssueFixLink.fix_linked),
+            col(Issue.html_url),
         )
         .join(Repository, col(Repository.id) == col(Issue.repository_id))
         .outerjoin(
@@ -66,16 +66,16 @@ def issue_list(
         .where(col(Issue.hydrated).is_(True))
     )
     if repo:
-        stmt = stmt.where(Repository.full_name == repo)
+        stmt = stmt.where(col(Repository.full_name) == repo)
     if state:
-        stmt = stmt.where(Issue.state == state)
+        stmt = stmt.where(col(Issue.state) == state)
     if fix_linked is not None:
-        stmt = stmt.where(IssueFixLink.fix_linked == fix_linked)
+        stmt = stmt.where(col(IssueFixLink.fix_linked) == fix_linked)
     if sample:
         stmt = (
             stmt.join(IssueSampleMember, col(IssueSampleMember.issue_id) == col(Issue.id))
             .join(IssueSample, col(IssueSample.id) == col(IssueSampleMember.sample_id))
-            .where(IssueSample.name == sample)
+            .where(col(IssueSample.name) == sample)
             .order_by(col(IssueSampleMember.position))
         )
     else:
@@ -95,13 +95,13 @@ def issue_list(
 def known_only_by_url(engine: Engine, repo: str | None = None) -> dict[str, int]:
     """Issues not mined yet (known from a coding sheet's URL), per repository: `issues list` hides them."""
     stmt = (
-        select(Repository.full_name, func.count())
+        select(col(Repository.full_name), func.count())
         .join(Issue, col(Issue.repository_id) == col(Repository.id))
         .where(col(Issue.hydrated).is_(False))
         .group_by(Repository.full_name)
     )
     if repo:
-        stmt = stmt.where(Repository.full_name == repo)
+        stmt = stmt.where(col(Repository.full_name) == repo)
     with Session(engine) as session:
         return {name: int(n) for name, n in session.execute(stmt).all()}
 
@@ -110,9 +110,9 @@ def issue_detail(engine: Engine, repo: str, number: int) -> tuple[dict[str, Any]
     """(issue fields, its timeline oldest first, its fix verdicts per rule version), or None if unknown."""
     with Session(engine) as session:
         row = session.execute(
-            select(Issue, Repository.full_name)
+            select(Issue, col(Repository.full_name))
             .join(Repository, col(Repository.id) == col(Issue.repository_id))
-            .where(Repository.full_name == repo, Issue.number == number)
+            .where(col(Repository.full_name) == repo, col(Issue.number) == number)
         ).first()
         if row is None:
             return None
@@ -121,22 +121,27 @@ def issue_detail(engine: Engine, repo: str, number: int) -> tuple[dict[str, Any]
         fields["repo"] = row[1]
         events = session.execute(
             select(
-                IssueEvent.created_at,
-                IssueEvent.event,
-                IssueEvent.actor,
-                IssueEvent.commit_id,
-                IssueEvent.source_repository,
-                IssueEvent.source_number,
-                IssueEvent.source_state,
-                IssueEvent.source_is_pull_request,
-                IssueEvent.event_key,
+                col(IssueEvent.created_at),
+                col(IssueEvent.event),
+                col(IssueEvent.actor),
+                col(IssueEvent.commit_id),
+                col(IssueEvent.source_repository),
+                col(IssueEvent.source_number),
+                col(IssueEvent.source_state),
+                col(IssueEvent.source_is_pull_request),
+                col(IssueEvent.event_key),
             )
-            .where(IssueEvent.issue_id == issue.id)
+            .where(col(IssueEvent.issue_id) == issue.id)
             .order_by(col(IssueEvent.created_at), col(IssueEvent.id))
         ).all()
         links = session.execute(
-            select(IssueFixLink.rule_version, IssueFixLink.fix_linked, IssueFixLink.evidence, IssueFixLink.evaluated_at)
-            .where(IssueFixLink.issue_id == issue.id)
+            select(
+                col(IssueFixLink.rule_version),
+                col(IssueFixLink.fix_linked),
+                col(IssueFixLink.evidence),
+                col(IssueFixLink.evaluated_at),
+            )
+            .where(col(IssueFixLink.issue_id) == issue.id)
             .order_by(col(IssueFixLink.rule_version))
         ).all()
     timeline = pd.DataFrame(
@@ -166,7 +171,7 @@ def issues_over_time(
 ) -> pd.DataFrame:
     """Issues opened, closed and closed-and-fix-linked per period (`freq`: pandas period alias, e.g. M, Q, Y)."""
     stmt = (
-        select(Issue.created_at, Issue.closed_at, func.coalesce(IssueFixLink.fix_linked, False))
+        select(col(Issue.created_at), col(Issue.closed_at), func.coalesce(col(IssueFixLink.fix_linked), False))
         .join(Repository, col(Repository.id) == col(Issue.repository_id))
         .outerjoin(
             IssueFixLink,
@@ -175,7 +180,7 @@ def issues_over_time(
         .where(col(Issue.hydrated).is_(True))
     )
     if repo:
-        stmt = stmt.where(Repository.full_name == repo)
+        stmt = stmt.where(col(Repository.full_name) == repo)
     with Session(engine) as session:
         rows = session.execute(stmt).all()
     columns = ["period", "opened", "closed", "closed_fix_linked"]

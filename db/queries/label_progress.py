@@ -5,6 +5,7 @@ from __future__ import annotations
 import pandas as pd
 from sqlalchemy import func, select
 from sqlalchemy.engine import Engine
+from sqlmodel import col
 
 from db.models.labeling import Coder, LabelRound, LsProject, LsTask
 
@@ -12,12 +13,12 @@ from db.models.labeling import Coder, LabelRound, LsProject, LsTask
 def assigned_tasks(engine: Engine) -> pd.DataFrame:
     """Items assigned to each coder in each round through Label Studio coding projects (push records them)."""
     stmt = (
-        select(LabelRound.name, Coder.name, func.count(func.distinct(LsTask.item_id)))
+        select(col(LabelRound.name), col(Coder.name), func.count(func.distinct(col(LsTask.item_id))))
         .select_from(LsTask)
-        .join(LsProject, LsProject.id == LsTask.project_id)
-        .join(LabelRound, LabelRound.id == LsProject.round_id)
-        .join(Coder, Coder.id == LsProject.coder_id)
-        .where(LsProject.purpose == "coding")
+        .join(LsProject, col(LsProject.id) == col(LsTask.project_id))
+        .join(LabelRound, col(LabelRound.id) == col(LsProject.round_id))
+        .join(Coder, col(Coder.id) == col(LsProject.coder_id))
+        .where(col(LsProject.purpose) == "coding")
         .group_by(LabelRound.name, Coder.name)
     )
     with engine.connect() as conn:

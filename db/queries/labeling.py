@@ -6,7 +6,9 @@ from typing import TYPE_CHECKING
 
 from sqlalchemy import select
 from sqlalchemy.engine import Engine
+from sqlmodel import col
 
+from db.columns import many_columns
 from db.models.github import Issue, Repository
 from db.models.labeling import (
     AdjudicationHistory,
@@ -38,15 +40,15 @@ def codebook_versions(engine: Engine) -> pd.DataFrame:
     """One row per stored codebook version."""
     q = (
         select(
-            Codebook.name,
-            CodebookVersion.version,
-            CodebookVersion.declared_version,
-            CodebookVersion.source,
-            CodebookVersion.loaded_at,
-            CodebookVersion.content_hash,
+            col(Codebook.name),
+            col(CodebookVersion.version),
+            col(CodebookVersion.declared_version),
+            col(CodebookVersion.source),
+            col(CodebookVersion.loaded_at),
+            col(CodebookVersion.content_hash),
         )
-        .join(CodebookVersion, CodebookVersion.codebook_id == Codebook.id)
-        .order_by(Codebook.name, CodebookVersion.version)
+        .join(CodebookVersion, col(CodebookVersion.codebook_id) == col(Codebook.id))
+        .order_by(Codebook.name, col(CodebookVersion.version))
     )
     return _frame(engine, q, ["codebook", "version", "declared_version", "source", "loaded_at", "content_hash"])
 
@@ -57,25 +59,25 @@ def rounds(engine: Engine) -> pd.DataFrame:
 
     q = (
         select(
-            LabelRound.name,
-            LabelRound.source,
-            Codebook.name,
-            CodebookVersion.version,
-            func.count(Coding.id),
-            LabelRound.created_at,
+            col(LabelRound.name),
+            col(LabelRound.source),
+            col(Codebook.name),
+            col(CodebookVersion.version),
+            func.count(col(Coding.id)),
+            col(LabelRound.created_at),
         )
-        .join(CodebookVersion, CodebookVersion.id == LabelRound.codebook_version_id)
-        .join(Codebook, Codebook.id == CodebookVersion.codebook_id)
-        .outerjoin(Coding, Coding.round_id == LabelRound.id)
+        .join(CodebookVersion, col(CodebookVersion.id) == col(LabelRound.codebook_version_id))
+        .join(Codebook, col(Codebook.id) == col(CodebookVersion.codebook_id))
+        .outerjoin(Coding, col(Coding.round_id) == col(LabelRound.id))
         .group_by(
-            LabelRound.id,
+            col(LabelRound.id),
             LabelRound.name,
             LabelRound.source,
             Codebook.name,
-            CodebookVersion.version,
-            LabelRound.created_at,
+            col(CodebookVersion.version),
+            col(LabelRound.created_at),
         )
-        .order_by(LabelRound.created_at, LabelRound.id)
+        .order_by(col(LabelRound.created_at), col(LabelRound.id))
     )
     return _frame(engine, q, ["round", "source", "codebook", "codebook_version", "codings", "created_at"])
 
@@ -88,30 +90,30 @@ def ratings(engine: Engine, round_name: str | None = None, dimension: str | None
     """Valid codings in long format: one row per round, item, coder and dimension, with the code given."""
     q = (
         select(
-            LabelRound.name,
-            CodebookDimension.key,
-            CodebookDimension.position,
+            col(LabelRound.name),
+            col(CodebookDimension.key),
+            col(CodebookDimension.position),
             *_item_columns(),
-            Coder.name,
-            CodebookCode.code,
-            CodebookCode.label,
+            col(Coder.name),
+            col(CodebookCode.code),
+            col(CodebookCode.label),
         )
         .select_from(CodingValue)
-        .join(Coding, Coding.id == CodingValue.coding_id)
-        .join(LabelRound, LabelRound.id == Coding.round_id)
-        .join(Coder, Coder.id == Coding.coder_id)
-        .join(LabelItem, LabelItem.id == Coding.item_id)
-        .outerjoin(Issue, Issue.id == LabelItem.issue_id)
-        .outerjoin(Repository, Repository.id == Issue.repository_id)
-        .join(CodebookDimension, CodebookDimension.id == CodingValue.dimension_id)
-        .join(CodebookCode, CodebookCode.id == CodingValue.code_id)
-        .where(Coding.valid.is_(True))
-        .order_by(LabelRound.name, CodebookDimension.position, LabelItem.id, Coder.name)
+        .join(Coding, col(Coding.id) == col(CodingValue.coding_id))
+        .join(LabelRound, col(LabelRound.id) == col(Coding.round_id))
+        .join(Coder, col(Coder.id) == col(Coding.coder_id))
+        .join(LabelItem, col(LabelItem.id) == col(Coding.item_id))
+        .outerjoin(Issue, col(Issue.id) == col(LabelItem.issue_id))
+        .outerjoin(Repository, col(Repository.id) == col(Issue.repository_id))
+        .join(CodebookDimension, col(CodebookDimension.id) == col(CodingValue.dimension_id))
+        .join(CodebookCode, col(CodebookCode.id) == col(CodingValue.code_id))
+        .where(col(Coding.valid).is_(True))
+        .order_by(LabelRound.name, col(CodebookDimension.position), col(LabelItem.id), col(Coder.name))
     )
     if round_name:
-        q = q.where(LabelRound.name == round_name)
+        q = q.where(col(LabelRound.name) == round_name)
     if dimension:
-        q = q.where(CodebookDimension.key == dimension)
+        q = q.where(col(CodebookDimension.key) == dimension)
     return _frame(
         engine,
         q,
@@ -135,10 +137,10 @@ def ratings(engine: Engine, round_name: str | None = None, dimension: str | None
 def round_coders(engine: Engine, round_name: str) -> list[str]:
     """Every coder with at least one coding (valid or not) in the round."""
     q = (
-        select(Coder.name)
-        .join(Coding, Coding.coder_id == Coder.id)
-        .join(LabelRound, LabelRound.id == Coding.round_id)
-        .where(LabelRound.name == round_name)
+        select(col(Coder.name))
+        .join(Coding, col(Coding.coder_id) == col(Coder.id))
+        .join(LabelRound, col(LabelRound.id) == col(Coding.round_id))
+        .where(col(LabelRound.name) == round_name)
         .distinct()
         .order_by(Coder.name)
     )
@@ -150,22 +152,22 @@ def invalid_codings(engine: Engine, round_name: str | None = None) -> pd.DataFra
     """Codings rejected against the codebook, with the reasons (kept for the report, never counted)."""
     q = (
         select(
-            LabelRound.name,
-            LabelItem.ref,
-            Coder.name,
-            Coding.ls_task_id,
-            Coding.ls_annotation_id,
-            Coding.problems,
-            Coding.updated_at,
+            col(LabelRound.name),
+            col(LabelItem.ref),
+            col(Coder.name),
+            col(Coding.ls_task_id),
+            col(Coding.ls_annotation_id),
+            col(Coding.problems),
+            col(Coding.updated_at),
         )
-        .join(LabelRound, LabelRound.id == Coding.round_id)
-        .join(Coder, Coder.id == Coding.coder_id)
-        .join(LabelItem, LabelItem.id == Coding.item_id)
-        .where(Coding.valid.is_(False))
+        .join(LabelRound, col(LabelRound.id) == col(Coding.round_id))
+        .join(Coder, col(Coder.id) == col(Coding.coder_id))
+        .join(LabelItem, col(LabelItem.id) == col(Coding.item_id))
+        .where(col(Coding.valid).is_(False))
         .order_by(LabelRound.name, LabelItem.ref, Coder.name)
     )
     if round_name:
-        q = q.where(LabelRound.name == round_name)
+        q = q.where(col(LabelRound.name) == round_name)
     return _frame(engine, q, ["round", "item", "coder", "ls_task_id", "ls_annotation_id", "problems", "updated_at"])
 
 
@@ -173,27 +175,27 @@ def final_labels(engine: Engine, round_name: str | None = None) -> pd.DataFrame:
     """Final labels (what analyses use) with the item, its repository and who or what decided."""
     q = (
         select(
-            LabelRound.name,
-            CodebookDimension.key,
+            col(LabelRound.name),
+            col(CodebookDimension.key),
             *_item_columns(),
-            CodebookCode.code,
-            CodebookCode.label,
-            FinalLabel.decided_by,
-            FinalLabel.decided_at,
-            FinalLabel.note,
-            FinalLabel.detail,
+            col(CodebookCode.code),
+            col(CodebookCode.label),
+            col(FinalLabel.decided_by),
+            col(FinalLabel.decided_at),
+            col(FinalLabel.note),
+            col(FinalLabel.detail),
         )
         .select_from(FinalLabel)
-        .join(LabelRound, LabelRound.id == FinalLabel.round_id)
-        .join(LabelItem, LabelItem.id == FinalLabel.item_id)
-        .outerjoin(Issue, Issue.id == LabelItem.issue_id)
-        .outerjoin(Repository, Repository.id == Issue.repository_id)
-        .join(CodebookDimension, CodebookDimension.id == FinalLabel.dimension_id)
-        .join(CodebookCode, CodebookCode.id == FinalLabel.code_id)
-        .order_by(LabelRound.name, LabelItem.id, CodebookDimension.position)
+        .join(LabelRound, col(LabelRound.id) == col(FinalLabel.round_id))
+        .join(LabelItem, col(LabelItem.id) == col(FinalLabel.item_id))
+        .outerjoin(Issue, col(Issue.id) == col(LabelItem.issue_id))
+        .outerjoin(Repository, col(Repository.id) == col(Issue.repository_id))
+        .join(CodebookDimension, col(CodebookDimension.id) == col(FinalLabel.dimension_id))
+        .join(CodebookCode, col(CodebookCode.id) == col(FinalLabel.code_id))
+        .order_by(LabelRound.name, col(LabelItem.id), col(CodebookDimension.position))
     )
     if round_name:
-        q = q.where(LabelRound.name == round_name)
+        q = q.where(col(LabelRound.name) == round_name)
     return _frame(
         engine,
         q,
@@ -224,33 +226,37 @@ def adjudication_history(engine: Engine, round_name: str | None = None, item: st
     new_code, old_code = aliased(CodebookCode), aliased(CodebookCode)
     q = (
         select(
-            LabelRound.name,
-            LabelItem.ref,
-            CodebookDimension.key,
-            AdjudicationHistory.action,
-            old_code.code,
-            old_code.label,
-            AdjudicationHistory.previous_decided_by,
-            new_code.code,
-            new_code.label,
-            AdjudicationHistory.decided_by,
-            AdjudicationHistory.note,
-            AdjudicationHistory.detail,
-            AdjudicationHistory.run_id,
-            AdjudicationHistory.decided_at,
+            *many_columns(
+                col(LabelRound.name),
+                col(LabelItem.ref),
+                col(CodebookDimension.key),
+                col(AdjudicationHistory.action),
+                old_code.code,
+                old_code.label,
+                col(AdjudicationHistory.previous_decided_by),
+                new_code.code,
+                new_code.label,
+                col(AdjudicationHistory.decided_by),
+                col(AdjudicationHistory.note),
+                col(AdjudicationHistory.detail),
+                col(AdjudicationHistory.run_id),
+                col(AdjudicationHistory.decided_at),
+            )
         )
         .select_from(AdjudicationHistory)
-        .join(LabelRound, LabelRound.id == AdjudicationHistory.round_id)
-        .join(LabelItem, LabelItem.id == AdjudicationHistory.item_id)
-        .join(CodebookDimension, CodebookDimension.id == AdjudicationHistory.dimension_id)
-        .outerjoin(new_code, new_code.id == AdjudicationHistory.code_id)
-        .outerjoin(old_code, old_code.id == AdjudicationHistory.previous_code_id)
-        .order_by(LabelRound.name, LabelItem.ref, CodebookDimension.position, AdjudicationHistory.id)
+        .join(LabelRound, col(LabelRound.id) == col(AdjudicationHistory.round_id))
+        .join(LabelItem, col(LabelItem.id) == col(AdjudicationHistory.item_id))
+        .join(CodebookDimension, col(CodebookDimension.id) == col(AdjudicationHistory.dimension_id))
+        .outerjoin(new_code, col(new_code.id) == col(AdjudicationHistory.code_id))
+        .outerjoin(old_code, col(old_code.id) == col(AdjudicationHistory.previous_code_id))
+        .order_by(
+            col(LabelRound.name), col(LabelItem.ref), col(CodebookDimension.position), col(AdjudicationHistory.id)
+        )
     )
     if round_name:
-        q = q.where(LabelRound.name == round_name)
+        q = q.where(col(LabelRound.name) == round_name)
     if item:
-        q = q.where(LabelItem.ref == item)
+        q = q.where(col(LabelItem.ref) == item)
     return _frame(
         engine,
         q,

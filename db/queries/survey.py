@@ -13,8 +13,10 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from sqlalchemy import case, func
 from sqlalchemy.engine import Engine
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
+from db.columns import many_columns
+from db.errors import InteropError
 from db.models.survey import (
     Survey,
     SurveyAnswer,
@@ -33,7 +35,7 @@ CHOICE_KINDS = ("single", "multi")
 TEXT_KINDS = ("text", "number")
 
 
-class SurveyLookupError(LookupError):
+class SurveyLookupError(InteropError):
     """No survey or question by that name."""
 
 
@@ -257,11 +259,13 @@ def derived_values(engine: Engine, flt: SurveyFilter) -> pd.DataFrame:
             _question(session, srv, flt.qid)
         query = (
             select(
-                SurveyResponse.response_key,
-                SurveyQuestion.qid,
-                SurveyDerivedValue.name,
-                SurveyDerivedValue.value,
-                SurveyResponse.excluded,
+                *many_columns(
+                    col(SurveyResponse.response_key),
+                    col(SurveyQuestion.qid),
+                    col(SurveyDerivedValue.name),
+                    col(SurveyDerivedValue.value),
+                    col(SurveyResponse.excluded),
+                )
             )
             .join(SurveyResponse, SurveyResponse.id == SurveyDerivedValue.response_id)
             .join(SurveyQuestion, SurveyQuestion.id == SurveyDerivedValue.question_id)
@@ -386,14 +390,16 @@ def answers(engine: Engine, flt: SurveyFilter) -> pd.DataFrame:
         srv = _survey(session, flt.named())
         rows = session.exec(
             select(
-                SurveyResponse.response_key,
-                SurveyQuestion.qid,
-                SurveyAnswer.position,
-                SurveyAnswer.choice,
-                SurveyAnswer.text,
-                SurveyAnswer.known,
-                SurveyAnswer.value,
-                SurveyResponse.excluded,
+                *many_columns(
+                    col(SurveyResponse.response_key),
+                    col(SurveyQuestion.qid),
+                    col(SurveyAnswer.position),
+                    col(SurveyAnswer.choice),
+                    col(SurveyAnswer.text),
+                    col(SurveyAnswer.known),
+                    col(SurveyAnswer.value),
+                    col(SurveyResponse.excluded),
+                )
             )
             .join(SurveyResponse, SurveyResponse.id == SurveyAnswer.response_id)
             .join(SurveyQuestion, SurveyQuestion.id == SurveyAnswer.question_id)
@@ -412,11 +418,13 @@ def responses(engine: Engine, flt: SurveyFilter) -> pd.DataFrame:
         srv = _survey(session, flt.named())
         rows = session.exec(
             select(
-                SurveyResponse.response_key,
-                SurveyResponse.key_source,
-                SurveyResponse.row_number,
-                SurveyResponse.excluded,
-                SurveyResponse.exclusion_reason,
+                *many_columns(
+                    col(SurveyResponse.response_key),
+                    col(SurveyResponse.key_source),
+                    col(SurveyResponse.row_number),
+                    col(SurveyResponse.excluded),
+                    col(SurveyResponse.exclusion_reason),
+                )
             )
             .where(SurveyResponse.survey_id == srv.id, _included(flt.include_excluded))
             .order_by(SurveyResponse.row_number)

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-import io
+import tempfile
 import warnings
 from importlib import metadata
+from pathlib import Path
 
 from experiments.converters import Converter
 from experiments.core import LoadedModel, seeded_inputs
@@ -42,16 +43,19 @@ class TorchOnnx(Converter):
                     output_names=model.output_names,
                     verbose=False,
                 )
+                if program is None:
+                    raise RuntimeError("torch.onnx.export(dynamo=True) returned no ONNX program")
                 return program.model_proto.SerializeToString()
-            buf = io.BytesIO()
-            torch.onnx.export(
-                model.native,
-                args,
-                buf,
-                dynamo=False,
-                opset_version=opset,
-                input_names=names,
-                output_names=model.output_names,
-                do_constant_folding=False,
-            )
-            return buf.getvalue()
+            with tempfile.TemporaryDirectory(prefix="torch-onnx-") as folder:
+                path = Path(folder) / "model.onnx"
+                torch.onnx.export(
+                    model.native,
+                    args,
+                    path,
+                    dynamo=False,
+                    opset_version=opset,
+                    input_names=names,
+                    output_names=model.output_names,
+                    do_constant_folding=False,
+                )
+                return path.read_bytes()

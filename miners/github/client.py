@@ -19,12 +19,14 @@ import requests
 from github import Auth, Github, GithubException
 from github.Requester import Requester
 
+from db.errors import InteropError
+
 PRIMARY_MESSAGE = "api rate limit exceeded"
 SECONDARY_DEFAULT_WAIT = 60.0
 _LINK_NEXT = re.compile(r'<([^>]+)>\s*;\s*rel="next"')
 
 
-class GitHubError(Exception):
+class GitHubError(InteropError):
     """A GitHub problem the user must see as one line (never contains a token)."""
 
 

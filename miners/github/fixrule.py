@@ -12,6 +12,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from db.errors import InteropError
 from db.models.github_mining import DEFAULT_FIX_RULE_VERSION
 
 DEFAULT_RULE_VERSION = DEFAULT_FIX_RULE_VERSION
@@ -28,7 +29,7 @@ BUILTIN_RULES: dict[str, dict[str, Any]] = {
 }
 
 
-class RuleError(ValueError):
+class RuleError(InteropError):
     """An unknown rule version or a malformed rule definition."""
 
 

@@ -10,6 +10,7 @@ from typing import Any
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
+from db.columns import many_columns
 from db.models.github import Issue, IssueEvent, Repository
 from db.models.github_mining import GithubCursor, IssueFixLink, IssueFixRule
 from db.types import utcnow
@@ -252,24 +253,25 @@ def relink(engine: Engine, rule: FixRule, repo: str | None = None) -> dict[str, 
         )
         if repo:
             stmt = stmt.where(Repository.full_name == repo)
-        issues = dict(session.exec(stmt).all())
+        issues: dict[int, str] = {int(i): name for i, name in session.exec(stmt).all() if i is not None}
         events: dict[int, list[dict[str, Any]]] = {i: [] for i in issues}
-        cols = (
-            IssueEvent.issue_id,
-            IssueEvent.event_key,
-            IssueEvent.event,
-            IssueEvent.commit_id,
-            IssueEvent.source_repository,
-            IssueEvent.source_number,
-            IssueEvent.source_state,
-            IssueEvent.source_is_pull_request,
+        names = (
+            "issue_id",
+            "event_key",
+            "event",
+            "commit_id",
+            "source_repository",
+            "source_number",
+            "source_state",
+            "source_is_pull_request",
         )
+        cols = many_columns(*(col(getattr(IssueEvent, name)) for name in names))
         ids = list(issues)
         for start in range(0, len(ids), 500):
             chunk = ids[start : start + 500]
             stmt_ev = select(*cols).where(col(IssueEvent.issue_id).in_(chunk)).order_by(col(IssueEvent.id))
             for row in session.exec(stmt_ev).all():
-                events[row[0]].append(dict(zip([c.key for c in cols], row, strict=True)))
+                events[row[0]].append(dict(zip(names, row, strict=True)))
         now = utcnow()
         links = []
         for issue_id, full_name in issues.items():

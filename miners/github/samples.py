@@ -10,11 +10,13 @@ from typing import Any
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
+from db.columns import stored_id
+from db.errors import InteropError
 from db.models.github import Issue, IssueSample, IssueSampleMember, Repository
 from db.models.github_mining import IssueFixLink
 
 
-class SampleError(ValueError):
+class SampleError(InteropError):
     """A sample cannot be drawn as asked (unknown repository, too few issues, name taken by other args)."""
 
 
@@ -76,7 +78,7 @@ def draw_sample(
         rows = [
             (i, num)
             for i, num, labels in session.exec(stmt.order_by(col(Issue.number))).all()
-            if label is None or label in (labels or [])
+            if i is not None and (label is None or label in (labels or []))
         ]
         if len(rows) < n:
             raise SampleError(f"only {len(rows)} issue(s) match ({_describe(rule, seed)}); lower --n")
@@ -86,7 +88,7 @@ def draw_sample(
         session.add(sample)
         session.flush()
         for position, (issue_id, _num) in enumerate(picked):
-            session.add(IssueSampleMember(sample_id=sample.id or 0, issue_id=issue_id, position=position))
+            session.add(IssueSampleMember(sample_id=stored_id(sample), issue_id=issue_id, position=position))
         session.commit()
         return SampleResult(name, True, [num for _, num in picked], len(rows))
 

@@ -7,8 +7,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import delete, func, insert
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
+from db.columns import many_columns, stored_id
 from db.models.survey import (
     Survey,
     SurveyAnswer,
@@ -122,7 +123,7 @@ def _upsert_questions(
         fields = _question_fields(qplan, definition_id)
         row = existing.get(qplan.qid)
         if row is None:
-            row = SurveyQuestion(survey_id=survey.id, qid=qplan.qid, **fields)
+            row = SurveyQuestion(survey_id=stored_id(survey), qid=qplan.qid, **fields)
             session.add(row)
             existing[qplan.qid] = row
             result.questions_new += 1
@@ -139,13 +140,15 @@ def _stored_answers(session: Session, survey_id: int) -> dict[int, list[AnswerKe
     """response id -> its answers as comparable tuples, in a stable order."""
     query = (
         select(
-            SurveyAnswer.response_id,
-            SurveyQuestion.qid,
-            SurveyAnswer.position,
-            SurveyAnswer.choice,
-            SurveyAnswer.text,
-            SurveyAnswer.known,
-            SurveyAnswer.value,
+            *many_columns(
+                col(SurveyAnswer.response_id),
+                col(SurveyQuestion.qid),
+                col(SurveyAnswer.position),
+                col(SurveyAnswer.choice),
+                col(SurveyAnswer.text),
+                col(SurveyAnswer.known),
+                col(SurveyAnswer.value),
+            )
         )
         .join(SurveyQuestion, SurveyQuestion.id == SurveyAnswer.question_id)
         .where(SurveyQuestion.survey_id == survey_id)
@@ -159,7 +162,7 @@ def _stored_answers(session: Session, survey_id: int) -> dict[int, list[AnswerKe
 def _stored_derived(session: Session, survey_id: int) -> dict[int, list[DerivedKey]]:
     query = (
         select(SurveyDerivedValue.response_id, SurveyQuestion.qid, SurveyDerivedValue.name, SurveyDerivedValue.value)
-        .join(SurveyQuestion, SurveyQuestion.id == SurveyDerivedValue.question_id)
+        .join(SurveyQuestion, col(SurveyQuestion.id) == col(SurveyDerivedValue.question_id))
         .where(SurveyQuestion.survey_id == survey_id)
     )
     derived: dict[int, list[DerivedKey]] = defaultdict(list)
@@ -256,7 +259,7 @@ def load_plan(
             continue
         row.raw, row.row_number, row.key_source = rplan.raw, rplan.row_number, rplan.key_source
         session.add(row)
-        session.execute(delete(SurveyAnswer).where(SurveyAnswer.response_id == row.id))
+        session.execute(delete(SurveyAnswer).where(col(SurveyAnswer.response_id) == row.id))
         session.execute(delete(SurveyDerivedValue).where(SurveyDerivedValue.response_id == row.id))  # type: ignore[arg-type]
         pending.append((rplan.key, rplan))
         result.responses_updated += 1

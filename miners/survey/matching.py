@@ -20,7 +20,11 @@ from miners.survey.definition import Choice, Question, SurveyDefinition
 from miners.survey.layout import QUESTION_IMPORT_ID
 from miners.survey.reader import QID_PATTERN, ExportColumn, QualtricsExport
 
-TIMING_PARTS = (("First Click", "FIRST_CLICK"), ("Last Click", "LAST_CLICK"), ("Page Submit", "PAGE_SUBMIT"))
+TIMING_PARTS: tuple[tuple[str, str], ...] = (
+    ("First Click", "FIRST_CLICK"),
+    ("Last Click", "LAST_CLICK"),
+    ("Page Submit", "PAGE_SUBMIT"),
+)
 TIMING_PARTS += (("Click Count", "CLICK_COUNT"),)
 META_PARTS = (("Browser", "BROWSER"), ("Version", "VERSION"), ("Operating System", "OS"), ("Resolution", "RESOLUTION"))
 SHOWN = 8
@@ -141,7 +145,14 @@ def _choice_units(q: Question) -> list[Unit]:
     extra = []
     if q.source_type.startswith("MC/NPS"):
         extra.append(
-            Slot(q.tag, "derived", (f"{q.tag}_NPS_GROUP",), ((f"{q.qid}_NPS_GROUP", None),), False, "NPS group")
+            Slot(
+                q.tag,
+                "derived",
+                (f"{q.tag}_NPS_GROUP",),
+                ((f"{q.qid}_NPS_GROUP", None),),
+                required=False,
+                label="NPS group",
+            )
         )
     joined = Alternative([target], [Slot(q.tag, "value", (q.tag,), ((q.qid, None),)), *texts, *extra])
     if kind == "single":
@@ -308,7 +319,7 @@ def match_columns(definition: SurveyDefinition, export: QualtricsExport, not_que
             target.key = renamed.get(target.key, target.key)
             if target.key in result.columns:
                 result.targets.append(target)
-    _unclaimed(definition, export, claimed | dict.fromkeys(not_questions), result)  # type: ignore[arg-type]
+    _unclaimed(definition, export, claimed | dict.fromkeys(not_questions), result)
     return result
 
 

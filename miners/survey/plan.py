@@ -218,9 +218,9 @@ def build_plan(
         response = ResponsePlan(key=key, key_source=source, row_number=row.row_number, raw=dict(row.cells))
         for question in plans:
             response.answers.extend(_answers(question, row.cells, row.row_number, ignore, plan, by_name))
-        for column, (qid, label) in derived.items():
-            if column in row.cells:
-                response.derived.append(DerivedPlan(qid, label, row.cells[column]))
+        for name, (qid, label) in derived.items():
+            if name in row.cells:
+                response.derived.append(DerivedPlan(qid, label, row.cells[name]))
         plan.responses.append(response)
     _guess_value_format(export, plan)
     return plan
@@ -279,7 +279,7 @@ def _answers(
     letter = columns[question.qid].letter
     where = f"{question.qid} (column {letter})"
     if question.kind == "text":
-        found = [(None, value)] if value is not None else []
+        found: list[tuple[str | None, str]] = [(None, value)] if value is not None else []
         found += list(texts.items())  # a _TEXT column of a question overridden to free text keeps its label
         return [AnswerPlan(question.qid, i, choice, text) for i, (choice, text) in enumerate(found)]
     selected: list[tuple[str, bool]] = []

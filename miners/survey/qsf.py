@@ -222,7 +222,8 @@ def parse_definition(data: Any, source: str = "<definition>") -> SurveyDefinitio
     elements = list(elements.values()) if isinstance(elements, dict) else elements
     if not isinstance(elements, list):
         raise DefinitionError(f"{source}: SurveyElements must be a list of elements")
-    entry = data.get("SurveyEntry") if isinstance(data.get("SurveyEntry"), dict) else {}
+    found = data.get("SurveyEntry")
+    entry: dict[str, Any] = found if isinstance(found, dict) else {}
     payloads: dict[str, dict[str, Any]] = {}
     blocks: list[dict[str, Any]] = []
     flow: Any = None

@@ -13,6 +13,8 @@ from datetime import date, datetime, time
 from pathlib import Path
 from typing import Any
 
+from db.errors import ExportError
+
 #: A question column as Qualtrics names it by default: Q12, Q12_3, Q12_3_TEXT, QID12, Q12#1_2 …
 QID_PATTERN = re.compile(r"^Q(?:ID)?\d+([_#.]\w+)*$", re.IGNORECASE)
 #: Legacy exports name every column V1, V2, … in row 1 for the ten metadata fields (ResponseID first).
@@ -56,10 +58,6 @@ METADATA_COLUMNS = frozenset(
 RESPONSE_ID_COLUMNS = ("ResponseId", "ResponseID", "_recordId")
 _IDENTIFIER = re.compile(r"^[A-Za-z_][\w .#()-]*$")
 _COLUMN_LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
-
-
-class ExportError(ValueError):
-    """The file is not a usable Qualtrics export; the message names the file, row and field."""
 
 
 @dataclass(frozen=True)
@@ -298,8 +296,9 @@ def _check_text_row(path: Path, texts: list[str | None], below: list[list[str | 
     answers_below: dict[int, set[str]] = {i: set() for i, _ in filled}
     for row in below:
         for i, values in answers_below.items():
-            if i < len(row) and row[i] is not None:
-                values.add(row[i])
+            cell = row[i] if i < len(row) else None
+            if cell is not None:
+                values.add(cell)
     repeated = [i for i, t in filled if t in answers_below[i]]
     if len(repeated) * 2 > len(filled):
         raise ExportError(

@@ -15,6 +15,7 @@ from typing import Any
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
+from db.errors import first_line
 from db.ingest import RunLog
 from db.mining import Batch
 from miners.survey.definition import SurveyDefinition
@@ -34,8 +35,7 @@ class SurveyImportError(ExportError):
 
 def database_error(exc: SQLAlchemyError) -> SurveyImportError:
     """A database error during a survey command, most likely a missing schema, as one actionable line."""
-    first = str(getattr(exc, "orig", exc)).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-    return SurveyImportError(f"database error ({first}); is the schema current? run `interop db upgrade`")
+    return SurveyImportError(f"database error ({first_line(exc)}); is the schema current? run `interop db upgrade`")
 
 
 @dataclass(frozen=True)
