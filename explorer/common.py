@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import json
 from collections.abc import Callable, Sequence
@@ -30,13 +31,28 @@ def masked_url() -> str:
     return mask_url(database_url())
 
 
+def _encode(value: Any) -> Any:
+    """JSON for a query argument; a typed filter (a dataclass) keeps its class so `_decode` can rebuild it."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        cls = type(value)
+        return {"__filter__": f"{cls.__module__}:{cls.__qualname__}", **dataclasses.asdict(value)}
+    return str(value)
+
+
+def _decode(value: dict[str, Any]) -> Any:
+    if "__filter__" not in value:
+        return value
+    module, name = value.pop("__filter__").split(":")
+    return getattr(importlib.import_module(module), name)(**value)
+
+
 def _call(target: str, url: str, kwargs_json: str) -> Any:
     """Run db.queries function `module:name` on the engine of `url`."""
     from db.engine import get_engine
 
     module, name = target.split(":")
     fn = getattr(importlib.import_module(module), name)
-    return fn(get_engine(url), **json.loads(kwargs_json))
+    return fn(get_engine(url), **json.loads(kwargs_json, object_hook=_decode))
 
 
 @st.cache_data(ttl=CACHE_TTL_S, show_spinner=False, max_entries=512)
@@ -53,9 +69,10 @@ def _versioned_call(target: str, url: str, kwargs_json: str, version: str) -> An
 
 def query(fn: Callable[..., T], *, version: Any = None, **kwargs: Any) -> T:
     """Call a db/queries function `fn(engine, **kwargs)` through the cache: for CACHE_TTL_S, or, with a data
-    `version` (e.g. the number and newest id of conversion runs), until that version changes."""
+    `version` (e.g. the number and newest id of conversion runs), until that version changes. A typed filter
+    (a frozen dataclass such as IssueFilter) is passed by keyword and rebuilt from its fields."""
     target = f"{fn.__module__}:{fn.__name__}"
-    arguments = json.dumps(kwargs, sort_keys=True, default=str)
+    arguments = json.dumps(kwargs, sort_keys=True, default=_encode)
     if version is not None:
         return _versioned_call(target, database_url(), arguments, str(version))  # type: ignore[no-any-return]
     return _cached_call(target, database_url(), arguments)  # type: ignore[no-any-return]
@@ -115,6 +132,40 @@ def empty_state(what: str, *commands: str) -> None:
     """Say what is missing and which command fills it."""
     lines = "\n".join(f"    {c}" for c in commands)
     st.info(f"No {what} in this database yet. Fill it with:\n\n{lines}", icon=":material/info:")
+
+
+#: How a page shows a missing value (never "None", "NaT" or "nan").
+MISSING = "—"
+
+
+def _missing(value: Any) -> bool:
+    import pandas as pd
+
+    return value is None or value is pd.NA or value is pd.NaT or (isinstance(value, float) and value != value)
+
+
+def for_display(frame: Any, *, dates: Sequence[str] = ()) -> Any:
+    """A copy of a DataFrame to show: timestamps as UTC text (`dates`: day only), booleans as yes/no, and every
+    missing value as MISSING; complete numeric columns stay numbers (right-aligned, sortable)."""
+    import pandas as pd
+
+    out = frame.copy()
+    for column in out.columns:
+        values = out[column]
+        if pd.api.types.is_datetime64_any_dtype(values.dtype):
+            text = values.dt.strftime("%Y-%m-%d" if column in dates else "%Y-%m-%d %H:%M")
+            out[column] = text.astype(object).where(values.notna(), MISSING)
+            continue
+        present = [v for v in values if not _missing(v)]
+        if present and all(isinstance(v, bool) for v in present):
+            out[column] = values.astype(object).map(lambda v: MISSING if _missing(v) else ("yes" if v else "no"))
+        elif len(present) == len(values):
+            continue
+        elif pd.api.types.is_numeric_dtype(values.dtype):
+            out[column] = values.astype(object).map(lambda v: MISSING if _missing(v) else f"{v:g}")
+        else:
+            out[column] = values.astype(object).map(lambda v: MISSING if _missing(v) else v)
+    return out
 
 
 def error_box(exc: Exception) -> None:

@@ -119,6 +119,8 @@ def test_issues_page_filters_from_the_url_and_detail(seeded: Seeded) -> None:
     open_per_repo = seeded.per_repo["pytorch/pytorch"] - seeded.closed_issues // 2
     assert metrics(at)["Matching issues"] == str(open_per_repo)
     assert metrics(at)["Closed"] == "0"
+    listed = next(d.value for d in at.dataframe if "title" in d.value.columns)
+    assert set(listed["closed_at"]) == {"—"} and set(listed["fix_linked"]) == {"—"}  # missing values, not None
 
     at = open_page("issues", sample="pilot", issue="pytorch/pytorch#1001")
     assert metrics(at)["Matching issues"] == str(seeded.sample_members)
@@ -220,4 +222,4 @@ def test_issues_fix_linked_filter_uses_stored_verdicts(seeded: Seeded, cli) -> N
     at = open_page("issues", fixed="no", issue="pytorch/pytorch#1003")
     assert metrics(at)["Matching issues"] == str(seeded.issues - seeded.closed_issues)
     verdicts = next(d.value for d in at.dataframe if "rule_version" in d.value.columns)
-    assert verdicts["fix_linked"].tolist() == [False]
+    assert verdicts["fix_linked"].tolist() == ["no"]

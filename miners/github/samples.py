@@ -11,7 +11,7 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
 from db.models.github import Issue, IssueSample, IssueSampleMember, Repository
-from db.models.github_mining import IssueFixLink
+from db.models.github_mining import DEFAULT_FIX_RULE_VERSION, IssueFixLink
 
 
 class SampleError(ValueError):
@@ -34,7 +34,7 @@ def draw_sample(
     n: int,
     seed: int,
     fixed_only: bool = False,
-    rule_version: str = "study-v1",
+    rule_version: str = DEFAULT_FIX_RULE_VERSION,
     label: str | None = None,
     state: str | None = None,
 ) -> SampleResult:
