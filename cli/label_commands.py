@@ -200,6 +200,7 @@ def agreement(
     """Percent agreement, Cohen's κ per pair, Fleiss' κ, Krippendorff's α, Gwet's AC1 with 95% bootstrap CIs."""
     import json
 
+    from db.queries.labeling import LabelFilter
     from db.queries.labeling import ratings as load_ratings
     from labeling.agreement import (
         agreement_report,
@@ -214,7 +215,9 @@ def agreement(
     _check_choices(fmt, ("table", "json", "csv"), round_name, {"--dimension": dimension})
     eng = engine()
     with _labeling_errors():
-        frame = load_ratings(eng, round_name, dimension)
+        frame = load_ratings(
+            eng, LabelFilter(rounds=(round_name,) if round_name else (), dimensions=(dimension,) if dimension else ())
+        )
         if frame.empty:
             raise LabelingError(
                 "no valid codings"
@@ -434,17 +437,15 @@ def finals(
     fmt: str = typer.Option("table", "--format", help="table | json | csv"),
 ) -> None:
     """Final labels with who decided, the reviewer's note and the codings weighed (or their whole history)."""
-    from db.queries.labeling import adjudication_history, final_labels
+    from db.queries.labeling import LabelFilter, adjudication_history, final_labels
     from labeling.finals import evidence_text
 
     _check_choices(fmt, ("table", "json", "csv"), round_name, {})
     eng = engine()
     if history:
-        frame = adjudication_history(eng, round_name, item)
+        frame = adjudication_history(eng, LabelFilter(rounds=(round_name,), item=item))
     else:
-        frame = final_labels(eng, round_name)
-        if item:
-            frame = frame[frame["item"] == item]
+        frame = final_labels(eng, LabelFilter(rounds=(round_name,), item=item))
     if frame.empty:
         fail(
             f"no {'decisions' if history else 'final labels'} in round {round_name!r}"
@@ -516,14 +517,14 @@ def taxonomy(
     fmt: Literal["table", "csv"] = typer.Option("table", "--format", help="Output format."),
 ) -> None:
     """Distribution of final labels per converter (and a cross-tab, e.g. symptom × cause)."""
-    from db.queries.labeling import crosstab, taxonomy_distribution
+    from db.queries.labeling import LabelFilter, crosstab, taxonomy_distribution
 
     keys = _check_choices(fmt, ("table", "csv"), round_name, {"--dimension": dimension, "--crosstab": crosstab_with})
     if crosstab_with == dimension:
         others = ", ".join(k for k in keys if k != dimension)
         fail(f"--crosstab {crosstab_with!r} is the --dimension itself: choose one of {others}")
     eng = engine()
-    dist = taxonomy_distribution(eng, dimension, round_name)
+    dist = taxonomy_distribution(eng, LabelFilter(rounds=(round_name,) if round_name else ()), dimension)
     if dist.empty:
         fail(
             f"no final labels for dimension {dimension!r}"
@@ -536,5 +537,5 @@ def taxonomy(
         shown = dist.assign(share=dist["share"].map(lambda v: f"{v:.1%}"))
         console.print(shown.to_string(index=False))
     if crosstab_with:
-        table = crosstab(eng, dimension, crosstab_with, round_name)
+        table = crosstab(eng, LabelFilter(rounds=(round_name,) if round_name else ()), dimension, crosstab_with)
         typer.echo(table.to_csv() if fmt == "csv" else f"\n{table.to_string()}")

@@ -96,6 +96,7 @@ def test_issues_page_shows_coded_failures_over_time(labeled: None, engine) -> No
         issues = session.exec(select(Issue).order_by(Issue.id)).all()
         for i, issue in enumerate(issues):
             issue.created_at = datetime(2021, 1, 1, tzinfo=UTC) + timedelta(days=10 * i)
+            issue.hydrated = True  # as a GitHub mine leaves it
             session.add(issue)
         session.commit()
     st.cache_data.clear()
@@ -125,6 +126,6 @@ def test_progress_uses_label_studio_assignments(labeled: None, engine) -> None: 
     at = open_page("labeling")
     progress = next(d.value for d in at.dataframe if "items_coded" in d.value.columns)
     r1 = progress[(progress["round"] == "pilotstudy") & (progress["coder"] == "R1")].iloc[0]
-    assert r1["assigned"] == 80 and r1["share"] == 60 / 80
+    assert r1["assigned"] == "80" and r1["share"] == 60 / 80
     r2 = progress[(progress["round"] == "pilotstudy") & (progress["coder"] == "R2")].iloc[0]
     assert r2["share"] == 1.0  # no Label Studio assignment: out of the round's items
