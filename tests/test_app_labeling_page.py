@@ -129,3 +129,19 @@ def test_progress_uses_label_studio_assignments(labeled: None, engine) -> None: 
     assert r1["assigned"] == "80" and r1["share"] == 60 / 80
     r2 = progress[(progress["round"] == "pilotstudy") & (progress["coder"] == "R2")].iloc[0]
     assert r2["share"] == 1.0  # no Label Studio assignment: out of the round's items
+
+
+def test_the_cli_and_the_app_count_the_same_final_labels(labeled: None, cli) -> None:  # type: ignore[no-untyped-def]
+    """`label taxonomy` and the Labeling page's taxonomy chart read the same function with the same filter."""
+    import io
+
+    import pandas as pd
+
+    result = cli("label", "taxonomy", "--dimension", "cause", "--format", "csv")
+    assert result.exit_code == 0, result.output
+    printed = pd.read_csv(io.StringIO(result.output))
+    at = open_page("labeling", dim="cause")
+    shown = next(chart_data(c) for c in at.get("vega_lite_chart") if "share" in chart_data(c).columns)
+    key = ["repository", "label", "count"]
+    assert sorted(map(tuple, printed[key].values.tolist())) == sorted(map(tuple, shown[key].values.tolist()))
+    assert len(printed) > 5
