@@ -157,7 +157,7 @@ def for_display(frame: Any, *, dates: Sequence[str] = ()) -> Any:
             out[column] = text.astype(object).where(values.notna(), MISSING)
             continue
         present = [v for v in values if not _missing(v)]
-        if present and all(isinstance(v, bool) for v in present):
+        if pd.api.types.is_bool_dtype(values.dtype) or (present and all(isinstance(v, bool) for v in present)):
             out[column] = values.astype(object).map(lambda v: MISSING if _missing(v) else ("yes" if v else "no"))
         elif len(present) == len(values):
             continue

@@ -145,3 +145,27 @@ def test_the_cli_and_the_app_count_the_same_final_labels(labeled: None, cli) -> 
     key = ["repository", "label", "count"]
     assert sorted(map(tuple, printed[key].values.tolist())) == sorted(map(tuple, shown[key].values.tolist()))
     assert len(printed) > 5
+
+
+def test_invalid_codings_are_shown_with_why_and_counted_in_progress(labeled: None, engine) -> None:  # type: ignore[no-untyped-def]
+    from sqlmodel import Session, select
+
+    from db.models.labeling import Coder, Coding, LabelItem, LabelRound
+
+    with Session(engine) as session:
+        rnd = session.exec(select(LabelRound).where(LabelRound.name == "pilotstudy")).one()
+        zoe = Coder(name="zoe")
+        session.add(zoe)
+        session.flush()
+        item = session.exec(select(LabelItem).order_by(LabelItem.id)).first()
+        session.add(Coding(round_id=rnd.id, item_id=item.id, coder_id=zoe.id, valid=False, problems=["unknown choice"]))
+        session.commit()
+    st.cache_data.clear()
+    at = open_page("labeling", round="pilotstudy")
+    frames = [d.value for d in at.dataframe]
+    invalid = next(f for f in frames if "problems" in f.columns)
+    assert invalid[["coder", "problems"]].values.tolist() == [["zoe", "unknown choice"]]
+    assert set(invalid["ls_task_id"]) == {"—"}  # a missing value is a dash, not None
+    progress = next(f for f in frames if "items_coded" in f.columns).set_index(["round", "coder"])
+    assert progress.loc[("pilotstudy", "zoe"), "invalid_codings"] == 1
+    assert progress.loc[("pilotstudy", "zoe"), "items_coded"] == 0

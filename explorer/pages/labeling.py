@@ -85,6 +85,16 @@ else:
         },
     )
 
+invalid = query(labeling_q.invalid_codings, f=LabelFilter(rounds=(chosen,)))
+if not invalid.empty:
+    with st.expander(f"Invalid codings in round `{chosen}`: {len(invalid)} (kept, never counted)"):
+        st.dataframe(
+            for_display(invalid.assign(problems=invalid["problems"].map(lambda p: "; ".join(p or [])))),
+            hide_index=True,
+            width="stretch",
+            column_config={"problems": st.column_config.TextColumn("why rejected", width="large")},
+        )
+
 st.subheader(f"Agreement in round `{chosen}`")
 ratings = query(labeling_q.ratings, f=LabelFilter(rounds=(chosen,)))
 if ratings.empty or ratings["coder"].nunique() < 2:
