@@ -8,22 +8,20 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
-from typing import Any, Literal
+from typing import Any, Literal, TypeVarTuple
 
 import pandas as pd
 from sqlalchemy import Boolean, ColumnElement, Select, and_, case, exists, func, literal, select
 from sqlalchemy.engine import Engine
 
+from db.models.base import core_table
 from db.models.github import Issue, IssueEvent, IssueSample, IssueSampleMember, Repository
 from db.models.github_mining import DEFAULT_FIX_RULE_VERSION, IssueFixLink
 from db.models.views import issue_codes
 
-ISSUE = Issue.__table__  # type: ignore[attr-defined]
-REPO = Repository.__table__  # type: ignore[attr-defined]
-EVENT = IssueEvent.__table__  # type: ignore[attr-defined]
-SAMPLE = IssueSample.__table__  # type: ignore[attr-defined]
-MEMBER = IssueSampleMember.__table__  # type: ignore[attr-defined]
-FIX = IssueFixLink.__table__  # type: ignore[attr-defined]
+ISSUE, REPO, EVENT = core_table(Issue), core_table(Repository), core_table(IssueEvent)
+SAMPLE, MEMBER, FIX = core_table(IssueSample), core_table(IssueSampleMember), core_table(IssueFixLink)
+Ts = TypeVarTuple("Ts")
 
 LabelMode = Literal["any", "all"]
 LABEL_MODES: tuple[LabelMode, ...] = ("any", "all")
@@ -137,7 +135,7 @@ def _labels_match(engine: Engine, labels: tuple[str, ...], mode: LabelMode) -> C
         from sqlalchemy.dialects.postgresql import ARRAY, TEXT
 
         operator = "?|" if mode == "any" else "?&"
-        return ISSUE.c.labels.op(operator, return_type=Boolean)(literal(list(labels), ARRAY(TEXT)))  # type: ignore[no-any-return]
+        return ISSUE.c.labels.op(operator, return_type=Boolean)(literal(list(labels), ARRAY(TEXT)))
     each = func.json_each(ISSUE.c.labels).table_valued("value")
     if mode == "any":
         return exists(select(literal(1)).select_from(each).where(each.c.value.in_(labels)))
@@ -149,7 +147,7 @@ def _midnight(day: date) -> datetime:
     return datetime.combine(day, time(), tzinfo=UTC)
 
 
-def _where(engine: Engine, stmt: Select[Any], f: IssueFilter) -> Select[Any]:
+def _where(engine: Engine, stmt: Select[*Ts], f: IssueFilter) -> Select[*Ts]:
     """`stmt` (selecting from issue JOIN repository) narrowed to the issues `f` describes."""
     if f.mined is not None:
         stmt = stmt.where(ISSUE.c.hydrated.is_(f.mined))
@@ -246,7 +244,7 @@ def issue_summary(engine: Engine, f: IssueFilter) -> pd.DataFrame:
     ).group_by(REPO.c.full_name)
     columns = ["repository", "issues", "closed", "with_commit_event", "fix_linked"]
     with engine.connect() as conn:
-        rows = [tuple(r) for r in conn.execute(stmt.order_by(REPO.c.full_name))]
+        rows = [r._tuple() for r in conn.execute(stmt.order_by(REPO.c.full_name))]
     frame = pd.DataFrame(rows, columns=columns)
     return frame.astype({c: "int64" for c in columns[1:]})
 
@@ -274,7 +272,7 @@ def issue_list(engine: Engine, f: IssueFilter, *, limit: int | None = 100, offse
         stmt = stmt.order_by(ISSUE.c.created_at.desc(), ISSUE.c.number.desc(), ISSUE.c.id.desc())
     stmt = stmt.limit(limit).offset(offset)
     with engine.connect() as conn:
-        frame = pd.DataFrame([tuple(r) for r in conn.execute(stmt)], columns=LIST_COLUMNS)
+        frame = pd.DataFrame([r._tuple() for r in conn.execute(stmt)], columns=LIST_COLUMNS)
     frame["labels"] = frame["labels"].map(lambda v: list(v or []))
     frame["fix_linked"] = frame["fix_linked"].astype("boolean")
     frame["mined"] = frame["mined"].astype(bool)
@@ -298,7 +296,7 @@ def issues_over_time(engine: Engine, f: IssueFilter) -> pd.DataFrame:
         ).group_by(month, REPO.c.full_name)
         parts.append(stmt)
     with engine.connect() as conn:
-        rows = [tuple(r) for part in parts for r in conn.execute(part)]
+        rows = [r._tuple() for part in parts for r in conn.execute(part)]
     frame = _months(pd.DataFrame(rows, columns=["month", "repository", "what", "issues"]))
     return frame.sort_values(["month", "repository", "what"], ignore_index=True)
 
@@ -321,7 +319,7 @@ def coded_over_time(engine: Engine, f: IssueFilter, dimension: str = "symptom") 
     ).subquery()
     stmt = select(pairs.c.month, pairs.c.code, func.count()).group_by(pairs.c.month, pairs.c.code)
     with engine.connect() as conn:
-        frame = pd.DataFrame([tuple(r) for r in conn.execute(stmt)], columns=["month", "code", "issues"])
+        frame = pd.DataFrame([r._tuple() for r in conn.execute(stmt)], columns=["month", "code", "issues"])
     return _months(frame).sort_values(["month", "code"], ignore_index=True)
 
 
@@ -365,6 +363,6 @@ def issue_detail(engine: Engine, ref: IssueRef) -> IssueDetail | None:
     timeline["created_at"] = pd.to_datetime(timeline["created_at"], utc=True)
     timeline["source_number"] = timeline["source_number"].astype("Int64")  # acme/other#902, not 902.0 beside NULLs
     fixes = pd.DataFrame(
-        [tuple(v) for v in verdicts], columns=["rule_version", "fix_linked", "evidence", "evaluated_at"]
+        [v._tuple() for v in verdicts], columns=["rule_version", "fix_linked", "evidence", "evaluated_at"]
     )
     return IssueDetail(issue=dict(row), timeline=timeline, samples=list(samples), fix_verdicts=fixes)

@@ -8,13 +8,13 @@ item × dimension × coder or final; "the newest final label" is decided here, o
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVarTuple
 
 import pandas as pd
 from sqlalchemy import Float, Select, and_, cast, distinct, func, select, union
 from sqlalchemy.engine import Engine
-from sqlalchemy.orm import aliased
 
+from db.models.base import core_table
 from db.models.github import Issue, Repository
 from db.models.labeling import (
     AdjudicationHistory,
@@ -33,7 +33,17 @@ from db.models.labeling import (
 )
 from db.models.views import issue_codes
 
+Ts = TypeVarTuple("Ts")
+
+
 CODES = issue_codes
+ISSUE, REPO = core_table(Issue), core_table(Repository)
+BOOK, VERSION = core_table(Codebook), core_table(CodebookVersion)
+DIM, CODE = core_table(CodebookDimension), core_table(CodebookCode)
+ITEM, ROUND, CODER = core_table(LabelItem), core_table(LabelRound), core_table(Coder)
+CODING, VALUE = core_table(Coding), core_table(CodingValue)
+FINAL, HISTORY = core_table(FinalLabel), core_table(AdjudicationHistory)
+PROJECT, TASK = core_table(LsProject), core_table(LsTask)
 
 
 def _strings(value: Any) -> tuple[str, ...]:
@@ -61,7 +71,7 @@ class LabelFilter:
         object.__setattr__(self, "item", self.item or None)
 
 
-def _narrow(stmt: Select[Any], f: LabelFilter, **columns: Any) -> Select[Any]:
+def _narrow(stmt: Select[*Ts], f: LabelFilter, **columns: Any) -> Select[*Ts]:
     """`stmt` narrowed by the fields of `f` whose column is given (round=…, dimension=…, coder=…, …)."""
     wanted = {"round": f.rounds, "dimension": f.dimensions, "coder": f.coders, "repository": f.repositories}
     for name, values in wanted.items():
@@ -72,10 +82,10 @@ def _narrow(stmt: Select[Any], f: LabelFilter, **columns: Any) -> Select[Any]:
     return stmt
 
 
-def _frame(engine: Engine, stmt: Select[Any], columns: list[str]) -> pd.DataFrame:
+def _frame(engine: Engine, stmt: Select[*Ts], columns: list[str]) -> pd.DataFrame:
     with engine.connect() as conn:
         rows = conn.execute(stmt).all()
-    return pd.DataFrame([tuple(r) for r in rows], columns=columns)
+    return pd.DataFrame([r._tuple() for r in rows], columns=columns)
 
 
 # --- codebooks and rounds -----------------------------------------------------------------------------------
@@ -85,15 +95,15 @@ def codebook_versions(engine: Engine) -> pd.DataFrame:
     """One row per stored codebook version."""
     q = (
         select(
-            Codebook.name,
-            CodebookVersion.version,
-            CodebookVersion.declared_version,
-            CodebookVersion.source,
-            CodebookVersion.loaded_at,
-            CodebookVersion.content_hash,
+            BOOK.c.name,
+            VERSION.c.version,
+            VERSION.c.declared_version,
+            VERSION.c.source,
+            VERSION.c.loaded_at,
+            VERSION.c.content_hash,
         )
-        .join(CodebookVersion, CodebookVersion.codebook_id == Codebook.id)
-        .order_by(Codebook.name, CodebookVersion.version)
+        .join(VERSION, VERSION.c.codebook_id == BOOK.c.id)
+        .order_by(BOOK.c.name, VERSION.c.version)
     )
     return _frame(engine, q, ["codebook", "version", "declared_version", "source", "loaded_at", "content_hash"])
 
@@ -102,34 +112,34 @@ def rounds(engine: Engine, f: LabelFilter | None = None) -> pd.DataFrame:
     """Rounds (oldest first) with their source, codebook version and how many codings they hold."""
     q = (
         select(
-            LabelRound.name,
-            LabelRound.source,
-            Codebook.name,
-            CodebookVersion.version,
-            func.count(Coding.id),
-            LabelRound.created_at,
+            ROUND.c.name,
+            ROUND.c.source,
+            BOOK.c.name,
+            VERSION.c.version,
+            func.count(CODING.c.id),
+            ROUND.c.created_at,
         )
-        .join(CodebookVersion, CodebookVersion.id == LabelRound.codebook_version_id)
-        .join(Codebook, Codebook.id == CodebookVersion.codebook_id)
-        .outerjoin(Coding, Coding.round_id == LabelRound.id)
+        .join(VERSION, VERSION.c.id == ROUND.c.codebook_version_id)
+        .join(BOOK, BOOK.c.id == VERSION.c.codebook_id)
+        .outerjoin(CODING, CODING.c.round_id == ROUND.c.id)
         .group_by(
-            LabelRound.id,
-            LabelRound.name,
-            LabelRound.source,
-            Codebook.name,
-            CodebookVersion.version,
-            LabelRound.created_at,
+            ROUND.c.id,
+            ROUND.c.name,
+            ROUND.c.source,
+            BOOK.c.name,
+            VERSION.c.version,
+            ROUND.c.created_at,
         )
-        .order_by(LabelRound.created_at, LabelRound.id)
+        .order_by(ROUND.c.created_at, ROUND.c.id)
     )
-    q = _narrow(q, f or LabelFilter(), round=LabelRound.name)
+    q = _narrow(q, f or LabelFilter(), round=ROUND.c.name)
     return _frame(engine, q, ["round", "source", "codebook", "codebook_version", "codings", "created_at"])
 
 
 # --- codings ------------------------------------------------------------------------------------------------
 
 
-def _codes_narrowed(stmt: Select[Any], f: LabelFilter) -> Select[Any]:
+def _codes_narrowed(stmt: Select[*Ts], f: LabelFilter) -> Select[*Ts]:
     return _narrow(
         stmt,
         f,
@@ -153,12 +163,12 @@ def ratings(engine: Engine, f: LabelFilter) -> pd.DataFrame:
             CODES.c.item_ref,
             CODES.c.repository,
             CODES.c.issue_number,
-            Issue.title,
+            ISSUE.c.title,
             CODES.c.coder,
             CODES.c.code,
             CODES.c.label,
         )
-        .select_from(CODES.outerjoin(Issue, Issue.id == CODES.c.issue_id))
+        .select_from(CODES.outerjoin(ISSUE, ISSUE.c.id == CODES.c.issue_id))
         .where(CODES.c.value_source == "coding")
         .order_by(CODES.c.round, CODES.c.dimension_position, CODES.c.item_id, CODES.c.coder)
     )
@@ -170,21 +180,21 @@ def invalid_codings(engine: Engine, f: LabelFilter) -> pd.DataFrame:
     """Codings rejected against the codebook, with the reasons (kept for the report, never counted)."""
     q = (
         select(
-            LabelRound.name,
-            LabelItem.ref,
-            Coder.name,
-            Coding.ls_task_id,
-            Coding.ls_annotation_id,
-            Coding.problems,
-            Coding.updated_at,
+            ROUND.c.name,
+            ITEM.c.ref,
+            CODER.c.name,
+            CODING.c.ls_task_id,
+            CODING.c.ls_annotation_id,
+            CODING.c.problems,
+            CODING.c.updated_at,
         )
-        .join(LabelRound, LabelRound.id == Coding.round_id)
-        .join(Coder, Coder.id == Coding.coder_id)
-        .join(LabelItem, LabelItem.id == Coding.item_id)
-        .where(Coding.valid.is_(False))
-        .order_by(LabelRound.name, LabelItem.ref, Coder.name)
+        .join(ROUND, ROUND.c.id == CODING.c.round_id)
+        .join(CODER, CODER.c.id == CODING.c.coder_id)
+        .join(ITEM, ITEM.c.id == CODING.c.item_id)
+        .where(CODING.c.valid.is_(False))
+        .order_by(ROUND.c.name, ITEM.c.ref, CODER.c.name)
     )
-    q = _narrow(q, f, round=LabelRound.name, coder=Coder.name, item=LabelItem.ref)
+    q = _narrow(q, f, round=ROUND.c.name, coder=CODER.c.name, item=ITEM.c.ref)
     return _frame(engine, q, ["round", "item", "coder", "ls_task_id", "ls_annotation_id", "problems", "updated_at"])
 
 
@@ -193,60 +203,62 @@ def coder_progress(engine: Engine, f: LabelFilter) -> pd.DataFrame:
     assigned in Label Studio, items of the round, and `share` done = coded of assigned (sheet rounds: of the
     round's coded items), with the round's source and codebook version."""
     pairs = union(
-        select(Coding.round_id, Coding.coder_id),
-        select(LsProject.round_id, LsProject.coder_id)
-        .join(LsTask, LsTask.project_id == LsProject.id)
-        .where(LsProject.purpose == "coding", LsProject.coder_id.is_not(None)),
+        select(CODING.c.round_id, CODING.c.coder_id),
+        select(PROJECT.c.round_id, PROJECT.c.coder_id)
+        .join(TASK, TASK.c.project_id == PROJECT.c.id)
+        .where(PROJECT.c.purpose == "coding", PROJECT.c.coder_id.is_not(None)),
     ).subquery()
-    valid = and_(Coding.round_id == pairs.c.round_id, Coding.valid.is_(True))
+    valid = and_(CODING.c.round_id == pairs.c.round_id, CODING.c.valid.is_(True))
 
-    def scalar(stmt: Select[Any]) -> Any:
+    def scalar(stmt: Select[*tuple[Any, ...]]) -> Any:
         return stmt.scalar_subquery()
 
-    items_coded = scalar(select(func.count(distinct(Coding.item_id))).where(valid, Coding.coder_id == pairs.c.coder_id))
+    items_coded = scalar(
+        select(func.count(distinct(CODING.c.item_id))).where(valid, CODING.c.coder_id == pairs.c.coder_id)
+    )
     codes = scalar(
         select(func.count())
-        .select_from(CodingValue)
-        .join(Coding, Coding.id == CodingValue.coding_id)
-        .where(valid, Coding.coder_id == pairs.c.coder_id)
+        .select_from(VALUE)
+        .join(CODING, CODING.c.id == VALUE.c.coding_id)
+        .where(valid, CODING.c.coder_id == pairs.c.coder_id)
     )
     invalid = scalar(
         select(func.count()).where(
-            Coding.round_id == pairs.c.round_id, Coding.coder_id == pairs.c.coder_id, Coding.valid.is_(False)
+            CODING.c.round_id == pairs.c.round_id, CODING.c.coder_id == pairs.c.coder_id, CODING.c.valid.is_(False)
         )
     )
     assigned = scalar(
-        select(func.count(distinct(LsTask.item_id)))
-        .join(LsProject, LsProject.id == LsTask.project_id)
+        select(func.count(distinct(TASK.c.item_id)))
+        .join(PROJECT, PROJECT.c.id == TASK.c.project_id)
         .where(
-            LsProject.round_id == pairs.c.round_id,
-            LsProject.coder_id == pairs.c.coder_id,
-            LsProject.purpose == "coding",
+            PROJECT.c.round_id == pairs.c.round_id,
+            PROJECT.c.coder_id == pairs.c.coder_id,
+            PROJECT.c.purpose == "coding",
         )
     )
-    in_round = scalar(select(func.count(distinct(Coding.item_id))).where(valid))
+    in_round = scalar(select(func.count(distinct(CODING.c.item_id))).where(valid))
     q = (
         select(
-            LabelRound.name,
-            Coder.name,
+            ROUND.c.name,
+            CODER.c.name,
             items_coded,
             codes,
             invalid,
             func.nullif(assigned, 0),
             in_round,
             cast(items_coded, Float) / func.nullif(func.coalesce(func.nullif(assigned, 0), in_round), 0),
-            LabelRound.source,
-            Codebook.name,
-            CodebookVersion.version,
+            ROUND.c.source,
+            BOOK.c.name,
+            VERSION.c.version,
         )
         .select_from(pairs)
-        .join(LabelRound, LabelRound.id == pairs.c.round_id)
-        .join(Coder, Coder.id == pairs.c.coder_id)
-        .join(CodebookVersion, CodebookVersion.id == LabelRound.codebook_version_id)
-        .join(Codebook, Codebook.id == CodebookVersion.codebook_id)
-        .order_by(LabelRound.created_at, LabelRound.id, Coder.name)
+        .join(ROUND, ROUND.c.id == pairs.c.round_id)
+        .join(CODER, CODER.c.id == pairs.c.coder_id)
+        .join(VERSION, VERSION.c.id == ROUND.c.codebook_version_id)
+        .join(BOOK, BOOK.c.id == VERSION.c.codebook_id)
+        .order_by(ROUND.c.created_at, ROUND.c.id, CODER.c.name)
     )
-    q = _narrow(q, f, round=LabelRound.name, coder=Coder.name)
+    q = _narrow(q, f, round=ROUND.c.name, coder=CODER.c.name)
     columns = ["round", "coder", "items_coded", "codes", "invalid_codings", "assigned", "items_in_round", "share"]
     frame = _frame(engine, q, [*columns, "source", "codebook", "codebook_version"])
     return frame.astype({"assigned": "Int64", "share": "float64"})
@@ -259,37 +271,37 @@ def final_labels(engine: Engine, f: LabelFilter) -> pd.DataFrame:
     """Final labels (what analyses use) with the item, its repository and who or what decided."""
     q = (
         select(
-            LabelRound.name,
-            CodebookDimension.key,
-            LabelItem.id,
-            LabelItem.kind,
-            LabelItem.ref,
-            Repository.full_name,
-            Issue.number,
-            Issue.title,
-            CodebookCode.code,
-            CodebookCode.label,
-            FinalLabel.decided_by,
-            FinalLabel.decided_at,
-            FinalLabel.note,
-            FinalLabel.detail,
+            ROUND.c.name,
+            DIM.c.key,
+            ITEM.c.id,
+            ITEM.c.kind,
+            ITEM.c.ref,
+            REPO.c.full_name,
+            ISSUE.c.number,
+            ISSUE.c.title,
+            CODE.c.code,
+            CODE.c.label,
+            FINAL.c.decided_by,
+            FINAL.c.decided_at,
+            FINAL.c.note,
+            FINAL.c.detail,
         )
-        .select_from(FinalLabel)
-        .join(LabelRound, LabelRound.id == FinalLabel.round_id)
-        .join(LabelItem, LabelItem.id == FinalLabel.item_id)
-        .outerjoin(Issue, Issue.id == LabelItem.issue_id)
-        .outerjoin(Repository, Repository.id == Issue.repository_id)
-        .join(CodebookDimension, CodebookDimension.id == FinalLabel.dimension_id)
-        .join(CodebookCode, CodebookCode.id == FinalLabel.code_id)
-        .order_by(LabelRound.name, LabelItem.id, CodebookDimension.position)
+        .select_from(FINAL)
+        .join(ROUND, ROUND.c.id == FINAL.c.round_id)
+        .join(ITEM, ITEM.c.id == FINAL.c.item_id)
+        .outerjoin(ISSUE, ISSUE.c.id == ITEM.c.issue_id)
+        .outerjoin(REPO, REPO.c.id == ISSUE.c.repository_id)
+        .join(DIM, DIM.c.id == FINAL.c.dimension_id)
+        .join(CODE, CODE.c.id == FINAL.c.code_id)
+        .order_by(ROUND.c.name, ITEM.c.id, DIM.c.position)
     )
     q = _narrow(
         q,
         f,
-        round=LabelRound.name,
-        dimension=CodebookDimension.key,
-        repository=Repository.full_name,
-        item=LabelItem.ref,
+        round=ROUND.c.name,
+        dimension=DIM.c.key,
+        repository=REPO.c.full_name,
+        item=ITEM.c.ref,
     )
     columns = ["round", "dimension", "item_id", "kind", "item", "repository", "number", "title", "code", "label"]
     return _frame(engine, q, [*columns, "decided_by", "decided_at", "note", "detail"])
@@ -298,33 +310,33 @@ def final_labels(engine: Engine, f: LabelFilter) -> pd.DataFrame:
 def adjudication_history(engine: Engine, f: LabelFilter) -> pd.DataFrame:
     """Every decision on final labels, oldest first: new / changed / withdrawn, the code before and after, who
     decided, when, the reviewer's note and the evidence (which codings disagreed)."""
-    new_code, old_code = aliased(CodebookCode), aliased(CodebookCode)
+    new_code, old_code = CODE.alias("new_code"), CODE.alias("old_code")
     q = (
         select(
-            LabelRound.name,
-            LabelItem.ref,
-            CodebookDimension.key,
-            AdjudicationHistory.action,
-            old_code.code,
-            old_code.label,
-            AdjudicationHistory.previous_decided_by,
-            new_code.code,
-            new_code.label,
-            AdjudicationHistory.decided_by,
-            AdjudicationHistory.note,
-            AdjudicationHistory.detail,
-            AdjudicationHistory.run_id,
-            AdjudicationHistory.decided_at,
+            ROUND.c.name,
+            ITEM.c.ref,
+            DIM.c.key,
+            HISTORY.c.action,
+            old_code.c.code,
+            old_code.c.label,
+            HISTORY.c.previous_decided_by,
+            new_code.c.code,
+            new_code.c.label,
+            HISTORY.c.decided_by,
+            HISTORY.c.note,
+            HISTORY.c.detail,
+            HISTORY.c.run_id,
+            HISTORY.c.decided_at,
         )
-        .select_from(AdjudicationHistory)
-        .join(LabelRound, LabelRound.id == AdjudicationHistory.round_id)
-        .join(LabelItem, LabelItem.id == AdjudicationHistory.item_id)
-        .join(CodebookDimension, CodebookDimension.id == AdjudicationHistory.dimension_id)
-        .outerjoin(new_code, new_code.id == AdjudicationHistory.code_id)
-        .outerjoin(old_code, old_code.id == AdjudicationHistory.previous_code_id)
-        .order_by(LabelRound.name, LabelItem.ref, CodebookDimension.position, AdjudicationHistory.id)
+        .select_from(HISTORY)
+        .join(ROUND, ROUND.c.id == HISTORY.c.round_id)
+        .join(ITEM, ITEM.c.id == HISTORY.c.item_id)
+        .join(DIM, DIM.c.id == HISTORY.c.dimension_id)
+        .outerjoin(new_code, new_code.c.id == HISTORY.c.code_id)
+        .outerjoin(old_code, old_code.c.id == HISTORY.c.previous_code_id)
+        .order_by(ROUND.c.name, ITEM.c.ref, DIM.c.position, HISTORY.c.id)
     )
-    q = _narrow(q, f, round=LabelRound.name, dimension=CodebookDimension.key, item=LabelItem.ref)
+    q = _narrow(q, f, round=ROUND.c.name, dimension=DIM.c.key, item=ITEM.c.ref)
     columns = ["round", "item", "dimension", "action", "previous_code", "previous_label", "previous_decided_by"]
     return _frame(engine, q, [*columns, "code", "label", "decided_by", "note", "detail", "run_id", "decided_at"])
 
