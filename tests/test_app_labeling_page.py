@@ -42,12 +42,12 @@ def test_labeling_page_agreement_progress_taxonomy(labeled: None) -> None:
     progress = next(f for f in frames if "items_coded" in f.columns)
     pilot = progress[progress["round"] == "pilotstudy"].set_index("coder")
     assert pilot.loc["R1", "items_coded"] == 60 and pilot.loc["R2", "items_coded"] == 60
-    agreement = next(f for f in frames if "reading (Landis–Koch)" in f.columns).set_index("dimension")
-    assert set(agreement.index) == {"symptom", "cause"}
-    assert agreement.loc["symptom", "Cohen's κ"].startswith("0.953 [")
-    assert agreement.loc["cause", "percent agreement"].startswith("0.917 [")
-    assert agreement.loc["cause", "Krippendorff's α"].startswith("0.904 [")
-    assert agreement.loc["cause", "α reading (Krippendorff)"] == "reliable"
+    agreement = next(f for f in frames if "measure" in f.columns).set_index("measure")  # a row per measure
+    assert set(agreement.columns) == {"symptom", "cause"}
+    assert agreement.loc["Cohen's κ", "symptom"].startswith("0.953 [")
+    assert agreement.loc["percent agreement", "cause"].startswith("0.917 [")
+    assert agreement.loc["Krippendorff's α", "cause"].startswith("0.904 [")
+    assert agreement.loc["α reading (Krippendorff)", "cause"] == "reliable"
     assert "Krippendorff 2004" in body
     assert "item × dimension pairs with different codes" in body
     charts = at.get("vega_lite_chart")

@@ -22,8 +22,17 @@ from explorer.common import (
 )
 
 PAGE_SIZE = 50
-#: The list's columns, in order (the rest of issue_list's columns stay in the detail).
-SHOWN = ["repository", "number", "title", "state", "labels", "fix_linked", "created_at", "closed_at", "html_url"]
+#: The list's columns, in order, with widths (px) that fit a laptop screen; the rest stay in the detail.
+WIDTHS = {
+    "repository": 150,
+    "number": 60,
+    "title": 300,
+    "state": 60,
+    "labels": 130,
+    "fix_linked": 70,
+    "created_at": 90,
+    "html_url": 50,
+}
 
 
 def _day(name: str) -> date | None:
@@ -148,10 +157,10 @@ if not coded.empty:
         alt.Chart(coded)
         .mark_bar()
         .encode(
-            x=alt.X("yearquarter(month):T", title="quarter the issue was opened"),
+            x=alt.X("yearquarter(month):O", title="quarter the issue was opened"),
             y=alt.Y("sum(issues):Q", title="coded issues"),
             color=alt.Color("code:N", title="symptom (final label)", legend=alt.Legend(labelLimit=300)),
-            tooltip=["yearquarter(month):T", "code:N", "sum(issues):Q"],
+            tooltip=[alt.Tooltip("yearquarter(month):O", title="quarter"), "code:N", "sum(issues):Q"],
         )
         .properties(height=220, title="Coded failures over time (final symptom labels)")
     )
@@ -162,22 +171,22 @@ page = min(max(int(param("page")) if param("page").isdigit() else 1, 1), pages)
 rows = query(issues_q.issue_list, f=selected, limit=PAGE_SIZE, offset=(page - 1) * PAGE_SIZE)
 order = "in drawn order" if selected.sample else "newest first"
 st.caption(f"Page {page} of {pages} ({total:,} issues, {order})")
+shown = [c for c in WIDTHS if c != "fix_linked" or rules]  # no verdicts stored: no column of dashes
 st.dataframe(
-    for_display(rows[SHOWN], dates=("created_at", "closed_at")),
+    for_display(rows[shown], dates=("created_at",)),
     hide_index=True,
     width="stretch",
     column_config={
-        "repository": st.column_config.TextColumn("repository", width="medium"),
-        "number": st.column_config.NumberColumn("#", format="%d", width="small"),
-        "title": st.column_config.TextColumn("title", width="large"),
-        "state": st.column_config.TextColumn("state", width="small"),
-        "labels": st.column_config.ListColumn("labels", width="medium"),
+        "repository": st.column_config.TextColumn("repository", width=WIDTHS["repository"], pinned=True),
+        "number": st.column_config.NumberColumn("#", format="%d", width=WIDTHS["number"], pinned=True),
+        "title": st.column_config.TextColumn("title", width=WIDTHS["title"]),
+        "state": st.column_config.TextColumn("state", width=WIDTHS["state"]),
+        "labels": st.column_config.ListColumn("labels", width=WIDTHS["labels"]),
         "fix_linked": st.column_config.TextColumn(
-            "fix-linked", width="small", help=f"stored verdict of rule {selected.rule_version} (— not evaluated)"
+            "fix-linked", width=WIDTHS["fix_linked"], help=f"verdict of rule {selected.rule_version} (— not evaluated)"
         ),
-        "created_at": st.column_config.TextColumn("opened (UTC)", width="small"),
-        "closed_at": st.column_config.TextColumn("closed (UTC)", width="small"),
-        "html_url": st.column_config.LinkColumn("link", display_text="open", width="small"),
+        "created_at": st.column_config.TextColumn("opened", width=WIDTHS["created_at"], help="UTC day"),
+        "html_url": st.column_config.LinkColumn("link", display_text="open", width=WIDTHS["html_url"]),
     },
 )
 if pages > 1:

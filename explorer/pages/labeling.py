@@ -67,21 +67,23 @@ else:
         "Done: items coded of those assigned to the coder in Label Studio, or, for rounds imported from sheets, "
         "of the items coded in the round."
     )
+    shown_progress = progress.drop(columns=["codebook", "codebook_version"])  # the rounds' codebooks: `label rounds`
     st.dataframe(
-        for_display(progress),
+        for_display(shown_progress),
         hide_index=True,
         width="stretch",
         column_config={
-            "round": st.column_config.TextColumn("round", width="medium"),
-            "coder": st.column_config.TextColumn("coder", width="small"),
-            "items_coded": st.column_config.NumberColumn("items coded", format="%d"),
-            "codes": st.column_config.NumberColumn("codes", format="%d"),
-            "invalid_codings": st.column_config.NumberColumn("invalid", format="%d"),
-            "assigned": st.column_config.TextColumn("assigned", help="tasks in the coder's Label Studio project"),
-            "items_in_round": st.column_config.NumberColumn("items in round", format="%d"),
-            "share": st.column_config.ProgressColumn("done", format="percent", min_value=0, max_value=1),
-            "source": st.column_config.TextColumn("coded in", width="small"),
-            "codebook_version": st.column_config.NumberColumn("version", format="%d"),
+            "round": st.column_config.TextColumn("round", width=190, pinned=True),
+            "coder": st.column_config.TextColumn("coder", width=90),
+            "items_coded": st.column_config.NumberColumn("items coded", format="%d", width=80),
+            "codes": st.column_config.NumberColumn("codes", format="%d", width=60),
+            "invalid_codings": st.column_config.NumberColumn("invalid", format="%d", width=60),
+            "assigned": st.column_config.TextColumn(
+                "assigned", width=70, help="tasks in the coder's Label Studio project"
+            ),
+            "items_in_round": st.column_config.NumberColumn("items in round", format="%d", width=90),
+            "share": st.column_config.ProgressColumn("done", format="percent", min_value=0, max_value=1, width=130),
+            "source": st.column_config.TextColumn("coded in", width=80),
         },
     )
 
@@ -104,25 +106,29 @@ if ratings.empty or ratings["coder"].nunique() < 2:
     )
 else:
     table = agreement_rows(ratings, query(round_categories))
+    measures = {
+        "items": table["items"].map(str),
+        "coders": table["coders"].map(str),
+        **{
+            label: [fmt_ci(v, c) for v, c in zip(table[k], table.get(f"{k}_ci", [None] * len(table)), strict=True)]
+            for k, label in COEFFICIENTS.items()
+            if k in table
+        },
+        "reading (Landis–Koch)": table["reading"],
+        "α reading (Krippendorff)": table["krippendorff_alpha_reading"],
+    }
+    # one row per measure, one column per dimension: fits the page however many coefficients there are
     shown = pd.DataFrame(
-        {
-            "dimension": table["dimension"],
-            "items": table["items"],
-            "coders": table["coders"],
-            **{
-                label: [fmt_ci(v, c) for v, c in zip(table[k], table.get(f"{k}_ci", [None] * len(table)), strict=True)]
-                for k, label in COEFFICIENTS.items()
-                if k in table
-            },
-            "reading (Landis–Koch)": table["reading"],
-            "α reading (Krippendorff)": table["krippendorff_alpha_reading"],
-        }
+        [{"measure": name, **dict(zip(table["dimension"], values, strict=True))} for name, values in measures.items()]
     )
     st.dataframe(
         for_display(shown),
         hide_index=True,
         width="stretch",
-        column_config={label: st.column_config.TextColumn(label, width="medium") for label in COEFFICIENTS.values()},
+        column_config={
+            "measure": st.column_config.TextColumn("", width=190, pinned=True),
+            **{d: st.column_config.TextColumn(d, width=170) for d in table["dimension"]},
+        },
     )
     st.caption(
         "95% intervals: seeded bootstrap over items (1,000 resamples). κ is read on the Landis & Koch (1977) "
@@ -170,10 +176,14 @@ else:
     else:
         st.caption(f"{len(diff)} item × dimension pairs with different codes")
         st.dataframe(
-            for_display(diff.drop(columns=["item_id"], errors="ignore")),
+            for_display(diff.drop(columns=["round", "item_id"], errors="ignore")),
             hide_index=True,
             width="stretch",
-            column_config={"title": st.column_config.TextColumn("title", width="large")},
+            column_config={
+                "dimension": st.column_config.TextColumn("dimension", width=90, pinned=True),
+                "item": st.column_config.TextColumn("item", width=190, pinned=True),
+                "title": st.column_config.TextColumn("title", width=250),
+            },
         )
 
 st.subheader("Taxonomy (final labels)")
@@ -246,25 +256,50 @@ else:
     from labeling.finals import evidence_text
 
     st.caption("Who or what decided each final label, the reviewer's note, and the codings weighed.")
-    columns = ["item", "dimension", "code", "label", "decided_by", "note", "evidence", "decided_at"]
+
+    def coded(code: pd.Series, label: pd.Series) -> pd.Series:
+        """`6 Incorrect Assignment` (the code and its label in one cell), None when there is none."""
+        return pd.Series([f"{c:.0f} {lb}" if pd.notna(c) else None for c, lb in zip(code, label, strict=True)])
+
     wide = {
-        "item": st.column_config.TextColumn("item", width="medium"),
-        "label": st.column_config.TextColumn("label", width="medium"),
-        "note": st.column_config.TextColumn("note", width="medium"),
-        "evidence": st.column_config.TextColumn("evidence", width="medium"),
+        "item": st.column_config.TextColumn("item", width=190, pinned=True),
+        "dimension": st.column_config.TextColumn("dimension", width=90),
+        "action": st.column_config.TextColumn("action", width=80),
+        "previous": st.column_config.TextColumn("from", width=150),
+        "previous_decided_by": st.column_config.TextColumn("decided by before", width=130),
+        "code": st.column_config.TextColumn("code", width=150),
+        "decided_by": st.column_config.TextColumn("decided by", width=130),
+        "note": st.column_config.TextColumn("note", width=110),
+        "evidence": st.column_config.TextColumn("evidence", width=160),
+        "decided_at": st.column_config.TextColumn("at (UTC)", width=120),
     }
-    shown_decisions = decided.assign(evidence=decided["detail"].map(evidence_text).replace("", None))[columns]
+    shown_decisions = pd.DataFrame(
+        {
+            "item": decided["item"],
+            "dimension": decided["dimension"],
+            "code": coded(decided["code"], decided["label"]),
+            "decided_by": decided["decided_by"],
+            "note": decided["note"],
+            "evidence": decided["detail"].map(evidence_text).replace("", None),
+            "decided_at": decided["decided_at"],
+        }
+    )
     st.dataframe(for_display(shown_decisions), hide_index=True, width="stretch", column_config=wide)
     history = query(labeling_q.adjudication_history, f=LabelFilter(rounds=(chosen,)))
     later = int((history["action"] != "new").sum())
     with st.expander(f"History: {len(history)} decisions, {later} of them changes or withdrawals"):
-        st.dataframe(
-            for_display(
-                history.assign(evidence=history["detail"].map(evidence_text).replace("", None)).drop(
-                    columns=["round", "detail"]
-                )
-            ),
-            hide_index=True,
-            width="stretch",
-            column_config=wide,
+        shown_history = pd.DataFrame(
+            {
+                "item": history["item"],
+                "dimension": history["dimension"],
+                "action": history["action"],
+                "previous": coded(history["previous_code"], history["previous_label"]),
+                "previous_decided_by": history["previous_decided_by"],
+                "code": coded(history["code"], history["label"]),
+                "decided_by": history["decided_by"],
+                "note": history["note"],
+                "evidence": history["detail"].map(evidence_text).replace("", None),
+                "decided_at": history["decided_at"],
+            }
         )
+        st.dataframe(for_display(shown_history), hide_index=True, width="stretch", column_config=wide)
