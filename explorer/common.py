@@ -134,6 +134,19 @@ def empty_state(what: str, *commands: str) -> None:
     st.info(f"No {what} in this database yet. Fill it with:\n\n{lines}", icon=":material/info:")
 
 
+def error_box(exc: Exception) -> None:
+    st.error(f"{type(exc).__name__}: {exc}")
+
+
+def schema_missing(exc: Exception) -> bool:
+    """True when the database has no tables yet (the app opened before `interop db upgrade`)."""
+    text = str(getattr(exc, "orig", exc)).lower()
+    return "no such table" in text or ("relation" in text and "does not exist" in text)
+
+
+# --- tables as shown ------------------------------------------------------------------------------------
+
+
 #: How a page shows a missing value (never "None", "NaT" or "nan").
 MISSING = "—"
 
@@ -166,13 +179,3 @@ def for_display(frame: Any, *, dates: Sequence[str] = ()) -> Any:
         else:
             out[column] = values.astype(object).map(lambda v: MISSING if _missing(v) else v)
     return out
-
-
-def error_box(exc: Exception) -> None:
-    st.error(f"{type(exc).__name__}: {exc}")
-
-
-def schema_missing(exc: Exception) -> bool:
-    """True when the database has no tables yet (the app opened before `interop db upgrade`)."""
-    text = str(getattr(exc, "orig", exc)).lower()
-    return "no such table" in text or ("relation" in text and "does not exist" in text)
