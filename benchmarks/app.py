@@ -308,7 +308,9 @@ def month_sql(dialect: str, column: str) -> str:
 
 def page_cases(engine: Engine) -> list[tuple[str, str, Callable[[], Any], str | list[str]]]:
     """(page, query, the db/queries call, the bare SQL it wraps)."""
-    from db.queries import issue_browser, overview
+    from db.queries import issues as issues_q
+    from db.queries import overview
+    from db.queries.issues import IssueFilter
 
     d = engine.dialect.name
     from sqlalchemy import inspect
@@ -324,10 +326,13 @@ def page_cases(engine: Engine) -> list[tuple[str, str, Callable[[], Any], str | 
         if d == "postgresql"
         else "SELECT DISTINCT j.value FROM issue, json_each(issue.labels) AS j ORDER BY 1"
     )
+    every, mined = IssueFilter(), "WHERE i.hydrated"
     summary_sql = (
         "SELECT r.full_name, count(*), sum(CASE WHEN i.state='closed' THEN 1 ELSE 0 END), "
         "sum(CASE WHEN EXISTS (SELECT 1 FROM issue_event e WHERE e.issue_id = i.id AND e.commit_id IS NOT NULL) "
-        "THEN 1 ELSE 0 END) FROM issue i JOIN repository r ON r.id = i.repository_id {where} GROUP BY r.full_name"
+        "THEN 1 ELSE 0 END), sum(CASE WHEN EXISTS (SELECT 1 FROM issue_fix_link f WHERE f.issue_id = i.id "
+        "AND f.rule_version = 'study-v1' AND f.fix_linked) THEN 1 ELSE 0 END) "
+        "FROM issue i JOIN repository r ON r.id = i.repository_id {where} GROUP BY r.full_name"
     )
     cases = [
         (
@@ -352,41 +357,40 @@ def page_cases(engine: Engine) -> list[tuple[str, str, Callable[[], Any], str | 
         (
             "Issues",
             "filter options",
-            lambda: issue_browser.filter_options(engine),
+            lambda: issues_q.filter_options(engine),
             [
                 "SELECT full_name FROM repository ORDER BY full_name",
                 "SELECT DISTINCT state FROM issue",
                 "SELECT name FROM issue_sample ORDER BY name",
+                "SELECT DISTINCT rule_version FROM issue_fix_link",
                 label_values,
             ],
         ),
-        ("Issues", "summary", lambda: issue_browser.state_summary(engine), summary_sql.format(where="")),
+        ("Issues", "summary", lambda: issues_q.issue_summary(engine, every), summary_sql.format(where=mined)),
         (
             "Issues",
             "over time",
-            lambda: issue_browser.issues_over_time(engine),
+            lambda: issues_q.issues_over_time(engine, every),
             [
                 f"SELECT {month_sql(d, f'i.{c}')} AS m, r.full_name, count(*) FROM issue i JOIN repository r "
-                f"ON r.id = i.repository_id WHERE i.{c} IS NOT NULL GROUP BY m, r.full_name"
+                f"ON r.id = i.repository_id WHERE i.{c} IS NOT NULL AND i.hydrated GROUP BY m, r.full_name"
                 for c in ("created_at", "closed_at")
             ],
         ),
         (
             "Issues",
             "list page",
-            lambda: issue_browser.issue_list(engine, limit=50),
-            [
-                "SELECT count(*) FROM issue i JOIN repository r ON r.id = i.repository_id",
-                "SELECT r.full_name, i.number, i.title, i.state, i.labels, i.author, i.created_at, i.closed_at, "
-                "i.comment_count, i.html_url FROM issue i JOIN repository r "
-                "ON r.id = i.repository_id ORDER BY i.created_at DESC, i.id DESC LIMIT 50",
-            ],
+            lambda: issues_q.issue_list(engine, every, limit=50),
+            "SELECT r.full_name, i.number, i.title, i.state, i.state_reason, i.labels, i.author, i.created_at, "
+            "i.updated_at, i.closed_at, i.comment_count, f.fix_linked, i.hydrated, i.html_url FROM issue i "
+            "JOIN repository r ON r.id = i.repository_id LEFT JOIN issue_fix_link f ON f.issue_id = i.id "
+            f"AND f.rule_version = 'study-v1' {mined} ORDER BY i.created_at DESC, i.number DESC, i.id DESC LIMIT 50",
         ),
         (
             "Issues",
             "label filter",
-            lambda: issue_browser.state_summary(engine, labels=["question"]),
-            summary_sql.format(where=f"WHERE {label_any}"),
+            lambda: issues_q.issue_summary(engine, IssueFilter(labels=("question",))),
+            summary_sql.format(where=f"{mined} AND {label_any}"),
         ),
     ]
     from db.queries import experiments as xq

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -12,6 +13,7 @@ import typer
 from cli.common import console, engine
 from cli.output import Format, emit, format_option, new_table, out_option, records
 from db.errors import InteropError
+from db.models.github_mining import DEFAULT_FIX_RULE_VERSION
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -26,7 +28,7 @@ def sample(
     seed: int = typer.Option(..., "--seed", help="Random seed (same seed, same issues -> same members)."),
     name: str = typer.Option(..., "--name", help="Unique sample name, e.g. pilot."),
     fixed_only: bool = typer.Option(False, "--fixed-only", help="Only fix-linked issues."),
-    rule_version: str = typer.Option("study-v1", "--rule-version", help="Fix rule used by --fixed-only."),
+    rule_version: str = typer.Option(DEFAULT_FIX_RULE_VERSION, "--rule-version", help="Fix rule used by --fixed-only."),
     label: str | None = typer.Option(None, "--label", help="Only issues with this label."),
     state: Literal["open", "closed"] | None = typer.Option(None, "--state", help="Only issues in this state."),
 ) -> None:
@@ -54,7 +56,7 @@ def sample(
 @app.command("relink")
 def relink(
     rule_version: str = typer.Option(
-        "study-v1",
+        DEFAULT_FIX_RULE_VERSION,
         "--rule-version",
         help="Built-in version or one defined under \\[fix_rules.NAME] in interop.toml.",
     ),
@@ -74,37 +76,52 @@ def relink(
 
 @app.command("list")
 def list_issues(
-    repo: str | None = typer.Option(None, "--repo", help="Only this repository (owner/name, as mined)."),
-    label: list[str] = typer.Option([], "--label", help="Issues having all these labels (repeatable)."),
+    repo: list[str] = typer.Option([], "--repo", help="Only these repositories (owner/name, as mined; repeatable)."),
+    label: list[str] = typer.Option(
+        [], "--label", help="Issues with any (see --label-mode) of these labels (repeatable)."
+    ),
+    label_mode: Literal["any", "all"] = typer.Option(
+        "any", "--label-mode", help="Issues with any or all of the --labels."
+    ),
     state: Literal["open", "closed"] | None = typer.Option(None, "--state", help="Only this state (default: both)."),
+    since: datetime | None = typer.Option(None, "--since", formats=["%Y-%m-%d"], help="Opened on or after (UTC)."),
+    until: datetime | None = typer.Option(None, "--until", formats=["%Y-%m-%d"], help="Opened on or before (UTC)."),
+    text: str | None = typer.Option(None, "--text", help="Title or body contains (case-insensitive)."),
     fixed_only: bool = typer.Option(False, "--fixed-only", help="Only issues linked to a fix by --rule-version."),
-    rule_version: str = typer.Option("study-v1", "--rule-version", help="Fix rule whose verdicts are shown."),
+    rule_version: str = typer.Option(
+        DEFAULT_FIX_RULE_VERSION, "--rule-version", help="Fix rule whose verdicts are shown."
+    ),
     sample_name: str | None = typer.Option(None, "--sample", help="Members of this sample, in drawn order."),
     limit: int = typer.Option(50, "--limit", min=1, help="Show at most this many issues."),
     fmt: Format = format_option(),
     out: Path | None = out_option(),
 ) -> None:
     """List mined issues (newest first) with their fix-link verdict."""
-    from db.queries.issue_browser import filter_options
-    from db.queries.issues import issue_list, known_only_by_url
+    from dataclasses import replace
+
+    from db.queries.issues import IssueFilter, filter_options, issue_list, issue_summary
 
     options = filter_options(engine())
-    for value, kind, known in (
+    for values, kind, known in (
         (repo, "repository", options["repositories"]),
-        (sample_name, "sample", options["samples"]),
+        ([sample_name] if sample_name else [], "sample", options["samples"]),
     ):
-        if value and value not in known:
-            raise InteropError(f"no {kind} named {value!r} in the store (known: {', '.join(known) or 'none'})")
-    frame = issue_list(
-        engine(),
-        repo=repo,
-        labels=label or None,
+        for value in values:
+            if value not in known:
+                raise InteropError(f"no {kind} named {value!r} in the store (known: {', '.join(known) or 'none'})")
+    selected = IssueFilter(
+        repositories=tuple(repo),
+        labels=tuple(label),
+        label_mode=label_mode,
         state=state,
+        since=since,
+        until=until,
+        text=text,
+        sample=sample_name,
         fix_linked=True if fixed_only else None,
         rule_version=rule_version,
-        sample=sample_name,
-        limit=limit,
     )
+    frame = issue_list(engine(), selected, limit=limit)
 
     def render(to: Console) -> None:
         table = new_table("repo", "#", "state", "fixed", "labels", "title", numeric=("#",))
@@ -113,7 +130,7 @@ def list_issues(
                 "?" if row.fix_linked is None or str(row.fix_linked) == "<NA>" else ("yes" if row.fix_linked else "no")
             )
             table.add_row(
-                row.repo, str(row.number), row.state or "", fixed, ", ".join(row.labels or []), row.title or ""
+                row.repository, str(row.number), row.state or "", fixed, ", ".join(row.labels or []), row.title or ""
             )
         to.print(table)
         to.print(f"{len(frame)} issue(s)")
@@ -121,11 +138,11 @@ def list_issues(
     emit(fmt, out, frame, render=render)
     if fmt != "table":
         return
-    unmined = known_only_by_url(engine(), repo)
-    if unmined:
-        where = ", ".join(f"{n} of {name}" for name, n in sorted(unmined.items()))
+    unmined = issue_summary(engine(), replace(selected, mined=False))
+    if not unmined.empty:
+        where = ", ".join(f"{n} of {name}" for name, n in zip(unmined["repository"], unmined["issues"], strict=True))
         console.print(
-            f"not listed: {sum(unmined.values())} issue(s) known only by URL from coding sheets ({where}); "
+            f"not listed: {int(unmined['issues'].sum())} issue(s) known only by URL from coding sheets ({where}); "
             f"`interop mine github --repo OWNER/NAME` fetches their details"
         )
 
@@ -137,15 +154,17 @@ def show(
     out: Path | None = out_option(),
 ) -> None:
     """One issue with its timeline and fix verdicts."""
-    from db.queries.issues import issue_detail
+    from db.queries.issues import IssueRef, issue_detail
 
-    repo, _, num = ref.partition("#")
-    if not num.isdigit():
-        raise InteropError(f"expected owner/name#number, got {ref!r}")
-    detail = issue_detail(engine(), repo, int(num))
+    try:
+        issue = IssueRef.parse(ref)
+    except ValueError as exc:
+        raise InteropError(str(exc)) from None
+    detail = issue_detail(engine(), issue)
     if detail is None:
         raise InteropError(f"{ref} is not in the store")
-    fields, timeline, verdicts = detail
+    repo, num = issue.repository, str(issue.number)
+    fields, timeline, verdicts = detail.issue, detail.timeline, detail.fix_verdicts
     if fmt != "table" or out is not None:
         document = {"issue": fields, "timeline": records(timeline), "verdicts": records(verdicts)}
         emit(
@@ -153,10 +172,10 @@ def show(
             out,
             timeline,
             document=json.loads(json.dumps(document, default=str)),
-            render=_show_table(detail, repo, num),
+            render=_show_table((fields, timeline, verdicts), repo, num),
         )
         return
-    _show_table(detail, repo, num)(console)
+    _show_table((fields, timeline, verdicts), repo, num)(console)
 
 
 def _show_table(detail: Any, repo: str, num: str) -> Callable[[Console], None]:

@@ -172,6 +172,7 @@ def agreement(
 ) -> None:
     """Percent agreement, Cohen's κ per pair, Fleiss' κ, Krippendorff's α, Gwet's AC1 with 95% bootstrap CIs."""
 
+    from db.queries.labeling import LabelFilter
     from db.queries.labeling import ratings as load_ratings
     from labeling.agreement import (
         agreement_report,
@@ -186,7 +187,9 @@ def agreement(
 
     _check_choices(round_name, {"--dimension": dimension})
     eng = engine()
-    frame = load_ratings(eng, round_name, dimension)
+    frame = load_ratings(
+        eng, LabelFilter(rounds=(round_name,) if round_name else (), dimensions=(dimension,) if dimension else ())
+    )
     if frame.empty:
         raise LabelingError(
             "no valid codings"
@@ -410,17 +413,15 @@ def finals(
     out: Path | None = out_option(),
 ) -> None:
     """Final labels with who decided, the reviewer's note and the codings weighed (or their whole history)."""
-    from db.queries.labeling import adjudication_history, final_labels
+    from db.queries.labeling import LabelFilter, adjudication_history, final_labels
     from labeling.finals import evidence_text
 
     _check_choices(round_name, {})
     eng = engine()
     if history:
-        frame = adjudication_history(eng, round_name, item)
+        frame = adjudication_history(eng, LabelFilter(rounds=(round_name,), item=item))
     else:
-        frame = final_labels(eng, round_name)
-        if item:
-            frame = frame[frame["item"] == item]
+        frame = final_labels(eng, LabelFilter(rounds=(round_name,), item=item))
     if frame.empty:
         raise InteropError(
             f"no {'decisions' if history else 'final labels'} in round {round_name!r}"
@@ -497,21 +498,25 @@ def taxonomy(
     """Distribution of final labels per converter (and a cross-tab, e.g. symptom × cause).
 
     CSV holds the distribution, or with --crosstab the cross-tab; JSON holds both."""
-    from db.queries.labeling import crosstab, taxonomy_distribution
+    from db.queries.labeling import LabelFilter, crosstab, taxonomy_distribution
 
     keys = _check_choices(round_name, {"--dimension": dimension, "--crosstab": crosstab_with})
     if crosstab_with == dimension:
         others = ", ".join(k for k in keys if k != dimension)
         raise InteropError(f"--crosstab {crosstab_with!r} is the --dimension itself: choose one of {others}")
     eng = engine()
-    dist = taxonomy_distribution(eng, dimension, round_name)
+    dist = taxonomy_distribution(eng, LabelFilter(rounds=(round_name,) if round_name else ()), dimension)
     if dist.empty:
         raise InteropError(
             f"no final labels for dimension {dimension!r}"
             + (f" in round {round_name!r}" if round_name else "")
             + ": run `interop label adjudicate` first"
         )
-    table = crosstab(eng, dimension, crosstab_with, round_name).reset_index() if crosstab_with else None
+    table = (
+        crosstab(eng, LabelFilter(rounds=(round_name,) if round_name else ()), dimension, crosstab_with).reset_index()
+        if crosstab_with
+        else None
+    )
     document = {"distribution": records(dist), "crosstab": records(table)} if table is not None else None
 
     def render(to: Console) -> None:

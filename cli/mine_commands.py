@@ -11,6 +11,7 @@ import typer
 from cli.common import console, engine
 from db.errors import InteropError
 from db.locks import BUSY_EXIT_CODE
+from db.models.github_mining import DEFAULT_FIX_RULE_VERSION
 
 app = typer.Typer(help="Mine data sources into the store.", no_args_is_help=True)
 
@@ -64,7 +65,9 @@ def github(
     full: bool = typer.Option(
         False, "--full", help="Ignore the cursor: list every issue again (still only changed issues are re-fetched)."
     ),
-    rule_version: str = typer.Option("study-v1", "--rule-version", help="Fix rule evaluated on new timelines."),
+    rule_version: str = typer.Option(
+        DEFAULT_FIX_RULE_VERSION, "--rule-version", help="Fix rule evaluated on new timelines."
+    ),
     batch_size: int = typer.Option(50, "--batch-size", min=1, help="Issues per committed batch."),
     refresh_repo: bool = typer.Option(False, "--refresh-repo", help="Re-fetch the repository's metadata."),
     wait: float = typer.Option(

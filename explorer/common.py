@@ -135,6 +135,15 @@ def empty_state(what: str, *commands: str) -> None:
     st.info(f"No {what} in this database yet. Fill it with:\n\n{lines}", icon=":material/info:")
 
 
+def schema_missing(exc: Exception) -> bool:
+    """True when the database has no tables yet (the app opened before `interop db upgrade`)."""
+    text = str(getattr(exc, "orig", exc)).lower()
+    return "no such table" in text or ("relation" in text and "does not exist" in text)
+
+
+# --- tables as shown ------------------------------------------------------------------------------------
+
+
 #: How a page shows a missing value (never "None", "NaT" or "nan").
 MISSING = "—"
 
@@ -158,7 +167,7 @@ def for_display(frame: Any, *, dates: Sequence[str] = ()) -> Any:
             out[column] = text.astype(object).where(values.notna(), MISSING)
             continue
         present = [v for v in values if not _missing(v)]
-        if present and all(isinstance(v, bool) for v in present):
+        if pd.api.types.is_bool_dtype(values.dtype) or (present and all(isinstance(v, bool) for v in present)):
             out[column] = values.astype(object).map(lambda v: MISSING if _missing(v) else ("yes" if v else "no"))
         elif len(present) == len(values):
             continue
@@ -167,9 +176,3 @@ def for_display(frame: Any, *, dates: Sequence[str] = ()) -> Any:
         else:
             out[column] = values.astype(object).map(lambda v: MISSING if _missing(v) else v)
     return out
-
-
-def schema_missing(exc: Exception) -> bool:
-    """True when the database has no tables yet (the app opened before `interop db upgrade`)."""
-    text = str(getattr(exc, "orig", exc)).lower()
-    return "no such table" in text or ("relation" in text and "does not exist" in text)

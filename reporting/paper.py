@@ -114,7 +114,7 @@ def _survey_table(engine: Engine, survey: str, qids: tuple[str, ...]) -> pd.Data
 def _finals(engine: Engine) -> pd.DataFrame:
     from db.queries import labeling as labeling_q
 
-    finals = labeling_q.final_labels(engine, ROUND_FINAL)
+    finals = labeling_q.final_labels(engine, labeling_q.LabelFilter(rounds=(ROUND_FINAL,)))
     if finals.empty:
         raise ReportError(
             f"no final labels in round {ROUND_FINAL!r}: run `interop label import-sheet FailureAnalysis.xlsx`"
@@ -154,12 +154,17 @@ def _per_converter(finals: pd.DataFrame, dimension: str, parent: str | None) -> 
     return pd.concat([out, pd.DataFrame([denominator_row])], ignore_index=True)
 
 
-def _crosstab(finals: pd.DataFrame, converter: str | None) -> pd.DataFrame:
-    subset = finals if converter is None else finals[finals["converter"] == converter]
-    wide = subset.pivot_table(index="item_id", columns="dimension", values="label", aggfunc="first")
-    if "symptom" not in wide or "cause" not in wide:
-        return pd.DataFrame()
-    table = pd.crosstab(wide["symptom"], wide["cause"], margins=True, margins_name="total")
+def _crosstab(engine: Engine, converter: str | None) -> pd.DataFrame:
+    """Symptom × cause of the final round (one converter's repositories, or all) with total margins."""
+    from db.queries import labeling as labeling_q
+
+    repositories = tuple(repo for repo, name in CONVERTERS.items() if name == converter)
+    selected = labeling_q.LabelFilter(rounds=(ROUND_FINAL,), repositories=repositories)
+    table = labeling_q.crosstab(engine, selected, "symptom", "cause")
+    if table.empty:
+        return table
+    table["total"] = table.sum(axis=1)
+    table.loc["total"] = table.sum()
     table.index.name = "symptom \\ cause"
     return table.reset_index()
 
@@ -172,8 +177,7 @@ def _agreement(engine: Engine) -> pd.DataFrame:
     from labeling.agreement import agreement_report
     from labeling.summary import round_categories
 
-    ratings = labeling_q.ratings(engine)
-    ratings = ratings[ratings["round"].isin([ROUND_PILOT, ROUND_DRIFT])]
+    ratings = labeling_q.ratings(engine, labeling_q.LabelFilter(rounds=(ROUND_PILOT, ROUND_DRIFT)))
     if ratings.empty:
         raise ReportError(
             f"no ratings in rounds {ROUND_PILOT!r}/{ROUND_DRIFT!r}: run `interop label import-sheet "
@@ -298,7 +302,7 @@ def build_report(engine: Engine, survey: str = SURVEY) -> PaperReport:
             "failures_symptom_x_cause",
             "Symptom × cause (both converters)",
             "issues; margins are totals",
-            _crosstab(finals, None),
+            _crosstab(engine, None),
         )
     )
     for conv in CONVERTERS.values():
@@ -308,7 +312,7 @@ def build_report(engine: Engine, survey: str = SURVEY) -> PaperReport:
                 f"failures_symptom_x_cause_{slug}",
                 f"Symptom × cause: {conv}",
                 "issues; margins are totals",
-                _crosstab(finals, conv),
+                _crosstab(engine, conv),
             )
         )
 

@@ -120,6 +120,8 @@ def test_issues_page_filters_from_the_url_and_detail(seeded: Seeded) -> None:
     open_per_repo = seeded.per_repo["pytorch/pytorch"] - seeded.closed_issues // 2
     assert metrics(at)["Matching issues"] == str(open_per_repo)
     assert metrics(at)["Closed"] == "0"
+    listed = next(d.value for d in at.dataframe if "title" in d.value.columns)
+    assert "fix_linked" not in listed  # no verdicts stored yet: no column of dashes
 
     at = open_page("issues", sample="pilot", issue="pytorch/pytorch#1001")
     assert metrics(at)["Matching issues"] == str(seeded.sample_members)
@@ -127,6 +129,7 @@ def test_issues_page_filters_from_the_url_and_detail(seeded: Seeded) -> None:
     assert "pytorch export fails #1" in body and "samples: pilot" in body
     timeline = at.dataframe[-1].value
     assert list(timeline["event"]) == ["labeled", "closed"]
+    assert timeline["commit_id"].iloc[0] == "—" and timeline["source"].iloc[0] == "—"  # missing: a dash, not None
 
 
 def test_issues_label_filter(seeded: Seeded) -> None:
@@ -221,4 +224,4 @@ def test_issues_fix_linked_filter_uses_stored_verdicts(seeded: Seeded, cli) -> N
     at = open_page("issues", fixed="no", issue="pytorch/pytorch#1003")
     assert metrics(at)["Matching issues"] == str(seeded.issues - seeded.closed_issues)
     verdicts = next(d.value for d in at.dataframe if "rule_version" in d.value.columns)
-    assert verdicts["fix_linked"].tolist() == [False]
+    assert verdicts["fix_linked"].tolist() == ["no"]

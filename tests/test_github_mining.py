@@ -733,9 +733,9 @@ def test_samples_are_reproducible_and_named(env: FakeGitHub, cli, engine: Engine
     assert clash.exit_code == 2 and "already exists with other arguments" in clash.output
     too_many = cli("issues", "sample", "--repo", REPO, "--n", "1000", "--seed", "1", "--name", "big")
     assert too_many.exit_code == 2 and "only" in too_many.output
-    from db.queries.issues import issue_list
+    from db.queries.issues import IssueFilter, issue_list
 
-    frame = issue_list(engine, sample="pilot")
+    frame = issue_list(engine, IssueFilter(sample="pilot"))
     assert [f"#{n}," for n in frame["number"]][:-1] == members[:-1] and len(frame) == 10
     listed = cli("issues", "list", "--sample", "pilot")
     assert listed.exit_code == 0 and "10 issue(s)" in listed.output
@@ -743,20 +743,24 @@ def test_samples_are_reproducible_and_named(env: FakeGitHub, cli, engine: Engine
 
 def test_issue_queries(env: FakeGitHub, cli, engine: Engine) -> None:
     assert mine(cli).exit_code == 0
-    from db.queries.issues import issue_detail, issue_list, issues_over_time
+    from db.queries.issues import IssueFilter, IssueRef, issue_detail, issue_list, issues_over_time
 
-    everything = issue_list(engine, repo=REPO)
+    everything = issue_list(engine, IssueFilter(repositories=(REPO,)), limit=None)
     assert len(everything) == len(issues_expected())
-    closed_fixed = issue_list(engine, state="closed", fix_linked=True, labels=["module: onnx"])
+    closed_fixed = issue_list(
+        engine, IssueFilter(state="closed", fix_linked=True, labels=("module: onnx",)), limit=None
+    )
     assert set(closed_fixed["number"]) == {n for n in issues_expected("closed") if n % 8 < 4}
-    assert issue_list(engine, labels=["nope"]).empty
-    fields, timeline, verdicts = issue_detail(engine, REPO, 8)  # type: ignore[misc]
-    assert fields["number"] == 8 and len(timeline) == 4 and timeline["event"].iloc[-1] == "closed"
+    assert issue_list(engine, IssueFilter(labels=("nope",))).empty
+    detail = issue_detail(engine, IssueRef(REPO, 8))
+    assert detail is not None
+    assert detail.issue["number"] == 8 and len(detail.timeline) == 4 and detail.timeline["event"].iloc[-1] == "closed"
+    verdicts = detail.fix_verdicts
     assert bool(verdicts["fix_linked"].iloc[0]) and verdicts["rule_version"].iloc[0] == "study-v1"
-    assert issue_detail(engine, REPO, 7) is None
-    over = issues_over_time(engine, freq="D")
-    assert over["opened"].sum() == len(issues_expected())
-    assert over["closed"].sum() == len(issues_expected("closed"))
+    assert issue_detail(engine, IssueRef(REPO, 7)) is None
+    over = issues_over_time(engine, IssueFilter()).groupby("what")["issues"].sum()
+    assert over["opened"] == len(issues_expected())
+    assert over["closed"] == len(issues_expected("closed"))
     shown = cli("issues", "show", f"{REPO}#8")
     assert shown.exit_code == 0 and "fix-linked" in shown.output
 

@@ -39,10 +39,10 @@ def test_cross_references_print_whole_issue_numbers(cli, engine: Engine) -> None
 
 
 def test_the_app_timeline_keeps_issue_numbers_whole(cli, engine: Engine) -> None:  # type: ignore[no-untyped-def]
-    from db.queries.issue_browser import issue_detail
+    from db.queries.issues import IssueRef, issue_detail
 
     test_cross_references_print_whole_issue_numbers(cli, engine)
-    detail = issue_detail(engine, repository="acme/conv", number=7)
+    detail = issue_detail(engine, IssueRef.parse("acme/conv#7"))
     assert detail is not None
-    numbers = detail["timeline"]["source_number"]
+    numbers = detail.timeline["source_number"]
     assert str(numbers.dtype) == "Int64" and numbers.dropna().tolist() == [902]

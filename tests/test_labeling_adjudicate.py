@@ -11,7 +11,7 @@ import yaml
 from sqlmodel import Session, select
 
 from db.models.labeling import Coding, LabelItem
-from db.queries.labeling import adjudication_history, crosstab, final_labels, taxonomy_distribution
+from db.queries.labeling import LabelFilter, adjudication_history, crosstab, final_labels, taxonomy_distribution
 from labeling.adjudicate import _decide
 from labeling.codebook import parse_codebook
 from tests.support.labeling import table_rows
@@ -64,7 +64,7 @@ def test_pilot_sheet_adjudication_and_analysis_queries(cli, engine, shared_dir: 
     assert "final labels 0 new, 0 changed, 0 withdrawn" in again.output
     ruled = cli("label", "adjudicate", "--round", "pilotstudy", "--prefer-coder", "R1")
     assert "final labels 7 new" in ruled.output and "0 items open" in ruled.output
-    labels = final_labels(engine, "pilotstudy")
+    labels = final_labels(engine, LabelFilter(rounds=("pilotstudy",)))
     assert len(labels) == 120
     by = labels.set_index(["item", "dimension"])
     assert by.loc[("pytorch/pytorch#15192", "cause"), "code"] == 6  # R1's code
@@ -85,11 +85,13 @@ def test_pilot_sheet_adjudication_and_analysis_queries(cli, engine, shared_dir: 
         "study-final",
     )
     frame = pd.read_excel(study / "FailureAnalysis.xlsx", sheet_name="tf2onnx", usecols="A:N").dropna(subset=["URL"])
-    dist = taxonomy_distribution(engine, "symptom", "study-final")
+    dist = taxonomy_distribution(engine, LabelFilter(rounds=("study-final",)), "symptom")
     tf = dist[dist["repository"] == "onnx/tensorflow-onnx"].set_index("code")
     assert tf["count"].to_dict() == frame["Symptom by Number"].astype(int).value_counts().to_dict()
     assert tf["share"].sum() == pytest.approx(1.0)
-    table = crosstab(engine, "symptom", "cause", "study-final", "onnx/tensorflow-onnx")
+    table = crosstab(
+        engine, LabelFilter(rounds=("study-final",), repositories=("onnx/tensorflow-onnx",)), "symptom", "cause"
+    )
     assert int(table.to_numpy().sum()) == 100
     expected = pd.crosstab(frame["Symptom by Number"], frame["Type By Number"])
     assert int(table.loc["Crash", "Incompatibility"]) == int(expected.loc[1, 2])
@@ -161,7 +163,7 @@ def test_every_decision_is_kept_with_its_previous_value_and_evidence(cli, engine
     cli("label", "codebook", "load", str(shared_dir / "codebook" / "onnx-converter-failures.yaml"))
     cli("label", "import-sheet", str(study / "PilotStudy.xlsx"))
     assert cli("label", "adjudicate", "--round", "pilotstudy").exit_code == 0
-    labels = final_labels(engine, "pilotstudy").set_index(["item", "dimension"])
+    labels = final_labels(engine, LabelFilter(rounds=("pilotstudy",))).set_index(["item", "dimension"])
     agreed = labels.loc[("pytorch/pytorch#15192", "symptom")]
     assert agreed["decided_by"] == "agreement" and agreed["detail"]["disagreement"] is False
     assert [c["coder"] for c in agreed["detail"]["codings"]] == ["R1", "R2"]  # the codings weighed, by id
@@ -169,7 +171,7 @@ def test_every_decision_is_kept_with_its_previous_value_and_evidence(cli, engine
     cli("label", "adjudicate", "--round", "pilotstudy", "--prefer-coder", "R1")
     ruled = cli("label", "adjudicate", "--round", "pilotstudy", "--prefer-coder", "R2")
     assert "final labels 0 new, 7 changed, 0 withdrawn" in ruled.output
-    history = adjudication_history(engine, "pilotstudy", "pytorch/pytorch#15192")
+    history = adjudication_history(engine, LabelFilter(rounds=("pilotstudy",), item="pytorch/pytorch#15192"))
     cause = history[history["dimension"] == "cause"]
     assert cause["action"].tolist() == ["new", "changed"]
     first, second = cause.to_dict("records")
@@ -179,7 +181,7 @@ def test_every_decision_is_kept_with_its_previous_value_and_evidence(cli, engine
     assert second["detail"]["disagreement"] is True
     assert {c["coder"]: c["code"] for c in second["detail"]["codings"]} == {"R1": 6, "R2": second["code"]}
     assert second["decided_at"] >= first["decided_at"]
-    assert len(adjudication_history(engine, "pilotstudy")) == 113 + 7 + 7
+    assert len(adjudication_history(engine, LabelFilter(rounds=("pilotstudy",)))) == 113 + 7 + 7
 
     # codings gone (e.g. withdrawn in Label Studio): the final labels are withdrawn, and the history says from what
     with Session(engine) as s:
@@ -189,7 +191,7 @@ def test_every_decision_is_kept_with_its_previous_value_and_evidence(cli, engine
         s.commit()
     gone = cli("label", "adjudicate", "--round", "pilotstudy", "--prefer-coder", "R2")
     assert "0 new, 0 changed, 2 withdrawn" in gone.output
-    withdrawn = adjudication_history(engine, "pilotstudy", "pytorch/pytorch#15192").iloc[-1]
+    withdrawn = adjudication_history(engine, LabelFilter(rounds=("pilotstudy",), item="pytorch/pytorch#15192")).iloc[-1]
     assert withdrawn["action"] == "withdrawn" and pd.isna(withdrawn["code"]) and pd.isna(withdrawn["decided_by"])
     assert withdrawn["previous_decided_by"] in ("agreement", "rule:prefer-coder=R2")
     assert withdrawn["detail"]["reason"] == "no longer decided: the codings changed"

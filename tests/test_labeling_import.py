@@ -12,7 +12,7 @@ from sqlmodel import Session, func, select
 
 from db.models.github import Issue, Repository
 from db.models.labeling import Coding, CodingValue, FinalLabel, LabelItem
-from db.queries.labeling import final_labels, ratings, taxonomy_distribution
+from db.queries.labeling import LabelFilter, final_labels, ratings, taxonomy_distribution
 
 CODE_COLUMNS = {
     "cause": "Type By Number",
@@ -61,20 +61,20 @@ def test_failure_analysis_final_and_drift_rounds(loaded, engine, study: Path) ->
     result = loaded("label", "import-sheet", str(path))
     assert result.exit_code == 0, result.output
     assert "round 'failureanalysis' (PyTorch, tf2onnx): 200 items" in result.output
-    final = ratings(engine, "failureanalysis")
+    final = ratings(engine, LabelFilter(rounds=("failureanalysis",)))
     assert final["item_id"].nunique() == 200 and set(final["coder"]) == {"study"}
     for sheet, repo in (("PyTorch", "pytorch/pytorch"), ("tf2onnx", "onnx/tensorflow-onnx")):
         expected = sheet_counts(path, sheet)
         assert db_counts(final, repo) == expected
         assert sum(expected["cause"].values()) == 100
     # the study's final codes are final labels straight away
-    labels = final_labels(engine, "failureanalysis")
+    labels = final_labels(engine, LabelFilter(rounds=("failureanalysis",)))
     assert len(labels) == len(final) and set(labels["decided_by"]) == {"sheet"}
-    dist = taxonomy_distribution(engine, "cause", "failureanalysis")
+    dist = taxonomy_distribution(engine, LabelFilter(rounds=("failureanalysis",)), "cause")
     pt = dist[dist["repository"] == "pytorch/pytorch"].set_index("code")["count"].to_dict()
     assert pt == dict(sheet_counts(path, "PyTorch")["cause"])
 
-    drift = ratings(engine, "failureanalysis-drift-testing")
+    drift = ratings(engine, LabelFilter(rounds=("failureanalysis-drift-testing",)))
     assert set(drift["coder"]) == {"Rater A", "Rater B"}
     for sheet, repo in (("PT Drift Testing", "pytorch/pytorch"), ("TF Drift Testing", "onnx/tensorflow-onnx")):
         both = sheet_counts(path, sheet, header_row=2)  # Rater A and B columns share the header names
@@ -88,7 +88,7 @@ def test_pilot_study_per_rater_sheets_cross_checked_with_interrater(loaded, engi
     result = loaded("label", "import-sheet", str(path))
     assert result.exit_code == 0, result.output
     assert "cross-checked 240 cells" in result.output
-    pilot = ratings(engine, "pilotstudy")
+    pilot = ratings(engine, LabelFilter(rounds=("pilotstudy",)))
     assert sorted(pilot["dimension"].unique()) == ["cause", "symptom"]
     assert pilot["item_id"].nunique() == 60
     for sheet, repo, coder in (
@@ -221,7 +221,11 @@ def test_a_new_codebook_version_leaves_old_codings_on_theirs(
     with Session(engine) as s:
         rnd = s.exec(select(LabelRound).where(LabelRound.name == "pilot-v2")).one()
         assert s.get(CodebookVersion, rnd.codebook_version_id).version == 2
-    assert len(ratings(engine, "pilot-v2")) == len(ratings(engine, "pilotstudy")) == 60 * 2 * 2
+    assert (
+        len(ratings(engine, LabelFilter(rounds=("pilot-v2",))))
+        == len(ratings(engine, LabelFilter(rounds=("pilotstudy",))))
+        == 60 * 2 * 2
+    )
 
 
 def test_reimport_reads_the_sheet_with_the_rounds_version_even_where_the_newest_rejects_it(  # type: ignore[no-untyped-def]
@@ -267,7 +271,7 @@ def test_reimport_of_a_changed_sheet_counts_what_changed(loaded, engine, study: 
     text = " ".join(again.output.split())
     assert "100 codings (0 new, 1 changed, 99 unchanged, 0 removed)" in text and "nothing new" not in text
     number = int(str(ws.cell(row=3, column=header.index("URL") + 1).value).rstrip("/").rsplit("/", 1)[1])
-    labels = final_labels(engine, "failureanalysis").set_index(["item", "dimension"])
+    labels = final_labels(engine, LabelFilter(rounds=("failureanalysis",))).set_index(["item", "dimension"])
     assert labels.loc[(f"pytorch/pytorch#{number}", "symptom"), "code"] == code_cell.value
 
 

@@ -10,7 +10,7 @@ import pytest
 from sqlmodel import Session, func, select
 
 from db.models.labeling import Coder, Coding, CodingValue, LabelRound, LsProject, LsTask
-from db.queries.labeling import final_labels
+from db.queries.labeling import LabelFilter, final_labels
 from labeling.codebook import read_codebook
 from labeling.labelstudio import check_result, choice_value
 from labeling.sync import assign
@@ -176,7 +176,7 @@ def test_pilot_round_end_to_end(ls_env, codebook_loaded, engine, ls_client, back
     settled = cli("label", "adjudicate", "--round", round_name, "--review")
     text = " ".join(settled.output.split())
     assert "0 items open" in text and "0 sent to review" in text
-    labels = final_labels(engine, round_name)
+    labels = final_labels(engine, LabelFilter(rounds=(round_name,)))
     reviewed = labels[labels["decided_by"].str.startswith("review:")]
     assert sorted(set(reviewed["number"] - 1000)) == disagree
     assert set(reviewed["decided_by"]) == {f"review:{reviewer.username or reviewer.email}"}

@@ -252,9 +252,8 @@ def test_survey_definition_revision_keeps_stored_kinds_and_refuses_to_drop_defin
             )
         with pytest.raises(CommandError, match="surveys imported with a definition"):
             downgrade(empty_db_url, "0011_run_key_per_campaign")
-        # Refused at 0014: it stays applied. Later revisions (views) may already be undone on SQLite, whose DDL
-        # pysqlite runs outside the downgrade's transaction; PostgreSQL rolls the whole downgrade back.
-        assert current_revision(eng) in (head_revision(), "0014_survey_definition")
+        # Refused at 0014: the whole downgrade is one transaction on both backends, so nothing is undone.
+        assert current_revision(eng) == head_revision()
         with eng.begin() as conn:
             conn.execute(text("DELETE FROM survey_definition"))
         downgrade(empty_db_url, "0011_run_key_per_campaign")

@@ -40,6 +40,9 @@ def _configure(connection: Connection) -> None:
         render_as_batch=connection.dialect.name == "sqlite",
         render_item=_render_item,
         compare_type=True,
+        # SQLite's DDL is transactional too: one transaction for all revisions, as on PostgreSQL, so a revision
+        # that fails (or refuses) leaves the database at the revision the command started from
+        transactional_ddl=True,
     )
 
 
@@ -55,6 +58,8 @@ def _migrate(connection: Connection) -> None:
     try:
         _configure(connection)
         with context.begin_transaction():
+            if sqlite:  # Python's sqlite3 opens a transaction only before DML: begin it here, before any DDL
+                connection.exec_driver_sql("BEGIN")
             before = context.get_context().get_current_heads()
             context.run_migrations()
             if sqlite and context.get_context().get_current_heads() != before:

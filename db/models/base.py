@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Column
+from sqlalchemy import Column, Table
 from sqlmodel import Field, SQLModel
 
 from db.types import JSONType, UTCDateTime, utcnow
@@ -36,3 +36,10 @@ def utc_field(nullable: bool = True, now: bool = False, index: bool = False) -> 
 
 
 __all__ = ["Field", "SQLModel", "datetime", "json_field", "utc_field"]
+
+
+def core_table(model: type[SQLModel]) -> Table:
+    """The Core table of a model class, for query modules written in SQLAlchemy Core (its columns are typed as
+    SQL expressions, unlike the class attributes, which type as their Python values)."""
+    table: Table = model.__table__  # type: ignore[attr-defined]
+    return table

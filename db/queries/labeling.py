@@ -1,14 +1,20 @@
-"""Read side of labeling as DataFrames: codebooks, codings (long format), final labels, distributions."""
+"""The labeling read model: one typed filter and the SQL behind codebooks, codings, progress and final labels.
+
+The CLI (`interop label …`), the app's Labeling page and `interop report paper` call these functions.
+Codings and final labels are read from the `issue_codes` view (revision 0015), where they are one row per
+item × dimension × coder or final; "the newest final label" is decided here, once, in SQL.
+"""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from dataclasses import dataclass
+from typing import Any, TypeVarTuple
 
-from sqlalchemy import select
+import pandas as pd
+from sqlalchemy import Float, Select, and_, cast, distinct, func, select, union
 from sqlalchemy.engine import Engine
-from sqlmodel import col
 
-from db.columns import many_columns
+from db.models.base import core_table
 from db.models.github import Issue, Repository
 from db.models.labeling import (
     AdjudicationHistory,
@@ -22,312 +28,398 @@ from db.models.labeling import (
     FinalLabel,
     LabelItem,
     LabelRound,
+    LsProject,
+    LsTask,
 )
+from db.models.views import issue_codes
 
-if TYPE_CHECKING:
-    import pandas as pd
+Ts = TypeVarTuple("Ts")
 
 
-def _frame(engine: Engine, query, columns: list[str]) -> pd.DataFrame:  # type: ignore[no-untyped-def]
-    import pandas as pd
+CODES = issue_codes
+ISSUE, REPO = core_table(Issue), core_table(Repository)
+BOOK, VERSION = core_table(Codebook), core_table(CodebookVersion)
+DIM, CODE = core_table(CodebookDimension), core_table(CodebookCode)
+ITEM, ROUND, CODER = core_table(LabelItem), core_table(LabelRound), core_table(Coder)
+CODING, VALUE = core_table(Coding), core_table(CodingValue)
+FINAL, HISTORY = core_table(FinalLabel), core_table(AdjudicationHistory)
+PROJECT, TASK = core_table(LsProject), core_table(LsTask)
 
+
+def _strings(value: Any) -> tuple[str, ...]:
+    values = [value] if isinstance(value, str) else list(value or ())
+    return tuple(dict.fromkeys(str(v) for v in values if v not in (None, "")))
+
+
+@dataclass(frozen=True, kw_only=True)
+class LabelFilter:
+    """Which codings and final labels: each field narrows the set, empty means all.
+
+    `rounds` by name; `dimensions` by key (symptom, cause, …); `coders` by name (codings only: final labels have
+    none); `repositories` of the coded issues; `item` one item's ref, e.g. `pytorch/pytorch#49403`.
+    """
+
+    rounds: tuple[str, ...] = ()
+    dimensions: tuple[str, ...] = ()
+    coders: tuple[str, ...] = ()
+    repositories: tuple[str, ...] = ()
+    item: str | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("rounds", "dimensions", "coders", "repositories"):
+            object.__setattr__(self, name, _strings(getattr(self, name)))
+        object.__setattr__(self, "item", self.item or None)
+
+
+def _narrow(stmt: Select[*Ts], f: LabelFilter, **columns: Any) -> Select[*Ts]:
+    """`stmt` narrowed by the fields of `f` whose column is given (round=…, dimension=…, coder=…, …)."""
+    wanted = {"round": f.rounds, "dimension": f.dimensions, "coder": f.coders, "repository": f.repositories}
+    for name, values in wanted.items():
+        if values and name in columns:
+            stmt = stmt.where(columns[name].in_(values))
+    if f.item and "item" in columns:
+        stmt = stmt.where(columns["item"] == f.item)
+    return stmt
+
+
+def _frame(engine: Engine, stmt: Select[*Ts], columns: list[str]) -> pd.DataFrame:
     with engine.connect() as conn:
-        rows = conn.execute(query).all()
-    return pd.DataFrame([tuple(r) for r in rows], columns=columns)
+        rows = conn.execute(stmt).all()
+    return pd.DataFrame([r._tuple() for r in rows], columns=columns)
+
+
+# --- codebooks and rounds -----------------------------------------------------------------------------------
 
 
 def codebook_versions(engine: Engine) -> pd.DataFrame:
     """One row per stored codebook version."""
     q = (
         select(
-            col(Codebook.name),
-            col(CodebookVersion.version),
-            col(CodebookVersion.declared_version),
-            col(CodebookVersion.source),
-            col(CodebookVersion.loaded_at),
-            col(CodebookVersion.content_hash),
+            BOOK.c.name,
+            VERSION.c.version,
+            VERSION.c.declared_version,
+            VERSION.c.source,
+            VERSION.c.loaded_at,
+            VERSION.c.content_hash,
         )
-        .join(CodebookVersion, col(CodebookVersion.codebook_id) == col(Codebook.id))
-        .order_by(Codebook.name, col(CodebookVersion.version))
+        .join(VERSION, VERSION.c.codebook_id == BOOK.c.id)
+        .order_by(BOOK.c.name, VERSION.c.version)
     )
     return _frame(engine, q, ["codebook", "version", "declared_version", "source", "loaded_at", "content_hash"])
 
 
-def rounds(engine: Engine) -> pd.DataFrame:
-    """Rounds with their codebook version and how many codings they hold."""
-    from sqlalchemy import func
-
+def rounds(engine: Engine, f: LabelFilter | None = None) -> pd.DataFrame:
+    """Rounds (oldest first) with their source, codebook version and how many codings they hold."""
     q = (
         select(
-            col(LabelRound.name),
-            col(LabelRound.source),
-            col(Codebook.name),
-            col(CodebookVersion.version),
-            func.count(col(Coding.id)),
-            col(LabelRound.created_at),
+            ROUND.c.name,
+            ROUND.c.source,
+            BOOK.c.name,
+            VERSION.c.version,
+            func.count(CODING.c.id),
+            ROUND.c.created_at,
         )
-        .join(CodebookVersion, col(CodebookVersion.id) == col(LabelRound.codebook_version_id))
-        .join(Codebook, col(Codebook.id) == col(CodebookVersion.codebook_id))
-        .outerjoin(Coding, col(Coding.round_id) == col(LabelRound.id))
+        .join(VERSION, VERSION.c.id == ROUND.c.codebook_version_id)
+        .join(BOOK, BOOK.c.id == VERSION.c.codebook_id)
+        .outerjoin(CODING, CODING.c.round_id == ROUND.c.id)
         .group_by(
-            col(LabelRound.id),
-            LabelRound.name,
-            LabelRound.source,
-            Codebook.name,
-            col(CodebookVersion.version),
-            col(LabelRound.created_at),
+            ROUND.c.id,
+            ROUND.c.name,
+            ROUND.c.source,
+            BOOK.c.name,
+            VERSION.c.version,
+            ROUND.c.created_at,
         )
-        .order_by(col(LabelRound.created_at), col(LabelRound.id))
+        .order_by(ROUND.c.created_at, ROUND.c.id)
     )
+    q = _narrow(q, f or LabelFilter(), round=ROUND.c.name)
     return _frame(engine, q, ["round", "source", "codebook", "codebook_version", "codings", "created_at"])
 
 
-def _item_columns():  # type: ignore[no-untyped-def]
-    return LabelItem.id, LabelItem.kind, LabelItem.ref, Repository.full_name, Issue.number, Issue.title
+# --- codings ------------------------------------------------------------------------------------------------
 
 
-def ratings(engine: Engine, round_name: str | None = None, dimension: str | None = None) -> pd.DataFrame:
+def _codes_narrowed(stmt: Select[*Ts], f: LabelFilter) -> Select[*Ts]:
+    return _narrow(
+        stmt,
+        f,
+        round=CODES.c.round,
+        dimension=CODES.c.dimension,
+        coder=CODES.c.coder,
+        repository=CODES.c.repository,
+        item=CODES.c.item_ref,
+    )
+
+
+def ratings(engine: Engine, f: LabelFilter) -> pd.DataFrame:
     """Valid codings in long format: one row per round, item, coder and dimension, with the code given."""
     q = (
         select(
-            col(LabelRound.name),
-            col(CodebookDimension.key),
-            col(CodebookDimension.position),
-            *_item_columns(),
-            col(Coder.name),
-            col(CodebookCode.code),
-            col(CodebookCode.label),
+            CODES.c.round,
+            CODES.c.dimension,
+            CODES.c.dimension_position,
+            CODES.c.item_id,
+            CODES.c.item_kind,
+            CODES.c.item_ref,
+            CODES.c.repository,
+            CODES.c.issue_number,
+            ISSUE.c.title,
+            CODES.c.coder,
+            CODES.c.code,
+            CODES.c.label,
         )
-        .select_from(CodingValue)
-        .join(Coding, col(Coding.id) == col(CodingValue.coding_id))
-        .join(LabelRound, col(LabelRound.id) == col(Coding.round_id))
-        .join(Coder, col(Coder.id) == col(Coding.coder_id))
-        .join(LabelItem, col(LabelItem.id) == col(Coding.item_id))
-        .outerjoin(Issue, col(Issue.id) == col(LabelItem.issue_id))
-        .outerjoin(Repository, col(Repository.id) == col(Issue.repository_id))
-        .join(CodebookDimension, col(CodebookDimension.id) == col(CodingValue.dimension_id))
-        .join(CodebookCode, col(CodebookCode.id) == col(CodingValue.code_id))
-        .where(col(Coding.valid).is_(True))
-        .order_by(LabelRound.name, col(CodebookDimension.position), col(LabelItem.id), col(Coder.name))
+        .select_from(CODES.outerjoin(ISSUE, ISSUE.c.id == CODES.c.issue_id))
+        .where(CODES.c.value_source == "coding")
+        .order_by(CODES.c.round, CODES.c.dimension_position, CODES.c.item_id, CODES.c.coder)
     )
-    if round_name:
-        q = q.where(col(LabelRound.name) == round_name)
-    if dimension:
-        q = q.where(col(CodebookDimension.key) == dimension)
-    return _frame(
-        engine,
-        q,
-        [
-            "round",
-            "dimension",
-            "dimension_position",
-            "item_id",
-            "kind",
-            "item",
-            "repository",
-            "number",
-            "title",
-            "coder",
-            "code",
-            "label",
-        ],
-    )
+    columns = ["round", "dimension", "dimension_position", "item_id", "kind", "item", "repository", "number"]
+    return _frame(engine, _codes_narrowed(q, f), [*columns, "title", "coder", "code", "label"])
 
 
-def round_coders(engine: Engine, round_name: str) -> list[str]:
-    """Every coder with at least one coding (valid or not) in the round."""
-    q = (
-        select(col(Coder.name))
-        .join(Coding, col(Coding.coder_id) == col(Coder.id))
-        .join(LabelRound, col(LabelRound.id) == col(Coding.round_id))
-        .where(col(LabelRound.name) == round_name)
-        .distinct()
-        .order_by(Coder.name)
-    )
-    with engine.connect() as conn:
-        return [r[0] for r in conn.execute(q).all()]
-
-
-def invalid_codings(engine: Engine, round_name: str | None = None) -> pd.DataFrame:
+def invalid_codings(engine: Engine, f: LabelFilter) -> pd.DataFrame:
     """Codings rejected against the codebook, with the reasons (kept for the report, never counted)."""
     q = (
         select(
-            col(LabelRound.name),
-            col(LabelItem.ref),
-            col(Coder.name),
-            col(Coding.ls_task_id),
-            col(Coding.ls_annotation_id),
-            col(Coding.problems),
-            col(Coding.updated_at),
+            ROUND.c.name,
+            ITEM.c.ref,
+            CODER.c.name,
+            CODING.c.ls_task_id,
+            CODING.c.ls_annotation_id,
+            CODING.c.problems,
+            CODING.c.updated_at,
         )
-        .join(LabelRound, col(LabelRound.id) == col(Coding.round_id))
-        .join(Coder, col(Coder.id) == col(Coding.coder_id))
-        .join(LabelItem, col(LabelItem.id) == col(Coding.item_id))
-        .where(col(Coding.valid).is_(False))
-        .order_by(LabelRound.name, LabelItem.ref, Coder.name)
+        .join(ROUND, ROUND.c.id == CODING.c.round_id)
+        .join(CODER, CODER.c.id == CODING.c.coder_id)
+        .join(ITEM, ITEM.c.id == CODING.c.item_id)
+        .where(CODING.c.valid.is_(False))
+        .order_by(ROUND.c.name, ITEM.c.ref, CODER.c.name)
     )
-    if round_name:
-        q = q.where(col(LabelRound.name) == round_name)
+    q = _narrow(q, f, round=ROUND.c.name, coder=CODER.c.name, item=ITEM.c.ref)
     return _frame(engine, q, ["round", "item", "coder", "ls_task_id", "ls_annotation_id", "problems", "updated_at"])
 
 
-def final_labels(engine: Engine, round_name: str | None = None) -> pd.DataFrame:
+def coder_progress(engine: Engine, f: LabelFilter) -> pd.DataFrame:
+    """Per round and coder (with codings or Label Studio tasks): items coded, codes given, invalid codings, items
+    assigned in Label Studio, items of the round, and `share` done = coded of assigned (sheet rounds: of the
+    round's coded items), with the round's source and codebook version."""
+    pairs = union(
+        select(CODING.c.round_id, CODING.c.coder_id),
+        select(PROJECT.c.round_id, PROJECT.c.coder_id)
+        .join(TASK, TASK.c.project_id == PROJECT.c.id)
+        .where(PROJECT.c.purpose == "coding", PROJECT.c.coder_id.is_not(None)),
+    ).subquery()
+    valid = and_(CODING.c.round_id == pairs.c.round_id, CODING.c.valid.is_(True))
+
+    def scalar(stmt: Select[*tuple[Any, ...]]) -> Any:
+        return stmt.scalar_subquery()
+
+    items_coded = scalar(
+        select(func.count(distinct(CODING.c.item_id))).where(valid, CODING.c.coder_id == pairs.c.coder_id)
+    )
+    codes = scalar(
+        select(func.count())
+        .select_from(VALUE)
+        .join(CODING, CODING.c.id == VALUE.c.coding_id)
+        .where(valid, CODING.c.coder_id == pairs.c.coder_id)
+    )
+    invalid = scalar(
+        select(func.count()).where(
+            CODING.c.round_id == pairs.c.round_id, CODING.c.coder_id == pairs.c.coder_id, CODING.c.valid.is_(False)
+        )
+    )
+    assigned = scalar(
+        select(func.count(distinct(TASK.c.item_id)))
+        .join(PROJECT, PROJECT.c.id == TASK.c.project_id)
+        .where(
+            PROJECT.c.round_id == pairs.c.round_id,
+            PROJECT.c.coder_id == pairs.c.coder_id,
+            PROJECT.c.purpose == "coding",
+        )
+    )
+    in_round = scalar(select(func.count(distinct(CODING.c.item_id))).where(valid))
+    q = (
+        select(
+            ROUND.c.name,
+            CODER.c.name,
+            items_coded,
+            codes,
+            invalid,
+            func.nullif(assigned, 0),
+            in_round,
+            cast(items_coded, Float) / func.nullif(func.coalesce(func.nullif(assigned, 0), in_round), 0),
+            ROUND.c.source,
+            BOOK.c.name,
+            VERSION.c.version,
+        )
+        .select_from(pairs)
+        .join(ROUND, ROUND.c.id == pairs.c.round_id)
+        .join(CODER, CODER.c.id == pairs.c.coder_id)
+        .join(VERSION, VERSION.c.id == ROUND.c.codebook_version_id)
+        .join(BOOK, BOOK.c.id == VERSION.c.codebook_id)
+        .order_by(ROUND.c.created_at, ROUND.c.id, CODER.c.name)
+    )
+    q = _narrow(q, f, round=ROUND.c.name, coder=CODER.c.name)
+    columns = ["round", "coder", "items_coded", "codes", "invalid_codings", "assigned", "items_in_round", "share"]
+    frame = _frame(engine, q, [*columns, "source", "codebook", "codebook_version"])
+    return frame.astype({"assigned": "Int64", "share": "float64"})
+
+
+# --- final labels -------------------------------------------------------------------------------------------
+
+
+def final_labels(engine: Engine, f: LabelFilter) -> pd.DataFrame:
     """Final labels (what analyses use) with the item, its repository and who or what decided."""
     q = (
         select(
-            col(LabelRound.name),
-            col(CodebookDimension.key),
-            *_item_columns(),
-            col(CodebookCode.code),
-            col(CodebookCode.label),
-            col(FinalLabel.decided_by),
-            col(FinalLabel.decided_at),
-            col(FinalLabel.note),
-            col(FinalLabel.detail),
+            ROUND.c.name,
+            DIM.c.key,
+            ITEM.c.id,
+            ITEM.c.kind,
+            ITEM.c.ref,
+            REPO.c.full_name,
+            ISSUE.c.number,
+            ISSUE.c.title,
+            CODE.c.code,
+            CODE.c.label,
+            FINAL.c.decided_by,
+            FINAL.c.decided_at,
+            FINAL.c.note,
+            FINAL.c.detail,
         )
-        .select_from(FinalLabel)
-        .join(LabelRound, col(LabelRound.id) == col(FinalLabel.round_id))
-        .join(LabelItem, col(LabelItem.id) == col(FinalLabel.item_id))
-        .outerjoin(Issue, col(Issue.id) == col(LabelItem.issue_id))
-        .outerjoin(Repository, col(Repository.id) == col(Issue.repository_id))
-        .join(CodebookDimension, col(CodebookDimension.id) == col(FinalLabel.dimension_id))
-        .join(CodebookCode, col(CodebookCode.id) == col(FinalLabel.code_id))
-        .order_by(LabelRound.name, col(LabelItem.id), col(CodebookDimension.position))
+        .select_from(FINAL)
+        .join(ROUND, ROUND.c.id == FINAL.c.round_id)
+        .join(ITEM, ITEM.c.id == FINAL.c.item_id)
+        .outerjoin(ISSUE, ISSUE.c.id == ITEM.c.issue_id)
+        .outerjoin(REPO, REPO.c.id == ISSUE.c.repository_id)
+        .join(DIM, DIM.c.id == FINAL.c.dimension_id)
+        .join(CODE, CODE.c.id == FINAL.c.code_id)
+        .order_by(ROUND.c.name, ITEM.c.id, DIM.c.position)
     )
-    if round_name:
-        q = q.where(col(LabelRound.name) == round_name)
-    return _frame(
-        engine,
+    q = _narrow(
         q,
-        [
-            "round",
-            "dimension",
-            "item_id",
-            "kind",
-            "item",
-            "repository",
-            "number",
-            "title",
-            "code",
-            "label",
-            "decided_by",
-            "decided_at",
-            "note",
-            "detail",
-        ],
+        f,
+        round=ROUND.c.name,
+        dimension=DIM.c.key,
+        repository=REPO.c.full_name,
+        item=ITEM.c.ref,
     )
+    columns = ["round", "dimension", "item_id", "kind", "item", "repository", "number", "title", "code", "label"]
+    return _frame(engine, q, [*columns, "decided_by", "decided_at", "note", "detail"])
 
 
-def adjudication_history(engine: Engine, round_name: str | None = None, item: str | None = None) -> pd.DataFrame:
+def adjudication_history(engine: Engine, f: LabelFilter) -> pd.DataFrame:
     """Every decision on final labels, oldest first: new / changed / withdrawn, the code before and after, who
     decided, when, the reviewer's note and the evidence (which codings disagreed)."""
-    from sqlalchemy.orm import aliased
-
-    new_code, old_code = aliased(CodebookCode), aliased(CodebookCode)
+    new_code, old_code = CODE.alias("new_code"), CODE.alias("old_code")
     q = (
         select(
-            *many_columns(
-                col(LabelRound.name),
-                col(LabelItem.ref),
-                col(CodebookDimension.key),
-                col(AdjudicationHistory.action),
-                old_code.code,
-                old_code.label,
-                col(AdjudicationHistory.previous_decided_by),
-                new_code.code,
-                new_code.label,
-                col(AdjudicationHistory.decided_by),
-                col(AdjudicationHistory.note),
-                col(AdjudicationHistory.detail),
-                col(AdjudicationHistory.run_id),
-                col(AdjudicationHistory.decided_at),
-            )
+            ROUND.c.name,
+            ITEM.c.ref,
+            DIM.c.key,
+            HISTORY.c.action,
+            old_code.c.code,
+            old_code.c.label,
+            HISTORY.c.previous_decided_by,
+            new_code.c.code,
+            new_code.c.label,
+            HISTORY.c.decided_by,
+            HISTORY.c.note,
+            HISTORY.c.detail,
+            HISTORY.c.run_id,
+            HISTORY.c.decided_at,
         )
-        .select_from(AdjudicationHistory)
-        .join(LabelRound, col(LabelRound.id) == col(AdjudicationHistory.round_id))
-        .join(LabelItem, col(LabelItem.id) == col(AdjudicationHistory.item_id))
-        .join(CodebookDimension, col(CodebookDimension.id) == col(AdjudicationHistory.dimension_id))
-        .outerjoin(new_code, col(new_code.id) == col(AdjudicationHistory.code_id))
-        .outerjoin(old_code, col(old_code.id) == col(AdjudicationHistory.previous_code_id))
-        .order_by(
-            col(LabelRound.name), col(LabelItem.ref), col(CodebookDimension.position), col(AdjudicationHistory.id)
+        .select_from(HISTORY)
+        .join(ROUND, ROUND.c.id == HISTORY.c.round_id)
+        .join(ITEM, ITEM.c.id == HISTORY.c.item_id)
+        .join(DIM, DIM.c.id == HISTORY.c.dimension_id)
+        .outerjoin(new_code, new_code.c.id == HISTORY.c.code_id)
+        .outerjoin(old_code, old_code.c.id == HISTORY.c.previous_code_id)
+        .order_by(ROUND.c.name, ITEM.c.ref, DIM.c.position, HISTORY.c.id)
+    )
+    q = _narrow(q, f, round=ROUND.c.name, dimension=DIM.c.key, item=ITEM.c.ref)
+    columns = ["round", "item", "dimension", "action", "previous_code", "previous_label", "previous_decided_by"]
+    return _frame(engine, q, [*columns, "code", "label", "decided_by", "note", "detail", "run_id", "decided_at"])
+
+
+def final_label_options(engine: Engine) -> dict[str, list[str]]:
+    """What final labels can be narrowed by: their dimensions (codebook order) and the coded repositories."""
+    finals = CODES.c.value_source == "final"
+    position = func.min(CODES.c.dimension_position)
+    with engine.connect() as conn:
+        dimensions = conn.execute(
+            select(CODES.c.dimension).where(finals).group_by(CODES.c.dimension).order_by(position, CODES.c.dimension)
         )
+        repositories = conn.execute(
+            select(CODES.c.repository)
+            .where(finals, CODES.c.repository.is_not(None))
+            .distinct()
+            .order_by(CODES.c.repository)
+        )
+        return {"dimensions": list(dimensions.scalars()), "repositories": list(repositories.scalars())}
+
+
+def _newest_finals(f: LabelFilter) -> Any:
+    """The final label of each item × dimension in the filtered rounds: the newest decision (latest `coded_at`,
+    then the later round name) when several rounds decided it."""
+    rank = (
+        func.row_number()
+        .over(
+            partition_by=(CODES.c.item_id, CODES.c.dimension),
+            order_by=(CODES.c.coded_at.desc(), CODES.c.round.desc()),
+        )
+        .label("rank")
     )
-    if round_name:
-        q = q.where(col(LabelRound.name) == round_name)
-    if item:
-        q = q.where(col(LabelItem.ref) == item)
-    return _frame(
-        engine,
-        q,
-        [
-            "round",
-            "item",
-            "dimension",
-            "action",
-            "previous_code",
-            "previous_label",
-            "previous_decided_by",
-            "code",
-            "label",
-            "decided_by",
-            "note",
-            "detail",
-            "run_id",
-            "decided_at",
-        ],
+    q = select(CODES, rank).where(CODES.c.value_source == "final")
+    ranked = _codes_narrowed(q, LabelFilter(rounds=f.rounds, repositories=f.repositories, item=f.item)).subquery()
+    return select(ranked).where(ranked.c.rank == 1).subquery()
+
+
+def taxonomy_distribution(engine: Engine, f: LabelFilter, dimension: str) -> pd.DataFrame:
+    """Counts and shares of each code of `dimension` per converter repository (newest final labels)."""
+    finals = _newest_finals(f)
+    n = func.count()
+    q = (
+        select(
+            finals.c.repository,
+            finals.c.code,
+            finals.c.label,
+            n,
+            cast(n, Float) / func.sum(n).over(partition_by=finals.c.repository),
+        )
+        .where(finals.c.dimension == dimension)
+        .group_by(finals.c.repository, finals.c.code, finals.c.label)
+        .order_by(finals.c.repository, n.desc(), finals.c.code)
     )
+    return _frame(engine, q, ["repository", "code", "label", "count", "share"])
 
 
-def _latest_finals(engine: Engine, round_name: str | None) -> pd.DataFrame:
-    """Final labels; without a round, the newest decision per item and dimension across rounds."""
-    frame = final_labels(engine, round_name)
-    if round_name or frame.empty:
-        return frame
-    frame = frame.sort_values("decided_at")
-    return frame.drop_duplicates(["item_id", "dimension"], keep="last")
-
-
-def taxonomy_distribution(engine: Engine, dimension: str, round_name: str | None = None) -> pd.DataFrame:
-    """Counts and shares of each code of `dimension` per converter repository (final labels)."""
-    import pandas as pd
-
-    frame = _latest_finals(engine, round_name)
-    frame = frame[frame["dimension"] == dimension]
-    if frame.empty:
-        return pd.DataFrame(columns=["repository", "code", "label", "count", "share"])
-    out = frame.groupby(["repository", "code", "label"], dropna=False).size().rename("count").reset_index()
-    out["share"] = out["count"] / out.groupby("repository")["count"].transform("sum")
-    return out.sort_values(["repository", "count", "code"], ascending=[True, False, True]).reset_index(drop=True)
-
-
-def crosstab(
-    engine: Engine,
-    rows: str = "symptom",
-    columns: str = "cause",
-    round_name: str | None = None,
-    repository: str | None = None,
-) -> pd.DataFrame:
-    """Items per (row code × column code), e.g. symptom × cause, from final labels."""
-    import pandas as pd
-
-    frame = _latest_finals(engine, round_name)
-    if repository:
-        frame = frame[frame["repository"] == repository]
-    wide = frame.pivot_table(index="item_id", columns="dimension", values="label", aggfunc="first")
-    if wide.empty or rows not in wide or columns not in wide:
+def crosstab(engine: Engine, f: LabelFilter, rows: str = "symptom", columns: str = "cause") -> pd.DataFrame:
+    """Items per (row code × column code), e.g. symptom × cause, from the newest final labels; labels sorted,
+    an empty frame when no item carries both dimensions."""
+    finals = _newest_finals(f)
+    a, b = finals.alias("a"), finals.alias("b")
+    q = (
+        select(a.c.label, b.c.label, func.count())
+        .select_from(a.join(b, and_(a.c.item_id == b.c.item_id, b.c.dimension == columns)))
+        .where(a.c.dimension == rows)
+        .group_by(a.c.label, b.c.label)
+    )
+    cells = _frame(engine, q, [rows, columns, "items"])
+    if cells.empty:
         return pd.DataFrame()
-    return pd.crosstab(wide[rows], wide[columns])
+    return cells.pivot_table(index=rows, columns=columns, values="items", aggfunc="sum", fill_value=0).astype(int)
 
 
 __all__ = [
+    "LabelFilter",
     "adjudication_history",
     "codebook_versions",
+    "coder_progress",
     "crosstab",
+    "final_label_options",
     "final_labels",
     "invalid_codings",
     "ratings",
-    "round_coders",
     "rounds",
     "taxonomy_distribution",
 ]

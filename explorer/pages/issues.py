@@ -1,17 +1,49 @@
-"""Issues: filter mined issues (repository, labels, state, sample, text), see them over time, open one."""
+"""Issues: filter mined issues (db.queries.issues.IssueFilter), see them over time and by code, open one."""
 
 from __future__ import annotations
+
+from dataclasses import replace
+from datetime import date
 
 import altair as alt
 import streamlit as st
 
-from db.queries import issue_browser
-from explorer.common import empty_state, multiselect_param, param, query, select_param, set_params
+from db.models.github_mining import DEFAULT_FIX_RULE_VERSION
+from db.queries import issues as issues_q
+from db.queries.issues import IssueFilter, IssueRef
+from explorer.common import (
+    empty_state,
+    for_display,
+    multiselect_param,
+    param,
+    query,
+    select_param,
+    set_params,
+)
 
 PAGE_SIZE = 50
+#: The list's columns, in order, with widths (px) that fit a laptop screen; the rest stay in the detail.
+WIDTHS = {
+    "repository": 150,
+    "number": 60,
+    "title": 300,
+    "state": 60,
+    "labels": 130,
+    "fix_linked": 70,
+    "created_at": 90,
+    "html_url": 50,
+}
+
+
+def _day(name: str) -> date | None:
+    try:
+        return date.fromisoformat(param(name)) if param(name) else None
+    except ValueError:
+        return None
+
 
 st.title("Issues")
-options = query(issue_browser.filter_options)
+options = query(issues_q.filter_options)
 if not options["repositories"]:
     empty_state(
         "GitHub issues",
@@ -20,49 +52,90 @@ if not options["repositories"]:
     )
     st.stop()
 
+rules = options["rule_versions"]
 with st.container(border=True):
-    a, b, c, d = st.columns([2, 3, 1, 2])
+    a, b, c = st.columns([3, 4, 2])
     with a:
-        repository = select_param("Repository", "repo", options["repositories"])
+        repositories = multiselect_param("Repositories", "repo", options["repositories"], placeholder="all")
     with b:
-        labels = multiselect_param("Labels (any of)", "label", options["labels"])
+        labels = multiselect_param("Labels", "label", options["labels"], placeholder="any label or none")
     with c:
-        state = select_param("State", "state", options["states"])
+        mode = st.radio(
+            "Issues with",
+            ["any", "all"],
+            index=1 if param("match") == "all" else 0,
+            format_func=lambda m: f"{m} of these labels",
+            key="param_match",
+        )
+        set_params(match="" if mode == "any" else mode)
+    d, e, f, g = st.columns([2, 2, 2, 2])
     with d:
-        sample = select_param("Sample", "sample", options["samples"])
-    e, f, g = st.columns([4, 2, 2])
+        state = select_param("State", "state", options["states"])
     with e:
+        sample = select_param("Sample", "sample", options["samples"])
+    with f:
+        since = st.date_input("Opened on or after", value=_day("since"), key="param_since", format="YYYY-MM-DD")
+    with g:
+        until = st.date_input("Opened on or before", value=_day("until"), key="param_until", format="YYYY-MM-DD")
+    set_params(since=since.isoformat() if since else "", until=until.isoformat() if until else "")
+    h, i, j = st.columns([4, 2, 2])
+    with h:
         text = st.text_input("Title or body contains", value=param("q"), key="param_q")
     set_params(q=text.strip())
-    rules = query(issue_browser.fix_rule_versions)
-    with f:
+    with i:
         fixed = select_param("Fix-linked", "fixed", ["yes", "no"], help="by the stored verdicts of the rule version")
-    with g:
+    with j:
         rule = select_param("Rule version", "rule", rules[1:], all_label=rules[0]) if len(rules) > 1 else ""
-filters = {
-    "repository": repository or None,
-    "labels": labels,
-    "state": state or None,
-    "sample": sample or None,
-    "text": text.strip() or None,
-    "fix_linked": {"yes": True, "no": False}.get(fixed),
-}
-if rule:
-    filters["rule_version"] = rule
-rule_name = rule or (rules[0] if rules else "study-v1")
 
-summary = query(issue_browser.state_summary, **filters)
-total = int(summary["issues"].sum()) if not summary.empty else 0
+selected = IssueFilter(
+    repositories=tuple(repositories),
+    labels=tuple(labels),
+    label_mode="all" if mode == "all" else "any",
+    state=state or None,
+    since=since or None,
+    until=until or None,
+    text=text,
+    sample=sample or None,
+    fix_linked={"yes": True, "no": False}.get(fixed),
+    rule_version=rule or (rules[0] if rules else DEFAULT_FIX_RULE_VERSION),
+)
+
+summary = query(issues_q.issue_summary, f=selected)
+total = int(summary["issues"].sum())
 m1, m2, m3, m4 = st.columns(4)
 m1.metric("Matching issues", f"{total:,}")
-m2.metric("Closed", f"{int(summary['closed'].sum()) if total else 0:,}")
-m3.metric("With a commit in the timeline", f"{int(summary['with_commit_event'].sum()) if total else 0:,}")
+m2.metric("Closed", f"{int(summary['closed'].sum()):,}")
+m3.metric("With a commit in the timeline", f"{int(summary['with_commit_event'].sum()):,}")
 if rules:
-    m4.metric(f"Fix-linked ({rule_name})", f"{query(issue_browser.fix_linked_count, **filters):,}")
+    m4.metric(f"Fix-linked ({selected.rule_version})", f"{int(summary['fix_linked'].sum()):,}")
 else:
-    m4.metric("Fix-linked", "n/a", help="no verdicts stored yet: `interop issues relink` evaluates the rule")
+    m4.metric("Fix-linked", "—", help="no verdicts stored yet: `interop issues relink` evaluates the rule")
+by_url = query(issues_q.issue_summary, f=replace(selected, mined=False))
+if not by_url.empty:
+    st.caption(
+        f"Not listed: {int(by_url['issues'].sum()):,} matching issue(s) known only by URL from coding sheets "
+        f"({', '.join(f'{n} of {r}' for r, n in zip(by_url['repository'], by_url['issues'], strict=True))}); "
+        "`interop mine github --repo OWNER/NAME` fetches their details."
+    )
 
-over_time = query(issue_browser.issues_over_time, **filters)
+if len(summary) > 1:
+    per_repo = summary.assign(open=summary["issues"] - summary["closed"]).melt(
+        id_vars="repository", value_vars=["open", "closed"], var_name="state", value_name="n"
+    )
+    st.altair_chart(
+        alt.Chart(per_repo)
+        .mark_bar()
+        .encode(
+            x=alt.X("n:Q", title="matching issues"),
+            y=alt.Y("repository:N", title=None, axis=alt.Axis(labelLimit=300)),
+            color=alt.Color("state:N", scale=alt.Scale(domain=["open", "closed"])),
+            tooltip=["repository", "state", "n"],
+        )
+        .properties(height=alt.Step(24), title="Matching issues per repository"),
+        width="stretch",
+    )
+
+over_time = query(issues_q.issues_over_time, f=selected)
 if not over_time.empty:
     chart = (
         alt.Chart(over_time)
@@ -78,37 +151,42 @@ if not over_time.empty:
     )
     st.altair_chart(chart, width="stretch")
 
-coded = query(issue_browser.coded_over_time, dimension="symptom", **filters)
+coded = query(issues_q.coded_over_time, f=selected, dimension="symptom")
 if not coded.empty:
     coded_chart = (
         alt.Chart(coded)
         .mark_bar()
         .encode(
-            x=alt.X("yearquarter(month):T", title="quarter the issue was opened"),
+            x=alt.X("yearquarter(month):O", title="quarter the issue was opened"),
             y=alt.Y("sum(issues):Q", title="coded issues"),
-            color=alt.Color("code:N", title="symptom (final label)"),
-            tooltip=["yearquarter(month):T", "code:N", "sum(issues):Q"],
+            color=alt.Color("code:N", title="symptom (final label)", legend=alt.Legend(labelLimit=300)),
+            tooltip=[alt.Tooltip("yearquarter(month):O", title="quarter"), "code:N", "sum(issues):Q"],
         )
         .properties(height=220, title="Coded failures over time (final symptom labels)")
     )
     st.altair_chart(coded_chart, width="stretch")
 
 pages = max(1, -(-total // PAGE_SIZE))
-page = min(max(int(param("page", "1") or 1), 1), pages)
-count, rows = query(issue_browser.issue_list, limit=PAGE_SIZE, offset=(page - 1) * PAGE_SIZE, **filters)
-st.caption(f"Page {page} of {pages} ({count:,} issues, newest first)")
+page = min(max(int(param("page")) if param("page").isdigit() else 1, 1), pages)
+rows = query(issues_q.issue_list, f=selected, limit=PAGE_SIZE, offset=(page - 1) * PAGE_SIZE)
+order = "in drawn order" if selected.sample else "newest first"
+st.caption(f"Page {page} of {pages} ({total:,} issues, {order})")
+shown = [c for c in WIDTHS if c != "fix_linked" or rules]  # no verdicts stored: no column of dashes
 st.dataframe(
-    rows,
+    for_display(rows[shown], dates=("created_at",)),
     hide_index=True,
     width="stretch",
     column_config={
-        "html_url": st.column_config.LinkColumn("link", display_text="open"),
-        "created_at": st.column_config.DatetimeColumn("created (UTC)", format="YYYY-MM-DD"),
-        "closed_at": st.column_config.DatetimeColumn("closed (UTC)", format="YYYY-MM-DD"),
-        "hydrated": st.column_config.CheckboxColumn(
-            "mined",
-            help="unticked: known only by URL (e.g. from a coding sheet) until `interop mine github` fetches it",
+        "repository": st.column_config.TextColumn("repository", width=WIDTHS["repository"], pinned=True),
+        "number": st.column_config.NumberColumn("#", format="%d", width=WIDTHS["number"], pinned=True),
+        "title": st.column_config.TextColumn("title", width=WIDTHS["title"]),
+        "state": st.column_config.TextColumn("state", width=WIDTHS["state"]),
+        "labels": st.column_config.ListColumn("labels", width=WIDTHS["labels"]),
+        "fix_linked": st.column_config.TextColumn(
+            "fix-linked", width=WIDTHS["fix_linked"], help=f"verdict of rule {selected.rule_version} (— not evaluated)"
         ),
+        "created_at": st.column_config.TextColumn("opened", width=WIDTHS["created_at"], help="UTC day"),
+        "html_url": st.column_config.LinkColumn("link", display_text="open", width=WIDTHS["html_url"]),
     },
 )
 if pages > 1:
@@ -124,29 +202,56 @@ picked = st.selectbox(
     "Issue", ["(choose one)", *choices], index=choices.index(current) + 1 if current else 0, key="param_issue"
 )
 set_params(issue="" if picked == "(choose one)" else picked)
-if picked != "(choose one)" and "#" in picked:
-    repo_name, _, number = picked.rpartition("#")
-    detail = query(issue_browser.issue_detail, repository=repo_name, number=int(number))
+if picked != "(choose one)":
+    try:
+        ref = IssueRef.parse(picked)
+    except ValueError as exc:
+        st.warning(str(exc))
+        st.stop()
+    detail = query(issues_q.issue_detail, ref=ref)
     if detail is None:
         st.warning(f"{picked} is not in this database.")
-    else:
-        issue = detail["issue"]
-        st.markdown(f"### {issue['title'] or '(no title: known only by URL)'}")
-        st.caption(
-            f"{issue['repository']}#{issue['number']} · {issue['state'] or 'unknown state'}"
-            f" · by {issue['author'] or '?'} · labels: {', '.join(issue['labels'] or []) or 'none'}"
-            f" · samples: {', '.join(detail['samples']) or 'none'}"
+        st.stop()
+    issue = detail.issue
+    st.markdown(f"### {issue['title'] or '(no title: known only by URL)'}")
+    st.caption(
+        f"{issue['repository']}#{issue['number']} · {issue['state'] or 'state unknown'}"
+        f" · by {issue['author'] or '—'} · labels: {', '.join(issue['labels'] or []) or 'none'}"
+        f" · samples: {', '.join(detail.samples) or 'none'}"
+    )
+    if issue.get("html_url"):
+        st.link_button("Open on GitHub", issue["html_url"], icon=":material/open_in_new:")
+    with st.expander("Body", expanded=True):
+        st.text(issue["body"] or "(no body stored)")
+    if not detail.fix_verdicts.empty:
+        st.markdown("**Fix-link verdicts**")
+        verdicts = detail.fix_verdicts.assign(
+            evidence=detail.fix_verdicts["evidence"].map(
+                lambda ev: "; ".join(str(e.get("why", e)) for e in ev or []) or None
+            )
         )
-        if issue.get("html_url"):
-            st.link_button("Open on GitHub", issue["html_url"], icon=":material/open_in_new:")
-        with st.expander("Body", expanded=True):
-            st.text(issue["body"] or "(no body stored)")
-        verdicts = detail.get("fix_verdicts")
-        if verdicts is not None and not verdicts.empty:
-            st.markdown("**Fix-link verdicts**")
-            st.dataframe(verdicts, hide_index=True, width="stretch")
-        st.markdown("**Timeline**")
-        if detail["timeline"].empty:
-            st.caption("No timeline events stored (a GitHub mine fetches them).")
-        else:
-            st.dataframe(detail["timeline"], hide_index=True, width="stretch")
+        st.dataframe(
+            for_display(verdicts),
+            hide_index=True,
+            width="stretch",
+            column_config={"evidence": st.column_config.TextColumn("evidence", width="large")},
+        )
+    st.markdown("**Timeline**")
+    timeline = detail.timeline
+    if timeline.empty:
+        st.caption("No timeline events stored (a GitHub mine fetches them).")
+    else:
+        source = timeline["source_repository"].fillna("") + "#" + timeline["source_number"].astype("string")
+        timeline = timeline.assign(source=source.where(timeline["source_repository"].notna(), None))
+        columns = ["created_at", "event", "actor", "commit_id", "source", "source_state", "source_is_pull_request"]
+        st.dataframe(
+            for_display(timeline[columns]),
+            hide_index=True,
+            width="stretch",
+            column_config={
+                "created_at": st.column_config.TextColumn("when (UTC)", width="small"),
+                "commit_id": st.column_config.TextColumn("commit", width="medium"),
+                "source": st.column_config.TextColumn("cross-referenced from", width="medium"),
+                "source_is_pull_request": st.column_config.TextColumn("a PR", width="small"),
+            },
+        )

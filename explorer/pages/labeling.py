@@ -8,9 +8,9 @@ import altair as alt
 import pandas as pd
 import streamlit as st
 
-from db.queries import label_progress
 from db.queries import labeling as labeling_q
-from explorer.common import empty_state, param, query, select_param
+from db.queries.labeling import LabelFilter
+from explorer.common import MISSING, empty_state, for_display, param, query, select_param
 from labeling.summary import round_categories
 
 COEFFICIENTS = {
@@ -31,8 +31,9 @@ def agreement_rows(ratings: pd.DataFrame, categories: dict[tuple[str, str], list
 
 
 def fmt_ci(value: float, ci: tuple[float, float]) -> str:
+    """A coefficient with its 95% interval, or MISSING when it cannot be computed."""
     if value is None or (isinstance(value, float) and math.isnan(value)):
-        return "n/a"
+        return MISSING
     lo, hi = ci if isinstance(ci, tuple | list) else (float("nan"), float("nan"))
     return f"{value:.3f} [{lo:.3f}, {hi:.3f}]" if not math.isnan(lo) else f"{value:.3f}"
 
@@ -48,44 +49,56 @@ if rounds.empty:
     )
     st.stop()
 
-ratings_all = query(labeling_q.ratings)
-coders_per_round = ratings_all.groupby("round")["coder"].nunique() if not ratings_all.empty else pd.Series(dtype=int)
+progress = query(labeling_q.coder_progress, f=LabelFilter())
 names = rounds["round"].tolist()
-items_per = ratings_all.groupby("round")["item_id"].nunique() if not ratings_all.empty else pd.Series(dtype=int)
+coded = progress[progress["items_coded"] > 0]
+coders_per_round = coded.groupby("round")["coder"].nunique()
+items_per_round = coded.groupby("round")["items_in_round"].max()
 multi = [r for r in names if coders_per_round.get(r, 0) >= 2]
-default = max(multi, key=lambda r: int(items_per.get(r, 0))) if multi else names[0]
+default = max(multi, key=lambda r: int(items_per_round.get(r, 0))) if multi else names[0]
 chosen = param("round") if param("round") in names else default
 chosen = select_param("Round", "round", names, all_label=chosen) or chosen
 
 st.subheader("Progress per coder and round")
-if ratings_all.empty:
-    st.caption("No valid codings yet.")
+if progress.empty:
+    st.caption("No codings yet.")
 else:
-    items_per_round = ratings_all.groupby("round")["item_id"].nunique().rename("items_in_round")
-    progress = (
-        ratings_all.groupby(["round", "coder"])
-        .agg(items_coded=("item_id", "nunique"), codes=("code", "size"))
-        .reset_index()
-        .merge(items_per_round, on="round")
+    st.caption(
+        "Done: items coded of those assigned to the coder in Label Studio, or, for rounds imported from sheets, "
+        "of the items coded in the round."
     )
-    assigned = query(label_progress.assigned_tasks)
-    progress = progress.merge(assigned, on=["round", "coder"], how="left")
-    # Label Studio rounds: done = coded of assigned; sheet imports: of the items in the round
-    progress["share"] = progress["items_coded"] / progress["assigned"].fillna(progress["items_in_round"])
-    invalid = query(labeling_q.invalid_codings)
-    if not invalid.empty:
-        bad = invalid.groupby(["round", "coder"]).size().rename("invalid_codings").reset_index()
-        progress = progress.merge(bad, on=["round", "coder"], how="left")
-    progress = progress.merge(rounds[["round", "source", "codebook", "codebook_version"]], on="round", how="left")
+    shown_progress = progress.drop(columns=["codebook", "codebook_version"])  # the rounds' codebooks: `label rounds`
     st.dataframe(
-        progress,
+        for_display(shown_progress),
         hide_index=True,
         width="stretch",
-        column_config={"share": st.column_config.ProgressColumn("done", format="percent", min_value=0, max_value=1)},
+        column_config={
+            "round": st.column_config.TextColumn("round", width=190, pinned=True),
+            "coder": st.column_config.TextColumn("coder", width=90),
+            "items_coded": st.column_config.NumberColumn("items coded", format="%d", width=80),
+            "codes": st.column_config.NumberColumn("codes", format="%d", width=60),
+            "invalid_codings": st.column_config.NumberColumn("invalid", format="%d", width=60),
+            "assigned": st.column_config.TextColumn(
+                "assigned", width=70, help="tasks in the coder's Label Studio project"
+            ),
+            "items_in_round": st.column_config.NumberColumn("items in round", format="%d", width=90),
+            "share": st.column_config.ProgressColumn("done", format="percent", min_value=0, max_value=1, width=130),
+            "source": st.column_config.TextColumn("coded in", width=80),
+        },
     )
 
+invalid = query(labeling_q.invalid_codings, f=LabelFilter(rounds=(chosen,)))
+if not invalid.empty:
+    with st.expander(f"Invalid codings in round `{chosen}`: {len(invalid)} (kept, never counted)"):
+        st.dataframe(
+            for_display(invalid.assign(problems=invalid["problems"].map(lambda p: "; ".join(p or [])))),
+            hide_index=True,
+            width="stretch",
+            column_config={"problems": st.column_config.TextColumn("why rejected", width="large")},
+        )
+
 st.subheader(f"Agreement in round `{chosen}`")
-ratings = ratings_all[ratings_all["round"] == chosen] if not ratings_all.empty else ratings_all
+ratings = query(labeling_q.ratings, f=LabelFilter(rounds=(chosen,)))
 if ratings.empty or ratings["coder"].nunique() < 2:
     st.info(
         f"Round `{chosen}` has fewer than two coders: no agreement to measure. "
@@ -93,21 +106,30 @@ if ratings.empty or ratings["coder"].nunique() < 2:
     )
 else:
     table = agreement_rows(ratings, query(round_categories))
+    measures = {
+        "items": table["items"].map(str),
+        "coders": table["coders"].map(str),
+        **{
+            label: [fmt_ci(v, c) for v, c in zip(table[k], table.get(f"{k}_ci", [None] * len(table)), strict=True)]
+            for k, label in COEFFICIENTS.items()
+            if k in table
+        },
+        "reading (Landis–Koch)": table["reading"],
+        "α reading (Krippendorff)": table["krippendorff_alpha_reading"],
+    }
+    # one row per measure, one column per dimension: fits the page however many coefficients there are
     shown = pd.DataFrame(
-        {
-            "dimension": table["dimension"],
-            "items": table["items"],
-            "coders": table["coders"],
-            **{
-                label: [fmt_ci(v, c) for v, c in zip(table[k], table.get(f"{k}_ci", [None] * len(table)), strict=True)]
-                for k, label in COEFFICIENTS.items()
-                if k in table
-            },
-            "reading (Landis–Koch)": table["reading"],
-            "α reading (Krippendorff)": table["krippendorff_alpha_reading"],
-        }
+        [{"measure": name, **dict(zip(table["dimension"], values, strict=True))} for name, values in measures.items()]
     )
-    st.dataframe(shown, hide_index=True, width="stretch")
+    st.dataframe(
+        for_display(shown),
+        hide_index=True,
+        width="stretch",
+        column_config={
+            "measure": st.column_config.TextColumn("", width=190, pinned=True),
+            **{d: st.column_config.TextColumn(d, width=170) for d in table["dimension"]},
+        },
+    )
     st.caption(
         "95% intervals: seeded bootstrap over items (1,000 resamples). κ is read on the Landis & Koch (1977) "
         "scale (of Cohen's κ for two coders, Fleiss' κ for more); Krippendorff's α on its own (Krippendorff 2004): "
@@ -153,29 +175,38 @@ else:
         st.caption("The coders agree on every item.")
     else:
         st.caption(f"{len(diff)} item × dimension pairs with different codes")
-        st.dataframe(diff, hide_index=True, width="stretch")
+        st.dataframe(
+            for_display(diff.drop(columns=["round", "item_id"], errors="ignore")),
+            hide_index=True,
+            width="stretch",
+            column_config={
+                "dimension": st.column_config.TextColumn("dimension", width=90, pinned=True),
+                "item": st.column_config.TextColumn("item", width=190, pinned=True),
+                "title": st.column_config.TextColumn("title", width=250),
+            },
+        )
 
 st.subheader("Taxonomy (final labels)")
-finals = query(labeling_q.final_labels)
-if finals.empty:
+finals_at = query(labeling_q.final_label_options)
+dims = finals_at["dimensions"]
+if not dims:
     empty_state(
         "final labels",
         "interop label import-sheet ../shared/data/paper-artifact/failure-analysis/FailureAnalysis.xlsx",
         "interop label adjudicate --round ROUND",
     )
     st.stop()
-dims = finals["dimension"].drop_duplicates().tolist()
 dimension = param("dim") if param("dim") in dims else ("symptom" if "symptom" in dims else dims[0])
 dimension = select_param("Dimension", "dim", dims, all_label=dimension) or dimension
-dist = query(labeling_q.taxonomy_distribution, dimension=dimension)
+dist = query(labeling_q.taxonomy_distribution, f=LabelFilter(), dimension=dimension)
 if not dist.empty:
-    totals = dist.groupby("repository")["count"].sum()
+    totals = dist.groupby("repository", dropna=False)["count"].sum()
     st.caption(
-        "Per converter repository, share of its coded issues; n = "
-        + ", ".join(f"{repo}: {int(n)}" for repo, n in totals.items())
+        "The newest final label of each item; per converter repository, share of its coded issues; n = "
+        + ", ".join(f"{repo if isinstance(repo, str) else MISSING}: {int(n)}" for repo, n in totals.items())
     )
     chart = (
-        alt.Chart(dist)
+        alt.Chart(dist.fillna({"repository": "(not an issue)"}))
         .mark_bar()
         .encode(
             x=alt.X("share:Q", axis=alt.Axis(format="%"), title=f"share of coded issues ({dimension})"),
@@ -188,14 +219,15 @@ if not dist.empty:
     )
     st.altair_chart(chart, width="stretch")
 
-repos = sorted(finals["repository"].dropna().unique())
+repos = finals_at["repositories"]
 a, b, c = st.columns(3)
 rows_dim = a.selectbox("Rows", dims, index=dims.index("symptom") if "symptom" in dims else 0, key="xt_rows")
 cols_dim = b.selectbox(
     "Columns", dims, index=dims.index("cause") if "cause" in dims else min(1, len(dims) - 1), key="xt_cols"
 )
 repo = c.selectbox("Converter", ["(both)", *repos], key="xt_repo")
-xt = query(labeling_q.crosstab, rows=rows_dim, columns=cols_dim, repository=None if repo == "(both)" else repo)
+xt_filter = LabelFilter(repositories=() if repo == "(both)" else (repo,))
+xt = query(labeling_q.crosstab, f=xt_filter, rows=rows_dim, columns=cols_dim)
 if xt.empty:
     st.caption("No items carry both dimensions.")
 else:
@@ -217,19 +249,57 @@ else:
     )
 
 st.subheader(f"Decisions in round `{chosen}`")
-decided = finals[finals["round"] == chosen]
+decided = query(labeling_q.final_labels, f=LabelFilter(rounds=(chosen,)))
 if decided.empty:
     st.caption(f"No final labels in round `{chosen}` yet: `interop label adjudicate --round {chosen}`.")
 else:
     from labeling.finals import evidence_text
 
     st.caption("Who or what decided each final label, the reviewer's note, and the codings weighed.")
-    columns = ["item", "dimension", "code", "label", "decided_by", "note", "evidence", "decided_at"]
-    st.dataframe(decided.assign(evidence=decided["detail"].map(evidence_text))[columns], hide_index=True)
-    history = query(labeling_q.adjudication_history, round_name=chosen)
+
+    def coded(code: pd.Series, label: pd.Series) -> pd.Series:
+        """`6 Incorrect Assignment` (the code and its label in one cell), None when there is none."""
+        return pd.Series([f"{c:.0f} {lb}" if pd.notna(c) else None for c, lb in zip(code, label, strict=True)])
+
+    wide = {
+        "item": st.column_config.TextColumn("item", width=190, pinned=True),
+        "dimension": st.column_config.TextColumn("dimension", width=90),
+        "action": st.column_config.TextColumn("action", width=80),
+        "previous": st.column_config.TextColumn("from", width=150),
+        "previous_decided_by": st.column_config.TextColumn("decided by before", width=130),
+        "code": st.column_config.TextColumn("code", width=150),
+        "decided_by": st.column_config.TextColumn("decided by", width=130),
+        "note": st.column_config.TextColumn("note", width=110),
+        "evidence": st.column_config.TextColumn("evidence", width=160),
+        "decided_at": st.column_config.TextColumn("at (UTC)", width=120),
+    }
+    shown_decisions = pd.DataFrame(
+        {
+            "item": decided["item"],
+            "dimension": decided["dimension"],
+            "code": coded(decided["code"], decided["label"]),
+            "decided_by": decided["decided_by"],
+            "note": decided["note"],
+            "evidence": decided["detail"].map(evidence_text).replace("", None),
+            "decided_at": decided["decided_at"],
+        }
+    )
+    st.dataframe(for_display(shown_decisions), hide_index=True, width="stretch", column_config=wide)
+    history = query(labeling_q.adjudication_history, f=LabelFilter(rounds=(chosen,)))
     later = int((history["action"] != "new").sum())
     with st.expander(f"History: {len(history)} decisions, {later} of them changes or withdrawals"):
-        st.dataframe(
-            history.assign(evidence=history["detail"].map(evidence_text)).drop(columns=["round", "detail"]),
-            hide_index=True,
+        shown_history = pd.DataFrame(
+            {
+                "item": history["item"],
+                "dimension": history["dimension"],
+                "action": history["action"],
+                "previous": coded(history["previous_code"], history["previous_label"]),
+                "previous_decided_by": history["previous_decided_by"],
+                "code": coded(history["code"], history["label"]),
+                "decided_by": history["decided_by"],
+                "note": history["note"],
+                "evidence": history["detail"].map(evidence_text).replace("", None),
+                "decided_at": history["decided_at"],
+            }
         )
+        st.dataframe(for_display(shown_history), hide_index=True, width="stretch", column_config=wide)

@@ -15,10 +15,8 @@ from typing import Any
 from db.errors import InteropError
 from db.models.github_mining import DEFAULT_FIX_RULE_VERSION
 
-DEFAULT_RULE_VERSION = DEFAULT_FIX_RULE_VERSION
-
 BUILTIN_RULES: dict[str, dict[str, Any]] = {
-    "study-v1": {
+    DEFAULT_FIX_RULE_VERSION: {
         "closed_with_commit": True,
         "referenced_with_commit": True,
         "cross_referenced_closed_same_family": True,
@@ -80,7 +78,7 @@ def rule_from_definition(version: str, definition: Mapping[str, Any]) -> FixRule
     return FixRule(version=version, **data)
 
 
-def load_rule(version: str = DEFAULT_RULE_VERSION, configured: Mapping[str, Any] | None = None) -> FixRule:
+def load_rule(version: str = DEFAULT_FIX_RULE_VERSION, configured: Mapping[str, Any] | None = None) -> FixRule:
     """A built-in version, or one defined under `[fix_rules.<version>]` in interop.toml."""
     configured = configured or {}
     if version in configured:

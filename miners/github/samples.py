@@ -13,7 +13,7 @@ from sqlmodel import Session, col, select
 from db.columns import stored_id
 from db.errors import InteropError
 from db.models.github import Issue, IssueSample, IssueSampleMember, Repository
-from db.models.github_mining import IssueFixLink
+from db.models.github_mining import DEFAULT_FIX_RULE_VERSION, IssueFixLink
 
 
 class SampleError(InteropError):
@@ -36,7 +36,7 @@ def draw_sample(
     n: int,
     seed: int,
     fixed_only: bool = False,
-    rule_version: str = "study-v1",
+    rule_version: str = DEFAULT_FIX_RULE_VERSION,
     label: str | None = None,
     state: str | None = None,
 ) -> SampleResult:

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from alembic import op
 
 revision: str = "0016_run_outcomes_view"
-down_revision: str | Sequence[str] | None = "0014_survey_definition"
+down_revision: str | Sequence[str] | None = "0015_issue_codes_view"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
