@@ -36,11 +36,11 @@ def dialect_for(name: str) -> Dialect:
     if name == "sqlite":
         from sqlalchemy.dialects import sqlite
 
-        return sqlite.dialect()  # type: ignore[no-any-return]
+        return sqlite.dialect()
     if name == "postgresql":
         from sqlalchemy.dialects.postgresql import psycopg
 
-        return psycopg.dialect()  # type: ignore[no-any-return]
+        return psycopg.dialect()
     raise DumpError(f"unknown --dialect {name!r}: choose one of {', '.join(DIALECTS)}")
 
 

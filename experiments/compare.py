@@ -7,7 +7,7 @@ passes at that rtol iff needed_atol <= atol. That makes `rescore` exact for ever
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -88,6 +88,6 @@ def output_passes(row: Mapping[str, Any], atol: float, rtol: float) -> bool:
     return float(needed[key]) <= atol
 
 
-def run_passes(rows: list[Mapping[str, Any]], atol: float, rtol: float) -> bool:
+def run_passes(rows: Sequence[Mapping[str, Any]], atol: float, rtol: float) -> bool:
     """A run passes when it compared at least one output and every output of every input passes."""
     return bool(rows) and all(output_passes(r, atol, rtol) for r in rows)

@@ -33,8 +33,8 @@ def rescore(engine: Engine, atol: float, rtol: float, campaign: str | None = Non
     with Session(engine) as s:
         stmt = (
             select(ConversionRun)
-            .join(Campaign, Campaign.id == ConversionRun.campaign_id)
-            .where(ConversionRun.status.in_(sorted(JUDGED)))
+            .join(Campaign, col(Campaign.id) == col(ConversionRun.campaign_id))
+            .where(col(ConversionRun.status).in_(sorted(JUDGED)))
         )
         if campaign is not None:
             if s.exec(select(Campaign.id).where(Campaign.name == campaign)).first() is None:

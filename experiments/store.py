@@ -188,7 +188,9 @@ class CampaignStore:
             with Session(self.engine) as s:
                 nodes = dict(
                     s.exec(
-                        select(ModelUnderTest.id, ModelUnderTest.node_count).where(ModelUnderTest.id.in_(model_ids))
+                        select(col(ModelUnderTest.id), col(ModelUnderTest.node_count)).where(
+                            col(ModelUnderTest.id).in_(model_ids)
+                        )
                     ).all()
                 )
                 have = self._keys(s, campaign_id, model_ids)
@@ -231,13 +233,15 @@ class CampaignStore:
             return set()
         rows = s.exec(
             select(
-                ConversionRun.model_id,
-                ConversionRun.converter,
-                ConversionRun.converter_version,
-                ConversionRun.exporter,
-                ConversionRun.opset,
-                ConversionRun.input_seed,
-            ).where(ConversionRun.campaign_id == campaign_id, ConversionRun.model_id.in_(model_ids))
+                *many_columns(
+                    ConversionRun.model_id,
+                    ConversionRun.converter,
+                    ConversionRun.converter_version,
+                    ConversionRun.exporter,
+                    ConversionRun.opset,
+                    ConversionRun.input_seed,
+                )
+            ).where(col(ConversionRun.campaign_id) == campaign_id, col(ConversionRun.model_id).in_(model_ids))
         ).all()
         return {(int(r[0]), r[1], r[2], r[3], int(r[4]), int(r[5])) for r in rows}
 

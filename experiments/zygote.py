@@ -145,11 +145,11 @@ def zygote_main(sock: socket.socket, threads: int) -> int:
     signal.signal(signal.SIGCHLD, lambda *_: None)
     me = os.getpid()
     while True:
-        readable, _, _ = select.select([sock, wake_r], [], [])
+        readable, _, _ = select.select([sock.fileno(), wake_r], [], [])
         if wake_r in readable:
             os.read(wake_r, 4096)
         _reap(sock)
-        if sock not in readable:
+        if sock.fileno() not in readable:
             continue
         data, fds, _flags, _addr = socket.recv_fds(sock, MAX_MESSAGE, 2)
         if not data:

@@ -32,6 +32,7 @@ from sqlalchemy import (
 )
 from sqlalchemy import text as sql_text
 from sqlalchemy.engine import Engine
+from sqlalchemy.sql.elements import ColumnElement
 
 from db.models.experiments import Campaign, ConversionRun, ModelOperator, ModelUnderTest, RunOutput
 from db.outcomes import FAILURES, JUDGED, OUTCOMES, RTOL_GRID, Stage, rtol_key
@@ -370,11 +371,12 @@ def _per_run_worst(engine: Engine, rtol: float, f: RunFilter) -> Any:
         # SQLite does not reuse a repeated expression, and reading JSON dominates: extract it once. Text sorts
         # above every number in SQLite, so max() is 'u' exactly when some output has no number for this rtol.
         top = func.max(func.coalesce(needed, literal("u", Text)))
-        per_output = select(OUTPUT.c.run_id, top.label("top"), func.max(bad).label("bad"))
-        per_output = per_output.group_by(OUTPUT.c.run_id).subquery()
+        per_output = (
+            select(OUTPUT.c.run_id, top.label("top"), func.max(bad).label("bad")).group_by(OUTPUT.c.run_id).subquery()
+        )
         unknown_flag = func.typeof(per_output.c.top) == "text"
-        worst = case((unknown_flag, None), else_=per_output.c.top)
-        unknown = case((unknown_flag, 1), else_=0)
+        worst: ColumnElement[Any] = case((unknown_flag, None), else_=per_output.c.top)
+        unknown: ColumnElement[Any] = case((unknown_flag, 1), else_=0)
     else:
         per_output = (
             select(

@@ -94,20 +94,22 @@ def list_surveys(engine: Engine, flt: SurveyFilter | None = None) -> pd.DataFram
     import pandas as pd
 
     flt = flt or SurveyFilter()
-    response = select(func.count(SurveyResponse.id)).where(SurveyResponse.survey_id == Survey.id)
+    response = select(func.count(col(SurveyResponse.id))).where(col(SurveyResponse.survey_id) == col(Survey.id))
     stmt = select(
-        Survey,
-        response.scalar_subquery().label("respondents"),
-        response.where(SurveyResponse.excluded.is_(True)).scalar_subquery().label("excluded"),  # type: ignore[attr-defined]
-        select(func.count(SurveyQuestion.id))
-        .where(SurveyQuestion.survey_id == Survey.id)
-        .scalar_subquery()
-        .label("questions"),
-        select(func.max(SurveyDefinition.version))
-        .where(SurveyDefinition.survey_id == Survey.id)
-        .scalar_subquery()
-        .label("definition_version"),
-    ).order_by(Survey.name)
+        *many_columns(
+            Survey,
+            response.scalar_subquery().label("respondents"),
+            response.where(SurveyResponse.excluded.is_(True)).scalar_subquery().label("excluded"),  # type: ignore[attr-defined]
+            select(func.count(col(SurveyQuestion.id)))
+            .where(col(SurveyQuestion.survey_id) == col(Survey.id))
+            .scalar_subquery()
+            .label("questions"),
+            select(func.max(SurveyDefinition.version))
+            .where(SurveyDefinition.survey_id == Survey.id)
+            .scalar_subquery()
+            .label("definition_version"),
+        )
+    ).order_by(col(Survey.name))
     if flt.survey is not None:
         stmt = stmt.where(Survey.name == flt.survey)
     with Session(engine) as session:
@@ -152,17 +154,17 @@ def list_questions(engine: Engine, flt: SurveyFilter) -> pd.DataFrame:
         srv = _survey(session, flt.named())
         answered = (
             select(SurveyAnswer.question_id, func.count(func.distinct(SurveyAnswer.response_id)).label("n"))
-            .join(SurveyResponse, SurveyResponse.id == SurveyAnswer.response_id)
+            .join(SurveyResponse, col(SurveyResponse.id) == col(SurveyAnswer.response_id))
             .where(SurveyResponse.survey_id == srv.id, _included(flt.include_excluded))
-            .group_by(SurveyAnswer.question_id)
+            .group_by(col(SurveyAnswer.question_id))
             .subquery()
         )
         stmt = (
             select(SurveyQuestion, answered.c.n, SurveyDefinition.version)
             .outerjoin(answered, answered.c.question_id == SurveyQuestion.id)
-            .outerjoin(SurveyDefinition, SurveyDefinition.id == SurveyQuestion.definition_id)
+            .outerjoin(SurveyDefinition, col(SurveyDefinition.id) == col(SurveyQuestion.definition_id))
             .where(*_questions(srv, flt))
-            .order_by(SurveyQuestion.position)
+            .order_by(col(SurveyQuestion.position))
         )
         rows = [
             {
@@ -220,16 +222,16 @@ def definitions(engine: Engine, flt: SurveyFilter) -> list[dict[str, Any]]:
         if srv is None:
             return []
         used = (
-            select(SurveyQuestion.definition_id, func.count(SurveyQuestion.id).label("n"))
+            select(col(SurveyQuestion.definition_id), func.count(col(SurveyQuestion.id)).label("n"))
             .where(SurveyQuestion.survey_id == srv.id)
-            .group_by(SurveyQuestion.definition_id)
+            .group_by(col(SurveyQuestion.definition_id))
             .subquery()
         )
         rows = session.exec(
             select(SurveyDefinition, used.c.n)
             .outerjoin(used, used.c.definition_id == SurveyDefinition.id)
             .where(SurveyDefinition.survey_id == srv.id)
-            .order_by(SurveyDefinition.version)
+            .order_by(col(SurveyDefinition.version))
         ).all()
         return [
             {
@@ -283,7 +285,7 @@ def respondent_count(engine: Engine, flt: SurveyFilter) -> int:
         srv = _survey(session, flt.named())
         return int(
             session.exec(
-                select(func.count(SurveyResponse.id)).where(
+                select(func.count(col(SurveyResponse.id))).where(
                     SurveyResponse.survey_id == srv.id, _included(flt.include_excluded)
                 )
             ).one()
@@ -304,19 +306,19 @@ def survey_counts(engine: Engine, flt: SurveyFilter) -> pd.DataFrame:
             _question(session, srv, flt.qid)
         included = _included(flt.include_excluded)
         questions = session.exec(
-            select(SurveyQuestion).where(*_questions(srv, flt)).order_by(SurveyQuestion.position)
+            select(SurveyQuestion).where(*_questions(srv, flt)).order_by(col(SurveyQuestion.position))
         ).all()
         n_respondents = int(
             session.exec(
-                select(func.count(SurveyResponse.id)).where(SurveyResponse.survey_id == srv.id, included)
+                select(func.count(col(SurveyResponse.id))).where(col(SurveyResponse.survey_id) == srv.id, included)
             ).one()
         )
         # one row per (question, respondent, value): free text and numbers count by text, the rest by choice
         value = case((SurveyQuestion.kind.in_(TEXT_KINDS), SurveyAnswer.text), else_=SurveyAnswer.choice)  # type: ignore[attr-defined]
         given = (
             select(SurveyAnswer.question_id, SurveyAnswer.response_id, value.label("value"))
-            .join(SurveyResponse, SurveyResponse.id == SurveyAnswer.response_id)
-            .join(SurveyQuestion, SurveyQuestion.id == SurveyAnswer.question_id)
+            .join(SurveyResponse, col(SurveyResponse.id) == col(SurveyAnswer.response_id))
+            .join(SurveyQuestion, col(SurveyQuestion.id) == col(SurveyAnswer.question_id))
             .where(*_questions(srv, flt), included)
             .subquery()
         )
@@ -328,7 +330,7 @@ def survey_counts(engine: Engine, flt: SurveyFilter) -> pd.DataFrame:
     per_question: dict[int, dict[Any, int]] = {q.id or 0: {} for q in questions}
     for question_id, choice, n in counted:
         per_question[question_id][choice] = int(n)
-    rows = []
+    rows: list[dict[str, Any]] = []
     for position, q in enumerate(questions):
         counts = per_question[q.id or 0]
         for choice in q.choices:
