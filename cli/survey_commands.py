@@ -250,3 +250,34 @@ def counts(
         to.print(table)
 
     emit(fmt, out, frame, render=render)
+
+
+@app.command("crosstab")
+def crosstab_(
+    survey: str = typer.Argument(..., help="Survey name."),
+    qid: str = typer.Argument(..., help="Question id for the rows, e.g. Q12."),
+    by: str = typer.Argument(..., help="Question id for the columns, e.g. Q63."),
+    include_excluded: bool = typer.Option(False, "--include-excluded", help="Count excluded respondents too."),
+    fmt: Format = format_option(),
+    out: Path | None = out_option(),
+) -> None:
+    """Respondents per pair of answers to two questions (e.g. role × converter used); JSON and CSV in long form."""
+    from db.queries.survey import SurveyFilter, survey_crosstab
+
+    frame = survey_crosstab(engine(), SurveyFilter(survey, qid, include_excluded=include_excluded), by)
+
+    def render(to: Console) -> None:
+        to.print(f"{qid}: {frame.attrs['text']}", markup=False)
+        to.print(f"× {by}: {frame.attrs['by_text']}", markup=False)
+        to.print(f"respondents who answered both: n={frame.attrs['n_both']}")
+        if frame.empty:
+            return
+        wide = frame.pivot(index="choice", columns="by_choice", values="count").fillna(0).astype(int)
+        wide = wide.reindex(index=list(dict.fromkeys(frame["choice"])), columns=list(dict.fromkeys(frame["by_choice"])))
+        columns = [str(c) for c in wide.columns]
+        table = new_table(qid, *columns, numeric=tuple(columns))
+        for choice, row in wide.iterrows():
+            table.add_row(str(choice), *(str(int(v)) for v in row.fillna(0)))
+        to.print(table)
+
+    emit(fmt, out, frame, render=render)

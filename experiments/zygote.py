@@ -43,6 +43,7 @@ from typing import Any
 
 import psutil
 
+from db.errors import InteropError
 from experiments.worker import die_with_parent, preload, serve
 
 #: what a zygote imports beyond `experiments.worker.preload`, per framework (missing modules are skipped)
@@ -183,7 +184,7 @@ def main(argv: list[str] | None = None) -> int:
 # --- driver side -----------------------------------------------------------------------------------------------
 
 
-class ZygoteError(RuntimeError):
+class ZygoteError(InteropError):
     """The zygote died or did not get ready in time: the environment cannot start workers."""
 
 

@@ -148,7 +148,7 @@ def test_every_read_command_writes_table_json_and_csv(  # type: ignore[no-untype
     counts = json.loads(cli("survey", "counts", LONG_SURVEY, "Q1", "--format", "json").stdout)
     assert {"choice", "count", "n_answered", "n_respondents"} <= set(counts[0])
     status = json.loads(cli("experiment", "status", "--campaign", "seeded", "--format", "json").stdout)
-    assert set(status) == {"campaigns", "runs", "opset_changes"} and status["campaigns"][0]["name"] == "seeded"
+    assert set(status) == {"campaigns", "runs", "opset_changes"} and status["campaigns"][0]["campaign"] == "seeded"
 
 
 def test_a_campaign_is_named_with_the_campaign_option(cli, engine: Engine) -> None:  # type: ignore[no-untyped-def]

@@ -406,3 +406,42 @@ def test_newer_export_with_importid_row(cli, engine: Engine, tmp_path: Path) -> 
         ["Other", "TVM"],
         ["ONNX", ""],
     ]
+
+
+def _answers_of(frame: pd.DataFrame, qid: str, kind: str) -> dict[int, set[str]]:
+    """Row index -> the choices that respondent gave to `qid`, read from the file alone."""
+    out: dict[int, set[str]] = {}
+    for index, cell in frame[qid].dropna().items():
+        values = set(fragments(cell)) if kind == "multi" else {cell.strip()}
+        values.discard(ARTIFACT)
+        if values:
+            out[int(index)] = values
+    return out
+
+
+def test_crosstab_of_two_questions_matches_the_file(cli, engine: Engine, export_path: Path, frame) -> None:  # type: ignore[no-untyped-def]
+    from db.queries.survey import SurveyLookupError, survey_crosstab
+
+    assert cli("survey", "import", str(export_path), "--survey", "interop").exit_code == 0
+    questions = list_questions(engine, SurveyFilter("interop"))
+    single = questions[questions["kind"] == "single"].iloc[0]
+    multi = questions[questions["kind"] == "multi"].iloc[0]
+    rows, cols = _answers_of(frame, single.qid, "single"), _answers_of(frame, multi.qid, "multi")
+    expected: dict[tuple[str, str], int] = {}
+    for index in rows.keys() & cols.keys():
+        for a in rows[index]:
+            for b in cols[index]:
+                expected[(a, b)] = expected.get((a, b), 0) + 1
+    table = survey_crosstab(engine, SurveyFilter("interop", single.qid), multi.qid)
+    assert {(r.choice, r.by_choice): r.count for r in table.itertuples()} == expected
+    assert table.attrs["n_both"] == len(rows.keys() & cols.keys())
+    result = cli("survey", "crosstab", "interop", single.qid, multi.qid, "--format", "csv")
+    assert result.exit_code == 0, result.output
+    parsed = list(csv.DictReader(result.stdout.splitlines()))
+    assert len(parsed) == len(expected) and {"choice", "by_choice", "count", "pct_of_both"} <= set(parsed[0])
+    shown = cli("survey", "crosstab", "interop", single.qid, multi.qid)
+    assert shown.exit_code == 0 and f"answered both: n={len(rows.keys() & cols.keys())}" in shown.stdout
+    with pytest.raises(SurveyLookupError, match="not with itself"):
+        survey_crosstab(engine, SurveyFilter("interop", single.qid), single.qid)
+    refused = cli("survey", "crosstab", "interop", single.qid, "Q999")
+    assert refused.exit_code == 2 and refused.output.strip().startswith("error:")

@@ -15,7 +15,7 @@ from sqlalchemy import case, func
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
-from db.columns import many_columns
+from db.columns import many_columns, stored_id
 from db.errors import InteropError
 from db.models.survey import (
     Survey,
@@ -381,6 +381,68 @@ def question_counts(engine: Engine, flt: SurveyFilter) -> pd.DataFrame:
     stacked = survey_counts(engine, SurveyFilter(flt.survey, flt.qid, (), flt.include_excluded, flt.denominator))
     frame = stacked.drop(columns="qid")
     frame.attrs.update({"survey": flt.survey, "qid": flt.qid, "kind": kind, "text": text, **stacked.attrs})
+    return frame
+
+
+def survey_crosstab(engine: Engine, flt: SurveyFilter, by_qid: str) -> pd.DataFrame:
+    """Respondents per pair of answers to the filter's question (`qid`) and question `by_qid`, counted in SQL.
+
+    Long form, one row per pair that occurs: choice, by_choice, count (distinct respondents; a multi-select
+    respondent counts once in each of their pairs), pct_of_both (of the respondents who answered both).
+    Free-text and number questions pair by their text; `frame.attrs` name both questions and `n_both`."""
+    import pandas as pd
+
+    if flt.qid is None:
+        raise SurveyLookupError("name a question (SurveyFilter(qid=...))")
+    if by_qid == flt.qid:
+        raise SurveyLookupError(f"cross-tabulate {flt.qid} with another question, not with itself")
+    with Session(engine) as session:
+        srv = _survey(session, flt.named())
+        first, second = _question(session, srv, flt.qid), _question(session, srv, by_qid)
+
+        def given(question: SurveyQuestion) -> Any:
+            value = col(SurveyAnswer.text) if question.kind in TEXT_KINDS else col(SurveyAnswer.choice)
+            return (
+                select(col(SurveyAnswer.response_id).label("response_id"), value.label("value"))
+                .join(SurveyResponse, col(SurveyResponse.id) == col(SurveyAnswer.response_id))
+                .where(
+                    col(SurveyAnswer.question_id) == stored_id(question),
+                    value.is_not(None),
+                    _included(flt.include_excluded),
+                )
+                .distinct()
+                .subquery()
+            )
+
+        a, b = given(first), given(second)
+        pairs = session.exec(
+            select(a.c.value, b.c.value, func.count(func.distinct(a.c.response_id)))
+            .join(b, b.c.response_id == a.c.response_id)
+            .group_by(a.c.value, b.c.value)
+        ).all()
+        n_both = session.exec(
+            select(func.count(func.distinct(a.c.response_id))).join(b, b.c.response_id == a.c.response_id)
+        ).one()
+    order_a = {c: i for i, c in enumerate(first.choices)}
+    order_b = {c: i for i, c in enumerate(second.choices)}
+    frame = pd.DataFrame([tuple(r) for r in pairs], columns=["choice", "by_choice", "count"])
+    frame["count"] = frame["count"].astype(int)
+    frame["pct_of_both"] = (100.0 * frame["count"] / n_both).round(1) if n_both else 0.0
+    frame = frame.sort_values(
+        ["choice", "by_choice"],
+        key=lambda s: s.map(lambda v: (order_a if s.name == "choice" else order_b).get(v, len(order_a) + 1)),
+        kind="stable",
+    ).reset_index(drop=True)
+    frame.attrs.update(
+        {
+            "survey": flt.survey,
+            "qid": flt.qid,
+            "by_qid": by_qid,
+            "text": first.text,
+            "by_text": second.text,
+            "n_both": int(n_both),
+        }
+    )
     return frame
 
 
