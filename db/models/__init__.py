@@ -12,6 +12,7 @@ from db.models.experiments import (
 )
 from db.models.github import (
     Issue,
+    IssueComment,
     IssueEvent,
     IssueSample,
     IssueSampleMember,
@@ -69,6 +70,7 @@ __all__ = [
     "GithubCursor",
     "IngestRun",
     "Issue",
+    "IssueComment",
     "IssueEvent",
     "IssueFixLink",
     "IssueFixRule",
