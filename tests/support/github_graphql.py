@@ -120,7 +120,7 @@ class GraphQLSide:
     def set_budget(self, limit: int, window: float = 3600.0, remaining: int | None = None) -> None:
         """Points per token per window; `remaining` sets what is left right now for every token."""
         self.limit, self.window = limit, window
-        for token in list(self.remaining) or [""]:
+        for token in set(self.remaining) | set(self.gh.tokens) | {""}:
             self.remaining[token] = limit if remaining is None else remaining
             self.reset_at[token] = time.time() + window
 
