@@ -80,9 +80,7 @@ def pages(gh: FakeGitHub, operation: str = "IssuePage") -> list[dict[str, str]]:
 # -- sync, pagination, since ------------------------------------------------------------------------
 
 
-def test_graphql_is_the_default_with_a_token_and_costs_a_request_per_page(
-    env: FakeGitHub, cli, engine: Engine
-) -> None:
+def test_graphql_is_the_default_with_a_token_and_costs_a_request_per_page(env: FakeGitHub, cli, engine: Engine) -> None:
     result = mine(cli)
     assert result.exit_code == 0, result.output
     assert "(graphql)" in result.output
@@ -119,9 +117,7 @@ def test_long_timelines_are_paged_by_nested_cursors(env: FakeGitHub, cli, engine
     # one follow-up asks for both issues' second pages; the next only for #1's third
     assert [sorted(k for k in q if k.startswith("id")) for q in nested] == [["id0", "id1"], ["id0"]]
     with Session(engine) as s:
-        per_issue = dict(
-            s.execute(select(Issue.number, func.count()).join(IssueEvent).group_by(Issue.number)).all()
-        )
+        per_issue = dict(s.execute(select(Issue.number, func.count()).join(IssueEvent).group_by(Issue.number)).all())
         comments_1 = s.execute(
             select(func.count()).select_from(IssueComment).join(Issue).where(Issue.number == 1)
         ).scalar_one()
