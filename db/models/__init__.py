@@ -22,6 +22,7 @@ from db.models.github_mining import (
     GithubCursor,
     IssueFixLink,
     IssueFixRule,
+    ScheduleOutcome,
     SchedulerLock,
 )
 from db.models.ingest import (
@@ -88,6 +89,7 @@ __all__ = [
     "RunOutcome",
     "RunOutput",
     "RunStatus",
+    "ScheduleOutcome",
     "SchedulerLock",
     "Stage",
     "Survey",
