@@ -150,6 +150,7 @@ def main() -> None:
     args = parser.parse_args()
 
     server = FakeGitHub(Path(args.shared), tokens=(TOKEN,))
+    server.set_rate_limit(10**6)  # the limit that matters is the one injected mid-run, not an hour's sleep
     server.add_repo(REPO)
     events, comments = populate(server, args.issues)
     print(
