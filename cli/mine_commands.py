@@ -15,7 +15,7 @@ from db.models.github_mining import DEFAULT_FIX_RULE_VERSION
 
 app = typer.Typer(help="Mine data sources into the store.", no_args_is_help=True)
 
-ENTRY_KEYS = {"repo", "label", "labels", "exclude_labels", "state", "timelines"}
+ENTRY_KEYS = {"repo", "label", "labels", "exclude_labels", "state", "timelines", "api"}
 
 
 def _entries_from_toml() -> list[dict[str, Any]]:
@@ -70,6 +70,12 @@ def github(
     ),
     batch_size: int = typer.Option(50, "--batch-size", min=1, help="Issues per committed batch."),
     refresh_repo: bool = typer.Option(False, "--refresh-repo", help="Re-fetch the repository's metadata."),
+    api: Literal["graphql", "rest"] | None = typer.Option(
+        None,
+        "--api",
+        help="GitHub API to mine with: graphql (about 1 request per 100 issues, timelines and comments included; "
+        "the default when a token is set) or rest (1 request per issue); default INTEROP_GITHUB_API.",
+    ),
     wait: float = typer.Option(
         0.0,
         "--wait",
@@ -88,21 +94,22 @@ def github(
         raise InteropError("give either --repo owner/name or --all")
     if timelines not in TIMELINE_CHOICES:
         raise InteropError(f"--timelines must be one of {', '.join(TIMELINE_CHOICES)}")
-    plan: list[tuple[Any, str]] = []
+    plan: list[tuple[Any, str, str | None]] = []
     if all_entries:
         for entry in _entries_from_toml():
             labels = entry.get("labels") or ([entry["label"]] if entry.get("label") else [])
             for q in _queries(
                 entry["repo"], list(labels), list(entry.get("exclude_labels") or []), entry.get("state", "all")
             ):
-                plan.append((q, entry.get("timelines", timelines)))
+                plan.append((q, entry.get("timelines", timelines), entry.get("api")))
     else:
-        plan = [(q, timelines) for q in _queries(repo or "", label, exclude_label, state)]
+        plan = [(q, timelines, None) for q in _queries(repo or "", label, exclude_label, state)]
     settings = get_settings()
     rule = load_rule(rule_version, load_toml().get("fix_rules") or {})
     tokens = split_tokens(settings.github_token.get_secret_value() if settings.github_token else None)
     if not tokens:
         console.print("no INTEROP_GITHUB_TOKEN: anonymous requests (60 per hour on github.com)", style="yellow")
+    plan = [(q, tl, _api(entry_api or api or settings.github_api, tokens)) for q, tl, entry_api in plan]
     url = base_url or settings.github_base_url
     eng = engine()
     with _miner_lock(eng, wait):
@@ -115,6 +122,19 @@ def github(
             rule,
             {"batch_size": batch_size, "full": full, "refresh_repo": refresh_repo},
         )
+
+
+def _api(choice: str, tokens: list[str]) -> str:
+    """graphql or rest; `auto` is graphql when a token is set (GitHub's GraphQL API refuses anonymous use)."""
+    if choice not in ("auto", "graphql", "rest"):
+        raise InteropError(f"INTEROP_GITHUB_API must be auto, graphql or rest, got {choice!r}")
+    if choice == "auto":
+        return "graphql" if tokens else "rest"
+    if choice == "graphql" and not tokens:
+        raise InteropError(
+            "--api graphql needs a token (INTEROP_GITHUB_TOKEN): GitHub's GraphQL API refuses anonymous use"
+        )
+    return choice
 
 
 @contextmanager
@@ -139,7 +159,13 @@ def _miner_lock(eng: Any, wait: float) -> Iterator[None]:
 
 
 def _mine_plan(
-    eng: Any, plan: list[tuple[Any, str]], tokens: list[str], url: str, settings: Any, rule: Any, opts: dict[str, Any]
+    eng: Any,
+    plan: list[tuple[Any, str, str | None]],
+    tokens: list[str],
+    url: str,
+    settings: Any,
+    rule: Any,
+    opts: dict[str, Any],
 ) -> None:
     """Every query of the plan with one client (its quota and retry budget shared)."""
     from miners.github.client import GitHubClient
@@ -153,13 +179,13 @@ def _mine_plan(
         notify=lambda msg: console.print(msg, style="yellow", markup=False),
     )
     try:
-        for query, tl in plan:
+        for query, tl, api in plan:
             _run_one(
                 eng,
                 client,
                 query,
                 rule,
-                MineOptions(timelines=tl, **opts),
+                MineOptions(timelines=tl, api=api or "rest", **opts),
                 url,
             )
     finally:
@@ -173,7 +199,7 @@ def _run_one(eng: Any, client: Any, query: Any, rule: Any, options: Any, url: st
     from miners.github.client import safe_url
     from miners.github.miner import mine_query
 
-    title = f"{query.repo}" + (f" [{query.label}]" if query.label else "") + f" state={query.state}"
+    title = f"{query.repo}" + (f" [{query.label}]" if query.label else "") + f" state={query.state} ({options.api})"
     params = {"base_url": safe_url(url)}
     with Progress(
         SpinnerColumn(),

@@ -23,19 +23,34 @@ def _entries():  # type: ignore[no-untyped-def]
 
 @app.command("list")
 def list_jobs() -> None:
-    """Each scheduled job with its cron expression, command and next run time."""
+    """Each scheduled job with its cron expression, command, last outcome (and how long it took) and next run."""
+    from sqlalchemy.exc import SQLAlchemyError
 
+    from db.queries.schedule import last_outcomes
     from miners.schedule import next_run
 
     entries = _entries()
-    table = new_table("name", "cron", "timezone", "command", "next run")
+    try:
+        last = {r["job"]: r for r in last_outcomes(engine()).to_dict("records")}
+    except SQLAlchemyError:  # a database not yet upgraded: the schedule itself is still worth showing
+        last = {}
+    table = new_table("name", "cron", "timezone", "command", "last outcome", "duration", "next run")
     for entry in entries:
         when = next_run(entry)
+        row = last.get(entry.name)
+        if row:
+            runs = f" (run {', '.join(map(str, row['run_ids']))})" if row["run_ids"] else ""
+            outcome = f"{row['outcome']}{runs} at {row['started_at']:%Y-%m-%d %H:%M} UTC: {row['detail'] or ''}"
+            duration = f"{row['duration_seconds']:.1f} s" if row["duration_seconds"] is not None else "—"
+        else:
+            outcome, duration = "never ran", "—"
         table.add_row(
             entry.name,
             entry.cron,
             entry.timezone,
             "interop " + " ".join(entry.command),
+            outcome,
+            duration,
             when.isoformat() if when else "never",
         )
     console.print(table)
@@ -66,11 +81,34 @@ def run(
         if any(o.startswith("failed") for o in outcomes):
             raise typer.Exit(1)
         return
-    scheduler = build_scheduler(eng, entries, owner, say=say)
-    for entry in entries:
-        console.print(f"{entry.name}: next run {next_run(entry)}")
-    console.print(f"scheduler {owner} started; Ctrl-C stops it")
+    import threading
+
+    stop = threading.Event()
+    _stop_on_signals(stop)  # before anything starts: a signal at any moment ends the same way
+    scheduler = build_scheduler(eng, entries, owner, say=say, blocking=False)
+    scheduler.start()
     try:
-        scheduler.start()
-    except (KeyboardInterrupt, SystemExit):
-        console.print("scheduler stopped")
+        for entry in entries:
+            console.print(f"{entry.name}: next run {next_run(entry)}")
+        console.print(f"scheduler {owner} started; Ctrl-C stops it")
+        while not stop.wait(1.0):
+            pass
+    finally:
+        scheduler.shutdown(wait=False)
+        from miners.schedule import stop_children
+
+        stop_children()  # a job's command is stopped too (its outcome is recorded as failed)
+    console.print("scheduler stopped")
+
+
+def _stop_on_signals(stop) -> None:  # type: ignore[no-untyped-def]
+    """SIGINT and SIGTERM both set `stop`: the scheduler shuts down the same way (no traceback from either)."""
+    import signal
+
+    def handler(signum: int, _frame: object) -> None:
+        if not stop.is_set():
+            console.print(f"{signal.Signals(signum).name}: stopping the scheduler")
+        stop.set()
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, handler)

@@ -47,6 +47,7 @@ class Settings(BaseSettings):
     github_token: SecretStr | None = Field(None, description="GitHub token(s), comma-separated.")
     github_base_url: str = Field("https://api.github.com", description="GitHub API base URL.")
     github_min_request_interval: float = Field(0.25, description="Seconds between GitHub requests (0: none).")
+    github_api: str = Field("auto", description="API of `mine github`: auto (graphql with a token), graphql, rest.")
     github_max_wait: float = Field(3600.0, description="Longest a GitHub request may wait/retry before giving up.")
     label_studio_url: str = Field("http://127.0.0.1:8080", description="Label Studio server URL.")
     label_studio_api_key: SecretStr | None = Field(None, description="Label Studio API token.")

@@ -2,7 +2,9 @@
 
 Each job runs at most once at a time in this process (max_instances=1), missed runs collapse into one
 (coalesce), and a database lease (`scheduler_lock`) keeps two schedulers on the same database from
-running the same job at once; a crashed holder's lease simply expires.
+running the same job at once; a crashed holder's lease simply expires. Every firing leaves a
+`schedule_outcome` row: ran (with the `ingest_run` ids its command recorded), failed (before any run
+started, or with the failed run), or skipped (who held the lock, since when).
 """
 
 from __future__ import annotations
@@ -79,9 +81,86 @@ def next_run(entry: ScheduleEntry, now: datetime | None = None) -> datetime | No
     return entry.trigger().get_next_fire_time(None, now or utcnow())
 
 
-def run_command(args: tuple[str, ...]) -> int:
-    """Run `interop ARGS` in a child process (same interpreter, environment and working directory)."""
-    return subprocess.call([sys.executable, "-m", "cli.main", *args])
+_children: set[subprocess.Popen[bytes]] = set()
+
+
+def run_command(args: tuple[str, ...]) -> tuple[int, int]:
+    """Run `interop ARGS` in a child process (same interpreter, environment and working directory); returns
+    its exit code and pid (the pid finds the runs it recorded)."""
+    with subprocess.Popen([sys.executable, "-m", "cli.main", *args]) as child:
+        _children.add(child)
+        try:
+            return child.wait(), child.pid
+        finally:
+            _children.discard(child)
+
+
+def stop_children() -> None:
+    """SIGTERM every job command still running (the scheduler is stopping): none is left orphaned."""
+    for child in list(_children):
+        if child.poll() is None:
+            child.terminate()
+
+
+def _last_run_id(engine: Engine) -> int:
+    from sqlalchemy import func, select
+    from sqlmodel import Session
+
+    from db.models import IngestRun
+
+    with Session(engine) as session:
+        return int(session.execute(select(func.max(IngestRun.id))).scalar_one() or 0)
+
+
+def _runs_since(engine: Engine, after_id: int, pid: int | None) -> list[tuple[int, str]]:
+    """(id, status) of the runs recorded after `after_id` by the job's process (any process when unknown)."""
+    import socket
+
+    from sqlalchemy import select
+    from sqlmodel import Session, col
+
+    from db.models import IngestRun
+
+    stmt = (
+        select(col(IngestRun.id), col(IngestRun.status)).where(col(IngestRun.id) > after_id).order_by(col(IngestRun.id))
+    )
+    if pid is not None:
+        stmt = stmt.where(col(IngestRun.pid) == pid).where(col(IngestRun.host) == socket.gethostname())
+    with Session(engine) as session:
+        return [(int(i), str(st)) for i, st in session.execute(stmt).all()]
+
+
+def record_outcome(
+    engine: Engine,
+    job: str,
+    owner: str,
+    outcome: str,
+    detail: str | None,
+    started: datetime,
+    *,
+    exit_code: int | None = None,
+    run_ids: list[int] | None = None,
+) -> None:
+    """Store one firing of `job` (a scheduler must never die of its bookkeeping: errors are reported only)."""
+    from sqlmodel import Session
+
+    from db.models import ScheduleOutcome
+
+    finished = utcnow()
+    row = ScheduleOutcome(
+        job=job,
+        outcome=outcome,
+        detail=detail,
+        exit_code=exit_code,
+        run_ids=run_ids or [],
+        owner=owner,
+        started_at=started,
+        finished_at=finished,
+        duration_seconds=round((finished - started).total_seconds(), 3),
+    )
+    with Session(engine) as session:
+        session.add(row)
+        session.commit()
 
 
 def run_job(
@@ -90,7 +169,7 @@ def run_job(
     owner: str,
     *,
     lease_seconds: float = DEFAULT_LEASE_SECONDS,
-    runner: Callable[[tuple[str, ...]], int] = run_command,
+    runner: Callable[[tuple[str, ...]], int | tuple[int, int]] = run_command,
     say: Callable[[str], None] = print,
 ) -> str:
     """Run one job under its database lease; returns "ok", "failed (exit N)" or "skipped (held by …)".
@@ -99,22 +178,52 @@ def run_job(
     `locks.BUSY_EXIT_CODE`: that is a skip too, not a failure.
     """
     lock_name = f"schedule:{entry.name}"
+    started = utcnow()
     if not locks.acquire(engine, lock_name, owner, lease_seconds):
         held = locks.holder(engine, lock_name)
-        outcome = f"skipped (held by {held.describe() if held else 'another scheduler'})"
+        who = held.describe() if held else "another scheduler"
+        outcome = f"skipped (held by {who})"
         say(f"{entry.name}: {outcome}")
+        record_outcome(engine, entry.name, owner, "skipped", f"lock held by {who}", started)
         return outcome
+    before = _last_run_id(engine)
+    code: int = -1
+    pid: int | None = None
     try:
         with locks.Heartbeat(engine, lock_name, owner, lease_seconds):  # keeps the lease while a long job runs
             say(f"{entry.name}: running `interop {shlex.join(entry.command)}`")
-            code = runner(entry.command)
+            answer = runner(entry.command)
+            code, pid = answer if isinstance(answer, tuple) else (answer, None)
+    except BaseException as exc:  # the scheduler is stopping (Ctrl-C, SIGTERM) or the command could not start
+        runs = _runs_since(engine, before, pid)
+        why = "interrupted" if isinstance(exc, KeyboardInterrupt | SystemExit) else f"could not start: {exc}"
+        record_outcome(engine, entry.name, owner, "failed", why, started, run_ids=[i for i, _ in runs])
+        raise
     finally:
         locks.release(engine, lock_name, owner)
+    runs = _runs_since(engine, before, pid)
+    ids = [i for i, _ in runs]
+    statuses = ", ".join(f"run {i} {st}" for i, st in runs)
     if code == locks.BUSY_EXIT_CODE:
         outcome = "skipped (its command found another run holding its lock)"
+        record_outcome(
+            engine,
+            entry.name,
+            owner,
+            "skipped",
+            "its command found another run holding its lock",
+            started,
+            exit_code=code,
+            run_ids=ids,
+        )
+    elif code == 0:
+        outcome = "ok"
+        record_outcome(engine, entry.name, owner, "ran", statuses or "exit 0", started, exit_code=0, run_ids=ids)
     else:
-        outcome = "ok" if code == 0 else f"failed (exit {code})"
-    say(f"{entry.name}: {outcome}")
+        outcome = f"failed (exit {code})"
+        detail = f"exit {code}; " + (statuses if runs else "before any run started")
+        record_outcome(engine, entry.name, owner, "failed", detail, started, exit_code=code, run_ids=ids)
+    say(f"{entry.name}: {outcome}" + (f" [{statuses}]" if statuses else ""))
     return outcome
 
 
@@ -125,7 +234,7 @@ def build_scheduler(
     *,
     blocking: bool = True,
     say: Callable[[str], None] = print,
-    runner: Callable[[tuple[str, ...]], int] = run_command,
+    runner: Callable[[tuple[str, ...]], int | tuple[int, int]] = run_command,
 ) -> Any:
     """An APScheduler scheduler with one cron job per entry: one instance at a time, missed runs coalesced."""
     from apscheduler.schedulers.background import BackgroundScheduler

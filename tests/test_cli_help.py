@@ -45,6 +45,7 @@ ENUMERATED = {
     ("interop issues list", "state"): ["open", "closed"],
     ("interop mine github", "state"): ["open", "closed", "all"],
     ("interop mine github", "timelines"): ["all", "closed", "none"],
+    ("interop mine github", "api"): ["graphql", "rest"],
     ("interop export", "fmt"): ["csv", "parquet", "sqlite", "sql"],
     ("interop export", "dialect"): ["sqlite", "postgresql"],
     ("interop issues list", "label_mode"): ["any", "all"],

@@ -42,6 +42,7 @@ def env(monkeypatch: pytest.MonkeyPatch, gh: FakeGitHub) -> FakeGitHub:
     monkeypatch.setenv("INTEROP_GITHUB_TOKEN", TOKEN)
     monkeypatch.setenv("INTEROP_GITHUB_BASE_URL", gh.url)
     monkeypatch.setenv("INTEROP_GITHUB_MIN_REQUEST_INTERVAL", "0")
+    monkeypatch.setenv("INTEROP_GITHUB_API", "rest")  # the REST path (GraphQL: tests/test_github_graphql.py)
     return gh
 
 

@@ -255,6 +255,7 @@ def test_survey_definition_revision_keeps_stored_kinds_and_refuses_to_drop_defin
         # Refused at 0014: the whole downgrade is one transaction on both backends, so nothing is undone.
         assert current_revision(eng) == head_revision()
         with eng.begin() as conn:
+            assert conn.execute(text("SELECT count(*) FROM survey_definition")).scalar_one() == 1
             conn.execute(text("DELETE FROM survey_definition"))
         downgrade(empty_db_url, "0011_run_key_per_campaign")
         assert current_revision(eng) == "0011_run_key_per_campaign"

@@ -113,7 +113,9 @@ def test_two_schedulers_never_run_the_same_job_at_once(engine: Engine) -> None:
     assert run_job(engine, entry, "B", runner=lambda _a: 3, say=lambda _m: None) == "failed (exit 3)"
 
 
-def test_schedule_cli_list_and_run_once(cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_schedule_cli_list_and_run_once(
+    cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, wide_console: None
+) -> None:
     toml = tmp_path / "interop.toml"
     toml.write_text('[[schedule]]\nname = "where"\ncron = "0 3 * * *"\ncommand = "interop db current"\n')
     monkeypatch.setenv("INTEROP_CONFIG", str(toml))
@@ -163,3 +165,99 @@ def test_two_apscheduler_instances_on_one_database_run_a_due_job_once(engine: En
             scheduler.shutdown(wait=True)
     assert calls == ["mine github --all"]
     assert sum("skipped (held by host-" in m for m in said) == 1 and sum(m == "mine: ok" for m in said) == 1
+
+
+# -- every firing leaves an outcome -------------------------------------------------------------------
+
+
+def _outcomes(engine: Engine) -> list[dict]:  # type: ignore[type-arg]
+    from sqlmodel import Session, select
+
+    from db.models import ScheduleOutcome
+
+    with Session(engine) as s:
+        return [r.model_dump() for r in s.exec(select(ScheduleOutcome).order_by(ScheduleOutcome.id)).all()]
+
+
+def test_a_run_a_failure_before_the_miner_and_a_skip_are_all_recorded(engine: Engine) -> None:
+    import os
+
+    from db.ingest import recorded_run
+    from db.queries.schedule import last_outcomes
+
+    entry = ScheduleEntry("mine", "* * * * *", ("mine", "github", "--all"))
+
+    def mines(_args: tuple[str, ...]) -> tuple[int, int]:
+        with recorded_run(engine, "github-mine", {"repo": "a/b"}):
+            time.sleep(0.2)
+        return 0, os.getpid()
+
+    quiet = {"say": lambda _m: None}
+    assert run_job(engine, entry, "A", runner=mines, **quiet) == "ok"
+    ran = _outcomes(engine)[-1]
+    assert ran["outcome"] == "ran" and len(ran["run_ids"]) == 1 and "ok" in ran["detail"]
+    assert ran["duration_seconds"] >= 0.2 and ran["owner"] == "A"
+    assert run_job(engine, entry, "A", runner=lambda _a: 2, **quiet) == "failed (exit 2)"
+    failed = _outcomes(engine)[-1]
+    assert failed["outcome"] == "failed" and failed["exit_code"] == 2 and failed["run_ids"] == []
+    assert failed["detail"] == "exit 2; before any run started"
+    assert locks.acquire(engine, "schedule:mine", "host-x:4242:abcd", 60)
+    assert run_job(engine, entry, "A", runner=mines, **quiet).startswith("skipped (held by host host-x, pid 4242")
+    skipped = _outcomes(engine)[-1]
+    assert skipped["outcome"] == "skipped" and "host host-x, pid 4242, since" in skipped["detail"]
+    last = last_outcomes(engine)
+    assert list(last["job"]) == ["mine"] and last.iloc[0]["outcome"] == "skipped"
+
+
+def test_schedule_list_shows_last_outcome_duration_and_next_run(
+    cli, engine: Engine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, wide_console: None
+) -> None:
+    toml = tmp_path / "interop.toml"
+    toml.write_text(
+        '[[schedule]]\nname = "broken"\ncron = "0 3 * * *"\ncommand = "interop mine github --repo nope"\n\n'
+        '[[schedule]]\nname = "where"\ncron = "0 4 * * *"\ncommand = "interop db current"\n'
+    )
+    monkeypatch.setenv("INTEROP_CONFIG", str(toml))
+    monkeypatch.setenv("PYTHONPATH", str(ROOT))
+    monkeypatch.chdir(ROOT)
+    assert "never ran" in cli("schedule", "list").output
+    broken = cli("schedule", "run", "--once", "--job", "broken")
+    assert broken.exit_code == 1 and "broken: failed (exit 2)" in broken.output
+    row = _outcomes(engine)[-1]
+    assert row["job"] == "broken" and row["outcome"] == "failed" and "before any run started" in row["detail"]
+    listed = cli("schedule", "list")
+    assert listed.exit_code == 0, listed.output
+    assert "failed at" in listed.output and "exit 2; before any run started" in listed.output
+    assert " s " in listed.output and "never ran" in listed.output  # broken has a duration; where never ran
+
+
+@pytest.mark.parametrize("sig", ["SIGINT", "SIGTERM"])
+def test_sigint_stops_schedule_run_as_cleanly_as_sigterm(db_url: str, tmp_path: Path, sig: str) -> None:
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    toml = tmp_path / "interop.toml"
+    toml.write_text('[[schedule]]\nname = "yearly"\ncron = "0 0 1 1 *"\ncommand = "interop db current"\n')
+    env = {**os.environ, "INTEROP_DATABASE_URL": db_url, "INTEROP_CONFIG": str(toml), "PYTHONPATH": str(ROOT)}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "cli.main", "schedule", "run"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    lines: list[str] = []
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        lines.append(line)
+        if "started" in line:
+            break
+    proc.send_signal(getattr(signal, sig))
+    rest, _ = proc.communicate(timeout=30)
+    output = "".join(lines) + rest
+    assert proc.returncode == 0, output
+    assert f"{sig}: stopping the scheduler" in output and "scheduler stopped" in output
+    assert "Traceback" not in output

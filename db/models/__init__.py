@@ -12,6 +12,7 @@ from db.models.experiments import (
 )
 from db.models.github import (
     Issue,
+    IssueComment,
     IssueEvent,
     IssueSample,
     IssueSampleMember,
@@ -21,6 +22,7 @@ from db.models.github_mining import (
     GithubCursor,
     IssueFixLink,
     IssueFixRule,
+    ScheduleOutcome,
     SchedulerLock,
 )
 from db.models.ingest import (
@@ -69,6 +71,7 @@ __all__ = [
     "GithubCursor",
     "IngestRun",
     "Issue",
+    "IssueComment",
     "IssueEvent",
     "IssueFixLink",
     "IssueFixRule",
@@ -86,6 +89,7 @@ __all__ = [
     "RunOutcome",
     "RunOutput",
     "RunStatus",
+    "ScheduleOutcome",
     "SchedulerLock",
     "Stage",
     "Survey",

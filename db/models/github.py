@@ -1,11 +1,11 @@
-"""GitHub repositories, their issues and timeline events, and named reproducible issue samples."""
+"""GitHub repositories, their issues, timeline events and comments, and named reproducible issue samples."""
 
 from __future__ import annotations
 
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import UniqueConstraint
+from sqlalchemy import BigInteger, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 from db.models.base import json_field, utc_field
@@ -66,6 +66,25 @@ class IssueEvent(SQLModel, table=True):
     source_state: str | None = Field(default=None, max_length=16)
     source_is_pull_request: bool | None = None
     created_at: datetime | None = utc_field()
+    raw: dict[str, Any] | None = json_field()
+
+
+class IssueComment(SQLModel, table=True):
+    """A comment on an issue (from the timeline's `commented` entries, by either API), kept raw too."""
+
+    __tablename__ = "issue_comment"
+    __table_args__ = (UniqueConstraint("issue_id", "comment_key"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    issue_id: int = Field(foreign_key="issue.id", index=True)
+    comment_key: str = Field(max_length=100, description="GitHub node id (or id), stable across fetches")
+    github_id: int | None = Field(default=None, sa_type=BigInteger, description="GitHub's numeric comment id")
+    author: str | None = Field(default=None, max_length=100)
+    author_association: str | None = Field(default=None, max_length=32)
+    body: str | None = None
+    created_at: datetime | None = utc_field(index=True)
+    updated_at: datetime | None = utc_field()
+    html_url: str | None = Field(default=None, max_length=300)
     raw: dict[str, Any] | None = json_field()
 
 

@@ -65,3 +65,20 @@ class SchedulerLock(SQLModel, table=True):
     owner: str = Field(max_length=200)
     acquired_at: datetime = utc_field(nullable=False, now=True)
     expires_at: datetime = utc_field(nullable=False)
+
+
+class ScheduleOutcome(SQLModel, table=True):
+    """What one firing of a scheduled job came to: ran (with the runs it recorded), failed, or skipped."""
+
+    __tablename__ = "schedule_outcome"
+
+    id: int | None = Field(default=None, primary_key=True)
+    job: str = Field(max_length=200, index=True)
+    outcome: str = Field(max_length=16, description="ran, failed or skipped")
+    detail: str | None = Field(default=None, description="exit code, the runs' status, or who held the lock")
+    exit_code: int | None = None
+    run_ids: list[int] = json_field(nullable=False, default=[])
+    owner: str = Field(max_length=200, description="the scheduler that fired the job")
+    started_at: datetime = utc_field(nullable=False, now=True, index=True)
+    finished_at: datetime | None = utc_field()
+    duration_seconds: float | None = None

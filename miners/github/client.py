@@ -1,4 +1,5 @@
-"""GitHub REST access through PyGithub's requester: tokens, pagination, rate limits, retries, clean errors.
+"""GitHub REST and GraphQL access through PyGithub's requester: tokens, pagination, rate limits, retries,
+clean errors (the one client boundary of the GitHub miners).
 
 Callers (the source) get parsed JSON or a `GitHubError`; they never see a status code, and no message,
 log line or exception produced here ever contains a token.
@@ -12,6 +13,7 @@ import re
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -46,6 +48,20 @@ class GitHubResponseError(GitHubError):
     """GitHub answered with something that is not the JSON we asked for."""
 
 
+#: GraphQL error types that are worth a retry (GitHub's own timeouts and partial outages).
+GRAPHQL_TRANSIENT = {"SERVICE_UNAVAILABLE", "INTERNAL", "TIMEOUT", "INTERNAL_SERVER_ERROR", None}
+
+
+@dataclass
+class GraphQLAnswer:
+    """A GraphQL response's `data` and the budget it reported (`rateLimit { cost remaining resetAt }`)."""
+
+    data: dict[str, Any]
+    cost: int | None = None
+    remaining: int | None = None
+    reset_at: float | None = None
+
+
 @dataclass
 class ClientStats:
     """What a run cost: HTTP requests (retries included), retries, rate-limit waits and their length."""
@@ -56,6 +72,7 @@ class ClientStats:
     waited_seconds: float = 0.0
     not_modified: int = 0
     token_switches: int = 0
+    graphql_cost: int = 0  # GraphQL rate-limit points spent (as GitHub reports them)
 
 
 @dataclass
@@ -65,6 +82,8 @@ class _Token:
     github: Github = field(repr=False)
     remaining: int | None = None
     reset: float | None = None
+    gql_remaining: int | None = None  # GraphQL has its own budget (points), apart from REST's requests
+    gql_reset: float | None = None
 
 
 @dataclass
@@ -154,6 +173,7 @@ class GitHubClient:
         else:
             self._tokens = [_Token("anonymous", "", Github(**kwargs))]
         self._current = self._tokens[0]
+        self._last_cost = 1  # points of the last GraphQL query: the next one is kept in reserve for it
         if len(self._tokens) > 1:
             self._probe_quotas()
 
@@ -223,6 +243,108 @@ class GitHubClient:
             raise GitHubResponseError(f"expected a JSON object from {self._describe(path)}")
         return page.data
 
+    def graphql(
+        self,
+        query: str,
+        variables: dict[str, Any],
+        what: str,
+        on_retry: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
+    ) -> GraphQLAnswer:
+        """One GraphQL query (POST /graphql), retried like `get`; `what` names it in every message (the
+        repository and cursor). A 5xx, a timeout, a cut-short body and a partial `errors` answer are retried
+        with backoff (`on_retry` may shrink the query first); a RATE_LIMITED answer or a 403/429 limit waits
+        for the reset, bounded by `max_wait`; NOT_FOUND is `GitHubNotFound`, other errors one line."""
+        deadline = time.monotonic() + self.max_wait
+        attempt = 0
+        while True:
+            token = self._pick(deadline, what, graphql=True)
+            self.stats.requests += 1
+            requester = token.github.requester
+            try:
+                status, resp_headers, body = requester.requestJson(
+                    "POST", requester.graphql_url, input={"query": query, "variables": variables}
+                )
+                if status >= 400:
+                    raise Requester.createException(status, resp_headers, _error_body(body))
+            except GithubException as exc:
+                self._note_graphql_quota(token, exc.headers or {})
+                wait = self._rate_limit_wait(exc)
+                if wait is not None:
+                    self._wait(wait, deadline, f"GitHub rate limit reached ({what})")
+                    token.gql_remaining = None
+                    self.stats.retries += 1
+                    continue
+                if exc.status >= 500 and attempt + 1 < self.max_attempts:
+                    attempt += 1
+                    self._backoff(attempt, deadline, f"GitHub answered {exc.status} for {what}")
+                    variables = on_retry(variables) if on_retry else variables
+                    continue
+                raise self._error(exc, what) from None
+            except (requests.exceptions.RequestException, ConnectionError, TimeoutError) as exc:
+                if attempt + 1 < self.max_attempts:
+                    attempt += 1
+                    self._backoff(attempt, deadline, f"network problem ({type(exc).__name__}) on {what}")
+                    variables = on_retry(variables) if on_retry else variables
+                    continue
+                raise GitHubUnavailable(
+                    self._scrub(f"gave up on {what} after {attempt + 1} attempts: {type(exc).__name__}")
+                ) from None
+            self._note_graphql_quota(token, resp_headers)
+            try:
+                answer = _strict_json(body)
+                if not isinstance(answer, dict):
+                    raise ValueError("not a JSON object")
+            except ValueError as exc:
+                if attempt + 1 < self.max_attempts:
+                    attempt += 1
+                    self._backoff(attempt, deadline, f"malformed JSON from GitHub for {what} ({exc})")
+                    continue
+                raise GitHubResponseError(
+                    self._scrub(f"malformed JSON from GitHub for {what} after {attempt + 1} attempts: {exc}")
+                ) from None
+            errors = [e for e in answer.get("errors") or [] if isinstance(e, dict)] or (
+                [{"message": str(answer["errors"])}] if answer.get("errors") else []
+            )
+            types = {e.get("type") for e in errors}
+            if "RATE_LIMITED" in types:
+                token.gql_remaining = 0
+                reset = token.gql_reset or (time.time() + SECONDARY_DEFAULT_WAIT)
+                self._wait(max(0.0, reset - time.time()) + 1.0, deadline, f"GitHub GraphQL rate limit reached ({what})")
+                token.gql_remaining = None
+                self.stats.retries += 1
+                continue
+            first = errors[0].get("message", "") if errors else ""
+            if "NOT_FOUND" in types:
+                raise GitHubNotFound(self._scrub(f"not found on GitHub: {what} ({first})"))
+            data = answer.get("data")
+            if errors or not isinstance(data, dict):
+                transient = bool(types & GRAPHQL_TRANSIENT) or not isinstance(data, dict)
+                if transient and attempt + 1 < self.max_attempts:
+                    attempt += 1
+                    self._backoff(attempt, deadline, f"GitHub answered {len(errors)} GraphQL error(s) for {what}")
+                    variables = on_retry(variables) if on_retry else variables
+                    continue
+                why = f"{first}" if errors else "no data"
+                raise GitHubResponseError(self._scrub(f"GitHub GraphQL query failed for {what}: {why}"))
+            return self._graphql_budget(token, data)
+
+    def _graphql_budget(self, token: _Token, data: dict[str, Any]) -> GraphQLAnswer:
+        """The `rateLimit` the query asked for, noted on the token (it is the truth about the budget)."""
+        given = data.get("rateLimit")
+        limit: dict[str, Any] = given if isinstance(given, dict) else {}
+        answer = GraphQLAnswer(data)
+        with contextlib.suppress(TypeError, ValueError):
+            if limit.get("cost") is not None:
+                answer.cost = int(limit["cost"])
+                self._last_cost = max(1, answer.cost)
+                self.stats.graphql_cost += answer.cost
+            if limit.get("remaining") is not None:
+                answer.remaining = token.gql_remaining = int(limit["remaining"])
+            if limit.get("resetAt"):
+                reset = datetime.fromisoformat(str(limit["resetAt"]).replace("Z", "+00:00"))
+                answer.reset_at = token.gql_reset = reset.timestamp()
+        return answer
+
     def pages(self, path: str, params: dict[str, Any] | None = None, first_etag: str | None = None) -> Iterator[Page]:
         """Every page of a list endpoint, following `Link: rel="next"`; each page's data is a list of objects."""
         query = dict(params or {})
@@ -258,6 +380,9 @@ class GitHubClient:
                 core = (data.get("resources") or {}).get("core") or data.get("rate") or {}
                 token.remaining = int(core.get("remaining", token.remaining or 0))
                 token.reset = float(core.get("reset", token.reset or 0))
+                gql = (data.get("resources") or {}).get("graphql") or {}
+                if "remaining" in gql:
+                    token.gql_remaining, token.gql_reset = int(gql["remaining"]), float(gql.get("reset") or 0) or None
             except GitHubAuthError:
                 token.remaining, token.reset = -1, None
                 self.notify(f"{token.label} was rejected by GitHub; not using it")
@@ -267,23 +392,36 @@ class GitHubClient:
         self._tokens = usable
         self._current = max(usable, key=lambda t: t.remaining or 0)
 
-    def _pick(self, deadline: float, what: str) -> _Token:
-        """The token to use next: switch when the current one runs low, sleep when they all do."""
+    def _pick(self, deadline: float, what: str, graphql: bool = False) -> _Token:
+        """The token to use next: switch when the current one runs low, sleep when they all do (REST requests
+        and GraphQL points are separate budgets)."""
+
+        def left(t: _Token) -> int | None:
+            return t.gql_remaining if graphql else t.remaining
+
+        reserve = self.reserve + (self._last_cost if graphql else 0)
         cur = self._current
-        if cur.remaining is None or cur.remaining > self.reserve:
+        if left(cur) is None or (left(cur) or 0) > reserve:
             return cur
-        others = [t for t in self._tokens if t is not cur and (t.remaining is None or t.remaining > self.reserve)]
+        others = [t for t in self._tokens if t is not cur and (left(t) is None or (left(t) or 0) > reserve)]
         if others:
-            self._current = max(others, key=lambda t: t.remaining if t.remaining is not None else 10**9)
+            self._current = max(others, key=lambda t: 10**9 if left(t) is None else int(left(t) or 0))
             self.stats.token_switches += 1
-            self.notify(f"switching to {self._current.label} ({cur.label} has {cur.remaining} requests left)")
+            self.notify(f"switching to {self._current.label} ({cur.label} has {left(cur)} {self._unit(graphql)} left)")
             return self._current
-        reset = min((t.reset for t in self._tokens if t.reset), default=None)
+        reset = min((r for t in self._tokens if (r := (t.gql_reset if graphql else t.reset))), default=None)
         wait = max(0.0, (reset or time.time()) - time.time()) + 1.0
-        self._wait(wait, deadline, f"rate limit low ({cur.remaining} left) before {what}")
+        self._wait(wait, deadline, f"rate limit low ({left(cur)} {self._unit(graphql)} left) before {what}")
         for t in self._tokens:
-            t.remaining = None
+            if graphql:
+                t.gql_remaining = None
+            else:
+                t.remaining = None
         return self._current
+
+    @staticmethod
+    def _unit(graphql: bool) -> str:
+        return "GraphQL points" if graphql else "requests"
 
     def _note_quota(self, token: _Token, headers: dict[str, Any]) -> None:
         h = {str(k).lower(): v for k, v in headers.items()}
@@ -292,6 +430,14 @@ class GitHubClient:
                 token.remaining = int(float(h["x-ratelimit-remaining"]))
             if "x-ratelimit-reset" in h:
                 token.reset = float(h["x-ratelimit-reset"])
+
+    def _note_graphql_quota(self, token: _Token, headers: dict[str, Any]) -> None:
+        h = {str(k).lower(): v for k, v in headers.items()}
+        with contextlib.suppress(TypeError, ValueError):
+            if "x-ratelimit-remaining" in h:
+                token.gql_remaining = int(float(h["x-ratelimit-remaining"]))
+            if "x-ratelimit-reset" in h:
+                token.gql_reset = float(h["x-ratelimit-reset"])
 
     def _rate_limit_wait(self, exc: GithubException) -> float | None:
         """Seconds to wait when `exc` is a primary or secondary rate limit (403/429), else None."""

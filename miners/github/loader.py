@@ -11,12 +11,12 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
 from db.columns import many_columns
-from db.models.github import Issue, IssueEvent, Repository
+from db.models.github import Issue, IssueComment, IssueEvent, Repository
 from db.models.github_mining import GithubCursor, IssueFixLink, IssueFixRule
 from db.types import utcnow
 from db.upsert import upsert_rows
 from miners.github.fixrule import FixRule, RuleError, evaluate, rule_from_definition
-from miners.github.source import IssueQuery, event_fields
+from miners.github.source import IssueQuery, comment_fields, event_fields
 
 EVENT_COLUMNS = (
     "event",
@@ -29,6 +29,7 @@ EVENT_COLUMNS = (
     "created_at",
     "raw",
 )
+COMMENT_COLUMNS = ("github_id", "author", "author_association", "body", "created_at", "updated_at", "html_url", "raw")
 
 
 @dataclass
@@ -121,7 +122,7 @@ class IssueLoader:
         completed: bool | None = None,
     ) -> dict[str, int]:
         """Upsert the batch's issues, their events and fix verdicts, and move the cursor, atomically."""
-        counts = {"issues_new": 0, "issues_updated": 0, "events": 0, "timelines": 0}
+        counts = {"issues_new": 0, "issues_updated": 0, "events": 0, "timelines": 0, "comments": 0}
         batch = list({f.fields["number"]: f for f in batch}.values())  # an issue listed twice: keep the last
         with Session(self.engine) as session:
             numbers = [f.fields["number"] for f in batch]
@@ -164,6 +165,7 @@ class IssueLoader:
                 else {}
             )
             event_rows: list[dict[str, Any]] = []
+            comment_rows: list[dict[str, Any]] = []
             links: list[dict[str, Any]] = []
             now = utcnow()
             for item in batch:
@@ -172,6 +174,8 @@ class IssueLoader:
                 issue_id = ids[item.fields["number"]]
                 parsed = {e["event_key"]: e for e in (event_fields(raw) for raw in item.timeline)}
                 event_rows.extend({"issue_id": issue_id, **e} for e in parsed.values())
+                comments = {c["comment_key"]: c for c in (comment_fields(r) for r in item.timeline) if c}
+                comment_rows.extend({"issue_id": issue_id, **c} for c in comments.values())
                 for rule in self.rules:
                     linked, evidence = evaluate(rule, repo, parsed.values())
                     links.append(
@@ -188,7 +192,9 @@ class IssueLoader:
             upsert_rows(
                 session, IssueFixLink, links, ["issue_id", "rule_version"], ["fix_linked", "evidence", "evaluated_at"]
             )
+            upsert_rows(session, IssueComment, comment_rows, ["issue_id", "comment_key"], COMMENT_COLUMNS)
             counts["events"] = len(event_rows)
+            counts["comments"] = len(comment_rows)
             self._move_cursor(session, repo_id, query, since, etag, completed)
             session.commit()
         return counts

@@ -37,12 +37,14 @@ def mining_lock(
 
 @dataclass
 class MineOptions:
-    """How much to fetch: timelines of all / closed / no issues; `full` ignores the cursor."""
+    """How much to fetch: timelines of all / closed / no issues; `full` ignores the cursor; `api` is rest or
+    graphql (the same rows either way)."""
 
     timelines: str = "all"
     batch_size: int = 50
     full: bool = False
     refresh_repo: bool = False
+    api: str = "rest"
 
 
 def _wanted(query: IssueQuery, raw: dict[str, Any]) -> str | None:
@@ -74,7 +76,12 @@ def mine_query(
     parameters: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Mine one query into the store, recorded as an `ingest_run` of kind github-mine; returns its counts."""
-    run = mine(engine, GitHubMiner(engine, client, query, rule, options, on_progress, parameters))
+    miner_class: type[GitHubMiner] = GitHubMiner
+    if options is not None and options.api == "graphql":
+        from miners.github.graphql_miner import GraphQLMiner
+
+        miner_class = GraphQLMiner
+    run = mine(engine, miner_class(engine, client, query, rule, options, on_progress, parameters))
     return dict(run.counts)
 
 
@@ -115,6 +122,7 @@ class GitHubMiner:
             **self.query.as_dict(),
             "timelines": self.options.timelines,
             "full": self.options.full,
+            "api": self.options.api,
             "rule_version": self.rule.version,
             **self.extra,
         }
@@ -128,7 +136,7 @@ class GitHubMiner:
         try:
             yield
         finally:
-            for key in ("requests", "retries", "rate_limit_waits", "not_modified"):
+            for key in ("requests", "retries", "rate_limit_waits", "not_modified", "token_switches", "graphql_cost"):
                 run.counts[key] = getattr(self.client.stats, key) - start[key]
             run.counts["rate_limit_wait_seconds"] = round(self.client.stats.waited_seconds - start["waited_seconds"], 1)
 
@@ -227,4 +235,5 @@ COUNTS = (
     "timelines",
     "timelines_missing",
     "events",
+    "comments",
 )

@@ -134,6 +134,25 @@ def event_fields(raw: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def comment_fields(raw: dict[str, Any]) -> dict[str, Any] | None:
+    """The columns of an `issue_comment` row from a `commented` timeline entry (None for other entries)."""
+    if raw.get("event") != "commented":
+        return None
+    user = raw.get("user") or raw.get("actor") or {}
+    github_id = raw.get("id")
+    return {
+        "comment_key": (f"node:{raw['node_id']}" if raw.get("node_id") else f"id:{github_id}")[:100],
+        "github_id": int(github_id) if github_id is not None else None,
+        "author": user.get("login") if isinstance(user, dict) else None,
+        "author_association": raw.get("author_association"),
+        "body": raw.get("body"),
+        "created_at": parse_time(raw.get("created_at")),
+        "updated_at": parse_time(raw.get("updated_at")),
+        "html_url": raw.get("html_url"),
+        "raw": raw,
+    }
+
+
 class GitHubIssueSource:
     """Lists a repository's issues (oldest change first, so a cursor can advance safely) and timelines."""
 

@@ -1,9 +1,10 @@
-"""A local GitHub-like REST server for tests and benchmarks (127.0.0.1, ephemeral port).
+"""A local GitHub-like REST and GraphQL server for tests and benchmarks (127.0.0.1, ephemeral port).
 
 Payload shapes come from PyGithub's real recorded exchanges in ../shared/data/github-replay/; more
 issues and timeline events are generated from those shapes. It pages with `Link` headers, filters by
 state/labels/since, sorts, sends rate-limit headers and ETags, and can inject faults (5xx, malformed
-JSON, primary/secondary rate limits, delays) so the miner's error handling is exercised for real.
+JSON, primary/secondary rate limits, delays) so the miner's error handling is exercised for real. POST
+/graphql answers the GraphQL miner's queries from the same data (tests/support/github_graphql.py).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import copy
 import hashlib
 import json
 import random
+import re
 import socket
 import threading
 import time
@@ -24,6 +26,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit
+
+from tests.support.github_graphql import GraphQLSide
 
 REPLAY = ("data", "github-replay")
 CONTENT_LENGTH = "x-test-content-length"  # internal: the Content-Length to declare instead of the body's
@@ -95,7 +99,7 @@ class Fault:
     times: int = 1
     query: dict[str, str] = field(default_factory=dict)
     delay: float = 0.0
-    kind: str | None = None  # only requests of this kind: issues, timeline, repo, rate_limit
+    kind: str | None = None  # only requests of this kind: issues, timeline, repo, rate_limit, graphql
     skip: int = 0  # let this many matching requests through first
     # Cut the real 200 answer after this many bytes instead of sending `status`/`body`: with `declare_full` the
     # Content-Length still promises the whole body and the connection drops (a reset mid-transfer); without it
@@ -140,6 +144,7 @@ class FakeGitHub:
         self.delay = 0.0
         self.on_request: Callable[[Record], None] | None = None
         self._event_id = 9_000_000_000
+        self.graphql = GraphQLSide(self)
         handler = type("Handler", (_Handler,), {"gh": self})
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), handler)  # bound now: URLs are known early
         self._server.daemon_threads = True
@@ -341,16 +346,20 @@ class FakeGitHub:
         return json.loads(text)
 
     # -- request handling -----------------------------------------------------------------------------
-    def handle(self, method: str, raw_path: str, headers: dict[str, str]) -> tuple[int, dict[str, str], bytes]:
+    def handle(
+        self, method: str, raw_path: str, headers: dict[str, str], body_in: bytes = b""
+    ) -> tuple[int, dict[str, str], bytes]:
         parts = urlsplit(raw_path)
         path = parts.path
         if self.prefix and path.startswith(self.prefix):
             path = path[len(self.prefix) :]
         query = {k: v[-1] for k, v in parse_qs(parts.query).items()}
+        if method == "POST" and path.endswith("/graphql"):
+            path, query = "/graphql", _graphql_summary(body_in)
         auth = headers.get("authorization")
         token = (auth or "").split(" ", 1)[-1] if auth else ""
         with self.lock:
-            status, out_headers, body = self._dispatch(method, path, query, token, headers)
+            status, out_headers, body = self._dispatch(method, path, query, token, headers, body_in=body_in)
             record = Record(method, path, query, auth, status)
             self.log.append(record)
         if self.on_request:
@@ -360,7 +369,14 @@ class FakeGitHub:
         return status, out_headers, body
 
     def _dispatch(  # type: ignore[no-untyped-def]
-        self, method: str, path: str, query: dict[str, str], token: str, headers: dict[str, str], faults: bool = True
+        self,
+        method: str,
+        path: str,
+        query: dict[str, str],
+        token: str,
+        headers: dict[str, str],
+        faults: bool = True,
+        body_in: bytes = b"",
     ):
         if self.tokens and token not in self.tokens:
             return 401, {}, b'{"message": "Bad credentials", "documentation_url": "https://docs.github.com/rest"}'
@@ -382,6 +398,8 @@ class FakeGitHub:
                 return fault.status, dict(fault.headers), fault.body.encode()
         if path == "/rate_limit":
             return 200, self._rate_headers(token, count=False), json.dumps(self._rate_body(token)).encode()
+        if path == "/graphql" and method == "POST":
+            return self.graphql.answer(token, body_in)
         rate = self._rate_headers(token, count=True)
         if rate is None:
             reset = str(int(self.reset_at[token]))
@@ -443,6 +461,13 @@ class FakeGitHub:
         }
         body.setdefault("resources", {})["core"] = core
         body["rate"] = core
+        remaining, reset = self.graphql._budget(token)
+        body["resources"]["graphql"] = {
+            "limit": self.graphql.limit,
+            "remaining": remaining,
+            "reset": int(reset),
+            "used": self.graphql.limit - remaining,
+        }
         return body
 
     def _route(self, path: str, query: dict[str, str]) -> tuple[int, Any]:
@@ -496,10 +521,25 @@ class FakeGitHub:
         return f"{self.url}{path}?{urlencode({**query, 'page': page})}"
 
 
+def _graphql_summary(body: bytes) -> dict[str, str]:
+    """A GraphQL request as a query dict for the log: its operation and its scalar variables."""
+    try:
+        request = json.loads(body or b"{}")
+        operation = re.match(r"^\s*query\s+(\w+)", str(request.get("query", "")))
+        variables = request.get("variables") or {}
+    except (ValueError, AttributeError):
+        return {"operation": "?"}
+    out = {"operation": operation.group(1) if operation else "?"}
+    out.update({k: str(v) for k, v in variables.items() if v is not None and not isinstance(v, dict | list)})
+    return out
+
+
 def _kind(path: str) -> str:
     seg = path.strip("/").split("/")
     if path == "/rate_limit":
         return "rate_limit"
+    if path == "/graphql":
+        return "graphql"
     if len(seg) == 3:
         return "repo"
     if seg[3:] == ["issues"]:
@@ -532,6 +572,21 @@ class _Handler(BaseHTTPRequestHandler):
             self.close_connection = True
             with contextlib.suppress(OSError):
                 self.connection.shutdown(socket.SHUT_RDWR)
+
+    def do_POST(self) -> None:
+        headers = {k.lower(): v for k, v in self.headers.items()}
+        length = int(headers.get("content-length") or 0)
+        body_in = self.rfile.read(length) if length else b""
+        status, out, body = self.gh.handle("POST", self.path, headers, body_in)
+        self.send_response(status)
+        out.setdefault("Content-Type", "application/json; charset=utf-8")
+        for key, value in out.items():
+            if key not in (CONTENT_LENGTH, DROP_CONNECTION):
+                self.send_header(key, value)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        if body:
+            self.wfile.write(body)
 
     def log_message(self, format: str, *args: Any) -> None:  # silence per-request stderr lines
         return
