@@ -196,7 +196,8 @@ def test_run_outcomes_view_is_one_row_per_run_with_model_converter_opsets_outcom
     )
     per_outcome = rows[rows["campaign"] == seeded.name]["outcome"].value_counts().to_dict()
     assert per_outcome.get("failed") == seeded.failed and sum(per_outcome.values()) == seeded.runs
-    example = README.split("```sql\n", 1)[1].split("```", 1)[0].replace("'quick'", "'typed'")
+    blocks = [b.split("```", 1)[0] for b in README.split("```sql\n")[1:]]
+    example = next(b for b in blocks if "FROM run_outcomes" in b).replace("'quick'", "'typed'")
     with engine.connect() as conn:
         grouped = conn.execute(text(example)).all()
     assert sorted((r.outcome, r.runs) for r in grouped) == [("crash", 1), ("mismatch", 1)]
