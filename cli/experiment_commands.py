@@ -377,3 +377,92 @@ def _terminal_table(frame: Any, what: str, top: int) -> Any:
     for _, row in frame.head(top).iterrows():
         table.add_row(*[cell(row, c) for c in shown])
     return table
+
+
+def _signature_rule(version: str) -> Any:
+    """The signature rule `version` (built in, or `[signature_rules.NAME]` in interop.toml); a typo is an error."""
+    from db.config import load_toml
+    from experiments.signatures import SignatureRuleError, load_rule
+
+    try:
+        return load_rule(version, load_toml().get("signature_rules") or {})
+    except SignatureRuleError as exc:
+        raise UserError(str(exc)) from None
+
+
+@app.command("signatures")
+def signatures(
+    campaign: str | None = typer.Option(None, help="only this campaign's runs (default: every run)"),
+    rule_version: str = typer.Option(
+        "sig-v1", "--rule-version", help="built-in rule or one defined under \\[signature_rules.NAME] in interop.toml"
+    ),
+) -> None:
+    """(Re)compute the failure signature of every failed, crashed or mismatching run under a rule version;
+    idempotent, and other rule versions' signatures are kept."""
+    from experiments.signatures import compute_signatures
+
+    with user_errors():
+        _check_campaign(campaign)
+        rule = _signature_rule(rule_version)
+        counts = compute_signatures(engine(), rule, campaign)
+    scope = f"campaign {campaign!r}" if campaign else "all campaigns"
+    console.print(
+        f"rule {rule.version}: {counts['runs']:,} runs in {scope} have {counts['signatures']:,} distinct "
+        f"signatures ({counts['changed']:,} run(s) changed)",
+        markup=False,
+    )
+
+
+@app.command("failures")
+def failures(
+    campaign: str | None = typer.Option(None, help="only this campaign's runs"),
+    fmt: Literal["table", "json", "csv"] = typer.Option("table", "--format", help="output format"),
+    rule_version: str = typer.Option("sig-v1", "--rule-version", help="the signature rule to group by"),
+    top: int = typer.Option(30, min=1, help="table: rows to print (json and csv: all)"),
+) -> None:
+    """Distinct failures: signatures with run counts, models, first/last seen, an example run and its repro
+    command. Runs not signed yet under the rule are signed first."""
+    from db.queries.failures import signature_counts
+    from db.queries.failures import signatures as listed
+    from experiments.signatures import compute_signatures, unsigned_runs
+
+    with user_errors():
+        _check_campaign(campaign)
+        rule = _signature_rule(rule_version)
+        if unsigned_runs(engine(), rule.version, campaign):
+            compute_signatures(engine(), rule, campaign)
+        frame = listed(engine(), campaign, rule.version)
+    if fmt == "json":
+        typer.echo(frame.to_json(orient="records", date_format="iso", indent=2))
+        return
+    if fmt == "csv":
+        typer.echo(frame.to_csv(index=False), nl=False)
+        return
+    if frame.empty:
+        console.print("no failed, crashed or mismatching runs")
+        return
+    from rich import box
+    from rich.table import Table
+
+    counts = signature_counts(engine(), campaign, rule.version)
+    summary = Table(title=f"distinct failures per converter and stage (rule {rule.version})", box=box.SIMPLE_HEAD)
+    for col in ("converter", "stage", "runs", "signatures"):
+        summary.add_column(col, justify="right" if col in ("runs", "signatures") else "left")
+    for row in counts.itertuples(index=False):
+        summary.add_row(row.converter, row.stage, f"{row.runs:,}", str(row.signatures))
+    console.print(summary)
+    shown = frame.head(top)
+    more = f", the {top} with most runs" if len(frame) > top else ""
+    console.print(f"{len(frame)} signatures{more} (first/last seen: UTC finish times of their runs):", markup=False)
+    for row in shown.itertuples(index=False):
+        first, last = f"{row.first_seen:%Y-%m-%d}", f"{row.last_seen:%Y-%m-%d}"
+        seen = first if first == last else f"{first} … {last}"
+        operator = f" {row.operator}" if isinstance(row.operator, str) else ""
+        console.print(
+            f"{row.signature}  {row.converter} {row.stage}{operator}: {row.runs:,} runs, {row.models:,} models, "
+            f"seen {seen}; e.g. run {row.example_run} ({row.repro})",
+            markup=False,
+            style="bold",
+        )
+        text = f"{row.error_class}: {row.message}" if row.message else row.error_class
+        console.print(f"    {text}", markup=False)

@@ -10,6 +10,10 @@ from db.models.experiments import (
     RunOutput,
     Stage,
 )
+from db.models.failures import (
+    FailureSignature,
+    RunSignature,
+)
 from db.models.github import (
     Issue,
     IssueEvent,
@@ -65,6 +69,7 @@ __all__ = [
     "Coding",
     "CodingValue",
     "ConversionRun",
+    "FailureSignature",
     "FinalLabel",
     "GithubCursor",
     "IngestRun",
@@ -85,6 +90,7 @@ __all__ = [
     "Repository",
     "RunOutcome",
     "RunOutput",
+    "RunSignature",
     "RunStatus",
     "SchedulerLock",
     "Stage",
