@@ -29,6 +29,7 @@ def import_steps(artifact: Path, codebook: Path, survey: str) -> list[list[str]]
         ["label", "import-sheet", files["coding"]],
         ["label", "import-sheet", files["pilot"]],
         ["experiment", "import-results", files["results"]],
+        ["experiment", "signatures", "--campaign", "study-exporter-results"],
     ]
 
 

@@ -347,7 +347,47 @@ def build_report(engine: Engine, survey: str = SURVEY) -> PaperReport:
             synthetic,
         )
     )
+    _distinct_failures(engine, report)
     return report
+
+
+def _distinct_failures(engine: Engine, report: PaperReport) -> None:
+    """Beyond the paper: how many distinct failures (signatures) the synthetic models' failed runs are."""
+    from db.queries import failures as fq
+    from db.queries.experiments import RunFilter
+
+    per_stage = fq.signature_counts(engine, RunFilter(campaign=CAMPAIGN))
+    if per_stage.empty:
+        raise ReportError(
+            f"campaign {CAMPAIGN!r} has no failure signatures: "
+            f"run `interop experiment signatures --campaign {CAMPAIGN}`"
+        )
+    listed = fq.signatures(engine, RunFilter(campaign=CAMPAIGN))
+    report.facts["distinct_failures"] = per_stage
+    report.choices.append(
+        "Distinct failures (not in the paper, which counts failed runs): every run of the synthetic models without "
+        "a passing verdict gets a signature under rule `sig-v1` — converter × stage × error class × the message "
+        "with node names, paths, numbers, shapes and dtypes canonicalised × the operator the message names; a "
+        "mismatch's signature is how its outputs disagree (the torch results store no numbers: one signature). "
+        "Stages of failed runs are classified from their messages by the import."
+    )
+    report.tables.append(
+        Table(
+            "distinct_failures",
+            "Synthetic models: distinct failures (signatures) per converter × stage",
+            "runs without a passing verdict, their distinct signatures, and the runs of the most common one",
+            per_stage,
+        )
+    )
+    top = listed.drop(columns=["campaigns", "first_seen", "last_seen", "repro"])
+    report.tables.append(
+        Table(
+            "failure_signatures",
+            "Synthetic models: every failure signature",
+            "runs and models per signature; the example run's repro: `interop experiment repro RUN`",
+            top,
+        )
+    )
 
 
 def markdown_table(frame: pd.DataFrame) -> str:

@@ -151,3 +151,23 @@ def test_study_runs_collapse_to_few_signatures(engine: Engine, shared_dir: Path)
     argmax = table[(table["operator"] == "ArgMax") & (table["stage"] == "ort_session")]
     assert sorted(argmax["converter"]) == ["tf2onnx", "torch.onnx"]  # dozens of node names, one per converter
     assert len(table) < 0.1 * counts["runs"]
+
+
+def test_experiments_page_shows_distinct_failures(engine: Engine, configured_db: str) -> None:
+    import streamlit as st
+
+    from tests.support.apptest import open_page, texts
+
+    seeded = seed_experiments(engine)
+    st.cache_data.clear()
+    at = open_page("experiments", campaign=seeded.name)
+    assert not at.exception
+    assert "interop experiment signatures --campaign seeded" in texts(at)  # nothing signed yet: how to
+    compute_signatures(engine, campaign=seeded.name)
+    st.cache_data.clear()
+    at = open_page("experiments", campaign=seeded.name)
+    assert not at.exception
+    listed = next(d.value for d in at.dataframe if "repro" in d.value.columns)
+    assert int(listed["runs"].sum()) == int(fq.signatures(engine, seeded.name)["runs"].sum())
+    assert f"**{len(listed)} distinct failures**" in texts(at)
+    st.cache_data.clear()

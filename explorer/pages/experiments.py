@@ -10,6 +10,7 @@ import pandas as pd
 import streamlit as st
 
 from db.queries import experiments as xq
+from db.queries import failures as fq
 from explorer.common import empty_state, param, query, select_param, set_params
 from explorer.formatting import MISSING, dashed, format_duration
 
@@ -286,6 +287,33 @@ else:
             'Dashed line: the chosen atol; runs left of it (and on it) pass. "cannot pass": shapes, dtypes '
             "or NaN/Inf positions disagree."
         )
+
+# --- distinct failures ---------------------------------------------------------------------------------
+st.subheader("Distinct failures")
+signed = query(fq.signatures, filters=filters)
+if signed.empty:
+    st.caption(
+        f"No signatures for {scope}: `interop experiment signatures --campaign {campaign}` groups its failed, "
+        "crashed and mismatching runs into distinct failures."
+    )
+else:
+    per_stage = query(fq.signature_counts, filters=filters)
+    st.caption(
+        f"{int(signed['runs'].sum()):,} runs without a passing verdict are **{len(signed)} distinct failures** "
+        "(signature: converter × stage × error class × normalised message × operator, rule `sig-v1`)."
+    )
+    st.dataframe(dashed(per_stage), hide_index=True, width="stretch")
+    st.dataframe(
+        dashed(signed.drop(columns=["campaigns"])),
+        hide_index=True,
+        width="stretch",
+        column_config={
+            "message": st.column_config.TextColumn("normalised message", width="large"),
+            "first_seen": st.column_config.DatetimeColumn("first seen (UTC)", format="YYYY-MM-DD HH:mm"),
+            "last_seen": st.column_config.DatetimeColumn("last seen (UTC)", format="YYYY-MM-DD HH:mm"),
+            "repro": st.column_config.TextColumn("repro command"),
+        },
+    )
 
 # --- operators -----------------------------------------------------------------------------------------
 st.subheader("Per operator")
