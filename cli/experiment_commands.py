@@ -396,21 +396,53 @@ def signatures(
     rule_version: str = typer.Option(
         "sig-v1", "--rule-version", help="built-in rule or one defined under \\[signature_rules.NAME] in interop.toml"
     ),
+    links: bool = typer.Option(True, "--links/--no-links", help="also rank upstream issues for each signature"),
+    top: int = typer.Option(5, min=1, help="candidate issues kept per signature"),
 ) -> None:
-    """(Re)compute the failure signature of every failed, crashed or mismatching run under a rule version;
-    idempotent, and other rule versions' signatures are kept."""
+    """(Re)compute the failure signature of every failed, crashed or mismatching run under a rule version, and
+    rank the converter's stored issues for each; idempotent, other rule versions and users' decisions are kept."""
+    from experiments.failure_links import link_signatures
     from experiments.signatures import compute_signatures
 
     with user_errors():
         _check_campaign(campaign)
         rule = _signature_rule(rule_version)
         counts = compute_signatures(engine(), rule, campaign)
+        ranked = link_signatures(engine(), rule.version, campaign, top) if links else None
     scope = f"campaign {campaign!r}" if campaign else "all campaigns"
     console.print(
         f"rule {rule.version}: {counts['runs']:,} runs in {scope} have {counts['signatures']:,} distinct "
         f"signatures ({counts['changed']:,} run(s) changed)",
         markup=False,
     )
+    if ranked is not None:
+        console.print(
+            f"upstream candidates: {ranked['candidates']:,} for {ranked['signatures']:,} signatures among "
+            f"{ranked['issues']:,} stored issues of the converters' repositories",
+            markup=False,
+        )
+
+
+@app.command("link")
+def link(
+    signature: str = typer.Argument(..., help="a signature (its first 6+ hex digits, see `experiment failures`)"),
+    issue: str = typer.Argument(..., help="owner/name#N, #N or N (of the converter's repositories)"),
+    confirm: bool = typer.Option(False, "--confirm", help="the issue reports this failure"),
+    reject: bool = typer.Option(False, "--reject", help="the issue does not report this failure"),
+    note: str | None = typer.Option(None, help="why (stored with the decision)"),
+    rule_version: str = typer.Option("sig-v1", "--rule-version", help="the rule the signature is under"),
+) -> None:
+    """Confirm or reject an upstream issue for a signature; decisions survive re-ranking and rule changes."""
+    from experiments.failure_links import LinkError, decide
+
+    with user_errors():
+        if confirm == reject:
+            raise UserError("give exactly one of --confirm and --reject")
+        try:
+            done = decide(engine(), signature, issue, "confirmed" if confirm else "rejected", rule_version, note)
+        except LinkError as exc:
+            raise UserError(str(exc)) from None
+    console.print(f"{done['issue']} {done['decision']} for signature {done['signature'][:10]}", markup=False)
 
 
 @app.command("failures")
@@ -422,7 +454,7 @@ def failures(
 ) -> None:
     """Distinct failures: signatures with run counts, models, first/last seen, an example run and its repro
     command. Runs not signed yet under the rule are signed first."""
-    from db.queries.failures import signature_counts
+    from db.queries.failures import signature_counts, upstream
     from db.queries.failures import signatures as listed
     from experiments.signatures import compute_signatures, unsigned_runs
 
@@ -432,6 +464,8 @@ def failures(
         if unsigned_runs(engine(), rule.version, campaign):
             compute_signatures(engine(), rule, campaign)
         frame = listed(engine(), campaign, rule.version)
+        links = upstream(engine(), campaign, rule.version)
+    frame = frame.merge(links[["signature", "upstream"]], on="signature", how="left")
     if fmt == "json":
         typer.echo(frame.to_json(orient="records", date_format="iso", indent=2))
         return
@@ -466,3 +500,4 @@ def failures(
         )
         text = f"{row.error_class}: {row.message}" if row.message else row.error_class
         console.print(f"    {text}", markup=False)
+        console.print(f"    upstream: {row.upstream}", markup=False)

@@ -19,7 +19,7 @@ from sqlalchemy import and_, delete, select
 from sqlalchemy.engine import Engine
 
 from db.models.experiments import Campaign, ConversionRun, RunOutput
-from db.models.failures import DEFAULT_SIGNATURE_RULE, FailureSignature, RunSignature
+from db.models.failures import DEFAULT_SIGNATURE_RULE, FailureLinkCandidate, FailureSignature, RunSignature
 from db.outcomes import RunOutcome
 from db.types import utcnow
 
@@ -287,17 +287,15 @@ def compute_signatures(
 
 
 def _forget_signatures(conn: Any, ids: list[int]) -> None:
-    """Delete signatures no run has any more (and what hangs off them, except users' decisions)."""
+    """Delete signatures no run has any more, with their ranked candidates (users' decisions are kept)."""
     if not ids:
         return
     sig_t = FailureSignature.__table__  # type: ignore[attr-defined]
-    from db.models import failures as models
-
-    for name in ("FailureLinkCandidate",):
-        table = getattr(models, name, None)
-        if table is not None:
-            conn.execute(delete(table.__table__).where(table.__table__.c.signature_id.in_(ids)))
-    conn.execute(delete(sig_t).where(sig_t.c.id.in_(ids)))
+    cand_t = FailureLinkCandidate.__table__  # type: ignore[attr-defined]
+    for start in range(0, len(ids), 1000):
+        chunk = ids[start : start + 1000]
+        conn.execute(delete(cand_t).where(cand_t.c.signature_id.in_(chunk)))
+        conn.execute(delete(sig_t).where(sig_t.c.id.in_(chunk)))
 
 
 def unsigned_runs(engine: Engine, rule_version: str = DEFAULT_SIGNATURE_RULE, campaign: str | None = None) -> int:

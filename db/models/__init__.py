@@ -11,6 +11,8 @@ from db.models.experiments import (
     Stage,
 )
 from db.models.failures import (
+    FailureLinkCandidate,
+    FailureLinkDecision,
     FailureSignature,
     RunSignature,
 )
@@ -69,6 +71,8 @@ __all__ = [
     "Coding",
     "CodingValue",
     "ConversionRun",
+    "FailureLinkCandidate",
+    "FailureLinkDecision",
     "FailureSignature",
     "FinalLabel",
     "GithubCursor",

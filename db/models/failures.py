@@ -41,3 +41,32 @@ class RunSignature(SQLModel, table=True):
     run_id: int = Field(foreign_key="conversion_run.id", primary_key=True)
     rule_version: str = Field(max_length=64, primary_key=True)
     signature_id: int = Field(foreign_key="failure_signature.id")
+
+
+class FailureLinkCandidate(SQLModel, table=True):
+    """An upstream issue ranked for a signature by text similarity (recomputed whenever links are ranked)."""
+
+    __tablename__ = "failure_link_candidate"
+
+    signature_id: int = Field(foreign_key="failure_signature.id", primary_key=True)
+    issue_id: int = Field(foreign_key="issue.id", primary_key=True, index=True)
+    rank: int = Field(description="1 = most similar")
+    score: float = Field(description="cosine similarity of the TF-IDF vectors, 0..1")
+    method: str = Field(max_length=64, description="the ranking's version, e.g. tfidf-char-v1")
+    computed_at: datetime = utc_field(nullable=False, now=True)
+
+
+class FailureLinkDecision(SQLModel, table=True):
+    """A user's confirmation or rejection of an issue for a signature. Keyed by the signature's key under the
+    rule it was made with: re-runs keep the key, and other rule versions find it through the runs they share."""
+
+    __tablename__ = "failure_link_decision"
+    __table_args__ = (UniqueConstraint("rule_version", "signature_key", "issue_id"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    rule_version: str = Field(max_length=64)
+    signature_key: str = Field(max_length=64, index=True)
+    issue_id: int = Field(foreign_key="issue.id", index=True)
+    decision: str = Field(max_length=16, description="confirmed or rejected")
+    note: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    decided_at: datetime = utc_field(nullable=False, now=True)
