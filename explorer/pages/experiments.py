@@ -303,8 +303,14 @@ else:
         "(signature: converter × stage × error class × normalised message × operator, rule `sig-v1`)."
     )
     st.dataframe(dashed(per_stage), hide_index=True, width="stretch")
+    links = query(fq.upstream, filters=filters)[["signature", "upstream"]]
+    signed = signed.merge(links, on="signature", how="left")
+    st.caption(
+        "upstream: an issue confirmed with `interop experiment link SIGNATURE ISSUE --confirm`, else the stored "
+        "issues of the converter's repositories most similar to the failure (TF-IDF, cosine), else none."
+    )
     st.dataframe(
-        dashed(signed.drop(columns=["campaigns"])),
+        dashed(signed[["signature", "upstream", *(c for c in fq.SIGNATURE_COLUMNS[1:] if c != "campaigns")]]),
         hide_index=True,
         width="stretch",
         column_config={
@@ -312,6 +318,7 @@ else:
             "first_seen": st.column_config.DatetimeColumn("first seen (UTC)", format="YYYY-MM-DD HH:mm"),
             "last_seen": st.column_config.DatetimeColumn("last seen (UTC)", format="YYYY-MM-DD HH:mm"),
             "repro": st.column_config.TextColumn("repro command"),
+            "upstream": st.column_config.TextColumn("known upstream", width="large"),
         },
     )
 
