@@ -92,7 +92,7 @@ def paper(
     from cli.common import engine
 
     try:
-        report = build_report(engine(), SURVEY)
+        report = build_report(engine(), SURVEY, artifact)
     except ReportError as exc:
         fail(str(exc))
     files = write_report(report, out, done)

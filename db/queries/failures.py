@@ -261,3 +261,21 @@ def upstream(engine: Engine, filters: Filter = None, rule_version: str = DEFAULT
         rows.append((sig.signature, status, confirmed, open_, len(rejected)))
     links = pd.DataFrame(rows, columns=["signature", "upstream", "confirmed", "candidates", "rejected"])
     return frame.drop(columns=["id", "key"]).merge(links, on="signature", how="left")
+
+
+def failing_operators(
+    engine: Engine, filters: Filter = None, rule_version: str = DEFAULT_SIGNATURE_RULE
+) -> pd.DataFrame:
+    """Runs per converter × the operator their signature names × requested opset × outcome (signatures without an
+    operator are left out)."""
+    keys = [SIG.c.converter, SIG.c.operator, RUN.c.opset, RUN.c.status]
+    stmt = (
+        select(*keys, func.count())
+        .select_from(RUN_SIG.join(RUN, RUN.c.id == RUN_SIG.c.run_id).join(SIG, SIG.c.id == RUN_SIG.c.signature_id))
+        .where(RUN_SIG.c.rule_version == rule_version, SIG.c.operator.is_not(None))
+        .group_by(*keys)
+        .order_by(*keys)
+    )
+    return _frame(
+        engine, RunFilter.of(filters).where(stmt), ["converter", "operator", "requested_opset", "outcome", "runs"]
+    )
