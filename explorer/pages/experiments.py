@@ -322,6 +322,48 @@ else:
         },
     )
 
+# --- failures against ONNX's evolution ---------------------------------------------------------------
+with st.expander("Failures against ONNX's evolution"):
+    from pathlib import Path
+
+    from reporting.evolution import EvolutionError, evolution
+
+    default_diff = Path("..") / "shared" / "data" / "paper-artifact" / "failure-analysis" / "onnx_opset_diff.json"
+    diff_file = st.text_input(
+        "ONNX operator changes per opset (the study's onnx_opset_diff.json)", str(default_diff), key="opset_diff"
+    )
+    try:
+        found = query(evolution, diff_path=diff_file, campaign=campaign) if Path(diff_file).is_file() else None
+    except EvolutionError as exc:
+        st.error(str(exc))
+        found = None
+    if found is None:
+        st.caption(f"No file {diff_file}: give the path of onnx_opset_diff.json.")
+    else:
+        changes = found["changes"].rename_axis("month").reset_index(name="operators changed")
+        monthly = found["monthly_issues"]
+        bars = (
+            alt.Chart(changes)
+            .mark_bar(color="#8d6a9f")
+            .encode(
+                x=alt.X("month:T", title="month"), y=alt.Y("operators changed:Q", title="ONNX operators added/updated")
+            )
+        )
+        if monthly.empty:
+            st.altair_chart(bars.properties(height=220), width="stretch")
+        else:
+            lines = (
+                alt.Chart(monthly)
+                .mark_line(point=True)
+                .encode(x="month:T", y=alt.Y("issues:Q", title="issues opened"), color="repository:N")
+            )
+            layered = alt.layer(bars, lines).resolve_scale(y="independent").properties(height=220)
+            st.altair_chart(layered, width="stretch")
+        for name, trend in found["trends"].items():
+            st.caption(f"**{name}**: {trend.verdict}" + (f" — {'; '.join(trend.notes)}" if trend.notes else ""))
+        st.caption(f"Failing operators of {scope} against the opset that introduced or last changed them:")
+        st.dataframe(dashed(found["operators"]), hide_index=True, width="stretch")
+
 # --- operators -----------------------------------------------------------------------------------------
 st.subheader("Per operator")
 show_ops = st.toggle(
