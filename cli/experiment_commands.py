@@ -371,3 +371,119 @@ def _terminal_table(frame: Any, what: str, top: int) -> Any:
     for _, row in frame.head(top).iterrows():
         table.add_row(*[cell(row, c) for c in shown])
     return table
+
+
+def _signature_rule(version: str) -> Any:
+    """The signature rule `version` (built in, or `[signature_rules.NAME]` in interop.toml); a typo is an error."""
+    from db.config import load_toml
+    from experiments.signatures import load_rule
+
+    return load_rule(version, load_toml().get("signature_rules") or {})
+
+
+@app.command("signatures")
+def signatures(
+    campaign: str | None = typer.Option(None, help="only this campaign's runs (default: every run)"),
+    rule_version: str = typer.Option(
+        "sig-v1", "--rule-version", help="built-in rule or one defined under \\[signature_rules.NAME] in interop.toml"
+    ),
+    links: bool = typer.Option(True, "--links/--no-links", help="also rank upstream issues for each signature"),
+    top: int = typer.Option(5, min=1, help="candidate issues kept per signature"),
+) -> None:
+    """(Re)compute the failure signature of every failed, crashed or mismatching run under a rule version, and
+    rank the converter's stored issues for each; idempotent, other rule versions and users' decisions are kept."""
+    from experiments.failure_links import link_signatures
+    from experiments.signatures import compute_signatures
+
+    _check_campaign(campaign)
+    rule = _signature_rule(rule_version)
+    counts = compute_signatures(engine(), rule, campaign)
+    ranked = link_signatures(engine(), rule.version, campaign, top) if links else None
+    scope = f"campaign {campaign!r}" if campaign else "all campaigns"
+    console.print(
+        f"rule {rule.version}: {counts['runs']:,} runs in {scope} have {counts['signatures']:,} distinct "
+        f"signatures ({counts['changed']:,} run(s) changed)",
+        markup=False,
+    )
+    if ranked is not None:
+        console.print(
+            f"upstream candidates: {ranked['candidates']:,} for {ranked['signatures']:,} signatures among "
+            f"{ranked['issues']:,} stored issues of the converters' repositories",
+            markup=False,
+        )
+
+
+@app.command("link")
+def link(
+    signature: str = typer.Argument(..., help="a signature (its first 6+ hex digits, see `experiment failures`)"),
+    issue: str = typer.Argument(..., help="owner/name#N, #N or N (of the converter's repositories)"),
+    confirm: bool = typer.Option(False, "--confirm", help="the issue reports this failure"),
+    reject: bool = typer.Option(False, "--reject", help="the issue does not report this failure"),
+    note: str | None = typer.Option(None, help="why (stored with the decision)"),
+    rule_version: str = typer.Option("sig-v1", "--rule-version", help="the rule the signature is under"),
+) -> None:
+    """Confirm or reject an upstream issue for a signature; decisions survive re-ranking and rule changes."""
+    from experiments.failure_links import decide
+
+    if confirm == reject:
+        raise InteropError("give exactly one of --confirm and --reject")
+    done = decide(engine(), signature, issue, "confirmed" if confirm else "rejected", rule_version, note)
+    console.print(f"{done['issue']} {done['decision']} for signature {done['signature'][:10]}", markup=False)
+
+
+@app.command("failures")
+def failures(
+    campaign: str | None = typer.Option(None, help="only this campaign's runs"),
+    fmt: Format = format_option(),
+    out: Path | None = out_option(),
+    rule_version: str = typer.Option("sig-v1", "--rule-version", help="the signature rule to group by"),
+    top: int = typer.Option(30, min=1, help="table: rows to print (json and csv: all)"),
+) -> None:
+    """Distinct failures: signatures with run counts, models, first/last seen, an example run and its repro
+    command. Runs not signed yet under the rule are signed first."""
+    from db.queries.failures import signature_counts, upstream
+    from db.queries.failures import signatures as listed
+    from experiments.signatures import compute_signatures, unsigned_runs
+
+    _check_campaign(campaign)
+    rule = _signature_rule(rule_version)
+    if unsigned_runs(engine(), rule.version, campaign):
+        compute_signatures(engine(), rule, campaign)
+    frame = listed(engine(), campaign, rule.version)
+    links = upstream(engine(), campaign, rule.version)
+    frame = frame.merge(links[["signature", "upstream"]], on="signature", how="left")
+    counts = signature_counts(engine(), campaign, rule.version)
+
+    def render(to: Console) -> None:
+        if frame.empty:
+            to.print("no failed, crashed or mismatching runs")
+            return
+        summary = new_table(
+            "converter",
+            "stage",
+            "runs",
+            "signatures",
+            numeric=("runs", "signatures"),
+            title=f"distinct failures per converter and stage (rule {rule.version})",
+        )
+        for row in counts.itertuples(index=False):
+            summary.add_row(row.converter, row.stage, f"{row.runs:,}", str(row.signatures))
+        to.print(summary)
+        shown = frame.head(top)
+        more = f", the {top} with most runs" if len(frame) > top else ""
+        to.print(f"{len(frame)} signatures{more} (first/last seen: UTC finish times of their runs):", markup=False)
+        for row in shown.itertuples(index=False):
+            first, last = f"{row.first_seen:%Y-%m-%d}", f"{row.last_seen:%Y-%m-%d}"
+            seen = first if first == last else f"{first} … {last}"
+            operator = f" {row.operator}" if isinstance(row.operator, str) else ""
+            to.print(
+                f"{row.signature}  {row.converter} {row.stage}{operator}: {row.runs:,} runs, {row.models:,} models, "
+                f"seen {seen}; e.g. run {row.example_run} ({row.repro})",
+                markup=False,
+                style="bold",
+            )
+            text = f"{row.error_class}: {row.message}" if row.message else row.error_class
+            to.print(f"    {text}", markup=False)
+            to.print(f"    upstream: {row.upstream}", markup=False)
+
+    emit(fmt, out, frame, render=render)

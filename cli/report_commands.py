@@ -44,5 +44,5 @@ def paper(
             console.print(step.summary(result), markup=False)
 
     done = import_artifact(steps, started, finished)
-    files = write_report(build_report(engine(), SURVEY), out, done)
+    files = write_report(build_report(engine(), SURVEY, artifact), out, done)
     console.print(f"wrote {files[0]} and {len(files) - 1} CSV tables into {out}")

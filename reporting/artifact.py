@@ -50,7 +50,7 @@ def check_artifact(artifact: Path, codebook: Path) -> None:
 
 
 def artifact_steps(engine: Engine, url: str, artifact: Path, codebook: Path, survey: str = SURVEY) -> list[Step]:
-    """The six imports, in order."""
+    """The six imports and the failure signatures of the imported runs, in order."""
     files = {key: artifact / rel for key, rel in ARTIFACT_FILES.items()}
 
     def upgrade() -> str | None:
@@ -86,6 +86,13 @@ def artifact_steps(engine: Engine, url: str, artifact: Path, codebook: Path, sur
 
         return import_exporter_results(engine, files["results"], CAMPAIGN)
 
+    def signatures() -> dict[str, int]:
+        from experiments.failure_links import link_signatures
+        from experiments.signatures import compute_signatures, load_rule
+
+        counts = compute_signatures(engine, load_rule(), CAMPAIGN)
+        return {**counts, **{f"linked_{k}": v for k, v in link_signatures(engine, campaign=CAMPAIGN).items()}}
+
     return [
         Step("interop db upgrade", upgrade, lambda rev: f"database at revision {rev}"),
         Step(f"interop survey import {files['survey']} --survey {survey}", survey_import, _survey_summary),
@@ -93,6 +100,7 @@ def artifact_steps(engine: Engine, url: str, artifact: Path, codebook: Path, sur
         Step(f"interop label import-sheet {files['coding']}", sheet("coding"), _sheet_summary),
         Step(f"interop label import-sheet {files['pilot']}", sheet("pilot"), _sheet_summary),
         Step(f"interop experiment import-results {files['results']}", results, _results_summary),
+        Step(f"interop experiment signatures --campaign {CAMPAIGN}", signatures, _signatures_summary),
     ]
 
 
@@ -146,3 +154,10 @@ def _results_summary(counts: dict[str, int]) -> str:
     if counts["new_runs"]:
         return f"imported {counts['models']:,} models, {counts['runs']:,} runs ({counts['new_runs']:,} new)"
     return f"nothing new: {counts['runs']:,} runs already stored in campaign {CAMPAIGN!r}"
+
+
+def _signatures_summary(counts: dict[str, int]) -> str:
+    return (
+        f"rule sig-v1: {counts['runs']:,} runs of campaign {CAMPAIGN!r} have {counts['signatures']:,} distinct "
+        f"signatures; upstream candidates: {counts.get('linked_candidates', 0):,}"
+    )

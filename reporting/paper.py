@@ -22,6 +22,8 @@ if TYPE_CHECKING:
 #: Names the artifact gets in the database (rounds are named after the workbook files by `label import-sheet`).
 SURVEY = "onnx-interop-survey"
 CAMPAIGN = "study-exporter-results"
+#: the study's operator changes per opset, inside the artifact
+OPSET_DIFF = Path("failure-analysis/onnx_opset_diff.json")
 ROUND_FINAL = "failureanalysis"
 ROUND_PILOT = "pilotstudy"
 ROUND_DRIFT = "failureanalysis-drift-testing"
@@ -246,8 +248,9 @@ def judged_at(tolerances: pd.DataFrame, study: dict[str, Any] | None) -> str:
 # --- the report ----------------------------------------------------------------------------------------
 
 
-def build_report(engine: Engine, survey: str = SURVEY) -> PaperReport:
-    """Every table of the study from the configured database (after the artifact was imported)."""
+def build_report(engine: Engine, survey: str = SURVEY, artifact: Path | None = None) -> PaperReport:
+    """Every table of the study from the configured database (after the artifact was imported); with the artifact's
+    folder also failures against ONNX's evolution (from its onnx_opset_diff.json)."""
     from db.queries import survey as survey_q
 
     report = PaperReport()
@@ -353,7 +356,95 @@ def build_report(engine: Engine, survey: str = SURVEY) -> PaperReport:
             synthetic,
         )
     )
+    _distinct_failures(engine, report)
+    if artifact is not None:
+        _onnx_evolution(engine, report, artifact / OPSET_DIFF)
     return report
+
+
+def _onnx_evolution(engine: Engine, report: PaperReport, diff_path: Path) -> None:
+    """Beyond the paper: operator changes per ONNX release against issues over time and the failing operators."""
+    from reporting.evolution import EvolutionError, evolution
+
+    try:
+        found = evolution(engine, diff_path, CAMPAIGN)
+    except EvolutionError as exc:
+        raise ReportError(str(exc)) from exc
+    trends = found["trends"]
+    lines = [f"{name}: {t.verdict}" + (f" ({'; '.join(t.notes)})" if t.notes else "") for name, t in trends.items()]
+    report.facts["onnx_trends"] = {name: (t.rho, t.p_value, t.months) for name, t in trends.items()}
+    report.choices.append(
+        "Failures against ONNX's evolution (not in the paper): operators added or updated per ONNX opset release "
+        "(onnx_opset_diff.json) per month, against issues opened per month in each converter repository (issues "
+        "with a creation date, i.e. mined); Spearman's rank correlation (scipy) over the months both cover, only with "
+        f"at least 6 months and 20 dated issues. {' · '.join(lines)}. Failing operators are those the synthetic "
+        "models' failure signatures name, against the opset that introduced them and the last opset at or below the "
+        "requested one that changed them."
+    )
+    report.tables.append(
+        Table(
+            "onnx_releases",
+            "ONNX opset releases: operators added and updated",
+            "operators per opset (onnx_opset_diff.json)",
+            found["releases"][["opset", "date", "added", "updated", "changes"]],
+        )
+    )
+    series = trends["all"].series
+    report.tables.append(
+        Table(
+            "issues_vs_onnx_changes",
+            "Issues per month against ONNX operator changes per month",
+            trends["all"].verdict,
+            series if not series.empty else pd.DataFrame({"month": [], "changes": [], "issues": []}),
+        )
+    )
+    report.tables.append(
+        Table(
+            "failing_operators_by_opset",
+            "Synthetic models: failing operators against the opset that introduced or last changed them",
+            "runs per converter × operator × requested opset",
+            found["operators"],
+        )
+    )
+
+
+def _distinct_failures(engine: Engine, report: PaperReport) -> None:
+    """Beyond the paper: how many distinct failures (signatures) the synthetic models' failed runs are."""
+    from db.queries import failures as fq
+    from db.queries.experiments import RunFilter
+
+    per_stage = fq.signature_counts(engine, RunFilter(campaign=CAMPAIGN))
+    if per_stage.empty:
+        raise ReportError(
+            f"campaign {CAMPAIGN!r} has no failure signatures: "
+            f"run `interop experiment signatures --campaign {CAMPAIGN}`"
+        )
+    listed = fq.signatures(engine, RunFilter(campaign=CAMPAIGN))
+    report.facts["distinct_failures"] = per_stage
+    report.choices.append(
+        "Distinct failures (not in the paper, which counts failed runs): every run of the synthetic models without "
+        "a passing verdict gets a signature under rule `sig-v1` — converter × stage × error class × the message "
+        "with node names, paths, numbers, shapes and dtypes canonicalised × the operator the message names; a "
+        "mismatch's signature is how its outputs disagree (the torch results store no numbers: one signature). "
+        "Stages of failed runs are classified from their messages by the import."
+    )
+    report.tables.append(
+        Table(
+            "distinct_failures",
+            "Synthetic models: distinct failures (signatures) per converter × stage",
+            "runs without a passing verdict, their distinct signatures, and the runs of the most common one",
+            per_stage,
+        )
+    )
+    top = listed.drop(columns=["campaigns", "first_seen", "last_seen", "repro"])
+    report.tables.append(
+        Table(
+            "failure_signatures",
+            "Synthetic models: every failure signature",
+            "runs and models per signature; the example run's repro: `interop experiment repro RUN`",
+            top,
+        )
+    )
 
 
 def markdown_table(frame: pd.DataFrame) -> str:

@@ -64,6 +64,7 @@ ENUMERATED = {
     ("interop experiment run", "preset"): ["quick", "real"],
     ("interop experiment analyze", "analysis"): ["outcomes", "operators", "sequences"],
     ("interop experiment analyze", "level"): ["source", "onnx"],
+    ("interop experiment failures", "fmt"): ["table", "json", "csv"],
 }
 
 

@@ -155,6 +155,31 @@ def test_report_paper_matches_the_files(report_dir: Path, shared_dir: Path, cli)
         for outcome, n in counts.items():
             assert row[outcome] == n, (converter, nodes, outcome)
 
+    # beyond the paper: distinct failures, whose runs are every run without a passing verdict
+    distinct = pd.read_csv(report_dir / "distinct_failures.csv")
+    for converter in ("torch.onnx", "tf2onnx"):
+        failing = sum(
+            n
+            for (conv, _), c in synthetic_counts(shared_dir).items()
+            if conv == converter
+            for outcome, n in c.items()
+            if outcome != "passed"
+        )
+        mine = distinct[distinct["converter"] == converter]
+        assert int(mine["runs"].sum()) == failing and (mine["signatures"] >= 1).all()
+    signatures = pd.read_csv(report_dir / "failure_signatures.csv")
+    assert (
+        int(signatures["runs"].sum()) == int(distinct["runs"].sum()) and len(signatures) == distinct["signatures"].sum()
+    )
+    assert "distinct failures (signatures) per converter × stage" in md
+    # beyond the paper: ONNX's evolution, from the artifact's opset diff; the sheets' issues carry no dates
+    diff = json.loads((shared_dir / "data/paper-artifact/failure-analysis/onnx_opset_diff.json").read_text())
+    releases = pd.read_csv(report_dir / "onnx_releases.csv")
+    assert len(releases) == len(diff) and int(releases["added"].sum()) == sum(len(v["added"]) for v in diff.values())
+    assert "all: too thin for a conclusion: no issue has a creation date" in md
+    operators = pd.read_csv(report_dir / "failing_operators_by_opset.csv")
+    assert int(operators["runs"].sum()) <= int(distinct["runs"].sum()) and (operators["requested_opset"] == 16).all()
+
     # a second run imports nothing new and writes the same tables
     again = cli(
         "report",
@@ -166,7 +191,7 @@ def test_report_paper_matches_the_files(report_dir: Path, shared_dir: Path, cli)
     )
     assert again.exit_code == 0, again.output
     assert "nothing new" in again.output
-    for name in ("survey_demographics", "failures_cause", "synthetic_outcomes", "pilot_agreement"):
+    for name in ("survey_demographics", "failures_cause", "synthetic_outcomes", "pilot_agreement", "distinct_failures"):
         first = pd.read_csv(report_dir / f"{name}.csv")
         second = pd.read_csv(report_dir.parent / "again" / f"{name}.csv")
         pd.testing.assert_frame_equal(first, second)
@@ -245,7 +270,7 @@ def test_a_failing_step_is_its_own_error_line_and_says_what_stays_imported(  # t
     assert result.exit_code == 2
     errors = [line for line in result.output.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and "FailureAnalysis.xlsx" in errors[0], result.output
-    assert "no report written: stopped at step 4 of 6; steps 1–3 stay imported" in result.output
+    assert "no report written: stopped at step 4 of 7; steps 1–3 stay imported" in result.output
     with engine.connect() as conn:
         assert conn.execute(text("SELECT count(*) FROM survey_response")).scalar_one() == 92
         assert conn.execute(text("SELECT count(*) FROM label_round")).scalar_one() == 0

@@ -10,6 +10,12 @@ from db.models.experiments import (
     RunOutput,
     Stage,
 )
+from db.models.failures import (
+    FailureLinkCandidate,
+    FailureLinkDecision,
+    FailureSignature,
+    RunSignature,
+)
 from db.models.github import (
     Issue,
     IssueComment,
@@ -67,6 +73,9 @@ __all__ = [
     "Coding",
     "CodingValue",
     "ConversionRun",
+    "FailureLinkCandidate",
+    "FailureLinkDecision",
+    "FailureSignature",
     "FinalLabel",
     "GithubCursor",
     "IngestRun",
@@ -88,6 +97,7 @@ __all__ = [
     "Repository",
     "RunOutcome",
     "RunOutput",
+    "RunSignature",
     "RunStatus",
     "ScheduleOutcome",
     "SchedulerLock",

@@ -10,6 +10,7 @@ import pandas as pd
 import streamlit as st
 
 from db.queries import experiments as xq
+from db.queries import failures as fq
 from explorer.common import empty_state, param, query, select_param, set_params
 from explorer.formatting import MISSING, dashed, format_duration
 
@@ -286,6 +287,82 @@ else:
             'Dashed line: the chosen atol; runs left of it (and on it) pass. "cannot pass": shapes, dtypes '
             "or NaN/Inf positions disagree."
         )
+
+# --- distinct failures ---------------------------------------------------------------------------------
+st.subheader("Distinct failures")
+signed = query(fq.signatures, filters=filters)
+if signed.empty:
+    st.caption(
+        f"No signatures for {scope}: `interop experiment signatures --campaign {campaign}` groups its failed, "
+        "crashed and mismatching runs into distinct failures."
+    )
+else:
+    per_stage = query(fq.signature_counts, filters=filters)
+    st.caption(
+        f"{int(signed['runs'].sum()):,} runs without a passing verdict are **{len(signed)} distinct failures** "
+        "(signature: converter × stage × error class × normalised message × operator, rule `sig-v1`)."
+    )
+    st.dataframe(dashed(per_stage), hide_index=True, width="stretch")
+    links = query(fq.upstream, filters=filters)[["signature", "upstream"]]
+    signed = signed.merge(links, on="signature", how="left")
+    st.caption(
+        "upstream: an issue confirmed with `interop experiment link SIGNATURE ISSUE --confirm`, else the stored "
+        "issues of the converter's repositories most similar to the failure (TF-IDF, cosine), else none."
+    )
+    st.dataframe(
+        dashed(signed[["signature", "upstream", *(c for c in fq.SIGNATURE_COLUMNS[1:] if c != "campaigns")]]),
+        hide_index=True,
+        width="stretch",
+        column_config={
+            "message": st.column_config.TextColumn("normalised message", width="large"),
+            "first_seen": st.column_config.DatetimeColumn("first seen (UTC)", format="YYYY-MM-DD HH:mm"),
+            "last_seen": st.column_config.DatetimeColumn("last seen (UTC)", format="YYYY-MM-DD HH:mm"),
+            "repro": st.column_config.TextColumn("repro command"),
+            "upstream": st.column_config.TextColumn("known upstream", width="large"),
+        },
+    )
+
+# --- failures against ONNX's evolution ---------------------------------------------------------------
+with st.expander("Failures against ONNX's evolution"):
+    from pathlib import Path
+
+    from reporting.evolution import EvolutionError, evolution
+
+    default_diff = Path("..") / "shared" / "data" / "paper-artifact" / "failure-analysis" / "onnx_opset_diff.json"
+    diff_file = st.text_input(
+        "ONNX operator changes per opset (the study's onnx_opset_diff.json)", str(default_diff), key="opset_diff"
+    )
+    try:
+        found = query(evolution, diff_path=diff_file, campaign=campaign) if Path(diff_file).is_file() else None
+    except EvolutionError as exc:
+        st.error(str(exc))
+        found = None
+    if found is None:
+        st.caption(f"No file {diff_file}: give the path of onnx_opset_diff.json.")
+    else:
+        changes = found["changes"].rename_axis("month").reset_index(name="operators changed")
+        monthly = found["monthly_issues"]
+        bars = (
+            alt.Chart(changes)
+            .mark_bar(color="#8d6a9f")
+            .encode(
+                x=alt.X("month:T", title="month"), y=alt.Y("operators changed:Q", title="ONNX operators added/updated")
+            )
+        )
+        if monthly.empty:
+            st.altair_chart(bars.properties(height=220), width="stretch")
+        else:
+            lines = (
+                alt.Chart(monthly)
+                .mark_line(point=True)
+                .encode(x="month:T", y=alt.Y("issues:Q", title="issues opened"), color="repository:N")
+            )
+            layered = alt.layer(bars, lines).resolve_scale(y="independent").properties(height=220)
+            st.altair_chart(layered, width="stretch")
+        for name, trend in found["trends"].items():
+            st.caption(f"**{name}**: {trend.verdict}" + (f" — {'; '.join(trend.notes)}" if trend.notes else ""))
+        st.caption(f"Failing operators of {scope} against the opset that introduced or last changed them:")
+        st.dataframe(dashed(found["operators"]), hide_index=True, width="stretch")
 
 # --- operators -----------------------------------------------------------------------------------------
 st.subheader("Per operator")

@@ -1,0 +1,281 @@
+"""The read model of distinct failures: signatures with their runs, models and first/last seen, per converter
+and stage, and the upstream issues linked to each (what the CLI, the app and the report read)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pandas as pd
+from sqlalchemy import func, select
+from sqlalchemy.engine import Engine
+
+from db.models.failures import (
+    DEFAULT_SIGNATURE_RULE,
+    FailureLinkCandidate,
+    FailureLinkDecision,
+    FailureSignature,
+    RunSignature,
+)
+from db.models.github import Issue, Repository
+from db.queries.experiments import CAMPAIGN, RUN, Filter, RunFilter
+
+SIG = FailureSignature.__table__  # type: ignore[attr-defined]
+RUN_SIG = RunSignature.__table__  # type: ignore[attr-defined]
+CANDIDATE = FailureLinkCandidate.__table__  # type: ignore[attr-defined]
+DECISION = FailureLinkDecision.__table__  # type: ignore[attr-defined]
+ISSUE = Issue.__table__  # type: ignore[attr-defined]
+REPO = Repository.__table__  # type: ignore[attr-defined]
+#: characters of a signature's key shown and accepted (like a short git hash)
+SHORT = 10
+
+SIGNATURE_COLUMNS = [
+    "signature",
+    "converter",
+    "stage",
+    "error_class",
+    "operator",
+    "message",
+    "runs",
+    "models",
+    "campaigns",
+    "first_seen",
+    "last_seen",
+    "example_run",
+    "repro",
+]
+
+
+def _frame(engine: Engine, stmt: Any, columns: list[str]) -> pd.DataFrame:
+    with engine.connect() as conn:
+        rows = [tuple(r) for r in conn.execute(stmt)]
+    return pd.DataFrame(rows, columns=columns)
+
+
+def rule_versions(engine: Engine) -> list[str]:
+    """The signature rule versions stored, default first."""
+    with engine.connect() as conn:
+        found = list(conn.execute(select(SIG.c.rule_version).distinct()).scalars())
+    return sorted(found, key=lambda v: (v != DEFAULT_SIGNATURE_RULE, v))
+
+
+def signatures(
+    engine: Engine, filters: Filter = None, rule_version: str = DEFAULT_SIGNATURE_RULE, limit: int | None = None
+) -> pd.DataFrame:
+    """One row per signature of the filtered runs, most runs first: its components, runs, distinct models and
+    campaigns, first and last seen (run finish times, UTC), the lowest run id as example and its repro command."""
+    joined = RUN_SIG.join(RUN, RUN.c.id == RUN_SIG.c.run_id).join(SIG, SIG.c.id == RUN_SIG.c.signature_id)
+    runs = func.count(RUN.c.id)
+    stmt = (
+        select(
+            SIG.c.key,
+            SIG.c.converter,
+            SIG.c.stage,
+            SIG.c.error_class,
+            SIG.c.operator,
+            SIG.c.message,
+            runs,
+            func.count(func.distinct(RUN.c.model_id)),
+            func.count(func.distinct(RUN.c.campaign_id)),
+            func.min(RUN.c.finished_at),
+            func.max(RUN.c.finished_at),
+            func.min(RUN.c.id),
+        )
+        .select_from(joined)
+        .where(RUN_SIG.c.rule_version == rule_version)
+        .group_by(SIG.c.id, SIG.c.key, SIG.c.converter, SIG.c.stage, SIG.c.error_class, SIG.c.operator, SIG.c.message)
+        .order_by(runs.desc(), SIG.c.converter, SIG.c.key)
+        .limit(limit)
+    )
+    frame = _frame(engine, RunFilter.of(filters).where(stmt), SIGNATURE_COLUMNS[:-1])
+    frame["signature"] = frame["signature"].str[:SHORT]
+    for name in ("first_seen", "last_seen"):
+        frame[name] = pd.to_datetime(frame[name], utc=True)
+    frame["repro"] = [f"interop experiment repro {int(r)}" for r in frame["example_run"]]
+    return frame[SIGNATURE_COLUMNS]
+
+
+def signature_counts(
+    engine: Engine, filters: Filter = None, rule_version: str = DEFAULT_SIGNATURE_RULE
+) -> pd.DataFrame:
+    """Per converter × stage: runs without a passing verdict, their distinct signatures, and the runs of the
+    most common one."""
+    per_sig = signatures(engine, filters, rule_version)
+    columns = ["converter", "stage", "runs", "signatures", "top_signature_runs"]
+    if per_sig.empty:
+        return pd.DataFrame(columns=columns)
+    out = per_sig.groupby(["converter", "stage"], as_index=False).agg(
+        runs=("runs", "sum"), signatures=("signature", "nunique"), top_signature_runs=("runs", "max")
+    )
+    return out.sort_values(["converter", "stage"], ignore_index=True)[columns]
+
+
+def resolve_signature(engine: Engine, prefix: str, rule_version: str = DEFAULT_SIGNATURE_RULE) -> list[dict[str, Any]]:
+    """The signatures under `rule_version` whose key starts with `prefix` (one: resolved; none or several: ask)."""
+    stmt = select(SIG).where(SIG.c.rule_version == rule_version, SIG.c.key.like(f"{prefix.lower()}%")).limit(5)
+    with engine.connect() as conn:
+        return [dict(r) for r in conn.execute(stmt).mappings()]
+
+
+def signature_runs(
+    engine: Engine, key: str, rule_version: str = DEFAULT_SIGNATURE_RULE, filters: Filter = None
+) -> pd.DataFrame:
+    """The runs of one signature (full key), newest first, with their campaign and original message."""
+    stmt = (
+        select(RUN.c.id, CAMPAIGN.c.name, RUN.c.model_id, RUN.c.status, RUN.c.opset, RUN.c.message, RUN.c.finished_at)
+        .select_from(
+            RUN_SIG.join(RUN, RUN.c.id == RUN_SIG.c.run_id)
+            .join(SIG, SIG.c.id == RUN_SIG.c.signature_id)
+            .join(CAMPAIGN, CAMPAIGN.c.id == RUN.c.campaign_id)
+        )
+        .where(RUN_SIG.c.rule_version == rule_version, SIG.c.key == key)
+        .order_by(RUN.c.id.desc())
+    )
+    columns = ["run_id", "campaign", "model_id", "status", "requested_opset", "message", "finished_at"]
+    return _frame(engine, RunFilter.of(filters).where(stmt), columns)
+
+
+# --- links to upstream issues --------------------------------------------------------------------------------
+
+
+def issues_for_linking(engine: Engine, repositories: list[str]) -> pd.DataFrame:
+    """Every stored issue (mined or known from a coding sheet) of `repositories`: id, repository, number, title,
+    body, url."""
+    stmt = (
+        select(ISSUE.c.id, REPO.c.full_name, ISSUE.c.number, ISSUE.c.title, ISSUE.c.body, ISSUE.c.html_url)
+        .select_from(ISSUE.join(REPO, REPO.c.id == ISSUE.c.repository_id))
+        .where(REPO.c.full_name.in_(repositories))
+        .order_by(ISSUE.c.id)
+    )
+    return _frame(engine, stmt, ["id", "repository", "number", "title", "body", "url"])
+
+
+def find_issue(engine: Engine, repositories: tuple[str, ...] | list[str], number: int) -> dict[str, Any] | None:
+    """The stored issue `number` of one of `repositories` (the first in their order), or None."""
+    stmt = (
+        select(ISSUE.c.id, REPO.c.full_name.label("repository"), ISSUE.c.number, ISSUE.c.title)
+        .select_from(ISSUE.join(REPO, REPO.c.id == ISSUE.c.repository_id))
+        .where(REPO.c.full_name.in_(list(repositories)), ISSUE.c.number == int(number))
+    )
+    with engine.connect() as conn:
+        rows = [dict(r) for r in conn.execute(stmt).mappings()]
+    rows.sort(key=lambda r: list(repositories).index(r["repository"]))
+    return rows[0] if rows else None
+
+
+def signatures_for_linking(
+    engine: Engine, campaign: str | None = None, rule_version: str = DEFAULT_SIGNATURE_RULE
+) -> pd.DataFrame:
+    """The signatures (id, key, converter, error class, operator, message) that runs of `campaign` (default: any)
+    have under `rule_version`."""
+    has_runs = select(RUN_SIG.c.signature_id).where(RUN_SIG.c.rule_version == rule_version)
+    if campaign is not None:
+        runs = select(RUN.c.id).join(CAMPAIGN, CAMPAIGN.c.id == RUN.c.campaign_id).where(CAMPAIGN.c.name == campaign)
+        has_runs = has_runs.where(RUN_SIG.c.run_id.in_(runs))
+    stmt = (
+        select(SIG.c.id, SIG.c.key, SIG.c.converter, SIG.c.error_class, SIG.c.operator, SIG.c.message)
+        .where(SIG.c.rule_version == rule_version, SIG.c.id.in_(has_runs))
+        .order_by(SIG.c.id)
+    )
+    return _frame(engine, stmt, ["id", "key", "converter", "error_class", "operator", "message"])
+
+
+def link_decisions(engine: Engine, rule_version: str = DEFAULT_SIGNATURE_RULE) -> pd.DataFrame:
+    """Users' decisions as they apply to the signatures of `rule_version`: a decision made on a signature under
+    any rule version applies to every signature of this one that shares a run with it (the newest decision per
+    signature and issue wins)."""
+    s0, rs0, rs1 = SIG.alias("s0"), RUN_SIG.alias("rs0"), RUN_SIG.alias("rs1")
+    stmt = (
+        select(
+            rs1.c.signature_id,
+            DECISION.c.issue_id,
+            REPO.c.full_name,
+            ISSUE.c.number,
+            DECISION.c.decision,
+            DECISION.c.decided_at,
+            DECISION.c.note,
+        )
+        .select_from(
+            DECISION.join(s0, (s0.c.rule_version == DECISION.c.rule_version) & (s0.c.key == DECISION.c.signature_key))
+            .join(rs0, rs0.c.signature_id == s0.c.id)
+            .join(rs1, (rs1.c.run_id == rs0.c.run_id) & (rs1.c.rule_version == rule_version))
+            .join(ISSUE, ISSUE.c.id == DECISION.c.issue_id)
+            .join(REPO, REPO.c.id == ISSUE.c.repository_id)
+        )
+        .distinct()
+    )
+    columns = ["signature_id", "issue_id", "repository", "number", "decision", "decided_at", "note"]
+    frame = _frame(engine, stmt, columns)
+    if frame.empty:
+        return frame
+    frame = frame.sort_values("decided_at").drop_duplicates(["signature_id", "issue_id"], keep="last")
+    return frame.reset_index(drop=True)
+
+
+def link_candidates(engine: Engine, rule_version: str = DEFAULT_SIGNATURE_RULE) -> pd.DataFrame:
+    """The stored candidates of every signature of `rule_version`: rank, score, the issue and its title."""
+    stmt = (
+        select(
+            CANDIDATE.c.signature_id,
+            CANDIDATE.c.rank,
+            CANDIDATE.c.score,
+            CANDIDATE.c.issue_id,
+            REPO.c.full_name,
+            ISSUE.c.number,
+            ISSUE.c.title,
+            CANDIDATE.c.method,
+        )
+        .select_from(
+            CANDIDATE.join(SIG, SIG.c.id == CANDIDATE.c.signature_id)
+            .join(ISSUE, ISSUE.c.id == CANDIDATE.c.issue_id)
+            .join(REPO, REPO.c.id == ISSUE.c.repository_id)
+        )
+        .where(SIG.c.rule_version == rule_version)
+        .order_by(CANDIDATE.c.signature_id, CANDIDATE.c.rank)
+    )
+    columns = ["signature_id", "rank", "score", "issue_id", "repository", "number", "title", "method"]
+    return _frame(engine, stmt, columns)
+
+
+def upstream(engine: Engine, filters: Filter = None, rule_version: str = DEFAULT_SIGNATURE_RULE) -> pd.DataFrame:
+    """Per signature of the filtered runs: "known upstream: owner/name#N (confirmed)", else its candidates not
+    rejected ("candidates: #N 0.41, …"), else "none"; with the confirmed issues and candidates as lists."""
+    listed = signatures(engine, filters, rule_version)
+    ids = _frame(engine, select(SIG.c.id, SIG.c.key).where(SIG.c.rule_version == rule_version), ["id", "key"])
+    ids["signature"] = ids["key"].str[:SHORT]
+    frame = listed[["signature", "converter", "stage", "operator", "runs"]].merge(ids, on="signature", how="left")
+    decisions = link_decisions(engine, rule_version)
+    candidates = link_candidates(engine, rule_version)
+    rows = []
+    for sig in frame.itertuples(index=False):
+        mine = decisions[decisions["signature_id"] == sig.id] if not decisions.empty else decisions
+        confirmed = [f"{r.repository}#{r.number}" for r in mine.itertuples() if r.decision == "confirmed"]
+        rejected = {int(r.issue_id) for r in mine.itertuples() if r.decision == "rejected"}
+        cands = candidates[candidates["signature_id"] == sig.id] if not candidates.empty else candidates
+        open_ = [f"{r.repository}#{r.number} ({r.score:.2f})" for r in cands.itertuples() if r.issue_id not in rejected]
+        if confirmed:
+            status = "known upstream: " + ", ".join(f"{c} (confirmed)" for c in confirmed)
+        elif open_:
+            status = "candidates: " + ", ".join(open_)
+        else:
+            status = "none"
+        rows.append((sig.signature, status, confirmed, open_, len(rejected)))
+    links = pd.DataFrame(rows, columns=["signature", "upstream", "confirmed", "candidates", "rejected"])
+    return frame.drop(columns=["id", "key"]).merge(links, on="signature", how="left")
+
+
+def failing_operators(
+    engine: Engine, filters: Filter = None, rule_version: str = DEFAULT_SIGNATURE_RULE
+) -> pd.DataFrame:
+    """Runs per converter × the operator their signature names × requested opset × outcome (signatures without an
+    operator are left out)."""
+    keys = [SIG.c.converter, SIG.c.operator, RUN.c.opset, RUN.c.status]
+    stmt = (
+        select(*keys, func.count())
+        .select_from(RUN_SIG.join(RUN, RUN.c.id == RUN_SIG.c.run_id).join(SIG, SIG.c.id == RUN_SIG.c.signature_id))
+        .where(RUN_SIG.c.rule_version == rule_version, SIG.c.operator.is_not(None))
+        .group_by(*keys)
+        .order_by(*keys)
+    )
+    return _frame(
+        engine, RunFilter.of(filters).where(stmt), ["converter", "operator", "requested_opset", "outcome", "runs"]
+    )
