@@ -23,6 +23,7 @@ from db.models.experiments import Campaign, ConversionRun, RunOutput
 from db.models.failures import DEFAULT_SIGNATURE_RULE, FailureLinkCandidate, FailureSignature, RunSignature
 from db.outcomes import RunOutcome
 from db.types import utcnow
+from db.versioned import pick_version
 
 #: the outcomes that get a signature: every run without a passing verdict
 SIGNED = tuple(o.value for o in RunOutcome if o is not RunOutcome.passed)
@@ -66,13 +67,7 @@ def rule_from_definition(version: str, definition: Mapping[str, Any]) -> Signatu
 
 def load_rule(version: str = DEFAULT_SIGNATURE_RULE, configured: Mapping[str, Any] | None = None) -> SignatureRule:
     """A built-in version, or one defined under `[signature_rules.<version>]` in interop.toml."""
-    configured = configured or {}
-    if version in configured:
-        return rule_from_definition(version, configured[version])
-    if version in BUILTIN_RULES:
-        return rule_from_definition(version, BUILTIN_RULES[version])
-    choices = sorted(set(BUILTIN_RULES) | set(configured))
-    raise SignatureRuleError(f"unknown signature rule version {version!r} (known: {', '.join(choices)})")
+    return pick_version(version, configured, BUILTIN_RULES, rule_from_definition, SignatureRuleError, "signature rule")
 
 
 # --- the normalisation -------------------------------------------------------------------------------------

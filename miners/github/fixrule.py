@@ -14,6 +14,7 @@ from typing import Any
 
 from db.errors import InteropError
 from db.models.github_mining import DEFAULT_FIX_RULE_VERSION
+from db.versioned import pick_version
 
 BUILTIN_RULES: dict[str, dict[str, Any]] = {
     DEFAULT_FIX_RULE_VERSION: {
@@ -80,13 +81,7 @@ def rule_from_definition(version: str, definition: Mapping[str, Any]) -> FixRule
 
 def load_rule(version: str = DEFAULT_FIX_RULE_VERSION, configured: Mapping[str, Any] | None = None) -> FixRule:
     """A built-in version, or one defined under `[fix_rules.<version>]` in interop.toml."""
-    configured = configured or {}
-    if version in configured:
-        return rule_from_definition(version, configured[version])
-    if version in BUILTIN_RULES:
-        return rule_from_definition(version, BUILTIN_RULES[version])
-    choices = sorted(set(BUILTIN_RULES) | set(configured))
-    raise RuleError(f"unknown fix rule version {version!r} (known: {', '.join(choices)})")
+    return pick_version(version, configured, BUILTIN_RULES, rule_from_definition, RuleError, "fix rule")
 
 
 def evaluate(rule: FixRule, repo: str, events: Iterable[Mapping[str, Any]]) -> tuple[bool, list[dict[str, Any]]]:
