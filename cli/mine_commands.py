@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any, Literal
 
 import typer
@@ -224,3 +225,53 @@ def _run_one(eng: Any, client: Any, query: Any, rule: Any, options: Any, url: st
         f"{counts['rate_limit_waits']} rate-limit waits"
     )
     console.print(line, markup=False)
+
+
+@app.command("repos")
+def repos(
+    list_file: Path | None = typer.Option(
+        None,
+        "--list",
+        help="TOML file with a [repos] table (role = [owner/name, …]); default: the ONNX ecosystem list "
+        "in miners/github/ecosystem.toml.",
+    ),
+    base_url: str | None = typer.Option(
+        None, "--base-url", help="API base URL (GitHub Enterprise, a test server); default INTEROP_GITHUB_BASE_URL."
+    ),
+    batch_size: int = typer.Option(10, "--batch-size", min=1, max=20, help="Repositories per GraphQL request."),
+) -> None:
+    """Snapshot the ecosystem's repositories (stars, forks, open issues/PRs, releases, ONNX mentions); every run
+    stores a dated snapshot per repository."""
+    from db.config import get_settings
+    from miners.github.client import GitHubClient, safe_url, split_tokens
+    from miners.github.ecosystem import load_list, snapshot_repos
+
+    listed = load_list(list_file)
+    settings = get_settings()
+    tokens = split_tokens(settings.github_token.get_secret_value() if settings.github_token else None)
+    if not tokens:
+        raise InteropError(
+            "`interop mine repos` needs a token (INTEROP_GITHUB_TOKEN): GitHub's GraphQL API refuses anonymous use"
+        )
+    url = base_url or settings.github_base_url
+    client = GitHubClient(
+        tokens,
+        url,
+        min_interval=settings.github_min_request_interval,
+        max_wait=settings.github_max_wait,
+        notify=lambda msg: console.print(msg, style="yellow", markup=False),
+    )
+    params = {"list": str(list_file) if list_file else "default", "base_url": safe_url(url)}
+    try:
+        run = snapshot_repos(engine(), client, listed, batch_size, params)
+    finally:
+        client.close()
+    counts = run.counts
+    console.print(
+        f"run {run.id}: {counts['repos_found']} repositories snapshotted ({counts['repos_onnx']} naming ONNX), "
+        f"{counts['repos_not_found']} not found; {counts['requests']} requests",
+        markup=False,
+    )
+    missing = run.parameters.get("not_found") or []
+    if missing:
+        console.print(f"not found on GitHub: {', '.join(missing)}", style="yellow", markup=False)

@@ -1,6 +1,7 @@
 """All tables; importing this package registers every model on SQLModel.metadata (Alembic reads it)."""
 
 from db.models.base import NAMING_CONVENTION
+from db.models.ecosystem import RepoSnapshot
 from db.models.experiments import (
     Campaign,
     ConversionRun,
@@ -94,6 +95,7 @@ __all__ = [
     "ModelOperator",
     "ModelUnderTest",
     "QuestionKind",
+    "RepoSnapshot",
     "Repository",
     "RunOutcome",
     "RunOutput",

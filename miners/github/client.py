@@ -249,11 +249,14 @@ class GitHubClient:
         variables: dict[str, Any],
         what: str,
         on_retry: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
+        not_found_ok: bool = False,
     ) -> GraphQLAnswer:
         """One GraphQL query (POST /graphql), retried like `get`; `what` names it in every message (the
         repository and cursor). A 5xx, a timeout, a cut-short body and a partial `errors` answer are retried
         with backoff (`on_retry` may shrink the query first); a RATE_LIMITED answer or a 403/429 limit waits
-        for the reset, bounded by `max_wait`; NOT_FOUND is `GitHubNotFound`, other errors one line."""
+        for the reset, bounded by `max_wait`; NOT_FOUND is `GitHubNotFound` (with `not_found_ok`, an answer whose
+        only errors are NOT_FOUND is returned, those fields null: a batch of aliased repositories), other errors
+        one line."""
         deadline = time.monotonic() + self.max_wait
         attempt = 0
         while True:
@@ -314,6 +317,8 @@ class GitHubClient:
                 self.stats.retries += 1
                 continue
             first = errors[0].get("message", "") if errors else ""
+            if not_found_ok and types == {"NOT_FOUND"} and isinstance(answer.get("data"), dict):
+                return self._graphql_budget(token, answer["data"])
             if "NOT_FOUND" in types:
                 raise GitHubNotFound(self._scrub(f"not found on GitHub: {what} ({first})"))
             data = answer.get("data")

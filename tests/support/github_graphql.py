@@ -1,7 +1,8 @@
 """The GraphQL side of the local GitHub-like server: the miner's queries answered from the same issues and
 timelines the REST side serves, so both APIs can be compared on one fake repository.
 
-It answers the operations the miner sends (`IssuePage`, `TimelinePages`, by operation name), with GitHub's
+It answers the operations the miners send (`IssuePage`, `TimelinePages`, and the ecosystem snapshot's
+`RepoBatch` of aliased repositories, by operation name), with GitHub's
 behaviour where the miner depends on it: `filterBy: {since, states, labels}` ordered by UPDATED_AT with
 keyset cursors, nested `timelineItems` cursors, a points budget reported as `rateLimit { cost remaining
 resetAt }` (answered RATE_LIMITED when spent), NOT_FOUND for an unknown repository, and faults injected
@@ -165,6 +166,8 @@ class GraphQLSide:
             data, errors = self._issue_page(variables)
         elif operation == "TimelinePages":
             data, errors = self._timeline_pages(variables), []
+        elif operation == "RepoBatch":
+            data, errors = self._repo_batch(variables)
         else:
             unknown = {"errors": [{"message": f"unknown operation {operation!r}"}]}
             return 200, self._headers(token), json.dumps(unknown).encode()
@@ -273,3 +276,46 @@ class GraphQLSide:
                 }
             k += 1
         return out
+
+    def _repo_batch(self, v: dict[str, Any]) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+        """Aliases r0… of `repository(owner: $oK, name: $nK)`: GitHub's partial answer, an unknown repository
+        null beside a NOT_FOUND error whose path names its alias."""
+        data: dict[str, Any] = {}
+        errors: list[dict[str, Any]] = []
+        k = 0
+        while f"o{k}" in v:
+            full = f"{v[f'o{k}']}/{v[f'n{k}']}"
+            repo = next((r for name, r in self.gh.repos.items() if name.lower() == full.lower()), None)
+            if repo is None:
+                data[f"r{k}"] = None
+                message = f"Could not resolve to a Repository with the name '{full}'."
+                errors.append({"type": "NOT_FOUND", "path": [f"r{k}"], "message": message})
+            else:
+                data[f"r{k}"] = self._snapshot(repo)
+            k += 1
+        return data, errors
+
+    def _snapshot(self, repo: RepoData) -> dict[str, Any]:
+        """The snapshot fields of one repository: counts from its stored issues, the rest from its raw JSON
+        (`topics`, `license`, `releases` as tests set them)."""
+        raw = repo.raw
+        items = list(repo.issues.values())
+        open_prs = sum(1 for i in items if i.get("pull_request") and i["state"] == "open")
+        open_issues = sum(1 for i in items if not i.get("pull_request") and i["state"] == "open")
+        labels = sorted({lab["name"] for i in items for lab in i.get("labels") or []})
+        releases = sorted(raw.get("releases") or [], key=lambda r: r["created_at"], reverse=True)[:20]
+        return {
+            "nameWithOwner": raw.get("full_name"),
+            "stargazerCount": raw.get("stargazers_count"),
+            "forkCount": raw.get("forks_count"),
+            "watchers": {"totalCount": raw.get("subscribers_count", raw.get("watchers_count"))},
+            "issues": {"totalCount": open_issues},
+            "pullRequests": {"totalCount": open_prs},
+            "defaultBranchRef": {"name": raw.get("default_branch")},
+            "licenseInfo": {"spdxId": (raw.get("license") or {}).get("spdx_id")} if raw.get("license") else None,
+            "primaryLanguage": {"name": raw["language"]} if raw.get("language") else None,
+            "repositoryTopics": {"nodes": [{"topic": {"name": t}} for t in (raw.get("topics") or [])[:20]]},
+            "description": raw.get("description"),
+            "releases": {"nodes": [{"tagName": r["tag_name"], "publishedAt": r.get("published_at")} for r in releases]},
+            "labels": {"nodes": [{"name": name} for name in labels[:100]]},
+        }
