@@ -21,6 +21,7 @@ PAGES = [
     ("issues", "Issues", ":material/bug_report:"),
     ("labeling", "Labeling", ":material/label:"),
     ("experiments", "Experiments", ":material/science:"),
+    ("ecosystem", "Ecosystem", ":material/hub:"),
     ("sql", "SQL", ":material/terminal:"),
 ]
 

@@ -139,3 +139,49 @@ def test_default_list_names_the_ecosystem() -> None:
         "NVIDIA/TensorRT",
     } <= names
     assert len(names) == 12
+
+
+# -- the Ecosystem page ------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def fresh_cache() -> Iterator[None]:
+    import streamlit as st
+
+    st.cache_data.clear()
+    yield
+    st.cache_data.clear()
+
+
+def test_ecosystem_page_shows_latest_snapshots_and_star_history(
+    env: Path, gh: FakeGitHub, cli, fresh_cache: None
+) -> None:
+    from tests.support.apptest import chart_data, metrics, open_page, texts
+
+    assert cli("mine", "repos", "--list", str(env)).exit_code == 0
+    gh.repos["onnx/onnx"].raw["stargazers_count"] = 17250
+    assert cli("mine", "repos", "--list", str(env)).exit_code == 0
+    at = open_page("ecosystem")
+    assert metrics(at)["Repositories"] == "3" and metrics(at)["Naming ONNX"] == "2"
+    assert "Not found on GitHub at their latest snapshot: nobody/missing-converter" in texts(at)
+    table = at.dataframe[0].value.set_index("repository")
+    assert list(table.index) == ["pytorch/pytorch", "onnx/onnx", "tensorflow/tensorflow"]
+    assert table.loc["onnx/onnx", "stars"] == 17250 and table.loc["onnx/onnx", "snapshots"] == 2
+    assert (
+        table.loc["tensorflow/tensorflow", "names ONNX"] == "no" and table.loc["onnx/onnx", "license"] == "Apache-2.0"
+    )
+    assert table.loc["onnx/onnx", "topics"] == "onnx, deep-learning"
+    points = chart_data(at.get("vega_lite_chart")[0])
+    stars = points[points["full_name"] == "onnx/onnx"]["stars"].tolist()
+    assert stars == [17000, 17250] and len(points) == 6
+
+    at = open_page("ecosystem", onnx="1", repo="onnx/onnx")
+    assert set(at.dataframe[0].value["repository"]) == {"onnx/onnx", "pytorch/pytorch"}
+    assert set(chart_data(at.get("vega_lite_chart")[0])["full_name"]) == {"onnx/onnx"}
+
+
+def test_ecosystem_page_empty_says_what_fills_it(configured_db: str, fresh_cache: None) -> None:
+    from tests.support.apptest import open_page, texts
+
+    at = open_page("ecosystem")
+    assert "interop mine repos" in texts(at) and not at.exception

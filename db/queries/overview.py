@@ -24,6 +24,7 @@ AREAS = {
     "survey": "Survey",
     "labeling": "Labeling",
     "experiments": "Experiments",
+    "ecosystem": "Ecosystem",
 }
 
 
