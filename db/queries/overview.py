@@ -1,4 +1,5 @@
-"""The overview read model: rows per table grouped by area, how fresh each miner's data is, the latest runs.
+"""The overview read model: rows per table grouped by area, how fresh each miner's data is, the latest runs,
+each scheduled job's last outcome.
 
 Every function takes one `OverviewFilter`; the app's Overview and SQL pages (and the tests' expectations) call
 these, in SQL."""
@@ -147,6 +148,14 @@ def recent_runs(engine: Engine, flt: OverviewFilter | None = None) -> pd.DataFra
     for column in ("started_at", "finished_at"):
         frame[column] = pd.to_datetime(frame[column], utc=True)
     return frame
+
+
+def schedule_outcomes(engine: Engine) -> pd.DataFrame:
+    """Each scheduled job's last outcome (ran / failed / skipped), as `interop schedule list` shows it: the one
+    schedule read model, `db.queries.schedule.last_outcomes`, not a copy."""
+    from db.queries.schedule import last_outcomes
+
+    return last_outcomes(engine)
 
 
 def table_columns(engine: Engine, flt: OverviewFilter | None = None) -> pd.DataFrame:

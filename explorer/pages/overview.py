@@ -17,6 +17,15 @@ FRESHNESS = {
     "last_started_at": "last start (UTC)",
     "last_error": "error of the last failure",
 }
+JOBS = {
+    "job": "job",
+    "outcome": "last outcome",
+    "detail": "detail",
+    "run_ids": "runs",
+    "started_at": "fired (UTC)",
+    "duration_seconds": "seconds",
+    "next_run": "next run (UTC)",
+}
 RUNS = {"started_at": "started (UTC)", "finished_at": "finished (UTC)", "duration_s": "seconds"}
 
 
@@ -30,6 +39,20 @@ def age(delta: pd.Timedelta) -> str:
     seconds = int(delta.total_seconds())
     days, hours, minutes = seconds // 86400, seconds % 86400 // 3600, seconds % 3600 // 60
     return f"{days} d {hours} h" if days else (f"{hours} h {minutes} min" if hours else f"{minutes} min")
+
+
+def next_runs() -> dict[str, str]:
+    """Job name → its next firing, from interop.toml's [[schedule]] entries (none when it has none or is bad:
+    `interop schedule list` names what is wrong)."""
+    from db.config import load_toml
+    from db.errors import InteropError
+    from miners.schedule import load_entries, next_run
+
+    try:
+        entries = load_entries(load_toml())
+    except (InteropError, ValueError, OSError):
+        return {}
+    return {e.name: f"{t:%Y-%m-%d %H:%M}" if (t := next_run(e)) else "never" for e in entries}
 
 
 st.title("Overview")
@@ -73,6 +96,31 @@ else:
     ]
     for row in failing.itertuples(index=False):
         st.warning(f"`{row.kind}` failed last ({row.last_failure_at:%Y-%m-%d %H:%M} UTC): {row.last_error}")
+
+st.subheader("Scheduled jobs")
+try:
+    jobs = query(overview.schedule_outcomes)
+except Exception as exc:  # a database from before schedule outcomes were kept: `db upgrade` is already asked
+    if not schema_missing(exc):
+        raise
+    jobs = pd.DataFrame(columns=list(JOBS))
+upcoming = next_runs()
+never = [{"job": name, "outcome": "never ran"} for name in upcoming if name not in set(jobs["job"])]
+if never:
+    jobs = pd.concat([jobs, pd.DataFrame(never)], ignore_index=True) if len(jobs) else pd.DataFrame(never)
+if jobs.empty:
+    st.caption("No scheduled job yet: add [[schedule]] entries to interop.toml and run `interop schedule run`.")
+else:
+    jobs = jobs.reindex(columns=[c for c in JOBS if c != "next_run"])
+    jobs["run_ids"] = jobs["run_ids"].map(
+        lambda ids: ", ".join(map(str, ids)) if isinstance(ids, list) and ids else None
+    )
+    jobs["duration_seconds"] = jobs["duration_seconds"].map(lambda s: f"{s:.1f}" if pd.notna(s) else None)
+    jobs["started_at"] = pd.to_datetime(jobs["started_at"], utc=True)
+    jobs["next_run"] = jobs["job"].map(upcoming)
+    st.table(plain(for_display(jobs)).rename(columns=JOBS), border="horizontal", hide_index=True)
+    for row in jobs[jobs["outcome"] == "failed"].itertuples(index=False):
+        st.warning(f"Scheduled job `{row.job}` failed last ({row.started_at:%Y-%m-%d %H:%M} UTC): {row.detail}")
 
 st.subheader("Recent runs")
 limit = int(st.session_state.get("recent_limit", 20))
