@@ -232,7 +232,7 @@ def repos(
     list_file: Path | None = typer.Option(
         None,
         "--list",
-        help="TOML file with a [repos] table (role = [owner/name, …]); default: the ONNX ecosystem list "
+        help="TOML file with a \\[repos] table (role = \\[owner/name, …]); default: the ONNX ecosystem list "
         "in miners/github/ecosystem.toml.",
     ),
     base_url: str | None = typer.Option(

@@ -39,6 +39,11 @@ def test_relink_help_shows_the_fix_rules_table_name() -> None:
     assert "[fix_rules.NAME] in interop.toml" in result.output
 
 
+def test_mine_repos_help_shows_the_list_files_table() -> None:
+    result = CliRunner().invoke(app, ["mine", "repos", "--help"], env={"COLUMNS": "200"})
+    assert "[repos] table (role = [owner/name, …])" in result.output and "--batch-size" in result.output
+
+
 #: Every enumerated option of the CLI, with its choices: a new one must be added here (the test below checks).
 ENUMERATED = {
     ("interop issues sample", "state"): ["open", "closed"],
