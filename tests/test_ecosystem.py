@@ -185,3 +185,15 @@ def test_ecosystem_page_empty_says_what_fills_it(configured_db: str, fresh_cache
 
     at = open_page("ecosystem")
     assert "interop mine repos" in texts(at) and not at.exception
+
+
+def test_exports_include_the_snapshots(env: Path, cli, tmp_path: Path) -> None:
+    import pandas as pd
+
+    assert cli("mine", "repos", "--list", str(env)).exit_code == 0
+    out = tmp_path / "exports"
+    result = cli("export", "--format", "parquet", "--out", str(out))
+    assert result.exit_code == 0, result.output
+    exported = pd.read_parquet(out / "repo_snapshot.parquet").set_index("full_name")
+    assert len(exported) == 4 and bool(exported.loc["onnx/onnx", "onnx"]) is True
+    assert str(exported["taken_at"].dtype) == "datetime64[us, UTC]" and exported.loc["onnx/onnx", "stars"] == 17000
