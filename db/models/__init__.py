@@ -14,6 +14,7 @@ from db.models.failures import (
     FailureLinkCandidate,
     FailureLinkDecision,
     FailureSignature,
+    RunReduction,
     RunSignature,
 )
 from db.models.github import (
@@ -97,6 +98,7 @@ __all__ = [
     "Repository",
     "RunOutcome",
     "RunOutput",
+    "RunReduction",
     "RunSignature",
     "RunStatus",
     "ScheduleOutcome",
