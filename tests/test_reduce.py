@@ -6,6 +6,7 @@ from __future__ import annotations
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import onnx
@@ -78,3 +79,82 @@ def test_the_reduced_inputs_are_the_intermediate_values(tmp_path: Path, atol: fl
     inputs = dict(np.load(tmp_path / "out" / "inputs.npz"))
     assert done.nodes_after == 1 and list(inputs) == ["c"]  # the Sqrt's output, NaNs and all
     assert np.isnan(inputs["c"]).any()
+
+
+# -- a stored mismatching run, through the CLI (both databases) ----------------------------------------------
+
+DIVERGENT = "tests.support.divergent_sources"
+
+
+@pytest.fixture
+def data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setenv("INTEROP_DATA_DIR", str(tmp_path / "data"))
+    return tmp_path / "data"
+
+
+def _campaign(engine, data_dir: Path, sources: list[str], name: str, plugins: tuple[str, ...] = ()) -> list[Any]:  # type: ignore[no-untyped-def]
+    from sqlmodel import Session, select
+
+    import tests.support.divergent_sources  # noqa: F401
+    from db.models.experiments import ConversionRun
+    from experiments.campaign import run_campaign
+    from experiments.spec import load_spec
+
+    spec = load_spec(
+        overrides={
+            "name": name,
+            "sources": sources,
+            "converters": ["torch.onnx-torchscript"],
+            "opsets": [17],
+            "seeds": [0],
+            "inputs_per_model": 2,
+            "workers": 1,
+            "timeout_s": 120,
+            "memory_mb": 4000,
+            "plugins": [DIVERGENT, *plugins],
+        }
+    )
+    run_campaign(engine, spec, data_dir)
+    with Session(engine) as s:
+        return list(s.exec(select(ConversionRun).order_by(ConversionRun.id)).all())
+
+
+@pytest.mark.slow
+def test_reduce_of_a_stored_mismatch_finds_the_reducemax_and_stores_it(  # type: ignore[no-untyped-def]
+    cli, engine, tmp_path: Path, data_dir: Path
+) -> None:
+    from db.queries.failures import diverging_operators, reductions
+
+    (run,) = _campaign(engine, data_dir, ["divergent-nanmax"], "nanmax")
+    assert run.status == "mismatch", run.message
+    out = tmp_path / "red"
+    result = cli("experiment", "reduce", str(run.id), "--out", str(out))
+    assert result.exit_code == 0, result.output
+    assert "(ReduceMax, node" in result.output and f"repro: python {out / 'repro.py'}" in result.output
+    shown = subprocess.run([sys.executable, str(out / "repro.py")], capture_output=True, text=True)
+    assert shown.returncode == 1 and "MISMATCH" in shown.stdout, shown.stdout + shown.stderr
+
+    frame = reductions(engine)
+    assert len(frame) == 1
+    row = frame.iloc[0]
+    assert (row.run_id, row.status, row.operator, row.campaign) == (run.id, "reduced", "ReduceMax", "nanmax")
+    assert row.nodes_after < row.nodes_before and 0 < row.reduction < 1 and row.seconds > 0
+    assert reductions(engine, "other").empty
+    ops = diverging_operators(engine, "nanmax")
+    assert ops.to_dict("records") == [{"operator": "ReduceMax", "runs": 1, "models": 1}]
+
+    again = cli("experiment", "reduce", str(run.id), "--out", str(out))  # idempotent: one row, replaced
+    assert again.exit_code == 0 and len(reductions(engine)) == 1
+
+
+@pytest.mark.slow
+def test_reduce_refuses_runs_that_are_not_mismatches(cli, engine, tmp_path: Path, data_dir: Path) -> None:  # type: ignore[no-untyped-def]
+    import tests.support.fault_sources  # noqa: F401
+
+    (run,) = _campaign(engine, data_dir, ["fault-none"], "ok", ["tests.support.fault_sources"])
+    assert run.status == "passed"
+    refused = cli("experiment", "reduce", str(run.id), "--out", str(tmp_path / "x"))
+    assert refused.exit_code == 2 and f"error: run {run.id} is passed, not a mismatch" in refused.output
+    missing = cli("experiment", "reduce", "999999", "--out", str(tmp_path / "x"))
+    assert missing.exit_code == 2 and "error: no conversion run with id 999999" in missing.output
+    assert not (tmp_path / "x").exists()
