@@ -242,8 +242,11 @@ def reduce_model(model: Any, feeds: list[dict[str, np.ndarray]], atol: float, rt
             keep = next(o for o in node.output if o)
             reduced, inputs = delta_debug(extracted, inputs, keep, values, atol, rtol)
             break
-    if reduced is None:  # the node diverges only inside the whole model: keep everything up to it
-        reduced, values = cut(model, [i.name for i in model.graph.input if i.name in got], list(node.output)), got
+    if reduced is None:  # the node diverges only with its upstream: everything up to it, delta-debugged
+        values = got
+        inputs = [i.name for i in model.graph.input if i.name in got]
+        prefix = cut(model, inputs, [o for o in node.output if o])
+        reduced, _ = delta_debug(prefix, inputs, next(o for o in node.output if o), values, atol, rtol)
     result.status, result.nodes_after = "reduced", len(reduced.graph.node)
     result.out_dir = out_dir
     result.files = write_repro(reduced, _feed(reduced, values), atol, rtol, out_dir, result)
