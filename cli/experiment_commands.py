@@ -295,6 +295,39 @@ def _print_reproduction(done: Any) -> None:
     console.print(f"reproduced run {done.recipe.run_id}: {verdict} ({done.now.get('status')})", markup=False)
 
 
+@app.command("reduce")
+def reduce(
+    run_id: int = typer.Argument(..., help="a mismatching conversion run's id"),
+    out: Path | None = typer.Option(
+        None,
+        "--out",
+        help="folder for reduced.onnx, inputs.npz, expected.npz, actual.npz, repro.py, reduction.json "
+        "(default: DATA_DIR/reduce/run-ID)",
+    ),
+) -> None:
+    """Minimal repro of a mismatch: the first node where onnxruntime departs from the ONNX reference evaluator
+    at the run's atol/rtol, a reduced model that still mismatches and a script showing it; stored with the run."""
+    from db.config import get_settings
+    from experiments.reduce import reduce_run
+
+    folder = out or Path(get_settings().data_dir) / "reduce" / f"run-{run_id}"
+    done = reduce_run(engine(), run_id, folder)
+    if done.status != "reduced":
+        console.print(
+            f"run {run_id}: every node of its {done.nodes_before}-node model agrees between onnxruntime and the "
+            f"reference evaluator at atol={done.atol:g} rtol={done.rtol:g} (the mismatch is against the source "
+            f"framework, not the spec); stored",
+            markup=False,
+        )
+        return
+    console.print(
+        f"run {run_id}: first diverging node {done.node_name!r} ({done.operator}, node {done.node_index}); "
+        f"{done.nodes_before} → {done.nodes_after} nodes in {done.seconds:.1f} s",
+        markup=False,
+    )
+    console.print(f"repro: python {folder / 'repro.py'}", markup=False)
+
+
 @app.command("analyze")
 def analyze(
     analysis: Literal["outcomes", "operators", "sequences"] = typer.Argument(..., help="which analysis"),

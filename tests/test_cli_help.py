@@ -114,6 +114,7 @@ def test_help_lists_the_choices(command: str, param: str) -> None:
         (["experiment", "run", "--preset", "huge"], ["unknown --preset 'huge': choose one of quick, real"]),
         (["experiment", "analyze", "everything"], ["unknown analysis 'everything'", "outcomes, operators, sequences"]),
         (["experiment", "analyze", "operators", "--level", "ir"], ["unknown --level 'ir': choose one of source, onnx"]),
+        (["experiment", "reduce", "forty-two"], ["Invalid value for 'run_id'", "interop experiment reduce --help"]),
         # other command-line mistakes are one line too, pointing at --help
         (["issues", "list", "--nope"], ["No such option: --nope", "interop issues list --help"]),
         (["issues", "sample", "--repo", "a/b"], ["Missing option", "--help"]),

@@ -15,6 +15,7 @@ from db.models.failures import (
     FailureLinkCandidate,
     FailureLinkDecision,
     FailureSignature,
+    RunReduction,
     RunSignature,
 )
 from db.models.github import (
@@ -99,6 +100,7 @@ __all__ = [
     "Repository",
     "RunOutcome",
     "RunOutput",
+    "RunReduction",
     "RunSignature",
     "RunStatus",
     "ScheduleOutcome",

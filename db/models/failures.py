@@ -70,3 +70,23 @@ class FailureLinkDecision(SQLModel, table=True):
     decision: str = Field(max_length=16, description="confirmed or rejected")
     note: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
     decided_at: datetime = utc_field(nullable=False, now=True)
+
+
+class RunReduction(SQLModel, table=True):
+    """A mismatching run's minimal repro: its first diverging node (onnxruntime against the ONNX reference
+    evaluator) and the reduced model's size, so operator analyses can use the diverging operator alone."""
+
+    __tablename__ = "run_reduction"
+
+    run_id: int = Field(foreign_key="conversion_run.id", primary_key=True)
+    status: str = Field(max_length=16, description="reduced, or no_divergence when every node agrees")
+    node_name: str | None = Field(default=None, max_length=500, description="the first diverging node")
+    operator: str | None = Field(default=None, max_length=200, index=True, description="its op_type")
+    node_index: int | None = Field(default=None, description="its position in the graph's topological order")
+    nodes_before: int = Field(description="nodes of the converted model")
+    nodes_after: int | None = Field(default=None, description="nodes of the reduced model")
+    seconds: float = Field(description="wall time of the reduction")
+    atol: float
+    rtol: float
+    out_dir: str | None = Field(default=None, max_length=500, description="where reduced.onnx and repro.py are")
+    reduced_at: datetime = utc_field(nullable=False, now=True)

@@ -14,15 +14,17 @@ from db.models.failures import (
     FailureLinkCandidate,
     FailureLinkDecision,
     FailureSignature,
+    RunReduction,
     RunSignature,
 )
 from db.models.github import Issue, Repository
-from db.queries.experiments import CAMPAIGN, RUN, Filter, RunFilter
+from db.queries.experiments import CAMPAIGN, MODEL, RUN, Filter, RunFilter
 
 SIG = FailureSignature.__table__  # type: ignore[attr-defined]
 RUN_SIG = RunSignature.__table__  # type: ignore[attr-defined]
 CANDIDATE = FailureLinkCandidate.__table__  # type: ignore[attr-defined]
 DECISION = FailureLinkDecision.__table__  # type: ignore[attr-defined]
+REDUCTION = RunReduction.__table__  # type: ignore[attr-defined]
 ISSUE = Issue.__table__  # type: ignore[attr-defined]
 REPO = Repository.__table__  # type: ignore[attr-defined]
 #: characters of a signature's key shown and accepted (like a short git hash)
@@ -279,3 +281,70 @@ def failing_operators(
     return _frame(
         engine, RunFilter.of(filters).where(stmt), ["converter", "operator", "requested_opset", "outcome", "runs"]
     )
+
+
+# --- minimal repros of mismatches ------------------------------------------------------------------------------
+
+REDUCTION_COLUMNS = [
+    "run_id",
+    "campaign",
+    "model",
+    "converter",
+    "opset",
+    "status",
+    "node_name",
+    "operator",
+    "nodes_before",
+    "nodes_after",
+    "reduction",
+    "seconds",
+    "reduced_at",
+    "out_dir",
+]
+
+
+def reductions(engine: Engine, filters: Filter = None) -> pd.DataFrame:
+    """One row per reduced mismatching run, by run id: its first diverging node and operator, nodes before and
+    after, `reduction` = 1 - after/before (None when nothing diverged), seconds taken and the repro folder."""
+    stmt = (
+        select(
+            RUN.c.id,
+            CAMPAIGN.c.name,
+            MODEL.c.name,
+            RUN.c.registry_name,
+            RUN.c.opset,
+            REDUCTION.c.status,
+            REDUCTION.c.node_name,
+            REDUCTION.c.operator,
+            REDUCTION.c.nodes_before,
+            REDUCTION.c.nodes_after,
+            REDUCTION.c.seconds,
+            REDUCTION.c.reduced_at,
+            REDUCTION.c.out_dir,
+        )
+        .select_from(
+            REDUCTION.join(RUN, RUN.c.id == REDUCTION.c.run_id)
+            .join(CAMPAIGN, CAMPAIGN.c.id == RUN.c.campaign_id)
+            .join(MODEL, MODEL.c.id == RUN.c.model_id)
+        )
+        .order_by(RUN.c.id)
+    )
+    columns = [c for c in REDUCTION_COLUMNS if c != "reduction"]
+    frame = _frame(engine, RunFilter.of(filters).where(stmt), columns)
+    frame["reduction"] = [
+        None if pd.isna(after) or not before else 1 - float(after) / float(before)
+        for before, after in zip(frame["nodes_before"], frame["nodes_after"], strict=True)
+    ]
+    frame["reduced_at"] = pd.to_datetime(frame["reduced_at"], utc=True)
+    return frame[REDUCTION_COLUMNS]
+
+
+def diverging_operators(engine: Engine, filters: Filter = None) -> pd.DataFrame:
+    """Per diverging operator: the reduced runs it is the first diverging node of (what the operator analyses
+    use instead of every operator of a mismatching model), most runs first."""
+    frame = reductions(engine, filters)
+    frame = frame[frame["status"] == "reduced"]
+    if frame.empty:
+        return pd.DataFrame(columns=["operator", "runs", "models"])
+    out = frame.groupby("operator", as_index=False).agg(runs=("run_id", "count"), models=("model", "nunique"))
+    return out.sort_values(["runs", "operator"], ascending=[False, True], ignore_index=True)
