@@ -298,9 +298,13 @@ def write_repro(
     out_dir.mkdir(parents=True, exist_ok=True)
     files = {name: out_dir / name for name in ("reduced.onnx", "inputs.npz", "expected.npz", "actual.npz", "repro.py")}
     onnx.save(model, str(files["reduced.onnx"]))
-    np.savez(files["inputs.npz"], **feed)
-    np.savez(files["expected.npz"], **{k: np.asarray(v) for k, v in _reference(model, feed).items()})
-    np.savez(files["actual.npz"], **{k: np.asarray(v) for k, v in _ort(model, feed).items()})
+    arrays: dict[str, dict[str, Any]] = {
+        "inputs.npz": dict(feed),
+        "expected.npz": {k: np.asarray(v) for k, v in _reference(model, feed).items()},
+        "actual.npz": {k: np.asarray(v) for k, v in _ort(model, feed).items()},
+    }
+    for name, values in arrays.items():
+        np.savez(files[name], **values)
     script = REPRO_SCRIPT.format(operator=result.operator, node=result.node_name, atol=atol, rtol=rtol)
     files["repro.py"].write_text(script, encoding="utf-8")
     return list(files.values())

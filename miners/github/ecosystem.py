@@ -177,7 +177,7 @@ class RepoSnapshotMiner:
         """One snapshot row per repository of the batch, in one transaction."""
         rows = []
         for name, role, node in batch.items:
-            base = {"run_id": run.id, "full_name": name, "role": role, "taken_at": self.taken_at}
+            base: dict[str, Any] = {"run_id": run.id, "full_name": name, "role": role, "taken_at": self.taken_at}
             base["snapshot_date"] = self.taken_at.date()
             if node is None:
                 rows.append(RepoSnapshot(**base, found=False))

@@ -15,9 +15,7 @@ import db.types
 
 
 revision: str = "0022_run_reductions"
-# TEMPORARY on branch i17-reduce: 0021_repo_snapshots is written on another branch; the lead re-chains this to
-# "0021_repo_snapshots" at merge.
-down_revision: str | Sequence[str] | None = "0020_failure_links"
+down_revision: str | Sequence[str] | None = "0021_repo_snapshots"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
