@@ -519,8 +519,19 @@ def test_killed_run_resumes_without_loss_or_duplicates(
         while not held.is_set() and time.time() < deadline and proc.poll() is None:
             time.sleep(0.01)
         assert held.is_set() and proc.poll() is None, "the miner never reached the 70th timeline request"
+        masks = {
+            k: v.strip()
+            for k, v in (line.split(":", 1) for line in Path(f"/proc/{proc.pid}/status").read_text().splitlines())
+            if k in ("SigBlk", "SigIgn", "SigCgt")
+        }
         os.kill(proc.pid, sig)
-        assert proc.wait(timeout=30) != 0
+        try:
+            code = proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            raise AssertionError(
+                f"the miner did not stop within 30 s of {sig.name}; its signal masks: {masks}"
+            ) from None
+        assert code != 0
     finally:
         env.on_request = None
         release.set()
