@@ -29,6 +29,7 @@ from db.models import (
     Repository,
 )
 from tests.support.github_server import FakeGitHub, Fault
+from tests.support.processes import as_if_typed
 
 ROOT = Path(__file__).resolve().parents[1]
 TOKEN = "ghp_GraphQLTestToken0123456789abcdef"
@@ -273,6 +274,7 @@ def test_killed_run_resumes_at_the_page_without_loss_or_duplicates(
         env=child_env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
+        preexec_fn=as_if_typed,  # stops on SIGINT even when this test run was started in the background
     )
     try:
         deadline = time.time() + 120

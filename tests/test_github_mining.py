@@ -21,6 +21,7 @@ from sqlmodel import Session
 from db.models import IngestRun, Issue, IssueEvent, IssueFixLink, Repository
 from miners.github.fixrule import FixRule, evaluate, load_rule
 from tests.support.github_server import FakeGitHub, Fault, load_replay
+from tests.support.processes import as_if_typed
 
 ROOT = Path(__file__).resolve().parents[1]
 TOKEN = "ghp_TestSecretToken0123456789abcdef"
@@ -513,6 +514,7 @@ def test_killed_run_resumes_without_loss_or_duplicates(
         env=child_env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
+        preexec_fn=as_if_typed,  # stops on SIGINT even when this test run was started in the background
     )
     try:
         deadline = time.time() + 120
