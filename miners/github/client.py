@@ -25,6 +25,8 @@ from db.errors import InteropError
 
 PRIMARY_MESSAGE = "api rate limit exceeded"
 SECONDARY_DEFAULT_WAIT = 60.0
+#: Faults of the connection itself (no answer from GitHub): retried with backoff.
+NETWORK_ERRORS = (requests.exceptions.RequestException, ConnectionError, TimeoutError)
 _LINK_NEXT = re.compile(r'<([^>]+)>\s*;\s*rel="next"')
 
 
@@ -198,27 +200,9 @@ class GitHubClient:
                 )
                 if status >= 400:
                     raise Requester.createException(status, resp_headers, _error_body(body))
-            except GithubException as exc:
-                self._note_quota(token, exc.headers or {})
-                wait = self._rate_limit_wait(exc)
-                if wait is not None:
-                    self._wait(wait, deadline, f"GitHub rate limit reached ({what})")
-                    token.remaining = None  # unknown again after the reset; the retry will tell
-                    self.stats.retries += 1
-                    continue
-                if exc.status >= 500 and attempt + 1 < self.max_attempts:
-                    attempt += 1
-                    self._backoff(attempt, deadline, f"GitHub answered {exc.status} for {what}")
-                    continue
-                raise self._error(exc, what) from None
-            except (requests.exceptions.RequestException, ConnectionError, TimeoutError) as exc:
-                if attempt + 1 < self.max_attempts:
-                    attempt += 1
-                    self._backoff(attempt, deadline, f"network problem ({type(exc).__name__}) on {what}")
-                    continue
-                raise GitHubUnavailable(
-                    self._scrub(f"gave up on {what} after {attempt + 1} attempts: {type(exc).__name__}")
-                ) from None
+            except (GithubException, *NETWORK_ERRORS) as exc:
+                attempt = self._after_failure(exc, token, what, deadline, attempt, graphql=False)
+                continue
             self._note_quota(token, resp_headers)
             if status == 304:
                 self.stats.not_modified += 1
@@ -235,6 +219,33 @@ class GitHubClient:
                 ) from None
             match = _LINK_NEXT.search(resp_headers.get("link", "") or "")
             return Page(data, resp_headers.get("etag"), match.group(1) if match else None)
+
+    def _after_failure(
+        self, exc: BaseException, token: _Token, what: str, deadline: float, attempt: int, *, graphql: bool
+    ) -> int:
+        """One failed REST or GraphQL exchange: wait out a rate limit (same attempt) or back off from a 5xx or a
+        network fault (next attempt); raise the one-line error when no retry is left."""
+        if isinstance(exc, GithubException):
+            (self._note_graphql_quota if graphql else self._note_quota)(token, exc.headers or {})
+            wait = self._rate_limit_wait(exc)
+            if wait is not None:
+                self._wait(wait, deadline, f"GitHub rate limit reached ({what})")
+                if graphql:  # unknown again after the reset; the retry will tell
+                    token.gql_remaining = None
+                else:
+                    token.remaining = None
+                self.stats.retries += 1
+                return attempt
+            if exc.status >= 500 and attempt + 1 < self.max_attempts:
+                self._backoff(attempt + 1, deadline, f"GitHub answered {exc.status} for {what}")
+                return attempt + 1
+            raise self._error(exc, what) from None
+        if attempt + 1 < self.max_attempts:
+            self._backoff(attempt + 1, deadline, f"network problem ({type(exc).__name__}) on {what}")
+            return attempt + 1
+        raise GitHubUnavailable(
+            self._scrub(f"gave up on {what} after {attempt + 1} attempts: {type(exc).__name__}")
+        ) from None
 
     def get_object(self, path: str, params: dict[str, Any] | None = None) -> dict[str, Any]:
         """GET a single JSON object."""
@@ -269,29 +280,12 @@ class GitHubClient:
                 )
                 if status >= 400:
                     raise Requester.createException(status, resp_headers, _error_body(body))
-            except GithubException as exc:
-                self._note_graphql_quota(token, exc.headers or {})
-                wait = self._rate_limit_wait(exc)
-                if wait is not None:
-                    self._wait(wait, deadline, f"GitHub rate limit reached ({what})")
-                    token.gql_remaining = None
-                    self.stats.retries += 1
-                    continue
-                if exc.status >= 500 and attempt + 1 < self.max_attempts:
-                    attempt += 1
-                    self._backoff(attempt, deadline, f"GitHub answered {exc.status} for {what}")
-                    variables = on_retry(variables) if on_retry else variables
-                    continue
-                raise self._error(exc, what) from None
-            except (requests.exceptions.RequestException, ConnectionError, TimeoutError) as exc:
-                if attempt + 1 < self.max_attempts:
-                    attempt += 1
-                    self._backoff(attempt, deadline, f"network problem ({type(exc).__name__}) on {what}")
-                    variables = on_retry(variables) if on_retry else variables
-                    continue
-                raise GitHubUnavailable(
-                    self._scrub(f"gave up on {what} after {attempt + 1} attempts: {type(exc).__name__}")
-                ) from None
+            except (GithubException, *NETWORK_ERRORS) as exc:
+                retried = self._after_failure(exc, token, what, deadline, attempt, graphql=True)
+                if retried > attempt and on_retry:  # a backoff, not a rate-limit wait: ask for less next time
+                    variables = on_retry(variables)
+                attempt = retried
+                continue
             self._note_graphql_quota(token, resp_headers)
             try:
                 answer = _strict_json(body)
