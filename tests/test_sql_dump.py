@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -49,6 +50,8 @@ def _export(url: str, out: Path, *args: str) -> Path:
 
 
 def _load_sqlite(dump: Path, target: Path) -> str:
+    if shutil.which("sqlite3") is None:
+        skip_or_fail("the stock sqlite3 client is not installed (Debian: apt-get install sqlite3)")
     with dump.open("rb") as handle:
         subprocess.run(["sqlite3", "-bail", str(target)], stdin=handle, check=True, capture_output=True)
     return f"sqlite:///{target}"
