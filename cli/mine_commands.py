@@ -71,6 +71,13 @@ def github(
     ),
     batch_size: int = typer.Option(50, "--batch-size", min=1, help="Issues per committed batch."),
     refresh_repo: bool = typer.Option(False, "--refresh-repo", help="Re-fetch the repository's metadata."),
+    comments: bool = typer.Option(
+        True,
+        "--comments/--no-comments",
+        help="REST: also read the repository's comment stream (issues/comments?since=, its own cursor): new and "
+        "edited comments of every stored issue; an issue whose comment count changed is listed whole and the "
+        "comments it lacks are marked deleted.",
+    ),
     api: Literal["graphql", "rest"] | None = typer.Option(
         None,
         "--api",
@@ -121,7 +128,7 @@ def github(
             url,
             settings,
             rule,
-            {"batch_size": batch_size, "full": full, "refresh_repo": refresh_repo},
+            {"batch_size": batch_size, "full": full, "refresh_repo": refresh_repo, "comments": comments},
         )
 
 
@@ -221,7 +228,8 @@ def _run_one(eng: Any, client: Any, query: Any, rule: Any, options: Any, url: st
         f"{title}: {counts['issues_new']} new, {counts['issues_updated']} updated, "
         f"{counts['issues_unchanged']} unchanged, {counts['prs_skipped']} PRs skipped, "
         f"{counts['skipped_state'] + counts['skipped_excluded']} filtered, {counts['timelines']} timelines, "
-        f"{counts['events']} events; {counts['requests']} requests{per}, "
+        f"{counts['events']} events, {counts['comments'] + counts['comments_stored']} comments stored "
+        f"({counts['comments_deleted']} marked deleted); {counts['requests']} requests{per}, "
         f"{counts['rate_limit_waits']} rate-limit waits"
     )
     console.print(line, markup=False)

@@ -27,6 +27,7 @@ from db.models.github import (
     Repository,
 )
 from db.models.github_mining import (
+    GithubCommentCursor,
     GithubCursor,
     IssueFixLink,
     IssueFixRule,
@@ -79,6 +80,7 @@ __all__ = [
     "FailureLinkDecision",
     "FailureSignature",
     "FinalLabel",
+    "GithubCommentCursor",
     "GithubCursor",
     "IngestRun",
     "Issue",

@@ -47,6 +47,8 @@ class Issue(SQLModel, table=True):
     hydrated: bool = Field(default=False, description="False for issues known only from a sheet's URL")
     fetched_at: datetime | None = utc_field()
     timeline_fetched_at: datetime | None = utc_field()
+    # when every comment of the issue was last listed (timeline or comment list): deletions known up to then
+    comments_listed_at: datetime | None = utc_field()
 
 
 class IssueEvent(SQLModel, table=True):
@@ -70,7 +72,7 @@ class IssueEvent(SQLModel, table=True):
 
 
 class IssueComment(SQLModel, table=True):
-    """A comment on an issue (from the timeline's `commented` entries, by either API), kept raw too."""
+    """A comment on an issue (timeline `commented` entries by either API, or REST comment lists), kept raw too."""
 
     __tablename__ = "issue_comment"
     __table_args__ = (UniqueConstraint("issue_id", "comment_key"),)
@@ -86,6 +88,7 @@ class IssueComment(SQLModel, table=True):
     updated_at: datetime | None = utc_field()
     html_url: str | None = Field(default=None, max_length=300)
     raw: dict[str, Any] | None = json_field()
+    deleted_at: datetime | None = utc_field()  # when a full listing of the issue's comments first missed it
 
 
 class IssueSample(SQLModel, table=True):

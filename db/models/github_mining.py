@@ -30,6 +30,17 @@ class GithubCursor(SQLModel, table=True):
     last_run_at: datetime | None = utc_field()
 
 
+class GithubCommentCursor(SQLModel, table=True):
+    """How far a repository's comment stream (`GET /repos/{repo}/issues/comments?since=`) has been stored."""
+
+    __tablename__ = "github_comment_cursor"
+
+    id: int | None = Field(default=None, primary_key=True)
+    repository_id: int = Field(foreign_key="repository.id", unique=True)
+    since: datetime | None = utc_field()  # newest comment `updated_at` stored; the next run asks from it
+    last_run_at: datetime | None = utc_field()
+
+
 class IssueFixRule(SQLModel, table=True):
     """One immutable version of the study's "fixed" rule (its parameters), so verdicts name their rule."""
 

@@ -43,7 +43,7 @@ class GraphQLMiner(GitHubMiner):
 
     page_size = PAGE_SIZE
 
-    def fetch(self, run: RunLog) -> Iterator[Batch[Fetched, Position]]:
+    def fetch(self, run: RunLog) -> Iterator[Batch[Any, Any]]:
         """Pages of issues changed since the cursor, each complete with its timeline before it is batched; a
         GitHub error or Ctrl-C first yields the complete pages fetched, then ends the run."""
         query, options, loader, counts = self.query, self.options, self.loader, run.counts

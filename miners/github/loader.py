@@ -7,12 +7,13 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from sqlalchemy import func, update
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
 from db.columns import many_columns
 from db.models.github import Issue, IssueComment, IssueEvent, Repository
-from db.models.github_mining import GithubCursor, IssueFixLink, IssueFixRule
+from db.models.github_mining import GithubCommentCursor, GithubCursor, IssueFixLink, IssueFixRule
 from db.types import utcnow
 from db.upsert import upsert_rows
 from miners.github.fixrule import FixRule, RuleError, evaluate, rule_from_definition
@@ -29,7 +30,17 @@ EVENT_COLUMNS = (
     "created_at",
     "raw",
 )
-COMMENT_COLUMNS = ("github_id", "author", "author_association", "body", "created_at", "updated_at", "html_url", "raw")
+COMMENT_COLUMNS = (
+    "github_id",
+    "author",
+    "author_association",
+    "body",
+    "created_at",
+    "updated_at",
+    "html_url",
+    "raw",
+    "deleted_at",
+)
 
 
 @dataclass
@@ -45,6 +56,14 @@ class CursorState:
     since: datetime | None
     etag: str | None
     completed: bool
+
+
+@dataclass
+class ListedComment:
+    """A comment of the repository's comment stream, read, with the stored issue it belongs to."""
+
+    issue_id: int
+    fields: dict[str, Any]
 
 
 @dataclass
@@ -122,7 +141,14 @@ class IssueLoader:
         completed: bool | None = None,
     ) -> dict[str, int]:
         """Upsert the batch's issues, their events and fix verdicts, and move the cursor, atomically."""
-        counts = {"issues_new": 0, "issues_updated": 0, "events": 0, "timelines": 0, "comments": 0}
+        counts = {
+            "issues_new": 0,
+            "issues_updated": 0,
+            "events": 0,
+            "timelines": 0,
+            "comments": 0,
+            "comments_deleted": 0,
+        }
         batch = list({f.fields["number"]: f for f in batch}.values())  # an issue listed twice: keep the last
         with Session(self.engine) as session:
             numbers = [f.fields["number"] for f in batch]
@@ -166,6 +192,7 @@ class IssueLoader:
             )
             event_rows: list[dict[str, Any]] = []
             comment_rows: list[dict[str, Any]] = []
+            listed: list[tuple[int, set[str], datetime]] = []  # complete comment lists (timelines)
             links: list[dict[str, Any]] = []
             now = utcnow()
             for item in batch:
@@ -175,7 +202,8 @@ class IssueLoader:
                 parsed = {e["event_key"]: e for e in (event_fields(raw) for raw in item.timeline)}
                 event_rows.extend({"issue_id": issue_id, **e} for e in parsed.values())
                 comments = {c["comment_key"]: c for c in (comment_fields(r) for r in item.timeline) if c}
-                comment_rows.extend({"issue_id": issue_id, **c} for c in comments.values())
+                comment_rows.extend({"issue_id": issue_id, **c, "deleted_at": None} for c in comments.values())
+                listed.append((int(issue_id or 0), set(comments), item.fetched_at))
                 for rule in self.rules:
                     linked, evidence = evaluate(rule, repo, parsed.values())
                     links.append(
@@ -193,11 +221,87 @@ class IssueLoader:
                 session, IssueFixLink, links, ["issue_id", "rule_version"], ["fix_linked", "evidence", "evaluated_at"]
             )
             upsert_rows(session, IssueComment, comment_rows, ["issue_id", "comment_key"], COMMENT_COLUMNS)
+            counts["comments_deleted"] = sum(_mark_listed(session, *entry) for entry in listed)
             counts["events"] = len(event_rows)
             counts["comments"] = len(comment_rows)
             self._move_cursor(session, repo_id, query, since, etag, completed)
             session.commit()
         return counts
+
+    # -- the comment stream ---------------------------------------------------------------------------
+
+    def comment_cursor(self, repo_id: int) -> datetime | None:
+        """The newest comment `updated_at` stored from the repository's comment stream (None: from the start)."""
+        with Session(self.engine) as session:
+            row = session.exec(select(GithubCommentCursor).where(GithubCommentCursor.repository_id == repo_id)).first()
+            return row.since if row else None
+
+    def issue_ids(self, repo_id: int, numbers: Iterable[int]) -> dict[int, int]:
+        """number → id of the repository's stored issues among `numbers` (mined or known only by URL)."""
+        nums = sorted(set(numbers))
+        if not nums:
+            return {}
+        with Session(self.engine) as session:
+            rows = session.exec(
+                select(Issue.number, Issue.id).where(Issue.repository_id == repo_id).where(col(Issue.number).in_(nums))
+            ).all()
+        return {int(n): int(i or 0) for n, i in rows}
+
+    def write_comments(
+        self, repo_id: int, comments: list[tuple[int, dict[str, Any]]], since: datetime | None
+    ) -> dict[str, int]:
+        """Upsert (issue id, comment fields) from the comment stream (an edit replaces body and `updated_at`; a
+        comment seen is alive) and move the stream's cursor to `since`, atomically."""
+        rows = list({(i, c["comment_key"]): {"issue_id": i, **c, "deleted_at": None} for i, c in comments}.values())
+        with Session(self.engine) as session:
+            upsert_rows(session, IssueComment, rows, ["issue_id", "comment_key"], COMMENT_COLUMNS)
+            cur = session.exec(select(GithubCommentCursor).where(GithubCommentCursor.repository_id == repo_id)).first()
+            cur = cur or GithubCommentCursor(repository_id=repo_id)
+            if since is not None and (cur.since is None or since > cur.since):
+                cur.since = since
+            cur.last_run_at = utcnow()
+            session.add(cur)
+            session.commit()
+        return {"comments_stored": len(rows)}
+
+    def issues_to_relist(self, repo_id: int) -> list[int]:
+        """Numbers of mined issues whose comment count (as GitHub last gave it) differs from the live comments
+        stored, and whose payload was fetched after their comments were last fully listed: a comment was
+        deleted (or is missing). Listing them again is what tells; each issue at most once per change."""
+        live = (
+            select(func.count())
+            .select_from(IssueComment)
+            .where(col(IssueComment.issue_id) == col(Issue.id))
+            .where(col(IssueComment.deleted_at).is_(None))
+            .scalar_subquery()
+        )
+        with Session(self.engine) as session:
+            rows = session.exec(
+                select(Issue.number)
+                .where(Issue.repository_id == repo_id)
+                .where(Issue.hydrated == True)  # noqa: E712
+                .where(col(Issue.comment_count).is_not(None))
+                .where(col(Issue.comment_count) != live)
+                .where(
+                    col(Issue.comments_listed_at).is_(None) | (col(Issue.comments_listed_at) < col(Issue.fetched_at))
+                )
+                .order_by(col(Issue.number))
+            ).all()
+        return [int(n) for n in rows]
+
+    def write_listing(self, repo_id: int, number: int, comments: list[dict[str, Any]], listed_at: datetime) -> int:
+        """Store one issue's complete comment list: upsert every comment, mark the stored ones it lacks
+        deleted; returns how many were newly marked deleted."""
+        with Session(self.engine) as session:
+            issue_id = session.exec(
+                select(Issue.id).where(Issue.repository_id == repo_id).where(Issue.number == number)
+            ).one()
+            fields = {c["comment_key"]: c for c in (comment_fields(r) for r in comments) if c}
+            rows = [{"issue_id": issue_id, **c, "deleted_at": None} for c in fields.values()]
+            upsert_rows(session, IssueComment, rows, ["issue_id", "comment_key"], COMMENT_COLUMNS)
+            deleted = _mark_listed(session, int(issue_id or 0), set(fields), listed_at)
+            session.commit()
+        return deleted
 
     def _cursor_row(self, session: Session, repo_id: int, query: IssueQuery) -> GithubCursor | None:
         return session.exec(
@@ -225,6 +329,19 @@ class IssueLoader:
             cur.completed = completed
         cur.last_run_at = utcnow()
         session.add(cur)
+
+
+def _mark_listed(session: Session, issue_id: int, keys: set[str], listed_at: datetime) -> int:
+    """After a complete listing of an issue's comments (`keys`): the stored live ones it lacks were deleted on
+    GitHub, marked so (kept, never dropped); the issue's comments count as listed at `listed_at`."""
+    gone = (
+        update(IssueComment).where(col(IssueComment.issue_id) == issue_id).where(col(IssueComment.deleted_at).is_(None))
+    )
+    if keys:
+        gone = gone.where(col(IssueComment.comment_key).not_in(sorted(keys)))
+    result = session.execute(gone.values(deleted_at=utcnow()))
+    session.execute(update(Issue).where(col(Issue.id) == issue_id).values(comments_listed_at=listed_at))
+    return int(getattr(result, "rowcount", 0) or 0)
 
 
 def register_rule(engine: Engine, rule: FixRule) -> None:

@@ -17,8 +17,16 @@ from db.mining import Batch, mine
 from db.types import utcnow
 from miners.github.client import GitHubClient, GitHubError, GitHubNotFound, GitHubResponseError
 from miners.github.fixrule import FixRule
-from miners.github.loader import Fetched, IssueLoader
-from miners.github.source import GitHubIssueSource, IssueQuery, is_pull_request, issue_fields, label_names
+from miners.github.loader import Fetched, IssueLoader, ListedComment
+from miners.github.source import (
+    GitHubIssueSource,
+    IssueQuery,
+    comment_fields,
+    comment_issue_number,
+    is_pull_request,
+    issue_fields,
+    label_names,
+)
 
 TIMELINE_CHOICES = ("all", "closed", "none")
 #: The lease every GitHub mining run of a database holds (in `scheduler_lock`, beside the scheduler's own).
@@ -37,14 +45,15 @@ def mining_lock(
 
 @dataclass
 class MineOptions:
-    """How much to fetch: timelines of all / closed / no issues; `full` ignores the cursor; `api` is rest or
-    graphql (the same rows either way)."""
+    """How much to fetch: timelines of all / closed / no issues; `full` ignores the cursors; `api` is rest or
+    graphql (the same rows either way); `comments`: REST also reads the repository's comment stream."""
 
     timelines: str = "all"
     batch_size: int = 50
     full: bool = False
     refresh_repo: bool = False
     api: str = "rest"
+    comments: bool = True
 
 
 def _wanted(query: IssueQuery, raw: dict[str, Any]) -> str | None:
@@ -123,6 +132,7 @@ class GitHubMiner:
             "timelines": self.options.timelines,
             "full": self.options.full,
             "api": self.options.api,
+            "comments": self.options.comments and self.options.api == "rest",
             "rule_version": self.rule.version,
             **self.extra,
         }
@@ -140,15 +150,26 @@ class GitHubMiner:
                 run.counts[key] = getattr(self.client.stats, key) - start[key]
             run.counts["rate_limit_wait_seconds"] = round(self.client.stats.waited_seconds - start["waited_seconds"], 1)
 
-    def load(self, batch: Batch[Fetched, Position], run: RunLog) -> None:
+    def load(self, batch: Batch[Any, Any], run: RunLog) -> None:
+        if batch.context == COMMENT_STREAM:
+            result = self.loader.write_comments(
+                self.repo_id, [(c.issue_id, c.fields) for c in batch.items], batch.cursor
+            )
+        elif isinstance(batch.context, tuple) and batch.context[0] == COMMENT_LISTING:
+            _, number, listed_at = batch.context
+            result = {"comments_deleted": self.loader.write_listing(self.repo_id, number, batch.items, listed_at)}
+        else:
+            result = self._load_issues(batch)
+        for key, value in result.items():
+            run.counts[key] = run.counts.get(key, 0) + value
+
+    def _load_issues(self, batch: Batch[Fetched, Position]) -> dict[str, int]:
         cursor = batch.cursor or Position(None)
-        result = self.loader.write_batch(
+        return self.loader.write_batch(
             self.repo_id, self.query.repo, self.query, batch.items, cursor.since, cursor.etag, cursor.completed
         )
-        for key, value in result.items():
-            run.counts[key] += value
 
-    def fetch(self, run: RunLog) -> Iterator[Batch[Fetched, Position]]:
+    def fetch(self, run: RunLog) -> Iterator[Batch[Any, Any]]:
         """Issues changed since the cursor, oldest change first, with their timelines; a batch every
         `batch_size` issues. A GitHub error or Ctrl-C first yields what was fully fetched, then ends the run."""
         query, options, loader, source, counts = self.query, self.options, self.loader, self.source, run.counts
@@ -221,7 +242,73 @@ class GitHubMiner:
         # A run that changed nothing keeps the first page's ETag, so the next identical query can be a 304.
         unchanged_run = since is not None and high == since and not batch
         keep = (etag if not_modified else first_etag) if unchanged_run else None
-        yield Batch(batch, Position(high, keep, completed=True), final=True)
+        yield Batch(batch, Position(high, keep, completed=True), final=not options.comments)
+        if options.comments:
+            yield from self.comment_stream(run)
+            yield from self.relisted_comments(run)
+
+    def comment_stream(self, run: RunLog) -> Iterator[Batch[ListedComment, datetime]]:
+        """The repository's comments changed since the stream's own cursor, oldest change first, a batch a page.
+
+        Comments of stored issues (mined or known only by URL) are kept; those of pull requests and of issues
+        not stored are skipped (an issue stored later is listed whole when its count disagrees, see
+        `relisted_comments`). A comment that cannot be read ends the run with one line naming the repository
+        and page, after the comments before it are stored: the cursor never passes it."""
+        repo, counts = self.query.repo, run.counts
+        since = None if self.options.full else self.loader.comment_cursor(self.repo_id)
+        high = since
+        handled: set[tuple[int, str | None]] = set()
+        for where, page in self.source.comment_pages(repo, since):
+            wanted: list[tuple[int, dict[str, Any]]] = []
+            for raw in page.data:
+                try:
+                    number = comment_issue_number(raw)
+                    row = comment_fields(raw)
+                    if row is None or row["updated_at"] is None or row["github_id"] is None:
+                        raise ValueError("no id or updated_at")
+                except (KeyError, TypeError, ValueError) as exc:
+                    yield self._comment_batch(wanted, high, counts)  # what came before it is kept
+                    raise GitHubResponseError(
+                        f"comment {raw.get('id', 'without an id')} of {repo} from {where} cannot be read ({exc!r})"
+                    ) from exc
+                seen = (int(row["github_id"]), raw.get("updated_at"))
+                if seen in handled:
+                    continue  # the overlap of keyset paging
+                handled.add(seen)
+                counts["comments_seen"] += 1
+                wanted.append((number, row))
+                high = max(high, row["updated_at"]) if high else row["updated_at"]
+            yield self._comment_batch(wanted, high, counts)
+
+    def _comment_batch(
+        self, wanted: list[tuple[int, dict[str, Any]]], high: datetime | None, counts: dict[str, Any]
+    ) -> Batch[ListedComment, datetime]:
+        ids = self.loader.issue_ids(self.repo_id, [n for n, _ in wanted])
+        items = [ListedComment(ids[n], r) for n, r in wanted if n in ids]
+        counts["comments_skipped"] += len(wanted) - len(items)
+        return Batch(items, high, context=COMMENT_STREAM)
+
+    def relisted_comments(self, run: RunLog) -> Iterator[Batch[dict[str, Any], None]]:
+        """Every comment of each issue whose comment count disagrees with the live comments stored since its
+        payload changed (`IssueLoader.issues_to_relist`): what the list lacks was deleted on GitHub."""
+        for number in self.loader.issues_to_relist(self.repo_id):
+            listed_at = utcnow()
+            try:
+                comments = self.source.issue_comments(self.query.repo, number)
+            except GitHubNotFound:  # deleted or transferred since it was listed: left as stored
+                run.counts["comments_relist_missing"] += 1
+                continue
+            for raw in comments:
+                try:
+                    if comment_fields(raw) is None:
+                        raise ValueError("not a comment")
+                except (KeyError, TypeError, ValueError) as exc:
+                    raise GitHubResponseError(
+                        f"comment {raw.get('id', 'without an id')} listed by GET /repos/{self.query.repo}/issues/"
+                        f"{number}/comments cannot be read ({exc!r})"
+                    ) from exc
+            run.counts["comments_relisted"] += 1
+            yield Batch(comments, None, context=(COMMENT_LISTING, number, listed_at))
 
 
 COUNTS = (
@@ -236,4 +323,13 @@ COUNTS = (
     "timelines_missing",
     "events",
     "comments",
+    "comments_seen",
+    "comments_stored",
+    "comments_skipped",
+    "comments_deleted",
+    "comments_relisted",
+    "comments_relist_missing",
 )
+#: Batch contexts of the comment passes (issue batches have none).
+COMMENT_STREAM = "comments"
+COMMENT_LISTING = "comment-listing"

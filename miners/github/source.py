@@ -134,9 +134,21 @@ def event_fields(raw: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+_ISSUE_IN_URL = re.compile(r"/issues/(\d+)/?$")
+
+
+def comment_issue_number(raw: dict[str, Any]) -> int:
+    """The issue a comment of `GET /repos/{repo}/issues/comments` belongs to (from its `issue_url`)."""
+    match = _ISSUE_IN_URL.search(str(raw.get("issue_url") or ""))
+    if match is None:
+        raise ValueError(f"issue_url {raw.get('issue_url')!r} names no issue")
+    return int(match.group(1))
+
+
 def comment_fields(raw: dict[str, Any]) -> dict[str, Any] | None:
-    """The columns of an `issue_comment` row from a `commented` timeline entry (None for other entries)."""
-    if raw.get("event") != "commented":
+    """The columns of an `issue_comment` row from a `commented` timeline entry (None for other entries) or
+    from a comment of the REST comment lists (no `event`): the same row whichever way it came."""
+    if raw.get("event", "commented") != "commented":
         return None
     user = raw.get("user") or raw.get("actor") or {}
     github_id = raw.get("id")
@@ -197,6 +209,42 @@ class GitHubIssueSource:
                 page_no += 1  # more issues share one timestamp than fit on a page: page through that group
             else:
                 cursor, page_no = newest, 1
+
+    def comment_pages(self, repo: str, since: datetime | None) -> Iterator[tuple[str, Page]]:
+        """(where, page) of every issue comment of the repository updated at/after `since`, oldest change first.
+
+        Keyset paging as in `issue_pages`: the next page asks `since=` the newest `updated_at` seen, so a comment
+        edited while we page cannot push an unseen one onto a page already read; the overlap comes back and the
+        caller de-duplicates it. `where` names the request in error messages (repository, since, page).
+        """
+        params: dict[str, Any] = {"sort": "updated", "direction": "asc", "per_page": self.client.per_page}
+        path = f"/repos/{repo}/issues/comments"
+        cursor, page_no = since, 1
+        while True:
+            request = dict(params)
+            if cursor is not None:
+                request["since"] = iso(cursor)
+            if page_no > 1:
+                request["page"] = page_no
+            where = f"GET {path} (since {request.get('since', 'the start')}, page {page_no})"
+            page = self.client.get(path, request)
+            if not (isinstance(page.data, list) and all(isinstance(x, dict) for x in page.data)):
+                raise GitHubResponseError(f"expected a JSON list of comments from {where}")
+            yield where, page
+            if not page.next_url or not page.data:
+                return
+            newest = max((parse_time(x.get("updated_at")) for x in page.data), default=None, key=_key)
+            if newest is None or (cursor is not None and newest <= cursor):
+                page_no += 1  # more comments share one timestamp than fit on a page: page through that group
+            else:
+                cursor, page_no = newest, 1
+
+    def issue_comments(self, repo: str, number: int) -> list[dict[str, Any]]:
+        """Every comment of one issue, oldest first (one request per 100 comments)."""
+        comments: list[dict[str, Any]] = []
+        for page in self.client.pages(f"/repos/{repo}/issues/{number}/comments"):
+            comments.extend(page.data)
+        return comments
 
     def timeline(self, repo: str, number: int) -> list[dict[str, Any]]:
         """Every timeline entry of one issue (one request per 100 entries)."""

@@ -99,7 +99,7 @@ class Fault:
     times: int = 1
     query: dict[str, str] = field(default_factory=dict)
     delay: float = 0.0
-    kind: str | None = None  # only requests of this kind: issues, timeline, repo, rate_limit, graphql
+    kind: str | None = None  # only requests of this kind: issues, timeline, comments, issue_comments, repo, …
     skip: int = 0  # let this many matching requests through first
     # Cut the real 200 answer after this many bytes instead of sending `status`/`body`: with `declare_full` the
     # Content-Length still promises the whole body and the connection drops (a reset mid-transfer); without it
@@ -235,7 +235,7 @@ class FakeGitHub:
             url=f"{self.url}/repos/{repo}/issues/{number}",
             html_url=f"https://github.com/{repo}/issues/{number}",
             labels=[{"name": lab, "color": "ededed", "url": f"{self.url}/repos/{repo}/labels/{lab}"} for lab in labels],
-            comments=number % 5,
+            comments=sum(1 for e in timeline or [] if e.get("event") == "commented"),
         )
         raw.pop("milestone", None)
         if is_pr:
@@ -249,7 +249,78 @@ class FakeGitHub:
             raw.pop("pull_request", None)
         data.issues[number] = raw
         data.timelines[number] = timeline if timeline is not None else []
+        for entry in data.timelines[number]:
+            if entry.get("event") == "commented":
+                self._place_comment(repo, number, entry)
         return raw
+
+    # -- comments (timeline `commented` entries are the one truth: the comment lists are derived) ----------
+    def _place_comment(self, repo: str, number: int, entry: dict[str, Any]) -> None:
+        entry["issue_url"] = f"{self.url}/repos/{repo}/issues/{number}"
+        entry["html_url"] = f"https://github.com/{repo}/issues/{number}#issuecomment-{entry['id']}"
+        entry["url"] = f"{self.url}/repos/{repo}/issues/comments/{entry['id']}"
+
+    def _recount(self, repo: str, number: int, when: datetime | None) -> None:
+        raw = self.repos[repo].issues[number]
+        raw["comments"] = sum(1 for e in self.repos[repo].timelines[number] if e.get("event") == "commented")
+        if when is not None:
+            raw["updated_at"] = _iso(when)
+
+    def add_comment(
+        self, repo: str, number: int, when: datetime, body: str, author: str = "coder", touch: bool = True
+    ) -> dict[str, Any]:
+        """A new comment on an issue at `when` (the issue's `updated_at` moves too, as on GitHub)."""
+        with self.lock:
+            entry = self.event("commented", when)
+            entry["body"] = body
+            entry["user"] = {**(entry.get("user") or {}), "login": author}
+            entry["actor"] = entry["user"]
+            self._place_comment(repo, number, entry)
+            self.repos[repo].timelines[number].append(entry)
+            self._recount(repo, number, when if touch else None)
+            return entry
+
+    def edit_comment(self, repo: str, comment_id: int, when: datetime, body: str) -> None:
+        """Edit a comment: new body and `updated_at` (GitHub leaves the issue's `updated_at` alone)."""
+        with self.lock:
+            entry = self.comment(repo, comment_id)
+            entry["body"], entry["updated_at"] = body, _iso(when)
+
+    def delete_comment(self, repo: str, comment_id: int, when: datetime | None = None) -> None:
+        """Delete a comment: gone from every list, the issue's count drops (`when`: its new `updated_at`)."""
+        with self.lock:
+            for number, timeline in self.repos[repo].timelines.items():
+                kept = [e for e in timeline if not (e.get("event") == "commented" and e.get("id") == comment_id)]
+                if len(kept) != len(timeline):
+                    self.repos[repo].timelines[number] = kept
+                    self._recount(repo, number, when)
+                    return
+            raise KeyError(comment_id)
+
+    def comment(self, repo: str, comment_id: int) -> dict[str, Any]:
+        for timeline in self.repos[repo].timelines.values():
+            for entry in timeline:
+                if entry.get("event") == "commented" and entry.get("id") == comment_id:
+                    return entry
+        raise KeyError(comment_id)
+
+    def _comments_of(self, repo: RepoData, number: int) -> list[dict[str, Any]]:
+        """One issue's comments in the REST comment shape (a timeline entry without `event`/`actor`)."""
+        out = []
+        for entry in repo.timelines.get(number, []):
+            if entry.get("event") == "commented":
+                comment = {k: v for k, v in entry.items() if k not in ("event", "actor")}
+                comment["issue_url"] = f"{self.url}/repos/{repo.raw['full_name']}/issues/{number}"
+                out.append(comment)
+        return out
+
+    def _list_comments(self, repo: RepoData, query: dict[str, str]) -> list[dict[str, Any]]:
+        items = [c for number in repo.issues for c in self._comments_of(repo, number)]
+        if query.get("since"):
+            items = [c for c in items if c["updated_at"] >= query["since"]]  # "updated at or after"
+        key = "updated_at" if query.get("sort") == "updated" else "created_at"
+        items.sort(key=lambda c: (c[key], c["id"]), reverse=query.get("direction", "desc") == "desc")
+        return items
 
     def touch(self, repo: str, number: int, when: datetime, **changes: Any) -> None:
         """Simulate an update on GitHub (new `updated_at`, optional field changes)."""
@@ -273,6 +344,8 @@ class FakeGitHub:
         base = self.t.events.get(kind) or self.t.events["closed"]
         entry = copy.deepcopy(base)
         entry["event"], entry["created_at"] = kind, _iso(when)
+        if kind == "commented":
+            entry["updated_at"] = entry["created_at"]
         if kind == "cross-referenced":
             src_repo = source_repo or "PyGithub/PyGithub"
             issue = self._rebase(entry["source"]["issue"], src_repo)
@@ -483,6 +556,11 @@ class FakeGitHub:
             return 200, repo.raw
         if rest == ["issues"]:
             return 200, self._list_issues(repo, query)
+        if rest == ["issues", "comments"]:
+            return 200, self._list_comments(repo, query)
+        if len(rest) == 3 and rest[0] == "issues" and rest[2] == "comments" and rest[1].isdigit():
+            number = int(rest[1])
+            return (200, self._comments_of(repo, number)) if number in repo.issues else not_found
         if len(rest) == 2 and rest[0] == "issues" and rest[1].isdigit():
             issue = repo.issues.get(int(rest[1]))
             return (200, issue) if issue else not_found
@@ -544,6 +622,10 @@ def _kind(path: str) -> str:
         return "repo"
     if seg[3:] == ["issues"]:
         return "issues"
+    if seg[3:] == ["issues", "comments"]:
+        return "comments"
+    if len(seg) == 6 and seg[5] == "comments":
+        return "issue_comments"
     if len(seg) == 6 and seg[5] == "timeline":
         return "timeline"
     return "other"

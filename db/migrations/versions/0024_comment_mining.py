@@ -1,0 +1,45 @@
+"""comment mining: deleted comments, when an issue's comments were last fully listed, the comment stream cursor
+
+Revision ID: 0024_comment_mining
+Revises: 0022_run_reductions
+Create Date: 2026-11-30 03:00:00.000000
+"""
+
+from collections.abc import Sequence
+
+import sqlalchemy as sa
+from alembic import op
+
+import db.types
+
+revision: str = "0024_comment_mining"
+down_revision: str | Sequence[str] | None = "0022_run_reductions"
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
+
+
+def upgrade() -> None:
+    op.create_table(
+        "github_comment_cursor",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("repository_id", sa.Integer(), nullable=False),
+        sa.Column("since", db.types.UTCDateTime(), nullable=True),
+        sa.Column("last_run_at", db.types.UTCDateTime(), nullable=True),
+        sa.ForeignKeyConstraint(
+            ["repository_id"], ["repository.id"], name=op.f("fk_github_comment_cursor_repository_id_repository")
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_github_comment_cursor")),
+        sa.UniqueConstraint("repository_id", name=op.f("uq_github_comment_cursor_repository_id")),
+    )
+    with op.batch_alter_table("issue_comment", schema=None) as batch_op:
+        batch_op.add_column(sa.Column("deleted_at", db.types.UTCDateTime(), nullable=True))
+    with op.batch_alter_table("issue", schema=None) as batch_op:
+        batch_op.add_column(sa.Column("comments_listed_at", db.types.UTCDateTime(), nullable=True))
+
+
+def downgrade() -> None:
+    with op.batch_alter_table("issue", schema=None) as batch_op:
+        batch_op.drop_column("comments_listed_at")
+    with op.batch_alter_table("issue_comment", schema=None) as batch_op:
+        batch_op.drop_column("deleted_at")
+    op.drop_table("github_comment_cursor")
