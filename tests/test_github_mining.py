@@ -97,8 +97,10 @@ def test_full_sync_stores_issues_events_and_excludes_prs(env: FakeGitHub, cli, e
     run = last_run(engine)
     assert run.kind == "github-mine" and run.status == "ok"
     assert run.counts["issues_new"] == len(issues_expected()) and run.counts["prs_skipped"] == N // 7
-    # 1 repository + 2 list pages (120 items, 100 per page) + one timeline per issue; no PR timelines
-    assert run.counts["requests"] == len(env.requests()) == 1 + 2 + len(issues_expected())
+    # 1 repository + 2 list pages (120 items, 100 per page) + one timeline per issue + 1 page of the comment
+    # stream (fewer than 100 comments); no PR timelines
+    assert sum(1 for t in env.repos[REPO].timelines.values() for e in t if e["event"] == "commented") < 100
+    assert run.counts["requests"] == len(env.requests()) == 1 + 2 + len(issues_expected()) + 1
     assert not [r for r in env.requests("timeline") if int(r.path.split("/")[-2]) % 7 == 0]
     assert "PRs skipped" in result.output
 
@@ -117,12 +119,14 @@ def test_no_change_resync_costs_one_request_then_a_304(env: FakeGitHub, cli, eng
     assert mine(cli).exit_code == 0
     env.reset_log()
     assert mine(cli).exit_code == 0
-    assert len(env.requests()) == 1 and env.requests("issues")[0].query["since"]
+    # one issue page and one comment-stream page, both from their cursors
+    assert len(env.requests()) == 2 and env.requests("issues")[0].query["since"]
+    assert env.requests("comments")[0].query["since"]
     assert last_run(engine).counts["issues_updated"] == 0
     env.reset_log()
     assert mine(cli).exit_code == 0
-    assert [r.status for r in env.requests()] == [304]  # ETag kept: GitHub does not charge a 304
-    assert last_run(engine).counts["not_modified"] == 1
+    assert [r.status for r in env.requests()] == [304, 304]  # ETags kept: GitHub does not charge a 304
+    assert last_run(engine).counts["not_modified"] == 2
     assert count(engine, Issue) == len(issues_expected())
 
 
@@ -135,7 +139,7 @@ def test_one_updated_issue_is_the_only_one_refetched(env: FakeGitHub, cli, engin
     env.reset_log()
     assert mine(cli).exit_code == 0
     kinds = [(r.path.rsplit("/", 2)[-2:]) for r in env.requests("timeline")]
-    assert kinds == [["12", "timeline"]] and len(env.requests()) == 2
+    assert kinds == [["12", "timeline"]] and len(env.requests()) == 3  # + the comment stream's page
     run = last_run(engine)
     assert run.counts["issues_updated"] == 1 and run.counts["issues_new"] == 0
     assert count(engine, IssueEvent) == events_before + 1
@@ -196,7 +200,9 @@ def test_state_and_label_filters(env: FakeGitHub, cli, engine: Engine) -> None:
     assert 500 in set(Session(engine).execute(select(Issue.number)).scalars())
     env.reset_log()
     assert mine(cli, "--label", "module: onnx", "--label", "other").exit_code == 0
-    assert len(env.requests()) == 2 and {r.query["labels"] for r in env.requests()} == {"module: onnx", "other"}
+    issue_pages = env.requests("issues")
+    assert len(issue_pages) == 2 and {r.query["labels"] for r in issue_pages} == {"module: onnx", "other"}
+    assert [r.status for r in env.requests("comments")] == [304, 304]  # one comment stream per repository
 
 
 def test_reopened_issue_is_updated_by_a_closed_only_query(env: FakeGitHub, cli, engine: Engine) -> None:
@@ -402,7 +408,8 @@ def test_timeline_gone_between_listing_and_fetch(env: FakeGitHub, cli, engine: E
     assert nine.raw and nine.timeline_fetched_at is not None and verdicts == 0  # stored, no verdict made up
     assert count(engine, Issue) == len(issues_expected())
     env.reset_log()
-    assert mine(cli).exit_code == 0 and len(env.requests()) == 1  # not retried until it changes
+    assert mine(cli).exit_code == 0 and len(env.requests("timeline")) == 0  # not retried until it changes
+    assert len(env.requests()) == 2  # the issue page and the comment stream's
 
 
 def test_bad_token_is_one_line_without_the_token(env: FakeGitHub, cli, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -38,6 +38,7 @@ class GithubCommentCursor(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
     repository_id: int = Field(foreign_key="repository.id", unique=True)
     since: datetime | None = utc_field()  # newest comment `updated_at` stored; the next run asks from it
+    etag: str | None = Field(default=None, max_length=200, description="ETag of the last no-change first page")
     last_run_at: datetime | None = utc_field()
 
 

@@ -230,11 +230,12 @@ class IssueLoader:
 
     # -- the comment stream ---------------------------------------------------------------------------
 
-    def comment_cursor(self, repo_id: int) -> datetime | None:
-        """The newest comment `updated_at` stored from the repository's comment stream (None: from the start)."""
+    def comment_cursor(self, repo_id: int) -> tuple[datetime | None, str | None]:
+        """(newest comment `updated_at` stored from the repository's comment stream, ETag of its last unchanged
+        first page); (None, None): from the start."""
         with Session(self.engine) as session:
             row = session.exec(select(GithubCommentCursor).where(GithubCommentCursor.repository_id == repo_id)).first()
-            return row.since if row else None
+            return (row.since, row.etag) if row else (None, None)
 
     def issue_ids(self, repo_id: int, numbers: Iterable[int]) -> dict[int, int]:
         """number → id of the repository's stored issues among `numbers` (mined or known only by URL)."""
@@ -248,7 +249,7 @@ class IssueLoader:
         return {int(n): int(i or 0) for n, i in rows}
 
     def write_comments(
-        self, repo_id: int, comments: list[tuple[int, dict[str, Any]]], since: datetime | None
+        self, repo_id: int, comments: list[tuple[int, dict[str, Any]]], since: datetime | None, etag: str | None
     ) -> dict[str, int]:
         """Upsert (issue id, comment fields) from the comment stream (an edit replaces body and `updated_at`; a
         comment seen is alive) and move the stream's cursor to `since`, atomically."""
@@ -259,6 +260,7 @@ class IssueLoader:
             cur = cur or GithubCommentCursor(repository_id=repo_id)
             if since is not None and (cur.since is None or since > cur.since):
                 cur.since = since
+            cur.etag = etag
             cur.last_run_at = utcnow()
             session.add(cur)
             session.commit()

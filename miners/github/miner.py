@@ -152,8 +152,9 @@ class GitHubMiner:
 
     def load(self, batch: Batch[Any, Any], run: RunLog) -> None:
         if batch.context == COMMENT_STREAM:
+            since, etag = batch.cursor or (None, None)
             result = self.loader.write_comments(
-                self.repo_id, [(c.issue_id, c.fields) for c in batch.items], batch.cursor
+                self.repo_id, [(c.issue_id, c.fields) for c in batch.items], since, etag
             )
         elif isinstance(batch.context, tuple) and batch.context[0] == COMMENT_LISTING:
             _, number, listed_at = batch.context
@@ -247,7 +248,7 @@ class GitHubMiner:
             yield from self.comment_stream(run)
             yield from self.relisted_comments(run)
 
-    def comment_stream(self, run: RunLog) -> Iterator[Batch[ListedComment, datetime]]:
+    def comment_stream(self, run: RunLog) -> Iterator[Batch[ListedComment, tuple[datetime | None, str | None]]]:
         """The repository's comments changed since the stream's own cursor, oldest change first, a batch a page.
 
         Comments of stored issues (mined or known only by URL) are kept; those of pull requests and of issues
@@ -255,10 +256,16 @@ class GitHubMiner:
         `relisted_comments`). A comment that cannot be read ends the run with one line naming the repository
         and page, after the comments before it are stored: the cursor never passes it."""
         repo, counts = self.query.repo, run.counts
-        since = None if self.options.full else self.loader.comment_cursor(self.repo_id)
+        since, etag = (None, None) if self.options.full else self.loader.comment_cursor(self.repo_id)
+        etag = etag if since is not None else None
         high = since
         handled: set[tuple[int, str | None]] = set()
-        for where, page in self.source.comment_pages(repo, since):
+        first_etag: str | None = None
+        for where, page in self.source.comment_pages(repo, since, etag):
+            if page.not_modified:
+                yield Batch([], (since, etag), context=COMMENT_STREAM)  # still unchanged: keep the ETag
+                return
+            first_etag = first_etag or page.etag or ""
             wanted: list[tuple[int, dict[str, Any]]] = []
             for raw in page.data:
                 try:
@@ -279,14 +286,16 @@ class GitHubMiner:
                 wanted.append((number, row))
                 high = max(high, row["updated_at"]) if high else row["updated_at"]
             yield self._comment_batch(wanted, high, counts)
+        if since is not None and high == since:  # nothing newer than the cursor: the next run may get a 304
+            yield Batch([], (high, first_etag or None), context=COMMENT_STREAM)
 
     def _comment_batch(
         self, wanted: list[tuple[int, dict[str, Any]]], high: datetime | None, counts: dict[str, Any]
-    ) -> Batch[ListedComment, datetime]:
+    ) -> Batch[ListedComment, tuple[datetime | None, str | None]]:
         ids = self.loader.issue_ids(self.repo_id, [n for n, _ in wanted])
         items = [ListedComment(ids[n], r) for n, r in wanted if n in ids]
         counts["comments_skipped"] += len(wanted) - len(items)
-        return Batch(items, high, context=COMMENT_STREAM)
+        return Batch(items, (high, None), context=COMMENT_STREAM)
 
     def relisted_comments(self, run: RunLog) -> Iterator[Batch[dict[str, Any], None]]:
         """Every comment of each issue whose comment count disagrees with the live comments stored since its

@@ -210,12 +210,13 @@ class GitHubIssueSource:
             else:
                 cursor, page_no = newest, 1
 
-    def comment_pages(self, repo: str, since: datetime | None) -> Iterator[tuple[str, Page]]:
+    def comment_pages(self, repo: str, since: datetime | None, etag: str | None = None) -> Iterator[tuple[str, Page]]:
         """(where, page) of every issue comment of the repository updated at/after `since`, oldest change first.
 
         Keyset paging as in `issue_pages`: the next page asks `since=` the newest `updated_at` seen, so a comment
         edited while we page cannot push an unseen one onto a page already read; the overlap comes back and the
-        caller de-duplicates it. `where` names the request in error messages (repository, since, page).
+        caller de-duplicates it. `where` names the request in error messages (repository, since, page). `etag`
+        makes the first request conditional: an unchanged stream is one 304 (which GitHub does not charge).
         """
         params: dict[str, Any] = {"sort": "updated", "direction": "asc", "per_page": self.client.per_page}
         path = f"/repos/{repo}/issues/comments"
@@ -227,11 +228,13 @@ class GitHubIssueSource:
             if page_no > 1:
                 request["page"] = page_no
             where = f"GET {path} (since {request.get('since', 'the start')}, page {page_no})"
-            page = self.client.get(path, request)
-            if not (isinstance(page.data, list) and all(isinstance(x, dict) for x in page.data)):
+            page = self.client.get(path, request, etag=etag if page_no == 1 and cursor == since else None)
+            if not page.not_modified and not (
+                isinstance(page.data, list) and all(isinstance(x, dict) for x in page.data)
+            ):
                 raise GitHubResponseError(f"expected a JSON list of comments from {where}")
             yield where, page
-            if not page.next_url or not page.data:
+            if page.not_modified or not page.next_url or not page.data:
                 return
             newest = max((parse_time(x.get("updated_at")) for x in page.data), default=None, key=_key)
             if newest is None or (cursor is not None and newest <= cursor):

@@ -8,6 +8,7 @@ Create Date: 2026-11-30 03:00:00.000000
 from collections.abc import Sequence
 
 import sqlalchemy as sa
+import sqlmodel
 from alembic import op
 
 import db.types
@@ -24,6 +25,7 @@ def upgrade() -> None:
         sa.Column("id", sa.Integer(), nullable=False),
         sa.Column("repository_id", sa.Integer(), nullable=False),
         sa.Column("since", db.types.UTCDateTime(), nullable=True),
+        sa.Column("etag", sqlmodel.sql.sqltypes.AutoString(length=200), nullable=True),
         sa.Column("last_run_at", db.types.UTCDateTime(), nullable=True),
         sa.ForeignKeyConstraint(
             ["repository_id"], ["repository.id"], name=op.f("fk_github_comment_cursor_repository_id_repository")
