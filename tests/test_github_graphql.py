@@ -20,6 +20,7 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
 from db.models import (
+    GithubCommentCursor,
     GithubCursor,
     IngestRun,
     Issue,
@@ -361,7 +362,7 @@ def snapshot(engine: Engine) -> dict[str, Any]:
 
 def wipe(engine: Engine) -> None:
     with Session(engine) as s:
-        for model in (IssueComment, IssueFixLink, IssueEvent, Issue, GithubCursor, Repository):
+        for model in (IssueComment, IssueFixLink, IssueEvent, Issue, GithubCursor, GithubCommentCursor, Repository):
             s.execute(delete(model))
         s.commit()
 

@@ -13,13 +13,15 @@ from typing import Any, Literal, TypeVarTuple
 import pandas as pd
 from sqlalchemy import Boolean, ColumnElement, Select, and_, case, exists, func, literal, select
 from sqlalchemy.engine import Engine
+from sqlalchemy.orm import Session
 
 from db.models.base import core_table
-from db.models.github import Issue, IssueEvent, IssueSample, IssueSampleMember, Repository
+from db.models.github import Issue, IssueComment, IssueEvent, IssueSample, IssueSampleMember, Repository
 from db.models.github_mining import DEFAULT_FIX_RULE_VERSION, IssueFixLink
 from db.models.views import issue_codes
 
 ISSUE, REPO, EVENT = core_table(Issue), core_table(Repository), core_table(IssueEvent)
+COMMENT = core_table(IssueComment)
 SAMPLE, MEMBER, FIX = core_table(IssueSample), core_table(IssueSampleMember), core_table(IssueFixLink)
 Ts = TypeVarTuple("Ts")
 
@@ -124,6 +126,24 @@ class IssueDetail:
     timeline: pd.DataFrame
     samples: list[str]
     fix_verdicts: pd.DataFrame
+
+
+@dataclass(frozen=True)
+class CommentRow:
+    """One comment of an issue's discussion as coders read it; `deleted` ones are kept (marked) for the record."""
+
+    author: str | None
+    created_at: datetime | None
+    updated_at: datetime | None
+    body: str | None
+    deleted: bool
+    html_url: str | None = None
+    author_association: str | None = None
+
+    @property
+    def edited(self) -> bool:
+        """Changed after it was posted (GitHub moves `updated_at` on an edit)."""
+        return bool(self.created_at and self.updated_at and self.updated_at > self.created_at)
 
 
 # --- the filter in SQL ------------------------------------------------------------------------------------
@@ -366,3 +386,33 @@ def issue_detail(engine: Engine, ref: IssueRef) -> IssueDetail | None:
         [v._tuple() for v in verdicts], columns=["rule_version", "fix_linked", "evidence", "evaluated_at"]
     )
     return IssueDetail(issue=dict(row), timeline=timeline, samples=list(samples), fix_verdicts=fixes)
+
+
+def issue_discussion(session: Session, issue_id: int) -> list[CommentRow]:
+    """An issue's comments in the order they were posted (ties by GitHub id), whichever miner (REST timeline,
+    REST comment stream or GraphQL) stored them; comments deleted on GitHub come marked, not dropped."""
+    stmt = (
+        select(
+            COMMENT.c.author,
+            COMMENT.c.created_at,
+            COMMENT.c.updated_at,
+            COMMENT.c.body,
+            COMMENT.c.deleted_at,
+            COMMENT.c.html_url,
+            COMMENT.c.author_association,
+        )
+        .where(COMMENT.c.issue_id == int(issue_id))
+        .order_by(COMMENT.c.created_at.is_(None), COMMENT.c.created_at, COMMENT.c.github_id, COMMENT.c.id)
+    )
+    return [
+        CommentRow(
+            author=r.author,
+            created_at=r.created_at,
+            updated_at=r.updated_at,
+            body=r.body,
+            deleted=r.deleted_at is not None,
+            html_url=r.html_url,
+            author_association=r.author_association,
+        )
+        for r in session.execute(stmt)
+    ]

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from miners.github.client import GitHubClient, GitHubResponseError, Page
+from miners.github.client import GitHubClient, GitHubError, GitHubResponseError, Page
 
 STATES = ("open", "closed", "all")
 _REPO_IN_URL = re.compile(r"/repos/([^/]+/[^/]+?)/?$")
@@ -228,7 +228,10 @@ class GitHubIssueSource:
             if page_no > 1:
                 request["page"] = page_no
             where = f"GET {path} (since {request.get('since', 'the start')}, page {page_no})"
-            page = self.client.get(path, request, etag=etag if page_no == 1 and cursor == since else None)
+            try:
+                page = self.client.get(path, request, etag=etag if page_no == 1 and cursor == since else None)
+            except GitHubError as exc:  # say which page: the run stopped there, the cursor before it
+                raise type(exc)(f"{exc} ({where}); comments up to there are stored") from None
             if not page.not_modified and not (
                 isinstance(page.data, list) and all(isinstance(x, dict) for x in page.data)
             ):
