@@ -114,7 +114,7 @@ def test_comment_stream_pages_keyset_and_stores_every_comment_of_stored_issues(
     assert run["comments_skipped"] == 6 * len(prs) and run["comments_stored"] >= 240 + 130 - 6 * len(prs)
     assert "comments stored" in result.output
     with Session(engine) as s:
-        long = s.execute(select(IssueComment).where(IssueComment.body.like("comment 0 on #3%"))).scalar_one()  # type: ignore[union-attr]
+        long = s.execute(select(IssueComment).where(IssueComment.body.like("comment 0 on #3\n%"))).scalar_one()  # type: ignore[union-attr]
         assert len(long.body or "") > 20000 and long.raw and long.raw["issue_url"].endswith("/issues/3")
 
 
@@ -139,9 +139,11 @@ def test_since_rerun_fetches_only_new_and_edited_then_is_idempotent(env: FakeGit
     assert after[edited][2] == "edited: the real cause is the opset" and after[edited][4] == later
     assert after[edited][3] == before[edited][3]  # created_at kept
     assert after[int(new["id"])][:3] == (9, "coder", "a new finding")
+    assert mine(cli, "--timelines", "none").exit_code == 0  # an unchanged re-run: nothing new is written
+    assert stored(engine) == after and last_run(engine).counts["issues_updated"] == 0
     env.reset_log()
     assert mine(cli, "--timelines", "none").exit_code == 0
-    assert [r.status for r in env.requests()] == [304, 304]  # nothing changed: two free conditional requests
+    assert [r.status for r in env.requests()] == [304, 304]  # and from then on two free conditional requests
     assert stored(engine) == after
 
 
