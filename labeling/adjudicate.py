@@ -17,10 +17,11 @@ from db.engine import session_scope
 from db.ingest import recorded_run
 from db.models.github import Issue, Repository
 from db.models.labeling import Coder, Coding, CodingValue, FinalLabel, LabelItem, LsProject, LsTask
+from db.queries.issues import issue_discussion
 from labeling.client import LabelStudioClient, LabelStudioError, newest
 from labeling.codebook import CodebookSpec
 from labeling.finals import Decision, write_final_labels
-from labeling.labelstudio import check_result, instructions, labeling_config
+from labeling.labelstudio import check_result, config_hash, discussion_html, instructions, labeling_config
 from labeling.projects import ProjectSync, task_data
 from labeling.store import LabelingError, LoadedCodebook, get_round, round_codebook
 
@@ -171,7 +172,8 @@ def _review_data(
     if item is None or issue is None:
         raise LabelingError(f"item {item_id} is not an issue: only issues can be reviewed in Label Studio for now")
     repo = session.get(Repository, issue.repository_id)
-    data = task_data(issue, repo.full_name if repo else "?", item)
+    discussion = discussion_html(issue_discussion(session, issue.id or 0))
+    data = task_data(issue, repo.full_name if repo else "?", item, discussion)
     lines = []
     for coder, given in sorted(codes.items()):
         parts = [f"{k}={v} {spec.dimension(k).codes[v].label}" for k, v in given.items()]
@@ -180,8 +182,8 @@ def _review_data(
     return data
 
 
-def _review_config(spec: CodebookSpec) -> str:
-    config = labeling_config(spec)
+def _review_config(spec: CodebookSpec, discussion: bool = True) -> str:
+    config = labeling_config(spec, discussion)
     return config.replace(
         '  <Header value="$title"/>', '  <Header value="$title"/>\n  <Text name="codings" value="$codings"/>', 1
     )
@@ -263,7 +265,9 @@ def _adjudicate(
     reviewed: dict[int, Review] = {}
     if client is not None:
         projects = ProjectSync(client, session, rnd)
-        review_project = projects.ensure(None, "review", _review_config(book.spec), instructions(book.spec))
+        instruction = instructions(book.spec)
+        legacy = (config_hash(_review_config(book.spec, discussion=False), instruction),)
+        review_project = projects.ensure(None, "review", _review_config(book.spec), instruction, legacy)
         reviewed = _pull_review(client, session, review_project, book, report)
         report.review_project = review_project.ls_project_id
     kept: dict[int, list[FinalLabel]] = defaultdict(list)

@@ -5,10 +5,13 @@ from __future__ import annotations
 
 import hashlib
 import html
+import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 from xml.sax.saxutils import quoteattr
 
+from db.queries.issues import CommentRow
 from labeling.codebook import CodebookSpec, DimensionSpec
 
 NOTE = "note"
@@ -45,9 +48,72 @@ def _dimension_xml(dim: DimensionSpec, spec: CodebookSpec) -> str:
     return "\n".join(lines)
 
 
-def labeling_config(spec: CodebookSpec) -> str:
+DISCUSSION = "discussion"
+_FENCE = re.compile(r"^\s*(```|~~~)")
+_PRE = "white-space: pre-wrap; font-family: monospace; background: #f6f8fa; padding: 0.4em; margin: 0.3em 0"
+
+
+def _body_html(text: str) -> str:
+    """A comment's Markdown as safe HTML: fenced code and tracebacks monospace, line breaks kept, nothing else
+    interpreted (no HTML from GitHub reaches the page unescaped)."""
+    out: list[str] = []
+    block: list[str] = []
+    mode = "text"  # text | fence | traceback
+
+    def flush() -> None:
+        if block:
+            style = _PRE if mode != "text" else "white-space: pre-wrap"
+            out.append(f'<div style="{style}">{html.escape(chr(10).join(block))}</div>')
+            block.clear()
+
+    for line in text.replace("\r\n", "\n").split("\n"):
+        if mode == "fence":
+            if _FENCE.match(line):
+                flush()
+                mode = "text"
+            else:
+                block.append(line)
+        elif _FENCE.match(line):
+            flush()
+            mode = "fence"
+        elif line.startswith("Traceback (most recent call last)") and mode == "text":
+            flush()
+            mode = "traceback"
+            block.append(line)
+        elif mode == "traceback" and not line.strip():
+            flush()
+            mode = "text"
+            block.append(line)
+        else:
+            block.append(line)
+    flush()
+    return "".join(out)
+
+
+def discussion_html(comments: Sequence[CommentRow]) -> str:
+    """The issue's comments in order as one HTML block for Label Studio's HyperText: author, date (edited,
+    deleted marked), text with code blocks and tracebacks readable."""
+    if not comments:
+        return "<p><i>No comments mined for this issue.</i></p>"
+    parts = []
+    for n, c in enumerate(comments, 1):
+        when = c.created_at.strftime("%Y-%m-%d %H:%M UTC") if c.created_at else "date unknown"
+        notes = []
+        if c.created_at and c.updated_at and c.updated_at > c.created_at:
+            notes.append(f"edited {c.updated_at.strftime('%Y-%m-%d')}")
+        if c.deleted:
+            notes.append("deleted on GitHub")
+        note = f" <i>({html.escape(', '.join(notes))})</i>" if notes else ""
+        head = f"<div><b>#{n} {html.escape(c.author or 'unknown')}</b> · {when}{note}</div>"
+        parts.append(
+            f'<div style="border-top: 1px solid #ddd; padding: 0.4em 0">{head}{_body_html(c.body or "")}</div>'
+        )
+    return "".join(parts)
+
+
+def labeling_config(spec: CodebookSpec, discussion: bool = True) -> str:
     """One single-choice control per dimension (descriptions as hints), conditional ones shown only when they
-    apply, a free-text note, and the issue's title, labels, link and body."""
+    apply, a free-text note, and the issue's title, labels, link, body and (`discussion`) its comments."""
     parts = [
         "<View>",
         '  <Header value="$title"/>',
@@ -59,6 +125,13 @@ def labeling_config(spec: CodebookSpec) -> str:
         f'    <Text name="{OBJECT}" value="$body"/>',
         "  </View>",
     ]
+    if discussion:
+        parts += [
+            '  <Header value="Discussion (oldest first)" size="5"/>',
+            '  <View style="max-height: 520px; overflow-y: auto; border: 1px solid #ddd; padding: 0.5em">',
+            f'    <HyperText name="{DISCUSSION}" value="${DISCUSSION}" inline="true"/>',
+            "  </View>",
+        ]
     parts += [_dimension_xml(dim, spec) for dim in spec.dimensions]
     parts += [
         '  <Header value="Note (optional): why this coding, doubts, codebook gaps" size="5"/>',

@@ -12,7 +12,7 @@ from sqlmodel import Session, select
 from db.models.github import Issue
 from db.models.labeling import Coder, LabelItem, LabelRound, LsProject, LsTask
 from labeling.client import LabelStudioClient, Project
-from labeling.labelstudio import config_hash
+from labeling.labelstudio import DISCUSSION, config_hash, discussion_html
 
 BATCH = 1000  # tasks per import call (the issue's limit; LS takes 250K per call)
 REVIEW = "review"
@@ -27,8 +27,9 @@ def project_title(round_name: str, uid: str, coder: str | None) -> str:
     return f"{round_name} · {coder or REVIEW} [{uid}]"
 
 
-def task_data(issue: Issue, full_name: str, item: LabelItem) -> dict[str, Any]:
-    """What a coder sees; field names avoid `id`/`annotator` (they clash in LS exports)."""
+def task_data(issue: Issue, full_name: str, item: LabelItem, discussion: str | None = None) -> dict[str, Any]:
+    """What a coder sees; field names avoid `id`/`annotator` (they clash in LS exports). `discussion` is the
+    comments' HTML (`labelstudio.discussion_html`)."""
     url = issue.html_url or f"https://github.com/{full_name}/issues/{issue.number}"
     body = issue.body or ("(body not mined yet: open the link)" if not issue.hydrated else "(empty)")
     return {
@@ -39,6 +40,7 @@ def task_data(issue: Issue, full_name: str, item: LabelItem) -> dict[str, Any]:
         "body": body,
         "labels": "labels: " + (", ".join(issue.labels) if issue.labels else "none"),
         "link": f'<a href="{html.escape(url, quote=True)}" target="_blank" rel="noopener">{html.escape(url)}</a>',
+        DISCUSSION: discussion if discussion is not None else discussion_html([]),
     }
 
 
@@ -63,9 +65,12 @@ class ProjectSync:
             self._listing = {p.title or "": p for p in found}
         return self._listing
 
-    def ensure(self, coder: Coder | None, purpose: str, config: str, instruction: str) -> LsProject:
+    def ensure(
+        self, coder: Coder | None, purpose: str, config: str, instruction: str, compatible: tuple[str, ...] = ()
+    ) -> LsProject:
         """The recorded project; else one with our title (a failed push created it) adopted; else a new one.
-        A changed generated config is sent again."""
+        A changed generated config is sent again, unless the project's is one of the `compatible` hashes (an
+        older layout its tasks were made for: a project pushed before tasks carried the discussion keeps it)."""
         digest = config_hash(config, instruction)
         row = self.session.exec(
             select(LsProject).where(
@@ -110,7 +115,7 @@ class ProjectSync:
             self.session.flush()
             if match is None:
                 self.fresh.add(row.id or 0)
-        elif row.config_hash != digest:
+        elif row.config_hash != digest and row.config_hash not in compatible:
             self.client.update_project(row.ls_project_id, settings)
             row.config_hash = digest
             self.session.add(row)

@@ -19,8 +19,9 @@ from db.ingest import RunLog, recorded_run
 from db.models.github import Issue, IssueSample, IssueSampleMember, Repository
 from db.models.ingest import IngestRun
 from db.models.labeling import Coder, LabelRound
+from db.queries.issues import issue_discussion
 from labeling.client import LabelStudioClient, LabelStudioError, User
-from labeling.labelstudio import instructions, labeling_config
+from labeling.labelstudio import config_hash, discussion_html, instructions, labeling_config
 from labeling.projects import ProjectSync, task_data
 from labeling.store import (
     LabelingError,
@@ -226,7 +227,9 @@ def _push_round(
         coder.ls_user_id = _ensure_user(client, coder, email, users, report)
         session.add(coder)
     config, instruction = labeling_config(book.spec), instructions(book.spec)
-    rows = {name: projects.ensure(coder_rows[name], "coding", config, instruction) for name in names}
+    # projects pushed before tasks carried the discussion keep their layout (their tasks lack the field)
+    legacy = (config_hash(labeling_config(book.spec, discussion=False), instruction),)
+    rows = {name: projects.ensure(coder_rows[name], "coding", config, instruction, legacy) for name in names}
     report.projects = {name: row.ls_project_id for name, row in rows.items()}
     known = {name: projects.known_tasks(row, item_by_ref) for name, row in rows.items()}
     existing: dict[int, set[str]] = defaultdict(set)
@@ -235,9 +238,16 @@ def _push_round(
             existing[item_id].add(name)
     plan = assign([it.id or 0 for it, _, _ in items], names, overlap, per_item, seed, dict(existing))
     report.overlap_items = sum(1 for who in plan.values() if len(who) > 1)
+    discussions: dict[int, str] = {}
+
+    def discussion(issue: Issue) -> str:
+        if issue.id not in discussions:
+            discussions[issue.id or 0] = discussion_html(issue_discussion(session, issue.id or 0))
+        return discussions[issue.id or 0]
+
     for name, row in rows.items():
         todo = [
-            (it.id or 0, task_data(issue, fn, it))
+            (it.id or 0, task_data(issue, fn, it, discussion(issue)))
             for it, issue, fn in items
             if name in plan[it.id or 0] and (it.id or 0) not in known[name]
         ]
