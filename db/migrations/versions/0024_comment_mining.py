@@ -33,15 +33,12 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id", name=op.f("pk_github_comment_cursor")),
         sa.UniqueConstraint("repository_id", name=op.f("uq_github_comment_cursor_repository_id")),
     )
-    with op.batch_alter_table("issue_comment", schema=None) as batch_op:
-        batch_op.add_column(sa.Column("deleted_at", db.types.UTCDateTime(), nullable=True))
-    with op.batch_alter_table("issue", schema=None) as batch_op:
-        batch_op.add_column(sa.Column("comments_listed_at", db.types.UTCDateTime(), nullable=True))
+    # plain ADD COLUMN (nullable): a batch rebuild of `issue` would break the views that read it on SQLite
+    op.add_column("issue_comment", sa.Column("deleted_at", db.types.UTCDateTime(), nullable=True))
+    op.add_column("issue", sa.Column("comments_listed_at", db.types.UTCDateTime(), nullable=True))
 
 
 def downgrade() -> None:
-    with op.batch_alter_table("issue", schema=None) as batch_op:
-        batch_op.drop_column("comments_listed_at")
-    with op.batch_alter_table("issue_comment", schema=None) as batch_op:
-        batch_op.drop_column("deleted_at")
+    op.drop_column("issue", "comments_listed_at")  # SQLite >= 3.35 drops a plain column in place
+    op.drop_column("issue_comment", "deleted_at")
     op.drop_table("github_comment_cursor")
