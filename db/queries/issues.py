@@ -6,7 +6,7 @@ filter gives the same issues everywhere. Aggregations run in SQL; only the rows 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any, Literal, TypeVarTuple
 
@@ -187,10 +187,6 @@ class IssueRef:
         return f"{self.repository}#{self.number}"
 
 
-def _empty(*columns: str) -> Any:
-    return field(default_factory=lambda: pd.DataFrame(columns=list(columns)))
-
-
 DISCUSSION_COLUMNS = ["author", "created_at", "updated_at", "body"]
 
 
@@ -204,12 +200,12 @@ class IssueDetail:
     timeline: pd.DataFrame
     samples: list[str]
     fix_verdicts: pd.DataFrame
-    discussion: pd.DataFrame = _empty(*DISCUSSION_COLUMNS)
-    codings: pd.DataFrame = _empty("round", "dimension", "dimension_position", "coder", "code", "label", "coded_at")
-    invalid_codings: pd.DataFrame = _empty("round", "coder", "problems")
-    finals: pd.DataFrame = _empty("round", "dimension", "dimension_position", "code", "label", "decided_by", "note")
-    history: pd.DataFrame = _empty("round", "dimension", "action", "code", "label", "decided_by", "note")
-    ls_tasks: pd.DataFrame = _empty("round", "purpose", "coder", "ls_project_id", "ls_task_id")
+    discussion: pd.DataFrame
+    codings: pd.DataFrame
+    invalid_codings: pd.DataFrame
+    finals: pd.DataFrame
+    history: pd.DataFrame
+    ls_tasks: pd.DataFrame
 
     @property
     def codes(self) -> pd.DataFrame:
@@ -599,7 +595,7 @@ def issue_detail(engine: Engine, ref: IssueRef) -> IssueDetail | None:
     )
 
 
-def issue_discussion(session: Session, issue_id: int) -> list[Row[Any]]:
+def issue_discussion(session: Session, issue_id: int) -> list[Row[Any, Any, Any, Any]]:
     """The stored comments of one issue, oldest first: author, created_at, updated_at, body."""
     stmt = (
         select(COMMENT.c.author, COMMENT.c.created_at, COMMENT.c.updated_at, COMMENT.c.body)
