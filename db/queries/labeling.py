@@ -562,7 +562,7 @@ def codes_side_by_side(codings: pd.DataFrame, finals: pd.DataFrame) -> pd.DataFr
             }
         )
     columns = ["round", "dimension", *column.values(), "agree", "final", "decided_by", "note"]
-    return pd.DataFrame(rows, columns=columns)
+    return pd.DataFrame(rows, columns=columns).astype({"agree": "boolean"})
 
 
 __all__ = [
