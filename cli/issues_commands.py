@@ -189,6 +189,23 @@ def show(
     render(console)
 
 
+CODE_HEADERS = {"agree": "coders agree", "decided_by": "decided by"}
+HISTORY_HEADERS = {
+    "previous_code": "was code",
+    "previous_label": "was",
+    "previous_decided_by": "was decided by",
+    "decided_by": "decided by",
+    "decided_at": "when (UTC)",
+}
+
+
+def _when(value: Any) -> str:
+    """A time as the tables write it (UTC, to the minute); — when unknown."""
+    import pandas as pd
+
+    return "—" if value is None or pd.isna(value) else pd.Timestamp(value).strftime("%Y-%m-%d %H:%M")
+
+
 def _indented(text: str | None, prefix: str = "    ") -> str:
     return "\n".join(prefix + line for line in (text or "").replace("\r\n", "\n").split("\n"))
 
@@ -212,7 +229,7 @@ def _show_table(detail: Any, tasks: Any, repo: str, num: str) -> Callable[[Conso
         else:
             console.print(f"{repo}#{num} {fields['title']}  ({fields['state']}, {fields['html_url']})", markup=False)
             console.print(
-                f"labels: {', '.join(fields['labels'] or [])}; author {fields['author']}; "
+                f"labels: {', '.join(fields['labels'] or []) or 'none'}; author {fields['author']}; "
                 f"created {fields['created_at']}; closed {fields['closed_at']}",
                 markup=False,
             )
@@ -225,7 +242,9 @@ def _show_table(detail: Any, tasks: Any, repo: str, num: str) -> Callable[[Conso
             shown = part.drop(columns="round").assign(
                 agree=part["agree"].map(lambda v: "—" if v is None or v is pd.NA else ("yes" if v else "no"))
             )
-            console.print(frame_table(shown, title=f"codes in round {rnd}"))
+            if part["agree"].isna().all():  # nobody coded it in this round: the final codes alone
+                shown = shown.drop(columns="agree")
+            console.print(frame_table(shown, title=f"codes in round {rnd}", headers=CODE_HEADERS))
         for bad in detail.invalid_codings.itertuples(index=False):
             console.print(
                 f"not counted: {bad.coder}'s coding in round {bad.round} broke the codebook "
@@ -233,7 +252,8 @@ def _show_table(detail: Any, tasks: Any, repo: str, num: str) -> Callable[[Conso
                 markup=False,
             )
         if not detail.history.empty:
-            console.print(frame_table(detail.history, title="adjudication history (oldest first)"))
+            history = detail.history.assign(decided_at=detail.history["decided_at"].map(_when))
+            console.print(frame_table(history, title="adjudication history (oldest first)", headers=HISTORY_HEADERS))
         for t in tasks.itertuples(index=False):
             whose = f"{t.coder}'s " if isinstance(t.coder, str) else ""
             console.print(f"label studio: round {t.round}, {whose}{t.purpose} project: {t.url}", markup=False)
@@ -242,12 +262,14 @@ def _show_table(detail: Any, tasks: Any, repo: str, num: str) -> Callable[[Conso
             console.print(f"discussion ({len(discussion)} comment{'s' if len(discussion) != 1 else ''}):")
         for c in discussion.itertuples(index=False):
             edited = (
-                f" (edited {c.updated_at})"
+                f" (edited {_when(c.updated_at)})"
                 if pd.notna(c.updated_at) and pd.notna(c.created_at) and c.updated_at > c.created_at
                 else ""
             )
-            console.print(f"  {c.author or 'unknown author'}, {c.created_at}{edited}:", markup=False)
+            console.print(f"  {c.author or 'unknown author'}, {_when(c.created_at)}{edited}:", markup=False)
             console.print(_indented(c.body), markup=False)
+        if not timeline.empty:
+            console.print("timeline:")
         for ev in timeline.itertuples():
             extra = (
                 ev.commit_id
