@@ -221,9 +221,12 @@ def _show_table(detail: Any, tasks: Any, repo: str, num: str) -> Callable[[Conso
 
     def render(console: Console) -> None:
         if not mined:
+            if fields.get("title"):
+                console.print(f"{repo}#{num} {fields['title']}  (title from a coding sheet)", markup=False)
+            what = "state, body, discussion" if fields.get("title") else "title, state, body, discussion"
             console.print(
-                f"{repo}#{num} is known only by its URL ({fields['html_url']}), from a coding sheet; its title, "
-                f"state, body, discussion and timeline come with `interop mine github --repo {repo}`",
+                f"{repo}#{num} is known only by its URL ({fields['html_url']}), from a coding sheet; its "
+                f"{what} and timeline come with `interop mine github --repo {repo}`",
                 markup=False,
             )
         else:

@@ -331,9 +331,11 @@ if picked != "(choose one)":
         f" · samples: {', '.join(detail.samples) or 'none'}"
     )
     if not mined:
+        what = "state, body and discussion" if issue["title"] else "title, state, body and discussion"
         st.info(
-            f"{picked} is known only by its URL, from a coding sheet: its title, state, body and discussion come with "
-            f"`interop mine github --repo {issue['repository']}`. Its codes are below.",
+            f"{picked} is known only by its URL, from a coding sheet"
+            + (" (the title is the sheet's)" if issue["title"] else "")
+            + f": its {what} come with `interop mine github --repo {issue['repository']}`. Its codes are below.",
             icon=":material/info:",
         )
     buttons = st.columns([1, 1, 3])
