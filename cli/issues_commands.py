@@ -153,8 +153,11 @@ def show(
     fmt: Format = format_option(),
     out: Path | None = out_option(),
 ) -> None:
-    """One issue with its timeline and fix verdicts."""
+    """One issue: its text and discussion, every coder's codes side by side, the final codes with their
+    adjudication history, its Label Studio tasks, timeline and fix verdicts."""
+    from db.config import get_settings
     from db.queries.issues import IssueRef, issue_detail
+    from db.queries.labeling import ls_task_url
 
     try:
         issue = IssueRef.parse(ref)
@@ -163,38 +166,113 @@ def show(
     detail = issue_detail(engine(), issue)
     if detail is None:
         raise InteropError(f"{ref} is not in the store")
-    repo, num = issue.repository, str(issue.number)
-    fields, timeline, verdicts = detail.issue, detail.timeline, detail.fix_verdicts
+    base = get_settings().label_studio_url
+    tasks = detail.ls_tasks.assign(
+        url=[ls_task_url(base, t.ls_project_id, t.ls_task_id) for t in detail.ls_tasks.itertuples(index=False)]
+    )
+    render = _show_table(detail, tasks, issue.repository, str(issue.number))
     if fmt != "table" or out is not None:
-        document = {"issue": fields, "timeline": records(timeline), "verdicts": records(verdicts)}
-        emit(
-            fmt,
-            out,
-            timeline,
-            document=json.loads(json.dumps(document, default=str)),
-            render=_show_table((fields, timeline, verdicts), repo, num),
-        )
+        document = {
+            "issue": detail.issue,
+            "timeline": records(detail.timeline),
+            "verdicts": records(detail.fix_verdicts),
+            "discussion": records(detail.discussion),
+            "codes": records(detail.codes),
+            "codings": records(detail.codings),
+            "invalid_codings": records(detail.invalid_codings),
+            "finals": records(detail.finals),
+            "adjudication_history": records(detail.history),
+            "label_studio_tasks": records(tasks),
+        }
+        emit(fmt, out, detail.timeline, document=json.loads(json.dumps(document, default=str)), render=render)
         return
-    _show_table((fields, timeline, verdicts), repo, num)(console)
+    render(console)
 
 
-def _show_table(detail: Any, repo: str, num: str) -> Callable[[Console], None]:
-    """`issues show` for reading: the issue, its timeline and its fix verdicts."""
-    fields, timeline, verdicts = detail
+CODE_HEADERS = {"agree": "coders agree", "decided_by": "decided by"}
+HISTORY_HEADERS = {
+    "previous_code": "was code",
+    "previous_label": "was",
+    "previous_decided_by": "was decided by",
+    "decided_by": "decided by",
+    "decided_at": "when (UTC)",
+}
+
+
+def _when(value: Any) -> str:
+    """A time as the tables write it (UTC, to the minute); — when unknown."""
+    import pandas as pd
+
+    return "—" if value is None or pd.isna(value) else pd.Timestamp(value).strftime("%Y-%m-%d %H:%M")
+
+
+def _indented(text: str | None, prefix: str = "    ") -> str:
+    return "\n".join(prefix + line for line in (text or "").replace("\r\n", "\n").split("\n"))
+
+
+def _show_table(detail: Any, tasks: Any, repo: str, num: str) -> Callable[[Console], None]:
+    """`issues show` for reading: the issue and its body, codes per round, history, tasks, discussion, timeline."""
+    import pandas as pd
+
+    from cli.output import frame_table
+
+    fields, timeline, verdicts = detail.issue, detail.timeline, detail.fix_verdicts
+    mined = fields.get("hydrated", True)
 
     def render(console: Console) -> None:
-        if not fields.get("hydrated", True):
+        if not mined:
+            if fields.get("title"):
+                console.print(f"{repo}#{num} {fields['title']}  (title from a coding sheet)", markup=False)
+            what = "state, body, discussion" if fields.get("title") else "title, state, body, discussion"
             console.print(
-                f"{repo}#{num} is known only by its URL ({fields['html_url']}), from a coding sheet; its title, "
-                f"state and timeline come with `interop mine github --repo {repo}`",
+                f"{repo}#{num} is known only by its URL ({fields['html_url']}), from a coding sheet; its "
+                f"{what} and timeline come with `interop mine github --repo {repo}`",
                 markup=False,
             )
-            return
-        console.print(f"{repo}#{num} {fields['title']}  ({fields['state']}, {fields['html_url']})", markup=False)
-        console.print(
-            f"labels: {', '.join(fields['labels'] or [])}; author {fields['author']}; "
-            f"created {fields['created_at']}; closed {fields['closed_at']}"
-        )
+        else:
+            console.print(f"{repo}#{num} {fields['title']}  ({fields['state']}, {fields['html_url']})", markup=False)
+            console.print(
+                f"labels: {', '.join(fields['labels'] or []) or 'none'}; author {fields['author']}; "
+                f"created {fields['created_at']}; closed {fields['closed_at']}",
+                markup=False,
+            )
+            console.print("body:")
+            console.print(_indented(fields["body"] or "(no body)"), markup=False)
+        codes = detail.codes
+        if codes.empty:
+            console.print("codes: not coded in any round")
+        for rnd, part in codes.groupby("round", sort=False):
+            shown = part.drop(columns="round").assign(
+                agree=part["agree"].map(lambda v: "—" if v is None or v is pd.NA else ("yes" if v else "no"))
+            )
+            if part["agree"].isna().all():  # nobody coded it in this round: the final codes alone
+                shown = shown.drop(columns="agree")
+            console.print(frame_table(shown, title=f"codes in round {rnd}", headers=CODE_HEADERS))
+        for bad in detail.invalid_codings.itertuples(index=False):
+            console.print(
+                f"not counted: {bad.coder}'s coding in round {bad.round} broke the codebook "
+                f"({'; '.join(bad.problems or [])})",
+                markup=False,
+            )
+        if not detail.history.empty:
+            history = detail.history.assign(decided_at=detail.history["decided_at"].map(_when))
+            console.print(frame_table(history, title="adjudication history (oldest first)", headers=HISTORY_HEADERS))
+        for t in tasks.itertuples(index=False):
+            whose = f"{t.coder}'s " if isinstance(t.coder, str) else ""
+            console.print(f"label studio: round {t.round}, {whose}{t.purpose} project: {t.url}", markup=False)
+        discussion = detail.discussion
+        if mined:
+            console.print(f"discussion ({len(discussion)} comment{'s' if len(discussion) != 1 else ''}):")
+        for c in discussion.itertuples(index=False):
+            edited = (
+                f" (edited {_when(c.updated_at)})"
+                if pd.notna(c.updated_at) and pd.notna(c.created_at) and c.updated_at > c.created_at
+                else ""
+            )
+            console.print(f"  {c.author or 'unknown author'}, {_when(c.created_at)}{edited}:", markup=False)
+            console.print(_indented(c.body), markup=False)
+        if not timeline.empty:
+            console.print("timeline:")
         for ev in timeline.itertuples():
             extra = (
                 ev.commit_id

@@ -56,3 +56,40 @@ def _cell(value: Any) -> str:
     if isinstance(value, float):
         return str(int(value)) if value.is_integer() else f"{value:.4g}"
     return str(value)
+
+
+FENCES = ("```", "~~~")
+
+
+def readable_markdown(text: str | None) -> str:
+    """An issue's or comment's text as Streamlit markdown that reads as on GitHub: fenced code stays, a bare Python
+    traceback gets a fence of its own, and single line breaks stay line breaks."""
+    out: list[str] = []
+    fence: str | None = None
+    in_traceback = False
+    for line in (text or "").replace("\r\n", "\n").split("\n"):
+        stripped = line.strip()
+        if in_traceback and (not line[:1].isspace() or not stripped):
+            if stripped:
+                out.append(line)  # the exception line ends the traceback
+            out.append("```")
+            in_traceback = False
+            if stripped:
+                continue
+        if in_traceback:
+            out.append(line)
+        elif fence:
+            out.append(line)
+            if stripped.startswith(fence):
+                fence = None
+        elif stripped.startswith(FENCES):
+            fence = stripped[:3]
+            out.append(line)
+        elif stripped.startswith("Traceback (most recent call last)"):
+            out.extend(["```text", line])
+            in_traceback = True
+        else:
+            out.append(f"{line}  " if stripped else "")
+    if in_traceback or fence:
+        out.append(fence or "```")
+    return "\n".join(out).strip()

@@ -49,12 +49,15 @@ def server(  # type: ignore[no-untyped-def]
         imported = cli(*args)
         assert imported.exit_code == 0, imported.output
     seeded_campaign = seed_experiments(engine)
+    from db.queries.issues import IssueFilter, issue_summary
     from db.queries.overview import area_counts
 
     counts = area_counts(engine)
+    every_issue = issue_summary(engine, IssueFilter(mined=None))
+    assert int(every_issue["issues"].sum()) > seeded.issues  # the sheets' issues known only by URL are listed too
     expected = {
         "areas": counts.groupby("area")["rows"].sum().astype(int).to_dict(),
-        "issues": seeded.issues,  # mined ones; the sheets' issues known only by URL are counted apart
+        "issues": int(every_issue["issues"].sum()),
         "first_run": seeded_campaign.first_run_id,
     }
     env = {"INTEROP_DATABASE_URL": db_url}
@@ -100,6 +103,12 @@ def test_every_page_renders_in_chromium(browser: Chromium, server: tuple[Streaml
             "Issues",
             ["pytorch export fails #3", "Timeline"],
         ),
+        (
+            "issues-codes",  # a pilot issue the two coders coded differently: their codes side by side
+            "issues?issue=pytorch/pytorch%2315192",
+            "Issues",
+            ["known only by its URL", "coders: R1, R2", "Codes", "Discussion"],
+        ),
         ("labeling", "labeling", "Labeling", ["Agreement in round", "pilotstudy", "Disagreements", "Taxonomy"]),
         (
             "experiments",
@@ -138,7 +147,7 @@ def test_every_page_renders_in_chromium(browser: Chromium, server: tuple[Streaml
             if missing:
                 problems.append(f"sql after Run: {missing} not shown; page text starts {state['text'][:300]!r}")
             continue
-        if name in ("overview", "issues") and not (state["dataframes"] or state["tables"]):
+        if name in ("overview", "issues", "issues-codes") and not (state["dataframes"] or state["tables"]):
             missing.append("a table")
         if name in ("issues", "survey", "labeling", "experiments") and not state["charts"]:
             missing.append("a chart")

@@ -11,23 +11,61 @@ from datetime import UTC, date, datetime, time, timedelta
 from typing import Any, Literal, TypeVarTuple
 
 import pandas as pd
-from sqlalchemy import Boolean, ColumnElement, Select, and_, case, exists, func, literal, select
+from sqlalchemy import (
+    Boolean,
+    ColumnElement,
+    Integer,
+    Select,
+    and_,
+    case,
+    distinct,
+    exists,
+    func,
+    literal,
+    null,
+    or_,
+    select,
+    true,
+    tuple_,
+    union,
+    union_all,
+)
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
 from db.models.base import core_table
 from db.models.github import Issue, IssueComment, IssueEvent, IssueSample, IssueSampleMember, Repository
 from db.models.github_mining import DEFAULT_FIX_RULE_VERSION, IssueFixLink
+from db.models.labeling import (
+    CodebookCode,
+    CodebookDimension,
+    Coder,
+    Coding,
+    CodingValue,
+    FinalLabel,
+    LabelItem,
+    LabelRound,
+    LsProject,
+    LsTask,
+)
 from db.models.views import issue_codes
+from db.queries import labeling as labeling_q
 
 ISSUE, REPO, EVENT = core_table(Issue), core_table(Repository), core_table(IssueEvent)
 COMMENT = core_table(IssueComment)
 SAMPLE, MEMBER, FIX = core_table(IssueSample), core_table(IssueSampleMember), core_table(IssueFixLink)
+ITEM, ROUND, CODER = core_table(LabelItem), core_table(LabelRound), core_table(Coder)
+CODING, VALUE, FINAL = core_table(Coding), core_table(CodingValue), core_table(FinalLabel)
+DIM, CODE = core_table(CodebookDimension), core_table(CodebookCode)
+PROJECT, TASK = core_table(LsProject), core_table(LsTask)
 Ts = TypeVarTuple("Ts")
 
 LabelMode = Literal["any", "all"]
 LABEL_MODES: tuple[LabelMode, ...] = ("any", "all")
 STATES = ("open", "closed")
+#: How the coders of an item stand in a round: every dimension alike (or one coder), a dimension where they differ
+#: and no final code yet, every difference decided by a final code; uncoded: no valid coding nor final code.
+AGREEMENT_STATES = ("agreed", "disagreed", "adjudicated", "uncoded")
 
 LIST_COLUMNS = [
     "repository",
@@ -53,6 +91,21 @@ def _strings(value: Any) -> tuple[str, ...]:
     return tuple(dict.fromkeys(str(v) for v in values if v not in (None, "")))
 
 
+def _code_pairs(value: Any) -> tuple[tuple[str, str], ...]:
+    """(dimension, code) pairs from `dimension=code` strings or pairs; the code is a label or a code number."""
+    values = [value] if isinstance(value, str) else list(value or ())
+    pairs = []
+    for v in values:
+        if isinstance(v, str):
+            dimension, _, code = v.partition("=")
+        else:
+            dimension, code = (str(x) for x in v)
+        if not dimension.strip() or not code.strip():
+            raise ValueError(f"a code filter is dimension=code (e.g. symptom=Crash), not {v!r}")
+        pairs.append((dimension.strip(), code.strip()))
+    return tuple(dict.fromkeys(pairs))
+
+
 def _day(value: Any) -> date | None:
     if value in (None, ""):
         return None
@@ -69,6 +122,11 @@ class IssueFilter:
     first and last UTC day the issue was opened; `text` is searched in title and body (case-insensitive);
     `fix_linked` is the stored verdict of `rule_version`; `mined` False selects the issues known only by URL
     (from coding sheets), None both.
+
+    Coding: `rounds` the items of these rounds (coded, decided or pushed to Label Studio there), `coders` issues one
+    of them coded, `codes` (dimension, code) pairs that must all hold, the code a label or number, matched against
+    the final code or, where there is none, any coder's code; `agreement` one of AGREEMENT_STATES in any of the
+    rounds (all rounds when `rounds` is empty).
     """
 
     repositories: tuple[str, ...] = ()
@@ -82,9 +140,19 @@ class IssueFilter:
     fix_linked: bool | None = None
     rule_version: str = DEFAULT_FIX_RULE_VERSION
     mined: bool | None = True
+    rounds: tuple[str, ...] = ()
+    coders: tuple[str, ...] = ()
+    codes: tuple[tuple[str, str], ...] = ()
+    agreement: str | None = None
 
     def __post_init__(self) -> None:
         set_ = object.__setattr__
+        set_(self, "rounds", _strings(self.rounds))
+        set_(self, "coders", _strings(self.coders))
+        set_(self, "codes", _code_pairs(self.codes))
+        set_(self, "agreement", self.agreement or None)
+        if self.agreement is not None and self.agreement not in AGREEMENT_STATES:
+            raise ValueError(f"agreement must be one of {', '.join(AGREEMENT_STATES)}, not {self.agreement!r}")
         set_(self, "repositories", _strings(self.repositories))
         set_(self, "labels", _strings(self.labels))
         set_(self, "since", _day(self.since))
@@ -118,14 +186,30 @@ class IssueRef:
         return f"{self.repository}#{self.number}"
 
 
+DISCUSSION_COLUMNS = ["author", "created_at", "updated_at", "body", "deleted", "edited", "html_url"]
+
+
 @dataclass(frozen=True)
 class IssueDetail:
-    """One issue: its stored fields (not the raw payload), timeline oldest first, samples and fix verdicts."""
+    """One issue: its stored fields (not the raw payload), timeline oldest first, samples and fix verdicts; its
+    discussion oldest first; every coder's codes, the final codes and their history, and its Label Studio tasks
+    (see db.queries.labeling's issue_* reads for the columns)."""
 
     issue: dict[str, Any]
     timeline: pd.DataFrame
     samples: list[str]
     fix_verdicts: pd.DataFrame
+    discussion: pd.DataFrame
+    codings: pd.DataFrame
+    invalid_codings: pd.DataFrame
+    finals: pd.DataFrame
+    history: pd.DataFrame
+    ls_tasks: pd.DataFrame
+
+    @property
+    def codes(self) -> pd.DataFrame:
+        """Per round × dimension: every coder's code side by side, whether they agree, and the final code."""
+        return labeling_q.codes_side_by_side(self.codings, self.finals)
 
 
 @dataclass(frozen=True)
@@ -167,6 +251,129 @@ def _midnight(day: date) -> datetime:
     return datetime.combine(day, time(), tzinfo=UTC)
 
 
+# --- coding in SQL: rounds, coders, codes and agreement -----------------------------------------------------
+
+
+def _in_rounds(column: Any, rounds: tuple[str, ...]) -> ColumnElement[bool]:
+    """`column` (a round id) is one of the named rounds; always true when none are named."""
+    return column.in_(select(ROUND.c.id).where(ROUND.c.name.in_(rounds))) if rounds else true()
+
+
+def _final_for(round_id: Any, item_id: Any, dimension_id: Any) -> Any:
+    return exists(
+        select(literal(1)).where(
+            FINAL.c.round_id == round_id, FINAL.c.item_id == item_id, FINAL.c.dimension_id == dimension_id
+        )
+    )
+
+
+def _effective_codes(rounds: tuple[str, ...]) -> Any:
+    """Per round × item × dimension the code that stands: the final code, or each coder's code where there is
+    none (coder null for finals); columns round_id, item_id, dimension_id, code_id, source, coder_id."""
+    finals = select(
+        FINAL.c.round_id,
+        FINAL.c.item_id,
+        FINAL.c.dimension_id,
+        FINAL.c.code_id,
+        literal("final").label("source"),
+        null().cast(Integer).label("coder_id"),
+    ).where(_in_rounds(FINAL.c.round_id, rounds))
+    coded = (
+        select(
+            CODING.c.round_id,
+            CODING.c.item_id,
+            VALUE.c.dimension_id,
+            VALUE.c.code_id,
+            literal("coding").label("source"),
+            CODING.c.coder_id,
+        )
+        .select_from(VALUE.join(CODING, CODING.c.id == VALUE.c.coding_id))
+        .where(
+            CODING.c.valid.is_(True),
+            _in_rounds(CODING.c.round_id, rounds),
+            ~_final_for(CODING.c.round_id, CODING.c.item_id, VALUE.c.dimension_id),
+        )
+    )
+    return union_all(finals, coded).subquery("effective")
+
+
+def _item_states(rounds: tuple[str, ...]) -> Any:
+    """One row per coded round × item: round_id, item_id and its state (agreed, disagreed or adjudicated)."""
+    spread = (
+        select(CODING.c.round_id, CODING.c.item_id, VALUE.c.dimension_id)
+        .select_from(VALUE.join(CODING, CODING.c.id == VALUE.c.coding_id))
+        .where(CODING.c.valid.is_(True), _in_rounds(CODING.c.round_id, rounds))
+        .group_by(CODING.c.round_id, CODING.c.item_id, VALUE.c.dimension_id)
+        .having(func.count(distinct(VALUE.c.code_id)) > 1)
+        .subquery("spread")
+    )
+    decided = _final_for(spread.c.round_id, spread.c.item_id, spread.c.dimension_id)
+    open_ = select(spread.c.round_id, spread.c.item_id).where(~decided).distinct().subquery("open_disputes")
+    coded = union(
+        select(CODING.c.round_id, CODING.c.item_id).where(
+            CODING.c.valid.is_(True), _in_rounds(CODING.c.round_id, rounds)
+        ),
+        select(FINAL.c.round_id, FINAL.c.item_id).where(_in_rounds(FINAL.c.round_id, rounds)),
+    ).subquery("coded")
+    disputed = select(spread.c.round_id, spread.c.item_id).distinct().subquery("disputed")
+
+    def among(sub: Any, round_id: Any, item_id: Any) -> Any:
+        return exists(select(literal(1)).where(sub.c.round_id == round_id, sub.c.item_id == item_id))
+
+    state = case(
+        (among(open_, coded.c.round_id, coded.c.item_id), literal("disagreed")),
+        (among(disputed, coded.c.round_id, coded.c.item_id), literal("adjudicated")),
+        else_=literal("agreed"),
+    )
+    return select(coded.c.round_id, coded.c.item_id, state.label("state")).subquery("states")
+
+
+def _issues_of(items: Any) -> Select[tuple[Any]]:
+    """Issue ids of a selection of label item ids."""
+    return select(ITEM.c.issue_id).where(ITEM.c.id.in_(items), ITEM.c.issue_id.is_not(None))
+
+
+def _code_matches(code: str) -> ColumnElement[bool]:
+    by_label = func.lower(CODE.c.label) == code.lower()
+    return or_(by_label, CODE.c.code == int(code)) if code.lstrip("-").isdigit() else by_label
+
+
+def _coding_where(stmt: Select[*Ts], f: IssueFilter) -> Select[*Ts]:
+    """`stmt` narrowed by the coding fields of `f` (rounds, coders, codes, agreement)."""
+    if f.rounds:
+        members = union(
+            select(CODING.c.item_id).where(_in_rounds(CODING.c.round_id, f.rounds)),
+            select(FINAL.c.item_id).where(_in_rounds(FINAL.c.round_id, f.rounds)),
+            select(TASK.c.item_id)
+            .join(PROJECT, PROJECT.c.id == TASK.c.project_id)
+            .where(_in_rounds(PROJECT.c.round_id, f.rounds)),
+        )
+        stmt = stmt.where(ISSUE.c.id.in_(_issues_of(members)))
+    if f.coders:
+        by_coder = (
+            select(CODING.c.item_id)
+            .join(CODER, CODER.c.id == CODING.c.coder_id)
+            .where(CODER.c.name.in_(f.coders), CODING.c.valid.is_(True), _in_rounds(CODING.c.round_id, f.rounds))
+        )
+        stmt = stmt.where(ISSUE.c.id.in_(_issues_of(by_coder)))
+    for dimension, code in f.codes:
+        effective = _effective_codes(f.rounds)
+        having = (
+            select(effective.c.item_id)
+            .join(DIM, DIM.c.id == effective.c.dimension_id)
+            .join(CODE, CODE.c.id == effective.c.code_id)
+            .where(DIM.c.key == dimension, _code_matches(code))
+        )
+        stmt = stmt.where(ISSUE.c.id.in_(_issues_of(having)))
+    if f.agreement == "uncoded":
+        states = _item_states(f.rounds)
+        stmt = stmt.where(ISSUE.c.id.not_in(_issues_of(select(states.c.item_id))))
+    elif f.agreement:
+        states = _item_states(f.rounds)
+        stmt = stmt.where(ISSUE.c.id.in_(_issues_of(select(states.c.item_id).where(states.c.state == f.agreement))))
+    return stmt
+
+
 def _where(engine: Engine, stmt: Select[*Ts], f: IssueFilter) -> Select[*Ts]:
     """`stmt` (selecting from issue JOIN repository) narrowed to the issues `f` describes."""
     if f.mined is not None:
@@ -193,7 +400,7 @@ def _where(engine: Engine, stmt: Select[*Ts], f: IssueFilter) -> Select[*Ts]:
     if f.fix_linked is not None:
         linked = select(FIX.c.issue_id).where(FIX.c.rule_version == f.rule_version, FIX.c.fix_linked.is_(True))
         stmt = stmt.where(ISSUE.c.id.in_(linked) if f.fix_linked else ISSUE.c.id.not_in(linked))
-    return stmt
+    return _coding_where(stmt, f)
 
 
 def _base() -> Any:
@@ -385,7 +592,27 @@ def issue_detail(engine: Engine, ref: IssueRef) -> IssueDetail | None:
     fixes = pd.DataFrame(
         [v._tuple() for v in verdicts], columns=["rule_version", "fix_linked", "evidence", "evaluated_at"]
     )
-    return IssueDetail(issue=dict(row), timeline=timeline, samples=list(samples), fix_verdicts=fixes)
+    with Session(engine) as session:
+        comments = issue_discussion(session, row["id"])
+    discussion = pd.DataFrame(
+        [(c.author, c.created_at, c.updated_at, c.body, c.deleted, c.edited, c.html_url) for c in comments],
+        columns=DISCUSSION_COLUMNS,
+    )
+    for column in ("created_at", "updated_at"):
+        discussion[column] = pd.to_datetime(discussion[column], utc=True)
+    issue_id = int(row["id"])
+    return IssueDetail(
+        issue=dict(row),
+        timeline=timeline,
+        samples=list(samples),
+        fix_verdicts=fixes,
+        discussion=discussion,
+        codings=labeling_q.issue_codings(engine, issue_id),
+        invalid_codings=labeling_q.issue_invalid_codings(engine, issue_id),
+        finals=labeling_q.issue_finals(engine, issue_id),
+        history=labeling_q.issue_adjudication_history(engine, issue_id),
+        ls_tasks=labeling_q.issue_ls_tasks(engine, issue_id),
+    )
 
 
 def issue_discussion(session: Session, issue_id: int) -> list[CommentRow]:
@@ -416,3 +643,95 @@ def issue_discussion(session: Session, issue_id: int) -> list[CommentRow]:
         )
         for r in session.execute(stmt)
     ]
+
+
+# --- the coding side of the list ---------------------------------------------------------------------------
+
+
+def _dimension_keys(conn: Any, rounds: tuple[str, ...]) -> list[str]:
+    """Dimension keys of the codebook versions the (named, else all) rounds use, in codebook order."""
+    versions = select(ROUND.c.codebook_version_id)
+    if rounds:
+        versions = versions.where(ROUND.c.name.in_(rounds))
+    position = func.min(DIM.c.position)
+    stmt = select(DIM.c.key).where(DIM.c.version_id.in_(versions)).group_by(DIM.c.key).order_by(position, DIM.c.key)
+    return [str(k) for k in conn.execute(stmt).scalars()]
+
+
+def coding_options(engine: Engine) -> dict[str, Any]:
+    """What the coding filters offer: rounds (oldest first), coders with codings, the rounds' codebook dimensions
+    (codebook order) and, per dimension, the code labels in use (code order)."""
+    in_use = union(select(VALUE.c.code_id), select(FINAL.c.code_id))
+    versions = select(ROUND.c.codebook_version_id)
+    first = func.min(CODE.c.code)
+    with engine.connect() as conn:
+        rounds = conn.execute(select(ROUND.c.name).order_by(ROUND.c.created_at, ROUND.c.id)).scalars().all()
+        coders = (
+            conn.execute(select(CODER.c.name).where(CODER.c.id.in_(select(CODING.c.coder_id))).order_by(CODER.c.name))
+            .scalars()
+            .all()
+        )
+        dimensions = _dimension_keys(conn, ())
+        codes = conn.execute(
+            select(DIM.c.key, CODE.c.label)
+            .select_from(CODE.join(DIM, DIM.c.id == CODE.c.dimension_id))
+            .where(DIM.c.version_id.in_(versions), CODE.c.id.in_(in_use))
+            .group_by(DIM.c.key, CODE.c.label)
+            .order_by(DIM.c.key, first, CODE.c.label)
+        ).all()
+    by_dimension: dict[str, list[str]] = {d: [] for d in dimensions}
+    for key, label in codes:
+        by_dimension.setdefault(key, []).append(label)
+    return {"rounds": list(rounds), "coders": list(coders), "dimensions": dimensions, "codes": by_dimension}
+
+
+def issue_coding_columns(engine: Engine, f: IssueFilter, issues: list[str]) -> pd.DataFrame:
+    """For listed issues (`owner/name#number`), within `f.rounds`: repository, number, `agreement` (the state, per
+    round when several) and one column per codebook dimension with the code that stands: the final code, else
+    the coders' codes (`A | B` when they differ); None where the issue has none."""
+    refs = [IssueRef.parse(i) for i in issues]
+    pairs = [(r.repository, r.number) for r in refs]
+    effective, states = _effective_codes(f.rounds), _item_states(f.rounds)
+    in_list = tuple_(REPO.c.full_name, ISSUE.c.number).in_(pairs) if pairs else literal(False)
+    issue_of = ITEM.join(ISSUE, ISSUE.c.id == ITEM.c.issue_id).join(REPO, REPO.c.id == ISSUE.c.repository_id)
+    codes_stmt = (
+        select(REPO.c.full_name, ISSUE.c.number, DIM.c.key, effective.c.source, CODER.c.name, CODE.c.label, CODE.c.code)
+        .select_from(
+            effective.join(ITEM, ITEM.c.id == effective.c.item_id)
+            .join(ISSUE, ISSUE.c.id == ITEM.c.issue_id)
+            .join(REPO, REPO.c.id == ISSUE.c.repository_id)
+            .join(DIM, DIM.c.id == effective.c.dimension_id)
+            .join(CODE, CODE.c.id == effective.c.code_id)
+            .outerjoin(CODER, CODER.c.id == effective.c.coder_id)
+        )
+        .where(in_list)
+        .order_by(REPO.c.full_name, ISSUE.c.number, DIM.c.key, CODER.c.name, CODE.c.code)
+    )
+    states_stmt = (
+        select(REPO.c.full_name, ISSUE.c.number, ROUND.c.name, states.c.state)
+        .select_from(states.join(issue_of, ITEM.c.id == states.c.item_id).join(ROUND, ROUND.c.id == states.c.round_id))
+        .where(in_list)
+        .order_by(ROUND.c.created_at, ROUND.c.id)
+    )
+    with engine.connect() as conn:
+        dimensions = _dimension_keys(conn, f.rounds)
+        codes = conn.execute(codes_stmt).all() if pairs else []
+        round_states = conn.execute(states_stmt).all() if pairs else []
+    cells: dict[tuple[str, int, str], dict[str, list[str]]] = {}
+    for repo, number, key, source, _coder, label, _code in codes:
+        shown = cells.setdefault((repo, number, key), {"final": [], "coding": []})[source]
+        if label not in shown:
+            shown.append(label)
+    per_issue: dict[tuple[str, int], list[tuple[str, str]]] = {}
+    for repo, number, rnd, state in round_states:
+        per_issue.setdefault((repo, number), []).append((rnd, state))
+    rows = []
+    for repo, number in dict.fromkeys(pairs):
+        found = per_issue.get((repo, number), [])
+        agreement = found[0][1] if len(found) == 1 else "; ".join(f"{r}: {s}" for r, s in found) or "uncoded"
+        row: dict[str, Any] = {"repository": repo, "number": number, "agreement": agreement}
+        for key in dimensions:
+            cell = cells.get((repo, number, key))
+            row[key] = " | ".join(cell["final"] or cell["coding"]) if cell else None
+        rows.append(row)
+    return pd.DataFrame(rows, columns=["repository", "number", "agreement", *dimensions])

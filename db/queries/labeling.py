@@ -410,15 +410,177 @@ def crosstab(engine: Engine, f: LabelFilter, rows: str = "symptom", columns: str
     return cells.pivot_table(index=rows, columns=columns, values="items", aggfunc="sum", fill_value=0).astype(int)
 
 
+# --- one issue's codes (the Issues page's detail and `interop issues show`) ------------------------------------
+
+
+def _issue_items(issue_id: int) -> Any:
+    return select(ITEM.c.id).where(ITEM.c.issue_id == int(issue_id))
+
+
+def issue_codings(engine: Engine, issue_id: int) -> pd.DataFrame:
+    """Every coder's valid codes of one issue: round, dimension (codebook order), coder, code, label, coded_at."""
+    q = (
+        select(
+            ROUND.c.name,
+            DIM.c.key,
+            DIM.c.position,
+            CODER.c.name,
+            CODE.c.code,
+            CODE.c.label,
+            func.coalesce(CODING.c.updated_at, CODING.c.created_at, CODING.c.stored_at),
+        )
+        .select_from(VALUE)
+        .join(CODING, CODING.c.id == VALUE.c.coding_id)
+        .join(ROUND, ROUND.c.id == CODING.c.round_id)
+        .join(CODER, CODER.c.id == CODING.c.coder_id)
+        .join(DIM, DIM.c.id == VALUE.c.dimension_id)
+        .join(CODE, CODE.c.id == VALUE.c.code_id)
+        .where(CODING.c.valid.is_(True), CODING.c.item_id.in_(_issue_items(issue_id)))
+        .order_by(ROUND.c.created_at, ROUND.c.id, DIM.c.position, CODER.c.name)
+    )
+    columns = ["round", "dimension", "dimension_position", "coder", "code", "label", "coded_at"]
+    return _frame(engine, q, columns)
+
+
+def issue_invalid_codings(engine: Engine, issue_id: int) -> pd.DataFrame:
+    """One issue's codings rejected against the codebook (never counted): round, coder, problems."""
+    q = (
+        select(ROUND.c.name, CODER.c.name, CODING.c.problems)
+        .select_from(CODING)
+        .join(ROUND, ROUND.c.id == CODING.c.round_id)
+        .join(CODER, CODER.c.id == CODING.c.coder_id)
+        .where(CODING.c.valid.is_(False), CODING.c.item_id.in_(_issue_items(issue_id)))
+        .order_by(ROUND.c.created_at, ROUND.c.id, CODER.c.name)
+    )
+    return _frame(engine, q, ["round", "coder", "problems"])
+
+
+def issue_finals(engine: Engine, issue_id: int) -> pd.DataFrame:
+    """One issue's final labels: round, dimension, code, label, who or what decided, the note, when."""
+    q = (
+        select(
+            ROUND.c.name,
+            DIM.c.key,
+            DIM.c.position,
+            CODE.c.code,
+            CODE.c.label,
+            FINAL.c.decided_by,
+            FINAL.c.note,
+            FINAL.c.decided_at,
+        )
+        .select_from(FINAL)
+        .join(ROUND, ROUND.c.id == FINAL.c.round_id)
+        .join(DIM, DIM.c.id == FINAL.c.dimension_id)
+        .join(CODE, CODE.c.id == FINAL.c.code_id)
+        .where(FINAL.c.item_id.in_(_issue_items(issue_id)))
+        .order_by(ROUND.c.created_at, ROUND.c.id, DIM.c.position)
+    )
+    columns = ["round", "dimension", "dimension_position", "code", "label", "decided_by", "note", "decided_at"]
+    return _frame(engine, q, columns)
+
+
+def issue_adjudication_history(engine: Engine, issue_id: int) -> pd.DataFrame:
+    """Every decision on one issue's final labels, oldest first: the code before and after, who, when, the note."""
+    new_code, old_code = CODE.alias("new_code"), CODE.alias("old_code")
+    q = (
+        select(
+            ROUND.c.name,
+            DIM.c.key,
+            HISTORY.c.action,
+            old_code.c.code,
+            old_code.c.label,
+            HISTORY.c.previous_decided_by,
+            new_code.c.code,
+            new_code.c.label,
+            HISTORY.c.decided_by,
+            HISTORY.c.note,
+            HISTORY.c.decided_at,
+        )
+        .select_from(HISTORY)
+        .join(ROUND, ROUND.c.id == HISTORY.c.round_id)
+        .join(DIM, DIM.c.id == HISTORY.c.dimension_id)
+        .outerjoin(new_code, new_code.c.id == HISTORY.c.code_id)
+        .outerjoin(old_code, old_code.c.id == HISTORY.c.previous_code_id)
+        .where(HISTORY.c.item_id.in_(_issue_items(issue_id)))
+        .order_by(ROUND.c.created_at, ROUND.c.id, DIM.c.position, HISTORY.c.decided_at, HISTORY.c.id)
+    )
+    columns = ["round", "dimension", "action", "previous_code", "previous_label", "previous_decided_by"]
+    frame = _frame(engine, q, [*columns, "code", "label", "decided_by", "note", "decided_at"])
+    return frame.astype({"previous_code": "Int64", "code": "Int64"})
+
+
+def issue_ls_tasks(engine: Engine, issue_id: int) -> pd.DataFrame:
+    """Where one issue sits in Label Studio: round, purpose (coding | review), the coder, project and task ids."""
+    q = (
+        select(ROUND.c.name, PROJECT.c.purpose, CODER.c.name, PROJECT.c.ls_project_id, TASK.c.ls_task_id)
+        .select_from(TASK)
+        .join(PROJECT, PROJECT.c.id == TASK.c.project_id)
+        .join(ROUND, ROUND.c.id == PROJECT.c.round_id)
+        .outerjoin(CODER, CODER.c.id == PROJECT.c.coder_id)
+        .where(TASK.c.item_id.in_(_issue_items(issue_id)))
+        .order_by(ROUND.c.created_at, ROUND.c.id, PROJECT.c.purpose, CODER.c.name)
+    )
+    return _frame(engine, q, ["round", "purpose", "coder", "ls_project_id", "ls_task_id"])
+
+
+def ls_task_url(base_url: str, project_id: int, task_id: int) -> str:
+    """The Label Studio page of one task (its data manager opened on the task)."""
+    return f"{base_url.rstrip('/')}/projects/{int(project_id)}/data?task={int(task_id)}"
+
+
+def codes_side_by_side(codings: pd.DataFrame, finals: pd.DataFrame) -> pd.DataFrame:
+    """One row per round × dimension: each coder's code in a column of its own, whether they agree, and the final
+    code with who decided it and the note (coders' columns in name order; codes written `label (code)`)."""
+
+    def shown(label: Any, code: Any) -> str:
+        return f"{label} ({code})"
+
+    coders = sorted(set(codings["coder"])) if not codings.empty else []
+    reserved = {"round", "dimension", "agree", "final", "decided_by", "note"}
+    column = {c: f"{c} (coder)" if c in reserved else c for c in coders}
+    keys: dict[tuple[str, str], int] = {}
+    for frame in (codings, finals):
+        for row in frame.itertuples(index=False):
+            keys.setdefault((row.round, row.dimension), int(row.dimension_position))
+    rounds_order = list(dict.fromkeys([*codings["round"], *finals["round"]]))
+    rows = []
+    for rnd, dim in sorted(keys, key=lambda k: (rounds_order.index(k[0]), keys[k], k[1])):
+        given = codings[(codings["round"] == rnd) & (codings["dimension"] == dim)]
+        by_coder = {r.coder: shown(r.label, r.code) for r in given.itertuples(index=False)}
+        final = finals[(finals["round"] == rnd) & (finals["dimension"] == dim)]
+        f = final.iloc[0] if not final.empty else None
+        distinct_codes = set(given["code"])
+        rows.append(
+            {
+                "round": rnd,
+                "dimension": dim,
+                **{column[c]: by_coder.get(c) for c in coders},
+                "agree": None if len(given) < 2 else len(distinct_codes) == 1,
+                "final": shown(f["label"], f["code"]) if f is not None else None,
+                "decided_by": f["decided_by"] if f is not None else None,
+                "note": f["note"] if f is not None else None,
+            }
+        )
+    columns = ["round", "dimension", *column.values(), "agree", "final", "decided_by", "note"]
+    return pd.DataFrame(rows, columns=columns).astype({"agree": "boolean"})
+
+
 __all__ = [
     "LabelFilter",
     "adjudication_history",
     "codebook_versions",
     "coder_progress",
+    "codes_side_by_side",
     "crosstab",
     "final_label_options",
     "final_labels",
     "invalid_codings",
+    "issue_adjudication_history",
+    "issue_codings",
+    "issue_finals",
+    "issue_invalid_codings",
+    "issue_ls_tasks",
+    "ls_task_url",
     "ratings",
     "rounds",
     "taxonomy_distribution",
