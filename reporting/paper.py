@@ -357,6 +357,9 @@ def build_report(engine: Engine, survey: str = SURVEY, artifact: Path | None = N
         )
     )
     _distinct_failures(engine, report)
+    from reporting.ecosystem import add_ecosystem  # beside paper.py's other sections, after Table exists
+
+    add_ecosystem(engine, report)
     if artifact is not None:
         _onnx_evolution(engine, report, artifact / OPSET_DIFF)
     return report

@@ -197,3 +197,32 @@ def test_exports_include_the_snapshots(env: Path, cli, tmp_path: Path) -> None:
     exported = pd.read_parquet(out / "repo_snapshot.parquet").set_index("full_name")
     assert len(exported) == 4 and bool(exported.loc["onnx/onnx", "onnx"]) is True
     assert str(exported["taken_at"].dtype) == "datetime64[us, UTC]" and exported.loc["onnx/onnx", "stars"] == 17000
+
+
+def test_overview_is_the_report_section_from_snapshots(env: Path, gh: FakeGitHub, cli, engine: Engine) -> None:
+    from reporting.ecosystem import add_ecosystem
+    from reporting.paper import PaperReport
+
+    empty = PaperReport()
+    add_ecosystem(engine, empty)
+    assert not empty.tables and "`interop mine repos` takes them" in empty.choices[0]
+
+    assert cli("mine", "repos", "--list", str(env)).exit_code == 0
+    gh.repos["onnx/onnx"].raw["stargazers_count"] = 17250
+    assert cli("mine", "repos", "--list", str(env)).exit_code == 0
+    overview = ecosystem.ecosystem_overview(engine)
+    # found repositories only, frameworks before the format, most stars first within a role
+    assert list(overview["full_name"]) == ["pytorch/pytorch", "tensorflow/tensorflow", "onnx/onnx"]
+    assert list(overview["role"]) == ["framework", "framework", "format"]
+    onnx = overview.set_index("full_name").loc["onnx/onnx"]
+    assert (onnx["stars"], onnx["stars_gained"], onnx["days_observed"]) == (17250, 250, 0)
+    assert onnx["latest_release"] == "v1.17.0" and bool(onnx["onnx"]) is True
+    # both releases are of 2024: none in the year before a snapshot taken now
+    assert list(overview["releases_last_year"]) == [0, 0, 0]
+
+    report = PaperReport()
+    add_ecosystem(engine, report)
+    (table,) = report.tables
+    assert table.name == "ecosystem_overview" and len(table.frame) == 3
+    assert report.facts["ecosystem"]["naming_onnx"] == 2 and report.facts["ecosystem"]["repositories"] == 3
+    assert "2 of 3 name ONNX" in report.choices[0]

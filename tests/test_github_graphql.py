@@ -167,12 +167,24 @@ def test_state_filter_on_the_first_run_then_all_states(env: FakeGitHub, cli, eng
 
 
 def test_low_budget_waits_for_the_reset(env: FakeGitHub, cli, engine: Engine) -> None:
-    env.graphql.set_budget(9, window=1.5)  # a page costs 2 points; 5 are kept in reserve
+    env.graphql.set_budget(9, window=4.0)  # a page costs 2 points; 5 are kept in reserve
     result = mine(cli)
     assert result.exit_code == 0, result.output
     assert "rate limit low" in result.output and "GraphQL points" in result.output
     assert count(engine, Issue) == len(expected())
     assert last_run(engine).counts["rate_limit_waits"] >= 1
+
+
+def test_pages_are_sized_to_the_points_left_before_waiting(env: FakeGitHub, cli, engine: Engine) -> None:
+    env.graphql.set_budget(8, window=4.0)  # a full page costs 2, half a page 1; 5 are kept in reserve
+    result = mine(cli)
+    assert result.exit_code == 0, result.output
+    sizes = [int(p["first"]) for p in pages(env)]
+    assert sizes[:2] == [100, 50], sizes  # 6 left after the first page: 1 point above the reserve pays 50 issues
+    assert "1 GraphQL point(s) left before the reset: asking for 50 issues, not 100" in result.output
+    assert "rate limit low" in result.output  # then nothing is left above the reserve: wait, and full pages again
+    assert 100 in sizes[2:]
+    assert count(engine, Issue) == len(expected())
 
 
 def test_rate_limited_answer_waits_until_reset_then_retries(env: FakeGitHub, cli, engine: Engine) -> None:

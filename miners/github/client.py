@@ -261,17 +261,18 @@ class GitHubClient:
         what: str,
         on_retry: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
         not_found_ok: bool = False,
+        cost: int | None = None,
     ) -> GraphQLAnswer:
         """One GraphQL query (POST /graphql), retried like `get`; `what` names it in every message (the
         repository and cursor). A 5xx, a timeout, a cut-short body and a partial `errors` answer are retried
         with backoff (`on_retry` may shrink the query first); a RATE_LIMITED answer or a 403/429 limit waits
         for the reset, bounded by `max_wait`; NOT_FOUND is `GitHubNotFound` (with `not_found_ok`, an answer whose
         only errors are NOT_FOUND is returned, those fields null: a batch of aliased repositories), other errors
-        one line."""
+        one line. `cost` is the points the caller expects the query to cost (default: the last query's)."""
         deadline = time.monotonic() + self.max_wait
         attempt = 0
         while True:
-            token = self._pick(deadline, what, graphql=True)
+            token = self._pick(deadline, what, graphql=True, cost=cost)
             self.stats.requests += 1
             requester = token.github.requester
             try:
@@ -391,18 +392,25 @@ class GitHubClient:
         self._tokens = usable
         self._current = max(usable, key=lambda t: t.remaining or 0)
 
-    def _pick(self, deadline: float, what: str, graphql: bool = False) -> _Token:
+    def graphql_points_left(self) -> int | None:
+        """GraphQL points above the reserve on the richest token, None while any token's budget is unknown."""
+        known = [t.gql_remaining for t in self._tokens]
+        if any(left is None for left in known):
+            return None
+        return max(0, max(int(left or 0) for left in known) - self.reserve)
+
+    def _pick(self, deadline: float, what: str, graphql: bool = False, cost: int | None = None) -> _Token:
         """The token to use next: switch when the current one runs low, sleep when they all do (REST requests
         and GraphQL points are separate budgets)."""
 
         def left(t: _Token) -> int | None:
             return t.gql_remaining if graphql else t.remaining
 
-        reserve = self.reserve + (self._last_cost if graphql else 0)
+        reserve = self.reserve + ((cost or self._last_cost) if graphql else 1)
         cur = self._current
-        if left(cur) is None or (left(cur) or 0) > reserve:
+        if left(cur) is None or (left(cur) or 0) >= reserve:  # after the query, the reserve is left
             return cur
-        others = [t for t in self._tokens if t is not cur and (left(t) is None or (left(t) or 0) > reserve)]
+        others = [t for t in self._tokens if t is not cur and (left(t) is None or (left(t) or 0) >= reserve)]
         if others:
             self._current = max(others, key=lambda t: 10**9 if left(t) is None else int(left(t) or 0))
             self.stats.token_switches += 1

@@ -9,6 +9,7 @@ run resumes at the page it was on, and ties at that instant are recognised as un
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 from datetime import datetime
 from typing import Any
@@ -66,6 +67,8 @@ class GraphQLMiner(GitHubMiner):
         handled: dict[int, datetime | None] = {}
         after: str | None = None
         size = self.page_size
+        per_issue: float | None = None  # points per issue, as GitHub charged the largest page so far
+        basis = 0  # that page's size (a small page is overcharged: every query costs at least 1 point)
 
         def shrink(current: dict[str, Any]) -> dict[str, Any]:
             """A retried page asks for half as many issues (GitHub times out on heavy pages)."""
@@ -79,9 +82,16 @@ class GraphQLMiner(GitHubMiner):
         try:
             while True:
                 what = f"GraphQL issues of {query.repo} at {_cursor_text(after)}"
+                size, cost = self._fit_budget(size, per_issue)
                 answer = self.client.graphql(
-                    ISSUE_PAGE, {**variables, "first": size, "after": after, "withRepo": need_repo}, what, shrink
+                    ISSUE_PAGE,
+                    {**variables, "first": size, "after": after, "withRepo": need_repo},
+                    what,
+                    shrink,
+                    cost=cost,
                 )
+                if answer.cost is not None and size >= basis:
+                    per_issue, basis = answer.cost / size, size
                 repository = answer.data.get("repository")
                 if not isinstance(repository, dict):
                     raise GitHubNotFound(f"not found on GitHub: repository {query.repo}")
@@ -137,6 +147,22 @@ class GraphQLMiner(GitHubMiner):
                 yield Batch(batch, Position(high))
             raise
         yield Batch(batch, Position(high, None, completed=True), final=True)
+
+    def _fit_budget(self, size: int, per_issue: float | None) -> tuple[int, int | None]:
+        """The page size the points left can pay for, and its expected cost: a smaller page spends the last
+        points of the window instead of waiting for its reset with a full page's worth unused."""
+        if per_issue is None or per_issue <= 0:
+            return size, None
+        left = self.client.graphql_points_left()
+        expected = max(1, math.ceil(per_issue * size))
+        if left is None or expected <= left:
+            return size, expected
+        fit = min(size, int(left / per_issue))
+        if fit < MIN_PAGE_SIZE:  # not worth a page: the client waits for the reset, then a full page goes
+            return size, expected
+        if fit < size:
+            self.client.notify(f"{left} GraphQL point(s) left before the reset: asking for {fit} issues, not {size}")
+        return fit, max(1, math.ceil(per_issue * fit))
 
     def _understood(self, node: dict[str, Any], what: str) -> tuple[dict[str, Any], dict[str, Any]]:
         """The issue in REST's shape and its timeline connection, or one error line naming where it came from."""
