@@ -497,9 +497,15 @@ class CrosstabTest:
     p_value: float | None = None
     min_expected: float | None = None
     small_expected_share: float | None = None
+    #: a multi-select row question: the test of each choice (picked or not × group)
+    per_choice: tuple[tuple[str, CrosstabTest], ...] = ()
 
     def summary(self) -> str:
-        """One line for a table's caption or a report."""
+        """One line for a table's caption or a report (one more line per choice tested on its own)."""
+        if self.per_choice:
+            lines = [f"no test of the whole table: {self.reason}"]
+            lines += [f"  {choice}: {test.summary()}" for choice, test in self.per_choice]
+            return "\n".join(lines)
         if self.test == "chi-square":
             return f"χ² = {self.statistic:.2f}, df = {self.dof}, p = {self.p_value:.3g} ({self.reason})"
         if self.test == "fisher-exact":
@@ -509,41 +515,47 @@ class CrosstabTest:
 
 def crosstab_test(frame: pd.DataFrame) -> CrosstabTest:
     """Chi-square where every respondent is in one cell and expected counts allow it; Fisher's exact for a 2×2
-    with an expected count below 5; otherwise no test, with the reason (scipy)."""
-    from scipy import stats
+    with an expected count below 5; otherwise no test, with the reason (scipy). A multi-select row question by a
+    single-choice one is tested per choice (picked or not × group), each a 2×k table of its own."""
+    import numpy as np
 
-    multi = [
-        q
-        for q, kind in (
-            (frame.attrs.get("qid"), frame.attrs.get("kind")),
-            (frame.attrs.get("by_qid"), frame.attrs.get("by_kind")),
-        )
-        if kind == "multi"
-    ]
-    if multi:
+    kind, by_kind = frame.attrs.get("kind"), frame.attrs.get("by_kind")
+    if by_kind == "multi":
         return CrosstabTest(
             "none",
-            f"{' and '.join(str(q) for q in multi)} is multi-select: a respondent can sit in several cells, so the "
-            "cells are not independent observations",
+            f"{frame.attrs.get('by_qid')} is multi-select: a respondent can sit in several groups, so the groups "
+            "are not independent samples",
         )
     table = frame.pivot_table(index="choice", columns="by_choice", values="count", aggfunc="sum", fill_value=0)
-    observed = table.to_numpy(dtype=float)
+    if kind != "multi":
+        return _independence(table.to_numpy(dtype=float))
+    groups = frame.drop_duplicates("by_choice").set_index("by_choice")["column_n"].reindex(table.columns)
+    per_choice = tuple(
+        (str(choice), _independence(np.vstack([row.to_numpy(float), groups.to_numpy(float) - row.to_numpy(float)])))
+        for choice, row in table.iterrows()
+    )
+    return CrosstabTest(
+        "none",
+        f"{frame.attrs.get('qid')} is multi-select (a respondent can pick several rows); each choice is tested on "
+        "its own (picked or not × group)",
+        per_choice=per_choice,
+    )
+
+
+def _independence(observed: Any) -> CrosstabTest:
+    """The test one contingency table of respondents allows (each respondent in exactly one cell)."""
+    from scipy import stats
+
+    observed = observed[observed.sum(axis=1) > 0][:, observed.sum(axis=0) > 0]
     if observed.shape[0] < 2 or observed.shape[1] < 2:
-        return CrosstabTest("none", "needs at least two different answers to each question")
+        return CrosstabTest("none", "needs at least two different answers on each side")
     expected = stats.contingency.expected_freq(observed)
     small = float((expected < MIN_EXPECTED).mean())
     low = float(expected.min())
     if observed.shape == (2, 2) and low < MIN_EXPECTED:
         odds, p = stats.fisher_exact(observed)
-        return CrosstabTest(
-            "fisher-exact",
-            f"2×2 with an expected count below {MIN_EXPECTED:g} (smallest {low:.2f})",
-            float(odds),
-            None,
-            float(p),
-            low,
-            small,
-        )
+        reason = f"2×2 with an expected count below {MIN_EXPECTED:g} (smallest {low:.2f})"
+        return CrosstabTest("fisher-exact", reason, float(odds), None, float(p), low, small)
     if small > MAX_SMALL_SHARE or low < 1:
         return CrosstabTest(
             "none",
@@ -554,14 +566,9 @@ def crosstab_test(frame: pd.DataFrame) -> CrosstabTest:
         )
     result = stats.chi2_contingency(observed, correction=True)
     yates = " with Yates' correction" if observed.shape == (2, 2) else ""
+    reason = f"{observed.shape[0]}×{observed.shape[1]}{yates}; smallest expected count {low:.2f}"
     return CrosstabTest(
-        "chi-square",
-        f"{observed.shape[0]}×{observed.shape[1]}{yates}; smallest expected count {low:.2f}",
-        float(result.statistic),
-        int(result.dof),
-        float(result.pvalue),
-        low,
-        small,
+        "chi-square", reason, float(result.statistic), int(result.dof), float(result.pvalue), low, small
     )
 
 
