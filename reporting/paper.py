@@ -144,7 +144,7 @@ def _theme_counts() -> Callable[..., Any] | None:
         except ImportError:
             continue
         if callable(found):
-            return found  # type: ignore[no-any-return]
+            return found
     return None
 
 
