@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -44,5 +46,33 @@ def paper(
             console.print(step.summary(result), markup=False)
 
     done = import_artifact(steps, started, finished)
-    files = write_report(build_report(engine(), SURVEY, artifact), out, done)
-    console.print(f"wrote {files[0]} and {len(files) - 1} CSV tables into {out}")
+    with _progress() as progress:
+        report = build_report(engine(), SURVEY, artifact, progress)
+        files = write_report(report, out, done, progress)
+    tables = sum(1 for f in files if f.suffix == ".csv")
+    figures = sum(1 for f in files if f.suffix == ".png")
+    console.print(
+        f"wrote {files[0]}, {files[1]} (self-contained), {tables} CSV tables and {figures} figures (PNG and SVG) "
+        f"into {out}"
+    )
+
+
+@contextmanager
+def _progress() -> Iterator[Callable[[str, int, int], None]]:
+    """A progress bar per slow step (agreement bootstrap, tables and figures) on stderr; quiet when not a terminal."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from cli.common import err_console
+
+    bars = Progress(
+        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=err_console
+    )
+    tasks: dict[str, Any] = {}
+
+    def update(what: str, done: int, total: int) -> None:
+        if what not in tasks:
+            tasks[what] = bars.add_task(what, total=total)
+        bars.update(tasks[what], completed=done, total=total)
+
+    with bars:
+        yield update

@@ -255,29 +255,46 @@ def counts(
 @app.command("crosstab")
 def crosstab_(
     survey: str = typer.Argument(..., help="Survey name."),
-    qid: str = typer.Argument(..., help="Question id for the rows, e.g. Q12."),
-    by: str = typer.Argument(..., help="Question id for the columns, e.g. Q63."),
+    qid: str = typer.Argument(..., help="Question id for the rows, e.g. Q65."),
+    by_arg: str | None = typer.Argument(None, metavar="[BY]", help="Question id for the columns (or --by)."),
+    by: str | None = typer.Option(None, "--by", "-b", help="Question id for the columns (the groups), e.g. Q61."),
     include_excluded: bool = typer.Option(False, "--include-excluded", help="Count excluded respondents too."),
     fmt: Format = format_option(),
     out: Path | None = out_option(),
 ) -> None:
-    """Respondents per pair of answers to two questions (e.g. role × converter used); JSON and CSV in long form."""
-    from db.queries.survey import SurveyFilter, survey_crosstab
+    """Respondents per pair of answers to two questions (e.g. problems × ONNX use), with row and column percentages
+    beside their denominators and a test of independence where one is valid; JSON and CSV in long form."""
+    from db.queries.survey import SurveyFilter, crosstab_test, survey_crosstab
 
-    frame = survey_crosstab(engine(), SurveyFilter(survey, qid, include_excluded=include_excluded), by)
+    if by is not None and by_arg is not None and by != by_arg:
+        raise InteropError(f"two column questions given ({by_arg} and --by {by}): name one")
+    column_qid = by or by_arg
+    if column_qid is None:
+        raise InteropError("name the question to compare by: --by QID (e.g. --by Q61)")
+    frame = survey_crosstab(engine(), SurveyFilter(survey, qid, include_excluded=include_excluded), column_qid)
 
     def render(to: Console) -> None:
         to.print(f"{qid}: {frame.attrs['text']}", markup=False)
-        to.print(f"× {by}: {frame.attrs['by_text']}", markup=False)
+        to.print(f"× {column_qid}: {frame.attrs['by_text']}", markup=False)
         to.print(f"respondents who answered both: n={frame.attrs['n_both']}")
         if frame.empty:
             return
-        wide = frame.pivot(index="choice", columns="by_choice", values="count").fillna(0).astype(int)
-        wide = wide.reindex(index=list(dict.fromkeys(frame["choice"])), columns=list(dict.fromkeys(frame["by_choice"])))
-        columns = [str(c) for c in wide.columns]
-        table = new_table(qid, *columns, numeric=tuple(columns))
-        for choice, row in wide.iterrows():
-            table.add_row(str(choice), *(str(int(v)) for v in row.fillna(0)))
-        to.print(table)
+        rows = list(dict.fromkeys(frame["choice"]))
+        columns = list(dict.fromkeys(frame["by_choice"]))
+        cells = {(r.choice, r.by_choice): r for r in frame.itertuples()}
+        row_n = dict(zip(frame["choice"], frame["row_n"], strict=True))
+        column_n = dict(zip(frame["by_choice"], frame["column_n"], strict=True))
+        for title, pct in (("count (% of row)", "pct_of_row"), ("count (% of column)", "pct_of_column")):
+            headers = [str(c) for c in columns]
+            table = new_table(qid, *headers, "row n", numeric=(*headers, "row n"), title=title)
+            for choice in rows:
+                shown = []
+                for by_choice in columns:
+                    cell = cells.get((choice, by_choice))
+                    shown.append("0" if cell is None else f"{cell.count} ({getattr(cell, pct):.1f}%)")
+                table.add_row(str(choice), *shown, str(row_n[choice]))
+            table.add_row("column n", *(str(column_n[c]) for c in columns), str(frame.attrs["n_both"]))
+            to.print(table)
+        to.print(crosstab_test(frame).summary(), markup=False)
 
     emit(fmt, out, frame, render=render)

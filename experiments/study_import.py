@@ -3,7 +3,9 @@
 Each file holds one node count (in its name) and opset; each record one model with `result` (0 converted and
 ran, 1 failed), `error`, and `mismatch` (torch) or `mad` — max absolute difference — (TensorFlow). The stage
 of a failure is classified from its message: onnxruntime errors (session vs. run), converter errors, framework
-errors. TensorFlow `mad` values are kept as raw numbers, so `rescore` can re-judge them.
+errors. TensorFlow `mad` values are kept as raw numbers, so `rescore` can re-judge them; an infinite `mad` is
+stored as infinity and a NaN one as no number (with its non-finite flag), so the study's own rule (NaN passes,
+infinity does not) can be re-applied to the stored numbers.
 """
 
 from __future__ import annotations
@@ -190,7 +192,7 @@ def import_exporter_results(engine: Engine, directory: Path, name: str = "study-
                                 output_index=0,
                                 shape_match=True,
                                 dtype_match=True,
-                                max_abs_diff=mad if finite else None,
+                                max_abs_diff=None if math.isnan(mad) else mad,
                                 needed_atol={"0.0": mad} if finite else None,
                                 nonfinite_mismatch=0 if finite else 1,
                             )

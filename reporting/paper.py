@@ -6,7 +6,9 @@ tables plus the choices they depend on; `write_report` writes them as CSV files 
 
 from __future__ import annotations
 
+import json
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -24,6 +26,23 @@ SURVEY = "onnx-interop-survey"
 CAMPAIGN = "study-exporter-results"
 #: the study's operator changes per opset, inside the artifact
 OPSET_DIFF = Path("failure-analysis/onnx_opset_diff.json")
+#: the study's raw exporter results, inside the artifact
+EXPORTER_RESULTS = Path("synthetic-models/exporter_test_results")
+#: the free-text questions the study coded thematically (survey_analysis.xlsx sheets)
+THEMATIC = {"Q64": "Deployment Consideration", "Q66": "How to address ONNX issues", "Q78": "Use case"}
+#: the stages a synthetic model's run can end in, as the paper splits them (column order of the tables)
+STAGES = ("conversion failure", "runtime (onnxruntime) failure", "timeout", "output mismatch", "pass")
+#: failing pipeline stages that are onnxruntime's (the rest before a comparison are the converter's or framework's)
+ORT_STAGES = ("ort_session", "ort_run")
+
+#: progress of the slow steps: (what, done, total)
+Progress = Callable[[str, int, int], None]
+
+
+def _quiet(_what: str, _done: int, _total: int) -> None:
+    """No progress shown (library use, tests)."""
+
+
 ROUND_FINAL = "failureanalysis"
 ROUND_PILOT = "pilotstudy"
 ROUND_DRIFT = "failureanalysis-drift-testing"
@@ -52,6 +71,8 @@ class Table:
     title: str
     note: str
     frame: pd.DataFrame
+    #: a stacked survey table: written once per question (heading with its text and denominators), not per row
+    per_question: bool = False
 
 
 @dataclass
@@ -99,7 +120,7 @@ def _survey_table(engine: Engine, survey: str, qids: tuple[str, ...]) -> pd.Data
             respondents = counts["n_respondents"].where(counts["n_respondents"] > 0)
             counts["pct_of_respondents"] = counts["count"] * 100.0 / respondents
         counts.insert(0, "kind", q["kind"])
-        counts.insert(0, "question", str(q["text"]).replace(" - Selected Choice", ""))
+        counts.insert(0, "question", str(q["text"]))
         counts.insert(0, "qid", qid)
         frames.append(counts)
     if not frames:
@@ -108,6 +129,49 @@ def _survey_table(engine: Engine, survey: str, qids: tuple[str, ...]) -> pd.Data
     for column in ("pct_of_answered", "pct_of_respondents"):
         out[column] = out[column].astype(float).round(1)
     return out
+
+
+# --- thematic tables of the free-text answers (issue 18: the survey-coding work provides `theme_counts`) -------
+
+
+def _theme_counts() -> Callable[..., Any] | None:
+    """`theme_counts(session, survey, question)` from the read model, once the survey-coding work has added it."""
+    import importlib
+
+    for module in ("db.queries.survey", "db.queries.themes", "db.queries.labeling"):
+        try:
+            found = getattr(importlib.import_module(module), "theme_counts", None)
+        except ImportError:
+            continue
+        if callable(found):
+            return found
+    return None
+
+
+def _thematic(engine: Engine, report: PaperReport, survey: str) -> None:
+    """THEMATIC TABLES GO HERE: themes per free-text question (the study's survey_analysis.xlsx), when available."""
+    from sqlmodel import Session
+
+    counts = _theme_counts()
+    if counts is None:
+        report.choices.append(
+            "Thematic tables (themes per free-text answer, the study's survey_analysis.xlsx): not in this report yet; "
+            "they appear here once the read model has `theme_counts` (survey answers coded as label items)."
+        )
+        return
+    report.choices.append(
+        "Thematic tables: themes per free-text question from the coded survey answers (`theme_counts`); an answer "
+        "may carry several themes, so counts add up to more than the answers coded."
+    )
+    for qid, sheet in THEMATIC.items():
+        with Session(engine) as session:
+            found = counts(session, survey, qid)
+        frame = found if isinstance(found, pd.DataFrame) else pd.DataFrame(found)
+        if frame.empty:
+            continue
+        report.tables.append(
+            Table(f"survey_themes_{qid}", f"Survey themes: {qid} ({sheet})", "answers per theme", frame)
+        )
 
 
 # --- failure taxonomy ----------------------------------------------------------------------------------
@@ -174,7 +238,8 @@ def _crosstab(engine: Engine, converter: str | None) -> pd.DataFrame:
 # --- agreement and synthetic models --------------------------------------------------------------------
 
 
-def _agreement(engine: Engine) -> pd.DataFrame:
+def _agreement(engine: Engine, progress: Progress = _quiet) -> pd.DataFrame:
+    """Agreement per round × dimension; the bootstrap is the report's slowest step, so each one is reported."""
     from db.queries import labeling as labeling_q
     from labeling.agreement import agreement_report
     from labeling.summary import round_categories
@@ -185,7 +250,13 @@ def _agreement(engine: Engine) -> pd.DataFrame:
             f"no ratings in rounds {ROUND_PILOT!r}/{ROUND_DRIFT!r}: run `interop label import-sheet "
             "PilotStudy.xlsx` and `… FailureAnalysis.xlsx`"
         )
-    rows = [r.as_row() for r in agreement_report(ratings, round_categories(engine))]
+    categories = round_categories(engine)
+    groups = list(ratings.groupby(["round", "dimension"], sort=True))
+    rows = []
+    for done, (_key, part) in enumerate(groups, start=1):
+        progress("agreement (bootstrap, 1,000 resamples)", done - 1, len(groups))
+        rows += [r.as_row() for r in agreement_report(part, categories)]
+    progress("agreement (bootstrap, 1,000 resamples)", len(groups), len(groups))
     frame = pd.DataFrame(rows)
     out = pd.DataFrame(
         {"round": frame["round"], "dimension": frame["dimension"], "coders": frame["coders"], "items": frame["items"]}
@@ -245,12 +316,129 @@ def judged_at(tolerances: pd.DataFrame, study: dict[str, Any] | None) -> str:
     return text
 
 
+@dataclass(frozen=True)
+class VerdictRule:
+    """How a compared run's stored numbers become a verdict: max absolute difference above `atol` is a mismatch."""
+
+    name: str
+    atol: float
+    nan_passes: bool
+    description: str
+
+    def mismatch(self, numbers: pd.DataFrame) -> pd.Series:
+        """Per compared run (`compared_numbers` rows): True for a mismatch; a run without stored numbers (the torch
+        results hold only a flag) keeps its stored verdict."""
+        diff, nonfinite = numbers["max_abs_diff"], numbers["nonfinite"].astype(bool)
+        if self.nan_passes:  # a NaN difference (no number, flagged non-finite) passes; infinity does not
+            judged = (diff > self.atol) | (diff.isna() & ~nonfinite)
+        else:
+            judged = (diff > self.atol) | diff.isna() | nonfinite
+        return (numbers["status"] == "mismatch").where(numbers["outputs"] == 0, judged).astype(bool)
+
+
+STUDY_RULE = VerdictRule(
+    "study", 1e-7, True, "the study's: max absolute difference > 1e-7 is a mismatch, a NaN difference passes"
+)
+OUR_RULE = VerdictRule("ours", 1e-5, False, "ours: max absolute difference > 1e-5 is a mismatch, NaN/Inf is one too")
+RULES = (STUDY_RULE, OUR_RULE)
+
+
+def _stage_split(engine: Engine) -> pd.DataFrame:
+    """Per converter × verdict rule: models ending in each stage; the failures are the same under both rules."""
+    from db.queries import experiments as xq
+
+    selected = xq.RunFilter(campaign=CAMPAIGN)
+    failures = xq.failure_stages(engine, selected)
+    numbers = xq.compared_numbers(engine, selected)
+    rows = []
+    for converter in sorted(set(failures["converter"]) | set(numbers["converter"])):
+        failed = failures[failures["converter"] == converter]
+        timeout = int(failed.loc[failed["status"] == "timeout", "runs"].sum())
+        runtime = int(failed.loc[(failed["status"] != "timeout") & failed["stage"].isin(ORT_STAGES), "runs"].sum())
+        conversion = int(failed["runs"].sum()) - timeout - runtime
+        compared = numbers[numbers["converter"] == converter]
+        for rule in RULES:
+            mismatch = int(rule.mismatch(compared).sum())
+            counts = dict(zip(STAGES, (conversion, runtime, timeout, mismatch, len(compared) - mismatch), strict=True))
+            models = sum(counts.values())
+            rows.append(
+                {
+                    "converter": converter,
+                    "rule": rule.name,
+                    "models": models,
+                    **counts,
+                    "failure %": round(100.0 * (conversion + runtime + timeout) / models, 1) if models else math.nan,
+                    "mismatch % of converted": round(100.0 * mismatch / len(compared), 1)
+                    if len(compared)
+                    else math.nan,
+                }
+            )
+    return pd.DataFrame(rows)
+
+
+def study_counts(results: Path) -> dict[str, dict[str, int]]:
+    """Passes and mismatches per converter as the study's analysis notebooks count them in its JSON files: torch by
+    the `mismatch` flag, TensorFlow `mad > 1e-7` after `fillna(0)` (so a NaN difference passes)."""
+    out: dict[str, dict[str, int]] = {}
+    for framework, converter in (("torch", "torch.onnx"), ("tensorflow", "tf2onnx")):
+        counts = out.setdefault(converter, {"pass": 0, "output mismatch": 0})
+        for path in sorted((results / framework).glob("*.json")):
+            for record in json.loads(path.read_text()):
+                if record.get("result") != 0:
+                    continue
+                if framework == "torch":
+                    bad = bool(record.get("mismatch"))
+                else:
+                    mad = record.get("mad")
+                    bad = mad is not None and not math.isnan(float(mad)) and float(mad) > STUDY_RULE.atol
+                counts["output mismatch" if bad else "pass"] += 1
+    return out
+
+
+def _reproduces(split: pd.DataFrame, artifact: Path | None) -> str:
+    """Whether the study's rule on the stored numbers gives the study's own counts (read from the artifact)."""
+    if artifact is None or not (artifact / EXPORTER_RESULTS).is_dir():
+        return "Not checked against the study's files (no artifact given)."
+    expected = study_counts(artifact / EXPORTER_RESULTS)
+    study = split[split["rule"] == STUDY_RULE.name].set_index("converter")
+    differences = [
+        f"{conv} {stage}: {int(study.loc[conv, stage]) if conv in study.index else 0} here, {n} in the files"
+        for conv, counts in expected.items()
+        for stage, n in counts.items()
+        if conv not in study.index or int(study.loc[conv, stage]) != n
+    ]
+    shown = "; ".join(f"{conv} {c['output mismatch']} mismatches, {c['pass']} passes" for conv, c in expected.items())
+    if differences:
+        return f"The study's rule does NOT reproduce the study's counts ({shown}): " + "; ".join(differences) + "."
+    return (
+        f"The study's rule reproduces the study's own counts exactly ({shown}, as its analysis notebooks count "
+        f"them in {EXPORTER_RESULTS}/; the artifact holds no separate table of them)."
+    )
+
+
+def _rules_sentence(split: pd.DataFrame) -> str:
+    """The one sentence that explains how the two rules differ, with the numbers that differ."""
+    wide = split.set_index(["converter", "rule"])["pass"].unstack()
+    moved = ", ".join(
+        f"{conv}: {int(row[STUDY_RULE.name])} passes under the study's rule, {int(row[OUR_RULE.name])} under ours"
+        for conv, row in wide.iterrows()
+    )
+    return (
+        "The rules differ only where numbers were stored (TensorFlow's max absolute difference `mad`; torch stored a "
+        "mismatch flag, kept under both): the study's 1e-7 is stricter than our 1e-5, but the study counted a NaN "
+        f"difference as a pass (its notebook fills NaN with 0) where ours counts it as a mismatch ({moved})."
+    )
+
+
 # --- the report ----------------------------------------------------------------------------------------
 
 
-def build_report(engine: Engine, survey: str = SURVEY, artifact: Path | None = None) -> PaperReport:
+def build_report(
+    engine: Engine, survey: str = SURVEY, artifact: Path | None = None, progress: Progress = _quiet
+) -> PaperReport:
     """Every table of the study from the configured database (after the artifact was imported); with the artifact's
-    folder also failures against ONNX's evolution (from its onnx_opset_diff.json)."""
+    folder also failures against ONNX's evolution (from its onnx_opset_diff.json) and the check that the study's
+    verdict rule reproduces its counts. `progress` hears about the slow steps."""
     from db.queries import survey as survey_q
 
     report = PaperReport()
@@ -271,6 +459,7 @@ def build_report(engine: Engine, survey: str = SURVEY, artifact: Path | None = N
             "Survey: respondents' background",
             "counts per choice; denominators n_answered / n_respondents",
             _survey_table(engine, survey, DEMOGRAPHICS),
+            per_question=True,
         )
     )
     report.tables.append(
@@ -279,8 +468,10 @@ def build_report(engine: Engine, survey: str = SURVEY, artifact: Path | None = N
             "Survey: interoperability (Q60–Q66)",
             "counts per choice; free-text questions: how many wrote an answer",
             _survey_table(engine, survey, INTEROPERABILITY),
+            per_question=True,
         )
     )
+    _thematic(engine, report, survey)
 
     finals = _finals(engine)
     report.facts["coded_issues"] = finals.groupby("converter")["item_id"].nunique().to_dict()
@@ -331,7 +522,7 @@ def build_report(engine: Engine, survey: str = SURVEY, artifact: Path | None = N
             "pilot_agreement",
             "Inter-rater agreement per dimension",
             "two raters; coefficient [95% CI]",
-            _agreement(engine),
+            _agreement(engine, progress),
         )
     )
 
@@ -354,6 +545,23 @@ def build_report(engine: Engine, survey: str = SURVEY, artifact: Path | None = N
             "Synthetic models (NNSmith): outcome by converter × node count",
             "models per outcome",
             synthetic,
+        )
+    )
+    split = _stage_split(engine)
+    report.facts["synthetic_rules"] = split
+    report.choices.append(
+        "Synthetic models by stage: a failed run whose stage is onnxruntime's (session creation or run) is a runtime "
+        "failure; every other failed run (converter, ONNX checker, or TensorFlow rejecting the generated model) is a "
+        f"conversion failure; timeouts are their own column. Verdict rules: {STUDY_RULE.description}; "
+        f"{OUR_RULE.description}; both are computed from the stored numbers. {_rules_sentence(split)} "
+        f"{_reproduces(split, artifact)}"
+    )
+    report.tables.append(
+        Table(
+            "synthetic_totals",
+            "Synthetic models (NNSmith): outcomes per converter by stage, under the study's verdict rule and ours",
+            "models per stage; failures do not depend on the rule",
+            split,
         )
     )
     _distinct_failures(engine, report)
@@ -450,40 +658,193 @@ def _distinct_failures(engine: Engine, report: PaperReport) -> None:
     )
 
 
-def markdown_table(frame: pd.DataFrame) -> str:
-    """A GitHub-flavoured Markdown table (no extra dependency)."""
-    if frame.empty:
-        return "_(no rows)_\n"
+def _integral(values: pd.Series) -> bool:
+    """A float column that holds only whole numbers (counts that picked up a missing value)."""
+    present = values.dropna()
+    return bool(len(present)) and bool((present == present.round()).all()) and bool((present.abs() < 1e15).all())
 
-    def cell(value: Any) -> str:
+
+def _formatter(frame: pd.DataFrame, column: Any) -> Callable[[Any], str]:
+    """One format per column: counts with thousands separators, percentages with one decimal, other numbers three."""
+    name = str(column)
+    values = frame[column]
+    percent = "%" in name or name.startswith("pct")
+    whole = values.dtype.kind in "iu" or (values.dtype.kind == "f" and not percent and _integral(values))
+
+    def fmt(value: Any) -> str:
         if value is None or (isinstance(value, float) and math.isnan(value)):
             return ""
+        if isinstance(value, bool):
+            return str(value)
+        if isinstance(value, int | float) and whole and name not in ("code", "opset", "requested_opset", "node_count"):
+            return f"{int(value):,}"
+        if isinstance(value, int):
+            return str(value)
         if isinstance(value, float):
-            return f"{value:g}"
+            if percent:
+                return f"{value:.1f}"
+            if abs(value) >= 1000 or value.is_integer():
+                return f"{value:,.0f}" if value.is_integer() else f"{value:,.1f}"
+            return f"{value:.3g}" if abs(value) < 0.001 else f"{value:.3f}"
         return str(value).replace("|", "\\|").replace("\n", " ")
 
-    header = "| " + " | ".join(cell(c) for c in frame.columns) + " |"
-    rule = "|" + "|".join("---" for _ in frame.columns) + "|"
-    body = ["| " + " | ".join(cell(v) for v in row) + " |" for row in frame.itertuples(index=False)]
+    return fmt
+
+
+def markdown_table(frame: pd.DataFrame) -> str:
+    """A GitHub-flavoured Markdown table (no extra dependency), numbers formatted the same way in every table."""
+    if frame.empty:
+        return "_(no rows)_\n"
+    formats = [_formatter(frame, c) for c in frame.columns]
+    header = "| " + " | ".join(str(c).replace("|", "\\|") for c in frame.columns) + " |"
+    rule = "|" + "|".join("---:" if frame[c].dtype.kind in "iuf" else "---" for c in frame.columns) + "|"
+    body = [
+        "| " + " | ".join(f(v) for f, v in zip(formats, row, strict=True)) + " |"
+        for row in frame.itertuples(index=False)
+    ]
     return "\n".join([header, rule, *body]) + "\n"
 
 
-def write_report(report: PaperReport, out_dir: Path, imported: list[str] | None = None) -> list[Path]:
-    """OUT/paper-report.md and one CSV per table; returns the files written."""
-    out_dir.mkdir(parents=True, exist_ok=True)
-    written = []
-    parts = [
-        "# Interoperability in Deep Learning: the study's tables, reproduced\n",
-        "Generated by `interop report paper` from the configured database.\n",
+#: columns of a stacked survey table that are the same on every row of a question (they go into its heading)
+PER_QUESTION = ("qid", "question", "kind", "n_answered", "n_respondents")
+KINDS = {"single": "single choice", "multi": "multi-select", "text": "free text", "number": "number"}
+
+
+@dataclass
+class Block:
+    """A piece of the written report: Markdown text, or a figure (its PNG and SVG files and a caption)."""
+
+    markdown: str = ""
+    figure: tuple[Path, Path] | None = None
+    caption: str = ""
+
+
+def _survey_blocks(table: Table, out_dir: Path, figures: list[Path]) -> list[Block]:
+    """One heading, table and bar chart per question of a stacked survey table."""
+    from reporting import figures as fig
+
+    blocks = []
+    for qid, part in table.frame.groupby("qid", sort=False):
+        first = part.iloc[0]
+        kind = str(first["kind"])
+        heading = (
+            f"### {qid} · {KINDS.get(kind, kind)}\n\n{first['question']}\n\n"
+            f"_n = {int(first['n_answered']):,} answered of {int(first['n_respondents']):,} respondents"
+            + ("; several choices per respondent, percentages add up to more than 100" if kind == "multi" else "")
+            + "_\n"
+        )
+        blocks.append(Block(heading + "\n" + markdown_table(part.drop(columns=list(PER_QUESTION)))))
+        chart = fig.survey_bars(part, str(qid), str(first["question"]), kind) if kind != "text" else None
+        if chart is not None:
+            files = fig.save(chart, out_dir, f"figure_{table.name}_{qid}")
+            figures.extend(files)
+            blocks.append(Block(figure=files, caption=f"{qid}: % of the respondents who answered"))
+    return blocks
+
+
+def _figure_for(table: Table) -> tuple[Any, str] | None:
+    """The chart drawn beside a table, if it has one: (Altair chart, caption)."""
+    from reporting import figures as fig
+
+    if table.name == "synthetic_outcomes":
+        return fig.synthetic_outcomes(table.frame), "Outcome by node count per converter (stored verdicts)"
+    if table.name.startswith("failures_symptom_x_cause"):
+        return fig.symptom_cause_heatmap(table.frame, table.title), f"{table.title} (coded issues)"
+    if table.name == "issues_vs_onnx_changes":
+        return fig.failure_trend(table.frame, table.title), "Failure trends: issues and ONNX operator changes per month"
+    return None
+
+
+def _blocks(
+    report: PaperReport, out_dir: Path, imported: list[str] | None, progress: Progress
+) -> tuple[list[Block], list[Path]]:
+    """The report as Markdown blocks and figures, writing each table's CSV and each figure's PNG and SVG."""
+    written: list[Path] = []
+    blocks = [
+        Block("# Interoperability in Deep Learning: the study's tables, reproduced\n"),
+        Block("Generated by `interop report paper` from the configured database.\n"),
     ]
     if imported:
-        parts.append("## Imported\n\n" + "\n".join(f"- {line}" for line in imported) + "\n")
-    parts.append("## Choices these numbers depend on\n\n" + "\n".join(f"- {c}" for c in report.choices) + "\n")
-    for table in report.tables:
+        blocks.append(Block("## Imported\n\n" + "\n".join(f"- {line}" for line in imported) + "\n"))
+    blocks.append(Block("## Choices these numbers depend on\n\n" + "\n".join(f"- {c}" for c in report.choices) + "\n"))
+    for done, table in enumerate(report.tables):
+        progress("tables and figures", done, len(report.tables))
         path = out_dir / f"{table.name}.csv"
         table.frame.to_csv(path, index=False)
         written.append(path)
-        parts.append(f"## {table.title}\n\n_{table.note}; CSV: `{path.name}`_\n\n{markdown_table(table.frame)}")
+        blocks.append(Block(f"## {table.title}\n\n_{table.note}; CSV: `{path.name}`_\n"))
+        if table.per_question:
+            blocks.extend(_survey_blocks(table, out_dir, written))
+            continue
+        blocks.append(Block(markdown_table(table.frame)))
+        found = _figure_for(table)
+        if found is not None and found[0] is not None:
+            from reporting import figures as fig
+
+            files = fig.save(found[0], out_dir, f"figure_{table.name}")
+            written.extend(files)
+            blocks.append(Block(figure=files, caption=found[1]))
+    progress("tables and figures", len(report.tables), len(report.tables))
+    return blocks, written
+
+
+def _markdown(blocks: list[Block]) -> str:
+    parts = []
+    for block in blocks:
+        if block.figure is not None:
+            png, svg = block.figure
+            parts.append(f"![{block.caption}]({png.name})\n\n_Figure: {block.caption} ({png.name}, {svg.name})_\n")
+        else:
+            parts.append(block.markdown)
+    return "\n".join(parts)
+
+
+HTML_STYLE = """
+body { font-family: system-ui, sans-serif; max-width: 72rem; margin: 2rem auto; padding: 0 1rem; color: #222; }
+table { border-collapse: collapse; margin: 0.5rem 0 1.5rem; font-size: 0.9rem; }
+th, td { border: 1px solid #ccc; padding: 0.2rem 0.5rem; vertical-align: top; }
+th { background: #f3f3f3; } td[style*="right"], th[style*="right"] { font-variant-numeric: tabular-nums; }
+figure { margin: 0.5rem 0 2rem; } figure img { max-width: 100%; height: auto; }
+figcaption { font-size: 0.85rem; color: #555; }
+"""
+
+
+def _html(blocks: list[Block]) -> str:
+    """One self-contained HTML file: the same text and tables, every figure embedded as a PNG data URI."""
+    import base64
+    import html
+
+    from markdown_it import MarkdownIt
+
+    md = MarkdownIt("commonmark", {"html": False}).enable("table")
+    body = []
+    for block in blocks:
+        if block.figure is not None:
+            png, _svg = block.figure
+            data = base64.b64encode(png.read_bytes()).decode("ascii")
+            caption = html.escape(block.caption)
+            body.append(
+                f'<figure><img alt="{caption}" src="data:image/png;base64,{data}">'
+                f"<figcaption>{caption}</figcaption></figure>"
+            )
+        else:
+            body.append(md.render(block.markdown))
+    return (
+        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
+        "<title>Interoperability in Deep Learning: the study's tables, reproduced</title>"
+        f"<style>{HTML_STYLE}</style></head><body>\n" + "\n".join(body) + "\n</body></html>\n"
+    )
+
+
+def write_report(
+    report: PaperReport, out_dir: Path, imported: list[str] | None = None, progress: Progress = _quiet
+) -> list[Path]:
+    """OUT/paper-report.md, OUT/paper-report.html (self-contained), one CSV per table and each figure as PNG and
+    SVG; returns the files written, the Markdown first and the HTML second."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    blocks, written = _blocks(report, out_dir, imported, progress)
     md = out_dir / "paper-report.md"
-    md.write_text("\n".join(parts), encoding="utf-8")
-    return [md, *written]
+    md.write_text(_markdown(blocks), encoding="utf-8")
+    page = out_dir / "paper-report.html"
+    page.write_text(_html(blocks), encoding="utf-8")
+    return [md, page, *written]

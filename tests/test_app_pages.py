@@ -207,6 +207,18 @@ def test_survey_page_charts_with_denominators(survey_db: None) -> None:
     assert {"51 (55.4%)", "39 (42.4%)"} <= labels  # of all 92 respondents
 
 
+def test_survey_page_compares_by_a_group_without_cutting_texts(survey_db: None) -> None:
+    at = open_page("survey", q="Q65", by="Q61")
+    body = texts(at)
+    assert "Do you commonly encounter problems while working with ONNX models?" in body
+    assert "Selected Choice" not in body
+    assert "By Q61 (Yes, I use ONNX n = 34, No n = 16; 50 answered both): % of each group." in body
+    assert "Fisher's exact test" in body  # the 'Other' choice: an expected count below 5
+    grouped = chart_data(at.get("vega_lite_chart")[1])
+    long_choice = "Performance differences (e.g., the accuracy of the ONNX model does not match the original model)"
+    assert long_choice in set(grouped["choice"]) and {"column_n", "pct_of_column"} <= set(grouped.columns)
+
+
 def test_survey_empty_state(empty: str) -> None:
     at = open_page("survey")
     assert "interop survey import" in texts(at)

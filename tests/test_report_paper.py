@@ -69,6 +69,90 @@ def synthetic_counts(shared: Path) -> dict[tuple[str, int], Counter]:
     return out
 
 
+def raw_totals(shared: Path) -> dict[tuple[str, str], dict[str, int]]:
+    """Per (converter, rule): compared models that pass and that mismatch, read here straight from the JSON files.
+
+    The study's rule (its tf2onnx notebook): `mad > 1e-7` is a mismatch and NaN is filled with 0 (a pass); ours:
+    `mad <= 1e-5` passes and NaN/Inf mismatch. torch stores a flag, the same under both rules."""
+    base = shared / "data/paper-artifact/synthetic-models/exporter_test_results"
+    out: dict[tuple[str, str], dict[str, int]] = {}
+    for framework, converter in (("torch", "torch.onnx"), ("tensorflow", "tf2onnx")):
+        study = {"pass": 0, "output mismatch": 0, "failed": 0}
+        ours = {"pass": 0, "output mismatch": 0, "failed": 0}
+        for path in sorted((base / framework).glob("*.json")):
+            for entry in json.loads(path.read_text()):
+                if entry["result"] != 0:
+                    study["failed"] += 1
+                    ours["failed"] += 1
+                    continue
+                if framework == "torch":
+                    bad_study = bad_ours = bool(entry["mismatch"])
+                else:
+                    mad = float(entry["mad"])
+                    bad_study = (0.0 if math.isnan(mad) else mad) > 1e-7
+                    bad_ours = not (math.isfinite(mad) and mad <= 1e-5)
+                study["output mismatch" if bad_study else "pass"] += 1
+                ours["output mismatch" if bad_ours else "pass"] += 1
+        out[(converter, "study")], out[(converter, "ours")] = study, ours
+    return out
+
+
+def check_synthetic_totals(report_dir: Path, shared: Path, md: str) -> None:
+    """The report's totals under both verdict rules equal the counts computed here from the raw JSON."""
+    totals = pd.read_csv(report_dir / "synthetic_totals.csv").set_index(["converter", "rule"])
+    expected = raw_totals(shared)
+    assert set(totals.index) == set(expected)
+    for key, counts in expected.items():
+        row = totals.loc[key]
+        assert int(row["pass"]) == counts["pass"], key
+        assert int(row["output mismatch"]) == counts["output mismatch"], key
+        failed = int(row["conversion failure"] + row["runtime (onnxruntime) failure"] + row["timeout"])
+        assert failed == counts["failed"], key
+        assert int(row["models"]) == sum(counts.values()), key
+    # the rules disagree on tf2onnx only, and the report says the study's rule gives the study's counts
+    assert expected[("tf2onnx", "study")] != expected[("tf2onnx", "ours")]
+    assert expected[("torch.onnx", "study")] == expected[("torch.onnx", "ours")]
+    assert "The study's rule reproduces the study's own counts exactly" in md
+    assert "Synthetic models (NNSmith): outcomes per converter by stage" in md
+
+
+def check_figures_and_html(report_dir: Path) -> None:
+    """Every figure is a valid PNG and SVG pair next to the tables; the HTML report needs nothing from outside."""
+    import re
+    import xml.etree.ElementTree as ET
+
+    from PIL import Image
+
+    pngs = sorted(report_dir.glob("figure_*.png"))
+    names = {p.stem for p in pngs}
+    for required in (
+        "figure_synthetic_outcomes",
+        "figure_failures_symptom_x_cause",
+        "figure_survey_interoperability_Q60",
+    ):
+        assert required in names, sorted(names)
+    for png in pngs:
+        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", png
+        with Image.open(png) as image:
+            image.verify()
+        with Image.open(png) as image:
+            assert image.size[0] > 100 and image.size[1] > 50, png
+        svg = png.with_suffix(".svg")
+        root = ET.parse(svg).getroot()
+        assert root.tag.endswith("svg"), svg
+    assert {p.stem for p in report_dir.glob("figure_*.svg")} == names
+    md = (report_dir / "paper-report.md").read_text()
+    assert all(f"]({p.name})" in md for p in pngs)
+    # the survey tables: one heading per question, its text once (not on every row)
+    assert "### Q60 · multi-select" in md and md.count("Which framework do you use for model development?") == 1
+    page = (report_dir / "paper-report.html").read_text()
+    assert page.startswith("<!DOCTYPE html>")
+    sources = re.findall(r'(?:src|href)\s*=\s*["\']([^"\']*)', page, flags=re.I)
+    assert sources and all(s.startswith("data:") for s in sources), [s for s in sources if not s.startswith("data:")]
+    assert page.count("data:image/png;base64,") == len(pngs)
+    assert "<link" not in page.lower() and "@import" not in page and "url(" not in page
+
+
 @pytest.fixture
 def report_dir(cli, shared_dir: Path, tmp_path: Path) -> Path:  # type: ignore[no-untyped-def]
     out = tmp_path / "report"
@@ -154,6 +238,10 @@ def test_report_paper_matches_the_files(report_dir: Path, shared_dir: Path, cli)
         assert row["models"] == sum(counts.values()), (converter, nodes)
         for outcome, n in counts.items():
             assert row[outcome] == n, (converter, nodes, outcome)
+
+    # the paper's totals by stage under the study's verdict rule and ours; the figures and the HTML report
+    check_synthetic_totals(report_dir, shared_dir, md)
+    check_figures_and_html(report_dir)
 
     # beyond the paper: distinct failures, whose runs are every run without a passing verdict
     distinct = pd.read_csv(report_dir / "distinct_failures.csv")

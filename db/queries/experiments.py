@@ -439,6 +439,46 @@ def rejudged(engine: Engine, filters: Filter = None, *, atol: float, rtol: float
     return out
 
 
+def compared_numbers(engine: Engine, filters: Filter = None) -> pd.DataFrame:
+    """Per compared run: converter, node count, stored verdict, and its raw numbers over all outputs: the largest
+    max absolute difference (None: no number stored, e.g. a NaN difference; infinity stays infinity), whether any
+    output had a NaN/Inf disagreement, and how many outputs were stored (0: no numbers, the verdict is all there is).
+    Lets a report apply another verdict rule to the stored numbers without re-running anything."""
+    per_run = (
+        select(
+            OUTPUT.c.run_id,
+            func.max(OUTPUT.c.max_abs_diff).label("max_abs_diff"),
+            func.max(OUTPUT.c.nonfinite_mismatch).label("nonfinite"),
+            func.count().label("outputs"),
+        )
+        .group_by(OUTPUT.c.run_id)
+        .subquery()
+    )
+    stmt = (
+        select(
+            RUN.c.id,
+            RUN.c.converter,
+            RUN.c.node_count,
+            RUN.c.status,
+            per_run.c.max_abs_diff,
+            func.coalesce(per_run.c.nonfinite, 0),
+            func.coalesce(per_run.c.outputs, 0),
+        )
+        .select_from(RUN.outerjoin(per_run, per_run.c.run_id == RUN.c.id))
+        .where(RUN.c.status.in_(COMPARED))
+        .order_by(RUN.c.id)
+    )
+    frame = _frame(
+        engine,
+        RunFilter.of(filters).where(stmt),
+        ["run_id", "converter", "node_count", "status", "max_abs_diff", "nonfinite", "outputs"],
+    )
+    frame["max_abs_diff"] = frame["max_abs_diff"].astype("float64")
+    frame["nonfinite"] = frame["nonfinite"].astype("int64") > 0
+    frame["outputs"] = frame["outputs"].astype("int64")
+    return frame
+
+
 def bucket_label(decade: int | None) -> str:
     """Bin names of the needed-atol histogram: "0", "≤1e-12" … "≤1e6", ">1e6"."""
     return "0" if decade is None else f"≤1e{decade}"

@@ -8,6 +8,7 @@ call these and nothing else. Two denominators are always given side by side, bec
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -35,8 +36,17 @@ CHOICE_KINDS = ("single", "multi")
 TEXT_KINDS = ("text", "number")
 
 
+#: What Qualtrics appends to a choice question's text in its exports (the question's own words end before it).
+QUALTRICS_SUFFIX = re.compile(r"\s+-\s+Selected Choice\s*$")
+
+
 class SurveyLookupError(InteropError):
     """No survey or question by that name."""
+
+
+def question_text(text: str | None) -> str:
+    """A question's text as people read it: Qualtrics' " - Selected Choice" suffix dropped, nothing cut."""
+    return QUALTRICS_SUFFIX.sub("", text or "").strip()
 
 
 @dataclass(frozen=True)
@@ -170,7 +180,7 @@ def list_questions(engine: Engine, flt: SurveyFilter) -> pd.DataFrame:
             {
                 "qid": q.qid,
                 "kind": q.kind,
-                "text": q.text,
+                "text": question_text(q.text),
                 "n_choices": len(q.choices),
                 "choices": list(q.choices),
                 "n_answered": int(n or 0),
@@ -377,7 +387,7 @@ def question_counts(engine: Engine, flt: SurveyFilter) -> pd.DataFrame:
         raise SurveyLookupError("name a question (SurveyFilter(qid=...))")
     with Session(engine) as session:
         question = _question(session, _survey(session, flt.named()), flt.qid)
-        kind, text = question.kind, question.text
+        kind, text = question.kind, question_text(question.text)
     stacked = survey_counts(engine, SurveyFilter(flt.survey, flt.qid, (), flt.include_excluded, flt.denominator))
     frame = stacked.drop(columns="qid")
     frame.attrs.update({"survey": flt.survey, "qid": flt.qid, "kind": kind, "text": text, **stacked.attrs})
@@ -387,9 +397,11 @@ def question_counts(engine: Engine, flt: SurveyFilter) -> pd.DataFrame:
 def survey_crosstab(engine: Engine, flt: SurveyFilter, by_qid: str) -> pd.DataFrame:
     """Respondents per pair of answers to the filter's question (`qid`) and question `by_qid`, counted in SQL.
 
-    Long form, one row per pair that occurs: choice, by_choice, count (distinct respondents; a multi-select
-    respondent counts once in each of their pairs), pct_of_both (of the respondents who answered both).
-    Free-text and number questions pair by their text; `frame.attrs` name both questions and `n_both`."""
+    Long form, one row per pair that occurs, every percentage beside its denominator: count (distinct respondents;
+    a multi-select respondent counts once in each of their pairs); row_n / pct_of_row (respondents who answered
+    both and gave `choice`), column_n / pct_of_column (… gave `by_choice`), n_both / pct_of_both (respondents who
+    answered both). Free-text and number questions pair by their text; `frame.attrs` name both questions, their
+    kinds and `n_both`; `crosstab_test(frame)` says which test of independence fits."""
     import pandas as pd
 
     if flt.qid is None:
@@ -423,10 +435,30 @@ def survey_crosstab(engine: Engine, flt: SurveyFilter, by_qid: str) -> pd.DataFr
         n_both = session.exec(
             select(func.count(func.distinct(a.c.response_id))).join(b, b.c.response_id == a.c.response_id)
         ).one()
+        # margins among those who answered both: a multi-select respondent is one person in a row, not one per pair
+        row_n = dict(
+            session.exec(
+                select(a.c.value, func.count(func.distinct(a.c.response_id)))
+                .where(a.c.response_id.in_(select(b.c.response_id)))
+                .group_by(a.c.value)
+            ).all()
+        )
+        column_n = dict(
+            session.exec(
+                select(b.c.value, func.count(func.distinct(b.c.response_id)))
+                .where(b.c.response_id.in_(select(a.c.response_id)))
+                .group_by(b.c.value)
+            ).all()
+        )
     order_a = {c: i for i, c in enumerate(first.choices)}
     order_b = {c: i for i, c in enumerate(second.choices)}
     frame = pd.DataFrame([tuple(r) for r in pairs], columns=["choice", "by_choice", "count"])
-    frame["count"] = frame["count"].astype(int)
+    frame["count"] = frame["count"].astype("int64")
+    frame["row_n"] = frame["choice"].map(row_n).astype("int64")
+    frame["pct_of_row"] = (100.0 * frame["count"] / frame["row_n"]).round(1)
+    frame["column_n"] = frame["by_choice"].map(column_n).astype("int64")
+    frame["pct_of_column"] = (100.0 * frame["count"] / frame["column_n"]).round(1)
+    frame["n_both"] = int(n_both)
     frame["pct_of_both"] = (100.0 * frame["count"] / n_both).round(1) if n_both else 0.0
     frame = frame.sort_values(
         ["choice", "by_choice"],
@@ -438,12 +470,106 @@ def survey_crosstab(engine: Engine, flt: SurveyFilter, by_qid: str) -> pd.DataFr
             "survey": flt.survey,
             "qid": flt.qid,
             "by_qid": by_qid,
-            "text": first.text,
-            "by_text": second.text,
+            "text": question_text(first.text),
+            "by_text": question_text(second.text),
+            "kind": first.kind,
+            "by_kind": second.kind,
             "n_both": int(n_both),
         }
     )
     return frame
+
+
+#: Fewer expected respondents than this in a cell makes the chi-square approximation doubtful (Cochran 1954).
+MIN_EXPECTED = 5.0
+#: … in more than this share of the cells (or any cell below 1) makes it invalid.
+MAX_SMALL_SHARE = 0.2
+
+
+@dataclass(frozen=True)
+class CrosstabTest:
+    """The test of independence a cross-tab allows: chi-square, Fisher's exact (2×2), or none and why not."""
+
+    test: Literal["chi-square", "fisher-exact", "none"]
+    reason: str
+    statistic: float | None = None
+    dof: int | None = None
+    p_value: float | None = None
+    min_expected: float | None = None
+    small_expected_share: float | None = None
+    #: a multi-select row question: the test of each choice (picked or not × group)
+    per_choice: tuple[tuple[str, CrosstabTest], ...] = ()
+
+    def summary(self) -> str:
+        """One line for a table's caption or a report (one more line per choice tested on its own)."""
+        if self.per_choice:
+            lines = [f"no test of the whole table: {self.reason}"]
+            lines += [f"  {choice}: {test.summary()}" for choice, test in self.per_choice]
+            return "\n".join(lines)
+        if self.test == "chi-square":
+            return f"χ² = {self.statistic:.2f}, df = {self.dof}, p = {self.p_value:.3g} ({self.reason})"
+        if self.test == "fisher-exact":
+            return f"Fisher's exact test: odds ratio = {self.statistic:.3g}, p = {self.p_value:.3g} ({self.reason})"
+        return f"no test of independence: {self.reason}"
+
+
+def crosstab_test(frame: pd.DataFrame) -> CrosstabTest:
+    """Chi-square where every respondent is in one cell and expected counts allow it; Fisher's exact for a 2×2
+    with an expected count below 5; otherwise no test, with the reason (scipy). A multi-select row question by a
+    single-choice one is tested per choice (picked or not × group), each a 2×k table of its own."""
+    import numpy as np
+
+    kind, by_kind = frame.attrs.get("kind"), frame.attrs.get("by_kind")
+    if by_kind == "multi":
+        return CrosstabTest(
+            "none",
+            f"{frame.attrs.get('by_qid')} is multi-select: a respondent can sit in several groups, so the groups "
+            "are not independent samples",
+        )
+    table = frame.pivot_table(index="choice", columns="by_choice", values="count", aggfunc="sum", fill_value=0)
+    if kind != "multi":
+        return _independence(table.to_numpy(dtype=float))
+    groups = frame.drop_duplicates("by_choice").set_index("by_choice")["column_n"].reindex(table.columns)
+    per_choice = tuple(
+        (str(choice), _independence(np.vstack([row.to_numpy(float), groups.to_numpy(float) - row.to_numpy(float)])))
+        for choice, row in table.iterrows()
+    )
+    return CrosstabTest(
+        "none",
+        f"{frame.attrs.get('qid')} is multi-select (a respondent can pick several rows); each choice is tested on "
+        "its own (picked or not × group)",
+        per_choice=per_choice,
+    )
+
+
+def _independence(observed: Any) -> CrosstabTest:
+    """The test one contingency table of respondents allows (each respondent in exactly one cell)."""
+    from scipy import stats
+
+    observed = observed[observed.sum(axis=1) > 0][:, observed.sum(axis=0) > 0]
+    if observed.shape[0] < 2 or observed.shape[1] < 2:
+        return CrosstabTest("none", "needs at least two different answers on each side")
+    expected = stats.contingency.expected_freq(observed)
+    small = float((expected < MIN_EXPECTED).mean())
+    low = float(expected.min())
+    if observed.shape == (2, 2) and low < MIN_EXPECTED:
+        odds, p = stats.fisher_exact(observed)
+        reason = f"2×2 with an expected count below {MIN_EXPECTED:g} (smallest {low:.2f})"
+        return CrosstabTest("fisher-exact", reason, float(odds), None, float(p), low, small)
+    if small > MAX_SMALL_SHARE or low < 1:
+        return CrosstabTest(
+            "none",
+            f"chi-square not valid: {small:.0%} of the {observed.size} cells expect fewer than {MIN_EXPECTED:g} "
+            f"respondents (at most {MAX_SMALL_SHARE:.0%} allowed, none below 1; smallest {low:.2f})",
+            min_expected=low,
+            small_expected_share=small,
+        )
+    result = stats.chi2_contingency(observed, correction=True)
+    yates = " with Yates' correction" if observed.shape == (2, 2) else ""
+    reason = f"{observed.shape[0]}×{observed.shape[1]}{yates}; smallest expected count {low:.2f}"
+    return CrosstabTest(
+        "chi-square", reason, float(result.statistic), int(result.dof), float(result.pvalue), low, small
+    )
 
 
 def answers(engine: Engine, flt: SurveyFilter) -> pd.DataFrame:

@@ -51,15 +51,63 @@ set_params(denom="" if denominator == "answered" else denominator)
 
 questions = query(survey_q.list_questions, flt=survey_q.SurveyFilter(chosen))
 kinds = {"single": "single choice", "multi": "multi-select", "text": "free text"}
-labels = {r.qid: f"{r.qid} ({kinds.get(r.kind, r.kind)}): {(r.text or MISSING)[:90]}" for r in questions.itertuples()}
+labels = {r.qid: f"{r.qid} ({kinds.get(r.kind, r.kind)}): {r.text or MISSING}" for r in questions.itertuples()}
 preset = [q for q in param("q").split(",") if q in labels]
 picked = st.multiselect(
     "Questions (none chosen: all)", list(labels), default=preset, format_func=lambda q: labels[q], key="param_q"
 )
 set_params(q=",".join(picked))
+groupable = [r.qid for r in questions.itertuples() if r.kind in survey_q.CHOICE_KINDS]
+compare_by = param("by") if param("by") in groupable else ""
+compare_by = st.selectbox(
+    "Compare by (subgroups; nothing stored changes)",
+    ["", *groupable],
+    index=(["", *groupable]).index(compare_by),
+    format_func=lambda q: "(no comparison)" if not q else labels[q],
+    key="param_by",
+)
+set_params(by=compare_by)
 shown = questions[questions["qid"].isin(picked)] if picked else questions
 counts = query(survey_q.survey_counts, flt=survey_q.SurveyFilter(chosen, kinds=survey_q.CHOICE_KINDS))
 pct_column = f"pct_of_{denominator}"
+
+
+def compare(qid: str, order: list[str]) -> None:
+    """QID's answers per group of the compare-by question: % of each group, its n beside it, and the test."""
+    table = query(survey_q.survey_crosstab, flt=survey_q.SurveyFilter(chosen, qid), by_qid=compare_by)
+    if table.empty:
+        st.caption(f"Nobody answered both {qid} and {compare_by}.")
+        return
+    groups = table.drop_duplicates("by_choice")
+    sizes = ", ".join(f"{g.by_choice} n = {g.column_n}" for g in groups.itertuples())
+    st.caption(
+        f"By {compare_by} ({sizes}; {table['n_both'].iloc[0]} answered both): % of each group. "
+        f"{survey_q.crosstab_test(table).summary()}"
+    )
+    table = table.assign(
+        label=table.apply(lambda r: f"{r['count']}/{r['column_n']} ({r['pct_of_column']:.1f}%)", axis=1)
+    )
+    grouped = (
+        alt.Chart(table)
+        .mark_bar()
+        .encode(
+            x=alt.X("pct_of_column:Q", title=f"% of the {compare_by} group", scale=alt.Scale(domain=[0, 100])),
+            y=alt.Y("choice:N", sort=order, title=None, axis=alt.Axis(labelLimit=0)),
+            yOffset=alt.YOffset("by_choice:N"),
+            color=alt.Color("by_choice:N", title=compare_by, legend=alt.Legend(labelLimit=0)),
+            tooltip=["choice:N", "by_choice:N", "count:Q", "column_n:Q", "row_n:Q", "pct_of_column:Q", "pct_of_row:Q"],
+        )
+    )
+    labels_ = grouped.mark_text(align="left", dx=4).encode(text="label:N")
+    st.altair_chart((grouped + labels_).properties(height=alt.Step(14)), width="stretch")
+    with st.expander(f"{qid} × {compare_by} as a table"):
+        st.dataframe(
+            for_display(table.drop(columns="label")),
+            hide_index=True,
+            width="stretch",
+            column_config={"choice": st.column_config.TextColumn(width="large")},
+        )
+
 
 for row in shown.itertuples():
     st.markdown(f"#### {row.qid} · {kinds.get(row.kind, row.kind)}")
@@ -90,12 +138,14 @@ for row in shown.itertuples():
         .mark_bar()
         .encode(
             x=alt.X("pct:Q", title=f"% of {DENOMINATORS[denominator]}", scale=alt.Scale(domain=[0, 100])),
-            y=alt.Y("choice:N", sort=order, title=None, axis=alt.Axis(labelLimit=420)),
+            y=alt.Y("choice:N", sort=order, title=None, axis=alt.Axis(labelLimit=0)),
             tooltip=["choice:N", "count:Q", alt.Tooltip("pct:Q", format=".1f")],
         )
     )
     text = bars.mark_text(align="left", dx=4).encode(text="label:N")
     st.altair_chart((bars + text).properties(height=alt.Step(26)), width="stretch")
+    if compare_by and compare_by != row.qid:
+        compare(row.qid, order)
 
 if not picked:
     with st.expander("All counts as a table"):
