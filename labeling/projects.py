@@ -66,7 +66,7 @@ class ProjectSync:
     def ensure(self, coder: Coder | None, purpose: str, config: str, instruction: str) -> LsProject:
         """The recorded project; else one with our title (a failed push created it) adopted; else a new one.
         A changed generated config is sent again."""
-        digest = config_hash(config, instruction)
+        digest = config_hash(config, instruction + ("\0predictions" if self.rnd.params.get("show_predictions") else ""))
         row = self.session.exec(
             select(LsProject).where(
                 LsProject.round_id == self.rnd.id,
@@ -89,7 +89,8 @@ class ProjectSync:
             show_skip_button=True,
             enable_empty_annotation=False,
             show_annotation_history=False,
-            show_collab_predictions=False,
+            # coders see a model's suggestions only in rounds pushed with --predictions (blind by default)
+            show_collab_predictions=bool(self.rnd.params.get("show_predictions")) and coder is not None,
         )
         if row is None:
             match = self.listing().get(title)

@@ -51,6 +51,7 @@ from db.models.labeling import (
     LabelRound,
     LsProject,
     LsTask,
+    Prediction,
 )
 from db.models.survey import (
     KindSource,
@@ -95,6 +96,7 @@ __all__ = [
     "LsTask",
     "ModelOperator",
     "ModelUnderTest",
+    "Prediction",
     "QuestionKind",
     "RepoSnapshot",
     "Repository",
