@@ -20,6 +20,7 @@ from db.engine import session_scope
 from db.ingest import recorded_run
 from db.models.labeling import FinalLabel, LabelItem, LabelRound, LsProject, LsTask, Prediction
 from db.queries.labeling import LabelFilter, final_labels, item_texts
+from labeling.client import LabelStudioClient, LabelStudioError
 from labeling.codebook import DimensionSpec
 from labeling.labelstudio import OBJECT, choice_value
 from labeling.store import LabelingError, LoadedCodebook, codebook_version, get_round, round_codebook
@@ -27,7 +28,6 @@ from labeling.store import LabelingError, LoadedCodebook, codebook_version, get_
 if TYPE_CHECKING:
     from sklearn.pipeline import Pipeline
 
-    from labeling.client import LabelStudioClient
 
 FOLDS = 5
 #: A dimension is trained only when at least two of its codes have this many examples (one per test fold).
@@ -310,9 +310,12 @@ def suggest(
         target = get_round(session, round_name) if round_name else None
         targets: set[int] = set()
         tasks: dict[int, list[tuple[int, int]]] = {}
+        client: LabelStudioClient | None = None
         if target is not None:
             if not dry_run:
                 check_round(target)
+                assert connect is not None
+                client = connect()  # before training: a missing key or a server down fails fast
             if target.source == "labelstudio":
                 targets, tasks = _round_targets(session, target)
         training, excluded = _training(engine, session, target, from_rounds, targets)
@@ -345,8 +348,13 @@ def suggest(
         if not dry_run and targets:
             report.notes.append("no dimension could be trained: nothing pushed")
         return report
-    assert target is not None and connect is not None
-    _push(engine, connect(), target, training.book, tasks, predicted, report)
+    assert target is not None and client is not None
+    try:
+        _push(engine, client, target, training.book, tasks, predicted, report)
+    except LabelStudioError as exc:
+        raise exc.with_context(
+            "no prediction was stored; running it again sends only what did not reach Label Studio"
+        ) from None
     return report
 
 
