@@ -169,8 +169,14 @@ def agreement(
     seed: int = typer.Option(0, "--seed", help="Seed of the bootstrap (same seed, same intervals)."),
     confusion: bool = typer.Option(False, "--confusion", help="Also print each coder pair's confusion matrix."),
     show_disagreements: bool = typer.Option(False, "--disagreements", help="Also list the items coders disagree on."),
+    model: bool = typer.Option(
+        False, "--model", help="Instead: the model's predictions (`label suggest`) against each coder and the finals."
+    ),
+    model_version: str = typer.Option(None, "--model-version", help="With --model: this version (default: newest)."),
 ) -> None:
-    """Percent agreement, Cohen's κ per pair, Fleiss' κ, Krippendorff's α, Gwet's AC1 with 95% bootstrap CIs."""
+    """Percent agreement, Cohen's κ per pair, Fleiss' κ, Krippendorff's α, Gwet's AC1 with 95% bootstrap CIs.
+
+    Model predictions are never a coder here; --model reports the model against the coders separately."""
 
     from db.queries.labeling import LabelFilter
     from db.queries.labeling import ratings as load_ratings
@@ -186,6 +192,11 @@ def agreement(
     from labeling.summary import round_categories
 
     _check_choices(round_name, {"--dimension": dimension})
+    if model or model_version:
+        if not round_name:
+            raise LabelingError("--model needs --round")
+        _model_agreement(round_name, model_version, dimension, bootstrap, seed, fmt, out)
+        return
     eng = engine()
     frame = load_ratings(
         eng, LabelFilter(rounds=(round_name,) if round_name else (), dimensions=(dimension,) if dimension else ())
@@ -270,6 +281,158 @@ def agreement(
     emit(fmt, out, summary_frame(results), render=render)
 
 
+def _model_agreement(
+    round_name: str,
+    version: str | None,
+    dimension: str | None,
+    bootstrap: int,
+    seed: int,
+    fmt: Format,
+    out: Path | None,
+) -> None:
+    from labeling.suggest import model_agreement
+
+    version, frame = model_agreement(engine(), round_name, version, dimension, n_boot=bootstrap, seed=seed)
+    if frame.empty:
+        raise InteropError(f"no item of round {round_name!r} has both a prediction of {version} and a valid code")
+
+    def render(to: Console) -> None:
+        to.print(
+            f"Model {version} against the coders of {round_name} (not a coder: never in the agreement above); "
+            f"Cohen's κ with 95% bootstrap intervals ({bootstrap} resamples, seed {seed})"
+        )
+        table = new_table(
+            "dimension", "rater", "items", "agreement", "Cohen's κ", "95% CI", "reading", numeric=("items",)
+        )
+        for r in frame.itertuples(index=False):
+            table.add_row(
+                r.dimension,
+                r.rater,
+                str(r.items),
+                _fmt(r.percent_agreement),
+                _fmt(r.cohen_kappa),
+                _fmt((r.cohen_kappa_low, r.cohen_kappa_high)),
+                f"{r.reading} (Landis–Koch)",
+            )
+        to.print(table)
+
+    emit(fmt, out, frame, render=render)
+
+
+@app.command()
+def suggest(
+    round_name: str = typer.Option(
+        None, "--round", help="Round whose uncoded tasks get the predictions (pushed with --predictions)."
+    ),
+    from_rounds: list[str] = typer.Option(
+        None, "--from", help="Rounds whose final labels train the model (default: all of the round's codebook)."
+    ),
+    seed: int = typer.Option(0, "--seed", help="Seed of the cross-validation folds (same seed, same figures)."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Train and cross-validate only: push and store nothing."),
+    fmt: Format = format_option(),
+    out: Path | None = out_option(),
+) -> None:
+    """Suggest codes: a TF-IDF + logistic-regression classifier per dimension trained on final labels, its 5-fold
+    cross-validated accuracy, macro-F1 and Cohen's κ against a majority-class baseline, and its top code and score
+    per dimension pushed as Label Studio predictions (never codings) to the round's tasks not yet decided.
+
+    Blind rounds (pushed without --predictions) are refused."""
+    from labeling.client import connect
+    from labeling.suggest import suggest as do_suggest
+
+    report = do_suggest(engine(), connect, round_name, split_list(from_rounds), seed, dry_run)
+    import pandas as pd
+
+    frame = pd.DataFrame([s.as_row() for s in report.scores])
+    document = {
+        "round": report.round,
+        "from": report.from_rounds,
+        "seed": seed,
+        "folds": 5,
+        "model_version": report.model_version,
+        "training_items": report.training_items,
+        "excluded_items": report.excluded_items,
+        "target_items": report.target_items,
+        "predicted": report.predicted,
+        "tasks_pushed": report.tasks_pushed,
+        "tasks_had_version": report.tasks_had_version,
+        "stored": report.stored,
+        "dry_run": dry_run,
+        "notes": report.notes,
+        "dimensions": records(frame),
+    }
+
+    def render(to: Console) -> None:
+        to.print(
+            f"model {report.model_version}: trained on final labels of {', '.join(report.from_rounds)} "
+            f"({report.training_items} items"
+            + (f"; {report.excluded_items} items of round {report.round} left out" if report.excluded_items else "")
+            + f"); stratified 5-fold cross-validation, seed {seed}, baseline = majority code",
+            markup=False,
+        )
+        table = new_table(
+            "dimension",
+            "items",
+            "codes",
+            "accuracy",
+            "baseline",
+            "macro-F1",
+            "baseline",
+            "Cohen's κ",
+            "baseline",
+            "beats baseline",
+            numeric=("items", "codes"),
+        )
+        for sc in report.scores:
+            if sc.skipped:
+                table.add_row(sc.dimension, str(sc.items), str(sc.codes), "–", "–", "–", "–", "–", "–", "skipped")
+                continue
+            table.add_row(
+                sc.dimension,
+                str(sc.items),
+                str(sc.codes),
+                _fmt(sc.accuracy),
+                _fmt(sc.baseline_accuracy),
+                _fmt(sc.macro_f1),
+                _fmt(sc.baseline_macro_f1),
+                _fmt(sc.kappa),
+                _fmt(sc.baseline_kappa),
+                "yes" if sc.beats_baseline else "no",
+            )
+        to.print(table)
+        for sc in report.scores:
+            if sc.skipped:
+                to.print(f"skipped {sc.dimension}: {sc.skipped}", markup=False)
+            elif sc.rare:
+                to.print(
+                    f"note {sc.dimension}: codes with fewer than 5 items ({sc.as_row()['rare_codes']}) are "
+                    "kept in the evaluation but rarely predicted",
+                    markup=False,
+                )
+        for note in report.notes:
+            to.print(f"note: {note}", markup=False)
+        if report.round is None:
+            return
+        made = ", ".join(f"{k} {n}" for k, n in report.predicted.items() if n)
+        if dry_run:
+            to.print(
+                f"dry run: {report.target_items} undecided items of round {report.round} would get predictions "
+                f"({made or 'none'}); nothing pushed or stored",
+                markup=False,
+            )
+        else:
+            st = report.stored
+            to.print(
+                f"round {report.round}: {report.tasks_pushed} of {report.tasks_total} tasks got predictions "
+                f"({report.tasks_had_version} had this version already); {report.target_items} undecided items "
+                f"({made or 'none'}); stored {st.get('new', 0)} new, {st.get('changed', 0)} changed, "
+                f"{st.get('unchanged', 0)} unchanged; {report.requests} HTTP requests",
+                markup=False,
+            )
+
+    emit(fmt, out, frame, document=document, render=render)
+
+
 @app.command()
 def push(
     sample: str = typer.Option(..., "--sample", help="Name of the issue sample to code."),
@@ -281,6 +444,12 @@ def push(
     per_item: int = typer.Option(None, "--per-item", help="Coders per overlapping item (default: all)."),
     seed: int = typer.Option(None, "--seed", help="Seed of the assignment (default: the sample's seed)."),
     codebook: str = typer.Option(None, "--codebook", help="Codebook name (default: the only one loaded)."),
+    predictions: bool = typer.Option(
+        None,
+        "--predictions/--blind",
+        help="Whether coders see model suggestions (`label suggest`); a new round is blind unless --predictions, "
+        "and a round keeps what it was pushed with.",
+    ),
 ) -> None:
     """Create/update one Label Studio project per coder (blind coding) and import the sample's issues as tasks.
 
@@ -291,7 +460,16 @@ def push(
 
     client = connect()
     report = do_push(
-        engine(), client, sample, round_name, ",".join(split_list(coders)), overlap, per_item, seed, codebook
+        engine(),
+        client,
+        sample,
+        round_name,
+        ",".join(split_list(coders)),
+        overlap,
+        per_item,
+        seed,
+        codebook,
+        predictions,
     )
     console.print(
         f"round {report.round!r}: {report.items} items, {report.overlap_items} coded by several coders; "

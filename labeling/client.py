@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from label_studio_sdk import LabelStudio
     from label_studio_sdk.core.request_options import RequestOptions
     from label_studio_sdk.types.import_api_request import ImportApiRequest
+    from label_studio_sdk.types.prediction_request import PredictionRequest
 
 TIMEOUT_S = 60.0  # one request; an import of 1,000 tasks takes a few seconds
 IMPORT_TIMEOUT_S = 300.0
@@ -114,11 +115,21 @@ class Annotation(_Shape):
         return value["id"] if isinstance(value, dict) and "id" in value else value
 
 
+class TaskPrediction(_Shape):
+    """A model's prediction on a task: never an annotation, so never a coding (the pull reads `annotations` only)."""
+
+    id: int
+    result: list[Any]
+    model_version: str | None = None
+    score: float | None = None
+
+
 class Task(_Shape):
     id: int
     data: dict[str, Any]
     updated_at: datetime
     annotations: list[Annotation]
+    predictions: list[TaskPrediction] = []
 
     @property
     def live_annotations(self) -> list[Annotation]:
@@ -134,6 +145,10 @@ class TaskPage(_Shape):
 class ImportAnswer(_Shape):
     task_count: int
     task_ids: list[int]
+
+
+class PredictionImportAnswer(_Shape):
+    created: int
 
 
 def newest(annotations: Iterable[Annotation]) -> Annotation | None:
@@ -380,6 +395,26 @@ class LabelStudioClient:
                 f"{len(tasks)} items sent",
             )
         return ids
+
+    def import_predictions(self, project_id: int, predictions: Sequence[dict[str, Any]]) -> int:
+        """Attach predictions (`task`, `result`, `score`, `model_version`) to tasks of a project in one request;
+        an answer that created another number of them is refused."""
+        endpoint = f"POST /api/projects/{project_id}/import/predictions"
+        answer: PredictionImportAnswer = self._call(
+            endpoint,
+            lambda o: self._sdk.projects.import_predictions(
+                id=project_id,
+                # typed as the SDK's pydantic model, sent as JSON: our dicts are that JSON already
+                request=cast("list[PredictionRequest]", list(predictions)),
+                request_options=o,
+            ),
+            PredictionImportAnswer,
+            write=True,
+            timeout=max(IMPORT_TIMEOUT_S, self.timeout),
+        )
+        if answer.created != len(predictions):
+            raise self._bad(endpoint, f"{answer.created} predictions created for {len(predictions)} sent")
+        return answer.created
 
     def tasks(self, project_id: int, updated_after: datetime | None = None) -> TaskListing:
         """Every task of a project with its annotations (or those updated after a time), page by page until the

@@ -71,7 +71,7 @@ class ProjectSync:
         """The recorded project; else one with our title (a failed push created it) adopted; else a new one.
         A changed generated config is sent again, unless the project's is one of the `compatible` hashes (an
         older layout its tasks were made for: a project pushed before tasks carried the discussion keeps it)."""
-        digest = config_hash(config, instruction)
+        digest = config_hash(config, instruction + ("\0predictions" if self.rnd.params.get("show_predictions") else ""))
         row = self.session.exec(
             select(LsProject).where(
                 LsProject.round_id == self.rnd.id,
@@ -94,7 +94,8 @@ class ProjectSync:
             show_skip_button=True,
             enable_empty_annotation=False,
             show_annotation_history=False,
-            show_collab_predictions=False,
+            # coders see a model's suggestions only in rounds pushed with --predictions (blind by default)
+            show_collab_predictions=bool(self.rnd.params.get("show_predictions")) and coder is not None,
         )
         if row is None:
             match = self.listing().get(title)

@@ -158,10 +158,13 @@ def push(
     per_item: int | None = None,
     seed: int | None = None,
     codebook: str | None = None,
+    predictions: bool | None = None,
 ) -> PushReport:
     """Create/update one project per coder and import each coder's tasks in batches of ≤ 1,000, recording
     project and task ids, all in one transaction: the round is recorded only when the whole push succeeded.
-    A re-push only adds what is missing; a retry after a failure reuses what reached Label Studio."""
+    A re-push only adds what is missing; a retry after a failure reuses what reached Label Studio. `predictions`:
+    whether coders may see model suggestions (`label suggest`); a new round is blind unless True, and a round keeps
+    what it was pushed with."""
     if not 0.0 <= overlap <= 1.0:
         raise LabelingError(f"--overlap must be between 0 and 1, not {overlap}")
     coders_in = _parse_coders(coders_spec)
@@ -190,8 +193,19 @@ def push(
                         f"overlap {old.params.get('overlap')}, per-item {old.params.get('per_item')}, seed "
                         f"{old.params.get('seed')}: push with the same settings or start a new round"
                     )
+                shown = bool(old.params.get("show_predictions")) if old is not None else bool(predictions)
+                if old is not None and predictions is not None and predictions != shown:
+                    raise LabelingError(
+                        f"round {round_name!r} was pushed {'with --predictions' if shown else 'blind'}: a round keeps "
+                        "whether its coders see model suggestions; start a new round to change it"
+                    )
                 rnd = ensure_round(
-                    session, round_name, book, "labelstudio", sample_row.id, {**round_params, "uid": uid}
+                    session,
+                    round_name,
+                    book,
+                    "labelstudio",
+                    sample_row.id,
+                    {**round_params, "uid": uid, "show_predictions": shown},
                 )
                 projects = ProjectSync(client, session, rnd, search=known_uid)
                 _push_round(projects, book, issues, coders_in, per_item, overlap, seed, report, log)

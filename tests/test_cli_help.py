@@ -59,6 +59,7 @@ ENUMERATED = {
     ("interop label taxonomy", "fmt"): ["table", "json", "csv"],
     ("interop label finals", "fmt"): ["table", "json", "csv"],
     ("interop label rounds", "fmt"): ["table", "json", "csv"],
+    ("interop label suggest", "fmt"): ["table", "json", "csv"],
     ("interop issues list", "fmt"): ["table", "json", "csv"],
     ("interop issues show", "fmt"): ["table", "json", "csv"],
     ("interop survey list", "fmt"): ["table", "json", "csv"],

@@ -52,6 +52,7 @@ from db.models.labeling import (
     LabelRound,
     LsProject,
     LsTask,
+    Prediction,
 )
 from db.models.survey import (
     KindSource,
@@ -97,6 +98,7 @@ __all__ = [
     "LsTask",
     "ModelOperator",
     "ModelUnderTest",
+    "Prediction",
     "QuestionKind",
     "RepoSnapshot",
     "Repository",

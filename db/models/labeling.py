@@ -215,3 +215,20 @@ class AdjudicationHistory(SQLModel, table=True):
     detail: dict[str, Any] = json_field(nullable=False, default={}, description="the evidence at that time")
     run_id: int | None = Field(default=None, foreign_key="ingest_run.id", description="the run that decided")
     decided_at: datetime = utc_field(nullable=False, now=True)
+
+
+class Prediction(SQLModel, table=True):
+    """A model's suggested code for an item and dimension in a round: never a coding, so never a coder in agreement;
+    compared with the coders separately (`label agreement --model`)."""
+
+    __tablename__ = "prediction"
+    __table_args__ = (UniqueConstraint("round_id", "item_id", "dimension_id", "model_version"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    round_id: int = Field(foreign_key="label_round.id", index=True)
+    item_id: int = Field(foreign_key="label_item.id", index=True)
+    dimension_id: int = Field(foreign_key="codebook_dimension.id", index=True)
+    code_id: int = Field(foreign_key="codebook_code.id")
+    score: float = Field(description="the model's probability of the code (0–1)")
+    model_version: str = Field(max_length=100, index=True, description="e.g. tfidf-logreg-<hash of data + params>")
+    created_at: datetime = utc_field(nullable=False, now=True)

@@ -7,6 +7,7 @@ item × dimension × coder or final; "the newest final label" is decided here, o
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVarTuple
 
@@ -30,6 +31,7 @@ from db.models.labeling import (
     LabelRound,
     LsProject,
     LsTask,
+    Prediction,
 )
 from db.models.views import issue_codes
 
@@ -44,6 +46,7 @@ ITEM, ROUND, CODER = core_table(LabelItem), core_table(LabelRound), core_table(C
 CODING, VALUE = core_table(Coding), core_table(CodingValue)
 FINAL, HISTORY = core_table(FinalLabel), core_table(AdjudicationHistory)
 PROJECT, TASK = core_table(LsProject), core_table(LsTask)
+PREDICTION = core_table(Prediction)
 
 
 def _strings(value: Any) -> tuple[str, ...]:
@@ -408,6 +411,69 @@ def crosstab(engine: Engine, f: LabelFilter, rows: str = "symptom", columns: str
     if cells.empty:
         return pd.DataFrame()
     return cells.pivot_table(index=rows, columns=columns, values="items", aggfunc="sum", fill_value=0).astype(int)
+
+
+# --- text and model predictions (model-assisted coding) ---------------------------------------------------------
+
+
+def item_texts(engine: Engine, item_ids: Sequence[int]) -> pd.DataFrame:
+    """What a text classifier reads of each item: the issue's title and body, and the study sheets' description
+    of it (today the `note` of its codings in sheet rounds, where `import-sheet` keeps the Description column).
+    One row per item id given (unknown ids are absent); `sheet_text` joins distinct sheet descriptions."""
+    ids = sorted({int(i) for i in item_ids})
+    if not ids:
+        return pd.DataFrame(columns=["item_id", "item", "title", "body", "sheet_text"])
+    base = _frame(
+        engine,
+        select(ITEM.c.id, ITEM.c.ref, ISSUE.c.title, ISSUE.c.body)
+        .select_from(ITEM.outerjoin(ISSUE, ISSUE.c.id == ITEM.c.issue_id))
+        .where(ITEM.c.id.in_(ids))
+        .order_by(ITEM.c.id),
+        ["item_id", "item", "title", "body"],
+    )
+    notes = _frame(
+        engine,
+        select(CODING.c.item_id, CODING.c.note)
+        .join(ROUND, ROUND.c.id == CODING.c.round_id)
+        .where(CODING.c.item_id.in_(ids), ROUND.c.source == "sheet", CODING.c.note.is_not(None))
+        .order_by(CODING.c.item_id, ROUND.c.id, CODING.c.id),
+        ["item_id", "note"],
+    )
+    joined = notes.groupby("item_id")["note"].agg(lambda v: "\n".join(dict.fromkeys(str(x) for x in v)))
+    base["sheet_text"] = base["item_id"].map(joined)
+    return base
+
+
+def predictions(engine: Engine, f: LabelFilter, model_version: str | None = None) -> pd.DataFrame:
+    """A model's suggested codes (never codings): one row per round, item, dimension and model version, with the
+    code, its label and the model's score; `model_version` narrows to one version."""
+    q = (
+        select(
+            ROUND.c.name,
+            DIM.c.key,
+            DIM.c.position,
+            ITEM.c.id,
+            ITEM.c.ref,
+            CODE.c.code,
+            CODE.c.label,
+            PREDICTION.c.score,
+            PREDICTION.c.model_version,
+            PREDICTION.c.created_at,
+        )
+        .select_from(PREDICTION)
+        .join(ROUND, ROUND.c.id == PREDICTION.c.round_id)
+        .join(ITEM, ITEM.c.id == PREDICTION.c.item_id)
+        .outerjoin(ISSUE, ISSUE.c.id == ITEM.c.issue_id)
+        .outerjoin(REPO, REPO.c.id == ISSUE.c.repository_id)
+        .join(DIM, DIM.c.id == PREDICTION.c.dimension_id)
+        .join(CODE, CODE.c.id == PREDICTION.c.code_id)
+        .order_by(ROUND.c.name, PREDICTION.c.model_version, ITEM.c.id, DIM.c.position)
+    )
+    if model_version:
+        q = q.where(PREDICTION.c.model_version == model_version)
+    q = _narrow(q, f, round=ROUND.c.name, dimension=DIM.c.key, repository=REPO.c.full_name, item=ITEM.c.ref)
+    columns = ["round", "dimension", "dimension_position", "item_id", "item", "code", "label", "score"]
+    return _frame(engine, q, [*columns, "model_version", "created_at"])
 
 
 # --- one issue's codes (the Issues page's detail and `interop issues show`) ------------------------------------
