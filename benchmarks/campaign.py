@@ -269,7 +269,11 @@ def floor(n: int, work: Path) -> tuple[float, dict[str, str]]:
 def breakdown(run: Ours) -> str:
     """Where the workers' time went in `run`: worker-seconds per part, against workers × wall time."""
     budget = WORKERS * run.timings.get("executor_s", run.seconds)
-    parts = {"worker start": run.timings.get("worker_start_s", 0.0), **run.stages}
+    parts = {
+        "zygote wait": run.timings.get("zygote_wait_s", 0.0),
+        "worker start": run.timings.get("worker_start_s", 0.0),
+        **run.stages,
+    }
     busy = sum(parts.values())
     lines = [f"  where the time went ({WORKERS} workers x {budget / WORKERS:.1f} s = {budget:.1f} worker-seconds):"]
     for name, value in parts.items():
@@ -277,7 +281,13 @@ def breakdown(run: Ours) -> str:
     lines.append(f"    {'idle/other':<13} {budget - busy:7.1f} s  {100 * (budget - busy) / budget:5.1f} %")
     db, started = run.timings.get("database_s", 0.0), run.timings.get("workers_started", 0)
     lines.append(f"    (comparison includes the source framework's reference run; driver: {db:.1f} s storing")
+    imports = ", ".join(
+        f"{k.split('.', 1)[1]} {v:.1f} s" for k, v in sorted(run.timings.items()) if k.startswith("zygote_import_s.")
+    )
     lines.append(f"     results in batches, on the same cores; {started:.0f} workers started)")
+    if imports:
+        lines.append(f"    (zygote imports, side by side from the start: {imports}; slots without a job meanwhile")
+        lines.append("     are 'zygote wait', the floor pays the same imports one after the other)")
     return "\n".join(lines)
 
 

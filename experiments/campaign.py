@@ -44,7 +44,8 @@ class CampaignResult:
     #: (converter, requested opset, produced opset) -> runs whose model came out at another opset than asked
     opset_changes: dict[tuple[str, int, int], int] = field(default_factory=dict)
     #: where the driver's time went: database_s (storing results), worker_start_s and workers_started (local
-    #: pool: from asking for a worker to its Ready, summed), executor_s (wall time of the execution)
+    #: pool: from asking for a worker to its Ready, summed), zygote_wait_s (worker-seconds slots had no job
+    #: because every queued job's zygote was still importing), zygote_import_s.FRAMEWORK, executor_s (wall time)
     timings: dict[str, float] = field(default_factory=dict)
 
 
@@ -264,6 +265,9 @@ def run_campaign(
         if stats is not None:
             result.timings["worker_start_s"] = stats.worker_start_s
             result.timings["workers_started"] = float(stats.workers_started)
+            result.timings["zygote_wait_s"] = stats.zygote_wait_s
+            for framework, seconds in stats.zygote_import_s.items():
+                result.timings[f"zygote_import_s.{framework}"] = seconds
         for status, n in result.counts.items():
             log.add(status, n)
         log.add("replaced_workers", result.replaced_workers)

@@ -244,6 +244,10 @@ class PoolStats:
     workers_started: int = 0
     #: the zygotes' threads when they were ready, per framework (what a fork leaves behind)
     zygote_threads: dict[str, list[str]] = field(default_factory=dict)
+    #: seconds each framework's zygote took to import everything (they import side by side)
+    zygote_import_s: dict[str, float] = field(default_factory=dict)
+    #: worker-seconds of slots without a job while every queued job's zygote was still importing
+    zygote_wait_s: float = 0.0
 
 
 class WorkerPool:
@@ -297,6 +301,8 @@ class WorkerPool:
             why = f"it needs {zygote.rss_mb:.0f} MB before any model, over the {self.options.memory_mb} MB limit"
             raise self._startup_error(framework, why, zygote.log_path)
         self.stats.zygote_threads[framework] = zygote.threads
+        if zygote.import_s is not None:
+            self.stats.zygote_import_s[framework] = round(zygote.import_s, 2)
         return zygote
 
     @staticmethod
@@ -323,10 +329,18 @@ class WorkerPool:
     def run(self, jobs: list[dict[str, Any]], emit: Emit) -> None:
         queue: deque[dict[str, Any]] = deque(jobs)
         self.start_zygotes({j["framework"] for j in jobs})
+        waiting, since = 0, time.monotonic()
         while queue or any(s.job is not None for s in self.slots):
+            now = time.monotonic()
+            self.stats.zygote_wait_s += waiting * (now - since)
+            waiting, since = 0, now
             for slot in self.slots:
                 if slot.job is None and queue:
-                    self._assign(slot, self._pick(slot, queue))
+                    job = self._pick(slot, queue)
+                    if job is None:  # only jobs whose zygote is still importing: look again shortly
+                        waiting += 1
+                    else:
+                        self._assign(slot, job)
                 elif slot.job is not None and slot.next is None and slot.ready and queue:
                     self._prefetch(slot, queue)
             busy = {s.worker.outbox: s for s in self.slots if s.job is not None and s.worker is not None}
@@ -342,10 +356,12 @@ class WorkerPool:
                     self._lost(slot, RunOutcome.crash, None, emit, queue)
             self._watch(emit, queue)
 
-    def _pick(self, slot: _Slot, queue: deque[dict[str, Any]]) -> dict[str, Any]:
-        """Next job for a slot: one of its worker's framework, else of the framework with the fewest workers.
+    def _pick(self, slot: _Slot, queue: deque[dict[str, Any]]) -> dict[str, Any] | None:
+        """Next job for a slot: one of its worker's framework, else of the framework with the fewest workers
+        among those a worker can be had for now; None while every such zygote is still importing.
 
         nnsmith registers its operator implementations per process, so a worker serves one framework only.
+        Waiting for a zygote inside the driver's loop would leave the workers it already has without jobs.
         """
         mine = slot.worker.framework if slot.worker is not None else None
         for job in queue:
@@ -356,9 +372,25 @@ class WorkerPool:
         for other in self.slots:
             if other.job is not None and other.worker is not None:
                 serving[other.worker.framework] = serving.get(other.worker.framework, 0) + 1
-        job = min(queue, key=lambda j: serving.get(j["framework"], 0))
+        startable = {fw for fw in {j["framework"] for j in queue} if self._can_start(fw)}
+        candidates = [j for j in queue if j["framework"] in startable]
+        if not candidates:
+            return None
+        job = min(candidates, key=lambda j: serving.get(j["framework"], 0))
         queue.remove(job)
         return job
+
+    def _can_start(self, framework: str) -> bool:
+        """A worker of `framework` can be had without waiting: warm workers are off, or its zygote has imported
+        everything; a zygote that died or overran the start-up limit also says yes (`_zygote` reports why)."""
+        if not self.options.warm:
+            return True
+        zygote = self.zygotes.get(framework)
+        if zygote is None:
+            self.start_zygotes({framework})
+            zygote = self.zygotes[framework]
+        late = time.monotonic() - zygote.started > self.options.startup_timeout_s
+        return zygote.ready_now() or not zygote.alive() or late
 
     def _bloated(self, worker: IsolatedWorker) -> bool:
         """A worker that kept much memory from earlier models: recycled before it could cause a spurious oom."""

@@ -149,3 +149,36 @@ def test_a_batch_stores_models_and_runs_in_order_and_skips_runs_already_stored(e
         outputs = s.exec(select(func.count()).select_from(RunOutput)).scalar_one()
     assert sorted(tuple(r) for r in rows) == sorted([(ids[0], "h0", "passed"), (ids[1], None, "crash")])
     assert outputs == 1
+
+
+@pytest.mark.slow
+def test_workers_get_jobs_while_another_frameworks_zygote_is_still_importing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The driver never blocks on a zygote: while TensorFlow's still imports, both slots run the torch jobs."""
+    monkeypatch.setenv("INTEROP_TEST_SLOW_ZYGOTE", "tensorflow:8")
+    spec = load_spec(
+        overrides={
+            "name": "feed",
+            "sources": ["nnsmith-torch", "nnsmith-tensorflow"],
+            "converters": ["torch.onnx-torchscript", "tf2onnx"],
+            "node_counts": [6],
+            "seeds": [0, 1, 2, 3],
+            "inputs_per_model": 1,
+            "workers": 2,
+            "timeout_s": 60,
+            "plugins": [FAULTS, "tests.support.slow_zygote"],
+        }
+    )
+    stamped: list[tuple[float, Event]] = []
+    with WorkerPool(2, worker_options(spec, tmp_path)) as pool:
+        pool.run(_jobs(spec, tmp_path / "models"), lambda e: stamped.append((time.monotonic(), e)))
+        tf = pool.zygotes["tensorflow"]
+        assert tf.import_s is not None and tf.import_s >= 8
+        tf_ready = tf.started + tf.import_s
+        stats = pool.stats
+    torch_done = [t for t, e in stamped if isinstance(e, RunEvent) and e.job["source"] == "nnsmith-torch"]
+    tf_done = [t for t, e in stamped if isinstance(e, RunEvent) and e.job["source"] == "nnsmith-tensorflow"]
+    assert len(torch_done) == 4 and len(tf_done) == 4
+    assert max(torch_done) < tf_ready, "torch jobs waited for the TensorFlow zygote"
+    assert stats.zygote_import_s["tensorflow"] >= 8 and stats.zygote_wait_s > 0
