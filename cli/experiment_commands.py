@@ -305,24 +305,39 @@ def reduce(
         "(default: DATA_DIR/reduce/run-ID)",
     ),
 ) -> None:
-    """Minimal repro of a mismatch: the first node where onnxruntime departs from the ONNX reference evaluator
-    at the run's atol/rtol, a reduced model that still mismatches and a script showing it; stored with the run."""
+    """Minimal repro of a mismatch: the first node where onnxruntime departs from the source framework's
+    intermediate values (else from the ONNX reference evaluator) at the run's atol/rtol, whether the converter or
+    onnxruntime caused it, a reduced model that still mismatches and a script showing it; stored with the run."""
     from db.config import get_settings
     from experiments.reduce import reduce_run
 
     folder = out or Path(get_settings().data_dir) / "reduce" / f"run-{run_id}"
     done = reduce_run(engine(), run_id, folder)
+    against = (
+        f"the source framework ({done.matched_values} ONNX values matched)"
+        if done.basis == "source"
+        else "the reference evaluator"
+    )
+    cause = {
+        "converter": "converter-caused (onnxruntime agrees with the ONNX spec)",
+        "runtime": "runtime-caused (onnxruntime departs from the ONNX spec)",
+        "both": "converter and runtime (onnxruntime, the spec and the source all differ)",
+    }.get(done.cause or "", "cause not told")
     if done.status != "reduced":
+        tail = (
+            f"the outputs still differ from the source: {cause}, in values no source tensor was matched to"
+            if done.cause
+            else "no intermediate divergence"
+        )
         console.print(
-            f"run {run_id}: every node of its {done.nodes_before}-node model agrees between onnxruntime and the "
-            f"reference evaluator at atol={done.atol:g} rtol={done.rtol:g} (the mismatch is against the source "
-            f"framework, not the spec); stored",
+            f"run {run_id}: no node of its {done.nodes_before}-node model departs from {against} at "
+            f"atol={done.atol:g} rtol={done.rtol:g}; {tail} (no_divergence); stored",
             markup=False,
         )
         return
     console.print(
-        f"run {run_id}: first diverging node {done.node_name!r} ({done.operator}, node {done.node_index}); "
-        f"{done.nodes_before} → {done.nodes_after} nodes in {done.seconds:.1f} s",
+        f"run {run_id}: first diverging node {done.node_name!r} ({done.operator}, node {done.node_index}) against "
+        f"{against}; {cause}; {done.nodes_before} → {done.nodes_after} nodes in {done.seconds:.1f} s",
         markup=False,
     )
     console.print(f"repro: python {folder / 'repro.py'}", markup=False)

@@ -577,6 +577,29 @@ def _onnx_of(engine: Engine, run_id: int, run: dict[str, Any], out_dir: Path) ->
     return Path(path)
 
 
+def source_model(model: dict[str, Any], plugins: list[str], folder: Path) -> LoadedModel | None:
+    """The run's model in its source framework (its stored files, else rebuilt into `folder`), or None when
+    it cannot be had here: then the reduction compares against the ONNX reference evaluator alone."""
+    import importlib
+
+    from experiments.sources import SOURCES
+
+    try:
+        for module in plugins:
+            importlib.import_module(module)
+        source = SOURCES.get(str(model.get("source")))
+        params = dict(model.get("params") or {})
+        location = model.get("location")
+        if location and Path(location).is_dir():
+            try:
+                return source.load(params, location)
+            except Exception:  # files gone or unreadable: rebuild from the parameters
+                pass
+        return source.build(params, folder)
+    except Exception:
+        return None
+
+
 def reduce_run(engine: Engine, run_id: int, out_dir: Path) -> Reduction:
     """Reduce a stored `mismatch` run at its own tolerance and store the result with the run."""
     import onnx
@@ -597,7 +620,8 @@ def reduce_run(engine: Engine, run_id: int, out_dir: Path) -> Reduction:
     except Exception as exc:
         raise ReduceError(f"{path}: not a readable ONNX model ({exc})") from exc
     feeds = run_inputs(model, detail["model"].get("input_specs"), int(run["input_seed"]), rec.spec.inputs_per_model)
-    result = reduce_model(model, feeds, rec.spec.atol, rec.spec.rtol, out_dir)
+    loaded = source_model(detail["model"], rec.spec.plugins, out_dir / "source")
+    result = reduce_model(model, feeds, rec.spec.atol, rec.spec.rtol, out_dir, loaded)
     store_reduction(engine, run_id, result)
     return result
 

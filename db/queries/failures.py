@@ -292,8 +292,11 @@ REDUCTION_COLUMNS = [
     "converter",
     "opset",
     "status",
+    "basis",
+    "cause",
     "node_name",
     "operator",
+    "matched_values",
     "nodes_before",
     "nodes_after",
     "reduction",
@@ -304,8 +307,9 @@ REDUCTION_COLUMNS = [
 
 
 def reductions(engine: Engine, filters: Filter = None) -> pd.DataFrame:
-    """One row per reduced mismatching run, by run id: its first diverging node and operator, nodes before and
-    after, `reduction` = 1 - after/before (None when nothing diverged), seconds taken and the repro folder."""
+    """One row per reduced mismatching run, by run id: its first diverging node and operator, what it was found
+    against (basis: source or reference) and the cause (converter, runtime, both), nodes before and after,
+    `reduction` = 1 - after/before (None when nothing diverged), seconds taken and the repro folder."""
     stmt = (
         select(
             RUN.c.id,
@@ -314,8 +318,11 @@ def reductions(engine: Engine, filters: Filter = None) -> pd.DataFrame:
             RUN.c.registry_name,
             RUN.c.opset,
             REDUCTION.c.status,
+            REDUCTION.c.basis,
+            REDUCTION.c.cause,
             REDUCTION.c.node_name,
             REDUCTION.c.operator,
+            REDUCTION.c.matched_values,
             REDUCTION.c.nodes_before,
             REDUCTION.c.nodes_after,
             REDUCTION.c.seconds,
