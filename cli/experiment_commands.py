@@ -343,6 +343,52 @@ def reduce(
     console.print(f"repro: python {folder / 'repro.py'}", markup=False)
 
 
+@app.command("operators")
+def operators(
+    campaign: str | None = typer.Option(None, help="only this campaign's runs"),
+    diverging: bool = typer.Option(
+        False,
+        "--diverging",
+        help="count a reduced mismatch for its first diverging operator only, not every operator of its model",
+    ),
+    top: int = typer.Option(30, min=1, help="table: rows to print (json and csv hold every row)"),
+    fmt: Format = format_option(),
+    out: Path | None = out_option(),
+) -> None:
+    """Operators vs failures (H1) on the produced ONNX graphs: runs, failures and mismatches per operator,
+    converter and exporter; with --diverging a mismatching run that `experiment reduce` reduced counts only for
+    the operator of its first diverging node (split by converter- or runtime-caused)."""
+    from db.queries.failures import operator_failures
+
+    _check_campaign(campaign)
+    frame = operator_failures(engine(), campaign, diverging=diverging)
+    if frame.empty and fmt == "table" and out is None:
+        console.print("no runs with a produced ONNX graph to analyse")
+        return
+
+    def render(to: Console) -> None:
+        shown = frame.head(top)
+        names = ["operator", "converter", "exporter", "runs", "failures", "mismatches", "any node", "diverging"]
+        numeric = names[3:]
+        if diverging:
+            names += ["converter-caused", "runtime-caused"]
+            numeric = names[3:]
+        what = "first diverging operator where reduced" if diverging else "every operator of the model"
+        table = new_table(
+            *names, numeric=numeric, title=f"operators vs failures ({len(frame)} rows; mismatches: {what})"
+        )
+        for row in shown.itertuples(index=False):
+            cells = [row.operator, row.converter, row.exporter, f"{row.runs:,}", f"{row.failures:,}"]
+            rate = f" ({row.mismatch_rate:.0%})" if row.mismatch_rate == row.mismatch_rate else ""
+            cells += [f"{row.mismatches:,}{rate}", f"{row.mismatches_any_node:,}", f"{row.diverging:,}"]
+            if diverging:
+                cells += [f"{row.converter_caused:,}", f"{row.runtime_caused:,}"]
+            table.add_row(*cells)
+        to.print(table)
+
+    emit(fmt, out, frame, render=render)
+
+
 @app.command("analyze")
 def analyze(
     analysis: Literal["outcomes", "operators", "sequences"] = typer.Argument(..., help="which analysis"),

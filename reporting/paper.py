@@ -15,6 +15,7 @@ import pandas as pd
 from sqlalchemy.engine import Engine
 
 from db.errors import InteropError
+from reporting.reductions import add_reductions
 
 if TYPE_CHECKING:
     from miners.survey.workflow import ImportOutcome
@@ -357,6 +358,7 @@ def build_report(engine: Engine, survey: str = SURVEY, artifact: Path | None = N
         )
     )
     _distinct_failures(engine, report)
+    add_reductions(engine, report)
     if artifact is not None:
         _onnx_evolution(engine, report, artifact / OPSET_DIFF)
     return report
