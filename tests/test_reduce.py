@@ -215,7 +215,9 @@ def test_reduce_of_a_stored_mismatch_finds_the_reducemax_and_stores_it(  # type:
     assert row.nodes_after < row.nodes_before and 0 < row.reduction < 1 and row.seconds > 0
     assert reductions(engine, "other").empty
     ops = diverging_operators(engine, "nanmax")
-    assert ops.to_dict("records") == [{"operator": "ReduceMax", "runs": 1, "models": 1}]
+    assert ops.to_dict("records") == [
+        {"operator": "ReduceMax", "runs": 1, "models": 1, "converter_caused": 0, "runtime_caused": 1}
+    ]
 
     assert (row.basis, row.cause) == ("source", "runtime")  # PyTorch's amax propagates NaN like the spec
 
@@ -255,3 +257,58 @@ def test_reduce_refuses_runs_that_are_not_mismatches(cli, engine, tmp_path: Path
     missing = cli("experiment", "reduce", "999999", "--out", str(tmp_path / "x"))
     assert missing.exit_code == 2 and "error: no conversion run with id 999999" in missing.output
     assert not (tmp_path / "x").exists()
+
+
+@pytest.mark.slow
+def test_reductions_reach_the_operator_analysis_the_report_and_the_page(  # type: ignore[no-untyped-def]
+    cli, engine, tmp_path: Path, data_dir: Path
+) -> None:
+    """Two campaigns: ReduceMax (runtime-caused) and the perturbed Tanh (converter-caused); H1 counts each reduced
+    mismatch for its diverging operator only, the report and the Experiments page show the reductions."""
+    import json
+
+    import streamlit as st
+
+    from reporting.paper import PaperReport
+    from reporting.reductions import add_reductions
+    from tests.support.apptest import open_page, texts
+
+    (nanmax,) = _campaign(engine, data_dir, ["divergent-nanmax"], "nanmax")
+    *_, tanh = _campaign(engine, data_dir, ["divergent-tanh"], "perturbed", converter="torch.onnx-perturbed")
+    empty = PaperReport()
+    add_reductions(engine, empty)
+    assert "no mismatching run has been reduced yet" in empty.choices[-1]
+    for run in (nanmax, tanh):
+        assert cli("experiment", "reduce", str(run.id), "--out", str(tmp_path / str(run.id))).exit_code == 0
+
+    every = json.loads(cli("experiment", "operators", "--format", "json").output)
+    attributed = json.loads(cli("experiment", "operators", "--diverging", "--format", "json").output)
+    before = {(r["operator"], r["converter"]): r["mismatches"] for r in every}
+    after = {(r["operator"], r["converter"]): r for r in attributed}
+    assert before[("Tanh", "torch.onnx")] == 1 and after[("Tanh", "torch.onnx")]["mismatches"] == 0  # nanmax's
+    assert before[("Mul", "torch.onnx-perturbed")] == 1 and before[("Sigmoid", "torch.onnx-perturbed")] == 1
+    assert after[("Mul", "torch.onnx-perturbed")]["mismatches"] == 0  # not the diverging operator
+    sigmoid = after[("Sigmoid", "torch.onnx-perturbed")]
+    assert (sigmoid["mismatches"], sigmoid["diverging"], sigmoid["converter_caused"]) == (1, 1, 1)
+    reducemax = after[("ReduceMax", "torch.onnx")]
+    assert (reducemax["mismatches"], reducemax["runtime_caused"], reducemax["mismatches_any_node"]) == (1, 1, 1)
+    table = cli("experiment", "operators", "--diverging", "--campaign", "perturbed")
+    assert table.exit_code == 0 and "Sigmoid" in table.output and "ReduceMax" not in table.output
+    unknown = cli("experiment", "operators", "--campaign", "nope")
+    assert unknown.exit_code == 2 and "error:" in unknown.output
+
+    report = PaperReport()
+    add_reductions(engine, report)
+    summary = report.table("mismatch_reductions").set_index("campaign")
+    assert summary.loc["perturbed", "reduced"] == 1 and summary.loc["perturbed", "converter_caused"] == 1
+    assert summary.loc["nanmax", "runtime_caused"] == 1 and summary.loc["nanmax", "share_reduced"] == 1.0
+    assert set(report.table("diverging_operators")["operator"]) == {"ReduceMax", "Sigmoid"}
+    assert "2 of 2 mismatching runs" in report.choices[-1]
+
+    st.cache_data.clear()
+    at = open_page("experiments", campaign="perturbed")
+    assert not at.exception
+    assert "**1 of 1 mismatching runs reduced**" in texts(at)
+    shown = [d.value for d in at.dataframe if "share_reduced" in d.value.columns]
+    assert shown and int(shown[0]["converter_caused"].iloc[0]) == 1
+    st.cache_data.clear()
