@@ -10,6 +10,7 @@ import typer
 from cli.common import console, engine
 from cli.output import Format, emit, format_option, new_table, out_option, records, split_list
 from db.errors import InteropError
+from db.models.failures import DEFAULT_SIGNATURE_RULE
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -479,7 +480,9 @@ def _signature_rule(version: str) -> Any:
 def signatures(
     campaign: str | None = typer.Option(None, help="only this campaign's runs (default: every run)"),
     rule_version: str = typer.Option(
-        "sig-v1", "--rule-version", help="built-in rule or one defined under \\[signature_rules.NAME] in interop.toml"
+        DEFAULT_SIGNATURE_RULE,
+        "--rule-version",
+        help="built-in rule or one defined under \\[signature_rules.NAME] in interop.toml",
     ),
     links: bool = typer.Option(True, "--links/--no-links", help="also rank upstream issues for each signature"),
     top: int = typer.Option(5, min=1, help="candidate issues kept per signature"),
@@ -514,7 +517,7 @@ def link(
     confirm: bool = typer.Option(False, "--confirm", help="the issue reports this failure"),
     reject: bool = typer.Option(False, "--reject", help="the issue does not report this failure"),
     note: str | None = typer.Option(None, help="why (stored with the decision)"),
-    rule_version: str = typer.Option("sig-v1", "--rule-version", help="the rule the signature is under"),
+    rule_version: str = typer.Option(DEFAULT_SIGNATURE_RULE, "--rule-version", help="the rule the signature is under"),
 ) -> None:
     """Confirm or reject an upstream issue for a signature; decisions survive re-ranking and rule changes."""
     from experiments.failure_links import decide
@@ -530,7 +533,7 @@ def failures(
     campaign: str | None = typer.Option(None, help="only this campaign's runs"),
     fmt: Format = format_option(),
     out: Path | None = out_option(),
-    rule_version: str = typer.Option("sig-v1", "--rule-version", help="the signature rule to group by"),
+    rule_version: str = typer.Option(DEFAULT_SIGNATURE_RULE, "--rule-version", help="the signature rule to group by"),
     top: int = typer.Option(30, min=1, help="table: rows to print (json and csv: all)"),
 ) -> None:
     """Distinct failures: signatures with run counts, models, first/last seen, an example run and its repro

@@ -15,6 +15,7 @@ import pandas as pd
 from sqlalchemy.engine import Engine
 
 from db.errors import InteropError
+from db.models.failures import DEFAULT_SIGNATURE_RULE
 from reporting.reductions import add_reductions
 
 if TYPE_CHECKING:
@@ -425,7 +426,8 @@ def _distinct_failures(engine: Engine, report: PaperReport) -> None:
     report.facts["distinct_failures"] = per_stage
     report.choices.append(
         "Distinct failures (not in the paper, which counts failed runs): every run of the synthetic models without "
-        "a passing verdict gets a signature under rule `sig-v1` — converter × stage × error class × the message "
+        f"a passing verdict gets a signature under rule `{DEFAULT_SIGNATURE_RULE}` — converter × stage × error class "
+        "× the message "
         "with node names, paths, numbers, shapes and dtypes canonicalised × the operator the message names; a "
         "mismatch's signature is how its outputs disagree (the torch results store no numbers: one signature). "
         "Stages of failed runs are classified from their messages by the import."

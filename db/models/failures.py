@@ -11,7 +11,7 @@ from sqlmodel import Field, SQLModel
 from db.models.base import utc_field
 
 #: The signature rule runs are grouped with when nobody names one.
-DEFAULT_SIGNATURE_RULE = "sig-v1"
+DEFAULT_SIGNATURE_RULE = "sig-v2"
 
 
 class FailureSignature(SQLModel, table=True):

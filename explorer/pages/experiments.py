@@ -9,6 +9,7 @@ import altair as alt
 import pandas as pd
 import streamlit as st
 
+from db.models.failures import DEFAULT_SIGNATURE_RULE
 from db.queries import experiments as xq
 from db.queries import failures as fq
 from explorer.common import empty_state, param, query, select_param, set_params
@@ -300,7 +301,8 @@ else:
     per_stage = query(fq.signature_counts, filters=filters)
     st.caption(
         f"{int(signed['runs'].sum()):,} runs without a passing verdict are **{len(signed)} distinct failures** "
-        "(signature: converter × stage × error class × normalised message × operator, rule `sig-v1`)."
+        "(signature: converter × stage × error class × normalised message × operator, "
+        f"rule `{DEFAULT_SIGNATURE_RULE}`)."
     )
     st.dataframe(dashed(per_stage), hide_index=True, width="stretch")
     links = query(fq.upstream, filters=filters)[["signature", "upstream"]]
