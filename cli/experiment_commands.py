@@ -325,11 +325,12 @@ def reduce(
         "both": "converter and runtime (onnxruntime, the spec and the source all differ)",
     }.get(done.cause or "", "cause not told")
     if done.status != "reduced":
-        tail = (
-            f"the outputs still differ from the source: {cause}, in values no source tensor was matched to"
-            if done.cause
-            else "no intermediate divergence"
-        )
+        tail = {
+            "converter": "the outputs still differ from the source in values no source tensor was matched to, "
+            "onnxruntime agreeing with the spec: converter-caused",
+            "runtime": "the outputs differ from the source only while no intermediate value is exposed: "
+            "onnxruntime's graph optimisations (fused kernels), runtime-caused",
+        }.get(done.cause or "", "no intermediate divergence")
         console.print(
             f"run {run_id}: no node of its {done.nodes_before}-node model departs from {against} at "
             f"atol={done.atol:g} rtol={done.rtol:g}; {tail} (no_divergence); stored",
