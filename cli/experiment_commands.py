@@ -10,6 +10,7 @@ import typer
 from cli.common import console, engine
 from cli.output import Format, emit, format_option, new_table, out_option, records, split_list
 from db.errors import InteropError
+from db.models.failures import DEFAULT_SIGNATURE_RULE
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -305,27 +306,89 @@ def reduce(
         "(default: DATA_DIR/reduce/run-ID)",
     ),
 ) -> None:
-    """Minimal repro of a mismatch: the first node where onnxruntime departs from the ONNX reference evaluator
-    at the run's atol/rtol, a reduced model that still mismatches and a script showing it; stored with the run."""
+    """Minimal repro of a mismatch: the first node where onnxruntime departs from the source framework's
+    intermediate values (else from the ONNX reference evaluator) at the run's atol/rtol, whether the converter or
+    onnxruntime caused it, a reduced model that still mismatches and a script showing it; stored with the run."""
     from db.config import get_settings
     from experiments.reduce import reduce_run
 
     folder = out or Path(get_settings().data_dir) / "reduce" / f"run-{run_id}"
     done = reduce_run(engine(), run_id, folder)
+    against = (
+        f"the source framework ({done.matched_values} ONNX values matched)"
+        if done.basis == "source"
+        else "the reference evaluator"
+    )
+    cause = {
+        "converter": "converter-caused (onnxruntime agrees with the ONNX spec)",
+        "runtime": "runtime-caused (onnxruntime departs from the ONNX spec)",
+        "both": "converter and runtime (onnxruntime, the spec and the source all differ)",
+    }.get(done.cause or "", "cause not told")
     if done.status != "reduced":
+        tail = {
+            "converter": "the outputs still differ from the source in values no source tensor was matched to, "
+            "onnxruntime agreeing with the spec: converter-caused",
+            "runtime": "the outputs differ from the source only while no intermediate value is exposed: "
+            "onnxruntime's graph optimisations (fused kernels), runtime-caused",
+        }.get(done.cause or "", "no intermediate divergence")
         console.print(
-            f"run {run_id}: every node of its {done.nodes_before}-node model agrees between onnxruntime and the "
-            f"reference evaluator at atol={done.atol:g} rtol={done.rtol:g} (the mismatch is against the source "
-            f"framework, not the spec); stored",
+            f"run {run_id}: no node of its {done.nodes_before}-node model departs from {against} at "
+            f"atol={done.atol:g} rtol={done.rtol:g}; {tail} (no_divergence); stored",
             markup=False,
         )
         return
     console.print(
-        f"run {run_id}: first diverging node {done.node_name!r} ({done.operator}, node {done.node_index}); "
-        f"{done.nodes_before} → {done.nodes_after} nodes in {done.seconds:.1f} s",
+        f"run {run_id}: first diverging node {done.node_name!r} ({done.operator}, node {done.node_index}) against "
+        f"{against}; {cause}; {done.nodes_before} → {done.nodes_after} nodes in {done.seconds:.1f} s",
         markup=False,
     )
     console.print(f"repro: python {folder / 'repro.py'}", markup=False)
+
+
+@app.command("operators")
+def operators(
+    campaign: str | None = typer.Option(None, help="only this campaign's runs"),
+    diverging: bool = typer.Option(
+        False,
+        "--diverging",
+        help="count a reduced mismatch for its first diverging operator only, not every operator of its model",
+    ),
+    top: int = typer.Option(30, min=1, help="table: rows to print (json and csv hold every row)"),
+    fmt: Format = format_option(),
+    out: Path | None = out_option(),
+) -> None:
+    """Operators vs failures (H1) on the produced ONNX graphs: runs, failures and mismatches per operator,
+    converter and exporter; with --diverging a mismatching run that `experiment reduce` reduced counts only for
+    the operator of its first diverging node (split by converter- or runtime-caused)."""
+    from db.queries.failures import operator_failures
+
+    _check_campaign(campaign)
+    frame = operator_failures(engine(), campaign, diverging=diverging)
+    if frame.empty and fmt == "table" and out is None:
+        console.print("no runs with a produced ONNX graph to analyse")
+        return
+
+    def render(to: Console) -> None:
+        shown = frame.head(top)
+        names = ["operator", "converter", "exporter", "runs", "failures", "mismatches", "any node", "diverging"]
+        numeric = names[3:]
+        if diverging:
+            names += ["converter-caused", "runtime-caused"]
+            numeric = names[3:]
+        what = "first diverging operator where reduced" if diverging else "every operator of the model"
+        table = new_table(
+            *names, numeric=numeric, title=f"operators vs failures ({len(frame)} rows; mismatches: {what})"
+        )
+        for row in shown.itertuples(index=False):
+            cells = [row.operator, row.converter, row.exporter, f"{row.runs:,}", f"{row.failures:,}"]
+            rate = f" ({row.mismatch_rate:.0%})" if row.mismatch_rate == row.mismatch_rate else ""
+            cells += [f"{row.mismatches:,}{rate}", f"{row.mismatches_any_node:,}", f"{row.diverging:,}"]
+            if diverging:
+                cells += [f"{row.converter_caused:,}", f"{row.runtime_caused:,}"]
+            table.add_row(*cells)
+        to.print(table)
+
+    emit(fmt, out, frame, render=render)
 
 
 @app.command("analyze")
@@ -418,7 +481,9 @@ def _signature_rule(version: str) -> Any:
 def signatures(
     campaign: str | None = typer.Option(None, help="only this campaign's runs (default: every run)"),
     rule_version: str = typer.Option(
-        "sig-v1", "--rule-version", help="built-in rule or one defined under \\[signature_rules.NAME] in interop.toml"
+        DEFAULT_SIGNATURE_RULE,
+        "--rule-version",
+        help="built-in rule or one defined under \\[signature_rules.NAME] in interop.toml",
     ),
     links: bool = typer.Option(True, "--links/--no-links", help="also rank upstream issues for each signature"),
     top: int = typer.Option(5, min=1, help="candidate issues kept per signature"),
@@ -453,7 +518,7 @@ def link(
     confirm: bool = typer.Option(False, "--confirm", help="the issue reports this failure"),
     reject: bool = typer.Option(False, "--reject", help="the issue does not report this failure"),
     note: str | None = typer.Option(None, help="why (stored with the decision)"),
-    rule_version: str = typer.Option("sig-v1", "--rule-version", help="the rule the signature is under"),
+    rule_version: str = typer.Option(DEFAULT_SIGNATURE_RULE, "--rule-version", help="the rule the signature is under"),
 ) -> None:
     """Confirm or reject an upstream issue for a signature; decisions survive re-ranking and rule changes."""
     from experiments.failure_links import decide
@@ -469,7 +534,7 @@ def failures(
     campaign: str | None = typer.Option(None, help="only this campaign's runs"),
     fmt: Format = format_option(),
     out: Path | None = out_option(),
-    rule_version: str = typer.Option("sig-v1", "--rule-version", help="the signature rule to group by"),
+    rule_version: str = typer.Option(DEFAULT_SIGNATURE_RULE, "--rule-version", help="the signature rule to group by"),
     top: int = typer.Option(30, min=1, help="table: rows to print (json and csv: all)"),
 ) -> None:
     """Distinct failures: signatures with run counts, models, first/last seen, an example run and its repro

@@ -8,8 +8,10 @@ intermediate values, then nodes are removed one at a time (their outputs become 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,6 +21,7 @@ from sqlalchemy.engine import Engine
 
 from db.errors import InteropError
 from experiments.compare import compare_output
+from experiments.core import LoadedModel
 
 
 class ReduceError(InteropError):
@@ -41,6 +44,13 @@ class Reduction:
     out_dir: Path | None = None
     files: list[Path] = field(default_factory=list)
     max_abs_diff: float | None = None
+    #: what the first diverging node was found against: source (the framework's intermediate values) or reference
+    basis: str = "reference"
+    #: converter (ONNX graph computes otherwise than the source, onnxruntime agrees with the spec), runtime
+    #: (onnxruntime departs from the spec, which agrees with the source), both, or None (nothing to blame)
+    cause: str | None = None
+    #: ONNX values matched to a source tensor, and of them compared (computed by a node)
+    matched_values: int | None = None
 
     def row(self) -> dict[str, Any]:
         """The stored columns (db.models.failures.RunReduction)."""
@@ -55,6 +65,9 @@ class Reduction:
             "atol": self.atol,
             "rtol": self.rtol,
             "out_dir": str(self.out_dir)[:500] if self.out_dir else None,
+            "basis": self.basis,
+            "cause": self.cause,
+            "matched_values": self.matched_values,
         }
 
 
@@ -189,11 +202,21 @@ def extract_around(model: Any, index: int) -> tuple[Any, list[str]]:
         return cut(model, inputs, outputs), inputs
 
 
+Still = Callable[[Any, dict[str, Any]], bool]
+
+
 def delta_debug(
-    model: Any, inputs: list[str], keep: str, values: dict[str, Any], atol: float, rtol: float
+    model: Any,
+    inputs: list[str],
+    keep: str,
+    values: dict[str, Any],
+    atol: float,
+    rtol: float,
+    still: Still | None = None,
 ) -> tuple[Any, list[str]]:
     """Remove nodes other than the one producing `keep` while the model still mismatches: a removed node's
     outputs become graph inputs fed with their intermediate values (1-minimal: no single removal is left)."""
+    still = still or _against_reference(atol, rtol)
     outputs = [o.name for o in model.graph.output]
     changed = True
     while changed:
@@ -209,9 +232,7 @@ def delta_debug(
             used = {i for n in candidate.graph.node for i in n.input}
             candidate_inputs = [i for i in new_inputs if i in used or i in outputs]
             candidate = cut(model, candidate_inputs, outputs)
-            if len(candidate.graph.node) < len(model.graph.node) and mismatches(
-                candidate, [_feed(candidate, values)], atol, rtol
-            ):
+            if len(candidate.graph.node) < len(model.graph.node) and still(candidate, values):
                 model, inputs, changed = candidate, candidate_inputs, True
                 break
     return model, inputs
@@ -222,36 +243,199 @@ def _feed(model: Any, values: dict[str, Any]) -> dict[str, np.ndarray]:
     return {i.name: np.asarray(values[i.name]) for i in model.graph.input if i.name not in initializers}
 
 
+def _against_reference(atol: float, rtol: float) -> Still:
+    """A candidate still shows the mismatch when onnxruntime and the reference evaluator disagree on it."""
+    return lambda candidate, values: mismatches(candidate, [_feed(candidate, values)], atol, rtol)
+
+
+def _against_source(expected: dict[str, Any], atol: float, rtol: float) -> Still:
+    """A candidate still shows the mismatch when onnxruntime departs from the source framework's values of its
+    outputs (which do not change when upstream nodes are cut away)."""
+
+    def still(candidate: Any, values: dict[str, Any]) -> bool:
+        try:
+            got = _ort(candidate, _feed(candidate, values))
+        except Exception:
+            return False
+        return any(differs(expected[n], got[n], atol, rtol)[0] for n in got if n in expected)
+
+    return still
+
+
 # -- the whole reduction ---------------------------------------------------------------------------------
 
 
-def reduce_model(model: Any, feeds: list[dict[str, np.ndarray]], atol: float, rtol: float, out_dir: Path) -> Reduction:
-    """Find the first diverging node of `model` on `feeds`, reduce it and write the repro files to `out_dir`."""
+def reduce_model(
+    model: Any,
+    feeds: list[dict[str, np.ndarray]],
+    atol: float,
+    rtol: float,
+    out_dir: Path,
+    loaded: LoadedModel | None = None,
+) -> Reduction:
+    """Find the first diverging node of `model` on `feeds`, reduce it and write the repro files to `out_dir`.
+
+    With the source model (`loaded`) whose intermediate values can be computed, the node is the first whose
+    onnxruntime value departs from the source framework's, and the cause is told by the reference evaluator;
+    otherwise (or when no matched value departs) the first node where onnxruntime departs from the spec."""
     start = time.perf_counter()
+    graph = _source_graph(loaded)
+    if graph is not None and loaded is not None:
+        result = _reduce_against_source(model, feeds, atol, rtol, out_dir, loaded, graph)
+        if result is not None:
+            result.seconds = time.perf_counter() - start
+            if result.status == "reduced":
+                write_summary(result)
+            return result
     result = Reduction("no_divergence", len(model.graph.node), atol, rtol)
     index, diff, got, ref, _k = first_divergence(model, feeds, atol, rtol)
     if index is None:
         result.seconds = time.perf_counter() - start
         return result
-    node = model.graph.node[index]
-    result.node_index, result.node_name, result.operator, result.max_abs_diff = index, node.name, node.op_type, diff
-    reduced: Any = None
-    for values in (got, ref):  # onnxruntime's intermediate values first, then the spec's
-        extracted, inputs = extract_around(model, index)
-        if mismatches(extracted, [_feed(extracted, values)], atol, rtol):
-            keep = next(o for o in node.output if o)
-            reduced, inputs = delta_debug(extracted, inputs, keep, values, atol, rtol)
-            break
-    if reduced is None:  # the node diverges only with its upstream: everything up to it, delta-debugged
-        values = got
-        inputs = [i.name for i in model.graph.input if i.name in got]
-        prefix = cut(model, inputs, [o for o in node.output if o])
-        reduced, _ = delta_debug(prefix, inputs, next(o for o in node.output if o), values, atol, rtol)
-    result.status, result.nodes_after = "reduced", len(reduced.graph.node)
-    result.out_dir = out_dir
-    result.files = write_repro(reduced, _feed(reduced, values), atol, rtol, out_dir, result)
+    result.cause = "runtime"
+    _reduce_at(model, index, diff, [got, ref], _against_reference(atol, rtol), result, out_dir, ref)
     result.seconds = time.perf_counter() - start
     write_summary(result)
+    return result
+
+
+def _reduce_at(
+    model: Any,
+    index: int,
+    diff: float | None,
+    value_sets: list[dict[str, Any]],
+    still: Still,
+    result: Reduction,
+    out_dir: Path,
+    expected: dict[str, Any] | None,
+) -> None:
+    """Reduce around node `index` while `still` holds (its inputs fed from each value set in turn), write it."""
+    node = model.graph.node[index]
+    result.node_index, result.node_name, result.operator, result.max_abs_diff = index, node.name, node.op_type, diff
+    keep = next(o for o in node.output if o)
+    reduced: Any = None
+    values = value_sets[0]
+    for values in value_sets:
+        extracted, inputs = extract_around(model, index)
+        if still(extracted, values):
+            reduced, inputs = delta_debug(extracted, inputs, keep, values, result.atol, result.rtol, still)
+            break
+    if reduced is None:  # the node diverges only with its upstream: everything up to it, delta-debugged
+        values = value_sets[0]
+        inputs = [i.name for i in model.graph.input if i.name in values]
+        prefix = cut(model, inputs, [o for o in node.output if o])
+        reduced, _ = delta_debug(prefix, inputs, keep, values, result.atol, result.rtol, still)
+    result.status, result.nodes_after = "reduced", len(reduced.graph.node)
+    result.out_dir = out_dir
+    source = expected if result.basis == "source" else None
+    result.files = write_repro(reduced, _feed(reduced, values), result.atol, result.rtol, out_dir, result, source)
+
+
+def _source_graph(loaded: LoadedModel | None) -> Any:
+    """The source graph of `loaded`, or None when there is none or it cannot be built (the spec is used then)."""
+    if loaded is None:
+        return None
+    from experiments.source_values import source_graph
+
+    try:
+        return source_graph(loaded)
+    except Exception:  # a model torch.export cannot trace: compare against the spec instead
+        return None
+
+
+def _source_feed(loaded: LoadedModel, model: Any, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """The run's input named as the source model's inputs (by name, else by position)."""
+    names = [s.name for s in loaded.inputs]
+    if all(n in feed for n in names):
+        return {n: feed[n] for n in names}
+    return dict(zip(names, feed.values(), strict=False))
+
+
+def _reduce_against_source(
+    model: Any,
+    feeds: list[dict[str, np.ndarray]],
+    atol: float,
+    rtol: float,
+    out_dir: Path,
+    loaded: LoadedModel,
+    graph: Any,
+) -> Reduction | None:
+    """The first node whose onnxruntime value departs from the source framework's, its cause and reduction;
+    None when no matched value departs and onnxruntime departs from the spec somewhere (the caller reduces that)."""
+    from experiments.source_values import match_values
+
+    result = Reduction("no_divergence", len(model.graph.node), atol, rtol, basis="source")
+    exposed = expose_all(model)
+    mapping: dict[str, str] | None = None
+    outputs_differ = fused_differ = False
+    for feed in feeds:
+        got = _ort(exposed, feed)
+        try:
+            ref = _reference(exposed, feed)
+        except Exception:  # the reference evaluator lacks an operator: the cause cannot be told
+            ref = {}
+        try:
+            source = graph.evaluate(_source_feed(loaded, model, feed))
+        except Exception:
+            return None
+        if mapping is None:
+            mapping = match_values(model, graph, source, ref or got)
+            produced = {o for n in model.graph.node for o in n.output}
+            result.matched_values = len([n for n in mapping if n in produced and n in got])
+        by_onnx = {n: source[v] for n, v in mapping.items() if v in source}
+        for index, node in enumerate(model.graph.node):
+            for name in node.output:
+                if name not in by_onnx or name not in got:
+                    continue
+                bad, diff = differs(by_onnx[name], got[name], atol, rtol)
+                if not bad:
+                    continue
+                spec_vs_ort = differs(ref[name], got[name], atol, rtol)[0] if name in ref else None
+                spec_vs_src = differs(by_onnx[name], ref[name], atol, rtol)[0] if name in ref else None
+                if spec_vs_ort is None:
+                    result.cause = None
+                elif not spec_vs_ort:
+                    result.cause = "converter"
+                else:
+                    result.cause = "both" if spec_vs_src else "runtime"
+                got_values, ref_values = {**feed, **got}, {**feed, **ref}
+                if result.cause in ("runtime", "both"):
+                    result.basis = "source"
+                    _reduce_at(
+                        model,
+                        index,
+                        diff,
+                        [got_values, ref_values],
+                        _against_reference(atol, rtol),
+                        result,
+                        out_dir,
+                        None,
+                    )
+                    result.basis = "source"
+                else:
+                    expected = {n: by_onnx[n] for n in by_onnx}
+                    values = {**got_values, **by_onnx}
+                    _reduce_at(
+                        model, index, diff, [values], _against_source(expected, atol, rtol), result, out_dir, expected
+                    )
+                return result
+        declared = [o.name for o in model.graph.output]
+        reference_outputs = loaded.run(_source_feed(loaded, model, feed))
+        plain = _ort(model, feed)  # the model as the run executed it: no intermediate value exposed
+        for name, want in zip(declared, reference_outputs, strict=False):
+            if name in got and differs(np.asarray(want), got[name], atol, rtol)[0]:
+                outputs_differ = True
+            if name in plain and differs(np.asarray(want), plain[name], atol, rtol)[0]:
+                fused_differ = True
+    # no matched value departs from the source
+    if first_divergence(model, feeds, atol, rtol)[0] is not None:
+        return None  # onnxruntime departs from the spec where no source value was matched: reduce against the spec
+    if outputs_differ:
+        result.cause = "converter"  # in values no source tensor was matched to, onnxruntime agreeing with the spec
+    elif fused_differ:
+        # the outputs depart from the source only while no intermediate value is an output: onnxruntime's graph
+        # optimisations (fused kernels) compute otherwise than the nodes one by one
+        result.cause = "runtime"
     return result
 
 
@@ -289,10 +473,52 @@ sys.exit(1 if bad else 0)
 '''
 
 
+SOURCE_REPRO_SCRIPT = '''"""Standalone repro: onnxruntime departs from the source framework's values (expected.npz) on
+{operator} node {node!r}, while it agrees with the ONNX spec there: the converted graph computes otherwise.
+
+Needs only onnx, onnxruntime and numpy. Exit code 1 while the mismatch is there, 0 once it is fixed.
+"""
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+
+HERE = Path(__file__).resolve().parent
+ATOL, RTOL = {atol!r}, {rtol!r}
+model = onnx.load(str(HERE / "reduced.onnx"))
+feeds = dict(np.load(HERE / "inputs.npz"))
+expected = dict(np.load(HERE / "expected.npz"))
+session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+actual = session.run(None, feeds)
+bad = 0
+for out, got in zip(model.graph.output, actual):
+    if out.name not in expected:
+        continue
+    want, got = np.asarray(expected[out.name]), np.asarray(got)
+    same = want.shape == got.shape and np.allclose(got, want, atol=ATOL, rtol=RTOL, equal_nan=True)
+    print(f"{{out.name}}: onnxruntime={{got.ravel()[:8]}} source framework={{want.ravel()[:8]}} -> "
+          f"{{'same' if same else 'MISMATCH'}}")
+    bad += not same
+print(f"onnx {{onnx.__version__}}, onnxruntime {{ort.__version__}}: "
+      f"{{'mismatch' if bad else 'no mismatch'}} at atol={{ATOL}} rtol={{RTOL}}")
+sys.exit(1 if bad else 0)
+'''
+
+
 def write_repro(
-    model: Any, feed: dict[str, np.ndarray], atol: float, rtol: float, out_dir: Path, result: Reduction
+    model: Any,
+    feed: dict[str, np.ndarray],
+    atol: float,
+    rtol: float,
+    out_dir: Path,
+    result: Reduction,
+    source: dict[str, Any] | None = None,
 ) -> list[Path]:
-    """reduced.onnx, inputs.npz, expected.npz (reference evaluator), actual.npz (onnxruntime), repro.py."""
+    """reduced.onnx, inputs.npz, expected.npz (the source framework's values when `source` is given, else the
+    reference evaluator's), actual.npz (onnxruntime), repro.py."""
     import onnx
 
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -300,12 +526,17 @@ def write_repro(
     onnx.save(model, str(files["reduced.onnx"]))
     arrays: dict[str, dict[str, Any]] = {
         "inputs.npz": dict(feed),
-        "expected.npz": {k: np.asarray(v) for k, v in _reference(model, feed).items()},
+        "expected.npz": (
+            {o.name: np.asarray(source[o.name]) for o in model.graph.output if o.name in source}
+            if source is not None
+            else {k: np.asarray(v) for k, v in _reference(model, feed).items()}
+        ),
         "actual.npz": {k: np.asarray(v) for k, v in _ort(model, feed).items()},
     }
     for name, values in arrays.items():
         np.savez(files[name], **values)
-    script = REPRO_SCRIPT.format(operator=result.operator, node=result.node_name, atol=atol, rtol=rtol)
+    template = SOURCE_REPRO_SCRIPT if source is not None else REPRO_SCRIPT
+    script = template.format(operator=result.operator, node=result.node_name, atol=atol, rtol=rtol)
     files["repro.py"].write_text(script, encoding="utf-8")
     return list(files.values())
 
@@ -355,6 +586,39 @@ def _onnx_of(engine: Engine, run_id: int, run: dict[str, Any], out_dir: Path) ->
     return Path(path)
 
 
+def _like_a_worker(framework: str, threads: int = 1) -> None:
+    """Compute the source's values with the thread count campaign workers use: a reduction's summation order is
+    then the run's, so ulp-level mismatches at strict tolerances reproduce."""
+    from experiments.worker import preload
+
+    with contextlib.suppress(RuntimeError):  # TensorFlow's threading is fixed once it has run: keep this process's
+        preload([framework], threads)
+
+
+def source_model(model: dict[str, Any], plugins: list[str], folder: Path) -> LoadedModel | None:
+    """The run's model in its source framework (its stored files, else rebuilt into `folder`), or None when
+    it cannot be had here: then the reduction compares against the ONNX reference evaluator alone."""
+    import importlib
+
+    from experiments.sources import SOURCES
+
+    try:
+        for module in plugins:
+            importlib.import_module(module)
+        source = SOURCES.get(str(model.get("source")))
+        _like_a_worker(source.framework)
+        params = dict(model.get("params") or {})
+        location = model.get("location")
+        if location and Path(location).is_dir():
+            try:
+                return source.load(params, location)
+            except Exception:  # files gone or unreadable: rebuild from the parameters
+                pass
+        return source.build(params, folder)
+    except Exception:
+        return None
+
+
 def reduce_run(engine: Engine, run_id: int, out_dir: Path) -> Reduction:
     """Reduce a stored `mismatch` run at its own tolerance and store the result with the run."""
     import onnx
@@ -375,7 +639,8 @@ def reduce_run(engine: Engine, run_id: int, out_dir: Path) -> Reduction:
     except Exception as exc:
         raise ReduceError(f"{path}: not a readable ONNX model ({exc})") from exc
     feeds = run_inputs(model, detail["model"].get("input_specs"), int(run["input_seed"]), rec.spec.inputs_per_model)
-    result = reduce_model(model, feeds, rec.spec.atol, rec.spec.rtol, out_dir)
+    loaded = source_model(detail["model"], rec.spec.plugins, out_dir / "source")
+    result = reduce_model(model, feeds, rec.spec.atol, rec.spec.rtol, out_dir, loaded)
     store_reduction(engine, run_id, result)
     return result
 

@@ -44,6 +44,10 @@ class SignatureRule:
     keep_dtypes: bool = False
     #: characters of the normalised message kept
     max_chars: int = 400
+    #: node-name rules: 1 (sig-v1) only quoted names after `Name:`; 2 also unquoted or double-quoted names after
+    #: `Name:`/`Node:`/`at node`, TensorFlow graph paths (`PartitionedCall/Gelu/Erfc`) anywhere and tf2onnx's
+    #: `Tensorflow op [path: Op]`
+    node_names: int = 2
 
     def definition(self) -> dict[str, Any]:
         data = asdict(self)
@@ -52,13 +56,15 @@ class SignatureRule:
 
 
 BUILTIN_RULES: dict[str, dict[str, Any]] = {
-    DEFAULT_SIGNATURE_RULE: {"keep_op_version": False, "keep_dtypes": False, "max_chars": 400},
-    "sig-v1-dtypes": {"keep_op_version": True, "keep_dtypes": True, "max_chars": 400},
+    "sig-v1": {"keep_op_version": False, "keep_dtypes": False, "max_chars": 400, "node_names": 1},
+    "sig-v1-dtypes": {"keep_op_version": True, "keep_dtypes": True, "max_chars": 400, "node_names": 1},
+    "sig-v2": {"keep_op_version": False, "keep_dtypes": False, "max_chars": 400, "node_names": 2},
+    "sig-v2-dtypes": {"keep_op_version": True, "keep_dtypes": True, "max_chars": 400, "node_names": 2},
 }
 
 
 def rule_from_definition(version: str, definition: Mapping[str, Any]) -> SignatureRule:
-    known = {"keep_op_version", "keep_dtypes", "max_chars"}
+    known = {"keep_op_version", "keep_dtypes", "max_chars", "node_names"}
     unknown = set(definition) - known
     if unknown:
         raise SignatureRuleError(f"signature rule {version!r}: unknown field(s) {', '.join(sorted(unknown))}")
@@ -125,6 +131,17 @@ _SUBSTITUTIONS: list[tuple[re.Pattern[str], str]] = [
     (re.compile(r"\[[\d\s,\-?]+\]"), "[<shape>]"),
     (re.compile(r"\(\s*-?\d+(?:\s*,\s*-?\d+)+\s*,?\s*\)"), "(<shape>)"),
 ]
+#: node-name rules added by `node_names=2`, applied before the others: a name after a keyword, quoted with ' or "
+#: or not at all (`Name:PartitionedCall/Gelu/Erfc`, `Node: "model/dense/MatMul"`, `at node 'x/y'`), TensorFlow
+#: graph paths under a (Stateful)PartitionedCall anywhere, and tf2onnx's `Tensorflow op [path: Op]`
+_NODE_NAMES_V2: list[tuple[re.Pattern[str], str]] = [
+    (re.compile(r"\[(?:Stateful)?PartitionedCall(?:/[^\s:\]]+)+: "), "[<node>: "),
+    (
+        re.compile(r"\b(Name:|name:|Node:|at node|node name:)\s*(?:'[^']*'|\"[^\"]*\"|(?![<'\"])[^\s'\",;)]+)"),
+        r"\1 <node>",
+    ),
+    (re.compile(r"(?<![\w/<])(?:Stateful)?PartitionedCall(?:/[\w.\-]+)*(?::\d+)?"), "<node>"),
+]
 _OP_VERSION = re.compile(r"\b([A-Za-z]\w*)\((\d+)\)")
 _SINGLE_DTYPE = [
     (re.compile(rf"tensor\({_DTYPE_WORDS}\)"), "tensor(<dtype>)"),
@@ -152,6 +169,9 @@ def normalise(message: str | None, rule: SignatureRule | None = None) -> str:
     text = _ANSI.sub("", message or "").strip()
     if text in ("b''", 'b""'):
         text = ""
+    if rule.node_names >= 2:
+        for pattern, repl in _NODE_NAMES_V2:
+            text = pattern.sub(repl, text)
     for pattern, repl in _SUBSTITUTIONS:
         text = pattern.sub(repl, text)
     if not rule.keep_dtypes:

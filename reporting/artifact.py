@@ -13,6 +13,7 @@ from typing import Any
 from sqlalchemy.engine import Engine
 
 from db.errors import InteropError
+from db.models.failures import DEFAULT_SIGNATURE_RULE
 from reporting.paper import CAMPAIGN, SURVEY, ReportError
 
 ARTIFACT_FILES = {
@@ -158,6 +159,7 @@ def _results_summary(counts: dict[str, int]) -> str:
 
 def _signatures_summary(counts: dict[str, int]) -> str:
     return (
-        f"rule sig-v1: {counts['runs']:,} runs of campaign {CAMPAIGN!r} have {counts['signatures']:,} distinct "
+        f"rule {DEFAULT_SIGNATURE_RULE}: {counts['runs']:,} runs of campaign {CAMPAIGN!r} have "
+        f"{counts['signatures']:,} distinct "
         f"signatures; upstream candidates: {counts.get('linked_candidates', 0):,}"
     )

@@ -17,6 +17,8 @@ import pandas as pd
 from sqlalchemy.engine import Engine
 
 from db.errors import InteropError
+from db.models.failures import DEFAULT_SIGNATURE_RULE
+from reporting.reductions import add_reductions
 
 if TYPE_CHECKING:
     from miners.survey.workflow import ImportOutcome
@@ -565,6 +567,7 @@ def build_report(
         )
     )
     _distinct_failures(engine, report)
+    add_reductions(engine, report)
     from reporting.ecosystem import add_ecosystem  # beside paper.py's other sections, after Table exists
 
     add_ecosystem(engine, report)
@@ -634,7 +637,8 @@ def _distinct_failures(engine: Engine, report: PaperReport) -> None:
     report.facts["distinct_failures"] = per_stage
     report.choices.append(
         "Distinct failures (not in the paper, which counts failed runs): every run of the synthetic models without "
-        "a passing verdict gets a signature under rule `sig-v1` — converter × stage × error class × the message "
+        f"a passing verdict gets a signature under rule `{DEFAULT_SIGNATURE_RULE}` — converter × stage × error class "
+        "× the message "
         "with node names, paths, numbers, shapes and dtypes canonicalised × the operator the message names; a "
         "mismatch's signature is how its outputs disagree (the torch results store no numbers: one signature). "
         "Stages of failed runs are classified from their messages by the import."

@@ -71,6 +71,7 @@ ENUMERATED = {
     ("interop experiment analyze", "analysis"): ["outcomes", "operators", "sequences"],
     ("interop experiment analyze", "level"): ["source", "onnx"],
     ("interop experiment failures", "fmt"): ["table", "json", "csv"],
+    ("interop experiment operators", "fmt"): ["table", "json", "csv"],
 }
 
 

@@ -12,6 +12,7 @@ import pytest
 from sqlalchemy.engine import Engine
 
 from benchmarks.failure_links import LABELLED, evaluate, load_labelled
+from db.models.failures import DEFAULT_SIGNATURE_RULE
 from db.queries import failures as fq
 from experiments.failure_links import CONVERTER_REPOS, Ranker, failure_text, link_signatures
 from experiments.signatures import compute_signatures, load_rule
@@ -84,7 +85,7 @@ def test_decisions_survive_reranking_and_rule_changes(study: Engine, cli) -> Non
     rejected = cli("experiment", "link", trilu["signature"], first.split("#")[1], "--reject")
     assert rejected.exit_code == 0, rejected.output
 
-    def status(rule: str = "sig-v1") -> tuple[str, list[str]]:
+    def status(rule: str = DEFAULT_SIGNATURE_RULE) -> tuple[str, list[str]]:
         row = fq.upstream(study, STUDY, rule).set_index("operator").loc["Trilu"]
         return row["upstream"], row["candidates"]
 

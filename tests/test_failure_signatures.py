@@ -89,6 +89,48 @@ def test_paths_shapes_and_numbers_are_canonicalised_in_real_messages() -> None:
     assert sig(int8) != sig(typed.format(t="int8", p="v1", n="x").replace("ReduceSum", "ReduceProd"))
 
 
+def test_sig_v2_removes_node_names_sig_v1_left_after_name_and_in_tensorflow_paths(shared_dir: Path) -> None:
+    """Real onnxruntime, TensorFlow and tf2onnx messages name nodes without quotes too (`Name:PartitionedCall/Gelu/
+    Erfc`); sig-v1 only removed quoted names. sig-v2 removes both and groups the study's messages as sig-v1 did."""
+    erf = "[ONNXRuntimeError] : 1 : FAIL : Non-zero status code returned while running Erf node. Name:{n} Status: "
+    names = ["PartitionedCall/Gelu/Erfc", "'PartitionedCall/Gelu/Erfc'", "StatefulPartitionedCall/model/Gelu_3/Erfc"]
+    assert len({sig(erf.format(n=n), rule="sig-v2") for n in names}) == 1
+    assert len({sig(erf.format(n=n), rule="sig-v1") for n in names}) == 3  # what sig-v1 left behind
+    assert "Gelu" not in normalise(erf.format(n=names[0]), load_rule("sig-v2"))
+    assert sig(erf.format(n=names[0]), rule="sig-v2") != sig(
+        erf.format(n=names[0]).replace("Erf node", "Cos node"), rule="sig-v2"
+    )
+    tf = "Tensorflow op [{n}: Erfc] is not supported"
+    assert (
+        normalise(tf.format(n="PartitionedCall/Gelu/Erfc"), load_rule("sig-v2"))
+        == "Tensorflow op [<node>: Erfc] is not supported"
+    )
+    assert operator_of(tf.format(n="PartitionedCall/Gelu/Erfc")) == "Erfc"
+    detected = "Graph execution error: Detected at node '{n}' defined at (most recent call last): Node: '{n}' bad"
+    assert sig(detected.format(n="model/dense/MatMul"), rule="sig-v2") == sig(
+        detected.format(n="x/MatMul_2"), rule="sig-v2"
+    )
+    # the study's real messages: every distinct one, sig-v2 groups them exactly as sig-v1 (they quote their names)
+    results = shared_dir / "data/paper-artifact/synthetic-models/exporter_test_results"
+    messages = set()
+    for path in sorted(results.rglob("*.json")):
+        data = json.loads(path.read_text())
+        stack = [data]
+        while stack:
+            item = stack.pop()
+            if isinstance(item, dict):
+                stack.extend(item.values())
+            elif isinstance(item, list):
+                stack.extend(item)
+            elif isinstance(item, str) and ("Error" in item or "node" in item) and len(item) > 30:
+                messages.add(item)
+    assert len(messages) > 50
+    v1 = {m: sig(m, rule="sig-v1") for m in messages}
+    v2 = {m: sig(m, rule="sig-v2") for m in messages}
+    assert len(set(v1.values())) == len(set(v2.values()))
+    assert all("PartitionedCall" not in normalise(m, load_rule("sig-v2")) for m in messages)
+
+
 def test_mismatches_are_signed_by_how_outputs_disagree() -> None:
     run = {"converter": "torch.onnx", "status": "mismatch", "stage": None, "error_class": None, "message": None}
     rule = load_rule()
@@ -124,7 +166,7 @@ def test_signatures_are_stored_idempotently_and_follow_verdicts(engine: Engine) 
     # another rule version is stored beside the first
     other = compute_signatures(engine, load_rule("sig-v1-dtypes"), seeded.name)
     assert other["runs"] == failing - 1
-    assert fq.rule_versions(engine) == ["sig-v1", "sig-v1-dtypes"]
+    assert fq.rule_versions(engine) == ["sig-v2", "sig-v1-dtypes"]  # the default rule first
     assert int(fq.signatures(engine, seeded.name)["runs"].sum()) == failing - 1
 
 

@@ -1,5 +1,6 @@
-"""`experiment reduce`: the first node where onnxruntime departs from the ONNX reference evaluator, a smaller
-model that still mismatches and a standalone repro script (a hand-built graph, and a stored run on both DBs)."""
+"""`experiment reduce`: the first node where onnxruntime departs from the source framework's values (else the ONNX
+reference evaluator), whose fault it is, a smaller model that still mismatches and a standalone repro script (a
+hand-built graph, built PyTorch and NNSmith models, and stored runs on both DBs)."""
 
 from __future__ import annotations
 
@@ -81,6 +82,72 @@ def test_the_reduced_inputs_are_the_intermediate_values(tmp_path: Path, atol: fl
     assert np.isnan(inputs["c"]).any()
 
 
+# -- against the source framework's intermediate values ----------------------------------------------------
+
+
+def _built(source: str, converter: str) -> tuple[Any, onnx.ModelProto, list[dict[str, np.ndarray]]]:
+    import tests.support.divergent_sources  # noqa: F401
+    from experiments.converters import CONVERTERS
+    from experiments.core import seeded_inputs
+    from experiments.sources import SOURCES
+
+    loaded = SOURCES.get(source).build({"seed": 0}, Path("."))
+    proto = onnx.load_from_string(CONVERTERS.get(converter).convert(loaded, 17, "torch_module"))
+    return loaded, proto, [seeded_inputs(loaded.inputs, 0, k) for k in range(2)]
+
+
+def test_a_perturbed_node_is_found_against_the_source_framework_and_blamed_on_the_converter(tmp_path: Path) -> None:
+    loaded, proto, feeds = _built("divergent-tanh", "torch.onnx-perturbed")
+    assert not mismatches(proto, feeds, 1e-4, 1e-3)  # onnxruntime agrees with the spec: only the source tells
+    done = reduce_model(proto, feeds, 1e-4, 1e-3, tmp_path / "out", loaded=loaded)
+    assert (done.status, done.basis, done.cause, done.operator) == ("reduced", "source", "converter", "Sigmoid")
+    assert done.node_name == "/Tanh" and done.nodes_after == 1 and done.matched_values == 5
+    shown = subprocess.run([sys.executable, str(tmp_path / "out" / "repro.py")], capture_output=True, text=True)
+    assert shown.returncode == 1 and "source framework=" in shown.stdout, shown.stdout + shown.stderr
+    # the unperturbed export agrees with PyTorch on every matched value: nothing diverges, nothing to blame
+    loaded, proto, feeds = _built("divergent-tanh", "torch.onnx-torchscript")
+    clean = reduce_model(proto, feeds, 1e-4, 1e-3, tmp_path / "clean", loaded=loaded)
+    assert (clean.status, clean.basis, clean.cause, clean.matched_values) == ("no_divergence", "source", None, 5)
+
+
+@pytest.mark.parametrize("converter", ["torch.onnx-torchscript", "torch.onnx-dynamo"])
+def test_onnxruntimes_nan_skipping_reducemax_is_found_against_pytorch_and_blamed_on_the_runtime(
+    tmp_path: Path, converter: str
+) -> None:
+    loaded, proto, feeds = _built("divergent-nanmax", converter)
+    done = reduce_model(proto, feeds, 1e-4, 1e-3, tmp_path / "out", loaded=loaded)
+    assert (done.status, done.basis, done.cause, done.operator) == ("reduced", "source", "runtime", "ReduceMax")
+    assert done.nodes_after == 1 and (done.matched_values or 0) >= 6
+    shown = subprocess.run([sys.executable, str(tmp_path / "out" / "repro.py")], capture_output=True, text=True)
+    assert shown.returncode == 1 and "reference=" in shown.stdout, shown.stdout + shown.stderr
+
+
+def test_an_nnsmith_models_values_are_matched_through_its_own_graph(tmp_path: Path) -> None:
+    from experiments.converters import CONVERTERS
+    from experiments.core import seeded_inputs
+    from experiments.source_values import match_values, source_graph
+    from experiments.sources import SOURCES
+
+    params = {"generator": "nnsmith", "method": "symbolic-cinit", "max_nodes": 10, "seed": 1}
+    loaded = SOURCES.get("nnsmith-torch").build(params, tmp_path / "model")
+    graph = source_graph(loaded)
+    assert graph is not None and graph.kind == "nnsmith-torch"
+    proto = onnx.load_from_string(CONVERTERS.get("torch.onnx-torchscript").convert(loaded, 17, "torch_module"))
+    feed = seeded_inputs(loaded.inputs, 0, 0)
+    values = graph.evaluate(feed)
+    from experiments.reduce import _ort, expose_all
+
+    got = _ort(expose_all(proto), feed)
+    mapping = match_values(proto, graph, values, got)
+    computed = {o for n in proto.graph.node for o in n.output} & set(mapping)
+    # every non-constant NNSmith result is one ONNX value, each computed from the values its arguments matched
+    wanted = {o for s in graph.steps for o in s.outs if o not in graph.constants}
+    assert set(mapping[n] for n in computed) == wanted
+    assert all(np.allclose(values[mapping[n]], got[n], atol=1e-5, equal_nan=True) for n in computed)
+    done = reduce_model(proto, [feed], 1e-4, 1e-3, tmp_path / "out", loaded=loaded)
+    assert done.basis == "source" and done.matched_values == len(computed)
+
+
 # -- a stored mismatching run, through the CLI (both databases) ----------------------------------------------
 
 DIVERGENT = "tests.support.divergent_sources"
@@ -92,7 +159,14 @@ def data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return tmp_path / "data"
 
 
-def _campaign(engine, data_dir: Path, sources: list[str], name: str, plugins: tuple[str, ...] = ()) -> list[Any]:  # type: ignore[no-untyped-def]
+def _campaign(  # type: ignore[no-untyped-def]
+    engine,
+    data_dir: Path,
+    sources: list[str],
+    name: str,
+    plugins: tuple[str, ...] = (),
+    converter: str = "torch.onnx-torchscript",
+) -> list[Any]:
     from sqlmodel import Session, select
 
     import tests.support.divergent_sources  # noqa: F401
@@ -104,7 +178,7 @@ def _campaign(engine, data_dir: Path, sources: list[str], name: str, plugins: tu
         overrides={
             "name": name,
             "sources": sources,
-            "converters": ["torch.onnx-torchscript"],
+            "converters": [converter],
             "opsets": [17],
             "seeds": [0],
             "inputs_per_model": 2,
@@ -141,10 +215,35 @@ def test_reduce_of_a_stored_mismatch_finds_the_reducemax_and_stores_it(  # type:
     assert row.nodes_after < row.nodes_before and 0 < row.reduction < 1 and row.seconds > 0
     assert reductions(engine, "other").empty
     ops = diverging_operators(engine, "nanmax")
-    assert ops.to_dict("records") == [{"operator": "ReduceMax", "runs": 1, "models": 1}]
+    assert ops.to_dict("records") == [
+        {"operator": "ReduceMax", "runs": 1, "models": 1, "converter_caused": 0, "runtime_caused": 1}
+    ]
+
+    assert (row.basis, row.cause) == ("source", "runtime")  # PyTorch's amax propagates NaN like the spec
 
     again = cli("experiment", "reduce", str(run.id), "--out", str(out))  # idempotent: one row, replaced
     assert again.exit_code == 0 and len(reductions(engine)) == 1
+
+
+@pytest.mark.slow
+def test_reduce_of_a_stored_run_whose_converter_perturbed_a_node_blames_the_converter(  # type: ignore[no-untyped-def]
+    cli, engine, tmp_path: Path, data_dir: Path
+) -> None:
+    from db.queries.failures import reductions
+
+    (run,) = _campaign(engine, data_dir, ["divergent-tanh"], "perturbed", converter="torch.onnx-perturbed")
+    assert run.status == "mismatch", run.message
+    result = cli("experiment", "reduce", str(run.id), "--out", str(tmp_path / "red"))
+    assert result.exit_code == 0, result.output
+    assert "'/Tanh' (Sigmoid, node" in result.output and "converter-caused" in result.output
+    row = reductions(engine).iloc[0]
+    assert (row.status, row.basis, row.cause, row.operator, row.matched_values) == (
+        "reduced",
+        "source",
+        "converter",
+        "Sigmoid",
+        5,
+    )
 
 
 @pytest.mark.slow
@@ -158,3 +257,58 @@ def test_reduce_refuses_runs_that_are_not_mismatches(cli, engine, tmp_path: Path
     missing = cli("experiment", "reduce", "999999", "--out", str(tmp_path / "x"))
     assert missing.exit_code == 2 and "error: no conversion run with id 999999" in missing.output
     assert not (tmp_path / "x").exists()
+
+
+@pytest.mark.slow
+def test_reductions_reach_the_operator_analysis_the_report_and_the_page(  # type: ignore[no-untyped-def]
+    cli, engine, tmp_path: Path, data_dir: Path
+) -> None:
+    """Two campaigns: ReduceMax (runtime-caused) and the perturbed Tanh (converter-caused); H1 counts each reduced
+    mismatch for its diverging operator only, the report and the Experiments page show the reductions."""
+    import json
+
+    import streamlit as st
+
+    from reporting.paper import PaperReport
+    from reporting.reductions import add_reductions
+    from tests.support.apptest import open_page, texts
+
+    (nanmax,) = _campaign(engine, data_dir, ["divergent-nanmax"], "nanmax")
+    *_, tanh = _campaign(engine, data_dir, ["divergent-tanh"], "perturbed", converter="torch.onnx-perturbed")
+    empty = PaperReport()
+    add_reductions(engine, empty)
+    assert "no mismatching run has been reduced yet" in empty.choices[-1]
+    for run in (nanmax, tanh):
+        assert cli("experiment", "reduce", str(run.id), "--out", str(tmp_path / str(run.id))).exit_code == 0
+
+    every = json.loads(cli("experiment", "operators", "--format", "json").output)
+    attributed = json.loads(cli("experiment", "operators", "--diverging", "--format", "json").output)
+    before = {(r["operator"], r["converter"]): r["mismatches"] for r in every}
+    after = {(r["operator"], r["converter"]): r for r in attributed}
+    assert before[("Tanh", "torch.onnx")] == 1 and after[("Tanh", "torch.onnx")]["mismatches"] == 0  # nanmax's
+    assert before[("Mul", "torch.onnx-perturbed")] == 1 and before[("Sigmoid", "torch.onnx-perturbed")] == 1
+    assert after[("Mul", "torch.onnx-perturbed")]["mismatches"] == 0  # not the diverging operator
+    sigmoid = after[("Sigmoid", "torch.onnx-perturbed")]
+    assert (sigmoid["mismatches"], sigmoid["diverging"], sigmoid["converter_caused"]) == (1, 1, 1)
+    reducemax = after[("ReduceMax", "torch.onnx")]
+    assert (reducemax["mismatches"], reducemax["runtime_caused"], reducemax["mismatches_any_node"]) == (1, 1, 1)
+    table = cli("experiment", "operators", "--diverging", "--campaign", "perturbed")
+    assert table.exit_code == 0 and "Sigmoid" in table.output and "ReduceMax" not in table.output
+    unknown = cli("experiment", "operators", "--campaign", "nope")
+    assert unknown.exit_code == 2 and "error:" in unknown.output
+
+    report = PaperReport()
+    add_reductions(engine, report)
+    summary = report.table("mismatch_reductions").set_index("campaign")
+    assert summary.loc["perturbed", "reduced"] == 1 and summary.loc["perturbed", "converter_caused"] == 1
+    assert summary.loc["nanmax", "runtime_caused"] == 1 and summary.loc["nanmax", "share_reduced"] == 1.0
+    assert set(report.table("diverging_operators")["operator"]) == {"ReduceMax", "Sigmoid"}
+    assert "2 of 2 mismatching runs" in report.choices[-1]
+
+    st.cache_data.clear()
+    at = open_page("experiments", campaign="perturbed")
+    assert not at.exception
+    assert "**1 of 1 mismatching runs reduced**" in texts(at)
+    shown = [d.value for d in at.dataframe if "share_reduced" in d.value.columns]
+    assert shown and int(shown[0]["converter_caused"].iloc[0]) == 1
+    st.cache_data.clear()

@@ -11,7 +11,7 @@ from sqlmodel import Field, SQLModel
 from db.models.base import utc_field
 
 #: The signature rule runs are grouped with when nobody names one.
-DEFAULT_SIGNATURE_RULE = "sig-v1"
+DEFAULT_SIGNATURE_RULE = "sig-v2"
 
 
 class FailureSignature(SQLModel, table=True):
@@ -73,8 +73,9 @@ class FailureLinkDecision(SQLModel, table=True):
 
 
 class RunReduction(SQLModel, table=True):
-    """A mismatching run's minimal repro: its first diverging node (onnxruntime against the ONNX reference
-    evaluator) and the reduced model's size, so operator analyses can use the diverging operator alone."""
+    """A mismatching run's minimal repro: its first diverging node (onnxruntime against the source framework's
+    intermediate values, else the ONNX reference evaluator), the cause and the reduced model's size, so operator
+    analyses can use the diverging operator alone."""
 
     __tablename__ = "run_reduction"
 
@@ -90,3 +91,13 @@ class RunReduction(SQLModel, table=True):
     rtol: float
     out_dir: str | None = Field(default=None, max_length=500, description="where reduced.onnx and repro.py are")
     reduced_at: datetime = utc_field(nullable=False, now=True)
+    basis: str = Field(
+        default="reference",
+        max_length=16,
+        sa_column_kwargs={"server_default": "reference"},
+        description="what the node was found against: source (the framework's intermediate values) or reference",
+    )
+    cause: str | None = Field(
+        default=None, max_length=16, description="converter, runtime, both, or None when nothing is to blame"
+    )
+    matched_values: int | None = Field(default=None, description="ONNX values matched to a source tensor")

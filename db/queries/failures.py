@@ -292,8 +292,11 @@ REDUCTION_COLUMNS = [
     "converter",
     "opset",
     "status",
+    "basis",
+    "cause",
     "node_name",
     "operator",
+    "matched_values",
     "nodes_before",
     "nodes_after",
     "reduction",
@@ -304,8 +307,9 @@ REDUCTION_COLUMNS = [
 
 
 def reductions(engine: Engine, filters: Filter = None) -> pd.DataFrame:
-    """One row per reduced mismatching run, by run id: its first diverging node and operator, nodes before and
-    after, `reduction` = 1 - after/before (None when nothing diverged), seconds taken and the repro folder."""
+    """One row per reduced mismatching run, by run id: its first diverging node and operator, what it was found
+    against (basis: source or reference) and the cause (converter, runtime, both), nodes before and after,
+    `reduction` = 1 - after/before (None when nothing diverged), seconds taken and the repro folder."""
     stmt = (
         select(
             RUN.c.id,
@@ -314,8 +318,11 @@ def reductions(engine: Engine, filters: Filter = None) -> pd.DataFrame:
             RUN.c.registry_name,
             RUN.c.opset,
             REDUCTION.c.status,
+            REDUCTION.c.basis,
+            REDUCTION.c.cause,
             REDUCTION.c.node_name,
             REDUCTION.c.operator,
+            REDUCTION.c.matched_values,
             REDUCTION.c.nodes_before,
             REDUCTION.c.nodes_after,
             REDUCTION.c.seconds,
@@ -341,10 +348,145 @@ def reductions(engine: Engine, filters: Filter = None) -> pd.DataFrame:
 
 def diverging_operators(engine: Engine, filters: Filter = None) -> pd.DataFrame:
     """Per diverging operator: the reduced runs it is the first diverging node of (what the operator analyses
-    use instead of every operator of a mismatching model), most runs first."""
+    use instead of every operator of a mismatching model), their models, and how many the converter caused and
+    how many onnxruntime (`runtime`, or both), most runs first."""
     frame = reductions(engine, filters)
     frame = frame[frame["status"] == "reduced"]
+    columns = ["operator", "runs", "models", "converter_caused", "runtime_caused"]
     if frame.empty:
-        return pd.DataFrame(columns=["operator", "runs", "models"])
-    out = frame.groupby("operator", as_index=False).agg(runs=("run_id", "count"), models=("model", "nunique"))
-    return out.sort_values(["runs", "operator"], ascending=[False, True], ignore_index=True)
+        return pd.DataFrame(columns=columns)
+    frame = frame.assign(
+        conv=(frame["cause"] == "converter").astype(int), rt=frame["cause"].isin(["runtime", "both"]).astype(int)
+    )
+    out = frame.groupby("operator", as_index=False).agg(
+        runs=("run_id", "count"),
+        models=("model", "nunique"),
+        converter_caused=("conv", "sum"),
+        runtime_caused=("rt", "sum"),
+    )
+    return out.sort_values(["runs", "operator"], ascending=[False, True], ignore_index=True)[columns]
+
+
+SUMMARY_COLUMNS = [
+    "campaign",
+    "converter",
+    "mismatches",
+    "attempted",
+    "reduced",
+    "share_reduced",
+    "against_source",
+    "converter_caused",
+    "runtime_caused",
+    "no_divergence",
+    "median_nodes_before",
+    "median_nodes_after",
+    "median_seconds",
+]
+
+
+def reduction_summary(engine: Engine, filters: Filter = None) -> pd.DataFrame:
+    """Per campaign × converter plug-in with at least one reduction: its mismatching runs, how many reduce was run
+    on, how many reduced (share of the mismatches), found against the source framework, by cause, with no
+    divergence, and the median nodes before → after and seconds of the reduced ones."""
+    done = reductions(engine, filters)
+    if done.empty:
+        return pd.DataFrame(columns=SUMMARY_COLUMNS)
+    stmt = (
+        select(CAMPAIGN.c.name, RUN.c.registry_name, func.count())
+        .select_from(RUN.join(CAMPAIGN, CAMPAIGN.c.id == RUN.c.campaign_id))
+        .where(RUN.c.status == "mismatch", CAMPAIGN.c.name.in_(sorted(set(done["campaign"]))))
+        .group_by(CAMPAIGN.c.name, RUN.c.registry_name)
+    )
+    mismatching = _frame(engine, RunFilter.of(filters).where(stmt), ["campaign", "converter", "mismatches"])
+    rows = []
+    for (campaign, converter), group in done.groupby(["campaign", "converter"], dropna=False):
+        reduced = group[group["status"] == "reduced"]
+        found = mismatching[(mismatching["campaign"] == campaign) & (mismatching["converter"] == converter)]
+        total = int(found["mismatches"].sum()) if not found.empty else len(group)
+        rows.append(
+            {
+                "campaign": campaign,
+                "converter": converter,
+                "mismatches": total,
+                "attempted": len(group),
+                "reduced": len(reduced),
+                "share_reduced": len(reduced) / total if total else None,
+                "against_source": int((reduced["basis"] == "source").sum()),
+                "converter_caused": int((reduced["cause"] == "converter").sum()),
+                "runtime_caused": int(reduced["cause"].isin(["runtime", "both"]).sum()),
+                "no_divergence": int((group["status"] == "no_divergence").sum()),
+                "median_nodes_before": float(reduced["nodes_before"].median()) if len(reduced) else None,
+                "median_nodes_after": float(reduced["nodes_after"].median()) if len(reduced) else None,
+                "median_seconds": float(group["seconds"].median()),
+            }
+        )
+    return pd.DataFrame(rows, columns=SUMMARY_COLUMNS)
+
+
+OPERATOR_COLUMNS = [
+    "operator",
+    "converter",
+    "exporter",
+    "runs",
+    "failures",
+    "mismatches",
+    "mismatches_any_node",
+    "diverging",
+    "converter_caused",
+    "runtime_caused",
+    "failure_rate",
+    "mismatch_rate",
+]
+
+
+def operator_failures(engine: Engine, filters: Filter = None, *, diverging: bool = True) -> pd.DataFrame:
+    """Study H1 on ONNX operators (per operator × converter × exporter: runs whose produced graph has it, failures,
+    mismatches), with a mismatching run that has a reduction counted for its first diverging operator only
+    (`diverging=True`) instead of every operator of its model (`mismatches_any_node`, what H1 counted before);
+    `diverging` = runs it is the first diverging node of, split by cause."""
+    from db.outcomes import FAILURES
+    from db.queries.experiments import _onnx_operators
+
+    pairs = _onnx_operators(engine)
+    stmt = select(
+        pairs.c.run_id,
+        pairs.c.operator,
+        RUN.c.converter,
+        RUN.c.exporter,
+        RUN.c.status,
+        REDUCTION.c.status,
+        REDUCTION.c.operator,
+        REDUCTION.c.cause,
+    ).select_from(pairs.join(RUN, RUN.c.id == pairs.c.run_id).outerjoin(REDUCTION, REDUCTION.c.run_id == RUN.c.id))
+    columns = ["run_id", "operator", "converter", "exporter", "status", "reduction", "diverging_op", "cause"]
+    frame = _frame(engine, RunFilter.of(filters).where(stmt), columns)
+    if frame.empty:
+        return pd.DataFrame(columns=OPERATOR_COLUMNS)
+    mismatch = frame["status"] == "mismatch"
+    reduced = frame["reduction"] == "reduced"
+    is_diverging = reduced & (frame["operator"] == frame["diverging_op"])
+    frame["failed"] = frame["status"].isin(FAILURES)
+    frame["any_node"] = mismatch
+    frame["attributed"] = mismatch & (is_diverging | ~reduced) if diverging else mismatch
+    frame["diverging"] = mismatch & is_diverging
+    frame["converter_caused"] = frame["diverging"] & (frame["cause"] == "converter")
+    frame["runtime_caused"] = frame["diverging"] & frame["cause"].isin(["runtime", "both"])
+    out = frame.groupby(["operator", "converter", "exporter"], as_index=False).agg(
+        runs=("run_id", "nunique"),
+        failures=("failed", "sum"),
+        mismatches=("attributed", "sum"),
+        mismatches_any_node=("any_node", "sum"),
+        diverging=("diverging", "sum"),
+        converter_caused=("converter_caused", "sum"),
+        runtime_caused=("runtime_caused", "sum"),
+    )
+    for name in ("runs", "failures", "mismatches", "mismatches_any_node", "diverging"):
+        out[name] = out[name].astype(int)
+    for name in ("converter_caused", "runtime_caused"):
+        out[name] = out[name].astype(int)
+    out["failure_rate"] = out["failures"] / out["runs"]
+    judged = out["runs"] - out["failures"]
+    out["mismatch_rate"] = (out["mismatches"] / judged.where(judged > 0)).astype(float)
+    order = ["diverging", "mismatches", "failure_rate", "runs", "operator"]
+    out = out.sort_values(order, ascending=[False, False, False, False, True], ignore_index=True)
+    return out[OPERATOR_COLUMNS]

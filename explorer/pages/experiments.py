@@ -9,6 +9,7 @@ import altair as alt
 import pandas as pd
 import streamlit as st
 
+from db.models.failures import DEFAULT_SIGNATURE_RULE
 from db.queries import experiments as xq
 from db.queries import failures as fq
 from explorer.common import empty_state, param, query, select_param, set_params
@@ -300,7 +301,8 @@ else:
     per_stage = query(fq.signature_counts, filters=filters)
     st.caption(
         f"{int(signed['runs'].sum()):,} runs without a passing verdict are **{len(signed)} distinct failures** "
-        "(signature: converter × stage × error class × normalised message × operator, rule `sig-v1`)."
+        "(signature: converter × stage × error class × normalised message × operator, "
+        f"rule `{DEFAULT_SIGNATURE_RULE}`)."
     )
     st.dataframe(dashed(per_stage), hide_index=True, width="stretch")
     links = query(fq.upstream, filters=filters)[["signature", "upstream"]]
@@ -321,6 +323,47 @@ else:
             "upstream": st.column_config.TextColumn("known upstream", width="large"),
         },
     )
+
+# --- minimal repros of mismatches ---------------------------------------------------------------------
+st.subheader("Minimal repros of mismatches")
+reduced_runs = query(fq.reductions, filters=filters)
+if reduced_runs.empty:
+    st.caption(
+        f"No mismatching run of {scope} has been reduced: `interop experiment reduce RUN_ID` finds its first "
+        "diverging node (against the source framework's intermediate values), whose fault it is and a minimal model."
+    )
+else:
+    summary = query(fq.reduction_summary, filters=filters)
+    done = reduced_runs[reduced_runs["status"] == "reduced"]
+    total = int(summary["mismatches"].sum())
+    st.caption(
+        f"**{len(done)} of {total} mismatching runs reduced** ({len(reduced_runs) - len(done)} with no diverging "
+        f"node); median nodes {done['nodes_before'].median():.0f} → {done['nodes_after'].median():.0f}. "
+        "cause: converter = onnxruntime agrees with the ONNX spec but not the source; runtime = onnxruntime departs "
+        "from a spec that agrees with the source."
+        if len(done)
+        else f"{len(reduced_runs)} of {total} mismatching runs tried: no diverging node found."
+    )
+    st.dataframe(
+        dashed(summary),
+        hide_index=True,
+        width="stretch",
+        column_config={
+            "share_reduced": st.column_config.ProgressColumn("share reduced", format="percent", max_value=1)
+        },
+    )
+    st.caption("First diverging operators:")
+    st.dataframe(dashed(query(fq.diverging_operators, filters=filters)), hide_index=True, width="stretch")
+    with st.expander(f"The {len(reduced_runs)} reductions"):
+        st.dataframe(
+            dashed(reduced_runs),
+            hide_index=True,
+            width="stretch",
+            column_config={
+                "reduction": st.column_config.ProgressColumn("reduction", format="percent", max_value=1),
+                "reduced_at": st.column_config.DatetimeColumn("reduced (UTC)", format="YYYY-MM-DD HH:mm"),
+            },
+        )
 
 # --- failures against ONNX's evolution ---------------------------------------------------------------
 with st.expander("Failures against ONNX's evolution"):
@@ -390,6 +433,14 @@ else:
             "mismatch_rate": st.column_config.ProgressColumn("mismatch rate", format="percent", max_value=1),
         },
     )
+if not reduced_runs.empty:
+    with st.expander("ONNX operators vs mismatches, reduced mismatches counted for their diverging operator"):
+        attributed = query(fq.operator_failures, version=version, filters=filters, diverging=True)
+        st.dataframe(dashed(attributed[attributed["mismatches_any_node"] > 0]), hide_index=True, width="stretch")
+        st.caption(
+            "mismatches: a reduced run counts only for its first diverging operator; mismatches_any_node: for every "
+            "operator of its model (`interop experiment operators --diverging`)."
+        )
 with st.expander("Operator sequences in mismatching vs. correct models (study H2)"):
     length = st.number_input("Sequence length (nodes)", min_value=1, max_value=4, value=2, key="seq_len")
     if st.button("Compare sequences", help="Reads every compared run's ONNX graph of the chosen campaign"):
