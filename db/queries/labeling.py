@@ -7,12 +7,14 @@ item × dimension × coder or final; "the newest final label" is decided here, o
 
 from __future__ import annotations
 
+from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import Any, TypeVarTuple
 
 import pandas as pd
 from sqlalchemy import Float, Select, and_, cast, distinct, func, select, union
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
+from sqlmodel import Session
 
 from db.models.base import core_table
 from db.models.github import Issue, Repository
@@ -31,6 +33,7 @@ from db.models.labeling import (
     LsProject,
     LsTask,
 )
+from db.models.survey import Survey, SurveyAnswer, SurveyQuestion
 from db.models.views import issue_codes
 
 Ts = TypeVarTuple("Ts")
@@ -44,6 +47,7 @@ ITEM, ROUND, CODER = core_table(LabelItem), core_table(LabelRound), core_table(C
 CODING, VALUE = core_table(Coding), core_table(CodingValue)
 FINAL, HISTORY = core_table(FinalLabel), core_table(AdjudicationHistory)
 PROJECT, TASK = core_table(LsProject), core_table(LsTask)
+SURVEY, QUESTION, ANSWER = core_table(Survey), core_table(SurveyQuestion), core_table(SurveyAnswer)
 
 
 def _strings(value: Any) -> tuple[str, ...]:
@@ -410,6 +414,87 @@ def crosstab(engine: Engine, f: LabelFilter, rows: str = "symptom", columns: str
     return cells.pivot_table(index=rows, columns=columns, values="items", aggfunc="sum", fill_value=0).astype(int)
 
 
+# --- themes of free-text survey answers ----------------------------------------------------------------------
+
+
+def theme_counts(
+    bind: Engine | Connection | Session, survey: str, question: str, round: str | None = None
+) -> pd.DataFrame:
+    """Per round, multi-label dimension and theme of a free-text question's coded answers: how many answers carry
+    the theme (final labels) and the denominators: `n_coded` answers with at least one theme in that dimension,
+    `n_answers` answers coded in the round at all (some carry no theme); `share` = count / n_coded."""
+    items = (
+        select(ITEM.c.id)
+        .join(ANSWER, ANSWER.c.id == ITEM.c.survey_answer_id)
+        .join(QUESTION, QUESTION.c.id == ANSWER.c.question_id)
+        .join(SURVEY, SURVEY.c.id == QUESTION.c.survey_id)
+        .where(SURVEY.c.name == survey, QUESTION.c.qid == question)
+    )
+    in_question = FINAL.c.item_id.in_(items)
+    counts = (
+        select(
+            ROUND.c.name,
+            DIM.c.key,
+            DIM.c.position,
+            CODE.c.code,
+            CODE.c.label,
+            func.count(distinct(FINAL.c.item_id)),
+        )
+        .select_from(FINAL)
+        .join(ROUND, ROUND.c.id == FINAL.c.round_id)
+        .join(DIM, DIM.c.id == FINAL.c.dimension_id)
+        .join(CODE, CODE.c.id == FINAL.c.code_id)
+        .where(in_question)
+        .group_by(ROUND.c.name, DIM.c.key, DIM.c.position, CODE.c.code, CODE.c.label)
+    )
+    coded = (
+        select(ROUND.c.name, DIM.c.key, func.count(distinct(FINAL.c.item_id)))
+        .select_from(FINAL)
+        .join(ROUND, ROUND.c.id == FINAL.c.round_id)
+        .join(DIM, DIM.c.id == FINAL.c.dimension_id)
+        .where(in_question)
+        .group_by(ROUND.c.name, DIM.c.key)
+    )
+    answered = (
+        select(ROUND.c.name, func.count(distinct(CODING.c.item_id)))
+        .select_from(CODING)
+        .join(ROUND, ROUND.c.id == CODING.c.round_id)
+        .where(CODING.c.item_id.in_(items), CODING.c.valid.is_(True))
+        .group_by(ROUND.c.name)
+    )
+    if round is not None:
+        counts, coded, answered = (q.where(ROUND.c.name == round) for q in (counts, coded, answered))
+    columns = ["round", "dimension", "theme", "count", "n_coded", "n_answers", "share"]
+    conn_of = bind.connection() if isinstance(bind, Session) else None
+    with nullcontext(conn_of) if conn_of is not None else _connect(bind) as conn:
+        rows = conn.execute(counts).all()
+        n_coded = {(r, d): n for r, d, n in conn.execute(coded).all()}
+        n_answers = dict(conn.execute(answered).all())
+    frame = pd.DataFrame(
+        [
+            {
+                "round": rnd,
+                "dimension": dim,
+                "position": pos,
+                "code": code,
+                "theme": label,
+                "count": n,
+                "n_coded": n_coded[(rnd, dim)],
+                "n_answers": n_answers.get(rnd, n_coded[(rnd, dim)]),
+                "share": n / n_coded[(rnd, dim)],
+            }
+            for rnd, dim, pos, code, label, n in rows
+        ],
+        columns=["round", "dimension", "position", "code", *columns[2:]],
+    )
+    frame = frame.sort_values(["round", "position", "count", "code"], ascending=[True, True, False, True])
+    return frame.drop(columns=["position"]).reset_index(drop=True)[["round", "dimension", "code", *columns[2:]]]
+
+
+def _connect(bind: Engine | Connection) -> Any:
+    return bind.connect() if isinstance(bind, Engine) else nullcontext(bind)
+
+
 __all__ = [
     "LabelFilter",
     "adjudication_history",
@@ -422,4 +507,5 @@ __all__ = [
     "ratings",
     "rounds",
     "taxonomy_distribution",
+    "theme_counts",
 ]
