@@ -7,7 +7,7 @@ item × dimension × coder or final; "the newest final label" is decided here, o
 
 from __future__ import annotations
 
-from contextlib import nullcontext
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from typing import Any, TypeVarTuple
 
@@ -465,8 +465,7 @@ def theme_counts(
     if round is not None:
         counts, coded, answered = (q.where(ROUND.c.name == round) for q in (counts, coded, answered))
     columns = ["round", "dimension", "theme", "count", "n_coded", "n_answers", "share"]
-    conn_of = bind.connection() if isinstance(bind, Session) else None
-    with nullcontext(conn_of) if conn_of is not None else _connect(bind) as conn:
+    with _connect(bind) as conn:
         rows = conn.execute(counts).all()
         n_coded = {(r, d): n for r, d, n in conn.execute(coded).all()}
         n_answers = dict(conn.execute(answered).all())
@@ -491,8 +490,11 @@ def theme_counts(
     return frame.drop(columns=["position"]).reset_index(drop=True)[["round", "dimension", "code", *columns[2:]]]
 
 
-def _connect(bind: Engine | Connection) -> Any:
-    return bind.connect() if isinstance(bind, Engine) else nullcontext(bind)
+def _connect(bind: Engine | Connection | Session) -> AbstractContextManager[Connection]:
+    """A connection to read with: a new one from an engine, else the caller's (left open)."""
+    if isinstance(bind, Engine):
+        return bind.connect()
+    return nullcontext(bind.connection() if isinstance(bind, Session) else bind)
 
 
 __all__ = [
