@@ -243,7 +243,7 @@ def agreement(
         summary_frame,
     )
     from labeling.store import LabelingError
-    from labeling.summary import round_categories
+    from labeling.summary import multi_dimensions, round_categories
 
     _check_choices(round_name, {"--dimension": dimension})
     eng = engine()
@@ -256,11 +256,17 @@ def agreement(
             + (f" in round {round_name!r}" if round_name else "")
             + (f" for dimension {dimension!r}" if dimension else "")
         )
-    results = agreement_report(frame, round_categories(eng), n_boot=bootstrap, seed=seed)
+    from db.queries.labeling import coded_items
+
+    narrowed = LabelFilter(rounds=(round_name,) if round_name else ())
+    multi = {(r, d) for r, d in multi_dimensions(eng) if dimension in (None, d)}
+    coded = coded_items(eng, narrowed) if multi else None
+    results = agreement_report(frame, round_categories(eng), bootstrap, seed, multi, coded)
     if not results:
         raise LabelingError("agreement needs at least two coders per round and dimension")
     rows = [r.as_row() for r in results]
     pairs = [p for r in results for p in r.pairs]
+    themes = [t for r in results for t in r.themes]
     if fmt == "json":
         import math
 
@@ -274,6 +280,8 @@ def agreement(
             return v
 
         document = {"summary": clean(rows), "pairs": clean(pairs), "bootstrap": bootstrap, "seed": seed}
+        if themes:
+            document["themes"] = clean(themes)
         if show_disagreements:
             document["disagreements"] = json.loads(disagreements(frame).to_json(orient="records"))
         emit(fmt, out, summary_frame(results), document=document)
@@ -294,6 +302,25 @@ def agreement(
                 title=f"{r['round']} / {r['dimension']}: coders {', '.join(res.coders)}; {r['items']} items "
                 f"({r['items_complete']} coded by all)",
             )
+            if res.distance != "nominal":
+                table.add_row("exact-set agreement", _fmt(r["percent_agreement"]), _fmt(r["percent_agreement_ci"]), "")
+                alpha = r["krippendorff_alpha"]
+                table.add_row(
+                    "Krippendorff's α (MASI)",
+                    _fmt(alpha),
+                    _fmt(r["krippendorff_alpha_ci"]),
+                    f"{krippendorff_reading(alpha)} (Krippendorff)",
+                )
+                for t in res.themes:
+                    name = "Cohen's κ" if t["statistic"] == "cohen_kappa" else "Fleiss' κ"
+                    table.add_row(
+                        f"{name}, theme {t['theme']} ({t['items_present']} items)",
+                        _fmt(t["kappa"]),
+                        _fmt(t["kappa_ci"]),
+                        f"{t['reading']} (Landis–Koch)",
+                    )
+                to.print(table)
+                continue
             table.add_row("percent agreement", _fmt(r["percent_agreement"]), _fmt(r["percent_agreement_ci"]), "")
             for p in res.pairs:
                 table.add_row(

@@ -180,6 +180,20 @@ def ratings(engine: Engine, f: LabelFilter) -> pd.DataFrame:
     return _frame(engine, _codes_narrowed(q, f), [*columns, "title", "coder", "code", "label"])
 
 
+def coded_items(engine: Engine, f: LabelFilter) -> pd.DataFrame:
+    """Valid codings (round, item, coder), with or without codes: a multi-label dimension's empty answers."""
+    q = (
+        select(ROUND.c.name, CODING.c.item_id, CODER.c.name)
+        .join(ROUND, ROUND.c.id == CODING.c.round_id)
+        .join(CODER, CODER.c.id == CODING.c.coder_id)
+        .join(ITEM, ITEM.c.id == CODING.c.item_id)
+        .where(CODING.c.valid.is_(True))
+        .order_by(ROUND.c.name, CODING.c.item_id, CODER.c.name)
+    )
+    q = _narrow(q, f, round=ROUND.c.name, coder=CODER.c.name, item=ITEM.c.ref)
+    return _frame(engine, q, ["round", "item_id", "coder"])
+
+
 def invalid_codings(engine: Engine, f: LabelFilter) -> pd.DataFrame:
     """Codings rejected against the codebook, with the reasons (kept for the report, never counted)."""
     q = (
@@ -468,7 +482,7 @@ def theme_counts(
     with _connect(bind) as conn:
         rows = conn.execute(counts).all()
         n_coded = {(r, d): n for r, d, n in conn.execute(coded).all()}
-        n_answers = dict(conn.execute(answered).all())
+        n_answers: dict[str, int] = {r: n for r, n in conn.execute(answered).all()}
     frame = pd.DataFrame(
         [
             {
@@ -501,6 +515,7 @@ __all__ = [
     "LabelFilter",
     "adjudication_history",
     "codebook_versions",
+    "coded_items",
     "coder_progress",
     "crosstab",
     "final_label_options",
