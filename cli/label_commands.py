@@ -588,6 +588,34 @@ def rounds(fmt: Format = format_option(), out: Path | None = out_option()) -> No
 
 
 @app.command()
+def themes(
+    round_name: str = typer.Option(None, "--round", help="Only this round."),
+    dimension: str = typer.Option(None, "--dimension", help="Only this multi-label dimension."),
+    fmt: Format = format_option(),
+    out: Path | None = out_option(),
+) -> None:
+    """New themes coders proposed in Label Studio (open coding), for the next codebook version: each with how
+    many codings proposed it, by whom and for which items."""
+    from db.queries.labeling import LabelFilter, proposed_codes
+
+    _check_choices(round_name, {"--dimension": dimension})
+    frame = proposed_codes(
+        engine(), LabelFilter(rounds=(round_name,) if round_name else (), dimensions=(dimension,) if dimension else ())
+    )
+
+    def render(to: Console) -> None:
+        if frame.empty:
+            to.print("no new themes proposed" + (f" in round {round_name!r}" if round_name else ""))
+            return
+        table = new_table("round", "dimension", "proposed theme", "codings", "coders", "items", numeric=("codings",))
+        for r in frame.itertuples(index=False):
+            table.add_row(r.round, r.dimension, r.proposal, str(r.codings), ", ".join(r.coders), ", ".join(r.items))
+        to.print(table)
+
+    emit(fmt, out, frame, render=render)
+
+
+@app.command()
 def taxonomy(
     dimension: str = typer.Option("cause", "--dimension", help="Dimension to count per converter repository."),
     round_name: str = typer.Option(None, "--round", help="Only this round (default: newest final label per item)."),

@@ -194,6 +194,40 @@ def coded_items(engine: Engine, f: LabelFilter) -> pd.DataFrame:
     return _frame(engine, q, ["round", "item_id", "coder"])
 
 
+def proposed_codes(engine: Engine, f: LabelFilter) -> pd.DataFrame:
+    """New codes coders proposed (open coding), collected for the next codebook version: one row per distinct
+    proposal (case and spacing ignored) and dimension, with how many codings proposed it, by whom, for which items."""
+    q = (
+        select(ROUND.c.name, CODER.c.name, ITEM.c.ref, CODING.c.proposals)
+        .join(ROUND, ROUND.c.id == CODING.c.round_id)
+        .join(CODER, CODER.c.id == CODING.c.coder_id)
+        .join(ITEM, ITEM.c.id == CODING.c.item_id)
+        .where(CODING.c.proposals.is_not(None), CODING.c.valid.is_(True))
+        .order_by(ROUND.c.name, ITEM.c.ref, CODER.c.name)
+    )
+    q = _narrow(q, f, round=ROUND.c.name, coder=CODER.c.name, item=ITEM.c.ref)
+    groups: dict[tuple[str, str, str], dict[str, Any]] = {}
+    with engine.connect() as conn:
+        for rnd, coder, ref, proposals in conn.execute(q).all():
+            for p in proposals or []:
+                if not isinstance(p, dict) or not str(p.get("text") or "").strip():
+                    continue
+                dim, text = str(p.get("dimension") or ""), " ".join(str(p["text"]).split())
+                if f.dimensions and dim not in f.dimensions:
+                    continue
+                row = groups.setdefault(
+                    (rnd, dim, text.casefold()),
+                    {"round": rnd, "dimension": dim, "proposal": text, "codings": 0, "coders": set(), "items": []},
+                )
+                row["codings"] += 1
+                row["coders"].add(coder)
+                row["items"].append(ref)
+    rows = [{**r, "coders": sorted(r["coders"])} for r in groups.values()]
+    columns = ["round", "dimension", "proposal", "codings", "coders", "items"]
+    frame = pd.DataFrame(rows, columns=columns)
+    return frame.sort_values(["round", "dimension", "codings", "proposal"], ascending=[True, True, False, True])
+
+
 def invalid_codings(engine: Engine, f: LabelFilter) -> pd.DataFrame:
     """Codings rejected against the codebook, with the reasons (kept for the report, never counted)."""
     q = (
@@ -521,6 +555,7 @@ __all__ = [
     "final_label_options",
     "final_labels",
     "invalid_codings",
+    "proposed_codes",
     "ratings",
     "rounds",
     "taxonomy_distribution",
