@@ -357,3 +357,23 @@ def test_push_survey_answers_and_pull_multi_label_annotations(  # type: ignore[n
     for i in items:
         want.update(dict(themes)[c] for c in planned["ann"][i])
     assert counts == dict(want)
+
+
+def test_survey_page_shows_theme_counts_with_denominators(imported, shared_dir: Path) -> None:  # type: ignore[no-untyped-def]
+    import streamlit as st
+
+    from tests.support.apptest import chart_data, open_page, texts
+
+    st.cache_data.clear()
+    result = imported("label", "import-sheet", str(shared_dir / THEMATIC), "--codebook", "onnx-survey-themes")
+    assert result.exit_code == 0, result.output
+    try:
+        at = open_page("survey", q="Q66")
+        body = texts(at)
+        assert "n = 16 answers with at least one theme (17 answers coded)." in " ".join(body.split())
+        charts = at.get("vega_lite_chart")
+        assert len(charts) == 1
+        labels = dict(zip(chart_data(charts[0])["theme"], chart_data(charts[0])["label"], strict=True))
+        assert labels["Community"] == "7 (43.8%)" and labels["Test run"] == "5 (31.2%)"
+    finally:
+        st.cache_data.clear()
