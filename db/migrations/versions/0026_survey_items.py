@@ -54,6 +54,7 @@ def upgrade() -> None:
             op.f("uq_final_label_round_id_item_id_dimension_id_code_id"),
             ["round_id", "item_id", "dimension_id", "code_id"],
         )
+    op.execute(_issue_codes_sql())
 
 
 def downgrade() -> None:
