@@ -349,6 +349,23 @@ def test_push_survey_answers_and_pull_multi_label_annotations(  # type: ignore[n
     assert summary["percent_agreement"] == pytest.approx(exact)
     assert {t["theme"] for t in document["themes"]} == {"Community", "Test run", "Versioning", "Documentation"}
 
+    # disagreements go to the review project as survey answers (question and answer), not refused as non-issues
+    reviewed = cli("label", "adjudicate", "--round", round_name, "--review")
+    assert reviewed.exit_code == 0, reviewed.output
+    disagreed = {i for i in items if planned["ann"][i] != planned["ben"][i]}
+    with Session(engine) as s:
+        review = s.exec(select(LsProject).where(LsProject.purpose == "review")).one()
+        agreed = s.exec(select(FinalLabel).where(FinalLabel.decided_by == "agreement")).all()
+        texts = {
+            item.id: s.get(SurveyAnswer, item.survey_answer_id).text.strip() for item in s.exec(select(LabelItem)).all()
+        }
+    review_tasks = list(ls_client.tasks.list(project=review.ls_project_id))
+    assert sorted(t.data["body"] for t in review_tasks) == sorted(texts[i] for i in disagreed)
+    assert all(t.data["title"].startswith("Q66: ") for t in review_tasks)
+    assert all("Disagreement on onnx_issue_handling" in t.data["codings"] for t in review_tasks)
+    # agreed theme sets become one final label per theme
+    assert len(agreed) == sum(len(planned["ann"][i]) for i in items if i not in disagreed)
+
     adjudicated = cli("label", "adjudicate", "--round", round_name, "--prefer-coder", "ann")
     assert adjudicated.exit_code == 0, adjudicated.output
     with Session(engine) as s:
