@@ -377,8 +377,11 @@ def push(
     The round is recorded only when the whole push succeeded; after a failure, pushing again (with the same or
     other coders) reuses what reached Label Studio and removes projects of coders no longer named."""
     from labeling.client import connect
+    from labeling.store import LabelingError
     from labeling.sync import push as do_push
 
+    if (sample is None) == (survey is None) or (survey is None) != (question is None):
+        raise LabelingError("push either an issue sample (--sample) or a survey question (--survey and --question)")
     client = connect()
     report = do_push(
         engine(),

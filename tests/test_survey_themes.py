@@ -255,6 +255,17 @@ def test_push_survey_answers_and_pull_multi_label_annotations(  # type: ignore[n
     monkeypatch.setenv("INTEROP_LABEL_STUDIO_API_KEY", label_studio.token)
     cli = imported
     round_name = f"themes-{backend}"
+    for args, message in (
+        (("--survey", "interop"), "push either an issue sample (--sample) or a survey question"),
+        (("--sample", "s", "--survey", "interop", "--question", "Q66"), "push either an issue sample"),
+        (("--survey", "interop", "--question", "Q61"), "question 'Q61' of survey 'interop' is a single question"),
+        (("--survey", "interop", "--question", "Q99"), "survey 'interop' has no question 'Q99'"),
+        (("--survey", "other", "--question", "Q66"), "no survey named 'other' (surveys: interop)"),
+    ):
+        refused = cli("label", "push", *args, "--round", round_name, "--coders", "ann,ben")
+        assert refused.exit_code == 2 and message in " ".join(refused.output.split()), refused.output
+    with Session(engine) as s:
+        assert s.exec(select(LabelItem)).all() == [] and s.exec(select(LsProject)).all() == []
     pushed = cli(
         "label", "push", "--survey", "interop", "--question", "Q66", "--round", round_name, "--coders", "ann,ben"
     )
