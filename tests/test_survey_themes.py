@@ -405,3 +405,18 @@ def test_survey_page_shows_theme_counts_with_denominators(imported, shared_dir: 
         assert labels["Community"] == "7 (43.8%)" and labels["Test run"] == "5 (31.2%)"
     finally:
         st.cache_data.clear()
+
+
+def test_adjudication_of_theme_sets() -> None:
+    from labeling.adjudicate import _decide
+
+    spec = read_codebook(THEMES_CODEBOOK)
+    covered = {"onnx_issue_handling"}
+    same = {"a": {"onnx_issue_handling": (1, 3)}, "b": {"onnx_issue_handling": (1, 3)}}
+    assert _decide(same, spec, None, False, covered) == ({"onnx_issue_handling": ((1, 3), "agreement")}, [])
+    differ = {"a": {"onnx_issue_handling": (1, 3)}, "b": {"onnx_issue_handling": (1,)}}
+    assert _decide(differ, spec, None, False, covered) == ({}, ["onnx_issue_handling"])
+    assert _decide(differ, spec, "b", False, covered)[0] == {"onnx_issue_handling": ((1,), "rule:prefer-coder=b")}
+    three = {**differ, "c": {"onnx_issue_handling": (2, 3)}}
+    # a theme stays when more than half the coders chose it: 1 (a, b) and 3 (a, c), not 2 (c only)
+    assert _decide(three, spec, None, True, covered)[0] == {"onnx_issue_handling": ((1, 3), "rule:majority")}
