@@ -118,6 +118,12 @@ def test_thematic_sheet_import_matches_every_answer_or_reports_it(  # type: igno
             assert np.allclose(got["share"], got["count"] / got["n_coded"])
         paper = theme_counts(session, "interop", "Q66").set_index("theme")["count"]
         assert (paper["Community"], paper["Test run"], paper["Versioning"]) == (7, 5, 3)  # the paper's numbers
+    # the newest final labels keep every theme of an answer (one final label per theme), as `label taxonomy` reads
+    from db.queries.labeling import LabelFilter, taxonomy_distribution
+
+    spread = taxonomy_distribution(engine, LabelFilter(), "onnx_issue_handling")
+    assert dict(zip(spread["label"], spread["count"], strict=True)) == paper.to_dict()
+    with Session(engine) as session:
         # every coded item is one of the survey's answers to the sheet's question
         items = session.exec(select(LabelItem).where(LabelItem.kind == "survey_answer")).all()
         assert len(items) == total - 1 and all(i.survey_answer_id for i in items)

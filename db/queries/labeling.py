@@ -413,17 +413,25 @@ def final_label_options(engine: Engine) -> dict[str, list[str]]:
 def _newest_finals(f: LabelFilter) -> Any:
     """The final label of each item × dimension in the filtered rounds: the newest decision (latest `coded_at`,
     then the later round name) when several rounds decided it."""
+    # a multi-label dimension has several final labels per item and round (one per theme): the round's newest
+    # decision on the item and dimension dates all of them, and all of the newest round's are kept
+    round_time = (
+        func.max(CODES.c.coded_at)
+        .over(partition_by=(CODES.c.item_id, CODES.c.dimension, CODES.c.round))
+        .label("round_time")
+    )
+    q = select(CODES, round_time).where(CODES.c.value_source == "final")
+    timed = _codes_narrowed(q, LabelFilter(rounds=f.rounds, repositories=f.repositories, item=f.item)).subquery()
     rank = (
-        func.row_number()
+        func.dense_rank()
         .over(
-            partition_by=(CODES.c.item_id, CODES.c.dimension),
-            order_by=(CODES.c.coded_at.desc(), CODES.c.round.desc()),
+            partition_by=(timed.c.item_id, timed.c.dimension),
+            order_by=(timed.c.round_time.desc(), timed.c.round.desc()),
         )
         .label("rank")
     )
-    q = select(CODES, rank).where(CODES.c.value_source == "final")
-    ranked = _codes_narrowed(q, LabelFilter(rounds=f.rounds, repositories=f.repositories, item=f.item)).subquery()
-    return select(ranked).where(ranked.c.rank == 1).subquery()
+    ranked = select(timed, rank).subquery()
+    return select(*[ranked.c[c.name] for c in CODES.c]).where(ranked.c.rank == 1).subquery()
 
 
 def taxonomy_distribution(engine: Engine, f: LabelFilter, dimension: str) -> pd.DataFrame:
