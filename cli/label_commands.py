@@ -90,10 +90,20 @@ def import_sheet(
     sheet: list[str] = typer.Option(None, "--sheet", help="Only these sheets (repeated or comma-separated)."),
     round_name: str = typer.Option(None, "--round", help="Round name (when the sheets hold one round)."),
     codebook: str = typer.Option(None, "--codebook", help="Codebook name (default: the only one loaded)."),
+    survey: str = typer.Option(
+        None, "--survey", help="Thematic sheets (survey_analysis.xlsx): the imported survey their answers are from."
+    ),
 ) -> None:
-    """Import the study's coding: each group of sheets is one round with its coders (re-running changes nothing)."""
-    from labeling.importer import import_workbook
+    """Import the study's coding: each group of sheets is one round with its coders (re-running changes nothing).
 
+    A workbook of thematic coding (survey_analysis.xlsx: "Raw data", "Memos", "Themes") becomes one round whose
+    items are the survey's free-text answers, matched by answer text; rows that match none are listed."""
+    from labeling.importer import import_workbook
+    from labeling.survey_items import is_theme_workbook
+
+    if is_theme_workbook(file):
+        _import_themes(file, survey, codebook, split_list(sheet) or None, round_name)
+        return
     result = import_workbook(engine(), file, codebook, split_list(sheet) or None, round_name)
     for r in result.rounds:
         extra = f", cross-checked {r['cross_checked']} cells" if r["cross_checked"] else ""
@@ -132,6 +142,56 @@ def import_sheet(
             )
     for sheet in result.skipped:
         console.print(f"skipped sheet {sheet}: not a coding sheet", markup=False)
+
+
+def _import_themes(
+    file: Path, survey: str | None, codebook: str | None, sheets: list[str] | None, round_name: str | None
+) -> None:
+    """`import-sheet` of a thematic workbook: per sheet its question, matches, merged spellings, unmatched rows."""
+    from db.queries.survey import SurveyFilter, list_surveys
+    from labeling.store import LabelingError
+    from labeling.survey_items import import_theme_workbook
+
+    eng = engine()
+    if survey is None:
+        names = list_surveys(eng, SurveyFilter())["survey"].tolist()
+        if len(names) != 1:
+            raise LabelingError(
+                f"{file.name} codes survey answers: name the survey with --survey "
+                f"({', '.join(names) or 'none imported'})"
+            )
+        survey = str(names[0])
+    result = import_theme_workbook(eng, file, survey, codebook, sheets, round_name)
+    c, f = result.counts, result.finals
+    console.print(
+        f"round {result.round!r} (survey {survey!r}): {sum(len(m.matched) for m in result.sheets)} answers coded "
+        f"({c['new']} new, {c['changed']} changed, {c['unchanged']} unchanged, {c['removed']} removed); final "
+        f"themes {f['new']} new, {f['withdrawn']} withdrawn, {f['unchanged']} unchanged",
+        markup=False,
+    )
+    for m in result.sheets:
+        themes = f"themes in {m.dimension!r}" if m.dimension else "no theme dimension in the codebook"
+        console.print(
+            f"  {m.sheet}: question {m.qid or '?'}, {len(m.matched)} of {len(m.matched) + len(m.unmatched)} rows "
+            f"matched ({m.answers} answers in the survey), {len(m.unmatched)} unmatched; {themes}",
+            markup=False,
+        )
+        for (spelling, label), n in sorted(m.merged.items()):
+            console.print(f"    merged {spelling!r} into {label!r} ({n} cells)", markup=False)
+    unmatched = [(m, r) for m in result.sheets for r in m.unmatched]
+    for m, r in unmatched:
+        text = r.text if len(r.text) <= 80 else r.text[:77] + "..."
+        err_console.print(
+            f"unmatched: {file.name} sheet {m.sheet!r} row {r.row}: no answer to {m.qid or 'any question'} "
+            f"reads {text!r}",
+            markup=False,
+            soft_wrap=True,
+        )
+    total = sum(len(m.matched) + len(m.unmatched) for m in result.sheets)
+    console.print(
+        f"summary: {total - len(unmatched)} of {total} rows matched an answer, {len(unmatched)} unmatched (not stored)",
+        markup=False,
+    )
 
 
 def _check_choices(round_name: str | None, dimensions: dict[str, str | None]) -> list[str]:
@@ -189,7 +249,7 @@ def agreement(
         summary_frame,
     )
     from labeling.store import LabelingError
-    from labeling.summary import round_categories
+    from labeling.summary import multi_dimensions, round_categories
 
     _check_choices(round_name, {"--dimension": dimension})
     if model or model_version:
@@ -207,11 +267,17 @@ def agreement(
             + (f" in round {round_name!r}" if round_name else "")
             + (f" for dimension {dimension!r}" if dimension else "")
         )
-    results = agreement_report(frame, round_categories(eng), n_boot=bootstrap, seed=seed)
+    from db.queries.labeling import coded_items
+
+    narrowed = LabelFilter(rounds=(round_name,) if round_name else ())
+    multi = {(r, d) for r, d in multi_dimensions(eng) if dimension in (None, d)}
+    coded = coded_items(eng, narrowed) if multi else None
+    results = agreement_report(frame, round_categories(eng), bootstrap, seed, multi, coded)
     if not results:
         raise LabelingError("agreement needs at least two coders per round and dimension")
     rows = [r.as_row() for r in results]
     pairs = [p for r in results for p in r.pairs]
+    themes = [t for r in results for t in r.themes]
     if fmt == "json":
         import math
 
@@ -225,6 +291,8 @@ def agreement(
             return v
 
         document = {"summary": clean(rows), "pairs": clean(pairs), "bootstrap": bootstrap, "seed": seed}
+        if themes:
+            document["themes"] = clean(themes)
         if show_disagreements:
             document["disagreements"] = json.loads(disagreements(frame).to_json(orient="records"))
         emit(fmt, out, summary_frame(results), document=document)
@@ -245,6 +313,25 @@ def agreement(
                 title=f"{r['round']} / {r['dimension']}: coders {', '.join(res.coders)}; {r['items']} items "
                 f"({r['items_complete']} coded by all)",
             )
+            if res.distance != "nominal":
+                table.add_row("exact-set agreement", _fmt(r["percent_agreement"]), _fmt(r["percent_agreement_ci"]), "")
+                alpha = r["krippendorff_alpha"]
+                table.add_row(
+                    "Krippendorff's α (MASI)",
+                    _fmt(alpha),
+                    _fmt(r["krippendorff_alpha_ci"]),
+                    f"{krippendorff_reading(alpha)} (Krippendorff)",
+                )
+                for t in res.themes:
+                    name = "Cohen's κ" if t["statistic"] == "cohen_kappa" else "Fleiss' κ"
+                    table.add_row(
+                        f"{name}, theme {t['theme']} ({t['items_present']} items)",
+                        _fmt(t["kappa"]),
+                        _fmt(t["kappa_ci"]),
+                        f"{t['reading']} (Landis–Koch)",
+                    )
+                to.print(table)
+                continue
             table.add_row("percent agreement", _fmt(r["percent_agreement"]), _fmt(r["percent_agreement_ci"]), "")
             for p in res.pairs:
                 table.add_row(
@@ -435,7 +522,9 @@ def suggest(
 
 @app.command()
 def push(
-    sample: str = typer.Option(..., "--sample", help="Name of the issue sample to code."),
+    sample: str = typer.Option(None, "--sample", help="Name of the issue sample to code."),
+    survey: str = typer.Option(None, "--survey", help="Or a survey: code the free-text answers of --question."),
+    question: str = typer.Option(None, "--question", help="The free-text question of --survey, e.g. Q66."),
     round_name: str = typer.Option(..., "--round", help="Round name, e.g. pilot or main."),
     coders: list[str] = typer.Option(
         ..., "--coders", help="Coders, repeated or comma-separated: alice,bob (or alice=alice@lab.org)."
@@ -451,13 +540,17 @@ def push(
         "and a round keeps what it was pushed with.",
     ),
 ) -> None:
-    """Create/update one Label Studio project per coder (blind coding) and import the sample's issues as tasks.
+    """Create/update one Label Studio project per coder (blind coding) and import the sample's issues, or the
+    survey question's free-text answers (the coder sees the question and the answer), as tasks.
 
     The round is recorded only when the whole push succeeded; after a failure, pushing again (with the same or
     other coders) reuses what reached Label Studio and removes projects of coders no longer named."""
     from labeling.client import connect
+    from labeling.store import LabelingError
     from labeling.sync import push as do_push
 
+    if (sample is None) == (survey is None) or (survey is None) != (question is None):
+        raise LabelingError("push either an issue sample (--sample) or a survey question (--survey and --question)")
     client = connect()
     report = do_push(
         engine(),
@@ -470,6 +563,8 @@ def push(
         seed,
         codebook,
         predictions,
+        survey=survey,
+        question=question,
     )
     console.print(
         f"round {report.round!r}: {report.items} items, {report.overlap_items} coded by several coders; "
@@ -660,6 +755,34 @@ def rounds(fmt: Format = format_option(), out: Path | None = out_option()) -> No
                 str(row.codings),
                 _when(row.created_at),
             )
+        to.print(table)
+
+    emit(fmt, out, frame, render=render)
+
+
+@app.command()
+def themes(
+    round_name: str = typer.Option(None, "--round", help="Only this round."),
+    dimension: str = typer.Option(None, "--dimension", help="Only this multi-label dimension."),
+    fmt: Format = format_option(),
+    out: Path | None = out_option(),
+) -> None:
+    """New themes coders proposed in Label Studio (open coding), for the next codebook version: each with how
+    many codings proposed it, by whom and for which items."""
+    from db.queries.labeling import LabelFilter, proposed_codes
+
+    _check_choices(round_name, {"--dimension": dimension})
+    frame = proposed_codes(
+        engine(), LabelFilter(rounds=(round_name,) if round_name else (), dimensions=(dimension,) if dimension else ())
+    )
+
+    def render(to: Console) -> None:
+        if frame.empty:
+            to.print("no new themes proposed" + (f" in round {round_name!r}" if round_name else ""))
+            return
+        table = new_table("round", "dimension", "proposed theme", "codings", "coders", "items", numeric=("codings",))
+        for r in frame.itertuples(index=False):
+            table.add_row(r.round, r.dimension, r.proposal, str(r.codings), ", ".join(r.coders), ", ".join(r.items))
         to.print(table)
 
     emit(fmt, out, frame, render=render)

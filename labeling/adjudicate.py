@@ -15,14 +15,12 @@ from sqlmodel import Session, col, select
 from db.columns import many_columns
 from db.engine import session_scope
 from db.ingest import recorded_run
-from db.models.github import Issue, Repository
 from db.models.labeling import Coder, Coding, CodingValue, FinalLabel, LabelItem, LsProject, LsTask
-from db.queries.issues import issue_discussion
 from labeling.client import LabelStudioClient, LabelStudioError, newest
 from labeling.codebook import CodebookSpec
-from labeling.finals import Decision, write_final_labels
-from labeling.labelstudio import check_result, config_hash, discussion_html, instructions, labeling_config
-from labeling.projects import ProjectSync, task_data
+from labeling.finals import Decision, final_key, write_final_labels
+from labeling.labelstudio import check_result, config_hash, instructions, labeling_config
+from labeling.projects import ProjectSync, item_task_data
 from labeling.store import LabelingError, LoadedCodebook, get_round, round_codebook
 
 AGREEMENT = "agreement"
@@ -40,11 +38,19 @@ class AdjudicationReport:
     invalid_reviews: list[dict[str, Any]] = field(default_factory=list)
 
 
+#: A coder's answer to one dimension: a code, or the sorted codes of a multi-label dimension.
+Answer = int | tuple[int, ...]
+
+
+def _each(answer: Answer) -> tuple[int, ...]:
+    return answer if isinstance(answer, tuple) else (answer,)
+
+
 @dataclass(frozen=True)
 class Review:
     """A reviewer's valid decision on one item: the newest annotation of its task in the review project."""
 
-    codes: dict[str, int]
+    codes: dict[str, Answer]
     reviewer: str
     note: str | None
     ls_task_id: int
@@ -56,41 +62,50 @@ class Review:
 class RoundCodings:
     """The round's valid codings: item → coder → {dimension: code}, and item → coder → coding id."""
 
-    codes: dict[int, dict[str, dict[str, int]]] = field(default_factory=lambda: defaultdict(dict))
+    codes: dict[int, dict[str, dict[str, Answer]]] = field(default_factory=lambda: defaultdict(dict))
     ids: dict[int, dict[str, int]] = field(default_factory=lambda: defaultdict(dict))
 
     def evidence(self, item_id: int, key: str) -> dict[str, Any]:
         """Which codings were weighed for one item and dimension, and whether they disagreed."""
         given = {coder: codes.get(key) for coder, codes in sorted(self.codes[item_id].items())}
         return {
-            "codings": [{"coder": c, "coding_id": self.ids[item_id][c], "code": code} for c, code in given.items()],
+            "codings": [
+                {"coder": c, "coding_id": self.ids[item_id][c], "code": list(code) if isinstance(code, tuple) else code}
+                for c, code in given.items()
+            ],
             "disagreement": len(set(given.values())) > 1,
         }
 
 
-def _consistent(codes: dict[str, int], spec: CodebookSpec) -> dict[str, int]:
+def _consistent(codes: dict[str, Answer], spec: CodebookSpec) -> dict[str, Answer]:
     """Drop conditional dimensions whose condition the final codes do not meet (conditions may chain)."""
     out = dict(codes)
     changed = True
     while changed:
         changed = False
         for dim in spec.dimensions:
-            if dim.required_when and dim.key in out and not dim.applies(out):
+            singles = {k: v for k, v in out.items() if isinstance(v, int)}
+            if dim.required_when and dim.key in out and not dim.applies(singles):
                 del out[dim.key]
                 changed = True
     return out
 
 
 def _decide(
-    item_codes: dict[str, dict[str, int]], spec: CodebookSpec, prefer: str | None, majority: bool, covered: set[str]
-) -> tuple[dict[str, tuple[int, str]], list[str]]:
-    """Final code and decider per dimension of one item from its coders' codes; unresolved dimensions listed.
+    item_codes: dict[str, dict[str, Answer]],
+    spec: CodebookSpec,
+    prefer: str | None,
+    majority: bool,
+    covered: set[str],
+) -> tuple[dict[str, tuple[Answer, str]], list[str]]:
+    """Final code (a set of codes for a multi-label dimension: equal sets agree, a majority keeps the codes more
+    than half the coders chose) and decider per dimension of one item; unresolved dimensions listed.
     `covered` are the dimensions the round codes at all (a sheet may hold only some)."""
     coders = sorted(item_codes)
     if len(coders) == 1:
         only = coders[0]
         return {k: (v, f"{SINGLE}:{only}") for k, v in item_codes[only].items()}, []
-    final: dict[str, tuple[int, str]] = {}
+    final: dict[str, tuple[Answer, str]] = {}
     open_dims: list[str] = []
     for dim in spec.dimensions:
         given = [item_codes[c].get(dim.key) for c in coders]
@@ -103,6 +118,10 @@ def _decide(
             if dim.key in item_codes[prefer]:
                 final[dim.key] = (item_codes[prefer][dim.key], f"rule:prefer-coder={prefer}")
             continue
+        if majority and dim.multi:
+            votes = Counter(c for g in given if isinstance(g, tuple) for c in g)
+            final[dim.key] = (tuple(sorted(c for c, n in votes.items() if n * 2 > len(coders))), "rule:majority")
+            continue
         if majority:
             counts = Counter(given).most_common()
             if counts[0][0] is not None and (len(counts) == 1 or counts[0][1] > counts[1][1]):
@@ -112,11 +131,12 @@ def _decide(
     kept = _consistent({k: v for k, (v, _) in final.items()}, spec)
     final = {k: final[k] for k in kept}
     # a conditional dimension that now applies but was not settled is open too
+    singles = {k: v for k, v in kept.items() if isinstance(v, int)}
     for dim in spec.dimensions:
         if (
             dim.required_when
             and dim.key in covered
-            and dim.applies(kept)
+            and dim.applies(singles)
             and dim.key not in final
             and dim.key not in open_dims
         ):
@@ -127,6 +147,7 @@ def _decide(
 def _codings(session: Session, round_id: int, book: LoadedCodebook) -> RoundCodings:
     key_by_dim = {v: k for k, v in book.dimension_ids.items()}
     code_by_id = book.code_by_id
+    multi = {d.key for d in book.spec.dimensions if d.multi}
     out = RoundCodings()
     rows = session.exec(
         select(
@@ -146,7 +167,12 @@ def _codings(session: Session, round_id: int, book: LoadedCodebook) -> RoundCodi
         codes = out.codes[item_id].setdefault(coder, {})
         out.ids[item_id][coder] = coding_id or 0
         if dim_id is not None:
-            codes[key_by_dim[dim_id]] = code_by_id[code_id][1]
+            key, code = key_by_dim[dim_id], code_by_id[code_id][1]
+            if key in multi:
+                before = codes.get(key, ())
+                codes[key] = tuple(sorted({*(before if isinstance(before, tuple) else ()), code}))
+            else:
+                codes[key] = code
     return out
 
 
@@ -165,18 +191,17 @@ def _assigned(session: Session, round_id: int) -> dict[int, set[str]]:
 
 
 def _review_data(
-    session: Session, item_id: int, codes: dict[str, dict[str, int]], spec: CodebookSpec, open_dims: list[str]
+    session: Session, item_id: int, codes: dict[str, dict[str, Answer]], spec: CodebookSpec, open_dims: list[str]
 ) -> dict[str, Any]:
     item = session.get(LabelItem, item_id)
-    issue = session.get(Issue, item.issue_id) if item and item.issue_id else None
-    if item is None or issue is None:
-        raise LabelingError(f"item {item_id} is not an issue: only issues can be reviewed in Label Studio for now")
-    repo = session.get(Repository, issue.repository_id)
-    discussion = discussion_html(issue_discussion(session, issue.id or 0))
-    data = task_data(issue, repo.full_name if repo else "?", item, discussion)
+    if item is None:
+        raise LabelingError(f"item {item_id} does not exist")
+    data = item_task_data(session, item)
     lines = []
     for coder, given in sorted(codes.items()):
-        parts = [f"{k}={v} {spec.dimension(k).codes[v].label}" for k, v in given.items()]
+        parts = [
+            f"{k}=" + ", ".join(f"{c} {spec.dimension(k).codes[c].label}" for c in _each(v)) for k, v in given.items()
+        ]
         lines.append(f"{coder}: " + "; ".join(parts))
     data["codings"] = "Disagreement on " + ", ".join(open_dims) + ". Coders: " + " | ".join(lines)
     return data
@@ -219,7 +244,8 @@ def _pull_review(
                 }
             )
             continue
-        out[item_id] = Review(checked.codes, reviewer, checked.note, task.id, ann.id, ann.updated_at)
+        answers: dict[str, Answer] = {**checked.codes, **checked.sets}
+        out[item_id] = Review(answers, reviewer, checked.note, task.id, ann.id, ann.updated_at)
     return out
 
 
@@ -270,6 +296,7 @@ def _adjudicate(
         review_project = projects.ensure(None, "review", _review_config(book.spec), instruction, legacy)
         reviewed = _pull_review(client, session, review_project, book, report)
         report.review_project = review_project.ls_project_id
+    multi = {book.dimension_ids[d.key] for d in book.spec.dimensions if d.multi}
     kept: dict[int, list[FinalLabel]] = defaultdict(list)
     for row in session.exec(select(FinalLabel).where(FinalLabel.round_id == rnd.id)).all():
         if row.decided_by.startswith(KEPT):
@@ -278,7 +305,7 @@ def _adjudicate(
     covered = {k for item in codings.codes.values() for codes in item.values() for k in codes}
     assigned = _assigned(session, rnd.id or 0)
     to_review: list[tuple[int, list[str]]] = []
-    wanted: dict[tuple[int, int], Decision] = {}
+    wanted: dict[tuple[int, ...], Decision] = {}
     for item_id, item_codes in sorted(codings.codes.items()):
         note: str | None = None
         extra: dict[str, Any] = {}
@@ -311,7 +338,7 @@ def _adjudicate(
         elif item_id in kept:
             for row in kept[item_id]:
                 evidence = codings.evidence(item_id, key_by_dim[row.dimension_id])
-                wanted[(item_id, row.dimension_id)] = Decision(
+                wanted[final_key(item_id, row.dimension_id, row.code_id, multi)] = Decision(
                     row.code_id, row.decided_by, row.note, {**row.detail, **evidence}
                 )
                 report.counts[row.decided_by.split(":")[0]] += 1
@@ -321,7 +348,10 @@ def _adjudicate(
             decided, open_dims = _decide(item_codes, book.spec, prefer, majority, covered)
         for key, (code, by) in decided.items():
             detail = {**codings.evidence(item_id, key), **extra}
-            wanted[(item_id, book.dimension_ids[key])] = Decision(book.code_ids[(key, code)], by, note, detail)
+            dim_id = book.dimension_ids[key]
+            for c in _each(code):
+                code_id = book.code_ids[(key, c)]
+                wanted[final_key(item_id, dim_id, code_id, multi)] = Decision(code_id, by, note, detail)
             report.counts[by.split(":")[0]] += 1
         if open_dims:
             report.counts["items_open"] += 1
@@ -334,7 +364,9 @@ def _adjudicate(
                 }
             )
             to_review.append((item_id, open_dims))
-    counts = write_final_labels(session, rnd.id or 0, wanted, run_id, "no longer decided: the codings changed")
+    counts = write_final_labels(
+        session, rnd.id or 0, wanted, run_id, "no longer decided: the codings changed", multi=multi
+    )
     for state in ("new", "changed", "withdrawn"):
         report.counts[f"final_{state}"] = counts[state]
     report.counts["invalid_reviews"] = len(report.invalid_reviews)

@@ -163,10 +163,14 @@ class DimensionAgreement:
     ci: dict[str, tuple[float, float]] = field(default_factory=dict)
     pairs: list[dict[str, Any]] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    distance: str = "nominal"  # α's distance: nominal, or MASI for a multi-label dimension (sets of codes)
+    themes: list[dict[str, Any]] = field(default_factory=list)  # multi-label: per-theme presence κ
 
     @property
     def reading(self) -> str:
         """Landis–Koch reading of κ: Cohen's for two coders, Fleiss' for more."""
+        if self.distance != "nominal":
+            return "per theme"
         kappa = self.fleiss_kappa if len(self.coders) > 2 or not self.pairs else self.pairs[0]["cohen_kappa"]
         return landis_koch(kappa)
 
@@ -193,6 +197,7 @@ class DimensionAgreement:
         row["percent_agreement_ci"] = self.ci.get("percent_agreement", (float("nan"), float("nan")))
         row["reading"] = self.reading
         row["krippendorff_alpha_reading"] = self.alpha_reading
+        row["alpha_distance"] = self.distance
         row["warnings"] = list(self.warnings)
         return row
 
@@ -313,12 +318,22 @@ def matrices(ratings: pd.DataFrame) -> dict[tuple[str, str], tuple[pd.DataFrame,
 
 
 def agreement_report(
-    ratings: pd.DataFrame, categories: dict[tuple[str, str], list[int]] | None = None, n_boot: int = 1000, seed: int = 0
+    ratings: pd.DataFrame,
+    categories: dict[tuple[str, str], list[int]] | None = None,
+    n_boot: int = 1000,
+    seed: int = 0,
+    multi: set[tuple[str, str]] | None = None,
+    coded: pd.DataFrame | None = None,
 ) -> list[DimensionAgreement]:
-    """Agreement for every (round, dimension) in a long ratings frame that has at least two coders."""
+    """Agreement for every (round, dimension) in a long ratings frame that has at least two coders; `multi`
+    (round, dimension) pairs are multi-label (MASI α, per-theme κ; `coded` gives the items coded without theme)."""
+    multi = multi or set()
     results = []
+    for (rnd, dim), (sets, coders, themes) in set_matrices(ratings, coded, multi).items():
+        if not ratings.empty and ((ratings["round"] == rnd) & (ratings["dimension"] == dim)).any():
+            results.append(multi_label_agreement(sets, coders, rnd, dim, themes, n_boot=n_boot, seed=seed))
     for (rnd, dim), (wide, labels) in matrices(ratings).items():
-        if wide.shape[1] < 2:
+        if wide.shape[1] < 2 or (rnd, dim) in multi:
             continue
         cats = [float(c) for c in (categories or {}).get((rnd, dim), [])]
         results.append(
@@ -376,3 +391,196 @@ def summary_frame(results: list[DimensionAgreement]) -> pd.DataFrame:
         table[f"{col}_high"] = table[col].map(lambda t: t[1] if isinstance(t, tuple) else float("nan"))
         del table[col]
     return table
+
+
+# --- multi-label dimensions (themes): MASI α, exact-set agreement, per-theme presence κ -----------------------
+
+#: A coder's answer to a multi-label dimension for one item: the set of codes (empty: coded, no theme applies).
+CodeSet = frozenset[int]
+
+
+def masi_distance(a: CodeSet, b: CodeSet) -> float:
+    """Passonneau's (2006) MASI distance, as NLTK computes it (1 − Jaccard × monotonicity); two empty sets agree."""
+    if not a and not b:
+        return 0.0
+    inter, union = len(a & b), len(a | b)
+    if len(a) == len(b) == inter:
+        m = 1.0
+    elif inter == min(len(a), len(b)):
+        m = 2 / 3
+    elif inter > 0:
+        m = 1 / 3
+    else:
+        m = 0.0
+    return 1 - inter / union * m
+
+
+def masi_alpha(sets: np.ndarray) -> float:
+    """Krippendorff's α with the MASI distance on an items × coders array of code sets (None = not coded): the
+    same observed and expected disagreement NLTK's `AnnotationTask.alpha` computes; NaN when undefined."""
+    units = [[s for s in row if s is not None] for row in sets]
+    units = [u for u in units if len(u) >= 2]
+    values = sorted({s for u in units for s in u}, key=lambda s: sorted(s))
+    if len(values) < 2:
+        return float("nan")
+    index = {s: i for i, s in enumerate(values)}
+    dist = np.array([[masi_distance(a, b) for b in values] for a in values])
+    counts = np.zeros((len(units), len(values)))
+    for u, unit in enumerate(units):
+        for s in unit:
+            counts[u, index[s]] += 1
+    m = counts.sum(axis=1)
+    n = m.sum()
+    observed = float(np.einsum("ui,ij,uj->u", counts, dist, counts).dot(1 / (m - 1)) / n)
+    total = counts.sum(axis=0)
+    expected = float(total @ dist @ total / (n * (n - 1)))
+    if expected == 0:
+        return float("nan")
+    return 1 - observed / expected
+
+
+def set_agreement(sets: np.ndarray) -> float:
+    """Share of items (with ≥ 2 codings) on which every coder chose exactly the same set of codes."""
+    agree = total = 0
+    for row in sets:
+        given = [s for s in row if s is not None]
+        if len(given) >= 2:
+            total += 1
+            agree += int(all(s == given[0] for s in given))
+    return agree / total if total else float("nan")
+
+
+def presence_matrix(sets: np.ndarray, code: int) -> np.ndarray:
+    """Items × coders: 1 where the coder chose `code`, 0 where not, NaN where the coder did not code the item."""
+    out = np.full(sets.shape, np.nan)
+    for (i, j), s in np.ndenumerate(sets):
+        if s is not None:
+            out[i, j] = float(code in s)
+    return out
+
+
+def multi_label_agreement(
+    sets: np.ndarray,
+    coders: list[str],
+    round_name: str,
+    dimension: str,
+    themes: dict[int, str],
+    n_boot: int = 1000,
+    seed: int = 0,
+) -> DimensionAgreement:
+    """A multi-label dimension: exact-set percent agreement, Krippendorff's α with the MASI distance, and per
+    theme its presence coded 1/0 with Cohen's κ (two coders) or Fleiss' κ, each with the nominal statistics'
+    seeded bootstrap intervals over items and warnings (per theme: prevalence, rates, the κ paradox)."""
+    paired = np.array([sum(s is not None for s in row) >= 2 for row in sets], dtype=bool)
+    sets = sets[paired] if len(sets) else sets
+    complete = int(sum(all(s is not None for s in row) for row in sets))
+    result = DimensionAgreement(
+        round=round_name,
+        dimension=dimension,
+        coders=coders,
+        items=len(sets),
+        items_complete=complete,
+        percent_agreement=set_agreement(sets),
+        fleiss_kappa=float("nan"),
+        krippendorff_alpha=masi_alpha(sets),
+        gwet_ac1=float("nan"),
+        distance="MASI",
+    )
+    rng = np.random.default_rng(seed)
+    boots = [rng.integers(0, len(sets), len(sets)) for _ in range(n_boot)] if len(sets) else []
+    result.ci["percent_agreement"] = _ci([set_agreement(sets[idx]) for idx in boots])
+    result.ci["krippendorff_alpha"] = _ci([masi_alpha(sets[idx]) for idx in boots])
+    for i, j in combinations(range(len(coders)), 2):
+        both = np.array([a is not None and b is not None for a, b in zip(sets[:, i], sets[:, j], strict=True)])
+        a, b = sets[both, i] if len(sets) else sets, sets[both, j] if len(sets) else sets
+        result.pairs.append(
+            {
+                "round": round_name,
+                "dimension": dimension,
+                "coder_a": coders[i],
+                "coder_b": coders[j],
+                "items": int(both.sum()) if len(sets) else 0,
+                "percent_agreement": float(np.mean([x == y for x, y in zip(a, b, strict=True)]))
+                if len(a)
+                else float("nan"),
+                "cohen_kappa": float("nan"),
+                "cohen_kappa_ci": (float("nan"), float("nan")),
+                "reading": "per theme",
+            }
+        )
+    used = sorted({c for row in sets for s in row if s is not None for c in s})
+    if result.items < FEW_ITEMS:
+        result.warnings.append(f"few items ({result.items} < {FEW_ITEMS}): the coefficients and intervals are unstable")
+    if not used:
+        result.warnings.append("no theme was chosen: α and κ are undefined")
+    for code in used:
+        presence = presence_matrix(sets, code)
+        name = themes.get(code, str(code))
+        if len(coders) == 2:
+            kappa = cohen_kappa(presence[:, 0], presence[:, 1])
+            ci = _ci([cohen_kappa(presence[idx, 0], presence[idx, 1]) for idx in boots])
+            statistic = "cohen_kappa"
+        else:
+            kappa = fleiss_kappa(presence)
+            ci = _ci([fleiss_kappa(presence[idx]) for idx in boots])
+            statistic = "fleiss_kappa"
+        theme = DimensionAgreement(
+            round=round_name,
+            dimension=f"{dimension}={name}",
+            coders=coders,
+            items=len(sets),
+            items_complete=complete,
+            percent_agreement=percent_agreement(presence),
+            fleiss_kappa=fleiss_kappa(presence),
+            krippendorff_alpha=krippendorff_alpha(presence),
+            gwet_ac1=gwet_ac1(presence, [0.0, 1.0]),
+        )
+        if len(coders) == 2:
+            theme.pairs.append({"cohen_kappa": kappa})
+        warnings = [
+            w for w in _warnings(presence, coders, {0.0: "absent", 1.0: "present"}, theme) if not w.startswith("few")
+        ]
+        result.themes.append(
+            {
+                "round": round_name,
+                "dimension": dimension,
+                "code": code,
+                "theme": name,
+                "items_present": int(np.nansum(np.nanmax(presence, axis=1))) if len(presence) else 0,
+                "statistic": statistic,
+                "kappa": kappa,
+                "kappa_ci": ci,
+                "reading": landis_koch(kappa),
+                "percent_agreement": theme.percent_agreement,
+                "warnings": warnings,
+            }
+        )
+        result.warnings.extend(f"theme {name}: {w}" for w in warnings)
+    return result
+
+
+def set_matrices(
+    ratings: pd.DataFrame, coded: pd.DataFrame | None, multi: set[tuple[str, str]]
+) -> dict[tuple[str, str], tuple[np.ndarray, list[str], dict[int, str]]]:
+    """Per multi-label (round, dimension): items × coders code sets (an item a coder coded without any theme is
+    the empty set, from `coded`: round, item_id, coder of valid codings), coders, and code → label."""
+    out: dict[tuple[str, str], tuple[np.ndarray, list[str], dict[int, str]]] = {}
+    for rnd, dim in sorted(multi):
+        sub = ratings[(ratings["round"] == rnd) & (ratings["dimension"] == dim)] if not ratings.empty else ratings
+        given: dict[tuple[int, str], set[int]] = {}
+        for item_id, coder, code in sub[["item_id", "coder", "code"]].itertuples(index=False) if len(sub) else []:
+            given.setdefault((int(item_id), str(coder)), set()).add(int(code))
+        if coded is not None and not coded.empty:
+            for item_id, coder in coded[coded["round"] == rnd][["item_id", "coder"]].itertuples(index=False):
+                given.setdefault((int(item_id), str(coder)), set())
+        coders = sorted({c for _, c in given})
+        items = sorted({i for i, _ in given})
+        if len(coders) < 2 or not items:
+            continue
+        sets = np.empty((len(items), len(coders)), dtype=object)
+        row, column = {i: n for n, i in enumerate(items)}, {c: n for n, c in enumerate(coders)}
+        for (item_id, coder), codes in given.items():
+            sets[row[item_id], column[coder]] = frozenset(codes)
+        labels = dict(zip(sub["code"].astype(int), sub["label"], strict=False)) if len(sub) else {}
+        out[(rnd, dim)] = (sets, coders, labels)
+    return out

@@ -27,7 +27,17 @@ from pydantic import (
 from db.errors import InteropError
 
 TOP_KEYS = {"name", "version", "description", "dimensions"}
-DIMENSION_KEYS = {"key", "column", "label_column", "question", "required", "required_when", "codes", "description"}
+DIMENSION_KEYS = {
+    "key",
+    "column",
+    "label_column",
+    "question",
+    "required",
+    "required_when",
+    "codes",
+    "description",
+    "multi",
+}
 CODE_KEYS = {"label", "description", "aliases", "unused"}
 KEY_PATTERN = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
 
@@ -54,6 +64,7 @@ class DimensionSpec:
     label_column: str | None = None
     required: bool = False
     required_when: dict[str, tuple[int, ...]] = field(default_factory=dict)
+    multi: bool = False  # several codes per item (themes); Label Studio shows checkboxes
 
     def lookup(self, text: str) -> CodeSpec | None:
         """The code whose label or alias is `text` (case and spacing ignored)."""
@@ -104,6 +115,8 @@ class CodebookSpec:
                     "label_column": d.label_column,
                     "required": d.required,
                     "required_when": {k: list(v) for k, v in sorted(d.required_when.items())},
+                    # only when set: single-choice codebooks keep the hash they were stored with
+                    **({"multi": True} if d.multi else {}),
                     "codes": [
                         {
                             "code": c.code,
@@ -133,6 +146,7 @@ class CodebookSpec:
                 label_column=d.get("label_column"),
                 required=bool(d.get("required")),
                 required_when={k: tuple(v) for k, v in (d.get("required_when") or {}).items()},
+                multi=bool(d.get("multi")),
                 codes={
                     c["code"]: CodeSpec(
                         c["code"],
@@ -252,7 +266,7 @@ class CodeModel(_Strict):
 
 
 class DimensionModel(_Strict):
-    """One question coders answer with exactly one code."""
+    """One question coders answer with exactly one code, or with several (`multi: true`)."""
 
     key: str
     codes: dict[int, CodeModel]
@@ -262,6 +276,7 @@ class DimensionModel(_Strict):
     description: LongText | None = None
     required: Flag = False
     required_when: dict[str, tuple[int, ...]] | None = None
+    multi: Flag = False
 
     @model_validator(mode="before")
     @classmethod
@@ -359,6 +374,11 @@ class CodebookModel(_Strict):
             for other, numbers in (dim.required_when or {}).items():
                 if other not in by_key or other == dim.key:
                     raise ValueError(f"{where}.{other}: no other dimension is called {other!r}")
+                if by_key[other].multi:
+                    raise ValueError(
+                        f"{where}.{other}: {other!r} is multi-label (several codes): a condition needs a "
+                        "single-choice dimension"
+                    )
                 for n in numbers:
                     if n not in by_key[other].codes:
                         raise ValueError(f"{where}.{other}: dimension {other!r} has no code {n}")
@@ -507,6 +527,7 @@ def parse_codebook(data: Any, source: str = "<codebook>") -> CodebookSpec:
             label_column=d.label_column,
             required=d.required,
             required_when=dict(d.required_when or {}),
+            multi=d.multi,
         )
         for d in book.dimensions
     )

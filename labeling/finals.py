@@ -4,6 +4,7 @@ decided, when, the previous value, the reviewer's note and the evidence weighed.
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -23,24 +24,32 @@ class Decision:
     detail: dict[str, Any] = field(default_factory=dict)
 
 
+def final_key(item_id: int, dimension_id: int, code_id: int, multi: Collection[int]) -> tuple[int, ...]:
+    """What identifies a final label: (item, dimension), or (item, dimension, code) for a multi-label dimension
+    (one final label per theme: a theme is added or withdrawn, never "changed" into another)."""
+    return (item_id, dimension_id, code_id) if dimension_id in multi else (item_id, dimension_id)
+
+
 def write_final_labels(
     session: Session,
     round_id: int,
-    wanted: dict[tuple[int, int], Decision],
+    wanted: Mapping[tuple[int, ...], Decision],
     run_id: int | None = None,
     withdrawn_because: str = "no longer decided",
+    multi: Collection[int] = frozenset(),
 ) -> Counter[str]:
-    """Make the round's final labels exactly `wanted` ((item id, dimension id) → decision); returns counts of
-    new / changed / unchanged / withdrawn. A decision whose code, decider and note stay the same is unchanged
-    (its evidence is refreshed); every other difference is recorded in `adjudication_history`."""
+    """Make the round's final labels exactly `wanted` (`final_key` → decision; `multi` the multi-label dimension
+    ids); returns counts of new / changed / unchanged / withdrawn. A decision whose code, decider and note stay
+    the same is unchanged (its evidence is refreshed); every other difference is recorded in
+    `adjudication_history`."""
     existing = {
-        (f.item_id, f.dimension_id): f
+        final_key(f.item_id, f.dimension_id, f.code_id, multi): f
         for f in session.exec(select(FinalLabel).where(FinalLabel.round_id == round_id)).all()
     }
     counts: Counter[str] = Counter()
     now = utcnow()
 
-    def history(key: tuple[int, int], action: str, new: Decision | None, old: FinalLabel | None) -> None:
+    def history(key: tuple[int, ...], action: str, new: Decision | None, old: FinalLabel | None) -> None:
         session.add(
             AdjudicationHistory(
                 round_id=round_id,

@@ -66,7 +66,9 @@ def _store_round(session: Session, book: LoadedCodebook, sheet_round: SheetRound
             counts["removed"] += 1
     finals_changed = 0
     if sheet_round.kind == "final":
-        decisions = {key: Decision(code_id, "sheet", detail={"file": file.name}) for key, code_id in finals.items()}
+        decisions: dict[tuple[int, ...], Decision] = {
+            key: Decision(code_id, "sheet", detail={"file": file.name}) for key, code_id in finals.items()
+        }
         changes = write_final_labels(session, rnd.id or 0, decisions, withdrawn_because=f"not in {file.name}")
         finals_changed = changes["new"] + changes["changed"] + changes["withdrawn"]
     session.flush()

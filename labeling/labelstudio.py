@@ -16,6 +16,13 @@ from labeling.codebook import CodebookSpec, DimensionSpec
 
 NOTE = "note"
 OBJECT = "body"
+#: Suffix of a multi-label dimension's free-text control where coders propose codes the codebook lacks.
+PROPOSE = "_new"
+
+
+def propose_control(dim: DimensionSpec) -> str:
+    """The name of the TextArea in which coders propose new codes for a multi-label dimension (open coding)."""
+    return f"{dim.key}{PROPOSE}"
 
 
 def choice_value(code: int, label: str) -> str:
@@ -24,7 +31,8 @@ def choice_value(code: int, label: str) -> str:
 
 
 def _dimension_xml(dim: DimensionSpec, spec: CodebookSpec) -> str:
-    attrs = [f"name={quoteattr(dim.key)}", f"toName={quoteattr(OBJECT)}", 'choice="single-radio"', 'showInline="false"']
+    kind = 'choice="multiple"' if dim.multi else 'choice="single-radio"'
+    attrs = [f"name={quoteattr(dim.key)}", f"toName={quoteattr(OBJECT)}", kind, 'showInline="false"']
     visible = ""
     if dim.required:
         attrs += ['required="true"', f"requiredMessage={quoteattr(f'{dim.key} is required')}"]
@@ -44,7 +52,15 @@ def _dimension_xml(dim: DimensionSpec, spec: CodebookSpec) -> str:
         if code.unused:
             hint += " (not used in the original study)"
         lines.append(f"      <Choice value={quoteattr(choice_value(code.code, code.label))} hint={quoteattr(hint)}/>")
-    lines += ["    </Choices>", "  </View>"]
+    lines.append("    </Choices>")
+    if dim.multi:
+        header = f"New {dim.key.replace('_', ' ')} (optional, one per line): proposals for the next codebook version"
+        lines += [
+            f'    <Header value={quoteattr(header)} size="6"/>',
+            f"    <TextArea name={quoteattr(propose_control(dim))} toName={quoteattr(OBJECT)} "
+            'rows="2" editable="true"/>',
+        ]
+    lines.append("  </View>")
     return "\n".join(lines)
 
 
@@ -112,8 +128,10 @@ def discussion_html(comments: Sequence[CommentRow]) -> str:
 
 
 def labeling_config(spec: CodebookSpec, discussion: bool = True) -> str:
-    """One single-choice control per dimension (descriptions as hints), conditional ones shown only when they
-    apply, a free-text note, and the issue's title, labels, link, body and (`discussion`) its comments."""
+    """One choice control per dimension (single, or checkboxes for multi-label ones with a box for proposed new
+    codes; descriptions as hints), conditional ones shown only when they apply, a free-text note, and the item:
+    an issue's title, labels, link, body and (`discussion`) its comments, or a survey question's text and the
+    answer (same fields)."""
     parts = [
         "<View>",
         '  <Header value="$title"/>',
@@ -174,6 +192,8 @@ class CheckedResult:
     """A Label Studio result checked against the codebook: codes per dimension, the note, and problems."""
 
     codes: dict[str, int] = field(default_factory=dict)
+    sets: dict[str, tuple[int, ...]] = field(default_factory=dict)  # multi-label dimensions: the codes chosen
+    proposals: list[dict[str, str]] = field(default_factory=list)  # [{dimension, text}] of new codes proposed
     note: str | None = None
     problems: list[str] = field(default_factory=list)
 
@@ -188,6 +208,8 @@ def check_result(result: list[dict[str, Any]] | None, spec: CodebookSpec) -> Che
     out = CheckedResult()
     seen: set[str] = set()
     values_by_dim = {d.key: {choice_value(c.code, c.label): c.code for c in d.codes.values()} for d in spec.dimensions}
+    multi = {d.key for d in spec.dimensions if d.multi}
+    proposing = {propose_control(d): d.key for d in spec.dimensions if d.multi}
     for entry in result or []:
         if not isinstance(entry, dict):
             out.problems.append(f"result entry is not an object: {entry!r}"[:200])
@@ -202,6 +224,12 @@ def check_result(result: list[dict[str, Any]] | None, spec: CodebookSpec) -> Che
             text = "\n".join(str(t) for t in (texts if isinstance(texts, list) else [texts])).strip()
             out.note = text or None
             continue
+        if name in proposing:
+            texts = value.get("text") or []
+            for line in "\n".join(str(t) for t in (texts if isinstance(texts, list) else [texts])).splitlines():
+                if line.strip():
+                    out.proposals.append({"dimension": proposing[name], "text": " ".join(line.split())})
+            continue
         if name not in values_by_dim:
             out.problems.append(f"unknown control {name!r}")
             continue
@@ -212,6 +240,14 @@ def check_result(result: list[dict[str, Any]] | None, spec: CodebookSpec) -> Che
         choices = value.get("choices")
         if entry.get("type") not in (None, "choices") or not isinstance(choices, list):
             out.problems.append(f"{name!r} is not a choice result (type {entry.get('type')!r})")
+            continue
+        if name in multi:
+            codes = [values_by_dim[name].get(str(c)) for c in choices]
+            unknown = [c for c, code in zip(choices, codes, strict=True) if code is None]
+            if unknown:
+                out.problems.append(f"unknown choice {unknown[0]!r} for {name!r}"[:200])
+            elif codes:
+                out.sets[name] = tuple(sorted({c for c in codes if c is not None}))
             continue
         if len(choices) != 1:
             out.problems.append(f"{name!r} is single-choice but has {len(choices)} choices {choices!r}"[:200])
@@ -225,8 +261,9 @@ def check_result(result: list[dict[str, Any]] | None, spec: CodebookSpec) -> Che
         return out
     for dim in spec.dimensions:
         applies = dim.applies(out.codes)
-        if applies and dim.key not in out.codes:
+        given = out.sets if dim.multi else out.codes
+        if applies and dim.key not in given:
             out.problems.append(f"{dim.key!r} is required here but not answered")
-        elif dim.required_when and not applies and dim.key in out.codes:
+        elif dim.required_when and not applies and dim.key in given:
             out.problems.append(f"{dim.key!r} answered although its condition does not hold")
     return out

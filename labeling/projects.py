@@ -44,6 +44,25 @@ def task_data(issue: Issue, full_name: str, item: LabelItem, discussion: str | N
     }
 
 
+def item_task_data(session: Session, item: LabelItem) -> dict[str, Any]:
+    """What a coder (or reviewer) sees of any item: an issue, or a free-text survey answer."""
+    from db.models.github import Repository
+    from db.queries.issues import issue_discussion
+    from labeling.store import LabelingError
+    from labeling.survey_items import answer_task_data, item_answer
+
+    if item.issue_id is not None:
+        issue = session.get(Issue, item.issue_id)
+        if issue is not None:
+            repo = session.get(Repository, issue.repository_id)
+            comments = discussion_html(issue_discussion(session, issue.id or 0))
+            return task_data(issue, repo.full_name if repo else "?", item, comments)
+    answer = item_answer(session, item)
+    if answer is not None:
+        return answer_task_data(item, answer)
+    raise LabelingError(f"item {item.ref!r} ({item.kind}) is linked to no issue or survey answer: it cannot be shown")
+
+
 @dataclass
 class ProjectSync:
     """The projects of one round on one server: what was created, adopted, updated, removed."""

@@ -188,7 +188,12 @@ class LabelPull:
                 f"(user {coder.ls_user_id}) whose project this is",
             )
         valid = not problems
-        values = {book.dimension_ids[k]: book.code_ids[(k, v)] for k, v in checked.codes.items()} if valid else {}
+        values: dict[int, int | list[int]] = {}
+        if valid:
+            values.update({book.dimension_ids[k]: book.code_ids[(k, v)] for k, v in checked.codes.items()})
+            values.update(
+                {book.dimension_ids[k]: [book.code_ids[(k, v)] for v in vs] for k, vs in checked.sets.items()}
+            )
         if not valid:
             self.report.counts["invalid"] += 1
             item = self._session().get(LabelItem, item_id)
@@ -209,6 +214,7 @@ class LabelPull:
             problems,
             dict(
                 note=checked.note,
+                proposals=checked.proposals or None,
                 ls_task_id=task_id,
                 ls_annotation_id=ann.id,
                 result=ann.result,

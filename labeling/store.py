@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -93,6 +94,7 @@ def store_codebook(session: Session, spec: CodebookSpec, source: str | None = No
             label_column=dim.label_column,
             required=dim.required,
             required_when={k: list(v) for k, v in dim.required_when.items()} or None,
+            multi=dim.multi,
         )
         session.add(row)
         session.flush()
@@ -252,12 +254,29 @@ def ensure_round(
     return row
 
 
+#: A coding's values: dimension id → code id, or several code ids for a multi-label dimension.
+Values = Mapping[int, int | Sequence[int]]
+
+
+def value_pairs(values: Values) -> set[tuple[int, int]]:
+    """(dimension id, code id) pairs of a coding's values, one per code: how they are compared and stored."""
+    out: set[tuple[int, int]] = set()
+    for dim_id, codes in values.items():
+        for code_id in [codes] if isinstance(codes, int) else codes:
+            out.add((dim_id, code_id))
+    return out
+
+
+def _value_rows(coding_id: int, pairs: Iterable[tuple[int, int]]) -> list[CodingValue]:
+    return [CodingValue(coding_id=coding_id, dimension_id=d, code_id=c) for d, c in sorted(pairs)]
+
+
 def upsert_coding(
     session: Session,
     round_id: int,
     item_id: int,
     coder_id: int,
-    values: dict[int, int],
+    values: Values,
     *,
     valid: bool = True,
     problems: list[str] | None = None,
@@ -268,19 +287,19 @@ def upsert_coding(
         select(Coding).where(Coding.round_id == round_id, Coding.item_id == item_id, Coding.coder_id == coder_id)
     ).first()
     problems = problems or []
+    pairs = value_pairs(values)
     if coding is None:
         coding = Coding(round_id=round_id, item_id=item_id, coder_id=coder_id, valid=valid, problems=problems, **fields)
         session.add(coding)
         session.flush()
-        for dim_id, code_id in values.items():
-            session.add(CodingValue(coding_id=coding.id or 0, dimension_id=dim_id, code_id=code_id))
+        session.add_all(_value_rows(coding.id or 0, pairs))
         return coding, "new"
     old = {
-        v.dimension_id: v.code_id
+        (v.dimension_id, v.code_id)
         for v in session.exec(select(CodingValue).where(CodingValue.coding_id == coding.id)).all()
     }
     changed = (
-        old != values
+        old != pairs
         or coding.valid != valid
         or list(coding.problems) != problems
         or any(getattr(coding, k) != v for k, v in fields.items())
@@ -294,8 +313,7 @@ def upsert_coding(
     for k, v in fields.items():
         setattr(coding, k, v)
     session.add(coding)
-    for dim_id, code_id in values.items():
-        session.add(CodingValue(coding_id=coding.id or 0, dimension_id=dim_id, code_id=code_id))
+    session.add_all(_value_rows(coding.id or 0, pairs))
     return coding, "changed"
 
 
@@ -304,7 +322,7 @@ class CodingEntry:
     """One coding to store: the item, its values (dimension id → code id) and the coding's other fields."""
 
     item_id: int
-    values: dict[int, int]
+    values: Values
     valid: bool
     problems: list[str]
     fields: dict[str, Any]
@@ -319,15 +337,15 @@ def bulk_upsert_codings(session: Session, round_id: int, coder_id: int, entries:
         c.item_id: c
         for c in session.exec(select(Coding).where(Coding.round_id == round_id, Coding.coder_id == coder_id)).all()
     }
-    old: dict[int, dict[int, int]] = {}
+    old: dict[int, set[tuple[int, int]]] = {}
     for coding_id, dim_id, code_id in session.exec(
         select(CodingValue.coding_id, CodingValue.dimension_id, CodingValue.code_id)
         .join(Coding, col(Coding.id) == col(CodingValue.coding_id))
         .where(Coding.round_id == round_id, Coding.coder_id == coder_id)
     ).all():
-        old.setdefault(coding_id, {})[dim_id] = code_id
+        old.setdefault(coding_id, set()).add((dim_id, code_id))
     states: dict[int, str] = {}
-    pending: list[tuple[Coding, dict[int, int]]] = []
+    pending: list[tuple[Coding, set[tuple[int, int]]]] = []
     replaced: list[int] = []
     for e in entries:
         coding = current.get(e.item_id)
@@ -337,11 +355,11 @@ def bulk_upsert_codings(session: Session, round_id: int, coder_id: int, entries:
             )
             session.add(coding)
             current[e.item_id] = coding
-            pending.append((coding, e.values))
+            pending.append((coding, value_pairs(e.values)))
             states[e.item_id] = "new"
             continue
         same = (
-            old.get(coding.id or 0, {}) == e.values
+            old.get(coding.id or 0, set()) == value_pairs(e.values)
             and coding.valid == e.valid
             and list(coding.problems) == e.problems
             and all(getattr(coding, k) == v for k, v in e.fields.items())
@@ -354,17 +372,11 @@ def bulk_upsert_codings(session: Session, round_id: int, coder_id: int, entries:
             setattr(coding, k, v)
         session.add(coding)
         replaced.append(coding.id or 0)
-        pending.append((coding, e.values))
+        pending.append((coding, value_pairs(e.values)))
         states[e.item_id] = "changed"
     if replaced:
         session.execute(delete(CodingValue).where(col(CodingValue.coding_id).in_(replaced)))
     session.flush()
-    session.add_all(
-        [
-            CodingValue(coding_id=c.id or 0, dimension_id=d, code_id=v)
-            for c, values in pending
-            for d, v in values.items()
-        ]
-    )
+    session.add_all([row for c, pairs in pending for row in _value_rows(c.id or 0, pairs)])
     session.flush()
     return states

@@ -20,6 +20,15 @@ def round_categories(engine: Engine) -> dict[tuple[str, str], list[int]]:
     return out
 
 
+def multi_dimensions(engine: Engine) -> set[tuple[str, str]]:
+    """(round, dimension) pairs whose dimension is multi-label in the round's codebook version (sets of codes)."""
+    out: set[tuple[str, str]] = set()
+    with Session(engine) as session:
+        for rnd in session.exec(select(LabelRound)).all():
+            out |= {(rnd.name, d.key) for d in round_codebook(session, rnd).spec.dimensions if d.multi}
+    return out
+
+
 def dimension_keys(engine: Engine, round_name: str | None = None) -> list[str]:
     """The dimensions a user may name: those of the round's codebook version, or of any stored version (in
     codebook order); an unknown round raises LabelingError listing the known ones."""

@@ -1,4 +1,5 @@
-"""Push a sample to Label Studio: one project per coder and round (blind coding); labeling/pull.py pulls back.
+"""Push a sample (issues) or a survey question (free-text answers) to Label Studio: one project per coder and
+round (blind coding); labeling/pull.py pulls back.
 
 Every request goes through `LabelStudioClient` (shapes checked); a push is one database transaction, so a
 failure stores nothing: a round exists once its push succeeded."""
@@ -10,6 +11,7 @@ import random
 import uuid
 from collections import defaultdict
 from dataclasses import dataclass, field
+from typing import Any
 
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
@@ -18,7 +20,7 @@ from db.engine import session_scope
 from db.ingest import RunLog, recorded_run
 from db.models.github import Issue, IssueSample, IssueSampleMember, Repository
 from db.models.ingest import IngestRun
-from db.models.labeling import Coder, LabelRound
+from db.models.labeling import Coder, LabelItem, LabelRound
 from db.queries.issues import issue_discussion
 from labeling.client import LabelStudioClient, LabelStudioError, User
 from labeling.labelstudio import config_hash, discussion_html, instructions, labeling_config
@@ -31,6 +33,7 @@ from labeling.store import (
     ensure_issue_item,
     ensure_round,
 )
+from labeling.survey_items import answer_task_data, ensure_answer_item, text_answers
 
 CODER_EMAIL_DOMAIN = "coders.interop.local"
 
@@ -148,10 +151,18 @@ def _round_uid(engine: Engine, round_name: str) -> tuple[str, bool]:
     return uuid.uuid4().hex[:8], False
 
 
+def _survey_items(session: Session, survey: str, question: str) -> list[tuple[LabelItem, dict[str, Any]]]:
+    """The question's free-text answers (included respondents) as items with what a coder sees."""
+    answers = text_answers(session, survey, question)
+    if not answers:
+        raise LabelingError(f"question {question!r} of survey {survey!r} has no free-text answers to code")
+    return [(item, answer_task_data(item, a)) for a in answers for item in [ensure_answer_item(session, a)]]
+
+
 def push(
     engine: Engine,
     client: LabelStudioClient,
-    sample: str,
+    sample: str | None,
     round_name: str,
     coders_spec: str,
     overlap: float = 1.0,
@@ -159,12 +170,17 @@ def push(
     seed: int | None = None,
     codebook: str | None = None,
     predictions: bool | None = None,
+    survey: str | None = None,
+    question: str | None = None,
 ) -> PushReport:
     """Create/update one project per coder and import each coder's tasks in batches of ≤ 1,000, recording
     project and task ids, all in one transaction: the round is recorded only when the whole push succeeded.
+    The items are an issue sample's issues, or a survey question's free-text answers (`survey` + `question`).
     A re-push only adds what is missing; a retry after a failure reuses what reached Label Studio. `predictions`:
     whether coders may see model suggestions (`label suggest`); a new round is blind unless True, and a round keeps
     what it was pushed with."""
+    if (sample is None) == (survey is None) or (survey is None) != (question is None):
+        raise LabelingError("push either an issue sample (--sample) or a survey question (--survey and --question)")
     if not 0.0 <= overlap <= 1.0:
         raise LabelingError(f"--overlap must be between 0 and 1, not {overlap}")
     coders_in = _parse_coders(coders_spec)
@@ -177,14 +193,31 @@ def push(
     report = PushReport(round=round_name)
     start = client.request_count
     uid, known_uid = _round_uid(engine, round_name)
-    params = {"run": "label-push", "sample": sample, "round": round_name, "coders": names, "overlap": overlap}
+    source = {"sample": sample} if sample is not None else {"survey": survey, "question": question}
+    params = {"run": "label-push", **source, "round": round_name, "coders": names, "overlap": overlap}
     old: LabelRound | None = None
     with recorded_run(engine, "label-push", {**params, "uid": uid}) as log:
         try:
             with session_scope(engine) as session:
-                sample_row, issues = _sample_issues(session, sample)
+                sample_id: int | None = None
+                if sample is not None:
+                    sample_row, issues = _sample_issues(session, sample)
+                    sample_id = sample_row.id
+                    seed = seed if seed is not None else (sample_row.seed or 0)
+                    items = [
+                        (
+                            item,
+                            task_data(
+                                issue, full_name, item, discussion_html(issue_discussion(session, issue.id or 0))
+                            ),
+                        )
+                        for issue, full_name in issues
+                        for item in [ensure_issue_item(session, issue, full_name)]
+                    ]
+                else:
+                    items = _survey_items(session, str(survey), str(question))
+                    seed = seed if seed is not None else 0
                 book = codebook_for_round(session, round_name, codebook)
-                seed = seed if seed is not None else (sample_row.seed or 0)
                 round_params = {"coders": names, "overlap": overlap, "per_item": per_item, "seed": seed}
                 old = session.exec(select(LabelRound).where(LabelRound.name == round_name)).first()
                 if old is not None and {k: old.params.get(k) for k in round_params} != round_params:
@@ -193,22 +226,28 @@ def push(
                         f"overlap {old.params.get('overlap')}, per-item {old.params.get('per_item')}, seed "
                         f"{old.params.get('seed')}: push with the same settings or start a new round"
                     )
+                if old is not None and sample is None and old.params.get("question") not in (None, question):
+                    raise LabelingError(
+                        f"round {round_name!r} codes question {old.params.get('question')!r}, not {question!r}: "
+                        "start a new round"
+                    )
                 shown = bool(old.params.get("show_predictions")) if old is not None else bool(predictions)
                 if old is not None and predictions is not None and predictions != shown:
                     raise LabelingError(
                         f"round {round_name!r} was pushed {'with --predictions' if shown else 'blind'}: a round keeps "
                         "whether its coders see model suggestions; start a new round to change it"
                     )
+                extra = {} if sample is not None else {"survey": survey, "question": question}
                 rnd = ensure_round(
                     session,
                     round_name,
                     book,
                     "labelstudio",
-                    sample_row.id,
-                    {**round_params, "uid": uid, "show_predictions": shown},
+                    sample_id,
+                    {**round_params, **extra, "uid": uid, "show_predictions": shown},
                 )
                 projects = ProjectSync(client, session, rnd, search=known_uid)
-                _push_round(projects, book, issues, coders_in, per_item, overlap, seed, report, log)
+                _push_round(projects, book, items, coders_in, per_item, overlap, seed, report, log)
                 if old is None and known_uid:
                     report.removed_projects, report.kept_projects = projects.remove_orphans(set(names))
         except LabelStudioError as exc:
@@ -221,7 +260,7 @@ def push(
 def _push_round(
     projects: ProjectSync,
     book: LoadedCodebook,
-    issues: list[tuple[Issue, str]],
+    items: list[tuple[LabelItem, dict[str, Any]]],
     coders_in: list[tuple[str, str | None]],
     per_item: int,
     overlap: float,
@@ -231,16 +270,17 @@ def _push_round(
 ) -> None:
     session, client = projects.session, projects.client
     names = [n for n, _ in coders_in]
-    items = [(ensure_issue_item(session, issue, full_name), issue, full_name) for issue, full_name in issues]
     report.items = len(items)
-    item_by_ref = {it.ref: it.id or 0 for it, _, _ in items}
+    item_by_ref = {it.ref: it.id or 0 for it, _ in items}
     coder_rows = {n: ensure_coder(session, n) for n in names}
     users = client.users()
     for name, email in coders_in:
         coder = coder_rows[name]
         coder.ls_user_id = _ensure_user(client, coder, email, users, report)
         session.add(coder)
-    config, instruction = labeling_config(book.spec), instructions(book.spec)
+    # issues show their discussion; survey answers have none
+    with_discussion = any(it.issue_id is not None for it, _ in items)
+    config, instruction = labeling_config(book.spec, discussion=with_discussion), instructions(book.spec)
     # projects pushed before tasks carried the discussion keep their layout (their tasks lack the field)
     legacy = (config_hash(labeling_config(book.spec, discussion=False), instruction),)
     rows = {name: projects.ensure(coder_rows[name], "coding", config, instruction, legacy) for name in names}
@@ -250,20 +290,11 @@ def _push_round(
     for name, tasks in known.items():
         for item_id in tasks:
             existing[item_id].add(name)
-    plan = assign([it.id or 0 for it, _, _ in items], names, overlap, per_item, seed, dict(existing))
+    plan = assign([it.id or 0 for it, _ in items], names, overlap, per_item, seed, dict(existing))
     report.overlap_items = sum(1 for who in plan.values() if len(who) > 1)
-    discussions: dict[int, str] = {}
-
-    def discussion(issue: Issue) -> str:
-        if issue.id not in discussions:
-            discussions[issue.id or 0] = discussion_html(issue_discussion(session, issue.id or 0))
-        return discussions[issue.id or 0]
-
     for name, row in rows.items():
         todo = [
-            (it.id or 0, task_data(issue, fn, it, discussion(issue)))
-            for it, issue, fn in items
-            if name in plan[it.id or 0] and (it.id or 0) not in known[name]
+            (it.id or 0, data) for it, data in items if name in plan[it.id or 0] and (it.id or 0) not in known[name]
         ]
         report.tasks_new[name] = projects.import_tasks(row, todo, known[name])
         report.tasks_total[name] = len(known[name])

@@ -58,6 +58,7 @@ ENUMERATED = {
     ("interop label agreement", "fmt"): ["table", "json", "csv"],
     ("interop label taxonomy", "fmt"): ["table", "json", "csv"],
     ("interop label finals", "fmt"): ["table", "json", "csv"],
+    ("interop label themes", "fmt"): ["table", "json", "csv"],
     ("interop label rounds", "fmt"): ["table", "json", "csv"],
     ("interop label suggest", "fmt"): ["table", "json", "csv"],
     ("interop issues list", "fmt"): ["table", "json", "csv"],

@@ -38,7 +38,7 @@ class CodebookVersion(SQLModel, table=True):
 
 
 class CodebookDimension(SQLModel, table=True):
-    """A question coders answer with exactly one code (symptom, cause, …) in one codebook version."""
+    """A question coders answer with one code (symptom, cause, …), or with several (`multi`: themes)."""
 
     __tablename__ = "codebook_dimension"
     __table_args__ = (UniqueConstraint("version_id", "key"),)
@@ -52,6 +52,7 @@ class CodebookDimension(SQLModel, table=True):
     label_column: str | None = Field(default=None, max_length=200)
     required: bool = False
     required_when: dict[str, Any] | None = json_field(description="{dimension key: code or [codes]}")
+    multi: bool = Field(default=False, description="several codes per item (themes), not exactly one")
 
 
 class CodebookCode(SQLModel, table=True):
@@ -70,7 +71,7 @@ class CodebookCode(SQLModel, table=True):
 
 
 class LabelItem(SQLModel, table=True):
-    """Anything coders code: a GitHub issue now, free-text survey answers later (`kind` + `ref`)."""
+    """Anything coders code: a GitHub issue or a free-text survey answer (`kind` + `ref`, and the row it stands for)."""
 
     __tablename__ = "label_item"
     __table_args__ = (
@@ -83,6 +84,9 @@ class LabelItem(SQLModel, table=True):
     ref: str = Field(max_length=300, description="natural key, e.g. pytorch/pytorch#49403")
     issue_id: int | None = Field(
         default=None, sa_column=Column(Integer, ForeignKey("issue.id"), unique=True, nullable=True)
+    )
+    survey_answer_id: int | None = Field(
+        default=None, sa_column=Column(Integer, ForeignKey("survey_answer.id"), unique=True, nullable=True)
     )
 
 
@@ -128,16 +132,19 @@ class Coding(SQLModel, table=True):
     ls_task_id: int | None = None
     ls_annotation_id: int | None = Field(default=None, index=True)
     result: list[Any] | None = json_field(description="raw Label Studio result, kept for invalid codings")
+    proposals: list[dict[str, str]] | None = json_field(
+        description="new codes the coder proposed (open coding): [{dimension, text}]"
+    )
     created_at: datetime | None = utc_field()
     updated_at: datetime | None = utc_field()
     stored_at: datetime = utc_field(nullable=False, now=True)
 
 
 class CodingValue(SQLModel, table=True):
-    """The code a coding gives one dimension (only valid codings have values)."""
+    """A code a coding gives one dimension (several rows for a multi-label one; only valid codings have values)."""
 
     __tablename__ = "coding_value"
-    __table_args__ = (UniqueConstraint("coding_id", "dimension_id"),)
+    __table_args__ = (UniqueConstraint("coding_id", "dimension_id", "code_id"),)
 
     id: int | None = Field(default=None, primary_key=True)
     coding_id: int = Field(sa_column=Column(Integer, ForeignKey("coding.id", ondelete="CASCADE"), nullable=False))
@@ -173,10 +180,11 @@ class LsTask(SQLModel, table=True):
 
 
 class FinalLabel(SQLModel, table=True):
-    """The label analyses use for an item and dimension in a round, and who or what decided it."""
+    """The label analyses use for an item and dimension in a round (one row per theme of a multi-label
+    dimension), and who or what decided it."""
 
     __tablename__ = "final_label"
-    __table_args__ = (UniqueConstraint("round_id", "item_id", "dimension_id"),)
+    __table_args__ = (UniqueConstraint("round_id", "item_id", "dimension_id", "code_id"),)
 
     id: int | None = Field(default=None, primary_key=True)
     round_id: int = Field(foreign_key="label_round.id", index=True)

@@ -8,12 +8,14 @@ item × dimension × coder or final; "the newest final label" is decided here, o
 from __future__ import annotations
 
 from collections.abc import Sequence
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from typing import Any, TypeVarTuple
 
 import pandas as pd
 from sqlalchemy import Float, Select, and_, cast, distinct, func, select, union
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
+from sqlmodel import Session
 
 from db.models.base import core_table
 from db.models.github import Issue, Repository
@@ -33,6 +35,7 @@ from db.models.labeling import (
     LsTask,
     Prediction,
 )
+from db.models.survey import Survey, SurveyAnswer, SurveyQuestion
 from db.models.views import issue_codes
 
 Ts = TypeVarTuple("Ts")
@@ -46,6 +49,7 @@ ITEM, ROUND, CODER = core_table(LabelItem), core_table(LabelRound), core_table(C
 CODING, VALUE = core_table(Coding), core_table(CodingValue)
 FINAL, HISTORY = core_table(FinalLabel), core_table(AdjudicationHistory)
 PROJECT, TASK = core_table(LsProject), core_table(LsTask)
+SURVEY, QUESTION, ANSWER = core_table(Survey), core_table(SurveyQuestion), core_table(SurveyAnswer)
 PREDICTION = core_table(Prediction)
 
 
@@ -177,6 +181,54 @@ def ratings(engine: Engine, f: LabelFilter) -> pd.DataFrame:
     )
     columns = ["round", "dimension", "dimension_position", "item_id", "kind", "item", "repository", "number"]
     return _frame(engine, _codes_narrowed(q, f), [*columns, "title", "coder", "code", "label"])
+
+
+def coded_items(engine: Engine, f: LabelFilter) -> pd.DataFrame:
+    """Valid codings (round, item, coder), with or without codes: a multi-label dimension's empty answers."""
+    q = (
+        select(ROUND.c.name, CODING.c.item_id, CODER.c.name)
+        .join(ROUND, ROUND.c.id == CODING.c.round_id)
+        .join(CODER, CODER.c.id == CODING.c.coder_id)
+        .join(ITEM, ITEM.c.id == CODING.c.item_id)
+        .where(CODING.c.valid.is_(True))
+        .order_by(ROUND.c.name, CODING.c.item_id, CODER.c.name)
+    )
+    q = _narrow(q, f, round=ROUND.c.name, coder=CODER.c.name, item=ITEM.c.ref)
+    return _frame(engine, q, ["round", "item_id", "coder"])
+
+
+def proposed_codes(engine: Engine, f: LabelFilter) -> pd.DataFrame:
+    """New codes coders proposed (open coding), collected for the next codebook version: one row per distinct
+    proposal (case and spacing ignored) and dimension, with how many codings proposed it, by whom, for which items."""
+    q = (
+        select(ROUND.c.name, CODER.c.name, ITEM.c.ref, CODING.c.proposals)
+        .join(ROUND, ROUND.c.id == CODING.c.round_id)
+        .join(CODER, CODER.c.id == CODING.c.coder_id)
+        .join(ITEM, ITEM.c.id == CODING.c.item_id)
+        .where(CODING.c.proposals.is_not(None), CODING.c.valid.is_(True))
+        .order_by(ROUND.c.name, ITEM.c.ref, CODER.c.name)
+    )
+    q = _narrow(q, f, round=ROUND.c.name, coder=CODER.c.name, item=ITEM.c.ref)
+    groups: dict[tuple[str, str, str], dict[str, Any]] = {}
+    with engine.connect() as conn:
+        for rnd, coder, ref, proposals in conn.execute(q).all():
+            for p in proposals or []:
+                if not isinstance(p, dict) or not str(p.get("text") or "").strip():
+                    continue
+                dim, text = str(p.get("dimension") or ""), " ".join(str(p["text"]).split())
+                if f.dimensions and dim not in f.dimensions:
+                    continue
+                row = groups.setdefault(
+                    (rnd, dim, text.casefold()),
+                    {"round": rnd, "dimension": dim, "proposal": text, "codings": 0, "coders": set(), "items": []},
+                )
+                row["codings"] += 1
+                row["coders"].add(coder)
+                row["items"].append(ref)
+    rows = [{**r, "coders": sorted(r["coders"])} for r in groups.values()]
+    columns = ["round", "dimension", "proposal", "codings", "coders", "items"]
+    frame = pd.DataFrame(rows, columns=columns)
+    return frame.sort_values(["round", "dimension", "codings", "proposal"], ascending=[True, True, False, True])
 
 
 def invalid_codings(engine: Engine, f: LabelFilter) -> pd.DataFrame:
@@ -364,17 +416,25 @@ def final_label_options(engine: Engine) -> dict[str, list[str]]:
 def _newest_finals(f: LabelFilter) -> Any:
     """The final label of each item × dimension in the filtered rounds: the newest decision (latest `coded_at`,
     then the later round name) when several rounds decided it."""
+    # a multi-label dimension has several final labels per item and round (one per theme): the round's newest
+    # decision on the item and dimension dates all of them, and all of the newest round's are kept
+    round_time = (
+        func.max(CODES.c.coded_at)
+        .over(partition_by=(CODES.c.item_id, CODES.c.dimension, CODES.c.round))
+        .label("round_time")
+    )
+    q = select(CODES, round_time).where(CODES.c.value_source == "final")
+    timed = _codes_narrowed(q, LabelFilter(rounds=f.rounds, repositories=f.repositories, item=f.item)).subquery()
     rank = (
-        func.row_number()
+        func.dense_rank()
         .over(
-            partition_by=(CODES.c.item_id, CODES.c.dimension),
-            order_by=(CODES.c.coded_at.desc(), CODES.c.round.desc()),
+            partition_by=(timed.c.item_id, timed.c.dimension),
+            order_by=(timed.c.round_time.desc(), timed.c.round.desc()),
         )
         .label("rank")
     )
-    q = select(CODES, rank).where(CODES.c.value_source == "final")
-    ranked = _codes_narrowed(q, LabelFilter(rounds=f.rounds, repositories=f.repositories, item=f.item)).subquery()
-    return select(ranked).where(ranked.c.rank == 1).subquery()
+    ranked = select(timed, rank).subquery()
+    return select(*[ranked.c[c.name] for c in CODES.c]).where(ranked.c.rank == 1).subquery()
 
 
 def taxonomy_distribution(engine: Engine, f: LabelFilter, dimension: str) -> pd.DataFrame:
@@ -411,6 +471,89 @@ def crosstab(engine: Engine, f: LabelFilter, rows: str = "symptom", columns: str
     if cells.empty:
         return pd.DataFrame()
     return cells.pivot_table(index=rows, columns=columns, values="items", aggfunc="sum", fill_value=0).astype(int)
+
+
+# --- themes of free-text survey answers ----------------------------------------------------------------------
+
+
+def theme_counts(
+    bind: Engine | Connection | Session, survey: str, question: str, round: str | None = None
+) -> pd.DataFrame:
+    """Per round, multi-label dimension and theme of a free-text question's coded answers: how many answers carry
+    the theme (final labels) and the denominators: `n_coded` answers with at least one theme in that dimension,
+    `n_answers` answers coded in the round at all (some carry no theme); `share` = count / n_coded."""
+    items = (
+        select(ITEM.c.id)
+        .join(ANSWER, ANSWER.c.id == ITEM.c.survey_answer_id)
+        .join(QUESTION, QUESTION.c.id == ANSWER.c.question_id)
+        .join(SURVEY, SURVEY.c.id == QUESTION.c.survey_id)
+        .where(SURVEY.c.name == survey, QUESTION.c.qid == question)
+    )
+    in_question = FINAL.c.item_id.in_(items)
+    counts = (
+        select(
+            ROUND.c.name,
+            DIM.c.key,
+            DIM.c.position,
+            CODE.c.code,
+            CODE.c.label,
+            func.count(distinct(FINAL.c.item_id)),
+        )
+        .select_from(FINAL)
+        .join(ROUND, ROUND.c.id == FINAL.c.round_id)
+        .join(DIM, DIM.c.id == FINAL.c.dimension_id)
+        .join(CODE, CODE.c.id == FINAL.c.code_id)
+        .where(in_question)
+        .group_by(ROUND.c.name, DIM.c.key, DIM.c.position, CODE.c.code, CODE.c.label)
+    )
+    coded = (
+        select(ROUND.c.name, DIM.c.key, func.count(distinct(FINAL.c.item_id)))
+        .select_from(FINAL)
+        .join(ROUND, ROUND.c.id == FINAL.c.round_id)
+        .join(DIM, DIM.c.id == FINAL.c.dimension_id)
+        .where(in_question)
+        .group_by(ROUND.c.name, DIM.c.key)
+    )
+    answered = (
+        select(ROUND.c.name, func.count(distinct(CODING.c.item_id)))
+        .select_from(CODING)
+        .join(ROUND, ROUND.c.id == CODING.c.round_id)
+        .where(CODING.c.item_id.in_(items), CODING.c.valid.is_(True))
+        .group_by(ROUND.c.name)
+    )
+    if round is not None:
+        counts, coded, answered = (q.where(ROUND.c.name == round) for q in (counts, coded, answered))
+    columns = ["round", "dimension", "theme", "count", "n_coded", "n_answers", "share"]
+    with _connect(bind) as conn:
+        rows = conn.execute(counts).all()
+        n_coded = {(r, d): n for r, d, n in conn.execute(coded).all()}
+        n_answers: dict[str, int] = {r: n for r, n in conn.execute(answered).all()}
+    frame = pd.DataFrame(
+        [
+            {
+                "round": rnd,
+                "dimension": dim,
+                "position": pos,
+                "code": code,
+                "theme": label,
+                "count": n,
+                "n_coded": n_coded[(rnd, dim)],
+                "n_answers": n_answers.get(rnd, n_coded[(rnd, dim)]),
+                "share": n / n_coded[(rnd, dim)],
+            }
+            for rnd, dim, pos, code, label, n in rows
+        ],
+        columns=["round", "dimension", "position", "code", *columns[2:]],
+    )
+    frame = frame.sort_values(["round", "position", "count", "code"], ascending=[True, True, False, True])
+    return frame.drop(columns=["position"]).reset_index(drop=True)[["round", "dimension", "code", *columns[2:]]]
+
+
+def _connect(bind: Engine | Connection | Session) -> AbstractContextManager[Connection]:
+    """A connection to read with: a new one from an engine, else the caller's (left open)."""
+    if isinstance(bind, Engine):
+        return bind.connect()
+    return nullcontext(bind.connection() if isinstance(bind, Session) else bind)
 
 
 # --- text and model predictions (model-assisted coding) ---------------------------------------------------------
@@ -635,6 +778,7 @@ __all__ = [
     "LabelFilter",
     "adjudication_history",
     "codebook_versions",
+    "coded_items",
     "coder_progress",
     "codes_side_by_side",
     "crosstab",
@@ -646,8 +790,12 @@ __all__ = [
     "issue_finals",
     "issue_invalid_codings",
     "issue_ls_tasks",
+    "item_texts",
     "ls_task_url",
+    "predictions",
+    "proposed_codes",
     "ratings",
     "rounds",
     "taxonomy_distribution",
+    "theme_counts",
 ]

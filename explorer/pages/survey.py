@@ -1,4 +1,5 @@
-"""Survey: per-question charts with their denominator; multi-select and free-text questions."""
+"""Survey: per-question charts with their denominator; multi-select and free-text questions, and the themes
+coded in free-text answers."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import altair as alt
 import pandas as pd
 import streamlit as st
 
+from db.queries import labeling as labeling_q
 from db.queries import survey as survey_q
 from explorer.common import MISSING, empty_state, for_display, param, query, select_param, set_params
 
@@ -48,6 +50,31 @@ denominator = st.radio(
     key="param_denom",
 )
 set_params(denom="" if denominator == "answered" else denominator)
+
+
+def show_themes(themes: pd.DataFrame) -> None:
+    """The coded themes of a free-text question per round: a bar chart of answers per theme, with its denominator
+    (answers given at least one theme; an answer may carry several, so shares add up to more than 100%)."""
+    for (rnd, dim), group in themes.groupby(["round", "dimension"], sort=False):
+        n_coded, n_answers = int(group["n_coded"].iloc[0]), int(group["n_answers"].iloc[0])
+        st.markdown(f"**Themes** ({dim.replace('_', ' ')}, round `{rnd}`)")
+        st.caption(
+            f"n = {n_coded} answers with at least one theme ({n_answers} answers coded). "
+            "Several themes per answer: percentages add up to more than 100%."
+        )
+        frame = group.assign(pct=(100 * group["share"]).round(1))
+        frame["label"] = frame.apply(lambda r: f"{int(r['count'])} ({r['pct']:.1f}%)", axis=1)
+        bars = (
+            alt.Chart(frame)
+            .mark_bar()
+            .encode(
+                x=alt.X("pct:Q", title=f"% of {n_coded} answers with a theme", scale=alt.Scale(domain=[0, 100])),
+                y=alt.Y("theme:N", sort=frame["theme"].tolist(), title=None, axis=alt.Axis(labelLimit=420)),
+                tooltip=["theme:N", "count:Q", alt.Tooltip("pct:Q", format=".1f")],
+            )
+        )
+        st.altair_chart((bars + bars.mark_text(align="left", dx=4).encode(text="label:N")), width="stretch")
+
 
 questions = query(survey_q.list_questions, flt=survey_q.SurveyFilter(chosen))
 kinds = {"single": "single choice", "multi": "multi-select", "text": "free text"}
@@ -121,6 +148,7 @@ for row in shown.itertuples():
             width="stretch",
             height=min(35 * (len(texts) + 1) + 3, 300),
         )
+        show_themes(query(labeling_q.theme_counts, survey=chosen, question=row.qid))
         continue
     frame = counts[counts["qid"] == row.qid].copy()
     if frame.empty:

@@ -1,7 +1,7 @@
 """run reductions against the source framework: comparison basis, cause verdict, matched values (run_reduction)
 
 Revision ID: 0028_reduction_source
-Revises: 0022_run_reductions
+Revises: 0026_survey_items
 Create Date: 2026-11-30 03:30:00.000000
 """
 
@@ -12,7 +12,7 @@ import sqlmodel
 from alembic import op
 
 revision: str = "0028_reduction_source"
-down_revision: str | Sequence[str] | None = "0022_run_reductions"
+down_revision: str | Sequence[str] | None = "0026_survey_items"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
