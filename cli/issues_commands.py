@@ -92,6 +92,11 @@ def list_issues(
         DEFAULT_FIX_RULE_VERSION, "--rule-version", help="Fix rule whose verdicts are shown."
     ),
     sample_name: str | None = typer.Option(None, "--sample", help="Members of this sample, in drawn order."),
+    with_unmined: bool = typer.Option(
+        False,
+        "--with-unmined",
+        help="Also issues known only from coding sheets (their title is the sheet's until mined).",
+    ),
     limit: int = typer.Option(50, "--limit", min=1, help="Show at most this many issues."),
     fmt: Format = format_option(),
     out: Path | None = out_option(),
@@ -120,6 +125,7 @@ def list_issues(
         sample=sample_name,
         fix_linked=True if fixed_only else None,
         rule_version=rule_version,
+        mined=None if with_unmined else True,
     )
     frame = issue_list(engine(), selected, limit=limit)
 
@@ -129,21 +135,22 @@ def list_issues(
             fixed = (
                 "?" if row.fix_linked is None or str(row.fix_linked) == "<NA>" else ("yes" if row.fix_linked else "no")
             )
-            table.add_row(
-                row.repository, str(row.number), row.state or "", fixed, ", ".join(row.labels or []), row.title or ""
-            )
+            title = row.title or ""
+            if row.title_source == "sheet":
+                title = f"{title} (from sheet)"
+            table.add_row(row.repository, str(row.number), row.state or "", fixed, ", ".join(row.labels or []), title)
         to.print(table)
         to.print(f"{len(frame)} issue(s)")
 
     emit(fmt, out, frame, render=render)
-    if fmt != "table":
+    if fmt != "table" or with_unmined:
         return
     unmined = issue_summary(engine(), replace(selected, mined=False))
     if not unmined.empty:
         where = ", ".join(f"{n} of {name}" for name, n in zip(unmined["repository"], unmined["issues"], strict=True))
         console.print(
             f"not listed: {int(unmined['issues'].sum())} issue(s) known only by URL from coding sheets ({where}); "
-            f"`interop mine github --repo OWNER/NAME` fetches their details"
+            f"`--with-unmined` lists them; `interop mine github --repo OWNER/NAME` fetches their details"
         )
 
 
@@ -189,6 +196,10 @@ def _show_table(detail: Any, repo: str, num: str) -> Callable[[Console], None]:
                 f"state and timeline come with `interop mine github --repo {repo}`",
                 markup=False,
             )
+            if fields.get("title"):
+                console.print(f"title (from the coding sheet): {fields['title']}", markup=False)
+            if fields.get("sheet_description"):
+                console.print(f"description (from the coding sheet): {fields['sheet_description']}", markup=False)
             return
         console.print(f"{repo}#{num} {fields['title']}  ({fields['state']}, {fields['html_url']})", markup=False)
         console.print(
