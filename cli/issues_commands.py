@@ -23,16 +23,21 @@ app = typer.Typer(help="Mined GitHub issues: samples, fix-link rule, listing.", 
 
 @app.command("sample")
 def sample(
-    repo: str = typer.Option(..., "--repo", help="owner/name of a mined repository."),
+    repo: str = typer.Option(None, "--repo", help="owner/name of a repository (mined, or known from coding sheets)."),
     n: int = typer.Option(..., "--n", help="Sample size."),
     seed: int = typer.Option(..., "--seed", help="Random seed (same seed, same issues -> same members)."),
     name: str = typer.Option(..., "--name", help="Unique sample name, e.g. pilot."),
+    from_round: str = typer.Option(
+        None, "--from-round", help="Only issues coded in this round (e.g. failureanalysis from the study's sheet)."
+    ),
+    mined_only: bool = typer.Option(False, "--mined-only", help="Only mined issues (not those known only by URL)."),
     fixed_only: bool = typer.Option(False, "--fixed-only", help="Only fix-linked issues."),
     rule_version: str = typer.Option(DEFAULT_FIX_RULE_VERSION, "--rule-version", help="Fix rule used by --fixed-only."),
     label: str | None = typer.Option(None, "--label", help="Only issues with this label."),
     state: Literal["open", "closed"] | None = typer.Option(None, "--state", help="Only issues in this state."),
 ) -> None:
-    """Draw and store a named reproducible sample; the same name and arguments again is a no-op."""
+    """Draw and store a named reproducible sample of a repository's issues and/or a coded round's; the same name and
+    arguments again is a no-op."""
     from miners.github.samples import draw_sample
 
     result = draw_sample(
@@ -45,12 +50,22 @@ def sample(
         rule_version=rule_version,
         label=label,
         state=state,
+        from_round=from_round,
+        mined_only=mined_only,
+    )
+    population = " and ".join(
+        p for p in (f"of {repo}" if repo else "", f"coded in round {from_round!r}" if from_round else "") if p
     )
     if result.created:
-        console.print(f"sample {name!r}: {len(result.numbers)} of {result.population} issues of {repo} stored")
+        console.print(
+            f"sample {name!r}: {len(result.refs)} of {result.population} issues {population} stored", markup=False
+        )
     else:
-        console.print(f"sample {name!r} already exists with these arguments: nothing changed")
-    console.print("members: " + ", ".join(f"#{num}" for num in result.numbers))
+        console.print(f"sample {name!r} already exists with these arguments: nothing changed", markup=False)
+    if repo and not from_round:
+        console.print("members: " + ", ".join(f"#{num}" for num in result.numbers), markup=False)
+    else:
+        console.print("members: " + ", ".join(result.refs), markup=False)
 
 
 @app.command("relink")
