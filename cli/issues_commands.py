@@ -150,10 +150,10 @@ def list_issues(
             fixed = (
                 "?" if row.fix_linked is None or str(row.fix_linked) == "<NA>" else ("yes" if row.fix_linked else "no")
             )
-            title = row.title or ""
+            title = _text(row.title)
             if row.title_source == "sheet":
                 title = f"{title} (from sheet)"
-            table.add_row(row.repository, str(row.number), row.state or "", fixed, ", ".join(row.labels or []), title)
+            table.add_row(row.repository, str(row.number), _text(row.state), fixed, ", ".join(row.labels or []), title)
         to.print(table)
         to.print(f"{len(frame)} issue(s)")
 
@@ -167,6 +167,11 @@ def list_issues(
             f"not listed: {int(unmined['issues'].sum())} issue(s) known only by URL from coding sheets ({where}); "
             f"`--with-unmined` lists them; `interop mine github --repo OWNER/NAME` fetches their details"
         )
+
+
+def _text(value: object) -> str:
+    """A cell as text: missing (None, or NaN in a column pandas made float) is empty."""
+    return value if isinstance(value, str) else ""
 
 
 @app.command("show")

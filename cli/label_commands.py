@@ -364,8 +364,8 @@ def _agreement_against(
 
     def render(to: Console) -> None:
         to.print(
-            f"Agreement of the coders of round {round_name!r} with the final codes of round {reference!r}, 95% bootstrap "
-            f"intervals ({bootstrap} resamples over items, seed {seed})",
+            f"Agreement of the coders of round {round_name!r} with the final codes of round {reference!r}, "
+            f"95% bootstrap intervals ({bootstrap} resamples over items, seed {seed})",
             markup=False,
         )
         table = new_table(
