@@ -22,6 +22,7 @@ def start(
     port: int = typer.Option(
         None, "--port", min=1, max=65535, help="Port on 127.0.0.1 (default: the last one used, else 8080)."
     ),
+    timeout: float = typer.Option(600.0, "--timeout", min=1, help="Seconds to wait until it is ready."),
 ) -> None:
     """Start the server from its venv (first start: admin account and API token), wait until it is ready."""
     from db.config import get_settings
@@ -34,7 +35,7 @@ def start(
             f"starting Label Studio… {waited:.0f} s (a first start migrates its database)", highlight=False
         )
 
-    result = do_start(settings, port, progress)
+    result = do_start(settings, port, progress, timeout)
     if result.already_running:
         console.print(f"Label Studio already runs at {result.url} (pid {result.pid})", markup=False)
     else:

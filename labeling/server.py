@@ -31,9 +31,9 @@ if TYPE_CHECKING:
 ADMIN_EMAIL = "admin@interop.local"
 DEFAULT_PORT = 8080
 HOST = "127.0.0.1"
-START_TIMEOUT_S = 300.0  # a first start runs migrations (~40 s on a quiet machine)
+START_TIMEOUT_S = 600.0  # a first start runs migrations: ~40 s on a quiet machine, 287 s measured on a busy one
 STOP_TIMEOUT_S = 20.0
-PROGRESS_EVERY_S = 5.0
+PROGRESS_EVERY_S = 15.0
 #: Keys of the credentials file (read by db.config.Settings as a dotenv source).
 URL_KEY, TOKEN_KEY = "INTEROP_LABEL_STUDIO_URL", "INTEROP_LABEL_STUDIO_API_KEY"
 EMAIL_KEY, PASSWORD_KEY = "INTEROP_LABEL_STUDIO_ADMIN_EMAIL", "INTEROP_LABEL_STUDIO_ADMIN_PASSWORD"
@@ -376,7 +376,9 @@ class StartResult:
     admin_email: str
 
 
-def start(settings: Settings, port: int | None = None, progress: Progress | None = None) -> StartResult:
+def start(
+    settings: Settings, port: int | None = None, progress: Progress | None = None, timeout: float = START_TIMEOUT_S
+) -> StartResult:
     """Start the project's server (or find it running), wait until it is ready, record PID and credentials."""
     paths = LocalPaths(settings.state_dir)
     server = local_server(settings, port)
@@ -386,16 +388,20 @@ def start(settings: Settings, port: int | None = None, progress: Progress | None
                 f"Label Studio already runs at {server.url} (pid {server.pid}); `interop labelstudio stop` first "
                 f"to move it to port {port}"
             )
-        waited = server.wait_ready(progress=progress)
+        waited = server.wait_ready(timeout, progress)
         return StartResult(server.url, server.pid, True, False, waited, paths.credentials, server.admin_email)
     executable(server.venv)
+    if port_taken(server.port):
+        raise LabelStudioServerError(
+            f"port {server.port} on {HOST} is already in use by another program: choose another with --port"
+        )
     first = not (paths.data_dir / "label_studio.sqlite3").exists()
     paths.root.mkdir(parents=True, exist_ok=True, mode=0o700)
     write_credentials(paths.credentials, server)  # before launch: the admin is made with exactly this token
     pid = server.launch()
     paths.pid_file.write_text(f"{pid}\n")
     try:
-        waited = server.wait_ready(progress=progress)
+        waited = server.wait_ready(timeout, progress)
     except LabelStudioServerError:
         with contextlib.suppress(FileNotFoundError):
             paths.pid_file.unlink()
