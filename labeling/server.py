@@ -205,9 +205,11 @@ class LabelStudioServer:
             return False
         return answer.status_code == 200
 
-    def wait_ready(self, timeout: float = START_TIMEOUT_S, progress: Progress | None = None) -> float:
-        """Wait until /health answers and the token works; returns the seconds waited. Stops the server and
-        raises with the log's last line when it exits or does not get ready in time."""
+    def wait_ready(
+        self, timeout: float = START_TIMEOUT_S, progress: Progress | None = None, *, stop_on_failure: bool = True
+    ) -> float:
+        """Wait until /health answers and the token works; returns the seconds waited. Raises with the log's last
+        line when the server exits or does not get ready in time (stopping it, if `stop_on_failure`)."""
         started = time.monotonic()
         next_note = started + PROGRESS_EVERY_S
         while (waited := time.monotonic() - started) < timeout:
@@ -219,7 +221,8 @@ class LabelStudioServer:
                 if self.token_works():
                     return waited
                 if waited > 30:  # healthy for a while but the token is refused: it is not ours
-                    self.stop()
+                    if stop_on_failure:
+                        self.stop()
                     raise LabelStudioServerError(
                         f"Label Studio in {self.data_dir} refuses the stored API token (its admin was made with "
                         "another one): remove that directory to start afresh"
@@ -228,7 +231,8 @@ class LabelStudioServer:
                 progress(waited)
                 next_note += PROGRESS_EVERY_S
             time.sleep(0.5)
-        self.stop()
+        if stop_on_failure:
+            self.stop()
         raise LabelStudioServerError(
             f"Label Studio did not get ready in {timeout:.0f} s ({self.last_log_line()}); see {self.log}"
         )
@@ -381,15 +385,17 @@ def start(
 ) -> StartResult:
     """Start the project's server (or find it running), wait until it is ready, record PID and credentials."""
     paths = LocalPaths(settings.state_dir)
-    server = local_server(settings, port)
-    if server.pid is not None:
+    running = local_server(settings)
+    if running.pid is not None:
+        server = running
         if port is not None and port != server.port:
             raise LabelStudioServerError(
                 f"Label Studio already runs at {server.url} (pid {server.pid}); `interop labelstudio stop` first "
                 f"to move it to port {port}"
             )
-        waited = server.wait_ready(timeout, progress)
+        waited = server.wait_ready(timeout, progress, stop_on_failure=False)
         return StartResult(server.url, server.pid, True, False, waited, paths.credentials, server.admin_email)
+    server = local_server(settings, port)
     executable(server.venv)
     if port_taken(server.port):
         raise LabelStudioServerError(
