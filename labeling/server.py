@@ -387,14 +387,13 @@ def start(
     paths = LocalPaths(settings.state_dir)
     running = local_server(settings)
     if running.pid is not None:
-        server = running
-        if port is not None and port != server.port:
+        if port is not None and port != running.port:
             raise LabelStudioServerError(
-                f"Label Studio already runs at {server.url} (pid {server.pid}); `interop labelstudio stop` first "
+                f"Label Studio already runs at {running.url} (pid {running.pid}); `interop labelstudio stop` first "
                 f"to move it to port {port}"
             )
-        waited = server.wait_ready(timeout, progress, stop_on_failure=False)
-        return StartResult(server.url, server.pid, True, False, waited, paths.credentials, server.admin_email)
+        waited = running.wait_ready(timeout, progress, stop_on_failure=False)
+        return StartResult(running.url, running.pid, True, False, waited, paths.credentials, running.admin_email)
     server = local_server(settings, port)
     executable(server.venv)
     if port_taken(server.port):
