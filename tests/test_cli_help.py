@@ -70,6 +70,7 @@ ENUMERATED = {
     ("interop experiment analyze", "analysis"): ["outcomes", "operators", "sequences"],
     ("interop experiment analyze", "level"): ["source", "onnx"],
     ("interop experiment failures", "fmt"): ["table", "json", "csv"],
+    ("interop labelstudio status", "fmt"): ["table", "json", "csv"],
 }
 
 

@@ -18,14 +18,18 @@ depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:
-    with op.batch_alter_table("issue", schema=None) as batch_op:
-        batch_op.add_column(sa.Column("sheet_title", sqlmodel.sql.sqltypes.AutoString(), nullable=True))
-        batch_op.add_column(sa.Column("sheet_description", sqlmodel.sql.sqltypes.AutoString(), nullable=True))
+    # plain ADD COLUMN on both backends (a batch copy of `issue` on SQLite would break the views that read it)
+    op.add_column("issue", sa.Column("sheet_title", sqlmodel.sql.sqltypes.AutoString(), nullable=True))
+    op.add_column("issue", sa.Column("sheet_description", sqlmodel.sql.sqltypes.AutoString(), nullable=True))
     # issues known only from a sheet got the sheet's title as their title: keep it as the sheet's too
     op.execute("UPDATE issue SET sheet_title = title WHERE NOT hydrated AND title IS NOT NULL")
 
 
 def downgrade() -> None:
-    with op.batch_alter_table("issue", schema=None) as batch_op:
-        batch_op.drop_column("sheet_description")
-        batch_op.drop_column("sheet_title")
+    if op.get_bind().dialect.name == "sqlite":
+        # SQLite ≥ 3.35 drops a column in place; a batch copy of `issue` would break the views that read it
+        op.execute("ALTER TABLE issue DROP COLUMN sheet_description")
+        op.execute("ALTER TABLE issue DROP COLUMN sheet_title")
+        return
+    op.drop_column("issue", "sheet_description")
+    op.drop_column("issue", "sheet_title")
