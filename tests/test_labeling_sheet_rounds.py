@@ -179,3 +179,35 @@ def test_agreement_against_a_reference_round(loaded, engine, study: Path) -> Non
     assert no_round.exit_code == 2 and "--against needs --round" in no_round.output
     no_finals = loaded("label", "agreement", "--round", "failureanalysis", "--against", "recode")
     assert no_finals.exit_code == 2 and "has no final codes" in no_finals.output
+
+
+def test_sheet_text_revision_keeps_the_sheet_titles_already_stored_and_goes_back(empty_db_url: str) -> None:
+    from sqlalchemy import inspect, text
+
+    from db.engine import make_engine
+    from db.migrate import downgrade, upgrade
+
+    upgrade(empty_db_url, "0022_run_reductions")
+    eng = make_engine(empty_db_url)
+    with eng.begin() as conn:
+        conn.execute(text("INSERT INTO repository (id, full_name, first_seen_at) VALUES (1, 'a/b', '2026-01-01')"))
+        conn.execute(
+            text(
+                "INSERT INTO issue (id, repository_id, number, title, labels, hydrated) VALUES "
+                "(1, 1, 5, 'from the sheet', '[]', false), (2, 1, 6, 'from GitHub', '[]', true), "
+                "(3, 1, 7, NULL, '[]', false)"
+            )
+        )
+    eng.dispose()
+    upgrade(empty_db_url)
+    eng = make_engine(empty_db_url)
+    with eng.connect() as conn:
+        rows = conn.execute(text("SELECT number, sheet_title, sheet_description FROM issue ORDER BY number")).all()
+    eng.dispose()
+    assert [tuple(r) for r in rows] == [(5, "from the sheet", None), (6, None, None), (7, None, None)]
+    downgrade(empty_db_url, "0022_run_reductions")
+    eng = make_engine(empty_db_url)
+    columns = {c["name"] for c in inspect(eng).get_columns("issue")}
+    views = set(inspect(eng).get_view_names())
+    eng.dispose()
+    assert not {"sheet_title", "sheet_description"} & columns and "issue_codes" in views
