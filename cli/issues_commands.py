@@ -23,16 +23,21 @@ app = typer.Typer(help="Mined GitHub issues: samples, fix-link rule, listing.", 
 
 @app.command("sample")
 def sample(
-    repo: str = typer.Option(..., "--repo", help="owner/name of a mined repository."),
+    repo: str = typer.Option(None, "--repo", help="owner/name of a repository (mined, or known from coding sheets)."),
     n: int = typer.Option(..., "--n", help="Sample size."),
     seed: int = typer.Option(..., "--seed", help="Random seed (same seed, same issues -> same members)."),
     name: str = typer.Option(..., "--name", help="Unique sample name, e.g. pilot."),
+    from_round: str = typer.Option(
+        None, "--from-round", help="Only issues coded in this round (e.g. failureanalysis from the study's sheet)."
+    ),
+    mined_only: bool = typer.Option(False, "--mined-only", help="Only mined issues (not those known only by URL)."),
     fixed_only: bool = typer.Option(False, "--fixed-only", help="Only fix-linked issues."),
     rule_version: str = typer.Option(DEFAULT_FIX_RULE_VERSION, "--rule-version", help="Fix rule used by --fixed-only."),
     label: str | None = typer.Option(None, "--label", help="Only issues with this label."),
     state: Literal["open", "closed"] | None = typer.Option(None, "--state", help="Only issues in this state."),
 ) -> None:
-    """Draw and store a named reproducible sample; the same name and arguments again is a no-op."""
+    """Draw and store a named reproducible sample of a repository's issues and/or a coded round's; the same name and
+    arguments again is a no-op."""
     from miners.github.samples import draw_sample
 
     result = draw_sample(
@@ -45,12 +50,22 @@ def sample(
         rule_version=rule_version,
         label=label,
         state=state,
+        from_round=from_round,
+        mined_only=mined_only,
+    )
+    population = " and ".join(
+        p for p in (f"of {repo}" if repo else "", f"coded in round {from_round!r}" if from_round else "") if p
     )
     if result.created:
-        console.print(f"sample {name!r}: {len(result.numbers)} of {result.population} issues of {repo} stored")
+        console.print(
+            f"sample {name!r}: {len(result.refs)} of {result.population} issues {population} stored", markup=False
+        )
     else:
-        console.print(f"sample {name!r} already exists with these arguments: nothing changed")
-    console.print("members: " + ", ".join(f"#{num}" for num in result.numbers))
+        console.print(f"sample {name!r} already exists with these arguments: nothing changed", markup=False)
+    if repo and not from_round:
+        console.print("members: " + ", ".join(f"#{num}" for num in result.numbers), markup=False)
+    else:
+        console.print("members: " + ", ".join(result.refs), markup=False)
 
 
 @app.command("relink")
@@ -92,6 +107,11 @@ def list_issues(
         DEFAULT_FIX_RULE_VERSION, "--rule-version", help="Fix rule whose verdicts are shown."
     ),
     sample_name: str | None = typer.Option(None, "--sample", help="Members of this sample, in drawn order."),
+    with_unmined: bool = typer.Option(
+        False,
+        "--with-unmined",
+        help="Also issues known only from coding sheets (their title is the sheet's until mined).",
+    ),
     limit: int = typer.Option(50, "--limit", min=1, help="Show at most this many issues."),
     fmt: Format = format_option(),
     out: Path | None = out_option(),
@@ -120,6 +140,7 @@ def list_issues(
         sample=sample_name,
         fix_linked=True if fixed_only else None,
         rule_version=rule_version,
+        mined=None if with_unmined else True,
     )
     frame = issue_list(engine(), selected, limit=limit)
 
@@ -129,22 +150,28 @@ def list_issues(
             fixed = (
                 "?" if row.fix_linked is None or str(row.fix_linked) == "<NA>" else ("yes" if row.fix_linked else "no")
             )
-            table.add_row(
-                row.repository, str(row.number), row.state or "", fixed, ", ".join(row.labels or []), row.title or ""
-            )
+            title = _text(row.title)
+            if row.title_source == "sheet":
+                title = f"{title} (from sheet)"
+            table.add_row(row.repository, str(row.number), _text(row.state), fixed, ", ".join(row.labels or []), title)
         to.print(table)
         to.print(f"{len(frame)} issue(s)")
 
     emit(fmt, out, frame, render=render)
-    if fmt != "table":
+    if fmt != "table" or with_unmined:
         return
     unmined = issue_summary(engine(), replace(selected, mined=False))
     if not unmined.empty:
         where = ", ".join(f"{n} of {name}" for name, n in zip(unmined["repository"], unmined["issues"], strict=True))
         console.print(
             f"not listed: {int(unmined['issues'].sum())} issue(s) known only by URL from coding sheets ({where}); "
-            f"`interop mine github --repo OWNER/NAME` fetches their details"
+            f"`--with-unmined` lists them; `interop mine github --repo OWNER/NAME` fetches their details"
         )
+
+
+def _text(value: object) -> str:
+    """A cell as text: missing (None, or NaN in a column pandas made float) is empty."""
+    return value if isinstance(value, str) else ""
 
 
 @app.command("show")
@@ -229,6 +256,8 @@ def _show_table(detail: Any, tasks: Any, repo: str, num: str) -> Callable[[Conso
                 f"{what} and timeline come with `interop mine github --repo {repo}`",
                 markup=False,
             )
+            if fields.get("sheet_description"):
+                console.print(f"description (from the coding sheet): {fields['sheet_description']}", markup=False)
         else:
             console.print(f"{repo}#{num} {fields['title']}  ({fields['state']}, {fields['html_url']})", markup=False)
             console.print(

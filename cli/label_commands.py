@@ -233,10 +233,18 @@ def agreement(
         False, "--model", help="Instead: the model's predictions (`label suggest`) against each coder and the finals."
     ),
     model_version: str = typer.Option(None, "--model-version", help="With --model: this version (default: newest)."),
+    against: str = typer.Option(
+        None,
+        "--against",
+        help="Instead: each coder of --round against this reference round's final codes (e.g. failureanalysis).",
+    ),
 ) -> None:
     """Percent agreement, Cohen's κ per pair, Fleiss' κ, Krippendorff's α, Gwet's AC1 with 95% bootstrap CIs.
 
     Model predictions are never a coder here; --model reports the model against the coders separately."""
+    if against is not None:
+        _agreement_against(round_name, against, dimension, fmt, out, bootstrap, seed)
+        return
 
     from db.queries.labeling import LabelFilter
     from db.queries.labeling import ratings as load_ratings
@@ -518,6 +526,126 @@ def suggest(
             )
 
     emit(fmt, out, frame, document=document, render=render)
+
+
+def _agreement_against(
+    round_name: str | None,
+    reference: str,
+    dimension: str | None,
+    fmt: Format,
+    out: Path | None,
+    bootstrap: int,
+    seed: int,
+) -> None:
+    """`label agreement --round R --against REF`: each coder of R × REF's final codes, per dimension."""
+    import math
+
+    import pandas as pd
+
+    from db.queries.labeling import LabelFilter, final_labels
+    from db.queries.labeling import ratings as load_ratings
+    from labeling.agreement import against_reference, reference_name
+    from labeling.store import LabelingError
+    from labeling.summary import round_categories
+
+    if round_name is None:
+        raise InteropError("--against needs --round: the round whose coders are compared with the reference")
+    if reference == round_name:
+        raise InteropError(f"--against {reference!r} is the round itself; name another round as the reference")
+    _check_choices(round_name, {"--dimension": dimension})
+    _check_choices(reference, {})
+    eng = engine()
+    dims = (dimension,) if dimension else ()
+    frame = load_ratings(eng, LabelFilter(rounds=(round_name,), dimensions=dims))
+    if frame.empty:
+        raise LabelingError(f"no valid codings in round {round_name!r}" + (f" for {dimension!r}" if dimension else ""))
+    finals = final_labels(eng, LabelFilter(rounds=(reference,), dimensions=dims))
+    if finals.empty:
+        raise LabelingError(
+            f"round {reference!r} has no final codes to compare with (`interop label finals --round {reference}`)"
+        )
+    results = against_reference(frame, finals, reference, round_categories(eng), n_boot=bootstrap, seed=seed)
+    if not results:
+        raise LabelingError(f"no item coded in round {round_name!r} has a final code in round {reference!r}")
+    ref = reference_name(reference)
+    rows = [
+        {
+            "round": r.round,
+            "dimension": r.dimension,
+            "coder": r.coders[0],
+            "reference": reference,
+            "items": r.items,
+            "percent_agreement": r.percent_agreement,
+            "percent_agreement_ci": r.ci.get("percent_agreement", (math.nan, math.nan)),
+            "cohen_kappa": r.pairs[0]["cohen_kappa"],
+            "cohen_kappa_ci": r.pairs[0]["cohen_kappa_ci"],
+            "reading": r.pairs[0]["reading"],
+            "warnings": [w.replace(ref, reference) for w in r.warnings],
+        }
+        for r in results
+    ]
+
+    def clean(v: object) -> object:
+        if isinstance(v, float) and math.isnan(v):
+            return None
+        if isinstance(v, tuple | list):
+            return [clean(x) for x in v]
+        if isinstance(v, dict):
+            return {k: clean(x) for k, x in v.items()}
+        return v
+
+    flat = pd.DataFrame(
+        [
+            {
+                **{k: v for k, v in row.items() if not k.endswith("_ci") and k != "warnings"},
+                "percent_agreement_ci_low": row["percent_agreement_ci"][0],
+                "percent_agreement_ci_high": row["percent_agreement_ci"][1],
+                "cohen_kappa_ci_low": row["cohen_kappa_ci"][0],
+                "cohen_kappa_ci_high": row["cohen_kappa_ci"][1],
+                "warnings": " | ".join(row["warnings"]),
+            }
+            for row in rows
+        ]
+    )
+    if fmt == "json":
+        document = {"summary": clean(rows), "against": reference, "bootstrap": bootstrap, "seed": seed}
+        emit(fmt, out, flat, document=document)
+        return
+
+    def render(to: Console) -> None:
+        to.print(
+            f"Agreement of the coders of round {round_name!r} with the final codes of round {reference!r}, "
+            f"95% bootstrap intervals ({bootstrap} resamples over items, seed {seed})",
+            markup=False,
+        )
+        table = new_table(
+            "dimension",
+            "coder",
+            "items",
+            "agreement",
+            "95% CI",
+            "Cohen's κ",
+            "95% CI ",
+            "reading (Landis–Koch)",
+            numeric=("items", "agreement", "Cohen's κ"),
+        )
+        for row in rows:
+            table.add_row(
+                str(row["dimension"]),
+                str(row["coder"]),
+                str(row["items"]),
+                _fmt(row["percent_agreement"]),
+                _fmt(row["percent_agreement_ci"]),
+                _fmt(row["cohen_kappa"]),
+                _fmt(row["cohen_kappa_ci"]),
+                str(row["reading"]),
+            )
+        to.print(table)
+        for row in rows:
+            for w in row["warnings"]:
+                to.print(f"[yellow]warning[/] {row['dimension']}/{row['coder']}: {w}")
+
+    emit(fmt, out, flat, render=render)
 
 
 @app.command()

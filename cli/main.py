@@ -16,6 +16,7 @@ from cli import (
     experiment_commands,
     issues_commands,
     label_commands,
+    labelstudio_commands,
     mine_commands,
     schedule_commands,
     survey_commands,
@@ -34,6 +35,7 @@ app.add_typer(mine_commands.app, name="mine")
 app.add_typer(issues_commands.app, name="issues")
 app.add_typer(schedule_commands.app, name="schedule")
 app.add_typer(label_commands.app, name="label")
+app.add_typer(labelstudio_commands.app, name="labelstudio")
 app.add_typer(experiment_commands.app, name="experiment")
 
 STACK = ("torch", "tensorflow", "keras", "tf2onnx", "onnx", "onnxruntime", "onnxscript", "nnsmith")

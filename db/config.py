@@ -9,6 +9,7 @@ from typing import Any, Literal
 from pydantic import Field, SecretStr
 from pydantic_settings import (
     BaseSettings,
+    DotEnvSettingsSource,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
     TomlConfigSettingsSource,
@@ -22,6 +23,24 @@ DEFAULT_DATABASE_FILE = "interop.db"
 def _toml_file() -> Path:
     """The `interop.toml` to read; `INTEROP_CONFIG` names another one."""
     return Path(os.environ.get("INTEROP_CONFIG", "interop.toml"))
+
+
+def _state_dir() -> Path:
+    """The state dir before the settings exist (their own sources depend on it): environment, then interop.toml."""
+    if os.environ.get("INTEROP_STATE_DIR"):
+        return Path(os.environ["INTEROP_STATE_DIR"])
+    path = _toml_file()
+    if path.exists():
+        import tomllib
+
+        try:
+            with path.open("rb") as fh:
+                value = tomllib.load(fh).get("state_dir")
+        except (OSError, tomllib.TOMLDecodeError, UnicodeDecodeError):
+            value = None  # get_settings reports a broken interop.toml itself
+        if isinstance(value, str) and value:
+            return Path(value)
+    return Path(".interop")
 
 
 class Settings(BaseSettings):
@@ -51,6 +70,14 @@ class Settings(BaseSettings):
     github_max_wait: float = Field(3600.0, description="Longest a GitHub request may wait/retry before giving up.")
     label_studio_url: str = Field("http://127.0.0.1:8080", description="Label Studio server URL.")
     label_studio_api_key: SecretStr | None = Field(None, description="Label Studio API token.")
+    label_studio_venv: Path = Field(
+        Path(".venv-labelstudio"), description="The venv `make labelstudio` installs the Label Studio server into."
+    )
+    state_dir: Path = Field(
+        Path(".interop"),
+        description="The platform's local state: `interop labelstudio start` keeps its server's data, PID file and "
+        "credentials (labelstudio.env, mode 600, read as settings) here.",
+    )
     data_dir: Path = Field(Path("artifacts"), description="Where campaigns keep model files.")
     app_users_file: Path = Field(
         Path("app-users.json"), description="The app's built-in users (`interop app users add`): salted hashes."
@@ -75,9 +102,11 @@ class Settings(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
-        """Precedence: arguments > environment > .env > top-level keys of interop.toml."""
+        """Precedence: arguments > environment > .env > the credentials `interop labelstudio start` stored >
+        top-level keys of interop.toml."""
         toml = TomlConfigSettingsSource(settings_cls, toml_file=_toml_file())
-        return (init_settings, env_settings, dotenv_settings, toml, file_secret_settings)
+        started = DotEnvSettingsSource(settings_cls, env_file=_state_dir() / "labelstudio.env")
+        return (init_settings, env_settings, dotenv_settings, started, toml, file_secret_settings)
 
 
 class ConfigError(InteropError):

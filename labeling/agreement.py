@@ -584,3 +584,42 @@ def set_matrices(
         labels = dict(zip(sub["code"].astype(int), sub["label"], strict=False)) if len(sub) else {}
         out[(rnd, dim)] = (sets, coders, labels)
     return out
+
+
+def reference_name(round_name: str) -> str:
+    """How a reference round's final codes appear as a coder (never a coder's own name: it has a colon)."""
+    return f"final:{round_name}"
+
+
+def against_reference(
+    ratings: pd.DataFrame,
+    finals: pd.DataFrame,
+    reference: str,
+    categories: dict[tuple[str, str], list[int]] | None = None,
+    n_boot: int = 1000,
+    seed: int = 0,
+) -> list[DimensionAgreement]:
+    """Agreement of each coder of the rounds in `ratings` with the final codes in `finals` (a reference round),
+    per dimension, on the items both coded: one two-rater result (coder × reference) per round, dimension, coder."""
+    results: list[DimensionAgreement] = []
+    if ratings.empty or finals.empty:
+        return results
+    ref = reference_name(reference)
+    final_codes = finals.set_index(["dimension", "item_id"])["code"].astype(float)
+    for (rnd, dim), (wide, labels) in matrices(ratings).items():
+        for coder in [str(c) for c in wide.columns]:
+            own = wide[coder].dropna()
+            keys = [(dim, item) for item in own.index]
+            theirs = final_codes.reindex(keys).to_numpy()
+            matrix = np.column_stack([own.to_numpy(), theirs])
+            labels_all = {**labels, **_labels_of(finals, dim)}
+            cats = [float(c) for c in (categories or {}).get((rnd, dim), [])]
+            result = agreement_for(matrix, [coder, ref], rnd, dim, cats, labels_all, n_boot=n_boot, seed=seed)
+            if result.items:
+                results.append(result)
+    return results
+
+
+def _labels_of(finals: pd.DataFrame, dimension: str) -> dict[float, str]:
+    sub = finals[finals["dimension"] == dimension]
+    return dict(zip(sub["code"].astype(float), sub["label"], strict=False))

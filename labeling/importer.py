@@ -47,7 +47,7 @@ def _store_round(session: Session, book: LoadedCodebook, sheet_round: SheetRound
     finals: dict[tuple[int, int], int] = {}
 
     for c in sheet_round.codings:
-        issue = ensure_issue(session, c.repository, c.number, c.title, c.url)
+        issue = ensure_issue(session, c.repository, c.number, c.title, c.url, c.note)
         item = ensure_issue_item(session, issue, c.repository)
         items_by_key[(c.repository, c.number)] = item.id or 0
         coder = ensure_coder(session, c.coder)

@@ -32,11 +32,14 @@ def task_data(issue: Issue, full_name: str, item: LabelItem, discussion: str | N
     comments' HTML (`labelstudio.discussion_html`)."""
     url = issue.html_url or f"https://github.com/{full_name}/issues/{issue.number}"
     body = issue.body or ("(body not mined yet: open the link)" if not issue.hydrated else "(empty)")
+    if not issue.hydrated and issue.sheet_description:
+        body = f"{body}\n\nDescription from the coding sheet: {issue.sheet_description}"
     return {
         "item_ref": item.ref,
         "repository": full_name,
         "number": issue.number,
-        "title": f"{full_name}#{issue.number}: {issue.title or '(title unknown)'}",
+        "title": f"{full_name}#{issue.number}: {issue.title or issue.sheet_title or '(title unknown)'}"
+        + (" (title from the coding sheet)" if not issue.hydrated and (issue.title or issue.sheet_title) else ""),
         "body": body,
         "labels": "labels: " + (", ".join(issue.labels) if issue.labels else "none"),
         "link": f'<a href="{html.escape(url, quote=True)}" target="_blank" rel="noopener">{html.escape(url)}</a>',

@@ -171,9 +171,15 @@ def parse_issue_url(url: str) -> tuple[str, int] | None:
 
 
 def ensure_issue(
-    session: Session, full_name: str, number: int, title: str | None = None, url: str | None = None
+    session: Session,
+    full_name: str,
+    number: int,
+    title: str | None = None,
+    url: str | None = None,
+    description: str | None = None,
 ) -> Issue:
-    """The issue row for repository+number; created un-hydrated (known only by URL) when new."""
+    """The issue row for repository+number; created un-hydrated (known only by URL) when new. `title` and
+    `description` come from a coding sheet: kept as the sheet's text (the title also stands in until mined)."""
     repo = session.exec(select(Repository).where(Repository.full_name == full_name)).first()
     if repo is None:
         repo = Repository(full_name=full_name)
@@ -186,6 +192,12 @@ def ensure_issue(
         session.flush()
     elif not issue.hydrated and title and not issue.title:
         issue.title = title
+        session.add(issue)
+    if title and issue.sheet_title != title:
+        issue.sheet_title = title
+        session.add(issue)
+    if description and issue.sheet_description != description:
+        issue.sheet_description = description
         session.add(issue)
     return issue
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -25,6 +26,8 @@ BACKENDS = ("sqlite", "postgresql")
 # Keep the user's interop.toml / .env out of the tests.
 os.environ.setdefault("INTEROP_CONFIG", str(ROOT / "tests" / "support" / "empty-interop.toml"))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# ... and the credentials of a server `interop labelstudio start` ran in this checkout.
+os.environ.setdefault("INTEROP_STATE_DIR", tempfile.mkdtemp(prefix="interop-state-"))
 os.environ.pop("INTEROP_READER_DATABASE_URL", None)
 
 

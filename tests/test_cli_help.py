@@ -73,6 +73,7 @@ ENUMERATED = {
     ("interop experiment analyze", "level"): ["source", "onnx"],
     ("interop experiment failures", "fmt"): ["table", "json", "csv"],
     ("interop experiment operators", "fmt"): ["table", "json", "csv"],
+    ("interop labelstudio status", "fmt"): ["table", "json", "csv"],
 }
 
 

@@ -45,6 +45,10 @@ class Issue(SQLModel, table=True):
     html_url: str | None = Field(default=None, max_length=300)
     raw: dict[str, Any] | None = json_field()
     hydrated: bool = Field(default=False, description="False for issues known only from a sheet's URL")
+    sheet_title: str | None = Field(default=None, description="The coding sheet's Title of the issue (as imported)")
+    sheet_description: str | None = Field(
+        default=None, description="The coding sheet's Description of the issue (the coders' summary)"
+    )
     fetched_at: datetime | None = utc_field()
     timeline_fetched_at: datetime | None = utc_field()
     # when every comment of the issue was last listed (timeline or comment list): deletions known up to then

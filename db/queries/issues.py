@@ -71,6 +71,7 @@ LIST_COLUMNS = [
     "repository",
     "number",
     "title",
+    "title_source",
     "state",
     "state_reason",
     "labels",
@@ -82,7 +83,10 @@ LIST_COLUMNS = [
     "fix_linked",
     "mined",
     "html_url",
+    "sheet_description",
 ]
+#: Where a listed title comes from: GitHub (mined) or a coding sheet's Title column (until the issue is mined).
+TITLE_SOURCES = ("github", "sheet")
 
 
 def _strings(value: Any) -> tuple[str, ...]:
@@ -393,6 +397,8 @@ def _where(engine: Engine, stmt: Select[*Ts], f: IssueFilter) -> Select[*Ts]:
         stmt = stmt.where(
             func.lower(ISSUE.c.title).contains(needle, autoescape=True)
             | func.lower(ISSUE.c.body).contains(needle, autoescape=True)
+            | func.lower(ISSUE.c.sheet_title).contains(needle, autoescape=True)
+            | func.lower(ISSUE.c.sheet_description).contains(needle, autoescape=True)
         )
     if f.sample:
         members = select(MEMBER.c.issue_id).join(SAMPLE, SAMPLE.c.id == MEMBER.c.sample_id)
@@ -401,6 +407,18 @@ def _where(engine: Engine, stmt: Select[*Ts], f: IssueFilter) -> Select[*Ts]:
         linked = select(FIX.c.issue_id).where(FIX.c.rule_version == f.rule_version, FIX.c.fix_linked.is_(True))
         stmt = stmt.where(ISSUE.c.id.in_(linked) if f.fix_linked else ISSUE.c.id.not_in(linked))
     return _coding_where(stmt, f)
+
+
+def _title() -> tuple[Any, Any]:
+    """The title to show (GitHub's, else the sheet's) and where it comes from (`github`, `sheet` or NULL)."""
+    github = and_(ISSUE.c.hydrated.is_(True), ISSUE.c.title.is_not(None))
+    title = case((github, ISSUE.c.title), else_=func.coalesce(ISSUE.c.sheet_title, ISSUE.c.title))
+    source = case(
+        (github, literal("github")),
+        (func.coalesce(ISSUE.c.sheet_title, ISSUE.c.title).is_not(None), literal("sheet")),
+        else_=literal(None),
+    )
+    return title.label("title"), source.label("title_source")
 
 
 def _base() -> Any:
@@ -478,13 +496,17 @@ def issue_summary(engine: Engine, f: IssueFilter) -> pd.DataFrame:
 
 def issue_list(engine: Engine, f: IssueFilter, *, limit: int | None = 100, offset: int = 0) -> pd.DataFrame:
     """One page of the matching issues: newest first, or a sample's members in drawn order when `f.sample`
-    is set; `fix_linked` is the verdict of `f.rule_version` (NA: not evaluated), `labels` a list."""
+    is set; `fix_linked` is the verdict of `f.rule_version` (NA: not evaluated), `labels` a list; `title` is
+    GitHub's, or a coding sheet's until the issue is mined (`title_source` says which)."""
     stmt = select(
         REPO.c.full_name.label("repository"),
-        *(ISSUE.c[c] for c in LIST_COLUMNS[1:11]),
+        ISSUE.c.number,
+        *_title(),
+        *(ISSUE.c[c] for c in LIST_COLUMNS[4:12]),
         FIX.c.fix_linked,
         ISSUE.c.hydrated.label("mined"),
         ISSUE.c.html_url,
+        ISSUE.c.sheet_description,
     ).select_from(_base().outerjoin(FIX, and_(FIX.c.issue_id == ISSUE.c.id, FIX.c.rule_version == f.rule_version)))
     stmt = _where(engine, stmt, f)
     if f.sample:
@@ -552,8 +574,13 @@ def coded_over_time(engine: Engine, f: IssueFilter, dimension: str = "symptom") 
 
 def issue_detail(engine: Engine, ref: IssueRef) -> IssueDetail | None:
     """One issue with its timeline, samples and fix verdicts, or None when the store does not have it."""
+    title, source = _title()
     stmt = (
-        select(REPO.c.full_name.label("repository"), *(c for c in ISSUE.c if c.name != "raw"))
+        select(
+            REPO.c.full_name.label("repository"),
+            *(title if c.name == "title" else c for c in ISSUE.c if c.name != "raw"),
+            source,
+        )
         .select_from(_base())
         .where(REPO.c.full_name == ref.repository, ISSUE.c.number == int(ref.number))
     )

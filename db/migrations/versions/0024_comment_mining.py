@@ -1,7 +1,7 @@
 """comment mining: deleted comments, when an issue's comments were last fully listed, the comment stream cursor
 
 Revision ID: 0024_comment_mining
-Revises: 0022_run_reductions
+Revises: 0023_sheet_item_text
 Create Date: 2026-11-30 03:00:00.000000
 """
 
@@ -14,7 +14,7 @@ from alembic import op
 import db.types
 
 revision: str = "0024_comment_mining"
-down_revision: str | Sequence[str] | None = "0022_run_reductions"
+down_revision: str | Sequence[str] | None = "0023_sheet_item_text"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
