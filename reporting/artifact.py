@@ -16,10 +16,15 @@ from db.errors import InteropError
 from db.models.failures import DEFAULT_SIGNATURE_RULE
 from reporting.paper import CAMPAIGN, SURVEY, ReportError
 
+#: the themes of the study's free-text answers (shipped in the repository; the artifact has only the workbook)
+THEMES_CODEBOOK = Path(__file__).resolve().parents[1] / "labeling" / "codebooks" / "survey-themes.yaml"
+THEMES_CODEBOOK_NAME = "onnx-survey-themes"
+
 ARTIFACT_FILES = {
     "survey": Path("survey/interopSurvey.xlsx"),
     "coding": Path("failure-analysis/FailureAnalysis.xlsx"),
     "pilot": Path("failure-analysis/PilotStudy.xlsx"),
+    "themes": Path("survey/survey_analysis.xlsx"),
     "results": Path("synthetic-models/exporter_test_results"),
 }
 
@@ -51,7 +56,7 @@ def check_artifact(artifact: Path, codebook: Path) -> None:
 
 
 def artifact_steps(engine: Engine, url: str, artifact: Path, codebook: Path, survey: str = SURVEY) -> list[Step]:
-    """The six imports and the failure signatures of the imported runs, in order."""
+    """The eight imports and the failure signatures of the imported runs, in order."""
     files = {key: artifact / rel for key, rel in ARTIFACT_FILES.items()}
 
     def upgrade() -> str | None:
@@ -82,6 +87,19 @@ def artifact_steps(engine: Engine, url: str, artifact: Path, codebook: Path, sur
 
         return run
 
+    def themes_codebook() -> Any:
+        from db.engine import session_scope
+        from labeling.codebook import read_codebook
+        from labeling.store import store_codebook
+
+        with session_scope(engine) as session:
+            return store_codebook(session, read_codebook(THEMES_CODEBOOK), str(THEMES_CODEBOOK))
+
+    def themes() -> Any:
+        from labeling.survey_items import import_theme_workbook
+
+        return import_theme_workbook(engine, files["themes"], survey, THEMES_CODEBOOK_NAME)
+
     def results() -> dict[str, int]:
         from experiments.study_import import import_exporter_results
 
@@ -100,6 +118,12 @@ def artifact_steps(engine: Engine, url: str, artifact: Path, codebook: Path, sur
         Step(f"interop label codebook load {codebook}", codebook_load, _codebook_summary),
         Step(f"interop label import-sheet {files['coding']}", sheet("coding"), _sheet_summary),
         Step(f"interop label import-sheet {files['pilot']}", sheet("pilot"), _sheet_summary),
+        Step(f"interop label codebook load {THEMES_CODEBOOK}", themes_codebook, _codebook_summary),
+        Step(
+            f"interop label import-sheet {files['themes']} --survey {survey} --codebook {THEMES_CODEBOOK_NAME}",
+            themes,
+            _themes_summary,
+        ),
         Step(f"interop experiment import-results {files['results']}", results, _results_summary),
         Step(f"interop experiment signatures --campaign {CAMPAIGN}", signatures, _signatures_summary),
     ]
@@ -149,6 +173,12 @@ def _sheet_summary(result: Any) -> str:
         else:
             parts.append(f"round {r['round']!r}: nothing new ({r['codings']} codings already stored)")
     return "; ".join(parts) or "no coding sheets"
+
+
+def _themes_summary(result: Any) -> str:
+    coded = sum(len(m.matched) for m in result.sheets)
+    unmatched = sum(len(m.unmatched) for m in result.sheets)
+    return f"round {result.round}: {coded} answers coded, {unmatched} sheet rows matching no answer"
 
 
 def _results_summary(counts: dict[str, int]) -> str:

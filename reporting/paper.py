@@ -136,41 +136,28 @@ def _survey_table(engine: Engine, survey: str, qids: tuple[str, ...]) -> pd.Data
 # --- thematic tables of the free-text answers (issue 18: the survey-coding work provides `theme_counts`) -------
 
 
-def _theme_counts() -> Callable[..., Any] | None:
-    """`theme_counts(session, survey, question)` from the read model, once the survey-coding work has added it."""
-    import importlib
-
-    for module in ("db.queries.survey", "db.queries.themes", "db.queries.labeling"):
-        try:
-            found = getattr(importlib.import_module(module), "theme_counts", None)
-        except ImportError:
-            continue
-        if callable(found):
-            return found
-    return None
-
-
 def _thematic(engine: Engine, report: PaperReport, survey: str) -> None:
-    """THEMATIC TABLES GO HERE: themes per free-text question (the study's survey_analysis.xlsx), when available."""
-    from sqlmodel import Session
+    """The paper's thematic tables: themes per free-text question, from the coded survey answers."""
+    from db.queries.labeling import theme_counts
 
-    counts = _theme_counts()
-    if counts is None:
+    tables = []
+    for qid, sheet in THEMATIC.items():
+        frame = theme_counts(engine, survey, qid)
+        if not frame.empty:
+            tables.append((qid, sheet, frame))
+    if not tables:
         report.choices.append(
-            "Thematic tables (themes per free-text answer, the study's survey_analysis.xlsx): not in this report yet; "
-            "they appear here once the read model has `theme_counts` (survey answers coded as label items)."
+            "Thematic tables (themes per free-text answer): no coded survey answers in this database; "
+            "`interop label import-sheet survey_analysis.xlsx --codebook onnx-survey-themes` imports the study's."
         )
         return
     report.choices.append(
-        "Thematic tables: themes per free-text question from the coded survey answers (`theme_counts`); an answer "
-        "may carry several themes, so counts add up to more than the answers coded."
+        "Thematic tables: themes per free-text question from the coded survey answers (round `study-themes`: the "
+        "study's survey_analysis.xlsx matched to the export by answer text). `share` is of the answers given at "
+        "least one theme (`n_coded`); `n_answers` counts every coded answer. An answer may carry several themes, "
+        "so counts add up to more than the answers."
     )
-    for qid, sheet in THEMATIC.items():
-        with Session(engine) as session:
-            found = counts(session, survey, qid)
-        frame = found if isinstance(found, pd.DataFrame) else pd.DataFrame(found)
-        if frame.empty:
-            continue
+    for qid, sheet, frame in tables:
         report.tables.append(
             Table(f"survey_themes_{qid}", f"Survey themes: {qid} ({sheet})", "answers per theme", frame)
         )

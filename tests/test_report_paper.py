@@ -192,6 +192,25 @@ def test_report_paper_matches_the_files(report_dir: Path, shared_dir: Path, cli)
     answered60 = sum(1 for p in people if p["Q60"])
     assert pct["pct_of_answered"] == pytest.approx(round(100 * q60["PyTorch"] / answered60, 1))
 
+    # thematic tables: the study's survey_analysis.xlsx themes, counted independently from the workbook (every
+    # answer of this sheet matches one of the export's, so all its rows count)
+    raw = pd.read_excel(
+        shared_dir / "data/paper-artifact/survey/survey_analysis.xlsx",
+        sheet_name="How to address ONNX issues",
+        header=None,
+        dtype=str,
+        keep_default_na=False,
+    )
+    first = [str(v).strip().casefold() for v in raw.iloc[0]].index("themes")
+    body = raw.iloc[1:][raw.iloc[1:, 0].str.strip() != ""]
+    written: Counter[str] = Counter()
+    for row in body.iloc[:, first:].itertuples(index=False):
+        written.update({t.strip().casefold() for t in row if t.strip()})
+    q66 = pd.read_csv(report_dir / "survey_themes_Q66.csv").set_index("theme")["count"]
+    assert {str(k).casefold(): int(v) for k, v in q66.items()} == dict(written)
+    assert (q66["Community"], q66["Test run"], q66["Versioning"]) == (7, 5, 3)  # the paper's figures
+    assert "Survey themes: Q66" in md
+
     # failure taxonomy per converter: the sheets' code columns
     for dimension in ("symptom", "cause", "component"):
         expected = sheet_codes(shared_dir, dimension)
@@ -358,7 +377,7 @@ def test_a_failing_step_is_its_own_error_line_and_says_what_stays_imported(  # t
     assert result.exit_code == 2
     errors = [line for line in result.output.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and "FailureAnalysis.xlsx" in errors[0], result.output
-    assert "no report written: stopped at step 4 of 7; steps 1–3 stay imported" in result.output
+    assert "no report written: stopped at step 4 of 9; steps 1–3 stay imported" in result.output
     with engine.connect() as conn:
         assert conn.execute(text("SELECT count(*) FROM survey_response")).scalar_one() == 92
         assert conn.execute(text("SELECT count(*) FROM label_round")).scalar_one() == 0
