@@ -94,6 +94,8 @@ def main(argv: list[str] | None = None) -> int:
     for module in filter(None, args.plugins.split(",")):
         importlib.import_module(module)
     preload([f for f in args.preload.split(",") if f], args.threads)
+    gc.collect()
+    gc.freeze()  # as a zygote does: the imports stay out of every per-job collection
     return serve(inbox, outbox, args.stderr, args.threads)
 
 

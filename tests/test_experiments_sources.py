@@ -87,3 +87,39 @@ def test_real_architectures_build_offline_and_convert(tmp_path: Path) -> None:
     for result in runs.values():
         assert result.outcome.judged and result.stage is None, result.message
         assert all(o["shape_match"] and o["max_abs_diff"] < 1e-3 for o in result.outputs)
+
+
+SAME_SEED = """
+import sys, tempfile
+from pathlib import Path
+from experiments.sources import SOURCES
+from experiments.worker import preload
+
+src = SOURCES.get(sys.argv[1])
+preload([src.framework], 1)  # as a worker is set up (nnsmith's patches included)
+out = Path(tempfile.mkdtemp())
+params = lambda seed: {"generator": "nnsmith", "method": "symbolic-cinit", "max_nodes": 10, "seed": seed}
+first = src.build(params(7), out / "first").content_hash
+for seed in (1, 2, 3):
+    src.build(params(seed), out / f"other-{seed}")
+print(first, src.build(params(7), out / "again").content_hash)
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("source", ["nnsmith-torch", "nnsmith-tensorflow"])
+def test_a_seed_builds_the_same_model_whatever_the_process_built_before(source: str) -> None:
+    """A worker generates many models; z3 (shapes) and Keras (weights) must not carry one into the next. A fresh
+    interpreter, so that the first build really is the process's first."""
+    import os
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "PYTHONPATH": str(root), "TF_CPP_MIN_LOG_LEVEL": "2"}
+    done = subprocess.run(
+        [sys.executable, "-c", SAME_SEED, source], cwd=root, env=env, capture_output=True, text=True, timeout=600
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    first, again = done.stdout.split()[-2:]
+    assert again == first

@@ -25,6 +25,14 @@ def _seed_everything(seed: int) -> None:
     np.random.seed(seed % 2**32)
 
 
+def _fresh_solver_context() -> None:
+    """Generate each model in a new z3 context: the shapes z3 picks depend on what the context solved before, so
+    the same seed gave a different model in a worker that had generated others than in a fresh process."""
+    import z3
+
+    z3.z3._main_ctx = None
+
+
 def _structure(ir: Any) -> bytes:
     """Canonical text of a GraphIR (instructions with attributes and arguments); pickles are not stable."""
     return "\n".join(
@@ -107,6 +115,7 @@ class _NNSmithSource(ModelSource):
         from nnsmith.graph_gen import model_gen
 
         cls = self._model_cls()
+        _fresh_solver_context()
         gen = model_gen(
             opset=self._opset(cls),
             method=params.get("method", "symbolic-cinit"),
@@ -216,6 +225,11 @@ class NNSmithTensorFlow(_NNSmithSource):
         seed = int(params["seed"])
         _seed_everything(seed)
         tf.random.set_seed(seed)
+        # Keras draws initial weights from its global SeedGenerator, which otherwise carries on from the models
+        # this process built before: the same seed gave other weights in a worker than in a fresh process.
+        import keras
+
+        keras.utils.set_random_seed(seed)
         model = self._model_cls().from_gir(ir)
         net = model.net
         in_names = list(ir.input_var())
