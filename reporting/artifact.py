@@ -81,9 +81,11 @@ def artifact_steps(engine: Engine, url: str, artifact: Path, codebook: Path, sur
 
     def sheet(key: str) -> Callable[[], Any]:
         def run() -> Any:
+            from labeling.codebook import read_codebook
             from labeling.importer import import_workbook
 
-            return import_workbook(engine, files[key])
+            # named: once the survey themes' codebook is loaded too, a re-run must not have to guess
+            return import_workbook(engine, files[key], read_codebook(codebook).name)
 
         return run
 
