@@ -362,11 +362,28 @@ def final_labels(engine: Engine, f: LabelFilter) -> pd.DataFrame:
     return _frame(engine, q, [*columns, "decided_by", "decided_at", "note", "detail"])
 
 
-def adjudication_history(engine: Engine, f: LabelFilter) -> pd.DataFrame:
-    """Every decision on final labels, oldest first: new / changed / withdrawn, the code before and after, who
-    decided, when, the reviewer's note and the evidence (which codings disagreed)."""
+HISTORY_COLUMNS = [
+    "round",
+    "item",
+    "dimension",
+    "action",
+    "previous_code",
+    "previous_label",
+    "previous_decided_by",
+    "code",
+    "label",
+    "decided_by",
+    "note",
+    "detail",
+    "run_id",
+    "decided_at",
+]
+
+
+def _history_select() -> Select[Any]:
+    """Decisions on final labels with their round, item, dimension and the codes before and after (unordered)."""
     new_code, old_code = CODE.alias("new_code"), CODE.alias("old_code")
-    q = (
+    return (
         select(
             ROUND.c.name,
             ITEM.c.ref,
@@ -389,11 +406,15 @@ def adjudication_history(engine: Engine, f: LabelFilter) -> pd.DataFrame:
         .join(DIM, DIM.c.id == HISTORY.c.dimension_id)
         .outerjoin(new_code, new_code.c.id == HISTORY.c.code_id)
         .outerjoin(old_code, old_code.c.id == HISTORY.c.previous_code_id)
-        .order_by(ROUND.c.name, ITEM.c.ref, DIM.c.position, HISTORY.c.id)
     )
+
+
+def adjudication_history(engine: Engine, f: LabelFilter) -> pd.DataFrame:
+    """Every decision on final labels, oldest first: new / changed / withdrawn, the code before and after, who
+    decided, when, the reviewer's note and the evidence (which codings disagreed)."""
+    q = _history_select().order_by(ROUND.c.name, ITEM.c.ref, DIM.c.position, HISTORY.c.id)
     q = _narrow(q, f, round=ROUND.c.name, dimension=DIM.c.key, item=ITEM.c.ref)
-    columns = ["round", "item", "dimension", "action", "previous_code", "previous_label", "previous_decided_by"]
-    return _frame(engine, q, [*columns, "code", "label", "decided_by", "note", "detail", "run_id", "decided_at"])
+    return _frame(engine, q, HISTORY_COLUMNS)
 
 
 def final_label_options(engine: Engine) -> dict[str, list[str]]:
@@ -690,31 +711,12 @@ def issue_finals(engine: Engine, issue_id: int) -> pd.DataFrame:
 
 def issue_adjudication_history(engine: Engine, issue_id: int) -> pd.DataFrame:
     """Every decision on one issue's final labels, oldest first: the code before and after, who, when, the note."""
-    new_code, old_code = CODE.alias("new_code"), CODE.alias("old_code")
     q = (
-        select(
-            ROUND.c.name,
-            DIM.c.key,
-            HISTORY.c.action,
-            old_code.c.code,
-            old_code.c.label,
-            HISTORY.c.previous_decided_by,
-            new_code.c.code,
-            new_code.c.label,
-            HISTORY.c.decided_by,
-            HISTORY.c.note,
-            HISTORY.c.decided_at,
-        )
-        .select_from(HISTORY)
-        .join(ROUND, ROUND.c.id == HISTORY.c.round_id)
-        .join(DIM, DIM.c.id == HISTORY.c.dimension_id)
-        .outerjoin(new_code, new_code.c.id == HISTORY.c.code_id)
-        .outerjoin(old_code, old_code.c.id == HISTORY.c.previous_code_id)
+        _history_select()
         .where(HISTORY.c.item_id.in_(_issue_items(issue_id)))
         .order_by(ROUND.c.created_at, ROUND.c.id, DIM.c.position, HISTORY.c.decided_at, HISTORY.c.id)
     )
-    columns = ["round", "dimension", "action", "previous_code", "previous_label", "previous_decided_by"]
-    frame = _frame(engine, q, [*columns, "code", "label", "decided_by", "note", "decided_at"])
+    frame = _frame(engine, q, HISTORY_COLUMNS).drop(columns=["item", "detail", "run_id"])
     return frame.astype({"previous_code": "Int64", "code": "Int64"})
 
 
