@@ -88,13 +88,14 @@ def test_a_project_pushed_before_the_discussion_keeps_its_layout(  # type: ignor
     legacy = labeling_config(spec, discussion=False)
     with Session(engine) as s:  # as a push before this change left it: the old config, its hash recorded
         row = s.exec(select(LsProject)).one()
-        ls_client.projects.update(id=row.ls_project_id, label_config=legacy)
+        project_id = row.ls_project_id
+        ls_client.projects.update(id=project_id, label_config=legacy)
         row.config_hash = config_hash(legacy, instructions(spec))
         s.add(row)
         s.commit()
     make_sample(engine, "old2", 1, repository="onnx/onnx", start=7200)
     assert cli("label", "push", "--sample", "old", "--round", round_name, "--coders", "bea").exit_code == 0
-    assert ls_client.projects.get(id=row.ls_project_id).label_config == legacy  # not switched under its tasks
+    assert ls_client.projects.get(id=project_id).label_config == legacy  # not switched under its tasks
     # a new round gets the discussion
     assert cli("label", "push", "--sample", "old2", "--round", f"new-{backend}", "--coders", "bea").exit_code == 0
     with Session(engine) as s:
