@@ -9,7 +9,17 @@ from typing import TYPE_CHECKING
 import typer
 
 from cli.common import console, engine, err_console
-from cli.output import Format, emit, format_option, frame_table, new_table, out_option, records, split_list
+from cli.output import (
+    Format,
+    emit,
+    format_option,
+    frame_table,
+    json_ready,
+    new_table,
+    out_option,
+    records,
+    split_list,
+)
 from db.errors import InteropError
 
 if TYPE_CHECKING:
@@ -287,20 +297,9 @@ def agreement(
     pairs = [p for r in results for p in r.pairs]
     themes = [t for r in results for t in r.themes]
     if fmt == "json":
-        import math
-
-        def clean(v: object) -> object:
-            if isinstance(v, float) and math.isnan(v):
-                return None
-            if isinstance(v, tuple | list):
-                return [clean(x) for x in v]
-            if isinstance(v, dict):
-                return {k: clean(x) for k, x in v.items()}
-            return v
-
-        document = {"summary": clean(rows), "pairs": clean(pairs), "bootstrap": bootstrap, "seed": seed}
+        document = {"summary": json_ready(rows), "pairs": json_ready(pairs), "bootstrap": bootstrap, "seed": seed}
         if themes:
-            document["themes"] = clean(themes)
+            document["themes"] = json_ready(themes)
         if show_disagreements:
             document["disagreements"] = json.loads(disagreements(frame).to_json(orient="records"))
         emit(fmt, out, summary_frame(results), document=document)
@@ -585,15 +584,6 @@ def _agreement_against(
         for r in results
     ]
 
-    def clean(v: object) -> object:
-        if isinstance(v, float) and math.isnan(v):
-            return None
-        if isinstance(v, tuple | list):
-            return [clean(x) for x in v]
-        if isinstance(v, dict):
-            return {k: clean(x) for k, x in v.items()}
-        return v
-
     flat = pd.DataFrame(
         [
             {
@@ -608,7 +598,7 @@ def _agreement_against(
         ]
     )
     if fmt == "json":
-        document = {"summary": clean(rows), "against": reference, "bootstrap": bootstrap, "seed": seed}
+        document = {"summary": json_ready(rows), "against": reference, "bootstrap": bootstrap, "seed": seed}
         emit(fmt, out, flat, document=document)
         return
 

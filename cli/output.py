@@ -102,6 +102,17 @@ def cell(value: Any) -> str:
     return str(value)
 
 
+def json_ready(value: Any) -> Any:
+    """Nested rows for a JSON document: NaN becomes null (JSON has no NaN), tuples become lists."""
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    if isinstance(value, tuple | list):
+        return [json_ready(x) for x in value]
+    if isinstance(value, dict):
+        return {k: json_ready(x) for k, x in value.items()}
+    return value
+
+
 def records(frame: pd.DataFrame) -> list[dict[str, Any]]:
     """Rows as JSON-ready objects: missing values null, times ISO 8601, numbers stay numbers."""
     return list(json.loads(frame.to_json(orient="records", date_format="iso", force_ascii=False)))
