@@ -8,7 +8,9 @@ is not charged to it, so a model blowing up memory slowly on a busy machine stil
 Results leave through `emit` as typed events (`experiments.messages`): ModelEvent, ModelFailedEvent, RunEvent.
 The pool never touches the database. Workers are forked from a warm zygote per framework (`experiments.zygote`),
 so replacing one costs milliseconds, not an import of torch or TensorFlow; each worker gets its next job while
-it runs the current one, so it never waits for the driver between jobs.
+it runs the current one, so it never waits for the driver between jobs. A zygote still importing counts as
+a busy core: while it imports, jobs start only on the cores it leaves free, since a job beside it on a full
+machine slows down the import that the rest of the queue waits for.
 """
 
 from __future__ import annotations
@@ -259,6 +261,8 @@ class WorkerPool:
         self.replaced = 0
         self.stats = PoolStats()
         self.zygotes: dict[str, Zygote] = {}
+        #: the cores this process may run on: slots beyond them only share cores
+        self.cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
     def close(self) -> None:
         """Stop idle workers politely; kill busy ones (we are leaving mid-job, e.g. on Ctrl-C); then the zygotes."""
@@ -266,6 +270,8 @@ class WorkerPool:
             if slot.worker is not None:
                 slot.worker.kill() if slot.job is not None else slot.worker.stop()
                 slot.worker = None
+        for zygote in self.zygotes.values():
+            zygote.hang_up()  # all of them first: they leave side by side
         for zygote in self.zygotes.values():
             zygote.close()
         self.zygotes.clear()
@@ -334,13 +340,18 @@ class WorkerPool:
             now = time.monotonic()
             self.stats.zygote_wait_s += waiting * (now - since)
             waiting, since = 0, now
+            n_busy, importing = sum(s.job is not None for s in self.slots), self._importing(queue)
             for slot in self.slots:
                 if slot.job is None and queue:
-                    job = self._pick(slot, queue)
+                    # an importing zygote holds a core: a job beside it would slow the import that the rest of
+                    # the queue waits for (the critical path) by as much as it gains
+                    held = importing > 0 and n_busy + importing >= self.cores
+                    job = None if held else self._pick(slot, queue)
                     if job is None:  # only jobs whose zygote is still importing: look again shortly
                         waiting += 1
                     else:
                         self._assign(slot, job)
+                        n_busy += 1
                 elif slot.job is not None and slot.next is None and slot.ready and queue:
                     self._prefetch(slot, queue)
             busy = {s.worker.outbox: s for s in self.slots if s.job is not None and s.worker is not None}
@@ -379,6 +390,13 @@ class WorkerPool:
         job = min(candidates, key=lambda j: serving.get(j["framework"], 0))
         queue.remove(job)
         return job
+
+    def _importing(self, queue: deque[dict[str, Any]]) -> int:
+        """Zygotes still importing (alive, not late) that queued jobs wait for: each keeps one core busy."""
+        if not self.options.warm:
+            return 0
+        waited_for = {j["framework"] for j in queue}
+        return sum(1 for fw in waited_for if fw in self.zygotes and not self._can_start(fw))
 
     def _can_start(self, framework: str) -> bool:
         """A worker of `framework` can be had without waiting: warm workers are off, or its zygote has imported
