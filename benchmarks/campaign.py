@@ -403,7 +403,7 @@ def main() -> None:
             speed = t_study / faulty.seconds
             print(
                 f"ours (+1 crash +1 hang) vs the study's way: {speed:.1f}x faster (target >= 10x: "
-                f"{'met' if speed >= 10 else 'NOT met'})"
+                f"{'met' if speed >= 10 else 'NOT met'}); fault-free: {t_study / clean.seconds:.1f}x"
             )
             paths["study"] = v_study
         print(compare_verdicts(paths), flush=True)
