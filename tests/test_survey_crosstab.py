@@ -85,6 +85,14 @@ def test_the_test_fits_the_table(cli, engine: Engine, study_survey) -> None:  # 
     other = tests["Other (please specify)"]  # 6 respondents: an expected count below 5 → Fisher's exact
     assert other.test == "fisher-exact" and other.min_expected is not None and other.min_expected < 5
     assert all(t.test in ("chi-square", "fisher-exact") for t in tests.values())
+    # each choice's p-value is also adjusted for all the choices tested (Holm's step-down, computed here by hand)
+    raw = sorted((t.p_value, c) for c, t in tests.items() if t.p_value is not None)
+    m, running = len(raw), 0.0
+    for rank, (p, choice) in enumerate(raw):
+        running = max(running, min(1.0, (m - rank) * p))
+        assert tests[choice].p_holm == pytest.approx(running) and tests[choice].n_tests == m
+        assert tests[choice].p_holm >= tests[choice].p_value
+    assert "Holm" in multi.reason and "Holm-adjusted p" in other.summary()
     # a multi-select group question: the groups overlap, no test
     assert crosstab_test(survey_crosstab(engine, SurveyFilter("interop", GROUP), MULTI)).test == "none"
     # Q1 (4 choices) × Q61 (2): 25% of the cells expect fewer than 5 → chi-square is said to be invalid
@@ -93,6 +101,7 @@ def test_the_test_fits_the_table(cli, engine: Engine, study_survey) -> None:  # 
     shown = cli("survey", "crosstab", "interop", MULTI, "--by", GROUP)
     assert shown.exit_code == 0, shown.output
     assert "row n" in shown.stdout and "column n" in shown.stdout and "Fisher's exact test" in shown.stdout
+    assert "Holm-adjusted p" in shown.stdout
     missing = cli("survey", "crosstab", "interop", MULTI)
     assert missing.exit_code == 2 and missing.output.strip().startswith("error:") and "--by" in missing.output
 

@@ -499,6 +499,9 @@ class CrosstabTest:
     small_expected_share: float | None = None
     #: a multi-select row question: the test of each choice (picked or not × group)
     per_choice: tuple[tuple[str, CrosstabTest], ...] = ()
+    #: one of several per-choice tests: its p-value adjusted for all of them (Holm), and how many there were
+    p_holm: float | None = None
+    n_tests: int | None = None
 
     def summary(self) -> str:
         """One line for a table's caption or a report (one more line per choice tested on its own)."""
@@ -506,10 +509,13 @@ class CrosstabTest:
             lines = [f"no test of the whole table: {self.reason}"]
             lines += [f"  {choice}: {test.summary()}" for choice, test in self.per_choice]
             return "\n".join(lines)
+        holm = "" if self.p_holm is None else f", Holm-adjusted p = {self.p_holm:.3g} (of {self.n_tests} tests)"
         if self.test == "chi-square":
-            return f"χ² = {self.statistic:.2f}, df = {self.dof}, p = {self.p_value:.3g} ({self.reason})"
+            return f"χ² = {self.statistic:.2f}, df = {self.dof}, p = {self.p_value:.3g}{holm} ({self.reason})"
         if self.test == "fisher-exact":
-            return f"Fisher's exact test: odds ratio = {self.statistic:.3g}, p = {self.p_value:.3g} ({self.reason})"
+            return (
+                f"Fisher's exact test: odds ratio = {self.statistic:.3g}, p = {self.p_value:.3g}{holm} ({self.reason})"
+            )
         return f"no test of independence: {self.reason}"
 
 
@@ -530,16 +536,35 @@ def crosstab_test(frame: pd.DataFrame) -> CrosstabTest:
     if kind != "multi":
         return _independence(table.to_numpy(dtype=float))
     groups = frame.drop_duplicates("by_choice").set_index("by_choice")["column_n"].reindex(table.columns)
-    per_choice = tuple(
-        (str(choice), _independence(np.vstack([row.to_numpy(float), groups.to_numpy(float) - row.to_numpy(float)])))
-        for choice, row in table.iterrows()
+    per_choice = _holm(
+        tuple(
+            (str(choice), _independence(np.vstack([row.to_numpy(float), groups.to_numpy(float) - row.to_numpy(float)])))
+            for choice, row in table.iterrows()
+        )
     )
     return CrosstabTest(
         "none",
         f"{frame.attrs.get('qid')} is multi-select (a respondent can pick several rows); each choice is tested on "
-        "its own (picked or not × group)",
+        "its own (picked or not × group), p-values also adjusted for the number of choices tested (Holm)",
         per_choice=per_choice,
     )
+
+
+def _holm(tests: tuple[tuple[str, CrosstabTest], ...]) -> tuple[tuple[str, CrosstabTest], ...]:
+    """The same tests, each with its p-value adjusted for all those that produced one (Holm's step-down method,
+    statsmodels): testing every choice of a question at 5 % finds a "difference" by chance far more often."""
+    from dataclasses import replace
+
+    from statsmodels.stats.multitest import multipletests
+
+    tested = [i for i, (_, t) in enumerate(tests) if t.p_value is not None]
+    if len(tested) < 2:
+        return tests
+    _, adjusted, _, _ = multipletests([tests[i][1].p_value for i in tested], method="holm")
+    out = list(tests)
+    for i, p in zip(tested, adjusted, strict=True):
+        out[i] = (tests[i][0], replace(tests[i][1], p_holm=float(p), n_tests=len(tested)))
+    return tuple(out)
 
 
 def _independence(observed: Any) -> CrosstabTest:
