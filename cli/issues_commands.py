@@ -210,6 +210,7 @@ def show(
             "finals": records(detail.finals),
             "adjudication_history": records(detail.history),
             "label_studio_tasks": records(tasks),
+            "suggestions": records(detail.suggestions),
         }
         emit(fmt, out, detail.timeline, document=json.loads(json.dumps(document, default=str)), render=render)
         return
@@ -217,6 +218,7 @@ def show(
 
 
 CODE_HEADERS = {"agree": "coders agree", "decided_by": "decided by"}
+SUGGESTION_HEADERS = {"model_version": "model version", "matches_final": "matches final"}
 HISTORY_HEADERS = {
     "previous_code": "was code",
     "previous_label": "was",
@@ -286,6 +288,14 @@ def _show_table(detail: Any, tasks: Any, repo: str, num: str) -> Callable[[Conso
         if not detail.history.empty:
             history = detail.history.assign(decided_at=detail.history["decided_at"].map(_when))
             console.print(frame_table(history, title="adjudication history (oldest first)", headers=HISTORY_HEADERS))
+        suggestions = detail.suggestions
+        if not suggestions.empty:
+            shown = suggestions.assign(
+                score=suggestions["score"].map(lambda v: "—" if v is None or pd.isna(v) else f"{v:.2f}"),
+                matches_final=suggestions["matches_final"].map(lambda v: "—" if v is pd.NA else ("yes" if v else "no")),
+            )
+            title = "model suggestions (`label suggest`: never codes, never counted)"
+            console.print(frame_table(shown, title=title, headers=SUGGESTION_HEADERS))
         for t in tasks.itertuples(index=False):
             whose = f"{t.coder}'s " if isinstance(t.coder, str) else ""
             console.print(f"label studio: round {t.round}, {whose}{t.purpose} project: {t.url}", markup=False)

@@ -13,7 +13,7 @@ from sqlalchemy.engine import Engine
 
 from db.queries.issues import IssueFilter, IssueRef, coding_options, issue_coding_columns, issue_detail, issue_list
 from tests.support.apptest import metrics, open_page, texts
-from tests.support.workbench import NOTE, TRACEBACK, Workbench, seed_workbench
+from tests.support.workbench import MODEL, NOTE, TRACEBACK, Workbench, seed_workbench
 
 URL_ONLY_TITLE = "(known only by URL: not mined yet)"
 
@@ -83,8 +83,13 @@ def test_detail_has_discussion_codes_side_by_side_history_and_tasks(bench: Workb
     assert detail.history["action"].tolist() == ["new", "changed"]
     assert detail.history["previous_decided_by"].tolist()[1] == "rule:prefer-coder=alice"
     assert detail.ls_tasks[["ls_project_id", "ls_task_id"]].values.tolist() == [[bench.ls_project_id, bench.ls_task_id]]
+    suggested = detail.suggestions.set_index("dimension")
+    assert suggested.loc[["symptom", "cause"], "suggested"].tolist() == ["symptom 1 (1)", "cause 1 (1)"]
+    assert suggested.loc[["symptom", "cause"], "matches_final"].tolist() == [True, False]
+    assert set(suggested["model_version"]) == {MODEL} and suggested.loc["cause", "score"] == pytest.approx(0.55)
+    assert "model" not in set(detail.codings["coder"]) and MODEL not in detail.codes.columns  # never a coder
     url_only = issue_detail(engine, IssueRef.parse("acme/conv#45"))
-    assert url_only is not None and url_only.discussion.empty
+    assert url_only is not None and url_only.discussion.empty and url_only.suggestions.empty
     assert url_only.codes["final"].tolist() == ["symptom 2 (2)", "cause 2 (2)"]
     assert "alice" not in url_only.codes.columns  # no coder coded it: no empty coder columns
 
@@ -174,6 +179,13 @@ def test_issue_detail_shows_codes_side_by_side_history_discussion_and_task(bench
     assert "```python\ntorch.onnx.export" in body  # the body's fenced code stays
     assert f"/projects/{bench_app.ls_project_id}/data?task={bench_app.ls_task_id}" in body
     assert "**Round `r1`** · coders: alice, bob" in body
+    suggested = next(d.value for d in at.dataframe if "suggested" in d.value.columns).set_index("dimension")
+    assert suggested.loc["cause", ["suggested", "final", "matches_final"]].tolist() == [
+        "cause 1 (1)",
+        "cause 2 (2)",
+        "no",
+    ]
+    assert "**Model suggestions**" in body
 
     at = open_page("issues", issue="acme/conv#45")  # known only by URL: the sheet's final codes, no "None"
     body = texts(at)
@@ -200,6 +212,9 @@ def test_issues_show_prints_codes_history_discussion_and_task(
     assert "discussion (2 comments):" in out and out.index("dave") < out.index("erin")
     assert '      File "export.py", line 3, in <module>' in out  # the traceback as written, indented
     assert f"projects/{bench.ls_project_id}/data?task={bench.ls_task_id}" in out
+    assert "model suggestions" in out
+    suggested = [c for c in cells if c[1:3] == [MODEL, "cause"]]
+    assert suggested == [["r1", MODEL, "cause", "cause 1 (1)", "0.55", "cause 2 (2)", "no"]]
     url_only = cli("issues", "show", "acme/conv#45")
     assert url_only.exit_code == 0 and "known only by its URL" in url_only.output
     assert "symptom 2 (2)" in url_only.output and "None" not in url_only.output
@@ -224,3 +239,7 @@ def test_issues_show_json_has_all_of_it(bench: Workbench, cli) -> None:  # type:
     task = doc["label_studio_tasks"][0]
     assert task["url"].endswith(f"/projects/{bench.ls_project_id}/data?task={bench.ls_task_id}")
     assert doc["issue"]["title"] == "export of a LSTM fails"
+    assert [(x["dimension"], x["suggested"], x["matches_final"]) for x in doc["suggestions"]] == [
+        ("symptom", "symptom 1 (1)", True),
+        ("cause", "cause 1 (1)", False),
+    ]

@@ -196,8 +196,8 @@ DISCUSSION_COLUMNS = ["author", "created_at", "updated_at", "body", "deleted", "
 @dataclass(frozen=True)
 class IssueDetail:
     """One issue: its stored fields (not the raw payload), timeline oldest first, samples and fix verdicts; its
-    discussion oldest first; every coder's codes, the final codes and their history, and its Label Studio tasks
-    (see db.queries.labeling's issue_* reads for the columns)."""
+    discussion oldest first; every coder's codes, the final codes and their history, its Label Studio tasks and a
+    model's suggested codes (see db.queries.labeling's issue_* reads for the columns)."""
 
     issue: dict[str, Any]
     timeline: pd.DataFrame
@@ -209,11 +209,17 @@ class IssueDetail:
     finals: pd.DataFrame
     history: pd.DataFrame
     ls_tasks: pd.DataFrame
+    predictions: pd.DataFrame
 
     @property
     def codes(self) -> pd.DataFrame:
         """Per round × dimension: every coder's code side by side, whether they agree, and the final code."""
         return labeling_q.codes_side_by_side(self.codings, self.finals)
+
+    @property
+    def suggestions(self) -> pd.DataFrame:
+        """Per round × model version × dimension: the model's suggested code beside the final code (`label suggest`)."""
+        return labeling_q.suggestions_beside_finals(self.predictions, self.finals)
 
 
 @dataclass(frozen=True)
@@ -639,6 +645,7 @@ def issue_detail(engine: Engine, ref: IssueRef) -> IssueDetail | None:
         finals=labeling_q.issue_finals(engine, issue_id),
         history=labeling_q.issue_adjudication_history(engine, issue_id),
         ls_tasks=labeling_q.issue_ls_tasks(engine, issue_id),
+        predictions=labeling_q.issue_predictions(engine, issue_id),
     )
 
 

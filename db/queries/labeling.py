@@ -608,10 +608,27 @@ def item_texts(engine: Engine, item_ids: Sequence[int]) -> pd.DataFrame:
     return base
 
 
+PREDICTION_COLUMNS = ["round", "dimension", "dimension_position", "item_id", "item", "code", "label", "score"]
+
+
 def predictions(engine: Engine, f: LabelFilter, model_version: str | None = None) -> pd.DataFrame:
     """A model's suggested codes (never codings): one row per round, item, dimension and model version, with the
     code, its label and the model's score; `model_version` narrows to one version."""
-    q = (
+    q = _prediction_select()
+    if model_version:
+        q = q.where(PREDICTION.c.model_version == model_version)
+    q = _narrow(q, f, round=ROUND.c.name, dimension=DIM.c.key, repository=REPO.c.full_name, item=ITEM.c.ref)
+    return _frame(engine, q, [*PREDICTION_COLUMNS, "model_version", "created_at"])
+
+
+def issue_predictions(engine: Engine, issue_id: int) -> pd.DataFrame:
+    """One issue's suggested codes, every round and model version (the columns of `predictions`)."""
+    q = _prediction_select().where(ITEM.c.id.in_(_issue_items(issue_id)))
+    return _frame(engine, q, [*PREDICTION_COLUMNS, "model_version", "created_at"])
+
+
+def _prediction_select() -> Any:
+    return (
         select(
             ROUND.c.name,
             DIM.c.key,
@@ -633,11 +650,6 @@ def predictions(engine: Engine, f: LabelFilter, model_version: str | None = None
         .join(CODE, CODE.c.id == PREDICTION.c.code_id)
         .order_by(ROUND.c.name, PREDICTION.c.model_version, ITEM.c.id, DIM.c.position)
     )
-    if model_version:
-        q = q.where(PREDICTION.c.model_version == model_version)
-    q = _narrow(q, f, round=ROUND.c.name, dimension=DIM.c.key, repository=REPO.c.full_name, item=ITEM.c.ref)
-    columns = ["round", "dimension", "dimension_position", "item_id", "item", "code", "label", "score"]
-    return _frame(engine, q, [*columns, "model_version", "created_at"])
 
 
 # --- one issue's codes (the Issues page's detail and `interop issues show`) ------------------------------------
@@ -776,6 +788,30 @@ def codes_side_by_side(codings: pd.DataFrame, finals: pd.DataFrame) -> pd.DataFr
     return pd.DataFrame(rows, columns=columns).astype({"agree": "boolean"})
 
 
+def suggestions_beside_finals(predicted: pd.DataFrame, finals: pd.DataFrame) -> pd.DataFrame:
+    """One row per round × model version × dimension: the model's suggested code and score beside the final code
+    of that round, and whether they match (None without a final code). Suggestions are never codes."""
+    final_code = {(r.round, r.dimension): (r.code, f"{r.label} ({r.code})") for r in finals.itertuples(index=False)}
+    rows = []
+    for r in predicted.sort_values(["round", "model_version", "dimension_position"], kind="stable").itertuples(
+        index=False
+    ):
+        code, final = final_code.get((r.round, r.dimension), (None, None))
+        rows.append(
+            {
+                "round": r.round,
+                "model_version": r.model_version,
+                "dimension": r.dimension,
+                "suggested": f"{r.label} ({r.code})",
+                "score": float(r.score) if r.score is not None else None,
+                "final": final,
+                "matches_final": None if code is None else bool(code == r.code),
+            }
+        )
+    columns = ["round", "model_version", "dimension", "suggested", "score", "final", "matches_final"]
+    return pd.DataFrame(rows, columns=columns).astype({"matches_final": "boolean"})
+
+
 __all__ = [
     "LabelFilter",
     "adjudication_history",
@@ -792,12 +828,14 @@ __all__ = [
     "issue_finals",
     "issue_invalid_codings",
     "issue_ls_tasks",
+    "issue_predictions",
     "item_texts",
     "ls_task_url",
     "predictions",
     "proposed_codes",
     "ratings",
     "rounds",
+    "suggestions_beside_finals",
     "taxonomy_distribution",
     "theme_counts",
 ]

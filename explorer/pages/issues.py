@@ -390,6 +390,18 @@ if picked != "(choose one)":
             f"Not counted: {bad.coder}'s coding in round `{bad.round}` broke the codebook "
             f"({'; '.join(bad.problems or []) or 'no reason stored'})."
         )
+    suggestions = detail.suggestions
+    if not suggestions.empty:
+        st.markdown("**Model suggestions** (`interop label suggest`: never codes, never counted in agreement)")
+        st.dataframe(
+            for_display(suggestions),
+            hide_index=True,
+            width="stretch",
+            column_config={
+                "model_version": st.column_config.TextColumn("model version", width="medium"),
+                "matches_final": st.column_config.TextColumn("matches final", width="small"),
+            },
+        )
     if not detail.history.empty:
         st.markdown("**Adjudication history** (oldest first)")
         st.dataframe(

@@ -23,6 +23,7 @@ from db.models import (
     LabelRound,
     LsProject,
     LsTask,
+    Prediction,
 )
 from tests.support.codings import T, seed_codings
 
@@ -31,6 +32,8 @@ REPO = "acme/conv"
 FENCED = "```python\ntorch.onnx.export(model, x, 'm.onnx')\n```"
 TRACEBACK = 'Traceback (most recent call last):\n  File "export.py", line 3, in <module>\nRuntimeError: boom'
 NOTE = "the traceback points at the exporter"
+#: The model version of #42's suggested codes (symptom 1 matches the final code, cause 1 does not).
+MODEL = "tfidf-logreg-test"
 
 
 @dataclass(frozen=True)
@@ -44,9 +47,9 @@ class Workbench:
 
 def seed_workbench(engine: Engine) -> Workbench:
     """Round r1 (symptom, cause; coders alice and bob): #42 adjudicated (they differ on cause; the final cause was
-    decided by rule, then changed by carol's review with a note) with a title, body and two comments and a Label
-    Studio task; #43 disagreed (symptom 1 | 2, no final); #44 agreed (one coder); #45 known only by URL, with
-    the sheet's final codes; #46 mined and never coded."""
+    decided by rule, then changed by carol's review with a note) with a title, body and two comments, a Label
+    Studio task and a model's suggested codes; #43 disagreed (symptom 1 | 2, no final); #44 agreed (one coder);
+    #45 known only by URL, with the sheet's final codes; #46 mined and never coded."""
     seed_codings(engine)
     with Session(engine) as s:
         rnd = s.exec(select(LabelRound).where(LabelRound.name == "r1")).one()
@@ -111,6 +114,17 @@ def seed_workbench(engine: Engine) -> Workbench:
         s.add(project)
         s.flush()
         s.add(LsTask(project_id=project.id or 0, item_id=item42.id or 0, ls_task_id=123))
+        for key, value, score in (("symptom", 1, 0.8), ("cause", 1, 0.55)):  # a model's suggestions, never codes
+            s.add(
+                Prediction(
+                    round_id=rnd.id or 0,
+                    item_id=item42.id or 0,
+                    dimension_id=dims[key].id or 0,
+                    code_id=codes[key, value].id or 0,
+                    score=score,
+                    model_version=MODEL,
+                )
+            )
 
         def add_issue(number: int, hydrated: bool = True) -> LabelItem:
             row = Issue(
