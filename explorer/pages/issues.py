@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 from datetime import date
+from typing import Literal
 
 import altair as alt
 import pandas as pd
@@ -52,6 +53,12 @@ def _label_studio_url() -> str:
     from db.config import get_settings
 
     return get_settings().label_studio_url
+
+
+def _table(frame: pd.DataFrame, **columns: tuple[str, Literal["small", "medium", "large"]]) -> None:
+    """One of the issue detail's tables, whole width, with text columns renamed and sized: name=(header, width)."""
+    config = {name: st.column_config.TextColumn(header, width=width) for name, (header, width) in columns.items()}
+    st.dataframe(for_display(frame), hide_index=True, width="stretch", column_config=config)
 
 
 def _day(name: str) -> date | None:
@@ -375,16 +382,7 @@ if picked != "(choose one)":
         table = part.drop(columns="round")
         if not coders:
             table = table.drop(columns="agree")
-        st.dataframe(
-            for_display(table),
-            hide_index=True,
-            width="stretch",
-            column_config={
-                "agree": st.column_config.TextColumn("coders agree", width="small"),
-                "decided_by": st.column_config.TextColumn("decided by", width="medium"),
-                "note": st.column_config.TextColumn("note", width="large"),
-            },
-        )
+        _table(table, agree=("coders agree", "small"), decided_by=("decided by", "medium"), note=("note", "large"))
     for bad in detail.invalid_codings.itertuples(index=False):
         st.caption(
             f"Not counted: {bad.coder}'s coding in round `{bad.round}` broke the codebook "
@@ -393,23 +391,10 @@ if picked != "(choose one)":
     suggestions = detail.suggestions
     if not suggestions.empty:
         st.markdown("**Model suggestions** (`interop label suggest`: never codes, never counted in agreement)")
-        st.dataframe(
-            for_display(suggestions),
-            hide_index=True,
-            width="stretch",
-            column_config={
-                "model_version": st.column_config.TextColumn("model version", width="medium"),
-                "matches_final": st.column_config.TextColumn("matches final", width="small"),
-            },
-        )
+        _table(suggestions, model_version=("model version", "medium"), matches_final=("matches final", "small"))
     if not detail.history.empty:
         st.markdown("**Adjudication history** (oldest first)")
-        st.dataframe(
-            for_display(detail.history),
-            hide_index=True,
-            width="stretch",
-            column_config={"note": st.column_config.TextColumn("note", width="large")},
-        )
+        _table(detail.history, note=("note", "large"))
 
     discussion = detail.discussion
     st.markdown(f"#### Discussion ({len(discussion)} comment{'s' if len(discussion) != 1 else ''})")
