@@ -393,8 +393,8 @@ class WorkerPool:
 
     def _importing(self, queue: deque[dict[str, Any]]) -> int:
         """Zygotes still importing (alive, not late) that queued jobs wait for: each keeps one core busy."""
-        if not self.options.warm:
-            return 0
+        if not self.options.warm or all(z.ready_now() for z in self.zygotes.values()):
+            return 0  # the usual case once started: no walk over a long queue on every turn of the loop
         waited_for = {j["framework"] for j in queue}
         return sum(1 for fw in waited_for if fw in self.zygotes and not self._can_start(fw))
 
