@@ -106,8 +106,6 @@ def check_one(framework: str, location: Path, onnx_path: Path | None) -> dict[st
             feeds = seeded_inputs(model.inputs, 0, k)
             got = runtime.run(session, {renamed.get(n, n): v for n, v in feeds.items()})
             ref = model.run(feeds)
-            if len(ref) != len(got):
-                return {"status": "failed", "error": "output count"}
             rows += [compare_output(r, g, ATOL, RTOL) for r, g in zip(ref, got, strict=True)]
         return {"status": "passed" if run_passes(rows, ATOL, RTOL) else "mismatch"}
     except Exception as exc:

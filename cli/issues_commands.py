@@ -235,6 +235,13 @@ def _when(value: Any) -> str:
     return "—" if value is None or pd.isna(value) else pd.Timestamp(value).strftime("%Y-%m-%d %H:%M")
 
 
+def _yes_no(value: Any) -> str:
+    """A nullable boolean cell as the tables write it: yes, no, or — when unknown."""
+    import pandas as pd
+
+    return "—" if value is None or value is pd.NA else ("yes" if value else "no")
+
+
 def _indented(text: str | None, prefix: str = "    ") -> str:
     return "\n".join(prefix + line for line in (text or "").replace("\r\n", "\n").split("\n"))
 
@@ -273,9 +280,7 @@ def _show_table(detail: Any, tasks: Any, repo: str, num: str) -> Callable[[Conso
         if codes.empty:
             console.print("codes: not coded in any round")
         for rnd, part in codes.groupby("round", sort=False):
-            shown = part.drop(columns="round").assign(
-                agree=part["agree"].map(lambda v: "—" if v is None or v is pd.NA else ("yes" if v else "no"))
-            )
+            shown = part.drop(columns="round").assign(agree=part["agree"].map(_yes_no))
             if part["agree"].isna().all():  # nobody coded it in this round: the final codes alone
                 shown = shown.drop(columns="agree")
             console.print(frame_table(shown, title=f"codes in round {rnd}", headers=CODE_HEADERS))
@@ -291,8 +296,8 @@ def _show_table(detail: Any, tasks: Any, repo: str, num: str) -> Callable[[Conso
         suggestions = detail.suggestions
         if not suggestions.empty:
             shown = suggestions.assign(
-                score=suggestions["score"].map(lambda v: "—" if v is None or pd.isna(v) else f"{v:.2f}"),
-                matches_final=suggestions["matches_final"].map(lambda v: "—" if v is pd.NA else ("yes" if v else "no")),
+                score=suggestions["score"].map("{:.2f}".format),
+                matches_final=suggestions["matches_final"].map(_yes_no),
             )
             title = "model suggestions (`label suggest`: never codes, never counted)"
             console.print(frame_table(shown, title=title, headers=SUGGESTION_HEADERS))

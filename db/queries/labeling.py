@@ -608,7 +608,18 @@ def item_texts(engine: Engine, item_ids: Sequence[int]) -> pd.DataFrame:
     return base
 
 
-PREDICTION_COLUMNS = ["round", "dimension", "dimension_position", "item_id", "item", "code", "label", "score"]
+PREDICTION_COLUMNS = [
+    "round",
+    "dimension",
+    "dimension_position",
+    "item_id",
+    "item",
+    "code",
+    "label",
+    "score",
+    "model_version",
+    "created_at",
+]
 
 
 def predictions(engine: Engine, f: LabelFilter, model_version: str | None = None) -> pd.DataFrame:
@@ -618,16 +629,17 @@ def predictions(engine: Engine, f: LabelFilter, model_version: str | None = None
     if model_version:
         q = q.where(PREDICTION.c.model_version == model_version)
     q = _narrow(q, f, round=ROUND.c.name, dimension=DIM.c.key, repository=REPO.c.full_name, item=ITEM.c.ref)
-    return _frame(engine, q, [*PREDICTION_COLUMNS, "model_version", "created_at"])
+    return _frame(engine, q, PREDICTION_COLUMNS)
 
 
 def issue_predictions(engine: Engine, issue_id: int) -> pd.DataFrame:
     """One issue's suggested codes, every round and model version (the columns of `predictions`)."""
     q = _prediction_select().where(ITEM.c.id.in_(_issue_items(issue_id)))
-    return _frame(engine, q, [*PREDICTION_COLUMNS, "model_version", "created_at"])
+    return _frame(engine, q, PREDICTION_COLUMNS)
 
 
-def _prediction_select() -> Any:
+def _prediction_select() -> Select[Any]:
+    """Suggested codes with their round, item (and its repository), dimension and code, in reading order."""
     return (
         select(
             ROUND.c.name,
@@ -803,7 +815,7 @@ def suggestions_beside_finals(predicted: pd.DataFrame, finals: pd.DataFrame) -> 
                 "model_version": r.model_version,
                 "dimension": r.dimension,
                 "suggested": f"{r.label} ({r.code})",
-                "score": float(r.score) if r.score is not None else None,
+                "score": float(r.score),
                 "final": final,
                 "matches_final": None if code is None else bool(code == r.code),
             }
