@@ -104,12 +104,12 @@ class FaultProxy:
                 if fault is not None and fault.delay:
                     time.sleep(fault.delay)
                 if fault is None and upstream is None:
-                    self._send(502, b'{"detail": "no upstream and no fault for this request"}', {})
+                    status, content, headers = 502, b'{"detail": "no upstream and no fault for this request"}', {}
                 elif fault is None:
                     assert upstream is not None
-                    self._send(upstream.status_code, upstream.content, dict(upstream.headers))
+                    status, content, headers = upstream.status_code, upstream.content, dict(upstream.headers)
                 elif fault.raw is not None:
-                    self._send(fault.status, fault.raw, {"Content-Type": "application/json"})
+                    status, content, headers = fault.status, fault.raw, {"Content-Type": "application/json"}
                 else:
                     answer = fault.body(upstream.json()) if callable(fault.body) and upstream else fault.body
                     date = (
@@ -117,10 +117,11 @@ class FaultProxy:
                         if upstream is not None and "date" in upstream.headers
                         else {}
                     )
-                    self._send(fault.status, json.dumps(answer).encode(), {"Content-Type": "application/json", **date})
-                proxy.log.append(
-                    (self.command, self.path, fault.status if fault else (upstream.status_code if upstream else 502))
-                )
+                    status, content = fault.status, json.dumps(answer).encode()
+                    headers = {"Content-Type": "application/json", **date}
+                # logged before the answer goes out: a client that has its answer may read the log at once
+                proxy.log.append((self.command, self.path, status))
+                self._send(status, content, headers)
 
             def _send(self, status: int, content: bytes, headers: dict[str, str]) -> None:
                 self.send_response_only(status)
