@@ -4,8 +4,9 @@ A source graph is the model as its framework computes it, step by step: an NNSmi
 op by op in torch or TensorFlow), else a torch module's `torch.export` graph (each ATen node's value recorded by an
 FX interpreter). ONNX values are matched to source values by name where the exporter keeps them (graph inputs and
 outputs, the dynamo exporter's FX names), then structurally: a source step's outputs are the ONNX values computed
-from exactly the ONNX values its arguments were matched to, with its shape and dtype (the operator's name and the
-closest value break ties). Constants, initializers and values that match nothing are left out of the comparison.
+from exactly the ONNX values its arguments were matched to, with its shape and dtype. Ties go to the operator of the
+same name, then to a value that agrees, then to the one nearest the matched values (then the closest value).
+Constants, initializers and values that match nothing are left out of the comparison.
 """
 
 from __future__ import annotations
@@ -217,6 +218,31 @@ def _close(a: np.ndarray | None, b: np.ndarray | None) -> float:
     return float(np.max(diff))
 
 
+def _agrees(a: np.ndarray | None, b: np.ndarray | None) -> bool:
+    """Equal within a float32 tolerance: a candidate that agrees needs no numeric ranking against the others."""
+    if a is None or b is None or a.shape != b.shape:
+        return False
+    scale = float(np.nanmax(np.abs(b.astype(np.float64)))) if b.size and not np.isnan(b).all() else 0.0
+    return _close(a, b) <= 1e-5 + 1e-3 * scale
+
+
+def _onnx_depth(
+    name: str, producer: dict[str, Any], mapping: dict[str, str], free: set[str], memo: dict[str, int]
+) -> int:
+    """How many unmatched ONNX nodes lie on the longest path from the matched values to `name`, itself included."""
+    if name in memo:
+        return memo[name]
+    memo[name] = 0
+    node = producer.get(name)
+    if node is None:
+        return 0
+    inner = [
+        _onnx_depth(i, producer, mapping, free, memo) for i in node.input if i and i not in free and i not in mapping
+    ]
+    memo[name] = 1 + max(inner, default=0)
+    return memo[name]
+
+
 def _onnx_frontier(
     name: str, producer: dict[str, Any], mapping: dict[str, str], free: set[str], memo: dict[str, frozenset[str]]
 ) -> frozenset[str]:
@@ -298,6 +324,15 @@ def match_values(model: Any, graph: SourceGraph, source: Values, onnx_values: Va
                 src_frontier[var] = wanted
                 continue
             named = [n for n in candidates if op_matches(step.op, producer[n].op_type)] or candidates
-            best = min(named, key=lambda n: (_close(onnx_values.get(n), source.get(var)), -order[n]))
-            mapping[best] = var
+            depth: dict[str, int] = {}
+
+            def rank(n: str, var: str = var, depth: dict[str, int] = depth) -> tuple[bool, int, float, int]:
+                # A value that agrees beats one that doesn't (Linear's Add over its MatMul); among those that agree,
+                # or when none does (a diverging node), the one nearest the matched values: a chain of ops whose
+                # values coincide (LeakyRelu of LeakyRelu on positives) is matched in order, not last to first.
+                got, want = onnx_values.get(n), source.get(var)
+                near = _onnx_depth(n, producer, mapping, free, depth)
+                return (not _agrees(got, want), near, _close(got, want), -order[n])
+
+            mapping[min(named, key=rank)] = var
     return mapping

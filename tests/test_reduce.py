@@ -122,6 +122,59 @@ def test_onnxruntimes_nan_skipping_reducemax_is_found_against_pytorch_and_blamed
     assert shown.returncode == 1 and "reference=" in shown.stdout, shown.stdout + shown.stderr
 
 
+def _chain(ops: list[tuple[str, list[str], str]]) -> onnx.ModelProto:
+    """An ONNX graph of float [2] values from (op, inputs, output) triples; `x` is its input, the last its output."""
+    nodes = [h.make_node(op, ins, [out], name=out) for op, ins, out in ops]
+    vec = [2]
+    graph = h.make_graph(
+        nodes,
+        "chain",
+        [h.make_tensor_value_info("x", TensorProto.FLOAT, vec)],
+        [h.make_tensor_value_info(ops[-1][2], TensorProto.FLOAT, vec)],
+    )
+    return h.make_model(graph, opset_imports=[h.make_opsetid("", 17)])
+
+
+def _source(steps: list[tuple[str, list[str], str]], output: str) -> Any:
+    from experiments.source_values import SourceGraph, SourceStep
+
+    return SourceGraph("test", [SourceStep(op, args, [out]) for op, args, out in steps], ["x"], [output], dict)
+
+
+def test_a_chain_of_ops_whose_values_coincide_is_matched_in_order() -> None:
+    """LeakyRelu of LeakyRelu of a positive value is that value: every candidate agrees, the nearest is the one."""
+    from experiments.source_values import match_values
+
+    x = np.array([1.0, 2.0], np.float32)
+    model = _chain([("LeakyRelu", ["x"], "p"), ("LeakyRelu", ["p"], "q"), ("Mul", ["q", "x"], "r")])
+    graph = _source([("LeakyReLU", ["x"], "a"), ("LeakyReLU", ["a"], "b"), ("Mul", ["b", "x"], "c")], "c")
+    values = {"x": x, "a": x, "b": x, "c": x * x}
+    mapping = match_values(model, graph, values, {"x": x, "p": x, "q": x, "r": x * x})
+    assert mapping == {"x": "x", "p": "a", "q": "b", "r": "c"}  # not a→q, b→nothing: `c` would be compared to r
+
+
+def test_a_diverging_node_is_matched_where_it_stands_not_to_a_later_value_that_happens_to_be_closer() -> None:
+    from experiments.source_values import match_values
+
+    x = np.array([1.0, 2.0], np.float32)
+    model = _chain([("Sigmoid", ["x"], "s"), ("Relu", ["s"], "u"), ("Neg", ["u"], "m")])
+    graph = _source([("Tanh", ["x"], "t"), ("Relu", ["t"], "v"), ("Neg", ["v"], "y")], "y")
+    source = {
+        "x": x,
+        "t": np.full(2, 5.0, np.float32),
+        "v": np.full(2, 5.0, np.float32),
+        "y": np.full(2, -5.0, np.float32),
+    }
+    onnx_values = {
+        "x": x,
+        "s": np.zeros(2, np.float32),
+        "u": np.full(2, 4.0, np.float32),
+        "m": np.full(2, -4.0, np.float32),
+    }
+    # u (4) is closer to t (5) than s (0) is, and neither agrees: the node where the values part is s
+    assert match_values(model, graph, source, onnx_values) == {"x": "x", "m": "y", "s": "t", "u": "v"}
+
+
 def test_an_nnsmith_models_values_are_matched_through_its_own_graph(tmp_path: Path) -> None:
     from experiments.converters import CONVERTERS
     from experiments.core import seeded_inputs
@@ -146,6 +199,34 @@ def test_an_nnsmith_models_values_are_matched_through_its_own_graph(tmp_path: Pa
     assert all(np.allclose(values[mapping[n]], got[n], atol=1e-5, equal_nan=True) for n in computed)
     done = reduce_model(proto, [feed], 1e-4, 1e-3, tmp_path / "out", loaded=loaded)
     assert done.basis == "source" and done.matched_values == len(computed)
+
+
+def test_an_nnsmith_tensorflow_models_values_are_matched_through_its_own_graph(tmp_path: Path) -> None:
+    """tf2onnx renames every value (`StatefulPartitionedCall/...:0`): matching goes by the graph's structure."""
+    from experiments.converters import CONVERTERS
+    from experiments.core import seeded_inputs
+    from experiments.reduce import _ort, expose_all
+    from experiments.source_values import match_values, source_graph
+    from experiments.sources import SOURCES
+
+    params = {"generator": "nnsmith", "method": "symbolic-cinit", "max_nodes": 10, "seed": 1}
+    loaded = SOURCES.get("nnsmith-tensorflow").build(params, tmp_path / "model")
+    graph = source_graph(loaded)
+    assert graph is not None and graph.kind == "nnsmith-tensorflow"
+    proto = onnx.load_from_string(CONVERTERS.get("tf2onnx").convert(loaded, 17, "tf_function"))
+    feed = seeded_inputs(loaded.inputs, 0, 0)
+    values = graph.evaluate(feed)
+    assert all(np.array_equal(values[k], feed[k]) for k in graph.inputs)
+    got = _ort(expose_all(proto), feed)
+    mapping = match_values(proto, graph, values, got)
+    computed = {o for n in proto.graph.node for o in n.output} & set(mapping)
+    # every ONNX value matched to an NNSmith result holds that result's values, and each result has one value
+    assert computed and len({mapping[n] for n in computed}) == len(computed)
+    assert all(np.allclose(values[mapping[n]], got[n], atol=1e-5, equal_nan=True) for n in computed)
+    outputs = {mapping[o.name] for o in proto.graph.output if o.name in mapping}
+    assert outputs == set(graph.outputs)  # the model's outputs are always among them
+    done = reduce_model(proto, [feed], 1e-4, 1e-3, tmp_path / "out", loaded=loaded)
+    assert (done.basis, done.status, done.matched_values) == ("source", "no_divergence", len(computed))
 
 
 # -- a stored mismatching run, through the CLI (both databases) ----------------------------------------------
