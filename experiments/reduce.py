@@ -362,7 +362,7 @@ def _reduce_against_source(
 ) -> Reduction | None:
     """The first node whose onnxruntime value departs from the source framework's, its cause and reduction;
     None when no matched value departs and onnxruntime departs from the spec somewhere (the caller reduces that)."""
-    from experiments.source_values import match_values
+    from experiments.source_values import match_values, source_in_onnx_layout
 
     result = Reduction("no_divergence", len(model.graph.node), atol, rtol, basis="source")
     exposed = expose_all(model)
@@ -379,10 +379,16 @@ def _reduce_against_source(
         except Exception:
             return None
         if mapping is None:
-            mapping = match_values(model, graph, source, ref or got)
+            mapping = match_values(
+                model,
+                graph,
+                source,
+                ref or got,
+                lambda a, b: a is not None and b is not None and not differs(b, a, atol, rtol)[0],
+            )
             produced = {o for n in model.graph.node for o in n.output}
             result.matched_values = len([n for n in mapping if n in produced and n in got])
-        by_onnx = {n: source[v] for n, v in mapping.items() if v in source}
+        by_onnx = source_in_onnx_layout(graph, mapping, source, got)
         for index, node in enumerate(model.graph.node):
             for name in node.output:
                 if name not in by_onnx or name not in got:

@@ -1,12 +1,15 @@
 """The source framework's intermediate values of a model, and which ONNX value each one is.
 
 A source graph is the model as its framework computes it, step by step: an NNSmith model's own instructions (run
-op by op in torch or TensorFlow), else a torch module's `torch.export` graph (each ATen node's value recorded by an
-FX interpreter). ONNX values are matched to source values by name where the exporter keeps them (graph inputs and
-outputs, the dynamo exporter's FX names), then structurally: a source step's outputs are the ONNX values computed
-from exactly the ONNX values its arguments were matched to, with its shape and dtype. Ties go to the operator of the
-same name, then to a value that agrees, then to the one nearest the matched values (then the closest value).
-Constants, initializers and values that match nothing are left out of the comparison.
+op by op in torch or TensorFlow), a functional Keras model's operations (every one's output from one Keras model),
+else a torch module's `torch.export` graph (each ATen node's value recorded by an FX interpreter). ONNX values are
+matched to source values by name where the exporter keeps them (graph inputs and outputs, the dynamo exporter's FX
+names), then structurally: a source step's outputs are the ONNX values computed from exactly the ONNX values its
+arguments were matched to, with its shape (a channels-last image may be held channels-first) and dtype. Among those,
+a value that agrees wins, then the operator of the same name, then the one nearest the matched values. A step with
+no agreeing value is left out when a later step's value or an argument's value stands for it (a BatchNorm folded
+into a Conv); otherwise its nearest value is its counterpart, and the place where the two depart. Constants,
+initializers and values that match nothing are left out of the comparison.
 """
 
 from __future__ import annotations
@@ -36,12 +39,13 @@ class SourceStep:
 class SourceGraph:
     """A model as its framework computes it; `evaluate` gives every variable's value for one input."""
 
-    kind: str  # nnsmith-torch | nnsmith-tensorflow | torch-fx
+    kind: str  # nnsmith-torch | nnsmith-tensorflow | torch-fx | keras
     steps: list[SourceStep]
     inputs: list[str]  # source variables of the model's inputs, in the order of LoadedModel.inputs
     outputs: list[str]  # source variables of the model's outputs, in the order of LoadedModel.output_names
     evaluate: Callable[[dict[str, np.ndarray]], Values]
     constants: set[str] = field(default_factory=set)
+    channels_last: bool = False  # its images are NHWC: an ONNX value may hold one as NCHW (tf2onnx's layout)
 
 
 def _numpy(value: Any) -> np.ndarray | None:
@@ -154,8 +158,48 @@ def _torch_fx(loaded: LoadedModel) -> SourceGraph:
     return SourceGraph("torch-fx", steps, placeholders, outputs, evaluate, constants)
 
 
+def _keras_functional(loaded: LoadedModel) -> SourceGraph | None:
+    """A functional Keras model operation by operation (each one's output a variable); None if one is shared."""
+    import keras
+
+    model = loaded.native
+    operations = list(getattr(model, "operations", model.layers))  # layers and ops such as `x + 3` (Keras 3)
+    layers = [op for op in operations if len(getattr(op, "_inbound_nodes", [])) == 1]
+    if len(layers) != len(operations) or not model.inputs:
+        return None
+
+    def var(tensor: Any) -> str:
+        history = tensor._keras_history
+        outputs = history.operation._inbound_nodes[history.node_index].output_tensors
+        return history.operation.name if len(outputs) == 1 else f"{history.operation.name}:{history.tensor_index}"
+
+    inputs = [var(t) for t in model.inputs]
+    steps: list[SourceStep] = []
+    produced: dict[str, Any] = {}
+    for layer in layers:
+        node = layer._inbound_nodes[0]
+        if not node.input_tensors:  # an InputLayer
+            continue
+        outs = [var(t) for t in node.output_tensors]
+        steps.append(SourceStep(type(layer).__name__, [var(t) for t in node.input_tensors], outs))
+        produced.update(zip(outs, node.output_tensors, strict=True))
+    every = keras.Model(model.inputs, produced)
+    names = [s.name for s in loaded.inputs]
+
+    def evaluate(feed: dict[str, np.ndarray]) -> Values:
+        given = [np.asarray(feed[n]) for n in names]
+        values = every(given, training=False)
+        found = {k: v for k, v in ((k, _numpy(t)) for k, t in values.items()) if v is not None}
+        return {**dict(zip(inputs, given, strict=True)), **found}
+
+    channels_last = keras.config.image_data_format() == "channels_last"
+    outputs = [var(t) for t in model.outputs]
+    return SourceGraph("keras", steps, inputs, outputs, evaluate, set(), channels_last)
+
+
 def source_graph(loaded: LoadedModel) -> SourceGraph | None:
-    """The source graph of a loaded model: NNSmith's instructions, else torch.export's; None for other kinds."""
+    """The source graph of a loaded model: NNSmith's instructions, a functional Keras model's layers, else
+    torch.export's; None for other kinds."""
     native = loaded.native
     if hasattr(native, "instructions") and hasattr(native, "ir"):
         return _nnsmith_torch(loaded) if loaded.framework == "torch" else _nnsmith_tensorflow(loaded)
@@ -164,6 +208,8 @@ def source_graph(loaded: LoadedModel) -> SourceGraph | None:
 
         if isinstance(native, torch.nn.Module):
             return _torch_fx(loaded)
+    if loaded.framework == "tensorflow" and hasattr(native, "layers") and hasattr(native, "inputs"):
+        return _keras_functional(loaded)
     return None
 
 
@@ -218,12 +264,36 @@ def _close(a: np.ndarray | None, b: np.ndarray | None) -> float:
     return float(np.max(diff))
 
 
+def aligned(graph: SourceGraph, source_value: np.ndarray | None, onnx_value: np.ndarray | None) -> np.ndarray | None:
+    """The source value as the ONNX value lays it out (same shape and dtype), or None when it cannot be that value:
+    a channels-last image may be held channels-first (NHWC as NCHW, tf2onnx's convolution layout)."""
+    if source_value is None or onnx_value is None or source_value.dtype != onnx_value.dtype:
+        return None
+    layouts = [source_value]
+    if graph.channels_last and source_value.ndim >= 3:
+        layouts.append(np.moveaxis(source_value, -1, 1))
+    fits = [v for v in layouts if v.shape == onnx_value.shape]
+    return min(fits, key=lambda v: _close(v, onnx_value)) if fits else None  # both fit a square one: the closer
+
+
+def source_in_onnx_layout(graph: SourceGraph, mapping: dict[str, str], source: Values, onnx_values: Values) -> Values:
+    """ONNX value name -> its matched source value, laid out as the ONNX value (to be compared element by element)."""
+    found: Values = {}
+    for name, var in mapping.items():
+        value = aligned(graph, source.get(var), onnx_values.get(name))
+        if value is not None:
+            found[name] = value
+    return found
+
+
 def _agrees(a: np.ndarray | None, b: np.ndarray | None) -> bool:
-    """Equal within a float32 tolerance: a candidate that agrees needs no numeric ranking against the others."""
+    """Equal relative to the value's magnitude (1e-3, looser for float16): deep in a network with random weights
+    values shrink to 1e-4, where any absolute tolerance makes every candidate agree with every variable."""
     if a is None or b is None or a.shape != b.shape:
         return False
     scale = float(np.nanmax(np.abs(b.astype(np.float64)))) if b.size and not np.isnan(b).all() else 0.0
-    return _close(a, b) <= 1e-5 + 1e-3 * scale
+    rtol = max(1e-3, 8 * float(np.finfo(b.dtype).eps)) if np.issubdtype(b.dtype, np.floating) else 0.0
+    return _close(a, b) <= rtol * scale
 
 
 def _onnx_depth(
@@ -261,8 +331,18 @@ def _onnx_frontier(
     return memo[name]
 
 
-def match_values(model: Any, graph: SourceGraph, source: Values, onnx_values: Values) -> dict[str, str]:
-    """ONNX value name -> source variable, for one model (names first, then the graph's structure)."""
+Agree = Callable[[np.ndarray | None, np.ndarray | None], bool]
+
+
+def match_values(
+    model: Any, graph: SourceGraph, source: Values, onnx_values: Values, agree: Agree | None = None
+) -> dict[str, str]:
+    """ONNX value name -> source variable, for one model (names first, then the graph's structure); `agree`
+    (ONNX value, source value in its layout) is the caller's tolerance, asked besides a relative one."""
+
+    def agrees(a: np.ndarray | None, b: np.ndarray | None) -> bool:
+        return _agrees(a, b) and (agree is None or agree(a, b))
+
     onnx_graph = model.graph
     initializers = {t.name for t in onnx_graph.initializer}
     constant_outputs = {o for n in onnx_graph.node if n.op_type == "Constant" for o in n.output}
@@ -270,9 +350,11 @@ def match_values(model: Any, graph: SourceGraph, source: Values, onnx_values: Va
     producer: dict[str, Any] = {o: n for n in onnx_graph.node for o in n.output if o}
     order = {o: i for i, n in enumerate(onnx_graph.node) for o in n.output if o}
 
+    def as_onnx(name: str, var: str) -> np.ndarray | None:
+        return aligned(graph, source.get(var), onnx_values.get(name))
+
     def same_type(name: str, var: str) -> bool:
-        a, b = onnx_values.get(name), source.get(var)
-        return a is not None and b is not None and a.shape == b.shape and a.dtype == b.dtype
+        return as_onnx(name, var) is not None
 
     mapping: dict[str, str] = {}
     declared = [i.name for i in onnx_graph.input if i.name not in initializers]
@@ -305,6 +387,37 @@ def match_values(model: Any, graph: SourceGraph, source: Values, onnx_values: Va
                 found |= source_frontier(made_by[a].args, matched)
         return frozenset(found)
 
+    consumers: dict[str, list[SourceStep]] = {}
+    for step in graph.steps:
+        for a in step.args:
+            consumers.setdefault(a, []).append(step)
+
+    readers: dict[str, list[str]] = {}
+    for node in onnx_graph.node:
+        for i in node.input:
+            readers.setdefault(i, []).extend(o for o in node.output if o)
+
+    def fused_away(name: str, var: str, reach: int = 2) -> bool:
+        """Whether the ONNX value, or one computed from it within `reach` nodes, holds one of the next `reach`
+        results computed from `var`: the converter folded `var`'s step into others (a BatchNorm's scale into the
+        Conv, its shift into an Add after it), which is no divergence."""
+        later = [o for step in consumers.get(var, []) for o in step.outs]
+        after = [name]
+        for _ in range(reach):
+            after += [o for n in after for o in readers.get(n, [])]
+        after = list(dict.fromkeys(after))
+        for _ in range(reach):
+            if any(agrees(onnx_values.get(n), as_onnx(n, o)) for n in after for o in later):
+                return True
+            later = [o for v in later for step in consumers.get(v, []) for o in step.outs]
+        return False
+
+    def absorbed(var: str, frontier: frozenset[str]) -> bool:
+        """Whether an ONNX value already matched to one of the step's arguments holds `var` too (a BatchNorm that
+        is nearly the identity folded into the Conv before it): nothing later stands for it."""
+        onnx_of = {v: n for n, v in mapping.items()}
+        return any(agrees(onnx_values.get(onnx_of[w]), as_onnx(onnx_of[w], var)) for w in frontier if w in onnx_of)
+
     for step in graph.steps:
         matched_vars = set(mapping.values())
         wanted = source_frontier(step.args, matched_vars)
@@ -323,16 +436,25 @@ def match_values(model: Any, graph: SourceGraph, source: Values, onnx_values: Va
             if not candidates:
                 src_frontier[var] = wanted
                 continue
-            named = [n for n in candidates if op_matches(step.op, producer[n].op_type)] or candidates
             depth: dict[str, int] = {}
 
-            def rank(n: str, var: str = var, depth: dict[str, int] = depth) -> tuple[bool, int, float, int]:
-                # A value that agrees beats one that doesn't (Linear's Add over its MatMul); among those that agree,
-                # or when none does (a diverging node), the one nearest the matched values: a chain of ops whose
-                # values coincide (LeakyRelu of LeakyRelu on positives) is matched in order, not last to first.
-                got, want = onnx_values.get(n), source.get(var)
+            def rank(
+                n: str, var: str = var, op: str = step.op, depth: dict[str, int] = depth
+            ) -> tuple[bool, bool, int, float, int]:
+                # A value that agrees beats one that doesn't (Linear's Add over its MatMul, a Conv2D with a sigmoid
+                # activation's Sigmoid over its Conv), then the operator of the same name, then the one nearest the
+                # matched values: a chain of ops whose values coincide (LeakyRelu of LeakyRelu on positives) is
+                # matched in order, and a diverging node where it stands rather than a later value that is closer.
+                got, want = onnx_values.get(n), as_onnx(n, var)
                 near = _onnx_depth(n, producer, mapping, free, depth)
-                return (not _agrees(got, want), near, _close(got, want), -order[n])
+                named = op_matches(op, producer[n].op_type)
+                return (not agrees(got, want), not named, near, _close(got, want), -order[n])
 
-            mapping[min(named, key=rank)] = var
+            best = min(candidates, key=rank)
+            if not agrees(onnx_values.get(best), as_onnx(best, var)) and (
+                fused_away(best, var) or absorbed(var, wanted)
+            ):
+                src_frontier[var] = wanted  # its value is folded into a later one, or an earlier one already holds it
+                continue
+            mapping[best] = var
     return mapping

@@ -229,6 +229,57 @@ def test_an_nnsmith_tensorflow_models_values_are_matched_through_its_own_graph(t
     assert (done.basis, done.status, done.matched_values) == ("source", "no_divergence", len(computed))
 
 
+def _keras_model(tmp_path: Path, trained_batchnorm: bool) -> tuple[Any, onnx.ModelProto, dict[str, np.ndarray]]:
+    """MobileNetV3Small (96 px) through tf2onnx; with BatchNorm statistics as training leaves them (not the identity
+    of fresh layers), so that tf2onnx folds each BatchNorm's scale into its Conv and keeps its shift as an Add."""
+    from experiments.converters import CONVERTERS
+    from experiments.core import seeded_inputs
+    from experiments.sources import SOURCES
+
+    params = {"arch": "MobileNetV3Small", "input_size": 96, "seed": 0}
+    loaded = SOURCES.get("keras-applications").build(params, tmp_path / "model")
+    rng = np.random.default_rng(1)
+    for layer in loaded.native.layers if trained_batchnorm else []:
+        if type(layer).__name__ == "BatchNormalization":
+            shape = layer.get_weights()[0].shape
+            ranges = [(0.5, 2.0), (-0.5, 0.5), (-0.5, 0.5), (0.5, 2.0)]  # gamma, beta, moving mean, moving variance
+            layer.set_weights([rng.uniform(lo, hi, shape).astype(np.float32) for lo, hi in ranges])
+    proto = onnx.load_from_string(CONVERTERS.get("tf2onnx").convert(loaded, 17, "keras"))
+    return loaded, proto, seeded_inputs(loaded.inputs, 0, 0)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("trained_batchnorm", [False, True])
+def test_a_keras_models_values_are_matched_operation_by_operation_across_layout_and_folding(
+    tmp_path: Path, trained_batchnorm: bool
+) -> None:
+    from experiments.reduce import _ort, expose_all
+    from experiments.source_values import match_values, source_graph, source_in_onnx_layout
+
+    loaded, proto, feed = _keras_model(tmp_path, trained_batchnorm)
+    graph = source_graph(loaded)
+    assert graph is not None and graph.kind == "keras" and graph.channels_last
+    values, got = graph.evaluate(feed), {**feed, **_ort(expose_all(proto), feed)}
+    mapping = match_values(proto, graph, values, got)
+    expected = source_in_onnx_layout(graph, mapping, values, got)
+    assert set(expected) == set(mapping)
+    assert all(np.allclose(expected[n], got[n], atol=1e-4, rtol=1e-3) for n in mapping)  # no false departure
+    assert any(values[v].shape != got[n].shape for n, v in mapping.items())  # NHWC values held as NCHW
+    steps = {o: s.op for s in graph.steps for o in s.outs}
+    unmatched = [steps[o] for o in steps if o not in set(mapping.values())]
+    # folded into neighbours: BatchNorm into its Conv (fresh ones are the identity), or the Conv's value never
+    # stands alone once a trained BatchNorm's scale is folded into it
+    assert set(unmatched) <= {"BatchNormalization", "Conv2D"} and len(unmatched) <= 0.15 * len(steps)
+    clean = reduce_model(proto, [feed], 1e-4, 1e-3, tmp_path / "clean", loaded=loaded)
+    assert (clean.status, clean.basis, clean.cause) == ("no_divergence", "source", None)
+    # a planted converter bug: the third Relu computed as a Sigmoid; onnxruntime agrees with the spec on it
+    node = [n for n in proto.graph.node if n.op_type == "Relu"][2]
+    node.op_type = "Sigmoid"
+    done = reduce_model(proto, [feed], 1e-4, 1e-3, tmp_path / "out", loaded=loaded)
+    assert (done.status, done.basis, done.cause, done.operator) == ("reduced", "source", "converter", "Sigmoid")
+    assert done.node_name == node.name and done.nodes_after == 1
+
+
 # -- a stored mismatching run, through the CLI (both databases) ----------------------------------------------
 
 DIVERGENT = "tests.support.divergent_sources"
