@@ -524,10 +524,8 @@ SLOW = {
 }
 
 
-@pytest.mark.parametrize("entry", ["api", "cli", "page"])
-def test_a_query_built_to_run_10x_its_limit_ends_within_the_limit_plus_1s(
-    configured_reader: str, backend: str, entry: str, tmp_path: Path
-) -> None:
+def _run_through(entry: str, reader: str, sql: str, tmp_path: Path) -> tuple[float, str | None]:
+    """Run `sql` with a 1 s limit through one entry point: seconds from asking to answer, and the error shown."""
     import streamlit as st
 
     from tests.support.apptest import open_page
@@ -536,26 +534,42 @@ def test_a_query_built_to_run_10x_its_limit_ends_within_the_limit_plus_1s(
     if entry == "page":
         st.cache_data.clear()
         at = open_page("sql")
-        at.text_area(key="sql_text").input(SLOW[backend])
+        at.text_area(key="sql_text").input(sql)
         at.number_input[1].set_value(1.0)
     started = time.monotonic()
+    error: str | None = None
     if entry == "api":
-        with pytest.raises(QueryTimeout, match="longer than 1 s"):
-            run_read_only(configured_reader, SLOW[backend], timeout_s=1)
+        try:
+            run_read_only(reader, sql, timeout_s=1)
+        except QueryTimeout as err:
+            error = str(err)
     elif entry == "cli":
         from typer.testing import CliRunner
 
         from cli.main import app
 
-        result = CliRunner().invoke(app, ["export", "query", SLOW[backend], "--timeout", "1", "--out", str(tmp_path)])
-        assert result.exit_code == 2 and "longer than 1 s" in result.output
+        result = CliRunner().invoke(app, ["export", "query", sql, "--timeout", "1", "--out", str(tmp_path)])
+        error = f"exit code {result.exit_code}: {result.output}" if result.exit_code else None
     else:
         assert at is not None
         next(b for b in at.button if b.label == "Run").click()
         at.run()
-        assert any("longer than 1 s" in e.value for e in at.error), [e.value for e in at.error]
-    elapsed = time.monotonic() - started
-    assert elapsed < 2.0, f"{entry} on {backend}: stopped after {elapsed:.2f} s with a 1 s limit"
+        error = " ".join(e.value for e in at.error) or None
+    return time.monotonic() - started, error
+
+
+@pytest.mark.parametrize("entry", ["api", "cli", "page"])
+def test_a_query_built_to_run_10x_its_limit_ends_within_the_limit_plus_1s(
+    configured_reader: str, backend: str, entry: str, tmp_path: Path
+) -> None:
+    """The slow query's time beyond the same entry's time for a query that returns at once: the page reruns its
+    whole script around the query, which on a loaded 2-core machine alone took over a second."""
+    fast, none = _run_through(entry, configured_reader, "SELECT 1 AS one", tmp_path / "fast")
+    assert none is None, none
+    slow, error = _run_through(entry, configured_reader, SLOW[backend], tmp_path / "slow")
+    assert error is not None and "longer than 1 s" in error, error
+    assert entry != "cli" or error.startswith("exit code 2:"), error
+    assert slow - fast < 2.0, f"{entry} on {backend}: stopped after {slow:.2f} s ({fast:.2f} s for SELECT 1), 1 s limit"
 
 
 def test_postgres_limit_holds_when_the_query_lifts_its_own_statement_timeout(
