@@ -431,29 +431,27 @@ def match_values(
                 src_frontier[var] = wanted
                 continue
             taken = set(mapping)
-            candidates = [n for n in producer if n not in taken and n not in free and same_type(n, var)]
-            candidates = [n for n in candidates if frontier(n) == wanted]
+            laid = {n: as_onnx(n, var) for n in producer if n not in taken and n not in free}  # var as each holds it
+            candidates = [n for n, value in laid.items() if value is not None and frontier(n) == wanted]
             if not candidates:
                 src_frontier[var] = wanted
                 continue
             depth: dict[str, int] = {}
 
             def rank(
-                n: str, var: str = var, op: str = step.op, depth: dict[str, int] = depth
+                n: str, laid: dict[str, np.ndarray | None] = laid, op: str = step.op, depth: dict[str, int] = depth
             ) -> tuple[bool, bool, int, float, int]:
                 # A value that agrees beats one that doesn't (Linear's Add over its MatMul, a Conv2D with a sigmoid
                 # activation's Sigmoid over its Conv), then the operator of the same name, then the one nearest the
                 # matched values: a chain of ops whose values coincide (LeakyRelu of LeakyRelu on positives) is
                 # matched in order, and a diverging node where it stands rather than a later value that is closer.
-                got, want = onnx_values.get(n), as_onnx(n, var)
+                got, want = onnx_values.get(n), laid[n]
                 near = _onnx_depth(n, producer, mapping, free, depth)
                 named = op_matches(op, producer[n].op_type)
                 return (not agrees(got, want), not named, near, _close(got, want), -order[n])
 
             best = min(candidates, key=rank)
-            if not agrees(onnx_values.get(best), as_onnx(best, var)) and (
-                fused_away(best, var) or absorbed(var, wanted)
-            ):
+            if not agrees(onnx_values.get(best), laid[best]) and (fused_away(best, var) or absorbed(var, wanted)):
                 src_frontier[var] = wanted  # its value is folded into a later one, or an earlier one already holds it
                 continue
             mapping[best] = var

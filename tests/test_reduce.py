@@ -85,14 +85,21 @@ def test_the_reduced_inputs_are_the_intermediate_values(tmp_path: Path, atol: fl
 # -- against the source framework's intermediate values ----------------------------------------------------
 
 
-def _built(source: str, converter: str) -> tuple[Any, onnx.ModelProto, list[dict[str, np.ndarray]]]:
+def _built(
+    source: str,
+    converter: str,
+    params: dict[str, Any] | None = None,
+    folder: Path = Path("."),
+    kind: str = "torch_module",
+) -> tuple[Any, onnx.ModelProto, list[dict[str, np.ndarray]]]:
+    """A source's model built (into `folder`), converted at opset 17, and its first two seeded inputs."""
     import tests.support.divergent_sources  # noqa: F401
     from experiments.converters import CONVERTERS
     from experiments.core import seeded_inputs
     from experiments.sources import SOURCES
 
-    loaded = SOURCES.get(source).build({"seed": 0}, Path("."))
-    proto = onnx.load_from_string(CONVERTERS.get(converter).convert(loaded, 17, "torch_module"))
+    loaded = SOURCES.get(source).build(params or {"seed": 0}, folder)
+    proto = onnx.load_from_string(CONVERTERS.get(converter).convert(loaded, 17, kind))
     return loaded, proto, [seeded_inputs(loaded.inputs, 0, k) for k in range(2)]
 
 
@@ -184,18 +191,13 @@ def test_an_nnsmith_models_values_are_matched_through_its_own_graph(
 ) -> None:
     """tf2onnx renames every value (`PartitionedCall/...:0`) and folds constant subgraphs: matching goes by the
     graph's structure; torch.onnx keeps one value per NNSmith result."""
-    from experiments.converters import CONVERTERS
-    from experiments.core import seeded_inputs
     from experiments.reduce import _ort, expose_all
     from experiments.source_values import match_values, source_graph
-    from experiments.sources import SOURCES
 
     params = {"generator": "nnsmith", "method": "symbolic-cinit", "max_nodes": 10, "seed": 1}
-    loaded = SOURCES.get(source).build(params, tmp_path / "model")
+    loaded, proto, (feed, _) = _built(source, converter, params, tmp_path / "model", kind)
     graph = source_graph(loaded)
     assert graph is not None and graph.kind == source
-    proto = onnx.load_from_string(CONVERTERS.get(converter).convert(loaded, 17, kind))
-    feed = seeded_inputs(loaded.inputs, 0, 0)
     values = graph.evaluate(feed)
     assert all(np.array_equal(values[k], feed[k]) for k in graph.inputs)
     got = _ort(expose_all(proto), feed)
